@@ -1,0 +1,49 @@
+# Thin wrapper over CMake. `make run` and `make test` are the README's two commands:
+# on a fresh Debian 12 machine they install what is missing (scripts/bootstrap) first.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+
+.PHONY: all bootstrap detour run test test-release test-asan fuzz bench format clean
+
+all: detour
+
+bootstrap:
+	@./scripts/bootstrap
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+detour: bootstrap $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Serves examples/rules.txt on 127.0.0.1:8307 until interrupted.
+run: detour
+	$(BUILD)/detour serve --rules examples/rules.txt
+
+$(ASAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DDETOUR_SANITIZE=ON \
+	      -DDETOUR_FUZZ=ON -DCMAKE_C_COMPILER=clang
+
+test-release: detour
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+test-asan: bootstrap $(ASAN_BUILD)/CMakeCache.txt
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ctest --output-on-failure -j $(JOBS) --timeout 300
+
+# Every test, then the same under ASan+UBSan (which also replays the fuzz corpora).
+test: test-release test-asan
+
+bench: detour
+	DETOUR_BOOTSTRAP_BENCH=1 ./scripts/bootstrap
+	./bench/run
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,23 @@
+/* cli: the detour command line: one function per subcommand, and option helpers. */
+#ifndef DT_CLI_H
+#define DT_CLI_H
+
+#include "base/base.h"
+
+/* Exit statuses shared by every subcommand. */
+enum { DT_EXIT_OK = 0, DT_EXIT_FAIL = 1, DT_EXIT_USAGE = 2 };
+
+int dt_cmd_serve(int argc, char **argv);
+
+/* Prints "detour CMD: message" and a hint to stderr; returns DT_EXIT_USAGE. */
+int dt_usage_error(const char *cmd, const char *fmt, ...) DT_PRINTF(2, 3);
+
+/* Option values with range checks and a message naming the option on error. */
+DT_MUST_CHECK int dt_opt_size(const char *cmd, const char *opt, const char *val, uint64_t min,
+                              uint64_t max, uint64_t *out);
+DT_MUST_CHECK int dt_opt_duration(const char *cmd, const char *opt, const char *val,
+                                  uint64_t min_ms, uint64_t max_ms, uint64_t *out_ms);
+DT_MUST_CHECK int dt_opt_uint(const char *cmd, const char *opt, const char *val, uint64_t min,
+                              uint64_t max, uint64_t *out);
+
+#endif

@@ -1,0 +1,50 @@
+/* opt: parsing option values with ranges, and usage errors that say what was expected. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+
+int dt_usage_error(const char *cmd, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "detour %s: %s\nTry 'detour %s --help'.\n", cmd, msg, cmd);
+    return DT_EXIT_USAGE;
+}
+
+int dt_opt_size(const char *cmd, const char *opt, const char *val, uint64_t min, uint64_t max,
+                uint64_t *out)
+{
+    int rc = dt_parse_size(val, max, out);
+    if (rc == 0 && *out >= min)
+        return 0;
+    dt_usage_error(cmd, "%s: '%s' is not a size from %llu to %llu bytes (suffixes k, m, g)",
+                   opt, val, (unsigned long long)min, (unsigned long long)max);
+    return DT_EINVAL;
+}
+
+int dt_opt_duration(const char *cmd, const char *opt, const char *val, uint64_t min_ms,
+                    uint64_t max_ms, uint64_t *out_ms)
+{
+    int rc = dt_parse_duration_ms(val, max_ms, out_ms);
+    if (rc == 0 && *out_ms >= min_ms)
+        return 0;
+    dt_usage_error(cmd, "%s: '%s' is not a duration from %llu ms to %llu s (units ms, s, m, h)",
+                   opt, val, (unsigned long long)min_ms, (unsigned long long)(max_ms / 1000));
+    return DT_EINVAL;
+}
+
+int dt_opt_uint(const char *cmd, const char *opt, const char *val, uint64_t min, uint64_t max,
+                uint64_t *out)
+{
+    int64_t v;
+    if (dt_parse_int(dt_str_make(val, strlen(val)), (int64_t)min, (int64_t)max, &v) == 0) {
+        *out = (uint64_t)v;
+        return 0;
+    }
+    dt_usage_error(cmd, "%s: '%s' is not a whole number from %llu to %llu", opt, val,
+                   (unsigned long long)min, (unsigned long long)max);
+    return DT_EINVAL;
+}

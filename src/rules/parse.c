@@ -1,0 +1,265 @@
+/* parse: the rule-file syntax (SOURCE TARGET [STATUS] [KEY=VALUE]...), line by line, with
+ * errors that name file, line and column. */
+#include "rules/rules.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_ERRORS 50               /* errors reported per load before giving up */
+#define MAX_LINE (16 * 1024)        /* longest rule line */
+#define MAX_FILE (4ULL << 30)       /* largest rule file (offsets are 32-bit) */
+
+void dt_rule_spec_init(struct dt_rule_spec *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->status = 307;
+    s->max_age = -1;
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static int bad(struct dt_diag *d, struct dt_str line, const char *at, const char *fmt,
+               struct dt_str what)
+{
+    dt_diag_set(d, (size_t)(at - line.ptr), fmt, (int)what.len, what.ptr);
+    return DT_ESYNTAX;
+}
+
+static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str line,
+                  unsigned *seen, struct dt_diag *d)
+{
+    const char *eq = memchr(field.ptr, '=', field.len);
+    if (!eq)
+        return bad(d, line, field.ptr,
+                   "expected STATUS or KEY=VALUE, got '%.*s' (a comment starts with '#')",
+                   field);
+    struct dt_str key = {field.ptr, (size_t)(eq - field.ptr)};
+    struct dt_str val = {eq + 1, field.len - key.len - 1};
+    static const char *const keys[] = {"query", "cache", "from", "until"};
+    unsigned k = 0;
+    while (k < DT_ARRAY_LEN(keys) && !dt_str_eq(key, dt_str_make(keys[k], strlen(keys[k]))))
+        k++;
+    if (k == DT_ARRAY_LEN(keys))
+        return bad(d, line, key.ptr,
+                   "unknown option '%.*s' (known: query=keep|drop, cache=SECONDS, from=TIME, "
+                   "until=TIME)",
+                   key);
+    if (*seen & (1u << k))
+        return bad(d, line, key.ptr, "option '%.*s' given twice", key);
+    *seen |= 1u << k;
+    int64_t n;
+    switch (k) {
+    case 0:
+        if (dt_str_eq(val, DT_STR("keep")))
+            s->query_drop = false;
+        else if (dt_str_eq(val, DT_STR("drop")))
+            s->query_drop = true;
+        else
+            return bad(d, line, val.ptr, "query= takes keep or drop, not '%.*s'", val);
+        break;
+    case 1:
+        if (dt_parse_int(val, 0, INT32_MAX, &n) != 0)
+            return bad(d, line, val.ptr,
+                       "cache= takes a number of seconds from 0 to 2147483647, not '%.*s'", val);
+        s->max_age = n;
+        break;
+    case 2:
+    case 3: {
+        time_t t;
+        if (dt_parse_rfc3339(val, &t) != 0)
+            return bad(d, line, val.ptr,
+                       "expected an RFC 3339 time such as 2026-12-01T06:00:00Z, not '%.*s'", val);
+        if (k == 2) {
+            s->has_from = true;
+            s->from = t;
+        } else {
+            s->has_until = true;
+            s->until = t;
+        }
+        if (s->has_from && s->has_until && s->from >= s->until)
+            return bad(d, line, val.ptr, "the window is empty: from= must come before until=%.*s",
+                       DT_STR(""));
+        break;
+    }
+    }
+    return 0;
+}
+
+int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *s, struct dt_diag *d)
+{
+    dt_rule_spec_init(s);
+    s->line = line;
+    if (line.len && line.ptr[line.len - 1] == '\r')
+        line.len--; /* CRLF files */
+    unsigned nfields = 0, seen = 0;
+    bool have_status = false;
+    size_t i = 0;
+    for (;;) {
+        while (i < line.len && is_space(line.ptr[i]))
+            i++;
+        if (i == line.len || line.ptr[i] == '#')
+            break;
+        size_t start = i;
+        while (i < line.len && !is_space(line.ptr[i])) {
+            unsigned char c = (unsigned char)line.ptr[i];
+            if (c < 0x20 || c == 0x7f)
+                return bad(d, line, line.ptr + i, "control character in a rule%.*s", DT_STR(""));
+            i++;
+        }
+        struct dt_str field = {line.ptr + start, i - start};
+        switch (nfields++) {
+        case 0:
+            s->source = field;
+            break;
+        case 1:
+            s->target = field;
+            break;
+        default:
+            if (field.ptr[0] >= '0' && field.ptr[0] <= '9') {
+                int64_t st;
+                if (have_status || nfields != 3)
+                    return bad(d, line, field.ptr,
+                               "the status must follow the target, once: '%.*s'", field);
+                if (dt_parse_int(field, 0, 999, &st) != 0 || !(st == 301 || st == 302 ||
+                                                                st == 303 || st == 307 || st == 308))
+                    return bad(d, line, field.ptr,
+                               "unknown status %.*s (expected 301, 302, 303, 307 or 308)", field);
+                s->status = (int)st;
+                have_status = true;
+            } else {
+                int rc = option(s, field, line, &seen, d);
+                if (rc)
+                    return rc;
+            }
+        }
+    }
+    if (nfields == 0)
+        return 0;
+    if (nfields == 1)
+        return bad(d, line, line.ptr + i, "missing target after the source '%.*s'", s->source);
+    return 1;
+}
+
+void dt_errors_init(struct dt_errors *e)
+{
+    dt_buf_init(&e->text);
+    e->count = 0;
+}
+
+void dt_errors_dispose(struct dt_errors *e)
+{
+    dt_buf_dispose(&e->text);
+    e->count = 0;
+}
+
+void dt_errors_add(struct dt_errors *e, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    dt_buf_append(&e->text, msg, strlen(msg));
+    dt_buf_append(&e->text, "\n", 1);
+    dt_buf_terminate(&e->text);
+    e->count++;
+}
+
+/* Column of a byte offset, counting UTF-8 characters so editors agree with us. */
+static size_t column(struct dt_str line, size_t offset)
+{
+    size_t col = 1;
+    for (size_t i = 0; i < offset && i < line.len; i++)
+        if (((unsigned char)line.ptr[i] & 0xC0) != 0x80)
+            col++;
+    return col;
+}
+
+int dt_table_load_text(struct dt_table *t, const char *name, struct dt_str text,
+                       struct dt_errors *errs)
+{
+    int file = dt_table_add_file(t, name);
+    unsigned before = errs->count;
+    uint32_t lineno = 0;
+    size_t pos = 0;
+    while (pos < text.len) {
+        const char *nl = memchr(text.ptr + pos, '\n', text.len - pos);
+        size_t end = nl ? (size_t)(nl - text.ptr) : text.len;
+        struct dt_str line = {text.ptr + pos, end - pos};
+        pos = end + 1;
+        lineno++;
+        if (line.len > MAX_LINE) {
+            dt_errors_add(errs, "%s:%u:%d: line longer than %d bytes", name, lineno,
+                          MAX_LINE + 1, MAX_LINE);
+        } else if (memchr(line.ptr, '\0', line.len)) {
+            dt_errors_add(errs, "%s:%u:%zu: NUL byte in a rule file", name, lineno,
+                          column(line, (size_t)((const char *)memchr(line.ptr, '\0', line.len) -
+                                                line.ptr)));
+        } else {
+            struct dt_rule_spec spec;
+            struct dt_diag diag;
+            int rc = dt_rule_parse_line(line, &spec, &diag);
+            if (rc == 1)
+                rc = dt_table_add(t, &spec, file, lineno, &diag);
+            if (rc < 0)
+                dt_errors_add(errs, "%s:%u:%zu: %s", name, lineno, column(line, diag.offset),
+                              diag.msg);
+        }
+        if (errs->count - before >= MAX_ERRORS) {
+            dt_errors_add(errs, "%s: too many errors, stopped at line %u", name, lineno);
+            break;
+        }
+    }
+    return errs->count > before ? DT_ESYNTAX : 0;
+}
+
+int dt_table_load_file(struct dt_table *t, const char *path, struct dt_errors *errs)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        dt_errors_add(errs, "%s: cannot open: %s", path, strerror(errno));
+        return DT_EIO;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        dt_errors_add(errs, "%s: not a regular file", path);
+        close(fd);
+        return DT_EIO;
+    }
+    if ((uint64_t)st.st_size > MAX_FILE) {
+        dt_errors_add(errs, "%s: larger than 4 GiB", path);
+        close(fd);
+        return DT_EIO;
+    }
+    size_t size = (size_t)st.st_size;
+    char *text = malloc(size ? size : 1);
+    if (!text) {
+        dt_errors_add(errs, "%s: out of memory reading %zu bytes", path, size);
+        close(fd);
+        return DT_EIO;
+    }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = read(fd, text + got, size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            dt_errors_add(errs, "%s: read error: %s", path, n < 0 ? strerror(errno) : "short file");
+            free(text);
+            close(fd);
+            return DT_EIO;
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    int rc = dt_table_load_text(t, path, dt_str_make(text, size), errs);
+    free(text);
+    return rc;
+}

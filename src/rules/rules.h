@@ -1,0 +1,133 @@
+/* rules: the rule model, the rule-file parser, and the matching table.
+ *
+ * A table is built once (dt_table_new, dt_table_add..., dt_table_finish) and is immutable
+ * from then on, so any number of threads may match against it without locks. Rules are
+ * stored compactly (offsets into one string blob) so that millions of them fit. */
+#ifndef DT_RULES_H
+#define DT_RULES_H
+
+#include "base/base.h"
+#include "url/url.h"
+
+/* ---- one rule, as written ---------------------------------------------------------------- */
+
+enum dt_scheme { DT_SCHEME_ANY = 0, DT_SCHEME_HTTP = 1, DT_SCHEME_HTTPS = 2 };
+
+/* A rule as a user wrote it: spans into the line (or into the caller's memory). */
+struct dt_rule_spec {
+    struct dt_str line;   /* the whole line, for diagnostics (may be empty) */
+    struct dt_str source; /* "/path", "/prefix*", "HOST/path", "SCHEME://HOST/path" */
+    struct dt_str target; /* "/path" or "https://host/path", with :splat */
+    int status;           /* 301, 302, 303, 307 (default) or 308 */
+    bool query_drop;      /* query=drop: never append the request's query */
+    int64_t max_age;      /* cache=N: Cache-Control max-age; -1: no caching headers (S4) */
+    bool has_from, has_until;
+    time_t from, until;   /* the rule matches only in [from, until) */
+};
+
+void dt_rule_spec_init(struct dt_rule_spec *s);
+
+/* Parses one line of a rule file: SOURCE TARGET [STATUS] [KEY=VALUE]... with '#' starting
+ * a comment where a field would start. Returns 1 and fills spec for a rule, 0 for a blank
+ * or comment line, or DT_ESYNTAX with diag->offset the byte offset in the line. The spans
+ * in spec point into line. */
+DT_MUST_CHECK int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *spec,
+                                     struct dt_diag *diag);
+
+/* ---- the table ----------------------------------------------------------------------------- */
+
+enum dt_rule_kind { DT_RULE_EXACT, DT_RULE_PREFIX };
+
+/* One rule in a table: 28 bytes, strings held by the table. Fields are the table's. */
+struct dt_rule {
+    uint32_t _src;     /* source path in the string blob (a prefix without its '*') */
+    uint32_t _tgt;     /* target text in the string blob */
+    uint16_t _src_len;
+    uint16_t _tgt_len;
+    uint16_t status;
+    uint8_t kind;      /* enum dt_rule_kind */
+    uint8_t _flags;
+    uint32_t _section; /* the host section it belongs to */
+    uint32_t _ext;     /* index of its rarely used options, or UINT32_MAX */
+    uint32_t line;     /* line in its file, 1-based (0 when not from a file) */
+};
+
+struct dt_table;
+
+/* Where a rule came from, for messages: "rules.txt:12". */
+struct dt_rule_origin {
+    const char *file; /* NUL-terminated, owned by the table; NULL when not from a file */
+    uint32_t line;
+};
+
+/* Creates an empty table to add rules to. Free with dt_table_free. Control thread. */
+struct dt_table *dt_table_new(void);
+/* Frees a table and everything it holds. NULL is fine. */
+void dt_table_free(struct dt_table *t);
+
+/* Compiles spec and adds it to an unfinished table. file is an index from
+ * dt_table_add_file (or -1), line its line number. Returns 0, or DT_ESYNTAX with diag
+ * (offset relative to spec->line when the spans point into it). */
+DT_MUST_CHECK int dt_table_add(struct dt_table *t, const struct dt_rule_spec *spec, int file,
+                               uint32_t line, struct dt_diag *diag);
+
+/* Registers a file name with the table; returns its index. */
+int dt_table_add_file(struct dt_table *t, const char *name);
+
+/* Errors from loading files: one message per bad line, "FILE:LINE:COL: message". */
+struct dt_errors {
+    struct dt_buf text; /* the messages, one per line */
+    unsigned count;
+};
+void dt_errors_init(struct dt_errors *e);
+void dt_errors_dispose(struct dt_errors *e);
+void dt_errors_add(struct dt_errors *e, const char *fmt, ...) DT_PRINTF(2, 3);
+
+/* Reads a rule file into an unfinished table. Every bad line is added to errs (up to a cap)
+ * and the file goes on being read so that all its errors are reported at once. Returns 0,
+ * DT_ESYNTAX (errs says where) or DT_EIO (errs says why). */
+DT_MUST_CHECK int dt_table_load_file(struct dt_table *t, const char *path, struct dt_errors *errs);
+/* The same for rules held in memory, named name in messages. */
+DT_MUST_CHECK int dt_table_load_text(struct dt_table *t, const char *name, struct dt_str text,
+                                     struct dt_errors *errs);
+
+/* Builds the indexes. After this the table is immutable and may be shared by threads;
+ * duplicates found are reported as warnings through dt_log. */
+void dt_table_finish(struct dt_table *t);
+
+/* Number of rules in the table. */
+size_t dt_table_size(const struct dt_table *t);
+/* True when some rule has a time window, so answers can change without a reload. */
+bool dt_table_has_windows(const struct dt_table *t);
+
+/* ---- matching ------------------------------------------------------------------------------ */
+
+struct dt_match {
+    const struct dt_rule *rule;
+    struct dt_str splat; /* what the '*' of a prefix rule matched */
+};
+
+/* Finds the rule that answers a request: the host's own rules first, then wildcard hosts
+ * from the most specific, then rules for any host; in each, exact > longest prefix. Only
+ * rules whose scheme fits and whose window holds now count. host must be lower-case without
+ * port (may be empty). Returns the rule, or NULL. Any thread, on a finished table. */
+const struct dt_rule *dt_table_match(const struct dt_table *t, enum dt_scheme scheme,
+                                     struct dt_str host, struct dt_str path, time_t now,
+                                     struct dt_match *m);
+
+/* The Location for a match: upper bound of its length, then the location itself written
+ * to out (returns its length). query is the request's query without '?'. Any thread. */
+size_t dt_table_location_max(const struct dt_table *t, const struct dt_match *m,
+                             struct dt_str query);
+size_t dt_table_location(const struct dt_table *t, const struct dt_match *m, struct dt_str query,
+                         char *out);
+
+/* A rule's cache=N (Cache-Control max-age), or -1 without one. */
+int64_t dt_rule_max_age(const struct dt_table *t, const struct dt_rule *r);
+/* Where a rule came from. */
+struct dt_rule_origin dt_rule_origin(const struct dt_table *t, const struct dt_rule *r);
+/* The rule's source as written (without scheme and host) and target. */
+struct dt_str dt_rule_source_path(const struct dt_table *t, const struct dt_rule *r);
+struct dt_str dt_rule_target(const struct dt_table *t, const struct dt_rule *r);
+
+#endif

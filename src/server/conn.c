@@ -1,0 +1,404 @@
+/* conn: one client connection: read, parse, answer, send, keep alive or close.
+ *
+ * The hot path reads into the connection's buffer, parses in place, looks the rule up in
+ * the current table and writes the whole answer into the worker's batch buffer; a batch
+ * of pipelined answers goes out in one send. Nothing is allocated per request. */
+#include "server/internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define IN_INITIAL 4096            /* input buffer of a new connection */
+#define PENDING_HIGH (256 * 1024)  /* unsent output beyond which reading pauses */
+#define BATCH_FLUSH (64 * 1024)    /* a batch this large is sent before parsing on */
+
+static bool conn_read(struct conn *c);
+
+struct conn *conn_new(struct worker *w, int fd)
+{
+    struct conn *c = w->free_conns;
+    if (c) {
+        w->free_conns = c->tnext;
+    } else {
+        c = dt_xcalloc(1, sizeof(*c));
+        dt_buf_init(&c->pending);
+    }
+    if (!c->in) {
+        c->in = dt_xmalloc(IN_INITIAL);
+        c->in_cap = IN_INITIAL;
+    }
+    c->tag = TAG_CONN;
+    c->tlist = TL_NONE;
+    c->registered = c->close_after = c->dirty_close = c->lingering = false;
+    c->read_blocked = c->eof = c->want_out = false;
+    c->fd = fd;
+    c->served = 0;
+    c->w = w;
+    c->tprev = c->tnext = NULL;
+    c->in_len = 0;
+    c->pending.len = 0;
+    c->pending_off = 0;
+    dt_http_parser_init(&c->parser, &w->srv->cfg->limits);
+    w->nconns++;
+    return c;
+}
+
+void conn_close(struct conn *c)
+{
+    struct worker *w = c->w;
+    timer_unlink(c);
+    close(c->fd);
+    c->fd = -1;
+    w->nconns--;
+    /* Keep the usual buffers for the next connection; give back the ones a large request
+     * or a slow reader made grow. */
+    if (c->in_cap != IN_INITIAL) {
+        free(c->in);
+        c->in = NULL;
+    }
+    if (c->pending.cap > 64 * 1024)
+        dt_buf_dispose(&c->pending);
+    c->tag = 0;
+    c->tnext = w->free_conns;
+    w->free_conns = c;
+}
+
+static size_t unsent(const struct conn *c)
+{
+    return c->pending.len - c->pending_off;
+}
+
+/* Where answers go: after output still waiting for the socket, or into the batch. */
+static struct dt_buf *out_buf(struct conn *c)
+{
+    return unsent(c) ? &c->pending : &c->w->out;
+}
+
+static bool arm_output(struct conn *c)
+{
+    if (c->want_out)
+        return true;
+    c->want_out = true;
+    if (!c->registered)
+        return true; /* conn_start registers with EPOLLOUT */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.ptr = c};
+    return epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0;
+}
+
+/* Sends what is waiting. Returns false if the connection failed (and is closed). */
+static bool flush(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (unsent(c)) {
+        ssize_t n = send(c->fd, c->pending.ptr + c->pending_off, unsent(c), MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            w->out.len = 0;
+            conn_close(c);
+            return false;
+        }
+        if (n > 0)
+            c->pending_off += (size_t)n;
+        if (!unsent(c)) {
+            c->pending.len = 0;
+            c->pending_off = 0;
+        } else if (!arm_output(c)) {
+            conn_close(c);
+            return false;
+        }
+        return true;
+    }
+    if (!w->out.len)
+        return true;
+    ssize_t n = send(c->fd, w->out.ptr, w->out.len, MSG_NOSIGNAL);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        w->out.len = 0;
+        conn_close(c);
+        return false;
+    }
+    size_t sent = n > 0 ? (size_t)n : 0;
+    if (sent < w->out.len) {
+        dt_buf_append(&c->pending, w->out.ptr + sent, w->out.len - sent);
+        if (!arm_output(c)) {
+            w->out.len = 0;
+            conn_close(c);
+            return false;
+        }
+    }
+    w->out.len = 0;
+    return true;
+}
+
+static void answer_error(struct conn *c, int status, const char *reason)
+{
+    struct worker *w = c->w;
+    struct dt_http_reply r = {.date = w->date, .close = true, .max_age = -1};
+    dt_http_write_page(out_buf(c), status, &r, "", dt_str_make(reason, strlen(reason)), "");
+    c->close_after = true;
+    c->dirty_close = true;
+}
+
+/* Answers one request head: the rule's redirect, or 404. */
+static void answer(struct conn *c, const struct dt_request *req)
+{
+    struct worker *w = c->w;
+    struct dt_buf *ob = out_buf(c);
+    /* RFC 9110 10.1.1: with Expect: 100-continue the client may or may not send the
+     * content after a final answer; closing keeps the connection from going out of step. */
+    bool close = !req->keep_alive || req->body_too_large ||
+                 (req->expect_continue && req->has_body) || w->stopping;
+    struct dt_http_reply r = {
+        .date = w->date,
+        .method = req->method,
+        .head = req->head,
+        .close = close,
+        .keep_alive_10 = !close && req->version_minor == 0,
+        .had_body = req->has_body,
+        .max_age = -1,
+    };
+    const struct dt_table *t = atomic_load_explicit(&w->srv->table, memory_order_acquire);
+    struct dt_match m;
+    const struct dt_rule *rule = dt_table_match(t, DT_SCHEME_HTTP, req->host, req->path, w->now_s,
+                                                &m);
+    if (rule) {
+        r.max_age = dt_rule_max_age(t, rule);
+        size_t max = dt_table_location_max(t, &m, req->query);
+        char *loc = dt_http_redirect_begin(ob, rule->status, max);
+        size_t n = dt_table_location(t, &m, req->query, loc);
+        dt_http_redirect_end(ob, rule->status, n, &r);
+    } else {
+        dt_http_write_page(ob, 404, &r, "No redirect is configured for <code>", req->path,
+                           "</code>.");
+    }
+    c->served++;
+    if (close) {
+        c->close_after = true;
+        if (req->has_body)
+            c->dirty_close = true; /* the content may still be arriving */
+    }
+}
+
+/* Parses and answers every complete request in the buffer. Returns false if the
+ * connection was closed. */
+static bool process(struct conn *c)
+{
+    struct worker *w = c->w;
+    while (!c->close_after) {
+        if (unsent(c) > PENDING_HIGH) {
+            c->read_blocked = true; /* the client is not reading: stop parsing for it */
+            break;
+        }
+        if (w->out.len > BATCH_FLUSH && !flush(c))
+            return false;
+        struct dt_request req;
+        enum dt_http_event ev = dt_http_parse(&c->parser, c->in, c->in_len, &req);
+        if (ev == DT_HTTP_NEED_MORE)
+            break;
+        if (ev == DT_HTTP_HEAD)
+            answer(c, &req);
+        else if (ev == DT_HTTP_ERROR)
+            answer_error(c, c->parser.status, c->parser.reason);
+        else if (ev == DT_HTTP_ABORT)
+            c->close_after = c->dirty_close = true;
+    }
+    size_t done = dt_http_parser_discardable(&c->parser);
+    if (done == c->in_len && done) {
+        c->in_len = 0;
+        dt_http_parser_shift(&c->parser, done);
+    }
+    return true;
+}
+
+/* Makes room in the input buffer: drops what the parser is done with, then grows up to
+ * the limits (the parser answers 414/431 before a head outgrows them). */
+static void make_room(struct conn *c)
+{
+    size_t done = dt_http_parser_discardable(&c->parser);
+    if (done) {
+        memmove(c->in, c->in + done, c->in_len - done);
+        c->in_len -= (uint32_t)done;
+        dt_http_parser_shift(&c->parser, done);
+    }
+    if (c->in_len < c->in_cap)
+        return;
+    c->in_cap *= 2;
+    c->in = dt_xrealloc(c->in, c->in_cap);
+}
+
+/* Lingering close: the answer is out and our side is shut; read and drop what the client
+ * still sends, so that closing with unread data does not reset the connection before the
+ * client has read the answer. */
+static bool linger_read(struct conn *c)
+{
+    for (;;) {
+        ssize_t n = recv(c->fd, c->in, c->in_cap, 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return true;
+        conn_close(c);
+        return false;
+    }
+}
+
+static bool finish(struct conn *c)
+{
+    if (!c->dirty_close && c->in_len == c->parser.off) {
+        conn_close(c);
+        return false;
+    }
+    shutdown(c->fd, SHUT_WR);
+    c->lingering = true;
+    timer_set(c, TL_LINGER);
+    return linger_read(c);
+}
+
+/* Parses what is buffered, then reads and parses until the socket is empty or answers
+ * must wait. Returns false if the connection was closed. */
+static bool read_some(struct conn *c)
+{
+    /* Input already buffered (pipelined behind a paused batch) comes first. */
+    if (c->in_len > c->parser.off && !process(c))
+        return false;
+    while (!c->read_blocked && !c->close_after) {
+        if (c->in_len == c->in_cap)
+            make_room(c);
+        size_t space = c->in_cap - c->in_len;
+        ssize_t n = recv(c->fd, c->in + c->in_len, space, 0);
+        if (n > 0) {
+            c->in_len += (uint32_t)n;
+            if (!process(c))
+                return false;
+            /* A short read emptied the socket; with edge-triggered epoll the next byte to
+             * arrive wakes us again, so there is no need to read until EAGAIN. */
+            if ((size_t)n < space)
+                break;
+            continue;
+        }
+        if (n == 0) {
+            c->eof = true;
+            break;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN)
+            break;
+        c->w->out.len = 0;
+        conn_close(c);
+        return false;
+    }
+    return true;
+}
+
+enum next { CLOSED, WAIT, READ_AGAIN };
+
+/* After reading or writing: send, then decide what the connection waits for next. */
+static enum next after_io(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (!flush(c))
+        return CLOSED;
+    if (unsent(c)) {
+        timer_set(c, TL_IDLE); /* the client must keep reading */
+        return WAIT;
+    }
+    if (c->close_after)
+        return finish(c) ? WAIT : CLOSED;
+    bool idle = dt_http_parser_idle(&c->parser);
+    if (c->eof || (w->stopping && idle)) {
+        conn_close(c);
+        return CLOSED;
+    }
+    if (c->read_blocked) {
+        /* the output drained: parse what is buffered, then read again */
+        c->read_blocked = false;
+        return READ_AGAIN;
+    }
+    if (idle) {
+        if (c->served)
+            timer_set(c, TL_IDLE);
+    } else if (dt_http_parser_in_body(&c->parser)) {
+        timer_set(c, TL_IDLE);
+    } else if (c->tlist != TL_HEADER) {
+        /* the first bytes of a new request: it has header_timeout to arrive whole */
+        timer_set(c, TL_HEADER);
+    }
+    return WAIT;
+}
+
+/* Reads until the socket is empty, answering as requests complete. Returns false if the
+ * connection was closed. */
+static bool conn_read(struct conn *c)
+{
+    if (c->lingering)
+        return linger_read(c);
+    enum next next;
+    do {
+        if (!c->read_blocked && !c->close_after && !read_some(c))
+            return false;
+        next = after_io(c);
+    } while (next == READ_AGAIN);
+    return next != CLOSED;
+}
+
+void conn_start(struct conn *c)
+{
+    timer_set(c, TL_HEADER);
+    /* With deferred accept the request is usually here already: read before registering,
+     * and a connection answered and closed at once never touches epoll. */
+    if (!conn_read(c))
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (c->want_out ? EPOLLOUT : 0),
+                             .data.ptr = c};
+    if (epoll_ctl(c->w->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+        dt_log(DT_LOG_ERROR, "epoll_ctl: %s", strerror(errno));
+        conn_close(c);
+        return;
+    }
+    c->registered = true;
+}
+
+void conn_event(struct conn *c, uint32_t events)
+{
+    if (events & EPOLLERR) {
+        conn_close(c);
+        return;
+    }
+    if ((events & EPOLLOUT) && unsent(c)) {
+        if (!flush(c))
+            return;
+        if (!unsent(c)) {
+            /* drained: a paused reader resumes, a closing connection closes */
+            if (!conn_read(c))
+                return;
+            return;
+        }
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
+        conn_read(c);
+}
+
+void conn_expire(struct conn *c, int list)
+{
+    if (list == TL_HEADER && (c->served || c->in_len) && !c->lingering) {
+        /* Part of a request came, not the rest: 408, then close. A connection that never
+         * sent a byte (a browser's preconnect, say) is closed without an answer. */
+        answer_error(c, 408, "the request did not arrive in time");
+        (void)after_io(c);
+        return;
+    }
+    c->w->out.len = 0;
+    conn_close(c);
+}
+
+void conn_shutdown_idle(struct conn *c)
+{
+    if (!c->lingering && !unsent(c) && dt_http_parser_idle(&c->parser) &&
+        c->in_len == c->parser.off)
+        conn_close(c);
+}

@@ -1,0 +1,103 @@
+/* internal: the server's private types, shared by its control thread (server.c), its
+ * worker loop (worker.c) and its connections (conn.c). Not part of any API. */
+#ifndef DT_SERVER_INTERNAL_H
+#define DT_SERVER_INTERNAL_H
+
+#include "server/server.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* What an epoll event's pointer points at: every such struct starts with its tag. */
+enum { TAG_LISTENER = 1, TAG_WAKE, TAG_CONN };
+
+/* Timer lists. Each holds connections whose deadline is now plus one constant, so appending
+ * keeps a list sorted and expiry only looks at heads. */
+enum { TL_NONE, TL_HEADER, TL_IDLE, TL_LINGER, TL_COUNT };
+
+struct conn;
+
+struct tlist {
+    struct conn *head, *tail;
+};
+
+struct listener {
+    uint8_t tag;
+    int fd;
+    bool paused; /* out of file descriptors: accepting again after a pause */
+};
+
+struct dt_server;
+
+struct worker {
+    /* Quiescent-state counter, alone on its cache line: odd while the worker holds no
+     * reference to a rule table (waiting in epoll), even while it does. */
+    _Alignas(64) _Atomic uint64_t qs;
+    _Alignas(64) uint8_t wake_tag;
+    unsigned id;
+    pthread_t thread;
+    int epfd;
+    int wakefd; /* eventfd: the control thread asks the worker to stop */
+    struct dt_server *srv;
+    struct listener *listeners;
+    size_t nlisteners;
+    struct dt_buf out; /* responses of one batch, before they are sent */
+    struct tlist timers[TL_COUNT];
+    uint64_t timeout_ms[TL_COUNT];
+    uint64_t now_ms;
+    time_t now_s;
+    time_t date_s;
+    char date[29]; /* IMF-fixdate of date_s */
+    struct conn *free_conns;
+    size_t nconns;
+    bool stopping;
+    uint64_t stop_deadline_ms;
+    uint64_t accept_resume_ms;
+};
+
+struct dt_server {
+    const struct dt_server_config *cfg;
+    _Atomic(struct dt_table *) table;
+    struct worker *workers;
+    unsigned nworkers;
+    atomic_bool stopping;
+};
+
+struct conn {
+    uint8_t tag;
+    uint8_t tlist;      /* which timer list it is on */
+    bool registered;    /* added to epoll */
+    bool close_after;   /* close once the pending output is sent */
+    bool dirty_close;   /* the client may still be sending: linger before closing */
+    bool want_out;      /* EPOLLOUT is armed */
+    bool lingering;     /* write side shut: reading and dropping until EOF or timeout */
+    bool read_blocked;  /* too much unsent output: reading paused */
+    bool eof;           /* the client shut its write side */
+    int fd;
+    uint32_t served;    /* requests answered */
+    struct worker *w;
+    struct conn *tprev, *tnext;
+    uint64_t deadline;
+    char *in;
+    uint32_t in_len, in_cap;
+    struct dt_buf pending; /* output not yet accepted by the socket */
+    size_t pending_off;
+    struct dt_http_parser parser;
+};
+
+/* worker.c */
+void *dt_worker_main(void *arg);
+/* Puts c on a timer list with the deadline now + that list's timeout (moving it to the
+ * tail if it is on one). */
+void timer_set(struct conn *c, int list);
+void timer_unlink(struct conn *c);
+
+/* conn.c */
+struct conn *conn_new(struct worker *w, int fd);
+void conn_start(struct conn *c);
+void conn_event(struct conn *c, uint32_t events);
+void conn_expire(struct conn *c, int list);
+void conn_close(struct conn *c);
+void conn_shutdown_idle(struct conn *c);
+
+#endif

@@ -1,0 +1,120 @@
+/* listen: parsing listen addresses and opening the listening sockets, one per worker. */
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <unistd.h>
+
+int dt_listen_parse(const char *s, struct dt_listen_addr *a, char *err, size_t errlen)
+{
+    memset(a, 0, sizeof(*a));
+    char host[64];
+    const char *port;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':') {
+            snprintf(err, errlen, "'%s': expected [IPv6]:PORT", s);
+            return DT_EINVAL;
+        }
+        size_t n = (size_t)(rb - s - 1);
+        if (n == 0 || n >= sizeof(host)) {
+            snprintf(err, errlen, "'%s': bad IPv6 address", s);
+            return DT_EINVAL;
+        }
+        memcpy(host, s + 1, n);
+        host[n] = '\0';
+        port = rb + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (!colon) {
+            snprintf(err, errlen, "'%s': expected ADDR:PORT, such as 127.0.0.1:8307", s);
+            return DT_EINVAL;
+        }
+        size_t n = (size_t)(colon - s);
+        if (n == 0 || n >= sizeof(host) || memchr(s, ':', n)) {
+            snprintf(err, errlen, "'%s': expected ADDR:PORT (write IPv6 as [::1]:8307)", s);
+            return DT_EINVAL;
+        }
+        memcpy(host, s, n);
+        host[n] = '\0';
+        port = colon + 1;
+        if (!strcmp(host, "*"))
+            memcpy(host, "0.0.0.0", sizeof("0.0.0.0"));
+    }
+    int64_t pn;
+    if (dt_parse_int(dt_str_make(port, strlen(port)), 0, 65535, &pn) != 0) {
+        snprintf(err, errlen, "'%s': the port must be a number from 0 to 65535", s);
+        return DT_EINVAL;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "'%s': %s", s, gai_strerror(rc));
+        return DT_EINVAL;
+    }
+    memcpy(&a->ss, res->ai_addr, res->ai_addrlen);
+    a->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    snprintf(a->text, sizeof(a->text), "%s", s);
+    return 0;
+}
+
+int dt_listen_open(const struct dt_listen_addr *a, int backlog)
+{
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* One listener per worker: the kernel spreads connections over them, and no worker
+     * ever wakes for a connection another one takes. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+        goto fail;
+    if (a->ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* Accepted sockets inherit TCP_NODELAY: a whole response goes out in one send, so
+     * Nagle's algorithm would only delay the next one. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* Wake us when the request has arrived, not at the handshake: the first read after
+     * accept then finds it, with no epoll round trip. */
+    int defer = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0)
+        goto fail;
+    if (listen(fd, backlog) != 0)
+        goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    return -e;
+}
+
+void dt_listen_name(int fd, char *out, size_t outlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+            port = ntohs(in->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+            port = ntohs(in6->sin6_port);
+        }
+    }
+    if (ss.ss_family == AF_INET6)
+        snprintf(out, outlen, "[%s]:%u", host, port);
+    else
+        snprintf(out, outlen, "%s:%u", host, port);
+}

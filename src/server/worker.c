@@ -1,0 +1,217 @@
+/* worker: one thread's event loop: its own epoll, its own listeners (SO_REUSEPORT), its
+ * connections and their timers. Workers share nothing but the published rule table. */
+#include "server/internal.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 256
+#define ACCEPTS_PER_WAKE 64 /* then other connections get their turn */
+#define ACCEPT_PAUSE_MS 100 /* out of file descriptors: try accepting again after this */
+
+void timer_unlink(struct conn *c)
+{
+    if (c->tlist == TL_NONE)
+        return;
+    struct tlist *l = &c->w->timers[c->tlist];
+    if (c->tprev)
+        c->tprev->tnext = c->tnext;
+    else
+        l->head = c->tnext;
+    if (c->tnext)
+        c->tnext->tprev = c->tprev;
+    else
+        l->tail = c->tprev;
+    c->tprev = c->tnext = NULL;
+    c->tlist = TL_NONE;
+}
+
+void timer_set(struct conn *c, int list)
+{
+    struct worker *w = c->w;
+    timer_unlink(c);
+    struct tlist *l = &w->timers[list];
+    c->deadline = w->now_ms + w->timeout_ms[list];
+    c->tlist = (uint8_t)list;
+    c->tprev = l->tail;
+    c->tnext = NULL;
+    if (l->tail)
+        l->tail->tnext = c;
+    else
+        l->head = c;
+    l->tail = c;
+}
+
+static void clock_update(struct worker *w)
+{
+    w->now_ms = dt_now_ms();
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    w->now_s = ts.tv_sec;
+    if (w->now_s != w->date_s) {
+        dt_http_date(w->date, w->now_s);
+        w->date_s = w->now_s;
+    }
+}
+
+/* Milliseconds until the next deadline, or -1 for none. */
+static int next_timeout(const struct worker *w)
+{
+    uint64_t next = UINT64_MAX;
+    for (int i = TL_HEADER; i < TL_COUNT; i++)
+        if (w->timers[i].head && w->timers[i].head->deadline < next)
+            next = w->timers[i].head->deadline;
+    if (w->accept_resume_ms && w->accept_resume_ms < next)
+        next = w->accept_resume_ms;
+    if (w->stopping && w->stop_deadline_ms < next)
+        next = w->stop_deadline_ms;
+    if (next == UINT64_MAX)
+        return -1;
+    if (next <= w->now_ms)
+        return 0;
+    uint64_t ms = next - w->now_ms;
+    /* the coarse clock may lag a tick: wake a little late rather than spin early */
+    return ms > INT32_MAX ? INT32_MAX : (int)ms + 1;
+}
+
+static void expire(struct worker *w)
+{
+    for (int i = TL_HEADER; i < TL_COUNT; i++) {
+        struct conn *c;
+        while ((c = w->timers[i].head) && c->deadline <= w->now_ms) {
+            timer_unlink(c);
+            conn_expire(c, i);
+        }
+    }
+}
+
+static void listener_interest(struct worker *w, struct listener *l, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = l};
+    epoll_ctl(w->epfd, EPOLL_CTL_MOD, l->fd, &ev);
+}
+
+static void accept_some(struct worker *w, struct listener *l)
+{
+    for (int k = 0; k < ACCEPTS_PER_WAKE; k++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            conn_start(conn_new(w, fd));
+            continue;
+        }
+        if (errno == EAGAIN || errno == EINTR)
+            return;
+        if (errno == ECONNABORTED || errno == EPROTO)
+            continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* Keep serving the connections we have; stop listening for a moment rather
+             * than spinning on a queue we cannot take from. */
+            dt_log(DT_LOG_ERROR, "accept: %s; pausing new connections for %d ms (%zu open)",
+                   strerror(errno), ACCEPT_PAUSE_MS, w->nconns);
+            listener_interest(w, l, 0);
+            l->paused = true;
+            w->accept_resume_ms = w->now_ms + ACCEPT_PAUSE_MS;
+            return;
+        }
+        dt_log(DT_LOG_ERROR, "accept: %s", strerror(errno));
+        return;
+    }
+}
+
+static void resume_accepting(struct worker *w)
+{
+    w->accept_resume_ms = 0;
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i].paused && w->listeners[i].fd >= 0) {
+            w->listeners[i].paused = false;
+            listener_interest(w, &w->listeners[i], EPOLLIN);
+        }
+    }
+}
+
+/* Calls fn on every connection (each is on exactly one timer list, or is lingering on
+ * one); fn may close the connection it is given. */
+static void each_conn(struct worker *w, void (*fn)(struct conn *))
+{
+    for (int i = TL_HEADER; i < TL_COUNT; i++) {
+        struct conn *c = w->timers[i].head;
+        while (c) {
+            struct conn *next = c->tnext;
+            fn(c);
+            c = next;
+        }
+    }
+}
+
+static void begin_stop(struct worker *w)
+{
+    w->stopping = true;
+    w->stop_deadline_ms = w->now_ms + w->srv->cfg->shutdown_timeout_ms;
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i].fd >= 0) {
+            close(w->listeners[i].fd);
+            w->listeners[i].fd = -1;
+        }
+    }
+    each_conn(w, conn_shutdown_idle);
+}
+
+static void force_close(struct conn *c)
+{
+    c->w->out.len = 0;
+    conn_close(c);
+}
+
+void *dt_worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct epoll_event events[MAX_EVENTS];
+    clock_update(w);
+    for (;;) {
+        int timeout = next_timeout(w);
+        atomic_fetch_add(&w->qs, 1); /* odd: quiescent, holding no table */
+        int n = epoll_wait(w->epfd, events, MAX_EVENTS, timeout);
+        atomic_fetch_add(&w->qs, 1); /* even: may load the table */
+        clock_update(w);
+        if (n < 0 && errno != EINTR) {
+            dt_log(DT_LOG_ERROR, "epoll_wait: %s", strerror(errno));
+            break;
+        }
+        bool wake = false;
+        for (int i = 0; i < n; i++) {
+            void *p = events[i].data.ptr;
+            switch (*(uint8_t *)p) {
+            case TAG_LISTENER:
+                accept_some(w, p);
+                break;
+            case TAG_WAKE:
+                wake = true;
+                break;
+            case TAG_CONN:
+                conn_event(p, events[i].events);
+                break;
+            }
+        }
+        /* Stopping closes other connections, so it waits until no event of this batch
+         * still points at one. */
+        if (wake && !w->stopping) {
+            uint64_t v;
+            ssize_t r = read(w->wakefd, &v, sizeof(v));
+            (void)r;
+            if (atomic_load(&w->srv->stopping))
+                begin_stop(w);
+        }
+        if (w->accept_resume_ms && w->now_ms >= w->accept_resume_ms)
+            resume_accepting(w);
+        expire(w);
+        if (w->stopping && (w->nconns == 0 || w->now_ms >= w->stop_deadline_ms))
+            break;
+    }
+    each_conn(w, force_close);
+    atomic_fetch_add(&w->qs, 1); /* quiescent for good */
+    return NULL;
+}

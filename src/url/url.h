@@ -1,0 +1,125 @@
+/* url: RFC 3986 URI references (parse, validate hosts) and target templates: a redirect
+ * target with :splat, :name and $N holes filled in from a match, never in the authority. */
+#ifndef DT_URL_H
+#define DT_URL_H
+
+#include "base/base.h"
+
+/* ---- URI references (RFC 3986) --------------------------------------------------------- */
+
+/* The components of a URI reference, as spans into the parsed text. Delimiters are not
+ * included ("http", not "http:"; "a=1", not "?a=1"); has_* tell an empty component from an
+ * absent one. */
+struct dt_url {
+    struct dt_str scheme;
+    struct dt_str userinfo;
+    struct dt_str host; /* an IP-literal keeps its brackets */
+    struct dt_str port;
+    struct dt_str path;
+    struct dt_str query;
+    struct dt_str fragment;
+    bool has_authority, has_userinfo, has_port, has_query, has_fragment;
+};
+
+/* Parses s as a URI-reference (RFC 3986 4.1) and checks every character is allowed where it
+ * stands (percent-encodings must be complete). Returns 0 or DT_ESYNTAX with diag (may be
+ * NULL) saying where and why. Any thread; u points into s. */
+DT_MUST_CHECK int dt_url_parse(struct dt_str s, struct dt_url *u, struct dt_diag *diag);
+
+/* True for a valid RFC 3986 host: reg-name, IPv4address or an IP-literal in brackets. An
+ * empty host is not valid here. */
+bool dt_url_host_valid(struct dt_str host);
+
+/* Character classes of RFC 3986 2.2-2.3, as a table of bit flags. */
+enum {
+    DT_URL_UNRESERVED = 1, /* ALPHA DIGIT - . _ ~ */
+    DT_URL_SUBDELIM = 2,   /* ! $ & ' ( ) * + , ; = */
+    DT_URL_GENDELIM = 4,   /* : / ? # [ ] @ */
+};
+extern const uint8_t dt_url_class[256];
+
+/* True when c may appear as itself in a path (pchar or "/"), percent sign included. */
+static inline bool dt_url_path_char(unsigned char c)
+{
+    return (dt_url_class[c] & (DT_URL_UNRESERVED | DT_URL_SUBDELIM)) || c == ':' || c == '@' ||
+           c == '/' || c == '%';
+}
+
+/* Upper bound of the bytes the encoded form of s takes (at most 3 * s.len). */
+size_t dt_url_encoded_len(struct dt_str s);
+/* Copies s to out, percent-encoding every byte that may not stand as itself in a path
+ * (spaces, quotes, backslashes, '?', '#', controls, bytes >= 0x80) and every '%' that does
+ * not start a valid percent-encoding; valid percent-encodings are kept as they are, so
+ * nothing is decoded. Returns the bytes written (at most 3 * s.len). */
+size_t dt_url_encode_path(char *out, struct dt_str s);
+/* The same for a query, where '?' may stand as itself. */
+size_t dt_url_encode_query(char *out, struct dt_str s);
+
+/* ---- target templates ------------------------------------------------------------------ */
+
+enum dt_tpl_kind {
+    DT_TPL_LITERAL, /* text[off, off+len) */
+    DT_TPL_SPLAT,   /* what the trailing * of a prefix source matched */
+    DT_TPL_NAMED,   /* :name, index into the source's placeholder names */
+    DT_TPL_CAPTURE, /* $N of a regular expression */
+};
+
+struct dt_tpl_part {
+    uint8_t kind;
+    uint8_t index;
+    uint16_t len;
+    uint32_t off;
+};
+
+/* A compiled redirect target. Immutable once compiled. text is the caller's (not copied);
+ * parts live in the arena given to dt_template_compile, with offsets into text, so a copy
+ * of text elsewhere may be used with the same parts. Without holes, nparts == 0. */
+struct dt_template {
+    const char *text;
+    uint32_t len;
+    uint32_t fragment; /* offset of '#' in text, or len when there is none */
+    uint16_t nparts;
+    bool absolute;  /* starts with a scheme: http(s)://host/... */
+    bool has_query; /* the target has its own '?' */
+    const struct dt_tpl_part *parts;
+};
+
+/* What the source of a rule can fill in: a splat, placeholder names, regex captures. */
+struct dt_tpl_source {
+    bool splat;
+    uint8_t ncaptures; /* $1..$ncaptures are valid ($0 is the whole match) */
+    uint8_t nnames;
+    const struct dt_str *names;
+};
+
+#define DT_TPL_MAX_LEN 4096 /* longest target a rule may have */
+#define DT_TPL_MAX_NAMES 16
+
+/* Compiles text (a path starting with "/" or an absolute http/https URL) into t, checking
+ * that every hole is one the source provides and stands after the authority, so a value
+ * filled in can never change the scheme or the host. Returns 0, or DT_ESYNTAX with diag. */
+DT_MUST_CHECK int dt_template_compile(struct dt_str text, const struct dt_tpl_source *src,
+                                      struct dt_arena *arena, struct dt_template *t,
+                                      struct dt_diag *diag);
+
+/* The values a match supplies to fill a template. */
+struct dt_tpl_values {
+    struct dt_str splat;
+    const struct dt_str *named;    /* indexed like dt_tpl_source.names */
+    const struct dt_str *captures; /* [0] whole match, [1..] groups */
+    uint8_t ncaptures;
+    struct dt_str query; /* the request's query without '?', appended if keep_query */
+    bool keep_query;
+};
+
+/* Upper bound of the bytes dt_template_render writes for these values. */
+size_t dt_template_max_len(const struct dt_template *t, const struct dt_tpl_values *v);
+
+/* Writes the target for v into out (room for dt_template_max_len bytes) and returns its
+ * length. Filled-in values are percent-encoded where needed (dt_url_encode_path); the
+ * request's query is inserted before the target's fragment when the target has no query
+ * of its own and keep_query is set. A path target never comes out starting with "//".
+ * Any thread. */
+size_t dt_template_render(const struct dt_template *t, const struct dt_tpl_values *v, char *out);
+
+#endif
