@@ -298,7 +298,7 @@ static int parse_source(const struct dt_rule_spec *spec, struct source *src, str
     if (rest < end && *rest != '/') {
         const char *slash = memchr(rest, '/', (size_t)(end - rest));
         if (!slash)
-            return src_error(d, spec, end,
+            return src_error(d, spec, rest,
                              "a source is a path starting with '/', or HOST/path");
         struct dt_str host = {rest, (size_t)(slash - rest)};
         if (host.len >= 2 && host.ptr[0] == '*' && host.ptr[1] == '.') {

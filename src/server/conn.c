@@ -152,7 +152,9 @@ static void answer(struct conn *c, const struct dt_request *req)
                  (req->expect_continue && req->has_body) || w->stopping;
     struct dt_http_reply r = {
         .date = w->date,
-        .method = req->method,
+        /* S3, RFC 9110 9.3.2: HEAD gets the headers GET would, so the note it does not
+         * send is GET's, and Content-Length is that note's length. */
+        .method = req->head ? DT_STR("GET") : req->method,
         .head = req->head,
         .close = close,
         .keep_alive_10 = !close && req->version_minor == 0,

@@ -1,0 +1,246 @@
+"""Shared helpers for the integration tests: start the real detour binary on a free
+loopback port, talk to it over raw sockets, read responses byte-exactly.
+
+The binary is $DETOUR_BIN (CTest sets it), else build/detour from the source tree.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DETOUR = os.environ.get("DETOUR_BIN", os.path.join(ROOT, "build", "detour"))
+DATA = os.path.join(ROOT, "tests", "data")
+
+
+class Server:
+    """A `detour serve` process. Use as a context manager, or call start()/stop()."""
+
+    def __init__(self, rules="", args=(), workers=1, listen=("127.0.0.1:0",), rule_files=None):
+        self.tmp = tempfile.TemporaryDirectory(prefix="detour-test-")
+        if rule_files is None:
+            path = os.path.join(self.tmp.name, "rules.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(rules)
+            rule_files = [path]
+        self.rule_files = list(rule_files)
+        self.args = list(args)
+        self.workers = workers
+        self.listen = list(listen)
+        self.proc = None
+        self.sockets = []  # every socket handed out, closed on stop
+        self.log = []
+        self.log_cond = threading.Condition()
+        self.addrs = []
+
+    @property
+    def rules_path(self):
+        return self.rule_files[0]
+
+    def command(self):
+        cmd = [DETOUR, "serve", "--workers", str(self.workers)]
+        for addr in self.listen:
+            cmd += ["--listen", addr]
+        for path in self.rule_files:
+            cmd += ["--rules", path]
+        return cmd + self.args
+
+    def start(self, timeout=10):
+        self.proc = subprocess.Popen(self.command(), stderr=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL)
+        self.reader = threading.Thread(target=self._read_log, daemon=True)
+        self.reader.start()
+        line = self.wait_log(r"started: |cannot listen", timeout)
+        if "started:" not in line:
+            raise RuntimeError("detour did not start: " + "\n".join(self.log))
+        listening = re.search(r"listening on (.*?);", line).group(1).split()
+        for a in listening:
+            host, port = a.rsplit(":", 1)
+            self.addrs.append((host.strip("[]"), int(port)))
+        return self
+
+    def _read_log(self):
+        for raw in self.proc.stderr:
+            with self.log_cond:
+                self.log.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self.log_cond.notify_all()
+
+    def wait_log(self, pattern, timeout=10, start=0):
+        """Waits for a log line (from index start on) matching pattern; returns it."""
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        with self.log_cond:
+            while True:
+                for line in self.log[start:]:
+                    if rx.search(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader_alive()):
+                    raise AssertionError("no log line matching %r in:\n%s"
+                                         % (pattern, "\n".join(self.log)))
+                self.log_cond.wait(min(left, 0.1))
+
+    def _reader_alive(self):
+        return self.proc.stderr and not self.proc.stderr.closed
+
+    @property
+    def port(self):
+        return self.addrs[0][1]
+
+    @property
+    def host(self):
+        return self.addrs[0][0]
+
+    def url(self, path="/"):
+        return "http://%s:%d%s" % (self.host, self.port, path)
+
+    def connect(self, timeout=5, index=0):
+        host, port = self.addrs[index]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        self.sockets.append(s)
+        s.connect((host, port))
+        return s
+
+    def reload(self, timeout=10):
+        """Sends SIGHUP and waits for the reload's log line; returns it."""
+        mark = len(self.log)
+        self.proc.send_signal(signal.SIGHUP)
+        return self.wait_log(r"reloaded |reload failed", timeout, start=mark)
+
+    def write_rules(self, text, index=0):
+        tmp = self.rule_files[index] + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, self.rule_files[index])
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("detour did not stop within %ss" % timeout)
+        if self.proc and self.proc.stderr and not self.proc.stderr.closed:
+            self.reader.join(5)
+            self.proc.stderr.close()
+        for s in self.sockets:
+            s.close()
+        self.sockets = []
+        return self.proc.returncode if self.proc else None
+
+    def close(self):
+        """Stops the server (if running) and removes its files."""
+        try:
+            self.stop()
+        finally:
+            self.tmp.cleanup()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Response:
+    def __init__(self, status, reason, headers, body, raw):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (name, value) as sent
+        self.body = body
+        self.raw = raw
+
+    def header(self, name):
+        """The value of the only field with this name (None if absent)."""
+        values = self.all(name)
+        if len(values) > 1:
+            raise AssertionError("field %s sent %d times" % (name, len(values)))
+        return values[0] if values else None
+
+    def all(self, name):
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+    def __repr__(self):
+        return "<Response %d %s %r>" % (self.status, self.reason, self.headers)
+
+
+class Reader:
+    """Reads HTTP/1.1 responses from a socket, one at a time, byte-exactly."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed; unread: %r" % self.buf)
+        self.buf += chunk
+
+    def response(self, head=False):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        end = self.buf.index(b"\r\n\r\n")
+        head_bytes, self.buf = self.buf[:end], self.buf[end + 4:]
+        lines = head_bytes.decode("latin-1").split("\r\n")
+        m = re.match(r"HTTP/1\.1 (\d{3}) (.*)$", lines[0])
+        if not m:
+            raise AssertionError("bad status line %r" % lines[0])
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if not name or name != name.strip() or not _:
+                raise AssertionError("bad header line %r" % line)
+            headers.append((name, value.strip()))
+        status = int(m.group(1))
+        length = [v for n, v in headers if n.lower() == "content-length"]
+        n = int(length[0]) if length and not head else 0
+        while len(self.buf) < n:
+            self._fill()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return Response(status, m.group(2), headers, body, head_bytes + b"\r\n\r\n" + body)
+
+    def closed(self, timeout=3):
+        """True if the peer closes (EOF or reset) within timeout with nothing more sent."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return not self.buf
+                self.buf += chunk
+        except ConnectionResetError:
+            return not self.buf
+        except socket.timeout:
+            return False
+
+
+def exchange(server, raw, head=False, count=1):
+    """Sends raw bytes on a new connection and reads count responses.
+    Returns (responses, reader)."""
+    s = server.connect()
+    s.sendall(raw)
+    r = Reader(s)
+    return [r.response(head) for _ in range(count)], r
+
+
+def request(method="GET", path="/", host="example.com", headers=(), body=b"", version="1.1"):
+    """Builds a request's bytes."""
+    lines = ["%s %s HTTP/%s" % (method, path, version)]
+    if host is not None:
+        lines.append("Host: " + host)
+    for h in headers:
+        lines.append(h)
+    if body and not any(h.lower().startswith(("content-length", "transfer-encoding"))
+                        for h in headers):
+        lines.append("Content-Length: %d" % len(body))
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return data + (body if isinstance(body, bytes) else body.encode())

@@ -1,0 +1,191 @@
+"""Operations: SIGHUP reload (S5: no request fails because a rule changed), SIGTERM and
+SIGINT stop cleanly, and what the server logs."""
+import signal
+import threading
+import time
+import unittest
+
+from harness import Reader, Server, exchange, request
+
+
+def location(server, path, host="example.com"):
+    (resp,), _ = exchange(server, request("GET", path, host=host))
+    return resp.status, resp.header("Location")
+
+
+class Reload(unittest.TestCase):
+    def test_s5_sighup_swaps_rules(self):
+        """S5: a rule's target is changed, one added, one removed, without a restart."""
+        with Server("/a /one\n/gone /x\n") as srv:
+            self.assertEqual(location(srv, "/a"), (307, "/one"))
+            srv.write_rules("/a /two\n/new /added 308\n")
+            line = srv.reload()
+            self.assertIn("reloaded 2 rules (was 2)", line)
+            self.assertEqual(location(srv, "/a"), (307, "/two"))
+            self.assertEqual(location(srv, "/new"), (308, "/added"))
+            self.assertEqual(location(srv, "/gone")[0], 404)
+
+    def test_s5_keepalive_connection_sees_new_rules(self):
+        """S5: a connection opened before the reload gets the new rules on its next request."""
+        with Server("/a /one\n") as srv:
+            s = srv.connect()
+            rd = Reader(s)
+            s.sendall(request("GET", "/a"))
+            self.assertEqual(rd.response().header("Location"), "/one")
+            srv.write_rules("/a /two\n")
+            srv.reload()
+            s.sendall(request("GET", "/a"))
+            self.assertEqual(rd.response().header("Location"), "/two")
+            s.close()
+
+    def test_bad_reload_keeps_table(self):
+        """On reload a bad line is reported with file:line:column and the old table stays."""
+        with Server("/a /one\n") as srv:
+            srv.write_rules("/a /two\n/b /c 999\n")
+            mark = len(srv.log)
+            line = srv.reload()
+            self.assertIn("reload failed: keeping the 1 rules in use", line)
+            errors = "\n".join(srv.log[mark:])
+            self.assertIn("%s:2:7: unknown status 999" % srv.rules_path, errors)
+            self.assertEqual(location(srv, "/a"), (307, "/one"))
+            # and a good file afterwards is taken
+            srv.write_rules("/a /three\n")
+            srv.reload()
+            self.assertEqual(location(srv, "/a"), (307, "/three"))
+
+    def test_reload_of_missing_file_keeps_table(self):
+        with Server("/a /one\n") as srv:
+            import os
+            os.unlink(srv.rules_path)
+            self.assertIn("reload failed", srv.reload())
+            self.assertEqual(location(srv, "/a"), (307, "/one"))
+
+    def test_s5_no_failed_request_during_reloads(self):
+        """S5: clients hammering the server while rules are reloaded 30 times: every request
+        gets a complete, valid answer from the old or the new table, never an error."""
+        with Server("/a /v0\n", workers=2) as srv:
+            stop = threading.Event()
+            failures = []
+            counts = [0, 0, 0, 0]
+
+            def client(n):
+                try:
+                    s = srv.connect()
+                    rd = Reader(s)
+                    while not stop.is_set():
+                        s.sendall(request("GET", "/a") * 4)
+                        for _ in range(4):
+                            resp = rd.response()
+                            loc = resp.header("Location") or ""
+                            if resp.status != 307 or not loc.startswith("/v"):
+                                failures.append((resp.status, loc))
+                            counts[n] += 1
+                    s.close()
+                except Exception as e:  # any socket error is a failed request
+                    failures.append(repr(e))
+
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for i in range(1, 31):
+                srv.write_rules("/a /v%d\n" % i + "".join("/r%d /t%d\n" % (k, k)
+                                                          for k in range(i * 100)))
+                self.assertIn("reloaded", srv.reload())
+            time.sleep(0.2)
+            stop.set()
+            for t in threads:
+                t.join(10)
+            self.assertEqual(failures, [])
+            self.assertGreater(sum(counts), 100)
+            self.assertEqual(location(srv, "/a"), (307, "/v30"))
+
+
+class Stop(unittest.TestCase):
+    def test_sigterm_exits_0_quickly_with_idle_connections(self):
+        """SIGTERM: stop accepting, close idle keep-alive connections, exit 0 within 5 s."""
+        srv = Server("/a /b\n", workers=2).start()
+        idle = []
+        for _ in range(20):
+            s = srv.connect()
+            s.sendall(request("GET", "/a"))
+            Reader(s).response()
+            idle.append(s)
+        t0 = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.proc.wait(5), 0)
+        self.assertLess(time.monotonic() - t0, 5)
+        for s in idle:
+            self.assertTrue(Reader(s).closed(1))
+        srv.close()
+
+    def test_sigint_exits_0(self):
+        srv = Server("/a /b\n").start()
+        self.assertEqual(srv.stop(signal.SIGINT), 0)
+        srv.close()
+
+    def test_sigterm_finishes_request_in_flight(self):
+        """A request half sent when SIGTERM arrives is still answered, then closed."""
+        srv = Server("/a /b\n").start()
+        s = srv.connect()
+        s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.1)
+        srv.proc.send_signal(signal.SIGTERM)
+        srv.wait_log("stopping")
+        time.sleep(0.2)
+        s.sendall(b"\r\n")
+        rd = Reader(s)
+        resp = rd.response()
+        self.assertEqual((resp.status, resp.header("Location")), (307, "/b"))
+        self.assertEqual(resp.header("Connection"), "close")
+        self.assertTrue(rd.closed(2))
+        self.assertEqual(srv.proc.wait(5), 0)
+        srv.close()
+
+    def test_sigterm_no_new_connections(self):
+        srv = Server("/a /b\n").start()
+        s = srv.connect()
+        s.sendall(b"GET /a HTTP/1.1\r\n")  # keeps the server busy until timeout
+        srv.proc.send_signal(signal.SIGTERM)
+        srv.wait_log("stopping")
+        time.sleep(0.2)
+        with self.assertRaises(OSError):
+            c = srv.connect(timeout=1)
+            c.settimeout(1)
+            c.sendall(request("GET", "/a"))
+            if not c.recv(1):
+                raise ConnectionResetError()
+        self.assertEqual(srv.proc.wait(6), 0)
+        srv.close()
+
+    def test_sigterm_gives_up_on_stuck_clients(self):
+        """A client that never finishes its request does not hold the exit past the grace."""
+        srv = Server("/a /b\n", args=["--shutdown-timeout", "1s"]).start()
+        s = srv.connect()
+        s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.monotonic()
+        self.assertEqual(srv.stop(signal.SIGTERM), 0)
+        self.assertLess(time.monotonic() - t0, 3)
+        srv.close()
+
+
+class Logs(unittest.TestCase):
+    def test_one_line_per_start_reload_stop_none_per_request(self):
+        srv = Server("/a /b\n").start()
+        for _ in range(50):
+            location(srv, "/a")
+        location(srv, "/missing")
+        srv.reload()
+        srv.stop()
+        lines = srv.log
+        self.assertEqual(len(lines), 4, lines)
+        self.assertRegex(lines[0], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ detour\[\d+\] info: "
+                                   r"detour \S+ started: 1 rules from \S+ loaded in \d+ ms; "
+                                   r"listening on 127\.0\.0\.1:\d+; 1 workers$")
+        self.assertIn("reloaded 1 rules", lines[1])
+        self.assertIn("SIGTERM: stopping", lines[2])
+        self.assertIn("stopped", lines[3])
+        srv.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,339 @@
+/* Unit tests for src/rules: the rule-line syntax and its errors (file:line:column), the
+ * table's precedence (exact > longest prefix; host > wildcard host > any host; scheme),
+ * time windows, and the Location each rule produces (S1, S4, S7, S8). */
+#include "rules/rules.h"
+#include "tap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static void parse_lines(void)
+{
+    struct dt_rule_spec s;
+    struct dt_diag d;
+    is_int(dt_rule_parse_line(DT_STR("   # a comment"), &s, &d), 0, "comment line");
+    is_int(dt_rule_parse_line(DT_STR(""), &s, &d), 0, "blank line");
+    is_int(dt_rule_parse_line(DT_STR("/a /b"), &s, &d), 1, "rule line");
+    is_span(s.source, "/a", "source");
+    is_span(s.target, "/b", "target");
+    is_int(s.status, 307, "S8: 307 is the default status");
+    is_int(s.max_age, -1, "S4: no cache by default");
+    is_int(dt_rule_parse_line(DT_STR("/a\t/b  301 # moved\r"), &s, &d), 1, "tabs, comment, CR");
+    is_int(s.status, 301, "S8: status per rule");
+    is_int(dt_rule_parse_line(DT_STR("/a /b#frag"), &s, &d), 1, "'#' inside a field");
+    is_span(s.target, "/b#frag", "a fragment in a target is not a comment");
+    is_int(dt_rule_parse_line(DT_STR("/a /b 308 query=drop cache=60"), &s, &d), 1, "options");
+    ok(s.query_drop, "query=drop");
+    is_int(s.max_age, 60, "cache=60");
+    is_int(dt_rule_parse_line(DT_STR("/a /b from=2026-01-01T00:00:00Z until=2026-02-01"), &s, &d),
+           1, "window");
+    ok(s.has_from && s.has_until && s.from < s.until, "from and until parsed");
+
+    is_int(dt_rule_parse_line(DT_STR("/a"), &s, &d), DT_ESYNTAX, "missing target");
+    is_int(d.offset, 2, "error points after the source");
+    is_int(dt_rule_parse_line(DT_STR("/a /b 309"), &s, &d), DT_ESYNTAX, "bad status");
+    is_int(d.offset, 6, "error points at the status");
+    ok(strstr(d.msg, "301, 302, 303, 307 or 308") != NULL, "message lists valid statuses");
+    is_int(dt_rule_parse_line(DT_STR("/a /b 307 301"), &s, &d), DT_ESYNTAX, "two statuses");
+    is_int(dt_rule_parse_line(DT_STR("/a /b cache=60 307"), &s, &d), DT_ESYNTAX,
+           "status after options");
+    is_int(dt_rule_parse_line(DT_STR("/a /b colour=red"), &s, &d), DT_ESYNTAX, "unknown option");
+    is_int(d.offset, 6, "error points at the option");
+    is_int(dt_rule_parse_line(DT_STR("/a /b query=maybe"), &s, &d), DT_ESYNTAX, "bad query=");
+    is_int(d.offset, 12, "error points at the value");
+    is_int(dt_rule_parse_line(DT_STR("/a /b cache=-1"), &s, &d), DT_ESYNTAX, "negative cache");
+    is_int(dt_rule_parse_line(DT_STR("/a /b cache=1 cache=2"), &s, &d), DT_ESYNTAX,
+           "option twice");
+    is_int(dt_rule_parse_line(DT_STR("/a /b until=soon"), &s, &d), DT_ESYNTAX, "bad time");
+    is_int(dt_rule_parse_line(DT_STR("/a /b from=2026-02-01 until=2026-01-01"), &s, &d),
+           DT_ESYNTAX, "empty window");
+    is_int(dt_rule_parse_line(DT_STR("/a /b word"), &s, &d), DT_ESYNTAX, "stray word");
+    is_int(dt_rule_parse_line(DT_STR("/a\x01 /b"), &s, &d), DT_ESYNTAX, "control character");
+}
+
+/* Builds a finished table from rules text; fails the test if it does not load. */
+static struct dt_table *table(const char *text)
+{
+    struct dt_table *t = dt_table_new();
+    struct dt_errors e;
+    dt_errors_init(&e);
+    int rc = dt_table_load_text(t, "test.rules", dt_str_make(text, strlen(text)), &e);
+    if (rc)
+        printf("# load errors:\n# %s", e.text.ptr);
+    ok(rc == 0, "rules load");
+    dt_errors_dispose(&e);
+    dt_table_finish(t);
+    return t;
+}
+
+/* The Location (or "404") for a request, rendered into a static buffer. */
+static const char *answer(const struct dt_table *t, enum dt_scheme scheme, const char *host,
+                          const char *target, time_t now, int *status)
+{
+    static char out[1024];
+    const char *q = strchr(target, '?');
+    struct dt_str path = {target, q ? (size_t)(q - target) : strlen(target)};
+    struct dt_str query = q ? dt_str_make(q + 1, strlen(q + 1)) : DT_STR_NULL;
+    struct dt_match m;
+    const struct dt_rule *r = dt_table_match(t, scheme, dt_str_make(host, strlen(host)), path,
+                                             now, &m);
+    if (!r) {
+        *status = 404;
+        return "404";
+    }
+    *status = r->status;
+    size_t max = dt_table_location_max(t, &m, query);
+    size_t n = dt_table_location(t, &m, query, out);
+    if (n > max)
+        return "(overflow)";
+    out[n] = '\0';
+    return out;
+}
+
+static const char *loc(const struct dt_table *t, const char *host, const char *target)
+{
+    int status;
+    return answer(t, DT_SCHEME_HTTP, host, target, 1796104800, &status);
+}
+
+static void precedence(void)
+{
+    struct dt_table *t = table("/old/url/*        /new/url\n"
+                               "/old/url/special  /special\n"
+                               "/old/*            /older/:splat\n"
+                               "/docs/*           /manual/:splat  308\n"
+                               "/exact            /e\n"
+                               "/exact            /never\n"
+                               "/q                /target?x=1\n"
+                               "/drop             /d  query=drop\n"
+                               "/anything*        /any-:splat\n");
+    is_int(dt_table_size(t), 9, "nine rules");
+    is_str(loc(t, "", "/old/url/x"), "/new/url", "S7: every path under a prefix, one target");
+    is_str(loc(t, "", "/old/url/special"), "/special", "exact beats prefix");
+    is_str(loc(t, "", "/old/url/"), "/new/url", "the prefix itself");
+    is_str(loc(t, "", "/old/url"), "/new/url", "/dir/* also answers /dir");
+    is_str(loc(t, "", "/old/other/y"), "/older/other/y", "longest prefix wins");
+    is_str(loc(t, "", "/old/urlx"), "/older/urlx", "a prefix matches bytes, not segments");
+    is_str(loc(t, "", "/docs/a/b.html"), "/manual/a/b.html", "S7: new prefix keeps the rest");
+    is_str(loc(t, "", "/docs"), "/manual/", "/docs -> /manual/ with an empty splat");
+    is_str(loc(t, "", "/exact"), "/e", "first of two equal sources wins");
+    is_str(loc(t, "", "/exact/"), "404", "exact does not match with a trailing slash");
+    is_str(loc(t, "", "/Exact"), "404", "paths are case-sensitive");
+    is_str(loc(t, "", "/exact?a=1"), "/e?a=1", "query kept by default");
+    is_str(loc(t, "", "/q?a=1"), "/target?x=1", "a target's own query wins");
+    is_str(loc(t, "", "/drop?a=1"), "/d", "query=drop");
+    is_str(loc(t, "", "/anything-goes"), "/any--goes", "prefix without a slash");
+    is_str(loc(t, "", "/nothing"), "404", "no rule: 404");
+    int status;
+    answer(t, DT_SCHEME_HTTP, "", "/docs/x", 0, &status);
+    is_int(status, 308, "S8: rule status 308");
+    answer(t, DT_SCHEME_HTTP, "", "/exact", 0, &status);
+    is_int(status, 307, "S8: default 307");
+    dt_table_free(t);
+}
+
+static void hosts(void)
+{
+    struct dt_table *t = table("/robots.txt                 /any-robots\n"
+                               "/*                          /any\n"
+                               "shop.example.com/*          https://example.com/shop/:splat\n"
+                               "Shop.Example.com/exact      /shop-exact\n"
+                               "*.example.com/*             /wild\n"
+                               "*.deep.example.com/*        /deeper\n"
+                               "http://secure.example.com/*  https://secure.example.com/:splat 308\n"
+                               "secure.example.com/*        /plain-rule\n"
+                               "https://only.example.net/x  /tls-only\n");
+    is_str(loc(t, "shop.example.com", "/a/b?c=1"), "https://example.com/shop/a/b?c=1",
+           "host rule, absolute target");
+    is_str(loc(t, "shop.example.com", "/exact"), "/shop-exact", "host names are case-insensitive");
+    is_str(loc(t, "shop.example.com", "/robots.txt"), "https://example.com/shop/robots.txt",
+           "a host's own prefix beats an exact rule for any host");
+    is_str(loc(t, "a.example.com", "/x"), "/wild", "wildcard host");
+    is_str(loc(t, "a.b.example.com", "/x"), "/wild", "wildcard covers deeper names");
+    is_str(loc(t, "x.deep.example.com", "/x"), "/deeper", "the most specific wildcard wins");
+    is_str(loc(t, "example.com", "/x"), "/any", "*.example.com does not match the apex");
+    is_str(loc(t, "other.org", "/robots.txt"), "/any-robots", "any-host rules");
+    is_str(loc(t, "", "/x"), "/any", "no host: any-host rules");
+    int status;
+    is_str(answer(t, DT_SCHEME_HTTP, "secure.example.com", "/p", 0, &status),
+           "https://secure.example.com/p", "S9: http:// rule moves to https");
+    is_int(status, 308, "S9: with 308");
+    is_str(answer(t, DT_SCHEME_HTTPS, "secure.example.com", "/p", 0, &status), "/plain-rule",
+           "the http:// rule does not answer https requests");
+    is_str(loc(t, "only.example.net", "/x"), "/any", "an https:// rule ignores http requests");
+    dt_table_free(t);
+}
+
+static void windows(void)
+{
+    struct dt_table *t = table(
+        "/sale  /winter-sale  from=2026-12-01T00:00:00Z until=2027-01-01T00:00:00Z\n"
+        "/sale  /no-sale\n"
+        "/maintenance  /status  307  cache=60  until=2026-12-01T06:00:00Z\n");
+    ok(dt_table_has_windows(t), "table knows it has windows");
+    int status;
+    time_t before = 1796083200 - 1; /* 2026-11-30T23:59:59Z */
+    time_t during = 1796083200;     /* 2026-12-01T00:00:00Z */
+    time_t after = 1798761600;      /* 2027-01-01T00:00:00Z */
+    is_str(answer(t, DT_SCHEME_HTTP, "", "/sale", before, &status), "/no-sale",
+           "before its window a rule does not match");
+    is_str(answer(t, DT_SCHEME_HTTP, "", "/sale", during, &status), "/winter-sale",
+           "from= is inclusive");
+    is_str(answer(t, DT_SCHEME_HTTP, "", "/sale", after, &status), "/no-sale",
+           "until= is exclusive");
+    is_str(answer(t, DT_SCHEME_HTTP, "", "/maintenance", during, &status), "/status",
+           "inside until=");
+    is_str(answer(t, DT_SCHEME_HTTP, "", "/maintenance", during + 6 * 3600, &status), "404",
+           "after until= the rule is gone");
+    struct dt_match m;
+    const struct dt_rule *r =
+        dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/maintenance"), during, &m);
+    is_int(r ? dt_rule_max_age(t, r) : -2, 60, "S4: cache=60 reaches the rule");
+    dt_table_free(t);
+}
+
+/* Loads text from a file named name; returns the errors' text (static). */
+static const char *load_errors(const char *text)
+{
+    static char msg[4096];
+    char path[] = "/tmp/detour-rules-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+        return "(cannot write temp file)";
+    close(fd);
+    struct dt_table *t = dt_table_new();
+    struct dt_errors e;
+    dt_errors_init(&e);
+    int rc = dt_table_load_file(t, path, &e);
+    snprintf(msg, sizeof(msg), "%s", rc ? e.text.ptr : "");
+    /* replace the temp path by a fixed name so tests can compare */
+    char fixed[4096];
+    size_t plen = strlen(path), o = 0;
+    for (const char *p = msg; *p && o < sizeof(fixed) - 16;) {
+        if (!strncmp(p, path, plen)) {
+            memcpy(fixed + o, "rules.txt", 9);
+            o += 9;
+            p += plen;
+        } else {
+            fixed[o++] = *p++;
+        }
+    }
+    fixed[o] = '\0';
+    memcpy(msg, fixed, o + 1);
+    dt_errors_dispose(&e);
+    dt_table_free(t);
+    unlink(path);
+    return msg;
+}
+
+static void errors(void)
+{
+    is_str(load_errors("/a /b\n\n/c /d 309\n"),
+           "rules.txt:3:7: unknown status 309 (expected 301, 302, 303, 307 or 308)\n",
+           "a bad line names file, line and column");
+    is_str(load_errors("/a /b\n/x/:splat /y\n"),
+           "rules.txt:2:4: placeholders (/:name) are not supported by this version; write %3A "
+           "for a literal colon\n",
+           "placeholder source refused clearly");
+    const char *e = load_errors("/a /b\nbad /c\n/d ftp://x/y\n/e /f 301 nope\n");
+    ok(strstr(e, "rules.txt:2:1: ") != NULL, "every bad line is reported (line 2)");
+    ok(strstr(e, "rules.txt:3:4: target scheme must be http or https") != NULL,
+       "target errors point into the target (line 3)");
+    ok(strstr(e, "rules.txt:4:11: ") != NULL, "line 4 reported too");
+    ok(strstr(load_errors("/a /x/:splat\n"), "rules.txt:1:7: :splat needs a source ending in '*'") !=
+           NULL,
+       ":splat without a prefix");
+    ok(strstr(load_errors("/a* /b\n/a*b /c\n"), "rules.txt:2:3: '*' may only end a source") !=
+           NULL,
+       "'*' in the middle");
+    ok(strstr(load_errors("/a?x=1 /b\n"), "rules.txt:1:3: a source matches the path only") !=
+           NULL,
+       "query in a source");
+    ok(strstr(load_errors("ex ample.com/a /b\n"), "rules.txt:1:") != NULL, "bad host");
+    ok(strstr(load_errors("example.com:8080/a /b\n"), "has no port") != NULL, "port in a host");
+    ok(strstr(load_errors("ftp://h/a /b\n"), "http or https") != NULL, "bad source scheme");
+    ok(strstr(load_errors("~^/x$ /b\n"), "not supported by this version") != NULL,
+       "regex refused clearly in this version");
+    ok(strstr(load_errors("/caf\xc3\xa9 /b\n"), "percent-encode non-ASCII") != NULL,
+       "raw UTF-8 source refused with a hint");
+    ok(strstr(load_errors("/\xc3\xa9\xc3\xa9 /b 999\n"), "rules.txt:1:8: ") != NULL,
+       "columns count characters, not bytes");
+    is_str(load_errors("# only comments\n\n   \n/ok /fine\n"), "", "comments and blanks load");
+    const char *missing = load_errors("");
+    is_str(missing, "", "an empty file loads");
+
+    struct dt_table *t = dt_table_new();
+    struct dt_errors er;
+    dt_errors_init(&er);
+    is_int(dt_table_load_file(t, "/nonexistent/rules.txt", &er), DT_EIO, "missing file");
+    ok(strstr(er.text.ptr, "/nonexistent/rules.txt: cannot open: No such file") != NULL,
+       "missing file named with the reason");
+    dt_errors_dispose(&er);
+    dt_table_free(t);
+}
+
+static void origins(void)
+{
+    struct dt_table *t = dt_table_new();
+    struct dt_errors e;
+    dt_errors_init(&e);
+    is_int(dt_table_load_text(t, "one.rules", DT_STR("/a /b\n/c /d\n"), &e), 0, "file one");
+    is_int(dt_table_load_text(t, "empty.rules", DT_STR("# nothing\n"), &e), 0, "empty file");
+    is_int(dt_table_load_text(t, "two.rules", DT_STR("\n\n/e /f\n"), &e), 0, "file two");
+    dt_table_finish(t);
+    struct dt_match m;
+    const struct dt_rule *r = dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/e"), 0, &m);
+    struct dt_rule_origin o = r ? dt_rule_origin(t, r) : (struct dt_rule_origin){0};
+    is_str(o.file, "two.rules", "origin file");
+    is_int(o.line, 3, "origin line");
+    r = dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/c"), 0, &m);
+    o = r ? dt_rule_origin(t, r) : (struct dt_rule_origin){0};
+    is_str(o.file, "one.rules", "origin of a rule in the first file");
+    is_int(o.line, 2, "its line");
+    dt_errors_dispose(&e);
+    dt_table_free(t);
+}
+
+static void many(void)
+{
+    /* Enough rules and prefix lengths to exercise growth, collisions and the fallback
+     * path for sections with many distinct prefix lengths. */
+    struct dt_buf text;
+    dt_buf_init(&text);
+    for (int i = 0; i < 20000; i++)
+        dt_buf_appendf(&text, "/page/%d /target/%d\n", i, i);
+    for (int i = 1; i <= 300; i++) {
+        dt_buf_appendf(&text, "/p");
+        for (int k = 0; k < i; k++)
+            dt_buf_append(&text, "x", 1);
+        dt_buf_appendf(&text, "* /len-%d\n", i);
+    }
+    for (int i = 0; i < 500; i++)
+        dt_buf_appendf(&text, "host%d.example/* /h%d/:splat\n", i, i);
+    dt_buf_terminate(&text);
+    struct dt_table *t = table(text.ptr);
+    is_int(dt_table_size(t), 20800, "20800 rules");
+    is_str(loc(t, "", "/page/12345"), "/target/12345", "exact among many");
+    is_str(loc(t, "", "/page/20000"), "404", "absent among many");
+    is_str(loc(t, "", "/pxxxxxyz"), "/len-5", "longest of 300 prefix lengths");
+    char path[400] = "/p";
+    memset(path + 2, 'x', 350);
+    path[352] = '\0';
+    is_str(loc(t, "", path), "/len-300", "longest prefix when lengths exceed the fast path");
+    is_str(loc(t, "host499.example", "/q"), "/h499/q", "host among many");
+    dt_table_free(t);
+    dt_buf_dispose(&text);
+}
+
+int main(void)
+{
+    parse_lines();
+    precedence();
+    hosts();
+    windows();
+    errors();
+    origins();
+    many();
+    return done_testing();
+}

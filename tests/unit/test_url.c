@@ -1,0 +1,141 @@
+/* Unit tests for src/url: RFC 3986 parsing, hosts, and target templates. */
+#include "tap.h"
+#include "url/url.h"
+
+static void parse(void)
+{
+    struct dt_url u;
+    struct dt_diag d;
+    is_int(dt_url_parse(DT_STR("https://user:pw@Example.com:8443/a/b?x=1&y#frag"), &u, &d), 0,
+           "absolute URL parses");
+    is_span(u.scheme, "https", "scheme");
+    is_span(u.userinfo, "user:pw", "userinfo");
+    is_span(u.host, "Example.com", "host");
+    is_span(u.port, "8443", "port");
+    is_span(u.path, "/a/b", "path");
+    is_span(u.query, "x=1&y", "query");
+    is_span(u.fragment, "frag", "fragment");
+
+    is_int(dt_url_parse(DT_STR("/only/path"), &u, &d), 0, "path reference");
+    ok(!u.scheme.len && !u.has_authority, "no scheme, no authority");
+    is_int(dt_url_parse(DT_STR("//host/p"), &u, &d), 0, "network-path reference");
+    ok(u.has_authority, "network path has authority");
+    is_span(u.host, "host", "network path host");
+    is_int(dt_url_parse(DT_STR("http://[::1]:80/"), &u, &d), 0, "IPv6 literal");
+    is_span(u.host, "[::1]", "IP literal keeps brackets");
+    is_int(dt_url_parse(DT_STR("http://[::1/"), &u, &d), DT_ESYNTAX, "unclosed IP literal");
+    is_int(dt_url_parse(DT_STR("http://[zz::1]/"), &u, &d), DT_ESYNTAX, "bad IPv6");
+    is_int(dt_url_parse(DT_STR("/a b"), &u, &d), DT_ESYNTAX, "space in path");
+    is_int(d.offset, 2, "diag points at the space");
+    is_int(dt_url_parse(DT_STR("/a%zz"), &u, &d), DT_ESYNTAX, "broken percent-encoding");
+    is_int(dt_url_parse(DT_STR("/a%4"), &u, &d), DT_ESYNTAX, "truncated percent-encoding");
+    is_int(dt_url_parse(DT_STR("/a%41"), &u, &d), 0, "complete percent-encoding");
+    is_int(dt_url_parse(DT_STR("http://h:8x/"), &u, &d), DT_ESYNTAX, "port with a letter");
+    is_int(dt_url_parse(DT_STR("1http://h/"), &u, &d), DT_ESYNTAX, "scheme starting with digit");
+    is_int(dt_url_parse(DT_STR("/a\"b"), &u, &d), DT_ESYNTAX, "quote in path");
+    is_int(dt_url_parse(DT_STR("/a\\b"), &u, &d), DT_ESYNTAX, "backslash in path");
+
+    ok(dt_url_host_valid(DT_STR("example.com")), "host valid");
+    ok(dt_url_host_valid(DT_STR("127.0.0.1")), "IPv4 valid");
+    ok(dt_url_host_valid(DT_STR("[2001:db8::1]")), "IPv6 literal valid");
+    ok(!dt_url_host_valid(DT_STR("exa mple.com")), "space invalid");
+    ok(!dt_url_host_valid(DT_STR("a/b")), "slash invalid");
+    ok(!dt_url_host_valid(DT_STR("")), "empty invalid");
+    ok(!dt_url_host_valid(DT_STR("[::1")), "unclosed literal invalid");
+}
+
+static void encode(void)
+{
+    char out[64];
+    size_t n = dt_url_encode_path(out, DT_STR("/a b\"<>\\^`{|}\x80%41%zz?#"));
+    is_strn(out, n, "/a%20b%22%3C%3E%5C%5E%60%7B%7C%7D%80%41%25zz%3F%23",
+            "path values: unsafe bytes encoded, valid %XX kept, stray % encoded");
+    n = dt_url_encode_query(out, DT_STR("a=1&b=?/:@"));
+    is_strn(out, n, "a=1&b=?/:@", "query keeps ? / : @");
+}
+
+/* Compiles text for a source and renders it with the given splat and query. */
+static size_t render(const char *text, bool splat, const char *value, const char *query,
+                     bool keep, char *out, int *rc, struct dt_diag *d)
+{
+    struct dt_arena a;
+    dt_arena_init(&a, 0);
+    struct dt_template t;
+    struct dt_tpl_source src = {.splat = splat};
+    *rc = dt_template_compile(dt_str_make(text, strlen(text)), &src, &a, &t, d);
+    size_t n = 0;
+    if (*rc == 0) {
+        struct dt_tpl_values v = {.splat = dt_str_make(value, value ? strlen(value) : 0),
+                                  .query = dt_str_make(query, query ? strlen(query) : 0),
+                                  .keep_query = keep};
+        size_t max = dt_template_max_len(&t, &v);
+        n = dt_template_render(&t, &v, out);
+        if (n > max)
+            printf("# render wrote %zu > max %zu\n", n, max);
+    }
+    dt_arena_dispose(&a);
+    return n;
+}
+
+static void templates(void)
+{
+    char out[512];
+    int rc;
+    struct dt_diag d;
+    size_t n;
+
+    n = render("/new/url", false, NULL, "a=1", true, out, &rc, &d);
+    is_strn(out, n, "/new/url?a=1", "query kept and appended");
+    n = render("/new/url", false, NULL, "a=1", false, out, &rc, &d);
+    is_strn(out, n, "/new/url", "query=drop");
+    n = render("/new?b=2", false, NULL, "a=1", true, out, &rc, &d);
+    is_strn(out, n, "/new?b=2", "a target with its own query keeps only it");
+    n = render("/new#top", false, NULL, "a=1", true, out, &rc, &d);
+    is_strn(out, n, "/new?a=1#top", "query goes before the target's fragment");
+    n = render("/manual/:splat", true, "a/b.html", "", true, out, &rc, &d);
+    is_strn(out, n, "/manual/a/b.html", "S7: :splat keeps the rest of the path");
+    n = render("https://example.com/shop/:splat", true, "x%20y", "q=1", true, out, &rc, &d);
+    is_strn(out, n, "https://example.com/shop/x%20y?q=1", "percent-encoding is preserved");
+    n = render("/p/:splat.html", true, "a\"b", NULL, true, out, &rc, &d);
+    is_strn(out, n, "/p/a%22b.html", "a quote from the request is encoded");
+    n = render("/:splat", true, "/evil.com/x", NULL, true, out, &rc, &d);
+    is_strn(out, n, "/evil.com/x", "a splat cannot make //host (off-site)");
+    n = render("/:splat", true, "\\evil.com", NULL, true, out, &rc, &d);
+    is_strn(out, n, "/%5Cevil.com", "a backslash is encoded, not read as a slash");
+    n = render("/:splat", true, "//evil.com", "a=1", true, out, &rc, &d);
+    is_strn(out, n, "/evil.com?a=1", "several leading slashes collapse");
+    n = render("/x/:splat#:splat", true, "y", NULL, true, out, &rc, &d);
+    is_strn(out, n, "/x/y#y", "holes in the fragment are filled too");
+    n = render("/a\r\n", false, NULL, NULL, true, out, &rc, &d);
+    is_int(rc, DT_ESYNTAX, "CR LF in a target is refused");
+
+    render("ftp://example.com/x", false, NULL, NULL, true, out, &rc, &d);
+    is_int(rc, DT_ESYNTAX, "only http and https targets");
+    render("//evil.com/x", false, NULL, NULL, true, out, &rc, &d);
+    is_int(rc, DT_ESYNTAX, "a target may not start with //");
+    render("relative/x", false, NULL, NULL, true, out, &rc, &d);
+    is_int(rc, DT_ESYNTAX, "a relative path target is refused");
+    render("/x/:splat", false, NULL, NULL, true, out, &rc, &d);
+    is_int(rc, DT_ESYNTAX, ":splat needs a prefix source");
+    render("/x/:name", true, NULL, NULL, true, out, &rc, &d);
+    is_int(rc, DT_ESYNTAX, "unknown placeholder");
+    is_int(d.offset, 3, "diag points at the placeholder");
+    render("https://:splat.example.com/", true, NULL, NULL, true, out, &rc, &d);
+    is_int(rc, DT_ESYNTAX, "no hole in the host");
+    render("https://$1.example.com/", true, NULL, NULL, true, out, &rc, &d);
+    is_int(rc, DT_ESYNTAX, "no capture in the host");
+    render("/x/$1", true, NULL, NULL, true, out, &rc, &d);
+    is_int(rc, DT_ESYNTAX, "$1 needs a regex source");
+    render("https://example.com:8443/x", false, NULL, NULL, true, out, &rc, &d);
+    is_int(rc, 0, "a port is not a placeholder");
+    render("", false, NULL, NULL, true, out, &rc, &d);
+    is_int(rc, DT_ESYNTAX, "empty target");
+}
+
+int main(void)
+{
+    parse();
+    encode();
+    templates();
+    return done_testing();
+}
