@@ -71,7 +71,11 @@ struct dt_http_parser {
     size_t _start;     /* where the current request starts */
     size_t _scanned;   /* request-line bytes already searched for LF, from _start */
     size_t _hdr_start; /* where the header block starts, from _start */
-    uint64_t _body_seen;
+    uint64_t _body_seen;    /* content bytes drained */
+    uint64_t _remaining;    /* of the Content-Length, or of the current chunk */
+    uint32_t _framing_seen; /* chunk sizes, extensions and trailers: counted as headers */
+    uint8_t _body_mode;     /* none, length, chunked */
+    uint8_t _chunk_state;
     uint32_t _nfields;
     uint32_t _field_off, _field_len, _value_off, _value_len; /* from _start */
     uint32_t _host_off, _host_len;
@@ -81,6 +85,7 @@ struct dt_http_parser {
     uint8_t _version_minor;
     bool _in_value;
     bool _method_seen;
+    bool _is_head;
     bool _te_seen, _te_chunked_last, _te_unknown, _te_bad;
     bool _expect_continue;
     int status;         /* with DT_HTTP_ERROR/ABORT: the status to send (400, 414, ...) */
@@ -103,6 +108,8 @@ void dt_http_parser_shift(struct dt_http_parser *p, size_t n);
 bool dt_http_parser_idle(const struct dt_http_parser *p);
 /* True while the parser is reading a request's content (after its head). */
 bool dt_http_parser_in_body(const struct dt_http_parser *p);
+/* True when the current request line said HEAD (an error answer then has no content). */
+bool dt_http_parser_head(const struct dt_http_parser *p);
 
 /* ---- responses ------------------------------------------------------------------------- */
 

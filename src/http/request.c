@@ -2,14 +2,16 @@
  *
  * The request line is parsed here: RFC 9110 9.1 makes methods an open set of tokens and
  * llhttp only knows a fixed list, so llhttp is handed a canonical request line instead and
- * parses what it is good at: header fields, Content-Length, chunked content. The checks
- * llhttp leaves out (RFC 9112 5.1 whitespace before the colon, 5.2 obs-fold, Host rules,
- * transfer codings we do not implement) are made in its callbacks. */
+ * parses the header fields and Content-Length. The checks llhttp leaves out (RFC 9112 5.1
+ * whitespace before the colon, 5.2 obs-fold, Host rules, the transfer codings we implement)
+ * are made in its callbacks. The content is drained here too: a redirect server only needs
+ * its framing, and llhttp 8.1 refuses valid chunk extensions ("5;a=b;c=d"). */
 #include "http/http.h"
 
 #include "url/url.h"
 
 enum { ST_LINE, ST_HEADERS, ST_BODY };
+enum { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
 
 static struct dt_http_parser *parser_of(llhttp_t *ll)
 {
@@ -149,30 +151,12 @@ static int on_headers_complete(llhttp_t *ll)
     return HPE_PAUSED;
 }
 
-static int on_body(llhttp_t *ll, const char *at, size_t n)
-{
-    (void)at;
-    struct dt_http_parser *p = parser_of(ll);
-    p->_body_seen += n;
-    if (p->_body_seen > p->_lim->max_body)
-        return reject(p, 413, "request content over the limit");
-    return 0;
-}
-
-static int on_message_complete(llhttp_t *ll)
-{
-    (void)ll;
-    return HPE_PAUSED;
-}
-
 static const llhttp_settings_t settings = {
     .on_header_field = on_header_field,
     .on_header_field_complete = on_header_field_complete,
     .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
 };
 
 void dt_http_parser_init(struct dt_http_parser *p, const struct dt_http_limits *lim)
@@ -180,6 +164,9 @@ void dt_http_parser_init(struct dt_http_parser *p, const struct dt_http_limits *
     memset(p, 0, sizeof(*p));
     p->_lim = lim;
     llhttp_init(&p->_ll, HTTP_REQUEST, &settings);
+    /* Transfer-Encoding is judged in our callbacks (501 for codings we do not implement,
+     * 400 when chunked is not last); llhttp's stricter check would answer 400 for both. */
+    llhttp_set_lenient_transfer_encoding(&p->_ll, 1);
     p->_ll.data = p;
     p->_state = ST_LINE;
 }
@@ -203,6 +190,11 @@ bool dt_http_parser_idle(const struct dt_http_parser *p)
 bool dt_http_parser_in_body(const struct dt_http_parser *p)
 {
     return p->_state == ST_BODY;
+}
+
+bool dt_http_parser_head(const struct dt_http_parser *p)
+{
+    return p->_is_head;
 }
 
 static enum dt_http_event fail(struct dt_http_parser *p, int status, const char *reason)
@@ -245,6 +237,7 @@ static enum dt_http_event request_line(struct dt_http_parser *p, const char *lin
     if (v[5] != '1' || (v[7] != '0' && v[7] != '1'))
         return fail(p, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
     p->_version_minor = (uint8_t)(v[7] - '0');
+    p->_is_head = p->_method_len == 4 && memcmp(line, "HEAD", 4) == 0;
     if (p->_method_len == 7 && memcmp(line, "CONNECT", 7) == 0)
         return fail(p, 501, "CONNECT is not supported by a redirect server");
     return DT_HTTP_HEAD; /* "line accepted" */
@@ -296,7 +289,7 @@ static enum dt_http_event fill(struct dt_http_parser *p, char *buf, struct dt_re
     size_t tlen = p->_target_len;
     req->target = dt_str_make(target, tlen);
     req->version_minor = p->_version_minor;
-    req->head = p->_method_len == 4 && memcmp(line, "HEAD", 4) == 0;
+    req->head = p->_is_head;
 
     if (p->_nhost == 1 && !authority_host(line + p->_host_off, p->_host_len, &req->host))
         return fail(p, 400, "invalid Host header field");
@@ -339,12 +332,18 @@ static enum dt_http_event fill(struct dt_http_parser *p, char *buf, struct dt_re
     llhttp_t *ll = &p->_ll;
     req->keep_alive = llhttp_should_keep_alive(ll);
     req->expect_continue = p->_expect_continue;
-    if (ll->flags & F_CHUNKED) {
+    p->_body_mode = BODY_NONE;
+    if (p->_te_seen) {
+        /* on_headers_complete let through only a final, single chunked */
         req->has_body = true;
+        p->_body_mode = BODY_CHUNKED;
+        p->_chunk_state = 0;
     } else if (ll->flags & F_CONTENT_LENGTH) {
         req->content_length = ll->content_length;
         req->has_body = ll->content_length > 0;
         req->body_too_large = ll->content_length > p->_lim->max_body;
+        p->_body_mode = BODY_LENGTH;
+        p->_remaining = ll->content_length;
     }
     return DT_HTTP_HEAD;
 }
@@ -353,7 +352,11 @@ static void reset_request(struct dt_http_parser *p)
 {
     p->_scanned = 0;
     p->_method_seen = false;
+    p->_is_head = false;
     p->_body_seen = 0;
+    p->_remaining = 0;
+    p->_framing_seen = 0;
+    p->_body_mode = BODY_NONE;
     p->_nfields = 0;
     p->_field_len = 0;
     p->_value_len = 0;
@@ -385,6 +388,154 @@ static enum dt_http_event llhttp_failure(struct dt_http_parser *p, llhttp_errno_
     default:
         return fail(p, 400, "malformed header section");
     }
+}
+
+/* RFC 9112 7.1 chunked framing, as a byte-at-a-time state machine; chunk data is skipped
+ * in bulk. */
+enum {
+    CK_SIZE_FIRST, /* the first hex digit of a chunk size */
+    CK_SIZE,       /* more hex digits */
+    CK_EXT,        /* after the size: BWS, ";" extensions, up to CR */
+    CK_EXT_QUOTED, /* inside a quoted extension value */
+    CK_EXT_PAIR,   /* after a backslash in a quoted value */
+    CK_SIZE_LF,    /* the LF ending a chunk-size line */
+    CK_DATA,       /* chunk data */
+    CK_DATA_CR,    /* the CRLF after chunk data */
+    CK_DATA_LF,
+    CK_TRAILER_START, /* the start of a trailer line, or the final CRLF */
+    CK_TRAILER,       /* inside a trailer field line */
+    CK_TRAILER_LF,
+    CK_FINAL_LF,
+};
+
+static enum dt_http_event abort_body(struct dt_http_parser *p, int status, const char *reason)
+{
+    p->status = status;
+    p->reason = reason;
+    return DT_HTTP_ABORT;
+}
+
+/* Drains chunked content from buf[p->off, len). */
+static enum dt_http_event drain_chunked(struct dt_http_parser *p, const char *buf, size_t len)
+{
+    const struct dt_http_limits *lim = p->_lim;
+    size_t i = p->off;
+    while (i < len) {
+        unsigned char c = (unsigned char)buf[i];
+        if (p->_chunk_state == CK_DATA) {
+            size_t take = len - i < p->_remaining ? len - i : (size_t)p->_remaining;
+            p->_remaining -= take;
+            i += take;
+            if (!p->_remaining)
+                p->_chunk_state = CK_DATA_CR;
+            continue;
+        }
+        /* Sizes, extensions and trailers count against the header-section limit. */
+        if (++p->_framing_seen > lim->max_header_bytes) {
+            p->off = i;
+            return abort_body(p, 431, "chunk framing over the limit");
+        }
+        i++;
+        switch (p->_chunk_state) {
+        case CK_SIZE_FIRST:
+        case CK_SIZE: {
+            int h = dt_hexval(c);
+            if (h >= 0) {
+                if (p->_remaining >> 59)
+                    return abort_body(p, 400, "chunk size too large");
+                p->_remaining = p->_remaining * 16 + (uint64_t)h;
+                p->_chunk_state = CK_SIZE;
+            } else if (p->_chunk_state == CK_SIZE && (c == ';' || c == ' ' || c == '\t')) {
+                p->_chunk_state = CK_EXT;
+            } else if (p->_chunk_state == CK_SIZE && c == '\r') {
+                p->_chunk_state = CK_SIZE_LF;
+            } else {
+                return abort_body(p, 400, "invalid chunk size");
+            }
+            break;
+        }
+        case CK_EXT:
+            /* chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ) */
+            if (c == '\r')
+                p->_chunk_state = CK_SIZE_LF;
+            else if (c == '"')
+                p->_chunk_state = CK_EXT_QUOTED;
+            else if (!dt_tchar[c] && c != ';' && c != '=' && c != ' ' && c != '\t')
+                return abort_body(p, 400, "invalid chunk extension");
+            break;
+        case CK_EXT_QUOTED:
+            if (c == '"')
+                p->_chunk_state = CK_EXT;
+            else if (c == '\\')
+                p->_chunk_state = CK_EXT_PAIR;
+            else if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return abort_body(p, 400, "invalid quoted chunk extension");
+            break;
+        case CK_EXT_PAIR:
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return abort_body(p, 400, "invalid quoted chunk extension");
+            p->_chunk_state = CK_EXT_QUOTED;
+            break;
+        case CK_SIZE_LF:
+            if (c != '\n')
+                return abort_body(p, 400, "chunk size line must end with CRLF");
+            p->_chunk_state = p->_remaining ? CK_DATA : CK_TRAILER_START;
+            if (p->_remaining) {
+                p->_body_seen += p->_remaining;
+                if (p->_body_seen > lim->max_body)
+                    return abort_body(p, 413, "request content over the limit");
+            }
+            break;
+        case CK_DATA_CR:
+            if (c != '\r')
+                return abort_body(p, 400, "chunk data must end with CRLF");
+            p->_chunk_state = CK_DATA_LF;
+            break;
+        case CK_DATA_LF:
+            if (c != '\n')
+                return abort_body(p, 400, "chunk data must end with CRLF");
+            p->_chunk_state = CK_SIZE_FIRST;
+            break;
+        case CK_TRAILER_START:
+            if (c == '\r')
+                p->_chunk_state = CK_FINAL_LF;
+            else if (dt_tchar[c])
+                p->_chunk_state = CK_TRAILER;
+            else
+                return abort_body(p, 400, "invalid trailer field");
+            break;
+        case CK_TRAILER:
+            if (c == '\r')
+                p->_chunk_state = CK_TRAILER_LF;
+            else if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return abort_body(p, 400, "invalid trailer field");
+            break;
+        case CK_TRAILER_LF:
+            if (c != '\n')
+                return abort_body(p, 400, "trailer lines must end with CRLF");
+            p->_chunk_state = CK_TRAILER_START;
+            break;
+        case CK_FINAL_LF:
+            if (c != '\n')
+                return abort_body(p, 400, "chunked content must end with CRLF");
+            p->off = i;
+            return DT_HTTP_DONE;
+        }
+    }
+    p->off = i;
+    return DT_HTTP_NEED_MORE;
+}
+
+/* Drains the content of the request whose head was answered. */
+static enum dt_http_event drain(struct dt_http_parser *p, const char *buf, size_t len)
+{
+    if (p->_body_mode == BODY_CHUNKED)
+        return drain_chunked(p, buf, len);
+    size_t avail = len - p->off;
+    size_t take = avail < p->_remaining ? avail : (size_t)p->_remaining;
+    p->_remaining -= take;
+    p->off += take;
+    return p->_remaining ? DT_HTTP_NEED_MORE : DT_HTTP_DONE;
 }
 
 enum dt_http_event dt_http_parse(struct dt_http_parser *p, char *buf, size_t len,
@@ -463,21 +614,11 @@ enum dt_http_event dt_http_parse(struct dt_http_parser *p, char *buf, size_t len
         return DT_HTTP_NEED_MORE;
     }
     /* ST_BODY: drain the content, if any, to the end of the message. */
-    llhttp_errno_t err = llhttp_execute(&p->_ll, buf + p->off, len - p->off);
-    if (err == HPE_PAUSED) {
-        p->off = (size_t)(llhttp_get_error_pos(&p->_ll) - buf);
+    enum dt_http_event ev = drain(p, buf, len);
+    if (ev == DT_HTTP_DONE) {
         p->_state = ST_LINE;
         reset_request(p);
         p->_start = p->off;
-        return DT_HTTP_DONE;
     }
-    if (err != HPE_OK) {
-        if (!p->status) {
-            p->status = 400;
-            p->reason = "malformed request content";
-        }
-        return DT_HTTP_ABORT;
-    }
-    p->off = len;
-    return DT_HTTP_NEED_MORE;
+    return ev;
 }

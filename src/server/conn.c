@@ -32,7 +32,7 @@ struct conn *conn_new(struct worker *w, int fd)
     }
     c->tag = TAG_CONN;
     c->tlist = TL_NONE;
-    c->registered = c->close_after = c->dirty_close = c->lingering = false;
+    c->registered = c->close_after = c->dirty_close = c->lingering = c->head_timer = false;
     c->read_blocked = c->eof = c->want_out = false;
     c->fd = fd;
     c->served = 0;
@@ -135,7 +135,9 @@ static bool flush(struct conn *c)
 static void answer_error(struct conn *c, int status, const char *reason)
 {
     struct worker *w = c->w;
-    struct dt_http_reply r = {.date = w->date, .close = true, .max_age = -1};
+    /* RFC 9110 9.3.2: an answer to HEAD has no content, errors included. */
+    struct dt_http_reply r = {
+        .date = w->date, .close = true, .max_age = -1, .head = dt_http_parser_head(&c->parser)};
     dt_http_write_page(out_buf(c), status, &r, "", dt_str_make(reason, strlen(reason)), "");
     c->close_after = true;
     c->dirty_close = true;
@@ -322,12 +324,17 @@ static enum next after_io(struct conn *c)
         return READ_AGAIN;
     }
     if (idle) {
+        c->head_timer = false;
         if (c->served)
             timer_set(c, TL_IDLE);
     } else if (dt_http_parser_in_body(&c->parser)) {
+        c->head_timer = false;
         timer_set(c, TL_IDLE);
-    } else if (c->tlist != TL_HEADER) {
-        /* the first bytes of a new request: it has header_timeout to arrive whole */
+    } else if (!c->head_timer) {
+        /* The first bytes of a request: from now it has header_timeout to arrive whole.
+         * Also on a new connection, whose silent-client timer started at accept (and
+         * deferred accept may hand over a silent client late). */
+        c->head_timer = true;
         timer_set(c, TL_HEADER);
     }
     return WAIT;
@@ -376,8 +383,7 @@ void conn_event(struct conn *c, uint32_t events)
             return;
         if (!unsent(c)) {
             /* drained: a paused reader resumes, a closing connection closes */
-            if (!conn_read(c))
-                return;
+            conn_read(c);
             return;
         }
     }

@@ -70,6 +70,7 @@ struct conn {
     bool close_after;   /* close once the pending output is sent */
     bool dirty_close;   /* the client may still be sending: linger before closing */
     bool want_out;      /* EPOLLOUT is armed */
+    bool head_timer;    /* the header timer runs for the request now arriving */
     bool lingering;     /* write side shut: reading and dropping until EOF or timeout */
     bool read_blocked;  /* too much unsent output: reading paused */
     bool eof;           /* the client shut its write side */

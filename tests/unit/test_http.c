@@ -145,6 +145,35 @@ static void good_requests(void)
     ok(r.has_body, "S6: chunked body");
     is_int(r.dones, 1, "S6: chunked body, extensions and trailers consumed");
 
+    /* llhttp 8.1 refuses these valid chunk extensions (RFC 9112 7.1.1); our own framing
+     * must not. */
+    r = parse_both("POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "5;a=b;c=d\r\nhello\r\n6 ; a=1;b\r\n world\r\n1;q=\"a\\\"b\"\r\n!\r\n"
+                   "0;last\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n",
+                   &limits, "chunk extensions");
+    is_int(r.dones, 2, "S6: several and quoted chunk extensions are consumed");
+    is_str(r.path, "/next", "S6: and the next request is read");
+    r = parse_both("POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "A\r\n0123456789\r\n00000\r\nX-Trailer: 1\r\nY: 2\r\n\r\n",
+                   &limits, "hex sizes, zeros, trailers");
+    is_int(r.dones, 1, "upper-case hex size, a last chunk of several zeros, two trailers");
+    r = parse_both("POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "zz\r\n",
+                   &limits, "bad chunk size");
+    ok(r.aborted && r.error_status == 400, "an invalid chunk size aborts after the head");
+    r = parse_both("POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "3\r\nabcX\r\n",
+                   &limits, "chunk overrun");
+    ok(r.aborted, "chunk data longer than its size aborts");
+    r = parse_both("POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "3\nabc\r\n0\r\n\r\n",
+                   &limits, "bare LF in chunk");
+    ok(r.aborted, "a bare LF in chunk framing aborts");
+    r = parse_both("POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "fffffffffffffffff\r\n",
+                   &limits, "huge chunk");
+    ok(r.aborted && r.error_status == 400, "a chunk size that overflows aborts");
+
     r = parse_both("GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\n"
                    "Content-Length: 3\r\n\r\nabcDELETE /c HTTP/1.1\r\nHost: a\r\n\r\n",
                    &limits, "pipelined");
@@ -218,6 +247,13 @@ static void bad_requests(void)
            501, "TE gzip, chunked: 501");
     is_int(status_of("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
            400, "chunked twice: 400");
+    is_int(status_of("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+           501, "chunked, gzip: 501 (gzip is a coding we do not implement)");
+    is_int(status_of("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n"),
+           400, "chunked in two fields: 400");
+    is_int(status_of("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n"), 400,
+           "an empty coding list: 400");
     is_int(status_of("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505, "HTTP/1.2: 505");
     is_int(status_of("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505, "HTTP/2.0: 505");
     is_int(status_of("GET / HTTP/0.9\r\n\r\n"), 505, "HTTP/0.9: 505");
