@@ -159,23 +159,30 @@ size_t dt_fmt_u64(char *out, uint64_t v)
     return n;
 }
 
+/* The entity for a byte that HTML-escaping replaces, or NULL. */
+static const char *entity(char c)
+{
+    switch (c) {
+    case '&':
+        return "&amp;";
+    case '<':
+        return "&lt;";
+    case '>':
+        return "&gt;";
+    case '"':
+        return "&#34;";
+    case '\'':
+        return "&#39;";
+    }
+    return NULL;
+}
+
 size_t dt_html_escaped_len(struct dt_str s)
 {
-    size_t n = s.len;
+    size_t n = 0;
     for (size_t i = 0; i < s.len; i++) {
-        switch (s.ptr[i]) {
-        case '&':
-            n += 4; /* &amp; */
-            break;
-        case '<':
-        case '>':
-            n += 3; /* &lt; &gt; */
-            break;
-        case '"':
-        case '\'':
-            n += 4; /* &#34; &#39; */
-            break;
-        }
+        const char *e = entity(s.ptr[i]);
+        n += e ? strlen(e) : 1;
     }
     return n;
 }
@@ -184,30 +191,13 @@ size_t dt_html_escape(char *out, struct dt_str s)
 {
     char *o = out;
     for (size_t i = 0; i < s.len; i++) {
-        char c = s.ptr[i];
-        switch (c) {
-        case '&':
-            memcpy(o, "&amp;", 5);
-            o += 5;
-            break;
-        case '<':
-            memcpy(o, "&lt;", 4);
-            o += 4;
-            break;
-        case '>':
-            memcpy(o, "&gt;", 4);
-            o += 4;
-            break;
-        case '"':
-            memcpy(o, "&#34;", 5);
-            o += 5;
-            break;
-        case '\'':
-            memcpy(o, "&#39;", 5);
-            o += 5;
-            break;
-        default:
-            *o++ = c;
+        const char *e = entity(s.ptr[i]);
+        if (e) {
+            size_t n = strlen(e);
+            memcpy(o, e, n);
+            o += n;
+        } else {
+            *o++ = s.ptr[i];
         }
     }
     return (size_t)(o - out);

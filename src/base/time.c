@@ -15,6 +15,16 @@ static void two(char *o, int v)
     o[1] = (char)('0' + v % 10);
 }
 
+/* "hh:mm:ss" */
+static void put_hms(char *o, const struct tm *tm)
+{
+    two(o, tm->tm_hour);
+    o[2] = ':';
+    two(o + 3, tm->tm_min);
+    o[5] = ':';
+    two(o + 6, tm->tm_sec);
+}
+
 void dt_http_date(char out[29], time_t t)
 {
     static const char days[] = "SunMonTueWedThuFriSat";
@@ -32,11 +42,7 @@ void dt_http_date(char out[29], time_t t)
     two(out + 12, (year / 100) % 100);
     two(out + 14, year % 100);
     out[16] = ' ';
-    two(out + 17, tm.tm_hour);
-    out[19] = ':';
-    two(out + 20, tm.tm_min);
-    out[22] = ':';
-    two(out + 23, tm.tm_sec);
+    put_hms(out + 17, &tm);
     memcpy(out + 25, " GMT", 4);
 }
 
@@ -54,11 +60,7 @@ void dt_fmt_rfc3339(char out[21], time_t t)
     out[7] = '-';
     two(out + 8, tm.tm_mday);
     out[10] = 'T';
-    two(out + 11, tm.tm_hour);
-    out[13] = ':';
-    two(out + 14, tm.tm_min);
-    out[16] = ':';
-    two(out + 17, tm.tm_sec);
+    put_hms(out + 11, &tm);
     out[19] = 'Z';
     out[20] = '\0';
 }
