@@ -55,6 +55,16 @@ size_t dt_url_encode_path(char *out, struct dt_str s);
 /* The same for a query, where '?' may stand as itself. */
 size_t dt_url_encode_query(char *out, struct dt_str s);
 
+/* RFC 3986 5.2.4: writes path without "." and ".." segments to out (room for path.len
+ * bytes); returns the length. */
+size_t dt_url_remove_dots(char *out, struct dt_str path);
+
+/* Resolves ref (a Location, say) against the absolute URI base (RFC 3986 5.2, strict) and
+ * appends the result, NUL-terminated, to out. A reference without a fragment keeps base's
+ * (RFC 9110 10.2.2). Returns 0, or DT_ESYNTAX/DT_EINVAL with diag. Any thread. */
+DT_MUST_CHECK int dt_url_resolve(struct dt_str base, struct dt_str ref, struct dt_buf *out,
+                                 struct dt_diag *diag);
+
 /* ---- target templates ------------------------------------------------------------------ */
 
 enum dt_tpl_kind {

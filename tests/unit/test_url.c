@@ -132,9 +132,88 @@ static void templates(void)
     is_int(rc, DT_ESYNTAX, "empty target");
 }
 
+/* Resolves ref against base and compares with want. */
+static void resolves(const char *base, const char *ref, const char *want)
+{
+    struct dt_buf out;
+    dt_buf_init(&out);
+    char name[200];
+    snprintf(name, sizeof(name), "C6: %s + %s", base, ref);
+    int rc = dt_url_resolve(dt_str_make(base, strlen(base)), dt_str_make(ref, strlen(ref)), &out,
+                            NULL);
+    if (rc == 0)
+        is_strn(out.ptr, out.len, want, name);
+    else
+        ok(0, name);
+    dt_buf_dispose(&out);
+}
+
+static void resolve(void)
+{
+    /* RFC 3986 5.4.1, normal examples */
+    const char *b = "http://a/b/c/d;p?q";
+    resolves(b, "g:h", "g:h");
+    resolves(b, "g", "http://a/b/c/g");
+    resolves(b, "./g", "http://a/b/c/g");
+    resolves(b, "g/", "http://a/b/c/g/");
+    resolves(b, "/g", "http://a/g");
+    resolves(b, "//g", "http://g");
+    resolves(b, "?y", "http://a/b/c/d;p?y");
+    resolves(b, "g?y", "http://a/b/c/g?y");
+    resolves(b, "#s", "http://a/b/c/d;p?q#s");
+    resolves(b, "g#s", "http://a/b/c/g#s");
+    resolves(b, "g?y#s", "http://a/b/c/g?y#s");
+    resolves(b, ";x", "http://a/b/c/;x");
+    resolves(b, "g;x", "http://a/b/c/g;x");
+    resolves(b, "g;x?y#s", "http://a/b/c/g;x?y#s");
+    resolves(b, "", "http://a/b/c/d;p?q");
+    resolves(b, ".", "http://a/b/c/");
+    resolves(b, "./", "http://a/b/c/");
+    resolves(b, "..", "http://a/b/");
+    resolves(b, "../", "http://a/b/");
+    resolves(b, "../g", "http://a/b/g");
+    resolves(b, "../..", "http://a/");
+    resolves(b, "../../", "http://a/");
+    resolves(b, "../../g", "http://a/g");
+    /* 5.4.2, abnormal examples */
+    resolves(b, "../../../g", "http://a/g");
+    resolves(b, "../../../../g", "http://a/g");
+    resolves(b, "/./g", "http://a/g");
+    resolves(b, "/../g", "http://a/g");
+    resolves(b, "g.", "http://a/b/c/g.");
+    resolves(b, ".g", "http://a/b/c/.g");
+    resolves(b, "g..", "http://a/b/c/g..");
+    resolves(b, "..g", "http://a/b/c/..g");
+    resolves(b, "./../g", "http://a/b/g");
+    resolves(b, "./g/.", "http://a/b/c/g/");
+    resolves(b, "g/./h", "http://a/b/c/g/h");
+    resolves(b, "g/../h", "http://a/b/c/h");
+    resolves(b, "g;x=1/./y", "http://a/b/c/g;x=1/y");
+    resolves(b, "g;x=1/../y", "http://a/b/c/y");
+    resolves(b, "g?y/./x", "http://a/b/c/g?y/./x");
+    resolves(b, "g?y/../x", "http://a/b/c/g?y/../x");
+    resolves(b, "g#s/./x", "http://a/b/c/g#s/./x");
+    resolves(b, "g#s/../x", "http://a/b/c/g#s/../x");
+    resolves(b, "http:g", "http:g");
+    /* RFC 9110 10.2.2: the fragment is inherited unless the Location has its own */
+    resolves("http://a/x#frag", "/y", "http://a/y#frag");
+    resolves("http://a/x#frag", "/y#new", "http://a/y#new");
+    resolves("http://a/x#frag", "https://b/z?q", "https://b/z?q#frag");
+    resolves("http://a", "x", "http://a/x");
+    resolves("http://a/b", " /c ", "http://a/c");
+    struct dt_buf out;
+    dt_buf_init(&out);
+    ok(dt_url_resolve(DT_STR("/relative"), DT_STR("x"), &out, NULL) != 0,
+       "a relative base is refused");
+    ok(dt_url_resolve(DT_STR("http://a/"), DT_STR("/a b"), &out, NULL) != 0,
+       "an invalid Location is refused");
+    dt_buf_dispose(&out);
+}
+
 int main(void)
 {
     parse();
+    resolve();
     encode();
     templates();
     return done_testing();
