@@ -8,6 +8,7 @@
 enum { DT_EXIT_OK = 0, DT_EXIT_FAIL = 1, DT_EXIT_USAGE = 2 };
 
 int dt_cmd_serve(int argc, char **argv);
+int dt_cmd_get(int argc, char **argv);
 
 /* Prints "detour CMD: message" and a hint to stderr; returns DT_EXIT_USAGE. */
 int dt_usage_error(const char *cmd, const char *fmt, ...) DT_PRINTF(2, 3);

@@ -11,6 +11,7 @@ static const char usage[] =
     "\n"
     "Commands:\n"
     "  serve     run the redirect server (detour serve --help)\n"
+    "  get       fetch a URL, following redirects by the spec (detour get --help)\n"
     "\n"
     "Options:\n"
     "  -h, --help       show this help\n"
@@ -35,6 +36,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "serve"))
         return dt_cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "get"))
+        return dt_cmd_get(argc - 1, argv + 1);
     fprintf(stderr, "detour: unknown command '%s'\n\n%s", cmd, usage);
     return DT_EXIT_USAGE;
 }

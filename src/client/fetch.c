@@ -1,0 +1,608 @@
+/* fetch: the chain of hops. Each turn: a remembered permanent redirect (C5) or an HSTS
+ * upgrade (C7) may answer without the network; otherwise one transfer; a redirect is then
+ * resolved (C6), judged by policy (C1-C4, security) and followed or not. Every hop is
+ * recorded with why. */
+#include "client/internal.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define DEFAULT_REPLAY_LIMIT (16u * 1024 * 1024)
+
+void dt_client_policy_init(struct dt_client_policy *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->max_redirs = 20;
+    p->replay_limit = DEFAULT_REPLAY_LIMIT;
+    p->user_agent = "detour/" DETOUR_VERSION;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ---- small helpers ----------------------------------------------------------------------- */
+
+/* A list of owned strings. */
+struct strings {
+    char **v;
+    size_t n, cap;
+};
+
+static int strings_add(struct strings *s, const char *p, size_t len)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 8;
+        char **v = realloc(s->v, cap * sizeof(*v));
+        if (!v)
+            return DT_CLIENT_ENOMEM;
+        s->v = v;
+        s->cap = cap;
+    }
+    char *c = malloc(len + 1);
+    if (!c)
+        return DT_CLIENT_ENOMEM;
+    memcpy(c, p, len);
+    c[len] = '\0';
+    s->v[s->n++] = c;
+    return 0;
+}
+
+static void strings_remove(struct strings *s, size_t i)
+{
+    free(s->v[i]);
+    memmove(s->v + i, s->v + i + 1, (s->n - i - 1) * sizeof(*s->v));
+    s->n--;
+}
+
+static void strings_free(struct strings *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
+static bool has_header(const struct strings *h, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < h->n; i++)
+        if (!strncasecmp(h->v[i], name, n) && (h->v[i][n] == ':' || h->v[i][n] == ';'))
+            return true;
+    return false;
+}
+
+static size_t base64(char *out, const unsigned char *in, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? tab[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* Decodes %XX in place (for user:password taken from a URL). */
+static void pct_decode(char *s)
+{
+    char *o = s;
+    for (char *p = s; *p; p++) {
+        if (p[0] == '%' && dt_hexval((unsigned char)p[1]) >= 0 &&
+            dt_hexval((unsigned char)p[2]) >= 0) {
+            *o++ = (char)(dt_hexval((unsigned char)p[1]) * 16 + dt_hexval((unsigned char)p[2]));
+            p += 2;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+}
+
+/* ---- the chain --------------------------------------------------------------------------- */
+
+struct chain {
+    const struct dt_client_policy *p;
+    struct dt_client_result *res;
+    struct dt_buf url;      /* the current URL, NUL-terminated */
+    char method[64];
+    struct strings headers; /* the request's header lines, as they stand now */
+    char *authorization;    /* "Authorization: Basic ..." from credentials, until dropped */
+    struct body_src body;
+    bool has_body;
+    struct strings seen;    /* requests already made, for loop detection */
+};
+
+static int fail(struct chain *c, int code, const char *fmt, ...) DT_PRINTF(3, 4);
+static int fail(struct chain *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->res->error, sizeof(c->res->error), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static void note(struct chain *c, const char *fmt, ...) DT_PRINTF(2, 3);
+static void note(struct chain *c, const char *fmt, ...)
+{
+    if (!c->p->trace)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    c->p->trace(c->p->trace_ud, '*', line, n < 0 ? 0 : (size_t)n < sizeof(line) ? (size_t)n :
+                                                                             sizeof(line) - 1);
+}
+
+static struct dt_client_hop *add_hop(struct chain *c, enum dt_client_hop_kind kind, int status)
+{
+    struct dt_client_result *r = c->res;
+    struct dt_client_hop *h = realloc(r->hops, (r->nhops + 1) * sizeof(*h));
+    if (!h)
+        return NULL;
+    r->hops = h;
+    h = &r->hops[r->nhops++];
+    memset(h, 0, sizeof(*h));
+    h->kind = kind;
+    h->status = status;
+    h->method = strdup(c->method);
+    h->url = strdup(c->url.ptr);
+    h->body_len = c->has_body ? body_length(&c->body) : 0;
+    return h;
+}
+
+static void set_url(struct chain *c, const char *url)
+{
+    c->url.len = 0;
+    dt_buf_append(&c->url, url, strlen(url));
+    dt_buf_terminate(&c->url);
+}
+
+/* Applies a plan to the request: method, body, headers, credentials. */
+static void apply(struct chain *c, const struct plan *pl)
+{
+    if (pl->method != c->method)
+        snprintf(c->method, sizeof(c->method), "%s", pl->method);
+    if (!pl->keep_body)
+        c->has_body = false;
+    for (size_t i = c->headers.n; i-- > 0;) {
+        struct dt_str line = {c->headers.v[i], strlen(c->headers.v[i])};
+        if ((pl->drop_body_headers && dt_client_header_is_body(line)) ||
+            (pl->origin_changed && dt_client_header_is_sensitive(line)))
+            strings_remove(&c->headers, i);
+    }
+    if (pl->origin_changed && c->authorization) {
+        /* Credentials stay with the origin they were given for, also if the chain comes
+         * back to it later (the Go CVE-2024-45336 case). */
+        free(c->authorization);
+        c->authorization = NULL;
+    }
+}
+
+/* The key that makes two requests the same for loop detection. */
+static int remember(struct chain *c, bool *again)
+{
+    struct dt_buf key;
+    dt_buf_init(&key);
+    /* the fragment is never sent: /a#x and /a#y are one request */
+    const char *hash = strchr(c->url.ptr, '#');
+    int ulen = hash ? (int)(hash - c->url.ptr) : (int)c->url.len;
+    dt_buf_appendf(&key, "%s %.*s\n", c->method, ulen, c->url.ptr);
+    for (size_t i = 0; i < c->headers.n; i++)
+        dt_buf_appendf(&key, "%s\n", c->headers.v[i]);
+    dt_buf_appendf(&key, "%s|%d", c->authorization ? c->authorization : "", c->has_body);
+    *again = false;
+    for (size_t i = 0; i < c->seen.n; i++)
+        if (!strcmp(c->seen.v[i], key.ptr ? key.ptr : ""))
+            *again = true;
+    int rc = *again ? 0 : strings_add(&c->seen, key.ptr, key.len);
+    dt_buf_dispose(&key);
+    return rc;
+}
+
+static struct curl_slist *header_list(const struct chain *c)
+{
+    struct curl_slist *l = NULL;
+    for (size_t i = 0; i < c->headers.n; i++)
+        l = curl_slist_append(l, c->headers.v[i]);
+    if (c->authorization)
+        l = curl_slist_append(l, c->authorization);
+    /* Send exactly what the request says: no waiting for 100 Continue, no content type
+     * libcurl would invent for a body. */
+    if (!has_header(&c->headers, "expect"))
+        l = curl_slist_append(l, "Expect:");
+    if (c->has_body && !has_header(&c->headers, "content-type"))
+        l = curl_slist_append(l, "Content-Type:");
+    return l;
+}
+
+/* The https:// form of an http:// URL (RFC 6797 8.3: port 80 becomes 443, others stay). */
+static int upgraded(const char *url, struct dt_buf *out)
+{
+    struct dt_url u;
+    struct dt_str s = {url, strlen(url)};
+    if (dt_url_parse(s, &u, NULL) != 0)
+        return DT_CLIENT_EINVAL;
+    dt_buf_appendf(out, "https://%.*s", (int)u.host.len, u.host.ptr);
+    if (u.has_port && !dt_str_eq(u.port, DT_STR("80")) && u.port.len)
+        dt_buf_appendf(out, ":%.*s", (int)u.port.len, u.port.ptr);
+    const char *rest = u.path.ptr;
+    dt_buf_append(out, rest, (size_t)(url + strlen(url) - rest));
+    dt_buf_terminate(out);
+    return 0;
+}
+
+static bool url_host(const char *url, char *host, size_t cap)
+{
+    struct dt_url u;
+    if (dt_url_parse(dt_str_make(url, strlen(url)), &u, NULL) != 0 || u.host.len >= cap)
+        return false;
+    memcpy(host, u.host.ptr, u.host.len);
+    host[u.host.len] = '\0';
+    return true;
+}
+
+static bool scheme_is(const char *url, const char *scheme)
+{
+    size_t n = strlen(scheme);
+    return !strncasecmp(url, scheme, n) && url[n] == ':';
+}
+
+/* Asks (or not) before an unsafe request is sent again (C4). True to go on. */
+static bool confirmed(struct chain *c, unsigned hop, int status, const char *to)
+{
+    const struct dt_client_policy *p = c->p;
+    if (p->assume_yes)
+        return true;
+    if (!p->confirm)
+        return false;
+    struct dt_client_confirm q = {
+        .hop = hop,
+        .status = status,
+        .method = c->method,
+        .from = c->url.ptr,
+        .to = to,
+        .body_len = c->has_body ? body_length(&c->body) : 0,
+    };
+    return p->confirm(p->confirm_ud, &q);
+}
+
+static int copy_final(struct chain *c, struct xfer_response *x)
+{
+    struct dt_client_result *r = c->res;
+    r->status = x->status;
+    r->url = strdup(c->url.ptr);
+    r->headers = x->headers;
+    r->nheaders = x->nheaders;
+    x->headers = NULL; /* now the result's */
+    x->nheaders = x->cap_headers = 0;
+    return r->url ? 0 : DT_CLIENT_ENOMEM;
+}
+
+static int run(struct chain *c, CURL *h, dt_client_write_fn write, void *write_ud)
+{
+    const struct dt_client_policy *p = c->p;
+    struct xfer_response x;
+    memset(&x, 0, sizeof(x));
+    dt_buf_init(&x.held);
+    x.write = write;
+    x.write_ud = write_ud;
+    unsigned redirects = 0;
+    int rc = 0;
+    for (;;) {
+        /* C5: a permanent redirect remembered from before answers without the network. */
+        const char *cached = NULL;
+        int cstatus = dt_client_cache_lookup(p->cache, c->url.ptr, &cached);
+        if (cstatus) {
+            struct plan pl;
+            dt_client_plan(cstatus, c->method, c->has_body, dt_str_make(c->url.ptr, c->url.len),
+                           dt_str_make(cached, strlen(cached)), p, &pl);
+            if (pl.follow && (!pl.needs_confirm || confirmed(c, redirects + 1, cstatus, cached))) {
+                if (++redirects > p->max_redirs) {
+                    rc = fail(c, DT_CLIENT_ETOOMANY, "more than %u redirects", p->max_redirs);
+                    break;
+                }
+                struct dt_client_hop *hop = add_hop(c, DT_HOP_CACHE, cstatus);
+                if (!hop) {
+                    rc = DT_CLIENT_ENOMEM;
+                    break;
+                }
+                hop->followed = true;
+                hop->location = strdup(cached);
+                hop->next_url = strdup(cached);
+                hop->next_method = strdup(pl.method);
+                char why[256];
+                snprintf(why, sizeof(why), "remembered %d, nothing sent; %s", cstatus, pl.note);
+                hop->note = strdup(why);
+                apply(c, &pl);
+                set_url(c, cached);
+                continue;
+            }
+        }
+        /* C7: a host known for HSTS is reached over https, by an internal 307. */
+        char host[256];
+        if (p->hsts && scheme_is(c->url.ptr, "http") && url_host(c->url.ptr, host, sizeof(host)) &&
+            dt_client_hsts_known(p->hsts, host, time(NULL))) {
+            struct dt_buf up;
+            dt_buf_init(&up);
+            if (upgraded(c->url.ptr, &up) == 0) {
+                struct dt_client_hop *hop = add_hop(c, DT_HOP_HSTS, 307);
+                if (!hop) {
+                    dt_buf_dispose(&up);
+                    rc = DT_CLIENT_ENOMEM;
+                    break;
+                }
+                hop->followed = true;
+                hop->next_url = strdup(up.ptr);
+                hop->next_method = strdup(c->method);
+                hop->note = strdup("internal HSTS upgrade, nothing sent");
+                note(c, "HSTS: %s is known, using https", host);
+                set_url(c, up.ptr);
+            }
+            dt_buf_dispose(&up);
+        }
+
+        bool again;
+        if ((rc = remember(c, &again)) != 0)
+            break;
+        if (again) {
+            rc = fail(c, DT_CLIENT_ELOOP,
+                      "redirect loop: %s %s was already requested in this chain, unchanged",
+                      c->method, c->url.ptr);
+            break;
+        }
+        if (c->has_body && (rc = body_begin(&c->body, c->res->error, sizeof(c->res->error))))
+            break;
+        struct curl_slist *hl = header_list(c);
+        struct xfer_request xr = {c->method, c->url.ptr, hl, c->has_body ? &c->body : NULL};
+        struct dt_client_hop *hop = add_hop(c, DT_HOP_NETWORK, 0);
+        rc = hop ? dt_xfer_perform(h, &xr, p, &x) : DT_CLIENT_ENOMEM;
+        curl_slist_free_all(hl);
+        if (c->has_body)
+            body_end(&c->body);
+        if (rc) {
+            if (rc == DT_CLIENT_ETRANSFER)
+                fail(c, rc, "%s %s: %s", c->method, c->url.ptr, x.error);
+            break;
+        }
+        hop->status = x.status;
+        if (x.location)
+            hop->location = strdup(x.location);
+        /* C7: learn from Strict-Transport-Security, only over verified https. */
+        if (x.sts && p->hsts && scheme_is(c->url.ptr, "https") && !p->insecure &&
+            url_host(c->url.ptr, host, sizeof(host)))
+            dt_client_hsts_learn(p->hsts, host, x.sts, time(NULL));
+
+        /* C6: a 3xx without Location is a final answer. */
+        if (!x.redirect) {
+            hop->note = strdup(x.location ? "final (not a redirect status)" : "final");
+            rc = copy_final(c, &x);
+            break;
+        }
+        struct dt_buf next;
+        dt_buf_init(&next);
+        struct dt_diag d;
+        if (dt_url_resolve(dt_str_make(c->url.ptr, c->url.len),
+                           dt_str_make(x.location, strlen(x.location)), &next, &d) != 0) {
+            char why[400];
+            snprintf(why, sizeof(why), "not followed: Location '%s' is not a valid URI (%s)",
+                     x.location, d.msg);
+            hop->note = strdup(why);
+            dt_buf_dispose(&next);
+            rc = copy_final(c, &x);
+            if (!rc)
+                rc = fail(c, DT_CLIENT_EREFUSED, "%s", why);
+            goto deliver_held;
+        }
+        struct plan pl;
+        dt_client_plan(x.status, c->method, c->has_body, dt_str_make(c->url.ptr, c->url.len),
+                       dt_str_make(next.ptr, next.len), p, &pl);
+        const char *refusal = pl.refusal;
+        char why[512] = "";
+        if (pl.follow && redirects + 1 > p->max_redirs) {
+            dt_buf_dispose(&next);
+            hop->note = strdup("not followed: too many redirects");
+            rc = copy_final(c, &x);
+            if (!rc)
+                rc = fail(c, DT_CLIENT_ETOOMANY, "more than %u redirects (--max-redirs)",
+                          p->max_redirs);
+            goto deliver_held;
+        }
+        if (pl.follow && pl.keep_body && c->body.spec->kind == DT_BODY_READER &&
+            c->body.overflow) {
+            dt_buf_dispose(&next);
+            rc = fail(c, DT_CLIENT_EREPLAY,
+                      "hop %u: %d from %s asks for the same %s body again at its new address, "
+                      "but the body was read from a stream and was larger than the %zu bytes "
+                      "kept to send it again (use a file: -d @FILE)",
+                      redirects + 1, x.status, c->url.ptr, c->method, p->replay_limit);
+            hop->note = strdup("not followed: the body cannot be sent again");
+            break;
+        }
+        if (pl.follow && pl.needs_confirm && !confirmed(c, redirects + 1, x.status, next.ptr)) {
+            snprintf(why, sizeof(why),
+                     "not followed: %s is not a safe method, and sending it again needs "
+                     "confirmation (--yes allows it)",
+                     c->method);
+            refusal = why;
+            pl.follow = false;
+        }
+        if (!pl.follow) {
+            hop->note = strdup(refusal);
+            dt_buf_dispose(&next);
+            rc = copy_final(c, &x);
+            if (!rc)
+                rc = fail(c, DT_CLIENT_EREFUSED, "%d from %s: %s", x.status, c->url.ptr, refusal);
+            goto deliver_held;
+        }
+        redirects++;
+        hop->followed = true;
+        hop->next_url = strdup(next.ptr);
+        hop->next_method = strdup(pl.method);
+        if (pl.origin_changed && (c->authorization || has_header(&c->headers, "authorization") ||
+                                  has_header(&c->headers, "cookie") ||
+                                  has_header(&c->headers, "proxy-authorization")))
+            snprintf(why, sizeof(why), "%s; credentials dropped (new origin)", pl.note);
+        else
+            snprintf(why, sizeof(why), "%s", pl.note);
+        hop->note = strdup(why);
+        dt_client_cache_store(p->cache, c->url.ptr, x.status, next.ptr);
+        apply(c, &pl);
+        set_url(c, next.ptr);
+        dt_buf_dispose(&next);
+        continue;
+    deliver_held:
+        /* The chain ends at a redirect: its body is the final body. */
+        if (write && x.held.len && write(write_ud, x.held.ptr, x.held.len) != 0)
+            rc = rc ? rc : fail(c, DT_CLIENT_EIO, "writing the body failed");
+        break;
+    }
+    dt_xfer_response_dispose(&x);
+    return rc;
+}
+
+int dt_client_fetch(const struct dt_client_request *req, const struct dt_client_policy *pol,
+                    dt_client_write_fn write, void *write_ud, struct dt_client_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    struct dt_client_policy defaults;
+    if (!pol) {
+        dt_client_policy_init(&defaults);
+        pol = &defaults;
+    }
+    struct dt_client_policy p = *pol;
+    if (!p.user_agent)
+        p.user_agent = "detour/" DETOUR_VERSION;
+    if (!p.replay_limit)
+        p.replay_limit = DEFAULT_REPLAY_LIMIT;
+    struct chain c;
+    memset(&c, 0, sizeof(c));
+    c.p = &p;
+    c.res = res;
+    dt_buf_init(&c.url);
+    static const struct dt_client_body none = {.kind = DT_BODY_NONE};
+    body_init(&c.body, req->body.kind != DT_BODY_NONE ? &req->body : &none, p.replay_limit);
+    c.has_body = req->body.kind != DT_BODY_NONE;
+    int rc = 0;
+
+    if (!req->url) {
+        rc = fail(&c, DT_CLIENT_EINVAL, "no URL");
+        goto out;
+    }
+    struct dt_url u;
+    struct dt_diag d;
+    struct dt_str url = {req->url, strlen(req->url)};
+    if (dt_url_parse(url, &u, &d) != 0) {
+        rc = fail(&c, DT_CLIENT_EINVAL, "%s: %s (at byte %zu)", req->url, d.msg, d.offset + 1);
+        goto out;
+    }
+    if ((!dt_str_ieq(u.scheme, "http") && !dt_str_ieq(u.scheme, "https")) || !u.host.len) {
+        rc = fail(&c, DT_CLIENT_EINVAL, "%s: only http:// and https:// URLs", req->url);
+        goto out;
+    }
+    const char *method = req->method ? req->method : c.has_body ? "POST" : "GET";
+    for (const char *m = method; *m; m++) {
+        if (!dt_tchar[(unsigned char)*m] || m - method >= (ptrdiff_t)sizeof(c.method) - 1) {
+            rc = fail(&c, DT_CLIENT_EINVAL, "'%s' is not a method token", method);
+            goto out;
+        }
+    }
+    if (!*method) {
+        rc = fail(&c, DT_CLIENT_EINVAL, "empty method");
+        goto out;
+    }
+    snprintf(c.method, sizeof(c.method), "%s", method);
+
+    /* user:password@ in the URL is taken out and treated as given credentials. */
+    char *creds = NULL;
+    if (u.has_userinfo) {
+        creds = dt_xstrndup(u.userinfo.ptr, u.userinfo.len);
+        pct_decode(creds);
+        dt_buf_append(&c.url, req->url, (size_t)(u.userinfo.ptr - req->url));
+        const char *after = u.userinfo.ptr + u.userinfo.len + 1;
+        dt_buf_append(&c.url, after, strlen(after));
+    } else {
+        dt_buf_append(&c.url, req->url, url.len);
+        if (req->credentials)
+            creds = dt_xstrndup(req->credentials, strlen(req->credentials));
+    }
+    dt_buf_terminate(&c.url);
+    if (creds) {
+        size_t n = strlen(creds);
+        char *line = malloc(32 + 4 * (n / 3 + 1));
+        if (!line) {
+            free(creds);
+            rc = DT_CLIENT_ENOMEM;
+            goto out;
+        }
+        memcpy(line, "Authorization: Basic ", 21);
+        base64(line + 21, (const unsigned char *)creds, n);
+        c.authorization = line;
+        free(creds);
+    }
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const char *hline = req->headers[i];
+        const char *colon = strchr(hline, ':');
+        if (!colon || colon == hline || strpbrk(hline, "\r\n")) {
+            rc = fail(&c, DT_CLIENT_EINVAL, "'%s' is not a header line (Name: value)", hline);
+            goto out;
+        }
+        if ((rc = strings_add(&c.headers, hline, strlen(hline))) != 0)
+            goto out;
+    }
+
+    pthread_once(&curl_once, curl_init);
+    CURL *h = curl_easy_init();
+    if (!h) {
+        rc = fail(&c, DT_CLIENT_ENOMEM, "cannot start libcurl");
+        goto out;
+    }
+    rc = run(&c, h, write, write_ud);
+    curl_easy_cleanup(h);
+out:
+    if (rc && !res->error[0])
+        snprintf(res->error, sizeof(res->error), "%s", dt_client_strerror(rc));
+    dt_buf_dispose(&c.url);
+    strings_free(&c.headers);
+    strings_free(&c.seen);
+    free(c.authorization);
+    body_dispose(&c.body);
+    return rc;
+}
+
+void dt_client_result_free(struct dt_client_result *res)
+{
+    for (size_t i = 0; i < res->nhops; i++) {
+        struct dt_client_hop *h = &res->hops[i];
+        free(h->method);
+        free(h->url);
+        free(h->location);
+        free(h->next_url);
+        free(h->next_method);
+        free(h->note);
+    }
+    free(res->hops);
+    for (size_t i = 0; i < res->nheaders; i++) {
+        free(res->headers[i].name);
+        free(res->headers[i].value);
+    }
+    free(res->headers);
+    free(res->url);
+    memset(res, 0, sizeof(*res));
+}

@@ -1,0 +1,111 @@
+/* internal: the client module's private parts: the redirect policy as pure functions, body
+ * sources that can be replayed, the HSTS and redirect stores, and one transfer over
+ * libcurl. The API is include/detour/client.h. */
+#ifndef DT_CLIENT_INTERNAL_H
+#define DT_CLIENT_INTERNAL_H
+
+#include "base/base.h"
+#include "detour/client.h"
+#include "url/url.h"
+
+#include <curl/curl.h>
+
+/* ---- policy (policy.c) ----------------------------------------------------------------- */
+
+/* An origin (RFC 6454): scheme, host and port, lower-cased, the port defaulted. */
+struct origin {
+    char scheme[8];
+    char host[256];
+    unsigned port;
+};
+
+/* Parses an absolute http(s) URL's origin. Returns 0 or DT_EINVAL. */
+int dt_client_origin(struct dt_str url, struct origin *o);
+bool dt_client_same_origin(const struct origin *a, const struct origin *b);
+
+/* What to do with a 3xx that has a Location. */
+struct plan {
+    bool follow;          /* false: refusal says why, the 3xx is final */
+    const char *refusal;  /* static text */
+    const char *method;   /* the next request's method (static or the current one) */
+    bool keep_body;       /* send the same body again (C1) */
+    bool drop_body_headers; /* the body is gone: Content-Type and the like go too (C2) */
+    bool needs_confirm;   /* an unsafe method would be sent again (C4) */
+    bool origin_changed;  /* credentials must not follow */
+    const char *note;     /* static text for the hop */
+};
+
+/* Decides what a redirect means for the next request: status (301, 302, 303, 307 or 308),
+ * the current method, whether it has a body, the current and next URLs (absolute, already
+ * resolved) and the policy. Pure: no I/O. */
+void dt_client_plan(int status, const char *method, bool has_body, struct dt_str from,
+                    struct dt_str to, const struct dt_client_policy *p, struct plan *out);
+
+/* True for a header that carries credentials or a Host that names the old origin: dropped
+ * when the origin changes. */
+bool dt_client_header_is_sensitive(struct dt_str line);
+/* True for a header that describes a body: dropped with the body (C2). */
+bool dt_client_header_is_body(struct dt_str line);
+
+/* ---- bodies (body.c) ------------------------------------------------------------------- */
+
+struct body_src {
+    const struct dt_client_body *spec;
+    size_t limit;       /* READER: bytes kept for replays */
+    struct dt_buf kept; /* READER: what was read so far, while under the limit */
+    bool eof;           /* READER: the reader said it is done */
+    bool overflow;      /* READER: more than limit was read: no replay possible */
+    bool sent_once;     /* READER: a transfer has taken bytes from it */
+    uint64_t pos;       /* position of the current transfer */
+    int fd;             /* FILE: open during a transfer */
+    int64_t file_len;
+};
+
+void body_init(struct body_src *b, const struct dt_client_body *spec, size_t limit);
+void body_dispose(struct body_src *b);
+/* Rewinds for a new transfer. Returns 0, DT_CLIENT_EREPLAY (a reader that overflowed) or
+ * DT_CLIENT_EIO (a file that cannot be opened); err says why. */
+int body_begin(struct body_src *b, char *err, size_t errlen);
+/* Reads the next bytes for the current transfer: count, 0 at the end, -1 on error. */
+long body_read(struct body_src *b, char *buf, size_t cap);
+/* The length, or -1 when unknown (a reader without a length). */
+int64_t body_length(const struct body_src *b);
+void body_end(struct body_src *b);
+
+/* ---- HSTS and the redirect cache (hsts.c, cache.c) ----------------------------------------- */
+
+/* Looks a URL up in the cache: the status and target remembered, or 0. */
+int dt_client_cache_lookup(const struct dt_client_cache *c, const char *url, const char **target);
+void dt_client_cache_store(struct dt_client_cache *c, const char *url, int status,
+                           const char *target);
+
+/* ---- one transfer (transfer.c) ------------------------------------------------------------ */
+
+struct xfer_request {
+    const char *method;
+    const char *url;
+    struct curl_slist *headers; /* the caller's, already filtered */
+    struct body_src *body;      /* NULL: no body */
+};
+
+struct xfer_response {
+    int status;
+    struct dt_client_header *headers;
+    size_t nheaders, cap_headers;
+    char *location;            /* first Location field */
+    char *sts;                 /* first Strict-Transport-Security field */
+    bool redirect;             /* 3xx with a Location: its body is kept, not written */
+    struct dt_buf held;        /* the body of a redirect, in case it ends the chain */
+    dt_client_write_fn write;  /* where a final answer's body goes */
+    void *write_ud;
+    bool write_failed;
+    char error[CURL_ERROR_SIZE];
+};
+
+/* Sends one request with h (redirects off) and fills resp. Returns 0 or
+ * DT_CLIENT_ETRANSFER (resp->error says why). */
+int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_client_policy *p,
+                    struct xfer_response *resp);
+void dt_xfer_response_dispose(struct xfer_response *resp);
+
+#endif

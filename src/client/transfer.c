@@ -1,0 +1,214 @@
+/* transfer: one HTTP exchange over libcurl, with libcurl's redirect following off (detour
+ * decides every hop). Captures the status and header fields; the body of a redirect is held
+ * back (it is shown only if the chain ends there), any other body goes to the caller. */
+#include "client/internal.h"
+
+#include <stdlib.h>
+
+#define HELD_MAX (1024 * 1024) /* body of a 3xx kept in case it is the final answer */
+
+static bool is_redirect_status(int s)
+{
+    return s == 301 || s == 302 || s == 303 || s == 307 || s == 308;
+}
+
+static void clear_headers(struct xfer_response *r)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        free(r->headers[i].name);
+        free(r->headers[i].value);
+    }
+    r->nheaders = 0;
+    free(r->location);
+    free(r->sts);
+    r->location = r->sts = NULL;
+}
+
+void dt_xfer_response_dispose(struct xfer_response *r)
+{
+    clear_headers(r);
+    free(r->headers);
+    r->headers = NULL;
+    r->cap_headers = 0;
+    dt_buf_dispose(&r->held);
+}
+
+static char *dup_span(const char *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+static size_t on_header(char *data, size_t size, size_t nitems, void *ud)
+{
+    struct xfer_response *r = ud;
+    size_t n = size * nitems;
+    size_t len = n;
+    while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+        len--;
+    if (len >= 5 && !memcmp(data, "HTTP/", 5)) {
+        /* A status line: an interim 1xx answer's fields are forgotten with it. */
+        clear_headers(r);
+        const char *sp = memchr(data, ' ', len);
+        int64_t code = 0;
+        if (!sp || (size_t)(sp - data) + 4 > len ||
+            dt_parse_int(dt_str_make(sp + 1, 3), 100, 599, &code) != 0)
+            code = 0;
+        r->status = (int)code;
+        r->redirect = false;
+        return n;
+    }
+    if (len == 0) {
+        /* The end of a head: does its body go to the caller or stay here? */
+        r->redirect = is_redirect_status(r->status) && r->location;
+        return n;
+    }
+    const char *colon = memchr(data, ':', len);
+    if (!colon)
+        return n;
+    const char *v = colon + 1;
+    const char *end = data + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (r->nheaders == r->cap_headers) {
+        size_t cap = r->cap_headers ? r->cap_headers * 2 : 16;
+        struct dt_client_header *p = realloc(r->headers, cap * sizeof(*p));
+        if (!p)
+            return 0;
+        r->headers = p;
+        r->cap_headers = cap;
+    }
+    struct dt_client_header *h = &r->headers[r->nheaders];
+    h->name = dup_span(data, (size_t)(colon - data));
+    h->value = dup_span(v, (size_t)(end - v));
+    if (!h->name || !h->value) {
+        free(h->name);
+        free(h->value);
+        return 0;
+    }
+    r->nheaders++;
+    struct dt_str name = {h->name, strlen(h->name)};
+    if (!r->location && dt_str_ieq(name, "location"))
+        r->location = strdup(h->value);
+    else if (!r->sts && dt_str_ieq(name, "strict-transport-security"))
+        r->sts = strdup(h->value); /* RFC 6797 8.1: only the first one counts */
+    return n;
+}
+
+static size_t on_body(char *data, size_t size, size_t nitems, void *ud)
+{
+    struct xfer_response *r = ud;
+    size_t n = size * nitems;
+    if (r->redirect) {
+        size_t room = HELD_MAX - r->held.len;
+        dt_buf_append(&r->held, data, n < room ? n : room);
+        return n;
+    }
+    if (r->write && r->write(r->write_ud, data, n) != 0) {
+        r->write_failed = true;
+        return 0; /* aborts the transfer */
+    }
+    return n;
+}
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
+{
+    long n = body_read(ud, buf, size * nitems);
+    return n < 0 ? CURL_READFUNC_ABORT : (size_t)n;
+}
+
+static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *ud)
+{
+    (void)h;
+    const struct dt_client_policy *p = ud;
+    char kind = type == CURLINFO_TEXT ? '*' : type == CURLINFO_HEADER_OUT ? '>' :
+                type == CURLINFO_HEADER_IN ? '<' : 0;
+    if (!kind)
+        return 0;
+    /* One call per line of the trace. */
+    size_t i = 0;
+    while (i < size) {
+        size_t j = i;
+        while (j < size && data[j] != '\n')
+            j++;
+        size_t len = j - i;
+        if (len && data[i + len - 1] == '\r')
+            len--;
+        if (len || kind != '>')
+            p->trace(p->trace_ud, kind, data + i, len);
+        i = j + 1;
+    }
+    return 0;
+}
+
+int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_client_policy *p,
+                    struct xfer_response *resp)
+{
+    curl_easy_reset(h); /* keeps live connections, so hops to one origin reuse them */
+    clear_headers(resp);
+    resp->status = 0;
+    resp->redirect = false;
+    resp->held.len = 0;
+    resp->write_failed = false;
+    resp->error[0] = '\0';
+
+    curl_easy_setopt(h, CURLOPT_URL, req->url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); /* send the URL the chain shows */
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, resp->error);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, p->user_agent);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, resp);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, req->headers);
+    if (p->timeout_ms > 0)
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, p->timeout_ms);
+    if (p->cacert)
+        curl_easy_setopt(h, CURLOPT_CAINFO, p->cacert);
+    if (p->insecure) {
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (p->trace) {
+        curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
+        curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, on_debug);
+        curl_easy_setopt(h, CURLOPT_DEBUGDATA, (void *)p);
+    }
+
+    bool head = !strcmp(req->method, "HEAD");
+    if (req->body) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, req->body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_length(req->body));
+        if (strcmp(req->method, "POST") != 0)
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+    } else if (head) {
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        if (strcmp(req->method, "GET") != 0)
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+    }
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        if (resp->write_failed)
+            snprintf(resp->error, sizeof(resp->error), "writing the body failed");
+        else if (!resp->error[0])
+            snprintf(resp->error, sizeof(resp->error), "%s", curl_easy_strerror(rc));
+        return DT_CLIENT_ETRANSFER;
+    }
+    long code = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    resp->status = (int)code;
+    return 0;
+}
