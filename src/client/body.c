@@ -86,10 +86,10 @@ long body_read(struct body_src *b, char *buf, size_t cap)
             b->pos += n;
             return (long)n;
         }
+        if (b->pos < b->total)
+            return -1; /* these bytes were not kept: body_begin refuses such a replay */
         if (b->eof)
             return 0;
-        if (b->pos > b->kept.len)
-            return -1; /* bytes were lost to an overflow: body_begin should have refused */
         long n = s->read(s->read_ud, buf, cap);
         if (n < 0)
             return -1;
@@ -97,11 +97,13 @@ long body_read(struct body_src *b, char *buf, size_t cap)
             b->eof = true;
             return 0;
         }
-        b->sent_once = true;
-        if (!b->overflow && b->kept.len + (size_t)n <= b->limit)
+        if (!b->overflow && b->kept.len + (size_t)n <= b->limit) {
             dt_buf_append(&b->kept, buf, (size_t)n);
-        else
-            b->overflow = true;
+        } else if (!b->overflow) {
+            b->overflow = true; /* sent on, but no longer kept: a replay is now impossible */
+            dt_buf_dispose(&b->kept);
+        }
+        b->total += (uint64_t)n;
         b->pos += (uint64_t)n;
         return n;
     }
@@ -124,6 +126,11 @@ int64_t body_length(const struct body_src *b)
     default:
         return 0;
     }
+}
+
+int64_t body_wire_length(const struct body_src *b)
+{
+    return b->spec->kind == DT_BODY_READER ? b->spec->length : body_length(b);
 }
 
 void body_end(struct body_src *b)

@@ -114,6 +114,17 @@ static void pct_decode(char *s)
 
 /* ---- the chain --------------------------------------------------------------------------- */
 
+/* What the chain does after the answer whose head just arrived. */
+struct decision {
+    bool made;        /* a final (non-1xx) head arrived */
+    bool follow;      /* go on to next; else this answer ends the chain */
+    int code;         /* when it ends: 0, or the DT_CLIENT_E* it ends with */
+    struct plan plan;
+    struct dt_buf next; /* the resolved Location */
+    char note[512];   /* for the hop */
+    char error[512];  /* for the result when code != 0 */
+};
+
 struct chain {
     const struct dt_client_policy *p;
     struct dt_client_result *res;
@@ -124,6 +135,8 @@ struct chain {
     struct body_src body;
     bool has_body;
     struct strings seen;    /* requests already made, for loop detection */
+    unsigned redirects;     /* followed so far */
+    struct decision d;      /* for the transfer under way */
 };
 
 static int fail(struct chain *c, int code, const char *fmt, ...) DT_PRINTF(3, 4);
@@ -295,69 +308,165 @@ static int copy_final(struct chain *c, struct xfer_response *x)
     return r->url ? 0 : DT_CLIENT_ENOMEM;
 }
 
+static bool is_redirect_status(int s)
+{
+    return s == 301 || s == 302 || s == 303 || s == 307 || s == 308;
+}
+
+/* Ends the chain at this answer, with a note for the hop and (code != 0) an error. */
+static bool stop(struct decision *d, int code, const char *note, const char *fmt, ...)
+    DT_PRINTF(4, 5);
+static bool stop(struct decision *d, int code, const char *note, const char *fmt, ...)
+{
+    d->follow = false;
+    d->code = code;
+    snprintf(d->note, sizeof(d->note), "%s", note);
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(d->error, sizeof(d->error), fmt, ap);
+        va_end(ap);
+    }
+    return true; /* the body is the final body */
+}
+
+/* Called by the transfer when an answer's head is complete: resolves and judges a redirect
+ * (C6, C1-C4, security), so that the body of an answer that ends the chain reaches the
+ * caller whole and the body of one that is followed is dropped as it arrives. Returns true
+ * when the answer is final. */
+static bool decide(void *ud, struct xfer_response *x)
+{
+    struct chain *c = ud;
+    const struct dt_client_policy *p = c->p;
+    struct decision *d = &c->d;
+    d->made = true;
+    d->next.len = 0;
+    d->error[0] = '\0';
+    /* C6: only the redirect statuses with a Location go on */
+    if (!is_redirect_status(x->status) || !x->location)
+        return stop(d, 0, x->location ? "final (not a redirect status)" : "final", NULL);
+    struct dt_diag diag;
+    if (dt_url_resolve(dt_str_make(c->url.ptr, c->url.len),
+                       dt_str_make(x->location, strlen(x->location)), &d->next, &diag) != 0) {
+        char why[400];
+        snprintf(why, sizeof(why), "not followed: Location '%s' is not a valid URI (%s)",
+                 x->location, diag.msg);
+        return stop(d, DT_CLIENT_EREFUSED, why, "%d from %s: %s", x->status, c->url.ptr, why);
+    }
+    struct plan *pl = &d->plan;
+    dt_client_plan(x->status, c->method, c->has_body, dt_str_make(c->url.ptr, c->url.len),
+                   dt_str_make(d->next.ptr, d->next.len), p, pl);
+    if (!pl->follow)
+        return stop(d, DT_CLIENT_EREFUSED, pl->refusal, "%d from %s: %s", x->status, c->url.ptr,
+                    pl->refusal);
+    if (c->redirects + 1 > p->max_redirs)
+        return stop(d, DT_CLIENT_ETOOMANY, "not followed: too many redirects",
+                    "more than %u redirects (--max-redirs)", p->max_redirs);
+    if (pl->keep_body && c->body.overflow)
+        return stop(d, DT_CLIENT_EREPLAY, "not followed: the body cannot be sent again",
+                    "hop %u: %d from %s asks for the same %s body again at its new address, "
+                    "but the body was read from a stream and was larger than the %zu bytes "
+                    "kept to send it again (use a file: -d @FILE)",
+                    c->redirects + 1, x->status, c->url.ptr, c->method, p->replay_limit);
+    if (pl->needs_confirm && !confirmed(c, c->redirects + 1, x->status, d->next.ptr)) {
+        char why[300];
+        snprintf(why, sizeof(why),
+                 "not followed: %s is not a safe method, and sending it again needs "
+                 "confirmation (--yes allows it)",
+                 c->method);
+        return stop(d, DT_CLIENT_EREFUSED, why, "%d from %s: %s", x->status, c->url.ptr, why);
+    }
+    d->follow = true;
+    d->code = 0;
+    if (pl->origin_changed && (c->authorization || has_header(&c->headers, "authorization") ||
+                               has_header(&c->headers, "cookie") ||
+                               has_header(&c->headers, "proxy-authorization")))
+        snprintf(d->note, sizeof(d->note), "%s; credentials dropped (new origin)", pl->note);
+    else
+        snprintf(d->note, sizeof(d->note), "%s", pl->note);
+    return false;
+}
+
+/* Follows a remembered permanent redirect for the current URL, if any (C5). Returns 1 if
+ * it did, 0 if there is none to follow, or an error. */
+static int from_cache(struct chain *c)
+{
+    const struct dt_client_policy *p = c->p;
+    const char *cached = NULL;
+    int status = dt_client_cache_lookup(p->cache, c->url.ptr, &cached);
+    if (!status)
+        return 0;
+    struct plan pl;
+    dt_client_plan(status, c->method, c->has_body, dt_str_make(c->url.ptr, c->url.len),
+                   dt_str_make(cached, strlen(cached)), p, &pl);
+    if (!pl.follow || (pl.needs_confirm && !confirmed(c, c->redirects + 1, status, cached)))
+        return 0; /* ask the network instead: it may say something else now */
+    if (++c->redirects > p->max_redirs)
+        return fail(c, DT_CLIENT_ETOOMANY, "more than %u redirects", p->max_redirs);
+    struct dt_client_hop *hop = add_hop(c, DT_HOP_CACHE, status);
+    if (!hop)
+        return DT_CLIENT_ENOMEM;
+    char why[256];
+    snprintf(why, sizeof(why), "remembered %d, nothing sent; %s", status, pl.note);
+    hop->followed = true;
+    hop->location = strdup(cached);
+    hop->next_url = strdup(cached);
+    hop->next_method = strdup(pl.method);
+    hop->note = strdup(why);
+    char *target = strdup(cached); /* apply may not touch the cache, but be safe */
+    if (!target)
+        return DT_CLIENT_ENOMEM;
+    apply(c, &pl);
+    set_url(c, target);
+    free(target);
+    return 1;
+}
+
+/* Upgrades the current http:// URL to https:// if its host is known for HSTS (C7), as an
+ * internal 307 that sends nothing. Returns 0 or an error. */
+static int hsts_upgrade(struct chain *c)
+{
+    const struct dt_client_policy *p = c->p;
+    char host[256];
+    if (!p->hsts || !scheme_is(c->url.ptr, "http") || !url_host(c->url.ptr, host, sizeof(host)) ||
+        !dt_client_hsts_known(p->hsts, host, time(NULL)))
+        return 0;
+    struct dt_buf up;
+    dt_buf_init(&up);
+    int rc = upgraded(c->url.ptr, &up);
+    if (rc == 0) {
+        struct dt_client_hop *hop = add_hop(c, DT_HOP_HSTS, 307);
+        if (!hop) {
+            rc = DT_CLIENT_ENOMEM;
+        } else {
+            hop->followed = true;
+            hop->next_url = strdup(up.ptr);
+            hop->next_method = strdup(c->method);
+            hop->note = strdup("internal HSTS upgrade, nothing sent");
+            note(c, "HSTS: %s is known, using https", host);
+            set_url(c, up.ptr);
+        }
+    }
+    dt_buf_dispose(&up);
+    return rc;
+}
+
 static int run(struct chain *c, CURL *h, dt_client_write_fn write, void *write_ud)
 {
     const struct dt_client_policy *p = c->p;
     struct xfer_response x;
     memset(&x, 0, sizeof(x));
-    dt_buf_init(&x.held);
     x.write = write;
     x.write_ud = write_ud;
-    unsigned redirects = 0;
+    x.decide = decide;
+    x.decide_ud = c;
+    dt_buf_init(&c->d.next);
     int rc = 0;
     for (;;) {
-        /* C5: a permanent redirect remembered from before answers without the network. */
-        const char *cached = NULL;
-        int cstatus = dt_client_cache_lookup(p->cache, c->url.ptr, &cached);
-        if (cstatus) {
-            struct plan pl;
-            dt_client_plan(cstatus, c->method, c->has_body, dt_str_make(c->url.ptr, c->url.len),
-                           dt_str_make(cached, strlen(cached)), p, &pl);
-            if (pl.follow && (!pl.needs_confirm || confirmed(c, redirects + 1, cstatus, cached))) {
-                if (++redirects > p->max_redirs) {
-                    rc = fail(c, DT_CLIENT_ETOOMANY, "more than %u redirects", p->max_redirs);
-                    break;
-                }
-                struct dt_client_hop *hop = add_hop(c, DT_HOP_CACHE, cstatus);
-                if (!hop) {
-                    rc = DT_CLIENT_ENOMEM;
-                    break;
-                }
-                hop->followed = true;
-                hop->location = strdup(cached);
-                hop->next_url = strdup(cached);
-                hop->next_method = strdup(pl.method);
-                char why[256];
-                snprintf(why, sizeof(why), "remembered %d, nothing sent; %s", cstatus, pl.note);
-                hop->note = strdup(why);
-                apply(c, &pl);
-                set_url(c, cached);
-                continue;
-            }
-        }
-        /* C7: a host known for HSTS is reached over https, by an internal 307. */
-        char host[256];
-        if (p->hsts && scheme_is(c->url.ptr, "http") && url_host(c->url.ptr, host, sizeof(host)) &&
-            dt_client_hsts_known(p->hsts, host, time(NULL))) {
-            struct dt_buf up;
-            dt_buf_init(&up);
-            if (upgraded(c->url.ptr, &up) == 0) {
-                struct dt_client_hop *hop = add_hop(c, DT_HOP_HSTS, 307);
-                if (!hop) {
-                    dt_buf_dispose(&up);
-                    rc = DT_CLIENT_ENOMEM;
-                    break;
-                }
-                hop->followed = true;
-                hop->next_url = strdup(up.ptr);
-                hop->next_method = strdup(c->method);
-                hop->note = strdup("internal HSTS upgrade, nothing sent");
-                note(c, "HSTS: %s is known, using https", host);
-                set_url(c, up.ptr);
-            }
-            dt_buf_dispose(&up);
-        }
-
+        if ((rc = from_cache(c)) == 1)
+            continue;
+        if (rc || (rc = hsts_upgrade(c)) != 0)
+            break;
         bool again;
         if ((rc = remember(c, &again)) != 0)
             break;
@@ -367,11 +476,18 @@ static int run(struct chain *c, CURL *h, dt_client_write_fn write, void *write_u
                       c->method, c->url.ptr);
             break;
         }
-        if (c->has_body && (rc = body_begin(&c->body, c->res->error, sizeof(c->res->error))))
-            break;
+        if (c->has_body) {
+            char why[400];
+            rc = body_begin(&c->body, why, sizeof(why));
+            if (rc) {
+                fail(c, rc, "hop %u: %s", c->redirects, why);
+                break;
+            }
+        }
         struct curl_slist *hl = header_list(c);
         struct xfer_request xr = {c->method, c->url.ptr, hl, c->has_body ? &c->body : NULL};
         struct dt_client_hop *hop = add_hop(c, DT_HOP_NETWORK, 0);
+        c->d.made = false;
         rc = hop ? dt_xfer_perform(h, &xr, p, &x) : DT_CLIENT_ENOMEM;
         curl_slist_free_all(hl);
         if (c->has_body)
@@ -385,94 +501,28 @@ static int run(struct chain *c, CURL *h, dt_client_write_fn write, void *write_u
         if (x.location)
             hop->location = strdup(x.location);
         /* C7: learn from Strict-Transport-Security, only over verified https. */
+        char host[256];
         if (x.sts && p->hsts && scheme_is(c->url.ptr, "https") && !p->insecure &&
             url_host(c->url.ptr, host, sizeof(host)))
             dt_client_hsts_learn(p->hsts, host, x.sts, time(NULL));
-
-        /* C6: a 3xx without Location is a final answer. */
-        if (!x.redirect) {
-            hop->note = strdup(x.location ? "final (not a redirect status)" : "final");
+        struct decision *d = &c->d;
+        if (!d->made || !d->follow) {
+            hop->note = strdup(d->made ? d->note : "final");
             rc = copy_final(c, &x);
+            if (!rc && d->made && d->code)
+                rc = fail(c, d->code, "%s", d->error);
             break;
         }
-        struct dt_buf next;
-        dt_buf_init(&next);
-        struct dt_diag d;
-        if (dt_url_resolve(dt_str_make(c->url.ptr, c->url.len),
-                           dt_str_make(x.location, strlen(x.location)), &next, &d) != 0) {
-            char why[400];
-            snprintf(why, sizeof(why), "not followed: Location '%s' is not a valid URI (%s)",
-                     x.location, d.msg);
-            hop->note = strdup(why);
-            dt_buf_dispose(&next);
-            rc = copy_final(c, &x);
-            if (!rc)
-                rc = fail(c, DT_CLIENT_EREFUSED, "%s", why);
-            goto deliver_held;
-        }
-        struct plan pl;
-        dt_client_plan(x.status, c->method, c->has_body, dt_str_make(c->url.ptr, c->url.len),
-                       dt_str_make(next.ptr, next.len), p, &pl);
-        const char *refusal = pl.refusal;
-        char why[512] = "";
-        if (pl.follow && redirects + 1 > p->max_redirs) {
-            dt_buf_dispose(&next);
-            hop->note = strdup("not followed: too many redirects");
-            rc = copy_final(c, &x);
-            if (!rc)
-                rc = fail(c, DT_CLIENT_ETOOMANY, "more than %u redirects (--max-redirs)",
-                          p->max_redirs);
-            goto deliver_held;
-        }
-        if (pl.follow && pl.keep_body && c->body.spec->kind == DT_BODY_READER &&
-            c->body.overflow) {
-            dt_buf_dispose(&next);
-            rc = fail(c, DT_CLIENT_EREPLAY,
-                      "hop %u: %d from %s asks for the same %s body again at its new address, "
-                      "but the body was read from a stream and was larger than the %zu bytes "
-                      "kept to send it again (use a file: -d @FILE)",
-                      redirects + 1, x.status, c->url.ptr, c->method, p->replay_limit);
-            hop->note = strdup("not followed: the body cannot be sent again");
-            break;
-        }
-        if (pl.follow && pl.needs_confirm && !confirmed(c, redirects + 1, x.status, next.ptr)) {
-            snprintf(why, sizeof(why),
-                     "not followed: %s is not a safe method, and sending it again needs "
-                     "confirmation (--yes allows it)",
-                     c->method);
-            refusal = why;
-            pl.follow = false;
-        }
-        if (!pl.follow) {
-            hop->note = strdup(refusal);
-            dt_buf_dispose(&next);
-            rc = copy_final(c, &x);
-            if (!rc)
-                rc = fail(c, DT_CLIENT_EREFUSED, "%d from %s: %s", x.status, c->url.ptr, refusal);
-            goto deliver_held;
-        }
-        redirects++;
+        c->redirects++;
         hop->followed = true;
-        hop->next_url = strdup(next.ptr);
-        hop->next_method = strdup(pl.method);
-        if (pl.origin_changed && (c->authorization || has_header(&c->headers, "authorization") ||
-                                  has_header(&c->headers, "cookie") ||
-                                  has_header(&c->headers, "proxy-authorization")))
-            snprintf(why, sizeof(why), "%s; credentials dropped (new origin)", pl.note);
-        else
-            snprintf(why, sizeof(why), "%s", pl.note);
-        hop->note = strdup(why);
-        dt_client_cache_store(p->cache, c->url.ptr, x.status, next.ptr);
-        apply(c, &pl);
-        set_url(c, next.ptr);
-        dt_buf_dispose(&next);
-        continue;
-    deliver_held:
-        /* The chain ends at a redirect: its body is the final body. */
-        if (write && x.held.len && write(write_ud, x.held.ptr, x.held.len) != 0)
-            rc = rc ? rc : fail(c, DT_CLIENT_EIO, "writing the body failed");
-        break;
+        hop->next_url = strdup(d->next.ptr);
+        hop->next_method = strdup(d->plan.method);
+        hop->note = strdup(d->note);
+        dt_client_cache_store(p->cache, c->url.ptr, x.status, d->next.ptr);
+        apply(c, &d->plan);
+        set_url(c, d->next.ptr);
     }
+    dt_buf_dispose(&c->d.next);
     dt_xfer_response_dispose(&x);
     return rc;
 }

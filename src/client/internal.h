@@ -55,7 +55,7 @@ struct body_src {
     struct dt_buf kept; /* READER: what was read so far, while under the limit */
     bool eof;           /* READER: the reader said it is done */
     bool overflow;      /* READER: more than limit was read: no replay possible */
-    bool sent_once;     /* READER: a transfer has taken bytes from it */
+    uint64_t total;     /* READER: bytes taken from the reader so far */
     uint64_t pos;       /* position of the current transfer */
     int fd;             /* FILE: open during a transfer */
     int64_t file_len;
@@ -68,8 +68,11 @@ void body_dispose(struct body_src *b);
 int body_begin(struct body_src *b, char *err, size_t errlen);
 /* Reads the next bytes for the current transfer: count, 0 at the end, -1 on error. */
 long body_read(struct body_src *b, char *buf, size_t cap);
-/* The length, or -1 when unknown (a reader without a length). */
+/* The length, or -1 when unknown (a reader without a length, not yet read to its end). */
 int64_t body_length(const struct body_src *b);
+/* The length to announce on the wire: a reader keeps the framing of its first send (chunked
+ * when its length was not given), so a replay is the same message. */
+int64_t body_wire_length(const struct body_src *b);
 void body_end(struct body_src *b);
 
 /* ---- HSTS and the redirect cache (hsts.c, cache.c) ----------------------------------------- */
@@ -94,8 +97,11 @@ struct xfer_response {
     size_t nheaders, cap_headers;
     char *location;            /* first Location field */
     char *sts;                 /* first Strict-Transport-Security field */
-    bool redirect;             /* 3xx with a Location: its body is kept, not written */
-    struct dt_buf held;        /* the body of a redirect, in case it ends the chain */
+    bool deliver;              /* the body goes to write (a final answer), else is dropped */
+    /* Called when a head is complete (status >= 200): true if this answer is final, so
+     * that its body goes to write; false if the chain goes on and it is dropped. */
+    bool (*decide)(void *ud, struct xfer_response *r);
+    void *decide_ud;
     dt_client_write_fn write;  /* where a final answer's body goes */
     void *write_ud;
     bool write_failed;

@@ -1,16 +1,10 @@
 /* transfer: one HTTP exchange over libcurl, with libcurl's redirect following off (detour
- * decides every hop). Captures the status and header fields; the body of a redirect is held
- * back (it is shown only if the chain ends there), any other body goes to the caller. */
+ * decides every hop). Captures the status and header fields; when the head is complete the
+ * caller decides whether the answer is final: its body then goes to the caller's writer,
+ * else it is dropped as it arrives. */
 #include "client/internal.h"
 
 #include <stdlib.h>
-
-#define HELD_MAX (1024 * 1024) /* body of a 3xx kept in case it is the final answer */
-
-static bool is_redirect_status(int s)
-{
-    return s == 301 || s == 302 || s == 303 || s == 307 || s == 308;
-}
 
 static void clear_headers(struct xfer_response *r)
 {
@@ -30,7 +24,6 @@ void dt_xfer_response_dispose(struct xfer_response *r)
     free(r->headers);
     r->headers = NULL;
     r->cap_headers = 0;
-    dt_buf_dispose(&r->held);
 }
 
 static char *dup_span(const char *p, size_t n)
@@ -59,12 +52,14 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *ud)
             dt_parse_int(dt_str_make(sp + 1, 3), 100, 599, &code) != 0)
             code = 0;
         r->status = (int)code;
-        r->redirect = false;
+        r->deliver = false;
         return n;
     }
     if (len == 0) {
-        /* The end of a head: does its body go to the caller or stay here? */
-        r->redirect = is_redirect_status(r->status) && r->location;
+        /* The end of a head: a final answer's body goes to the caller. Interim (1xx) heads
+         * have no body. */
+        if (r->status >= 200)
+            r->deliver = r->decide ? r->decide(r->decide_ud, r) : true;
         return n;
     }
     const char *colon = memchr(data, ':', len);
@@ -105,11 +100,8 @@ static size_t on_body(char *data, size_t size, size_t nitems, void *ud)
 {
     struct xfer_response *r = ud;
     size_t n = size * nitems;
-    if (r->redirect) {
-        size_t room = HELD_MAX - r->held.len;
-        dt_buf_append(&r->held, data, n < room ? n : room);
-        return n;
-    }
+    if (!r->deliver)
+        return n; /* the body of a redirect that is followed */
     if (r->write && r->write(r->write_ud, data, n) != 0) {
         r->write_failed = true;
         return 0; /* aborts the transfer */
@@ -153,8 +145,7 @@ int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_cli
     curl_easy_reset(h); /* keeps live connections, so hops to one origin reuse them */
     clear_headers(resp);
     resp->status = 0;
-    resp->redirect = false;
-    resp->held.len = 0;
+    resp->deliver = false;
     resp->write_failed = false;
     resp->error[0] = '\0';
 
@@ -189,7 +180,8 @@ int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_cli
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
         curl_easy_setopt(h, CURLOPT_READDATA, req->body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_length(req->body));
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)body_wire_length(req->body));
         if (strcmp(req->method, "POST") != 0)
             curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
     } else if (head) {

@@ -13,7 +13,11 @@ DOC = os.path.join(ROOT, "docs", "client.md")
 BUILD = os.path.dirname(DETOUR)
 
 
-@unittest.skipUnless(shutil.which("cc"), "no C compiler")
+CC = os.environ.get("DETOUR_CC", "cc")
+EXTRA = os.environ.get("DETOUR_EXAMPLE_CFLAGS", "").split()
+
+
+@unittest.skipUnless(shutil.which(CC), "no C compiler")
 class ClientDocExample(unittest.TestCase):
     def test_library_example(self):
         with open(DOC, encoding="utf-8") as f:
@@ -23,7 +27,7 @@ class ClientDocExample(unittest.TestCase):
             exe = os.path.join(tmp, "example")
             with open(src, "w") as f:
                 f.write(code)
-            subprocess.run(["cc", "-std=c17", "-Wall", "-Werror", src, "-I",
+            subprocess.run([CC, "-std=c17", "-Wall", "-Werror"] + EXTRA + [src, "-I",
                             os.path.join(ROOT, "include"), "-L", BUILD, "-Wl,-rpath," + BUILD,
                             "-ldetour-client", "-o", exe], check=True)
             with Server("/old/url/*  /new/url\n") as srv:
