@@ -42,14 +42,14 @@ static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str lin
                    field);
     struct dt_str key = {field.ptr, (size_t)(eq - field.ptr)};
     struct dt_str val = {eq + 1, field.len - key.len - 1};
-    static const char *const keys[] = {"query", "cache", "from", "until"};
+    static const char *const keys[] = {"query", "cache", "from", "until", "since"};
     unsigned k = 0;
     while (k < DT_ARRAY_LEN(keys) && !dt_str_eq(key, dt_str_make(keys[k], strlen(keys[k]))))
         k++;
     if (k == DT_ARRAY_LEN(keys))
         return bad(d, line, key.ptr,
                    "unknown option '%.*s' (known: query=keep|drop, cache=SECONDS, from=TIME, "
-                   "until=TIME)",
+                   "until=TIME, since=TIME)",
                    key);
     if (*seen & (1u << k))
         return bad(d, line, key.ptr, "option '%.*s' given twice", key);
@@ -71,7 +71,8 @@ static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str lin
         s->max_age = n;
         break;
     case 2:
-    case 3: {
+    case 3:
+    case 4: {
         time_t t;
         if (dt_parse_rfc3339(val, &t) != 0)
             return bad(d, line, val.ptr,
@@ -79,9 +80,13 @@ static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str lin
         if (k == 2) {
             s->has_from = true;
             s->from = t;
-        } else {
+        } else if (k == 3) {
             s->has_until = true;
             s->until = t;
+        } else {
+            s->has_since = true;
+            s->since = t;
+            break;
         }
         if (s->has_from && s->has_until && s->from >= s->until)
             return bad(d, line, val.ptr, "the window is empty: from= must come before until=%.*s",
@@ -182,41 +187,60 @@ static size_t column(struct dt_str line, size_t offset)
     return col;
 }
 
+/* Reads one line of a rule file into t, reporting a bad one to errs. */
+static void load_line(struct dt_table *t, int file, const char *name, uint32_t lineno,
+                      struct dt_str line, struct dt_errors *errs)
+{
+    if (line.len > MAX_LINE) {
+        dt_errors_add(errs, "%s:%u:%d: line longer than %d bytes", name, lineno, MAX_LINE + 1,
+                      MAX_LINE);
+        return;
+    }
+    const char *nul = memchr(line.ptr, '\0', line.len);
+    if (nul) {
+        dt_errors_add(errs, "%s:%u:%zu: NUL byte in a rule file", name, lineno,
+                      column(line, (size_t)(nul - line.ptr)));
+        return;
+    }
+    struct dt_rule_spec spec;
+    struct dt_diag diag;
+    int rc = dt_rule_parse_line(line, &spec, &diag);
+    if (rc == 1)
+        rc = dt_table_add(t, &spec, file, lineno, &diag);
+    if (rc < 0)
+        dt_errors_add(errs, "%s:%u:%zu: %s", name, lineno, column(line, diag.offset), diag.msg);
+}
+
+/* Reads the complete lines of text[0, len); returns the bytes used (a last line without a
+ * newline is left unless final). */
+static size_t load_lines(struct dt_table *t, int file, const char *name, const char *text,
+                         size_t len, bool final, uint32_t *lineno, unsigned before,
+                         struct dt_errors *errs)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        if (!nl && !final)
+            break;
+        size_t end = nl ? (size_t)(nl - text) : len;
+        ++*lineno;
+        load_line(t, file, name, *lineno, dt_str_make(text + pos, end - pos), errs);
+        pos = end + 1;
+        if (errs->count - before >= MAX_ERRORS)
+            return len;
+    }
+    return pos > len ? len : pos;
+}
+
 int dt_table_load_text(struct dt_table *t, const char *name, struct dt_str text,
                        struct dt_errors *errs)
 {
     int file = dt_table_add_file(t, name);
     unsigned before = errs->count;
     uint32_t lineno = 0;
-    size_t pos = 0;
-    while (pos < text.len) {
-        const char *nl = memchr(text.ptr + pos, '\n', text.len - pos);
-        size_t end = nl ? (size_t)(nl - text.ptr) : text.len;
-        struct dt_str line = {text.ptr + pos, end - pos};
-        pos = end + 1;
-        lineno++;
-        if (line.len > MAX_LINE) {
-            dt_errors_add(errs, "%s:%u:%d: line longer than %d bytes", name, lineno,
-                          MAX_LINE + 1, MAX_LINE);
-        } else if (memchr(line.ptr, '\0', line.len)) {
-            dt_errors_add(errs, "%s:%u:%zu: NUL byte in a rule file", name, lineno,
-                          column(line, (size_t)((const char *)memchr(line.ptr, '\0', line.len) -
-                                                line.ptr)));
-        } else {
-            struct dt_rule_spec spec;
-            struct dt_diag diag;
-            int rc = dt_rule_parse_line(line, &spec, &diag);
-            if (rc == 1)
-                rc = dt_table_add(t, &spec, file, lineno, &diag);
-            if (rc < 0)
-                dt_errors_add(errs, "%s:%u:%zu: %s", name, lineno, column(line, diag.offset),
-                              diag.msg);
-        }
-        if (errs->count - before >= MAX_ERRORS) {
-            dt_errors_add(errs, "%s: too many errors, stopped at line %u", name, lineno);
-            break;
-        }
-    }
+    load_lines(t, file, name, text.ptr, text.len, true, &lineno, before, errs);
+    if (errs->count - before >= MAX_ERRORS)
+        dt_errors_add(errs, "%s: too many errors, stopped at line %u", name, lineno);
     return errs->count > before ? DT_ESYNTAX : 0;
 }
 
@@ -238,28 +262,51 @@ int dt_table_load_file(struct dt_table *t, const char *path, struct dt_errors *e
         close(fd);
         return DT_EIO;
     }
-    size_t size = (size_t)st.st_size;
-    char *text = malloc(size ? size : 1);
-    if (!text) {
-        dt_errors_add(errs, "%s: out of memory reading %zu bytes", path, size);
+    /* Streamed in chunks: a rule file of any size needs only this much memory beside the
+     * table it fills. */
+    enum { CHUNK = 1 << 20 };
+    char *buf = malloc(CHUNK + MAX_LINE + 1);
+    if (!buf) {
+        dt_errors_add(errs, "%s: out of memory", path);
         close(fd);
         return DT_EIO;
     }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t n = read(fd, text + got, size - got);
+    int file = dt_table_add_file(t, path);
+    unsigned before = errs->count;
+    uint32_t lineno = 0;
+    size_t have = 0;
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, CHUNK + MAX_LINE + 1 - have);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            dt_errors_add(errs, "%s: read error: %s", path, n < 0 ? strerror(errno) : "short file");
-            free(text);
-            close(fd);
-            return DT_EIO;
+        if (n < 0) {
+            dt_errors_add(errs, "%s: read error: %s", path, strerror(errno));
+            rc = DT_EIO;
+            break;
         }
-        got += (size_t)n;
+        have += (size_t)n;
+        bool final = n == 0;
+        size_t used = load_lines(t, file, path, buf, have, final, &lineno, before, errs);
+        if (errs->count - before >= MAX_ERRORS) {
+            dt_errors_add(errs, "%s: too many errors, stopped at line %u", path, lineno);
+            break;
+        }
+        if (final)
+            break;
+        if (used == 0 && have == CHUNK + MAX_LINE + 1) {
+            /* a line longer than the buffer: report it and skip to its end */
+            dt_errors_add(errs, "%s:%u:%d: line longer than %d bytes", path, lineno + 1,
+                          MAX_LINE + 1, MAX_LINE);
+            rc = DT_ESYNTAX;
+            break;
+        }
+        memmove(buf, buf + used, have - used);
+        have -= used;
     }
+    free(buf);
     close(fd);
-    int rc = dt_table_load_text(t, path, dt_str_make(text, size), errs);
-    free(text);
-    return rc;
+    if (rc)
+        return rc;
+    return errs->count > before ? DT_ESYNTAX : 0;
 }

@@ -23,6 +23,8 @@ struct dt_rule_spec {
     int64_t max_age;      /* cache=N: Cache-Control max-age; -1: no caching headers (S4) */
     bool has_from, has_until;
     time_t from, until;   /* the rule matches only in [from, until) */
+    bool has_since;
+    time_t since;         /* since=: when this (temporary) redirect was put in place (S10) */
 };
 
 void dt_rule_spec_init(struct dt_rule_spec *s);
@@ -36,21 +38,28 @@ DT_MUST_CHECK int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *sp
 
 /* ---- the table ----------------------------------------------------------------------------- */
 
-enum dt_rule_kind { DT_RULE_EXACT, DT_RULE_PREFIX };
+enum dt_rule_kind {
+    DT_RULE_EXACT,   /* /path */
+    DT_RULE_PREFIX,  /* a path ending in '*' */
+    DT_RULE_PATTERN, /* /users/:id, maybe ending in '*' */
+    DT_RULE_REGEX,   /* ~REGEX */
+};
 
-/* One rule in a table: 28 bytes, strings held by the table. Fields are the table's. */
+/* One rule in a table: 20 bytes, strings held by the table's blob (the source path, then
+ * the target without its interned origin). Fields starting with _ are the table's. */
 struct dt_rule {
-    uint32_t _src;     /* source path in the string blob (a prefix without its '*') */
-    uint32_t _tgt;     /* target text in the string blob */
+    uint32_t _src;
     uint16_t _src_len;
     uint16_t _tgt_len;
-    uint16_t status;
-    uint8_t kind;      /* enum dt_rule_kind */
-    uint8_t _flags;
-    uint32_t _section; /* the host section it belongs to */
-    uint32_t _ext;     /* index of its rarely used options, or UINT32_MAX */
-    uint32_t line;     /* line in its file, 1-based (0 when not from a file) */
+    uint16_t _bits;   /* status, kind, scheme and flags */
+    uint16_t _origin; /* interned scheme://authority of the target, 0 for none */
+    uint32_t _section;
+    uint32_t line;    /* line in its file, 1-based (0 when not from a file) */
 };
+
+/* The status a rule answers with (301, 302, 303, 307, 308). */
+int dt_rule_status(const struct dt_rule *r);
+enum dt_rule_kind dt_rule_kind(const struct dt_rule *r);
 
 struct dt_table;
 
@@ -102,18 +111,27 @@ bool dt_table_has_windows(const struct dt_table *t);
 
 /* ---- matching ------------------------------------------------------------------------------ */
 
+#define DT_MAX_CAPTURES 10 /* $0..$9 */
+
+/* What a rule matched: filled in by dt_table_match, read by dt_table_location. */
 struct dt_match {
     const struct dt_rule *rule;
-    struct dt_str splat; /* what the '*' of a prefix rule matched */
+    struct dt_str splat;                       /* what the '*' matched */
+    struct dt_str named[DT_TPL_MAX_NAMES];     /* :name values, placeholders then query */
+    struct dt_str captures[DT_MAX_CAPTURES];   /* $0..$9 of a regex */
+    uint8_t ncaptures;
 };
 
 /* Finds the rule that answers a request: the host's own rules first, then wildcard hosts
- * from the most specific, then rules for any host; in each, exact > longest prefix. Only
- * rules whose scheme fits and whose window holds now count. host must be lower-case without
- * port (may be empty). Returns the rule, or NULL. Any thread, on a finished table. */
+ * from the most specific, then rules for any host; in each, exact > longest prefix >
+ * placeholder patterns in order > regular expressions in order. Among rules with the same
+ * source, those with query conditions come first, then those for one scheme, then file
+ * order. Only rules whose scheme fits, whose window holds now and whose query conditions
+ * the query meets count. host must be lower-case without port (may be empty); query is the
+ * raw query without '?'. Returns the rule, or NULL. Any thread, on a finished table. */
 const struct dt_rule *dt_table_match(const struct dt_table *t, enum dt_scheme scheme,
-                                     struct dt_str host, struct dt_str path, time_t now,
-                                     struct dt_match *m);
+                                     struct dt_str host, struct dt_str path, struct dt_str query,
+                                     time_t now, struct dt_match *m);
 
 /* The Location for a match: upper bound of its length, then the location itself written
  * to out (returns its length). query is the request's query without '?'. Any thread. */
@@ -126,8 +144,18 @@ size_t dt_table_location(const struct dt_table *t, const struct dt_match *m, str
 int64_t dt_rule_max_age(const struct dt_table *t, const struct dt_rule *r);
 /* Where a rule came from. */
 struct dt_rule_origin dt_rule_origin(const struct dt_table *t, const struct dt_rule *r);
-/* The rule's source as written (without scheme and host) and target. */
-struct dt_str dt_rule_source_path(const struct dt_table *t, const struct dt_rule *r);
-struct dt_str dt_rule_target(const struct dt_table *t, const struct dt_rule *r);
+/* Appends the rule's source, canonical ("https://host/path*", "~regex"), to out. */
+void dt_rule_source(const struct dt_table *t, const struct dt_rule *r, struct dt_buf *out);
+/* Appends the rule's target as written to out. */
+void dt_rule_target(const struct dt_table *t, const struct dt_rule *r, struct dt_buf *out);
+/* The rule's since= (S10), or false without one. */
+bool dt_rule_since(const struct dt_table *t, const struct dt_rule *r, time_t *since);
+/* The rule's window: false without from= or until=. */
+bool dt_rule_window(const struct dt_table *t, const struct dt_rule *r, time_t *from,
+                    time_t *until);
+/* The rule at index i (0 <= i < dt_table_size): rules are in the order they were added. */
+const struct dt_rule *dt_table_rule(const struct dt_table *t, size_t i);
+/* Bytes the table holds (for reports). */
+size_t dt_table_memory(const struct dt_table *t);
 
 #endif

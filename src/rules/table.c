@@ -1,37 +1,80 @@
 /* table: compiled rules and the indexes that find the one answering a request.
  *
- * Layout, chosen so a million rules fit in about 100 MB and a lookup touches few cache
- * lines: every string lives in one blob addressed by 32-bit offsets; a rule is 28 bytes;
- * exact and prefix sources live in two open-addressing tables of 64-bit slots (32-bit hash
- * tag, 32-bit rule index). Rules with the same key stay in the probe sequence in the order
- * they were inserted, which is their priority order, so no chain pointers are needed.
- * Prefixes are found by hashing the request path once, keeping the running hash at each
- * length some prefix of that host section has, and probing from the longest. */
+ * Layout, chosen so that a million rules fit in well under 100 MB and a lookup touches few
+ * cache lines: every string lives in one blob addressed by 32-bit offsets (a rule's source,
+ * then its target); a rule is 20 bytes; the scheme and authority of absolute targets are
+ * interned; options few rules have (windows, cache, placeholders, regexes, query conditions)
+ * live in a side array. Exact and prefix sources live in two open-addressing tables of 64-bit
+ * slots (32-bit tag, 32-bit rule index); rules with the same key stay in the probe sequence
+ * in insertion order, which is their priority, so no chains are needed. Prefixes are found
+ * by hashing the request path once, word by word, and finishing the hash at each length
+ * some prefix of the host section has. Placeholder patterns are indexed by their first
+ * segment, regular expressions by their literal prefix, both tried in rule order. */
 #include "rules/rules.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define NONE UINT32_MAX
 #define MAX_SOURCE_PATH 8192 /* as long as a request line may be */
 #define MAX_HOST 255
+#define MAX_ORIGINS 65535
+#define MAX_CONDS 8
 #define STACK_LENS 256 /* prefix lengths hashed in one pass; more falls back to rehashing */
+#define REGEX_MATCH_LIMIT 100000 /* backtracking steps before a regex is said not to match */
 
+/* _bits of a rule */
 enum {
-    RF_SCHEME = 3,      /* enum dt_scheme */
-    RF_QUERY_DROP = 4,  /* query=drop */
-    RF_WINDOW = 8,      /* from= or until= */
-    RF_TGT_ABS = 16,    /* the target is an absolute URL */
-    RF_TGT_QUERY = 32,  /* the target has its own query */
-    RF_TGT_HOLES = 64,  /* the target has :splat or other holes */
+    B_STATUS = 0x7,    /* index into statuses[] */
+    B_KIND_SHIFT = 3,  /* 2 bits: enum dt_rule_kind */
+    B_SCHEME_SHIFT = 5, /* 2 bits: enum dt_scheme */
+    B_QUERY_DROP = 1 << 7,
+    B_EXT = 1 << 8,       /* has a rule_ext */
+    B_WINDOW = 1 << 9,    /* from= or until= */
+    B_HOLES = 1 << 10,    /* the target has :splat, :name or $N */
+    B_TGT_ABS = 1 << 11,  /* the target is an absolute URL */
+    B_TGT_QUERY = 1 << 12, /* the target has its own query */
+    B_CONDS = 1 << 13,    /* query conditions */
 };
 
-/* Options few rules have, kept out of the 28-byte rule. */
+static const uint16_t statuses[] = {301, 302, 303, 307, 308};
+
+/* A segment of a placeholder pattern: literal text in the blob, or a placeholder. */
+struct seg {
+    uint32_t off;
+    uint16_t len;
+    int16_t name; /* -1: literal */
+};
+
+/* A query condition: the parameter must be there; with a value, equal to it, or captured. */
+struct qcond {
+    struct dt_str key;
+    struct dt_str value;
+    int16_t name; /* >= 0: the value is captured as names[name] */
+    bool has_value;
+};
+
+/* Options few rules have, kept out of the 20-byte rule; sorted by rule index. */
 struct rule_ext {
-    const struct dt_tpl_part *parts;
+    uint32_t rule;
     uint16_t nparts;
-    int64_t max_age;
-    int64_t from, until;
+    uint8_t nsegs, nnames, nconds, ncaptures;
+    bool splat; /* a pattern ending in '*' */
+    const struct dt_tpl_part *parts;
+    int64_t max_age, from, until, since;
+    const struct seg *segs;
+    const struct dt_str *names;
+    const struct qcond *conds;
+    pcre2_code *re;
+};
+
+/* A sorted (hash, rule) index over a section's patterns or regexes. */
+struct keyed {
+    uint64_t key;
+    uint32_t rule;
 };
 
 struct section {
@@ -40,10 +83,30 @@ struct section {
     bool wildcard;
     uint16_t *plens; /* distinct prefix lengths, ascending (after finish) */
     uint32_t nplens, cap_plens;
+    uint32_t *patterns; /* pattern rules, in order */
+    uint32_t npatterns, cap_patterns;
+    uint32_t *regexes; /* regex rules, in order */
+    uint32_t nregexes, cap_regexes;
+    /* built by finish */
+    struct keyed *pat_first; /* (hash of first literal segment, rule), sorted */
+    uint32_t npat_first;
+    uint32_t *pat_any; /* patterns starting with a placeholder, in order */
+    uint32_t npat_any;
+    struct keyed *re_prefix; /* (length << 48 | hash of literal prefix, rule), sorted */
+    uint32_t nre_prefix;
+    uint16_t *rlens; /* distinct literal-prefix lengths, ascending */
+    uint32_t nrlens;
+    uint32_t *re_any; /* regexes without a literal prefix, in order */
+    uint32_t nre_any;
 };
 
-/* A growable open-addressing map from a host name to a section index. */
-struct host_map {
+/* A string in the blob. */
+struct span32 {
+    uint32_t off, len;
+};
+
+/* A growable open-addressing map from a string in the blob to an index. */
+struct str_map {
     uint64_t *slots;
     size_t mask, count;
 };
@@ -56,74 +119,113 @@ struct dt_table {
     size_t next, cap_ext;
     struct section *sections;
     size_t nsections, cap_sections;
-    struct host_map hosts, wild;
+    struct str_map hosts, wild, origin_map;
+    struct span32 *origins; /* interned target origins in the blob; index 0 unused */
+    size_t norigins, cap_origins;
     uint64_t *exact, *prefix;
-    size_t exact_mask, prefix_mask;
+    size_t exact_size, prefix_size;
     size_t nexact, nprefix;
     struct dt_arena arena;
     char **files;
-    uint32_t *file_first; /* index of the first rule of each file */
+    uint32_t *file_first;
     size_t nfiles;
     bool has_windows, finished;
 };
 
-/* ---- hashing ---------------------------------------------------------------------------- */
-
-#define FNV_PRIME 0x100000001b3ULL
+/* ---- hashing: word at a time, with a finish at any length --------------------------------- */
 
 static inline uint64_t hash_seed(uint32_t section)
 {
-    return 0xcbf29ce484222325ULL ^ ((uint64_t)section * 0x9E3779B97F4A7C15ULL);
+    return 0x2545F4914F6CDD1DULL ^ ((uint64_t)section * 0x9E3779B97F4A7C15ULL);
 }
 
-static inline uint64_t hash_step(uint64_t h, unsigned char c)
+static inline uint64_t load64(const char *p)
 {
-    return (h ^ c) * FNV_PRIME;
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
 }
 
-static inline uint64_t hash_mix(uint64_t h)
+static inline uint64_t hash_word(uint64_t h, uint64_t w)
 {
+    h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 32);
+}
+
+/* The hash of the first n bytes, given the state after their whole words. */
+static inline uint64_t hash_finish(uint64_t h, const char *p, size_t n)
+{
+    size_t tail = n & 7;
+    uint64_t w = 0;
+    if (tail)
+        memcpy(&w, p + (n & ~(size_t)7), tail);
+    h = hash_word(h, w ^ ((uint64_t)n << 56));
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
     return h;
 }
 
-static uint64_t hash_bytes(uint64_t h, const char *p, size_t n)
+static uint64_t hash_bytes(uint64_t seed, const char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        h = hash_step(h, (unsigned char)p[i]);
-    return h;
+    uint64_t h = seed;
+    for (size_t i = 0; i + 8 <= n; i += 8)
+        h = hash_word(h, load64(p + i));
+    return hash_finish(h, p, n);
 }
 
-/* ---- host maps -------------------------------------------------------------------------- */
+/* Index of a 64-bit hash in a table of size slots (any size: multiply and shift). */
+static inline size_t slot_of(uint64_t h, size_t size)
+{
+    return (size_t)(((unsigned __int128)(uint32_t)h * size) >> 32);
+}
+
+/* ---- blob and string maps ----------------------------------------------------------------- */
 
 static const char *blob_at(const struct dt_table *t, uint32_t off)
 {
     return t->blob.ptr + off;
 }
 
-static uint32_t host_map_get(const struct dt_table *t, const struct host_map *m,
-                             struct dt_str host)
+static uint32_t blob_put(struct dt_table *t, const char *p, size_t n)
+{
+    if (t->blob.len + n > UINT32_MAX)
+        dt_oom(); /* 4 GiB of rule text: no table this large is supported */
+    uint32_t off = (uint32_t)t->blob.len;
+    dt_buf_append(&t->blob, p, n);
+    return off;
+}
+
+typedef struct dt_str (*key_of_fn)(const struct dt_table *t, uint32_t idx);
+
+static struct dt_str section_key(const struct dt_table *t, uint32_t idx)
+{
+    const struct section *s = &t->sections[idx];
+    return dt_str_make(blob_at(t, s->host), s->host_len);
+}
+
+static struct dt_str origin_key(const struct dt_table *t, uint32_t idx)
+{
+    return dt_str_make(blob_at(t, t->origins[idx].off), t->origins[idx].len);
+}
+
+static uint32_t map_get(const struct dt_table *t, const struct str_map *m, key_of_fn key_of,
+                        struct dt_str k)
 {
     if (!m->count)
         return NONE;
-    uint64_t h = hash_mix(hash_bytes(hash_seed(0), host.ptr, host.len));
+    uint64_t h = hash_bytes(hash_seed(0), k.ptr, k.len);
     uint32_t tag = (uint32_t)(h >> 32);
     for (size_t i = h & m->mask;; i = (i + 1) & m->mask) {
         uint64_t slot = m->slots[i];
         if (!slot)
             return NONE;
-        if ((uint32_t)(slot >> 32) != tag)
-            continue;
-        uint32_t idx = (uint32_t)slot - 1;
-        const struct section *s = &t->sections[idx];
-        if (s->host_len == host.len && memcmp(blob_at(t, s->host), host.ptr, host.len) == 0)
-            return idx;
+        if ((uint32_t)(slot >> 32) == tag && dt_str_eq(key_of(t, (uint32_t)slot - 1), k))
+            return (uint32_t)slot - 1;
     }
 }
 
-static void host_map_insert_slot(struct host_map *m, uint64_t h, uint32_t idx)
+static void map_slot(struct str_map *m, uint64_t h, uint32_t idx)
 {
     size_t i = h & m->mask;
     while (m->slots[i])
@@ -132,23 +234,23 @@ static void host_map_insert_slot(struct host_map *m, uint64_t h, uint32_t idx)
     m->count++;
 }
 
-static void host_map_put(struct dt_table *t, struct host_map *m, struct dt_str host, uint32_t idx)
+static void map_put(const struct dt_table *t, struct str_map *m, key_of_fn key_of,
+                    struct dt_str k, uint32_t idx)
 {
     if (!m->slots || (m->count + 1) * 2 > m->mask + 1) {
         size_t size = m->slots ? (m->mask + 1) * 2 : 16;
-        struct host_map grown = {dt_xcalloc(size, sizeof(uint64_t)), size - 1, 0};
+        struct str_map grown = {dt_xcalloc(size, sizeof(uint64_t)), size - 1, 0};
         for (size_t i = 0; m->slots && i <= m->mask; i++) {
             if (!m->slots[i])
                 continue;
-            uint32_t k = (uint32_t)m->slots[i] - 1;
-            const struct section *s = &t->sections[k];
-            uint64_t h = hash_mix(hash_bytes(hash_seed(0), blob_at(t, s->host), s->host_len));
-            host_map_insert_slot(&grown, h, k);
+            uint32_t old = (uint32_t)m->slots[i] - 1;
+            struct dt_str ok = key_of(t, old);
+            map_slot(&grown, hash_bytes(hash_seed(0), ok.ptr, ok.len), old);
         }
         free(m->slots);
         *m = grown;
     }
-    host_map_insert_slot(m, hash_mix(hash_bytes(hash_seed(0), host.ptr, host.len)), idx);
+    map_slot(m, hash_bytes(hash_seed(0), k.ptr, k.len), idx);
 }
 
 /* ---- building ----------------------------------------------------------------------------- */
@@ -158,11 +260,12 @@ struct dt_table *dt_table_new(void)
     struct dt_table *t = dt_xcalloc(1, sizeof(*t));
     dt_buf_init(&t->blob);
     dt_arena_init(&t->arena, 64 * 1024);
-    /* Section 0 holds the rules for any host. */
     t->sections = dt_xcalloc(8, sizeof(*t->sections));
     t->cap_sections = 8;
-    t->nsections = 1;
-    /* Offset 0 of the blob is never a string, so 0 can mean "none" in debug output. */
+    t->nsections = 1; /* section 0 holds the rules for any host */
+    t->origins = dt_xcalloc(16, sizeof(*t->origins));
+    t->cap_origins = 16;
+    t->norigins = 1; /* origin 0 means none */
     dt_buf_append(&t->blob, "", 1);
     return t;
 }
@@ -171,14 +274,28 @@ void dt_table_free(struct dt_table *t)
 {
     if (!t)
         return;
+    for (size_t i = 0; i < t->next; i++)
+        if (t->ext[i].re)
+            pcre2_code_free(t->ext[i].re);
+    for (size_t i = 0; i < t->nsections; i++) {
+        struct section *s = &t->sections[i];
+        free(s->plens);
+        free(s->patterns);
+        free(s->regexes);
+        free(s->pat_first);
+        free(s->pat_any);
+        free(s->re_prefix);
+        free(s->rlens);
+        free(s->re_any);
+    }
     dt_buf_dispose(&t->blob);
     free(t->rules);
     free(t->ext);
-    for (size_t i = 0; i < t->nsections; i++)
-        free(t->sections[i].plens);
     free(t->sections);
     free(t->hosts.slots);
     free(t->wild.slots);
+    free(t->origin_map.slots);
+    free(t->origins);
     free(t->exact);
     free(t->prefix);
     dt_arena_dispose(&t->arena);
@@ -198,21 +315,12 @@ int dt_table_add_file(struct dt_table *t, const char *name)
     return (int)t->nfiles++;
 }
 
-static uint32_t blob_put(struct dt_table *t, const char *p, size_t n)
-{
-    if (t->blob.len + n > UINT32_MAX)
-        dt_oom(); /* 4 GiB of rule text: no table this large is supported */
-    uint32_t off = (uint32_t)t->blob.len;
-    dt_buf_append(&t->blob, p, n);
-    return off;
-}
-
 static uint32_t section_for(struct dt_table *t, struct dt_str host, bool wildcard)
 {
     if (host.len == 0)
         return 0;
-    struct host_map *m = wildcard ? &t->wild : &t->hosts;
-    uint32_t idx = host_map_get(t, m, host);
+    struct str_map *m = wildcard ? &t->wild : &t->hosts;
+    uint32_t idx = map_get(t, m, section_key, host);
     if (idx != NONE)
         return idx;
     if (t->nsections == t->cap_sections) {
@@ -225,20 +333,46 @@ static uint32_t section_for(struct dt_table *t, struct dt_str host, bool wildcar
     s->host = blob_put(t, host.ptr, host.len);
     s->host_len = (uint16_t)host.len;
     s->wildcard = wildcard;
-    host_map_put(t, m, host, idx);
+    map_put(t, m, section_key, host, idx);
     return idx;
 }
 
-static void section_add_len(struct section *s, size_t len)
+/* Interns "scheme://authority"; returns its id, or 0 when the table of origins is full. */
+static uint16_t origin_for(struct dt_table *t, struct dt_str o)
 {
-    /* Most sections have few distinct lengths: skip the common repeat cheaply. */
-    if (s->nplens && s->plens[s->nplens - 1] == len)
-        return;
-    if (s->nplens == s->cap_plens) {
-        s->cap_plens = s->cap_plens ? s->cap_plens * 2 : 8;
-        s->plens = dt_xrealloc(s->plens, s->cap_plens * sizeof(*s->plens));
+    uint32_t idx = map_get(t, &t->origin_map, origin_key, o);
+    if (idx != NONE)
+        return (uint16_t)idx;
+    if (t->norigins > MAX_ORIGINS)
+        return 0;
+    if (t->norigins == t->cap_origins) {
+        t->cap_origins *= 2;
+        t->origins = dt_xrealloc(t->origins, t->cap_origins * sizeof(*t->origins));
     }
-    s->plens[s->nplens++] = (uint16_t)len;
+    idx = (uint32_t)t->norigins++;
+    t->origins[idx] = (struct span32){blob_put(t, o.ptr, o.len), (uint32_t)o.len};
+    map_put(t, &t->origin_map, origin_key, o, idx);
+    return (uint16_t)idx;
+}
+
+static void push_u16(uint16_t **v, uint32_t *n, uint32_t *cap, uint16_t x)
+{
+    if (*n && (*v)[*n - 1] == x)
+        return; /* the common repeat */
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        *v = dt_xrealloc(*v, *cap * sizeof(**v));
+    }
+    (*v)[(*n)++] = x;
+}
+
+static void push_u32(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t x)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        *v = dt_xrealloc(*v, *cap * sizeof(**v));
+    }
+    (*v)[(*n)++] = x;
 }
 
 static size_t col_of(const struct dt_rule_spec *s, const char *p)
@@ -255,23 +389,133 @@ static int src_error(struct dt_diag *d, const struct dt_rule_spec *s, const char
     return DT_ESYNTAX;
 }
 
-/* A parsed source: scheme, host (lower-cased copy), path and kind. */
+static bool name_start(char c)
+{
+    return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '_';
+}
+
+static bool name_char(char c)
+{
+    return name_start(c) || (c >= '0' && c <= '9');
+}
+
+/* A parsed source. */
 struct source {
     enum dt_scheme scheme;
     char host[MAX_HOST + 1];
     size_t host_len;
-    bool wildcard;
-    struct dt_str path; /* as written, without the trailing '*' */
+    bool wildcard, apex_too; /* *.host, or .host (the host and its subdomains) */
+    struct dt_str path;      /* as written, without the trailing '*'; the regex for ~ */
     enum dt_rule_kind kind;
+    struct dt_str query;     /* conditions, after '?' */
+    struct seg segs[64];
+    unsigned nsegs;
+    struct dt_str names[DT_TPL_MAX_NAMES];
+    unsigned nnames;
+    struct qcond conds[MAX_CONDS];
+    unsigned nconds;
 };
+
+static int add_name(struct source *src, const struct dt_rule_spec *spec, struct dt_str name,
+                    struct dt_diag *d)
+{
+    for (unsigned i = 0; i < src->nnames; i++)
+        if (dt_str_eq(src->names[i], name))
+            return src_error(d, spec, name.ptr, "a placeholder name is used twice in a source");
+    if (src->nnames == DT_TPL_MAX_NAMES)
+        return src_error(d, spec, name.ptr, "more than 16 placeholders in one source");
+    src->names[src->nnames++] = name;
+    return 0;
+}
+
+/* Splits a pattern path into segments; offsets relative to the path. A pattern ending in
+ * a slash and a star ends with that slash here, which starts no segment. */
+static int parse_pattern(struct source *src, const struct dt_rule_spec *spec, struct dt_diag *d)
+{
+    struct dt_str p = src->path;
+    if (src->kind == DT_RULE_PREFIX && p.len && p.ptr[p.len - 1] == '/')
+        p.len--;
+    size_t i = 0;
+    while (i < p.len) {
+        /* p.ptr[i] == '/' */
+        size_t start = ++i;
+        while (i < p.len && p.ptr[i] != '/')
+            i++;
+        if (src->nsegs == DT_ARRAY_LEN(src->segs))
+            return src_error(d, spec, p.ptr + start, "more than 64 segments in a pattern");
+        struct seg *s = &src->segs[src->nsegs++];
+        s->off = (uint32_t)start;
+        s->len = (uint16_t)(i - start);
+        s->name = -1;
+        if (i > start && p.ptr[start] == ':' && i - start > 1 && name_start(p.ptr[start + 1])) {
+            for (size_t k = start + 2; k < i; k++)
+                if (!name_char(p.ptr[k]))
+                    return src_error(d, spec, p.ptr + k,
+                                     "a placeholder is a whole segment: /:name/ (write %3A for "
+                                     "a literal colon)");
+            int rc = add_name(src, spec, dt_str_make(p.ptr + start + 1, i - start - 1), d);
+            if (rc)
+                return rc;
+            s->name = (int16_t)(src->nnames - 1);
+        }
+    }
+    return 0;
+}
+
+static int parse_query(struct source *src, const struct dt_rule_spec *spec, struct dt_diag *d)
+{
+    struct dt_str q = src->query;
+    size_t i = 0;
+    while (i < q.len) {
+        size_t start = i;
+        while (i < q.len && q.ptr[i] != '&')
+            i++;
+        struct dt_str part = {q.ptr + start, i - start};
+        i++;
+        if (!part.len)
+            continue;
+        if (src->nconds == MAX_CONDS)
+            return src_error(d, spec, part.ptr, "more than 8 query conditions");
+        struct qcond *c = &src->conds[src->nconds];
+        const char *eq = memchr(part.ptr, '=', part.len);
+        c->key = dt_str_make(part.ptr, eq ? (size_t)(eq - part.ptr) : part.len);
+        c->has_value = eq != NULL;
+        c->value = eq ? dt_str_make(eq + 1, part.len - c->key.len - 1) : DT_STR_NULL;
+        c->name = -1;
+        if (!c->key.len)
+            return src_error(d, spec, part.ptr, "a query condition needs a parameter name");
+        for (unsigned k = 0; k < src->nconds; k++)
+            if (dt_str_eq(src->conds[k].key, c->key))
+                return src_error(d, spec, part.ptr, "a query parameter is named twice");
+        if (c->value.len > 1 && c->value.ptr[0] == ':' && name_start(c->value.ptr[1])) {
+            for (size_t k = 2; k < c->value.len; k++)
+                if (!name_char(c->value.ptr[k]))
+                    return src_error(d, spec, c->value.ptr + k, "invalid placeholder name");
+            int rc = add_name(src, spec, dt_str_make(c->value.ptr + 1, c->value.len - 1), d);
+            if (rc)
+                return rc;
+            c->name = (int16_t)(src->nnames - 1);
+        }
+        src->nconds++;
+    }
+    return 0;
+}
 
 static int parse_source(const struct dt_rule_spec *spec, struct source *src, struct dt_diag *d)
 {
     struct dt_str s = spec->source;
-    memset(src, 0, sizeof(*src));
-    if (s.len && s.ptr[0] == '~')
-        return src_error(d, spec, s.ptr,
-                         "regular-expression sources (~REGEX) are not supported by this version");
+    src->scheme = DT_SCHEME_ANY;
+    src->host_len = 0;
+    src->wildcard = src->apex_too = false;
+    src->nsegs = src->nnames = src->nconds = 0;
+    src->query = DT_STR_NULL;
+    if (s.len && s.ptr[0] == '~') {
+        if (s.len == 1)
+            return src_error(d, spec, s.ptr, "an empty regular expression");
+        src->kind = DT_RULE_REGEX;
+        src->path = dt_str_make(s.ptr + 1, s.len - 1);
+        return 0;
+    }
     const char *rest = s.ptr;
     const char *end = s.ptr + s.len;
     const char *sep = NULL;
@@ -298,13 +542,16 @@ static int parse_source(const struct dt_rule_spec *spec, struct source *src, str
     if (rest < end && *rest != '/') {
         const char *slash = memchr(rest, '/', (size_t)(end - rest));
         if (!slash)
-            return src_error(d, spec, rest,
-                             "a source is a path starting with '/', or HOST/path");
+            return src_error(d, spec, rest, "a source is a path starting with '/', or HOST/path");
         struct dt_str host = {rest, (size_t)(slash - rest)};
         if (host.len >= 2 && host.ptr[0] == '*' && host.ptr[1] == '.') {
             src->wildcard = true;
             host.ptr += 2;
             host.len -= 2;
+        } else if (host.len >= 2 && host.ptr[0] == '.') {
+            src->apex_too = true; /* .example.com: the host and every subdomain */
+            host.ptr += 1;
+            host.len -= 1;
         }
         if (host.len > 1 && host.ptr[host.len - 1] == '.')
             host.len--;
@@ -326,27 +573,28 @@ static int parse_source(const struct dt_rule_spec *spec, struct source *src, str
     if (rest == end || *rest != '/')
         return src_error(d, spec, rest, "a source is a path starting with '/', or HOST/path");
     struct dt_str path = {rest, (size_t)(end - rest)};
+    const char *q = memchr(path.ptr, '?', path.len);
+    if (q) {
+        src->query = dt_str_make(q + 1, path.len - (size_t)(q - path.ptr) - 1);
+        path.len = (size_t)(q - path.ptr);
+        if (!src->query.len)
+            return src_error(d, spec, q, "an empty query condition");
+    }
     src->kind = DT_RULE_EXACT;
-    if (path.ptr[path.len - 1] == '*') {
+    if (path.len && path.ptr[path.len - 1] == '*') {
         src->kind = DT_RULE_PREFIX;
         path.len--;
     }
+    bool placeholders = false;
     for (size_t i = 0; i < path.len; i++) {
         char c = path.ptr[i];
         if (c == '*')
             return src_error(d, spec, path.ptr + i,
                              "'*' may only end a source (a prefix rule): /old/*");
-        if (c == '?')
-            return src_error(d, spec, path.ptr + i,
-                             "a source matches the path only: remove the query");
         if (c == '#')
             return src_error(d, spec, path.ptr + i, "a source may not hold a fragment ('#')");
-        if (c == ':' && i > 0 && path.ptr[i - 1] == '/' && i + 1 < path.len &&
-            (((path.ptr[i + 1] | 0x20) >= 'a' && (path.ptr[i + 1] | 0x20) <= 'z') ||
-             path.ptr[i + 1] == '_'))
-            return src_error(d, spec, path.ptr + i,
-                             "placeholders (/:name) are not supported by this version; "
-                             "write %3A for a literal colon");
+        if (c == ':' && path.ptr[i - 1] == '/' && i + 1 < path.len && name_start(path.ptr[i + 1]))
+            placeholders = true;
         if ((unsigned char)c >= 0x80)
             return src_error(d, spec, path.ptr + i,
                              "percent-encode non-ASCII characters in a source, as clients "
@@ -355,6 +603,234 @@ static int parse_source(const struct dt_rule_spec *spec, struct source *src, str
     if (path.len > MAX_SOURCE_PATH)
         return src_error(d, spec, path.ptr, "source path longer than 8192 bytes");
     src->path = path;
+    if (placeholders) {
+        if (src->kind == DT_RULE_PREFIX &&
+            (path.len == 0 || path.ptr[path.len - 1] != '/'))
+            return src_error(d, spec, path.ptr + path.len,
+                             "in a pattern, '*' must follow a '/': /users/:id/*");
+        int rc = parse_pattern(src, spec, d);
+        src->kind = DT_RULE_PATTERN;
+        if (rc)
+            return rc;
+    }
+    if (src->query.len) {
+        int rc = parse_query(src, spec, d);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* The literal prefix every match of an anchored regex starts with ("^/item/" -> "/item/"),
+ * or an empty span when there is none it can be sure of. */
+static struct dt_str regex_prefix(struct dt_str re, char *buf, size_t cap)
+{
+    if (re.len < 2 || re.ptr[0] != '^' || memchr(re.ptr, '|', re.len))
+        return DT_STR_NULL; /* unanchored, or an alternation could skip the prefix */
+    size_t n = 0, i = 1;
+    while (i < re.len && n < cap) {
+        char c = re.ptr[i];
+        if (c == '\\') {
+            if (i + 1 >= re.len)
+                break;
+            char e = re.ptr[i + 1];
+            if (name_char(e))
+                break; /* \d, \w, \b, \1...: not a literal */
+            buf[n++] = e;
+            i += 2;
+            continue;
+        }
+        if (strchr(".[]()*+?{}^$", c))
+            break;
+        buf[n++] = c;
+        i++;
+    }
+    /* "ab*" or "ab?" or "ab{0,3}": the last literal may be absent */
+    if (n && i < re.len && strchr("*?{", re.ptr[i]))
+        n--;
+    return dt_str_make(buf, n);
+}
+
+static int compile_regex(const struct dt_rule_spec *spec, struct source *src, pcre2_code **out,
+                         unsigned *ncaptures, struct dt_diag *d)
+{
+    int err;
+    PCRE2_SIZE at;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)src->path.ptr, src->path.len, 0, &err, &at, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[160];
+        pcre2_get_error_message(err, msg, sizeof(msg));
+        dt_diag_set(d, col_of(spec, src->path.ptr) + at, "invalid regular expression: %s",
+                    (const char *)msg);
+        return DT_ESYNTAX;
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if it fails */
+    uint32_t count = 0;
+    pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &count);
+    *ncaptures = count > 9 ? 9 : count;
+    *out = re;
+    return 0;
+}
+
+static uint16_t bits_status(int status)
+{
+    for (uint16_t i = 0; i < DT_ARRAY_LEN(statuses); i++)
+        if (statuses[i] == status)
+            return i;
+    return 3;
+}
+
+/* Adds one compiled rule for section sec. */
+static int add_one(struct dt_table *t, const struct dt_rule_spec *spec, struct source *src,
+                   uint32_t sec, uint32_t line, struct dt_diag *d)
+{
+    if (t->nrules >= NONE - 1) {
+        dt_diag_set(d, 0, "too many rules");
+        return DT_ELIMIT;
+    }
+    unsigned ncaptures = 0;
+    pcre2_code *re = NULL;
+    if (src->kind == DT_RULE_REGEX) {
+        int rc = compile_regex(spec, src, &re, &ncaptures, d);
+        if (rc)
+            return rc;
+    }
+    bool pattern_splat = false;
+    if (src->kind == DT_RULE_PATTERN) {
+        /* the source (before any query) ends in '*' */
+        const char *q = memchr(spec->source.ptr, '?', spec->source.len);
+        size_t n = q ? (size_t)(q - spec->source.ptr) : spec->source.len;
+        pattern_splat = n && spec->source.ptr[n - 1] == '*';
+    }
+    struct dt_tpl_source tsrc = {
+        .splat = src->kind == DT_RULE_PREFIX || pattern_splat,
+        .regex = src->kind == DT_RULE_REGEX,
+        .ncaptures = (uint8_t)ncaptures,
+        .nnames = (uint8_t)src->nnames,
+        .names = src->names,
+    };
+    struct dt_template tpl;
+    int rc = dt_template_compile(spec->target, &tsrc, &t->arena, &tpl, d);
+    if (rc) {
+        d->offset += col_of(spec, spec->target.ptr);
+        if (re)
+            pcre2_code_free(re);
+        return rc;
+    }
+
+    struct dt_rule r = {0};
+    r._section = sec;
+    r.line = line;
+    /* Intern the scheme and authority of a literal absolute target: bulk redirects mostly
+     * point at a few hosts. (First: a new origin goes into the blob, and the target must
+     * follow the source there.) */
+    struct dt_str tgt = spec->target;
+    if (tpl.absolute && !tpl.nparts) {
+        struct dt_url u;
+        if (dt_url_parse(tgt, &u, NULL) == 0) {
+            size_t olen = (size_t)(u.path.ptr - tgt.ptr);
+            uint16_t o = origin_for(t, dt_str_make(tgt.ptr, olen));
+            if (o) {
+                r._origin = o;
+                tgt.ptr += olen;
+                tgt.len -= olen;
+            }
+        }
+    }
+    r._src = blob_put(t, src->path.ptr, src->path.len);
+    r._src_len = (uint16_t)src->path.len;
+    blob_put(t, tgt.ptr, tgt.len);
+    r._tgt_len = (uint16_t)tgt.len;
+    r._bits = (uint16_t)(bits_status(spec->status) | (src->kind << B_KIND_SHIFT) |
+                         (src->scheme << B_SCHEME_SHIFT));
+    if (spec->query_drop)
+        r._bits |= B_QUERY_DROP;
+    if (tpl.absolute)
+        r._bits |= B_TGT_ABS;
+    if (tpl.has_query)
+        r._bits |= B_TGT_QUERY;
+    bool window = spec->has_from || spec->has_until;
+    if (tpl.nparts || window || spec->max_age >= 0 || spec->has_since || src->nconds ||
+        src->kind == DT_RULE_PATTERN || re) {
+        if (t->next == t->cap_ext) {
+            t->cap_ext = t->cap_ext ? t->cap_ext * 2 : 64;
+            t->ext = dt_xrealloc(t->ext, t->cap_ext * sizeof(*t->ext));
+        }
+        struct rule_ext *e = &t->ext[t->next++];
+        memset(e, 0, sizeof(*e));
+        e->rule = (uint32_t)t->nrules;
+        e->parts = tpl.parts;
+        e->nparts = tpl.nparts;
+        e->max_age = spec->max_age;
+        e->from = spec->has_from ? (int64_t)spec->from : INT64_MIN;
+        e->until = spec->has_until ? (int64_t)spec->until : INT64_MAX;
+        e->since = spec->has_since ? (int64_t)spec->since : INT64_MIN;
+        e->re = re;
+        e->ncaptures = (uint8_t)ncaptures;
+        e->splat = tsrc.splat;
+        if (src->nnames) {
+            struct dt_str *names = dt_arena_alloc(&t->arena, src->nnames * sizeof(*names));
+            for (unsigned i = 0; i < src->nnames; i++)
+                names[i] = dt_str_make(dt_arena_strndup(&t->arena, src->names[i].ptr,
+                                                        src->names[i].len),
+                                       src->names[i].len);
+            e->names = names;
+            e->nnames = (uint8_t)src->nnames;
+        }
+        if (src->kind == DT_RULE_PATTERN) {
+            struct seg *segs = dt_arena_alloc(&t->arena, src->nsegs * sizeof(*segs));
+            for (unsigned i = 0; i < src->nsegs; i++) {
+                segs[i] = src->segs[i];
+                segs[i].off += r._src; /* now blob offsets */
+            }
+            e->segs = segs;
+            e->nsegs = (uint8_t)src->nsegs;
+        }
+        if (src->nconds) {
+            struct qcond *conds = dt_arena_alloc(&t->arena, src->nconds * sizeof(*conds));
+            for (unsigned i = 0; i < src->nconds; i++) {
+                conds[i] = src->conds[i];
+                conds[i].key = dt_str_make(
+                    dt_arena_strndup(&t->arena, conds[i].key.ptr, conds[i].key.len),
+                    conds[i].key.len);
+                conds[i].value = dt_str_make(
+                    dt_arena_strndup(&t->arena, conds[i].value.ptr, conds[i].value.len),
+                    conds[i].value.len);
+            }
+            e->conds = conds;
+            e->nconds = (uint8_t)src->nconds;
+            r._bits |= B_CONDS;
+        }
+        r._bits |= B_EXT;
+        if (tpl.nparts)
+            r._bits |= B_HOLES;
+        if (window) {
+            r._bits |= B_WINDOW;
+            t->has_windows = true;
+        }
+    }
+    struct section *s = &t->sections[sec];
+    uint32_t idx = (uint32_t)t->nrules;
+    switch (src->kind) {
+    case DT_RULE_EXACT:
+        t->nexact++;
+        break;
+    case DT_RULE_PREFIX:
+        push_u16(&s->plens, &s->nplens, &s->cap_plens, (uint16_t)src->path.len);
+        t->nprefix++;
+        break;
+    case DT_RULE_PATTERN:
+        push_u32(&s->patterns, &s->npatterns, &s->cap_patterns, idx);
+        break;
+    case DT_RULE_REGEX:
+        push_u32(&s->regexes, &s->nregexes, &s->cap_regexes, idx);
+        break;
+    }
+    if (t->nrules == t->cap_rules) {
+        t->cap_rules = t->cap_rules ? t->cap_rules * 2 : 256;
+        t->rules = dt_xrealloc(t->rules, t->cap_rules * sizeof(*t->rules));
+    }
+    t->rules[t->nrules++] = r;
     return 0;
 }
 
@@ -366,87 +842,79 @@ int dt_table_add(struct dt_table *t, const struct dt_rule_spec *spec, int file, 
         dt_diag_set(d, 0, "the table is already finished");
         return DT_EINVAL;
     }
-    if (t->nrules >= NONE - 1) {
-        dt_diag_set(d, 0, "too many rules");
-        return DT_ELIMIT;
-    }
-    struct source src;
-    int rc = parse_source(spec, &src, d);
-    if (rc)
-        return rc;
     if (!(spec->status == 301 || spec->status == 302 || spec->status == 303 ||
           spec->status == 307 || spec->status == 308)) {
         dt_diag_set(d, 0, "unknown status %d (expected 301, 302, 303, 307 or 308)",
                     spec->status);
         return DT_ESYNTAX;
     }
-    struct dt_tpl_source tsrc = {.splat = src.kind == DT_RULE_PREFIX};
-    struct dt_template tpl;
-    rc = dt_template_compile(spec->target, &tsrc, &t->arena, &tpl, d);
-    if (rc) {
-        d->offset += col_of(spec, spec->target.ptr);
+    struct source src;
+    int rc = parse_source(spec, &src, d);
+    if (rc)
         return rc;
-    }
-
-    struct dt_rule r = {0};
-    r._section = section_for(t, dt_str_make(src.host, src.host_len), src.wildcard);
-    r._src = blob_put(t, src.path.ptr, src.path.len);
-    r._src_len = (uint16_t)src.path.len;
-    r._tgt = blob_put(t, spec->target.ptr, spec->target.len);
-    r._tgt_len = (uint16_t)spec->target.len;
-    r.status = (uint16_t)spec->status;
-    r.kind = (uint8_t)src.kind;
-    r.line = line;
-    r._flags = (uint8_t)src.scheme;
-    if (spec->query_drop)
-        r._flags |= RF_QUERY_DROP;
-    if (tpl.absolute)
-        r._flags |= RF_TGT_ABS;
-    if (tpl.has_query)
-        r._flags |= RF_TGT_QUERY;
-    r._ext = NONE;
-    bool window = spec->has_from || spec->has_until;
-    if (tpl.nparts || window || spec->max_age >= 0) {
-        if (t->next == t->cap_ext) {
-            t->cap_ext = t->cap_ext ? t->cap_ext * 2 : 64;
-            t->ext = dt_xrealloc(t->ext, t->cap_ext * sizeof(*t->ext));
-        }
-        struct rule_ext *e = &t->ext[t->next];
-        e->parts = tpl.parts;
-        e->nparts = tpl.nparts;
-        e->max_age = spec->max_age;
-        e->from = spec->has_from ? (int64_t)spec->from : INT64_MIN;
-        e->until = spec->has_until ? (int64_t)spec->until : INT64_MAX;
-        r._ext = (uint32_t)t->next++;
-        if (tpl.nparts)
-            r._flags |= RF_TGT_HOLES;
-        if (window) {
-            r._flags |= RF_WINDOW;
-            t->has_windows = true;
-        }
-    }
-    if (src.kind == DT_RULE_PREFIX) {
-        section_add_len(&t->sections[r._section], src.path.len);
-        t->nprefix++;
-    } else {
-        t->nexact++;
-    }
-    if (t->nrules == t->cap_rules) {
-        t->cap_rules = t->cap_rules ? t->cap_rules * 2 : 256;
-        t->rules = dt_xrealloc(t->rules, t->cap_rules * sizeof(*t->rules));
-    }
-    t->rules[t->nrules++] = r;
-    return 0;
+    struct dt_str host = dt_str_make(src.host, src.host_len);
+    rc = add_one(t, spec, &src, section_for(t, host, src.wildcard), line, d);
+    if (rc == 0 && src.apex_too)
+        rc = add_one(t, spec, &src, section_for(t, host, true), line, d);
+    return rc;
 }
+
+/* ---- finishing ---------------------------------------------------------------------------- */
 
 static int cmp_u16(const void *a, const void *b)
 {
     return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
 }
 
+static int cmp_keyed(const void *a, const void *b)
+{
+    const struct keyed *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->rule < y->rule ? -1 : x->rule > y->rule;
+}
+
+static uint16_t sort_unique(uint16_t *v, uint32_t n)
+{
+    if (!n)
+        return 0;
+    qsort(v, n, sizeof(*v), cmp_u16);
+    uint32_t k = 1;
+    for (uint32_t i = 1; i < n; i++)
+        if (v[i] != v[k - 1])
+            v[k++] = v[i];
+    return (uint16_t)k;
+}
+
+static inline enum dt_rule_kind kind_of(const struct dt_rule *r)
+{
+    return (enum dt_rule_kind)((r->_bits >> B_KIND_SHIFT) & 3);
+}
+
+static inline unsigned scheme_of(const struct dt_rule *r)
+{
+    return (r->_bits >> B_SCHEME_SHIFT) & 3;
+}
+
+static const struct rule_ext *ext_of(const struct dt_table *t, const struct dt_rule *r)
+{
+    if (!(r->_bits & B_EXT))
+        return NULL;
+    uint32_t idx = (uint32_t)(r - t->rules);
+    size_t lo = 0, hi = t->next;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (t->ext[mid].rule < idx)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < t->next && t->ext[lo].rule == idx ? &t->ext[lo] : NULL;
+}
+
 static uint64_t rule_hash(const struct dt_table *t, const struct dt_rule *r)
 {
-    return hash_mix(hash_bytes(hash_seed(r->_section), blob_at(t, r->_src), r->_src_len));
+    return hash_bytes(hash_seed(r->_section), blob_at(t, r->_src), r->_src_len);
 }
 
 static bool same_key(const struct dt_table *t, const struct dt_rule *a, const struct dt_rule *b)
@@ -455,20 +923,19 @@ static bool same_key(const struct dt_table *t, const struct dt_rule *a, const st
            memcmp(blob_at(t, a->_src), blob_at(t, b->_src), a->_src_len) == 0;
 }
 
-/* Inserts rule idx after every rule of the same key; counts (and logs the first ten)
- * rules that can never answer because an earlier one always does. */
-static void insert(struct dt_table *t, uint64_t *tab, size_t mask, uint32_t idx,
-                   unsigned *warned)
+/* Puts rule idx after every rule of the same key; counts (and logs the first ten) rules that
+ * can never answer because an earlier one with the same key always does. */
+static void place(struct dt_table *t, uint64_t *tab, size_t size, uint64_t h, uint32_t idx,
+                  unsigned *warned)
 {
     const struct dt_rule *r = &t->rules[idx];
-    uint64_t h = rule_hash(t, r);
-    size_t i = h & mask;
-    for (; tab[i]; i = (i + 1) & mask) {
+    size_t i = slot_of(h, size);
+    for (; tab[i]; i = i + 1 == size ? 0 : i + 1) {
         if ((uint32_t)(tab[i] >> 32) != (uint32_t)(h >> 32))
             continue;
         const struct dt_rule *o = &t->rules[(uint32_t)tab[i] - 1];
-        if (same_key(t, o, r) && (o->_flags & RF_SCHEME) == (r->_flags & RF_SCHEME) &&
-            !(o->_flags & RF_WINDOW) && (*warned)++ < 10) {
+        if (same_key(t, o, r) && scheme_of(o) == scheme_of(r) &&
+            !(o->_bits & (B_WINDOW | B_CONDS)) && !(r->_bits & B_CONDS) && (*warned)++ < 10) {
             struct dt_rule_origin a = dt_rule_origin(t, r), b = dt_rule_origin(t, o);
             dt_log(DT_LOG_WARN, "%s:%u: duplicate source, never used: %s:%u answers first",
                    a.file ? a.file : "(api)", a.line, b.file ? b.file : "(api)", b.line);
@@ -477,49 +944,118 @@ static void insert(struct dt_table *t, uint64_t *tab, size_t mask, uint32_t idx,
     tab[i] = ((h >> 32) << 32) | (uint64_t)(idx + 1);
 }
 
-static uint64_t *make_index(size_t n, size_t *mask)
+static uint64_t *make_index(size_t n, size_t *size)
 {
-    size_t size = 16;
-    while (size < n * 2)
-        size *= 2;
-    *mask = size - 1;
-    return dt_xcalloc(size, sizeof(uint64_t));
+    /* a load factor of at most 0.7 */
+    *size = n < 12 ? 16 : n + n / 7 * 3 + 1;
+    return dt_xcalloc(*size, sizeof(uint64_t));
+}
+
+/* The priority of a rule among rules with the same key: query conditions first, then a
+ * scheme of its own, then the others. */
+static unsigned rank(const struct dt_rule *r)
+{
+    return (r->_bits & B_CONDS ? 0 : 2) + (scheme_of(r) ? 0 : 1);
+}
+
+static void place_rule(struct dt_table *t, uint64_t h, uint32_t idx, unsigned *warned)
+{
+    if (kind_of(&t->rules[idx]) == DT_RULE_EXACT)
+        place(t, t->exact, t->exact_size, h, idx, warned);
+    else
+        place(t, t->prefix, t->prefix_size, h, idx, warned);
+}
+
+static void build_hash_indexes(struct dt_table *t)
+{
+    enum { AHEAD = 8 };
+    unsigned warned = 0;
+    t->exact = make_index(t->nexact, &t->exact_size);
+    t->prefix = make_index(t->nprefix, &t->prefix_size);
+    for (unsigned pass = 0; pass < 4; pass++) {
+        /* Inserts are random accesses into a table of many megabytes: hash a few rules
+         * ahead and prefetch their slots, placing them in order (a FIFO keeps priority). */
+        uint64_t ring_h[AHEAD];
+        uint32_t ring_i[AHEAD];
+        unsigned head = 0, n = 0;
+        for (size_t i = 0; i < t->nrules; i++) {
+            const struct dt_rule *r = &t->rules[i];
+            enum dt_rule_kind k = kind_of(r);
+            if ((k != DT_RULE_EXACT && k != DT_RULE_PREFIX) || rank(r) != pass)
+                continue;
+            uint64_t h = rule_hash(t, r);
+            if (k == DT_RULE_EXACT)
+                __builtin_prefetch(&t->exact[slot_of(h, t->exact_size)], 1);
+            else
+                __builtin_prefetch(&t->prefix[slot_of(h, t->prefix_size)], 1);
+            if (n == AHEAD) {
+                place_rule(t, ring_h[head], ring_i[head], &warned);
+                head = (head + 1) % AHEAD;
+                n--;
+            }
+            ring_h[(head + n) % AHEAD] = h;
+            ring_i[(head + n) % AHEAD] = (uint32_t)i;
+            n++;
+        }
+        for (; n; n--, head = (head + 1) % AHEAD)
+            place_rule(t, ring_h[head], ring_i[head], &warned);
+    }
+    if (warned > 10)
+        dt_log(DT_LOG_WARN, "%u more duplicate sources not shown (detour lint lists them all)",
+               warned - 10);
+}
+
+static void build_section(struct dt_table *t, struct section *s)
+{
+    s->nplens = sort_unique(s->plens, s->nplens);
+    if (s->npatterns) {
+        s->pat_first = dt_xcalloc(s->npatterns, sizeof(*s->pat_first));
+        s->pat_any = dt_xcalloc(s->npatterns, sizeof(*s->pat_any));
+        for (uint32_t i = 0; i < s->npatterns; i++) {
+            const struct dt_rule *r = &t->rules[s->patterns[i]];
+            const struct rule_ext *e = ext_of(t, r);
+            if (e->nsegs && e->segs[0].name < 0)
+                s->pat_first[s->npat_first++] = (struct keyed){
+                    hash_bytes(hash_seed(0), blob_at(t, e->segs[0].off), e->segs[0].len),
+                    s->patterns[i]};
+            else
+                s->pat_any[s->npat_any++] = s->patterns[i];
+        }
+        qsort(s->pat_first, s->npat_first, sizeof(*s->pat_first), cmp_keyed);
+    }
+    if (s->nregexes) {
+        s->re_prefix = dt_xcalloc(s->nregexes, sizeof(*s->re_prefix));
+        s->re_any = dt_xcalloc(s->nregexes, sizeof(*s->re_any));
+        uint16_t *lens = dt_xcalloc(s->nregexes, sizeof(*lens));
+        uint32_t nlens = 0;
+        char buf[512];
+        for (uint32_t i = 0; i < s->nregexes; i++) {
+            const struct dt_rule *r = &t->rules[s->regexes[i]];
+            struct dt_str p = regex_prefix(dt_str_make(blob_at(t, r->_src), r->_src_len), buf,
+                                           sizeof(buf));
+            if (p.len) {
+                s->re_prefix[s->nre_prefix++] =
+                    (struct keyed){((uint64_t)p.len << 48) |
+                                       (hash_bytes(hash_seed(0), p.ptr, p.len) >> 16),
+                                   s->regexes[i]};
+                lens[nlens++] = (uint16_t)p.len;
+            } else {
+                s->re_any[s->nre_any++] = s->regexes[i];
+            }
+        }
+        qsort(s->re_prefix, s->nre_prefix, sizeof(*s->re_prefix), cmp_keyed);
+        s->rlens = lens;
+        s->nrlens = sort_unique(lens, nlens);
+    }
 }
 
 void dt_table_finish(struct dt_table *t)
 {
     if (t->finished)
         return;
-    unsigned warned = 0;
-    t->exact = make_index(t->nexact, &t->exact_mask);
-    t->prefix = make_index(t->nprefix, &t->prefix_mask);
-    /* Within a key, rules for one scheme come before rules for any scheme, then file
-     * order: insert in that order and the probe sequence keeps it. */
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0; i < t->nrules; i++) {
-            const struct dt_rule *r = &t->rules[i];
-            if ((pass == 0) != ((r->_flags & RF_SCHEME) != 0))
-                continue;
-            if (r->kind == DT_RULE_EXACT)
-                insert(t, t->exact, t->exact_mask, (uint32_t)i, &warned);
-            else
-                insert(t, t->prefix, t->prefix_mask, (uint32_t)i, &warned);
-        }
-    }
-    if (warned > 10)
-        dt_log(DT_LOG_WARN, "%u more duplicate sources not shown (detour lint lists them all)",
-               warned - 10);
-    for (size_t i = 0; i < t->nsections; i++) {
-        struct section *s = &t->sections[i];
-        if (!s->nplens)
-            continue;
-        qsort(s->plens, s->nplens, sizeof(*s->plens), cmp_u16);
-        uint32_t n = 1;
-        for (uint32_t k = 1; k < s->nplens; k++)
-            if (s->plens[k] != s->plens[n - 1])
-                s->plens[n++] = s->plens[k];
-        s->nplens = n;
-    }
+    build_hash_indexes(t);
+    for (size_t i = 0; i < t->nsections; i++)
+        build_section(t, &t->sections[i]);
     t->finished = true;
 }
 
@@ -533,31 +1069,89 @@ bool dt_table_has_windows(const struct dt_table *t)
     return t->has_windows;
 }
 
+const struct dt_rule *dt_table_rule(const struct dt_table *t, size_t i)
+{
+    return i < t->nrules ? &t->rules[i] : NULL;
+}
+
+size_t dt_table_memory(const struct dt_table *t)
+{
+    size_t n = t->blob.cap + t->cap_rules * sizeof(struct dt_rule) +
+               t->cap_ext * sizeof(struct rule_ext) + (t->exact_size + t->prefix_size) * 8 +
+               t->arena.total + t->nsections * sizeof(struct section);
+    return n;
+}
+
+int dt_rule_status(const struct dt_rule *r)
+{
+    return statuses[r->_bits & B_STATUS];
+}
+
+enum dt_rule_kind dt_rule_kind(const struct dt_rule *r)
+{
+    return kind_of(r);
+}
+
 /* ---- matching ------------------------------------------------------------------------------ */
 
-static bool active(const struct dt_table *t, const struct dt_rule *r, enum dt_scheme scheme,
-                   time_t now)
+/* Finds a query parameter; returns its raw value (empty if it has none). */
+static bool query_param(struct dt_str query, struct dt_str key, struct dt_str *value)
 {
-    unsigned want = r->_flags & RF_SCHEME;
+    size_t i = 0;
+    while (i <= query.len) {
+        size_t start = i;
+        while (i < query.len && query.ptr[i] != '&')
+            i++;
+        struct dt_str part = {query.ptr + start, i - start};
+        const char *eq = memchr(part.ptr, '=', part.len);
+        struct dt_str k = {part.ptr, eq ? (size_t)(eq - part.ptr) : part.len};
+        if (dt_str_eq(k, key)) {
+            *value = eq ? dt_str_make(eq + 1, part.len - k.len - 1) : dt_str_make(part.ptr, 0);
+            return true;
+        }
+        i++;
+    }
+    return false;
+}
+
+/* Checks scheme, window and query conditions; fills query captures into m. */
+static bool active(const struct dt_table *t, const struct dt_rule *r, enum dt_scheme scheme,
+                   struct dt_str query, time_t now, struct dt_match *m)
+{
+    unsigned want = scheme_of(r);
     if (want && want != (unsigned)scheme)
         return false;
-    if (r->_flags & RF_WINDOW) {
-        const struct rule_ext *e = &t->ext[r->_ext];
-        if ((int64_t)now < e->from || (int64_t)now >= e->until)
+    if (!(r->_bits & (B_WINDOW | B_CONDS)))
+        return true;
+    const struct rule_ext *e = ext_of(t, r);
+    if ((r->_bits & B_WINDOW) && ((int64_t)now < e->from || (int64_t)now >= e->until))
+        return false;
+    for (unsigned i = 0; i < e->nconds; i++) {
+        const struct qcond *c = &e->conds[i];
+        struct dt_str v;
+        if (!query.len || !query_param(query, c->key, &v))
             return false;
+        if (c->name >= 0) {
+            if (!v.len)
+                return false; /* a placeholder takes a value */
+            m->named[c->name] = v;
+        } else if (c->has_value && !dt_str_eq(v, c->value)) {
+            return false;
+        }
     }
     return true;
 }
 
 /* Finds the first active rule whose key is (section, path[0, len)), or with dir set,
  * (section, path[0, len) + "/"). */
-static const struct dt_rule *probe(const struct dt_table *t, const uint64_t *tab, size_t mask,
+static const struct dt_rule *probe(const struct dt_table *t, const uint64_t *tab, size_t size,
                                    uint64_t h, uint32_t section, const char *path, size_t len,
-                                   bool dir, enum dt_scheme scheme, time_t now)
+                                   bool dir, enum dt_scheme scheme, struct dt_str query,
+                                   time_t now, struct dt_match *m)
 {
     uint32_t tag = (uint32_t)(h >> 32);
     size_t klen = len + dir;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
+    for (size_t i = slot_of(h, size);; i = i + 1 == size ? 0 : i + 1) {
         uint64_t slot = tab[i];
         if (!slot)
             return NULL;
@@ -569,94 +1163,298 @@ static const struct dt_rule *probe(const struct dt_table *t, const uint64_t *tab
         const char *src = blob_at(t, r->_src);
         if (memcmp(src, path, len) != 0 || (dir && src[len] != '/'))
             continue;
-        if (active(t, r, scheme, now))
+        if (active(t, r, scheme, query, now, m))
             return r;
     }
 }
 
+/* Matches a placeholder pattern against path; fills names and splat. */
+static bool pattern_matches(const struct dt_table *t, const struct rule_ext *e, struct dt_str path,
+                            struct dt_match *m)
+{
+    size_t i = 0;
+    for (unsigned k = 0; k < e->nsegs; k++) {
+        if (i >= path.len || path.ptr[i] != '/')
+            return false;
+        size_t start = ++i;
+        while (i < path.len && path.ptr[i] != '/')
+            i++;
+        const struct seg *s = &e->segs[k];
+        struct dt_str v = {path.ptr + start, i - start};
+        if (s->name >= 0) {
+            if (!v.len)
+                return false;
+            m->named[s->name] = v;
+        } else if (!dt_str_eq(v, dt_str_make(blob_at(t, s->off), s->len))) {
+            return false;
+        }
+    }
+    if (e->splat) {
+        /* a pattern ending in a star: the rest after the slash, or nothing (like a prefix) */
+        if (i == path.len) {
+            m->splat = dt_str_make(path.ptr + i, 0);
+            return true;
+        }
+        if (path.ptr[i] != '/')
+            return false;
+        m->splat = dt_str_make(path.ptr + i + 1, path.len - i - 1);
+        return true;
+    }
+    return i == path.len;
+}
+
+struct regex_tls {
+    pcre2_match_data *md;
+    pcre2_match_context *mc;
+};
+
+static pthread_key_t regex_key;
+static pthread_once_t regex_once = PTHREAD_ONCE_INIT;
+
+static void regex_tls_free(void *p)
+{
+    struct regex_tls *x = p;
+    pcre2_match_data_free(x->md);
+    pcre2_match_context_free(x->mc);
+    free(x);
+}
+
+static void regex_key_init(void)
+{
+    pthread_key_create(&regex_key, regex_tls_free);
+}
+
+/* The calling thread's match data: created once per thread, never per request. */
+static struct regex_tls *regex_tls(void)
+{
+    pthread_once(&regex_once, regex_key_init);
+    struct regex_tls *x = pthread_getspecific(regex_key);
+    if (!x) {
+        x = dt_xcalloc(1, sizeof(*x));
+        x->md = pcre2_match_data_create(DT_MAX_CAPTURES + 1, NULL);
+        x->mc = pcre2_match_context_create(NULL);
+        if (!x->md || !x->mc)
+            dt_oom();
+        /* A regex that backtracks this much is taken as not matching, so that no request
+         * can make a worker spin. */
+        pcre2_set_match_limit(x->mc, REGEX_MATCH_LIMIT);
+        pcre2_set_depth_limit(x->mc, REGEX_MATCH_LIMIT);
+        pthread_setspecific(regex_key, x);
+    }
+    return x;
+}
+
+static bool regex_matches(const struct rule_ext *e, struct dt_str path, struct dt_match *m)
+{
+    struct regex_tls *x = regex_tls();
+    int rc = pcre2_match(e->re, (PCRE2_SPTR)path.ptr, path.len, 0, 0, x->md, x->mc);
+    if (rc <= 0)
+        return false;
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(x->md);
+    unsigned n = e->ncaptures + 1;
+    for (unsigned k = 0; k < n && k < DT_MAX_CAPTURES; k++) {
+        if ((int)k < rc && ov[2 * k] != PCRE2_UNSET)
+            m->captures[k] = dt_str_make(path.ptr + ov[2 * k], ov[2 * k + 1] - ov[2 * k]);
+        else
+            m->captures[k] = dt_str_make(path.ptr, 0);
+    }
+    m->ncaptures = (uint8_t)n;
+    return true;
+}
+
+/* Tries one pattern or regex rule. */
+static bool try_rule(const struct dt_table *t, uint32_t idx, enum dt_scheme scheme,
+                     struct dt_str path, struct dt_str query, time_t now, struct dt_match *m)
+{
+    const struct dt_rule *r = &t->rules[idx];
+    const struct rule_ext *e = ext_of(t, r);
+    bool hit = kind_of(r) == DT_RULE_PATTERN ? pattern_matches(t, e, path, m)
+                                             : regex_matches(e, path, m);
+    return hit && active(t, r, scheme, query, now, m);
+}
+
+/* Tries, in rule order, the union of two lists sorted by rule index: a (a keyed range or
+ * plain indexes, whichever is given) and b. */
+static const struct dt_rule *try_in_order(const struct dt_table *t, const struct keyed *ka,
+                                          const uint32_t *a, size_t na, const uint32_t *b,
+                                          size_t nb, enum dt_scheme scheme, struct dt_str path,
+                                          struct dt_str query, time_t now, struct dt_match *m)
+{
+    size_t i = 0, j = 0;
+    while (i < na || j < nb) {
+        uint32_t ai = i < na ? (ka ? ka[i].rule : a[i]) : NONE;
+        uint32_t idx;
+        if (j >= nb || ai < b[j]) {
+            idx = ai;
+            i++;
+        } else {
+            idx = b[j++];
+        }
+        if (try_rule(t, idx, scheme, path, query, now, m))
+            return &t->rules[idx];
+    }
+    return NULL;
+}
+
+/* The entries of a sorted keyed array whose key is k; returns their count. */
+static size_t keyed_range(const struct keyed *v, size_t n, uint64_t k, const struct keyed **out)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (v[mid].key < k)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t end = lo;
+    while (end < n && v[end].key == k)
+        end++;
+    *out = v + lo;
+    return end - lo;
+}
+
+static const struct dt_rule *match_patterns(const struct dt_table *t, const struct section *s,
+                                            enum dt_scheme scheme, struct dt_str path,
+                                            struct dt_str query, time_t now, struct dt_match *m)
+{
+    /* Candidates: the patterns whose first segment is the path's (sorted by rule within one
+     * key), and those that start with a placeholder. */
+    size_t i = 1;
+    while (i < path.len && path.ptr[i] != '/')
+        i++;
+    const struct keyed *first = NULL;
+    size_t nfirst = 0;
+    if (path.len && s->npat_first)
+        nfirst = keyed_range(s->pat_first, s->npat_first,
+                             hash_bytes(hash_seed(0), path.ptr + 1, i - 1), &first);
+    return try_in_order(t, first, NULL, nfirst, s->pat_any, s->npat_any, scheme, path, query,
+                        now, m);
+}
+
+static const struct dt_rule *match_regexes(const struct dt_table *t, const struct section *s,
+                                           enum dt_scheme scheme, struct dt_str path,
+                                           struct dt_str query, time_t now, struct dt_match *m)
+{
+    /* candidates: regexes whose literal prefix the path starts with, and those without one;
+     * merged in rule order */
+    uint32_t cand[256];
+    size_t nc = 0;
+    for (uint32_t k = 0; k < s->nrlens && s->rlens[k] <= path.len; k++) {
+        uint64_t key = ((uint64_t)s->rlens[k] << 48) |
+                       (hash_bytes(hash_seed(0), path.ptr, s->rlens[k]) >> 16);
+        const struct keyed *v;
+        size_t n = keyed_range(s->re_prefix, s->nre_prefix, key, &v);
+        for (size_t j = 0; j < n && nc < DT_ARRAY_LEN(cand); j++)
+            cand[nc++] = v[j].rule;
+    }
+    if (nc == DT_ARRAY_LEN(cand)) {
+        /* too many candidates to sort here: try every regex in order */
+        return try_in_order(t, NULL, s->regexes, s->nregexes, NULL, 0, scheme, path, query, now,
+                            m);
+    }
+    /* sort the candidates (a few) by rule index */
+    for (size_t a = 1; a < nc; a++) {
+        uint32_t x = cand[a];
+        size_t b = a;
+        while (b > 0 && cand[b - 1] > x) {
+            cand[b] = cand[b - 1];
+            b--;
+        }
+        cand[b] = x;
+    }
+    return try_in_order(t, NULL, cand, nc, s->re_any, s->nre_any, scheme, path, query, now, m);
+}
+
 static const struct dt_rule *match_section(const struct dt_table *t, uint32_t sec,
-                                           enum dt_scheme scheme, struct dt_str path, time_t now,
-                                           struct dt_match *m)
+                                           enum dt_scheme scheme, struct dt_str path,
+                                           struct dt_str query, time_t now, struct dt_match *m)
 {
     const struct section *s = &t->sections[sec];
-    uint64_t h = hash_seed(sec);
-    uint64_t at_len[STACK_LENS];
-    size_t nat = 0, j = 0;
-    bool one_pass = s->nplens <= STACK_LENS;
-    if (one_pass) {
-        for (size_t i = 0; i < path.len; i++) {
-            if (j < s->nplens && s->plens[j] == i) {
-                at_len[nat++] = h;
-                j++;
-            }
-            h = hash_step(h, (unsigned char)path.ptr[i]);
-        }
-        if (j < s->nplens && s->plens[j] == path.len) {
-            at_len[nat++] = h;
-            j++;
-        }
-    } else {
-        h = hash_bytes(h, path.ptr, path.len);
-    }
     const struct dt_rule *r;
+    uint64_t seed = hash_seed(sec);
+    uint64_t at_len[STACK_LENS];
+    size_t nat = 0;
+    uint32_t j = 0;
+    bool one_pass = s->nplens <= STACK_LENS;
+    /* One pass over the path's words: the state at each word boundary is finished at every
+     * prefix length this section has. */
+    uint64_t h = seed;
+    size_t w = 0; /* bytes hashed into h, a multiple of 8 */
+    if (one_pass) {
+        for (; j < s->nplens && s->plens[j] <= path.len; j++) {
+            size_t len = s->plens[j];
+            for (; w + 8 <= len; w += 8)
+                h = hash_word(h, load64(path.ptr + w));
+            at_len[nat++] = hash_finish(h, path.ptr, len);
+        }
+    }
+    for (; w + 8 <= path.len; w += 8)
+        h = hash_word(h, load64(path.ptr + w));
     if (t->nexact) {
-        r = probe(t, t->exact, t->exact_mask, hash_mix(h), sec, path.ptr, path.len, false,
-                  scheme, now);
+        r = probe(t, t->exact, t->exact_size, hash_finish(h, path.ptr, path.len), sec, path.ptr,
+                  path.len, false, scheme, query, now, m);
         if (r) {
             m->splat = DT_STR_NULL;
             return r;
         }
     }
-    if (!s->nplens)
-        return NULL;
-    /* A prefix rule for "/dir/" also answers "/dir" itself, with an empty splat. */
-    if (path.len && path.ptr[path.len - 1] != '/' &&
-        (one_pass ? j < s->nplens && s->plens[j] == path.len + 1
-                  : bsearch(&(uint16_t){(uint16_t)(path.len + 1)}, s->plens, s->nplens,
-                            sizeof(uint16_t), cmp_u16) != NULL)) {
-        r = probe(t, t->prefix, t->prefix_mask, hash_mix(hash_step(h, '/')), sec, path.ptr,
-                  path.len, true, scheme, now);
-        if (r) {
-            m->splat = dt_str_make(path.ptr + path.len, 0);
-            return r;
-        }
-    }
-    if (one_pass) {
-        while (nat--) {
-            size_t len = s->plens[nat];
-            r = probe(t, t->prefix, t->prefix_mask, hash_mix(at_len[nat]), sec, path.ptr, len,
-                      false, scheme, now);
+    if (s->nplens) {
+        /* A prefix rule for "/dir/" also answers "/dir" itself, with an empty splat. */
+        if (path.len && path.ptr[path.len - 1] != '/' && path.len + 1 <= MAX_SOURCE_PATH &&
+            bsearch(&(uint16_t){(uint16_t)(path.len + 1)}, s->plens, s->nplens, sizeof(uint16_t),
+                    cmp_u16)) {
+            char dir[MAX_SOURCE_PATH + 1];
+            memcpy(dir, path.ptr, path.len);
+            dir[path.len] = '/';
+            r = probe(t, t->prefix, t->prefix_size, hash_bytes(seed, dir, path.len + 1), sec,
+                      path.ptr, path.len, true, scheme, query, now, m);
             if (r) {
-                m->splat = dt_str_make(path.ptr + len, path.len - len);
+                m->splat = dt_str_make(path.ptr + path.len, 0);
                 return r;
             }
         }
-        return NULL;
-    }
-    for (size_t k = s->nplens; k--;) {
-        size_t len = s->plens[k];
-        if (len > path.len)
-            continue;
-        uint64_t hk = hash_bytes(hash_seed(sec), path.ptr, len);
-        r = probe(t, t->prefix, t->prefix_mask, hash_mix(hk), sec, path.ptr, len, false, scheme,
-                  now);
-        if (r) {
-            m->splat = dt_str_make(path.ptr + len, path.len - len);
-            return r;
+        if (one_pass) {
+            while (nat--) {
+                size_t len = s->plens[nat];
+                r = probe(t, t->prefix, t->prefix_size, at_len[nat], sec, path.ptr, len, false,
+                          scheme, query, now, m);
+                if (r) {
+                    m->splat = dt_str_make(path.ptr + len, path.len - len);
+                    return r;
+                }
+            }
+        } else {
+            for (size_t k = s->nplens; k--;) {
+                size_t len = s->plens[k];
+                if (len > path.len)
+                    continue;
+                r = probe(t, t->prefix, t->prefix_size, hash_bytes(seed, path.ptr, len), sec,
+                          path.ptr, len, false, scheme, query, now, m);
+                if (r) {
+                    m->splat = dt_str_make(path.ptr + len, path.len - len);
+                    return r;
+                }
+            }
         }
     }
+    if (s->npatterns && (r = match_patterns(t, s, scheme, path, query, now, m)))
+        return r;
+    if (s->nregexes && (r = match_regexes(t, s, scheme, path, query, now, m)))
+        return r;
     return NULL;
 }
 
 const struct dt_rule *dt_table_match(const struct dt_table *t, enum dt_scheme scheme,
-                                     struct dt_str host, struct dt_str path, time_t now,
-                                     struct dt_match *m)
+                                     struct dt_str host, struct dt_str path, struct dt_str query,
+                                     time_t now, struct dt_match *m)
 {
     const struct dt_rule *r;
     m->rule = NULL;
+    m->ncaptures = 0;
     if (host.len && t->hosts.count) {
-        uint32_t sec = host_map_get(t, &t->hosts, host);
-        if (sec != NONE && (r = match_section(t, sec, scheme, path, now, m)))
+        uint32_t sec = map_get(t, &t->hosts, section_key, host);
+        if (sec != NONE && (r = match_section(t, sec, scheme, path, query, now, m)))
             return m->rule = r;
     }
     if (host.len && t->wild.count) {
@@ -665,32 +1463,35 @@ const struct dt_rule *dt_table_match(const struct dt_table *t, enum dt_scheme sc
             if (host.ptr[i] != '.')
                 continue;
             struct dt_str suffix = {host.ptr + i + 1, host.len - i - 1};
-            uint32_t sec = host_map_get(t, &t->wild, suffix);
-            if (sec != NONE && (r = match_section(t, sec, scheme, path, now, m)))
+            uint32_t sec = map_get(t, &t->wild, section_key, suffix);
+            if (sec != NONE && (r = match_section(t, sec, scheme, path, query, now, m)))
                 return m->rule = r;
         }
     }
-    r = match_section(t, 0, scheme, path, now, m);
+    r = match_section(t, 0, scheme, path, query, now, m);
     return m->rule = r;
 }
 
 /* ---- answers -------------------------------------------------------------------------------- */
 
-static void template_of(const struct dt_table *t, const struct dt_rule *r, struct dt_template *tpl)
+/* The template of a rule's target (without its interned origin, which origin gets). */
+static void template_of(const struct dt_table *t, const struct dt_rule *r, struct dt_template *tpl,
+                        struct dt_str *origin)
 {
-    tpl->text = blob_at(t, r->_tgt);
+    tpl->text = blob_at(t, r->_src + r->_src_len);
     tpl->len = r->_tgt_len;
     const char *hash = memchr(tpl->text, '#', tpl->len);
     tpl->fragment = hash ? (uint32_t)(hash - tpl->text) : tpl->len;
-    tpl->absolute = (r->_flags & RF_TGT_ABS) != 0;
-    tpl->has_query = (r->_flags & RF_TGT_QUERY) != 0;
-    if (r->_flags & RF_TGT_HOLES) {
-        tpl->parts = t->ext[r->_ext].parts;
-        tpl->nparts = t->ext[r->_ext].nparts;
-    } else {
-        tpl->parts = NULL;
-        tpl->nparts = 0;
+    tpl->absolute = (r->_bits & B_TGT_ABS) != 0;
+    tpl->has_query = (r->_bits & B_TGT_QUERY) != 0;
+    tpl->parts = NULL;
+    tpl->nparts = 0;
+    if (r->_bits & B_HOLES) {
+        const struct rule_ext *e = ext_of(t, r);
+        tpl->parts = e->parts;
+        tpl->nparts = e->nparts;
     }
+    *origin = r->_origin ? origin_key(t, r->_origin) : DT_STR_NULL;
 }
 
 static void values_of(const struct dt_rule *r, const struct dt_match *m, struct dt_str query,
@@ -698,8 +1499,11 @@ static void values_of(const struct dt_rule *r, const struct dt_match *m, struct 
 {
     memset(v, 0, sizeof(*v));
     v->splat = m->splat;
+    v->named = m->named;
+    v->captures = m->captures;
+    v->ncaptures = m->ncaptures;
     v->query = query;
-    v->keep_query = !(r->_flags & RF_QUERY_DROP);
+    v->keep_query = !(r->_bits & B_QUERY_DROP);
 }
 
 size_t dt_table_location_max(const struct dt_table *t, const struct dt_match *m,
@@ -707,9 +1511,10 @@ size_t dt_table_location_max(const struct dt_table *t, const struct dt_match *m,
 {
     struct dt_template tpl;
     struct dt_tpl_values v;
-    template_of(t, m->rule, &tpl);
+    struct dt_str origin;
+    template_of(t, m->rule, &tpl, &origin);
     values_of(m->rule, m, query, &v);
-    return dt_template_max_len(&tpl, &v);
+    return origin.len + dt_template_max_len(&tpl, &v);
 }
 
 size_t dt_table_location(const struct dt_table *t, const struct dt_match *m, struct dt_str query,
@@ -717,21 +1522,44 @@ size_t dt_table_location(const struct dt_table *t, const struct dt_match *m, str
 {
     struct dt_template tpl;
     struct dt_tpl_values v;
-    template_of(t, m->rule, &tpl);
+    struct dt_str origin;
+    template_of(t, m->rule, &tpl, &origin);
     values_of(m->rule, m, query, &v);
-    return dt_template_render(&tpl, &v, out);
+    if (origin.len)
+        memcpy(out, origin.ptr, origin.len);
+    return origin.len + dt_template_render(&tpl, &v, out + origin.len);
 }
 
 int64_t dt_rule_max_age(const struct dt_table *t, const struct dt_rule *r)
 {
-    return r->_ext == NONE ? -1 : t->ext[r->_ext].max_age;
+    const struct rule_ext *e = ext_of(t, r);
+    return e ? e->max_age : -1;
+}
+
+bool dt_rule_since(const struct dt_table *t, const struct dt_rule *r, time_t *since)
+{
+    const struct rule_ext *e = ext_of(t, r);
+    if (!e || e->since == INT64_MIN)
+        return false;
+    *since = (time_t)e->since;
+    return true;
+}
+
+bool dt_rule_window(const struct dt_table *t, const struct dt_rule *r, time_t *from,
+                    time_t *until)
+{
+    const struct rule_ext *e = ext_of(t, r);
+    if (!e || !(r->_bits & B_WINDOW))
+        return false;
+    *from = (time_t)e->from;
+    *until = (time_t)e->until;
+    return true;
 }
 
 struct dt_rule_origin dt_rule_origin(const struct dt_table *t, const struct dt_rule *r)
 {
     struct dt_rule_origin o = {NULL, r->line};
     size_t idx = (size_t)(r - t->rules);
-    /* the last file whose first rule is at or before idx */
     size_t lo = 0, hi = t->nfiles;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -745,12 +1573,35 @@ struct dt_rule_origin dt_rule_origin(const struct dt_table *t, const struct dt_r
     return o;
 }
 
-struct dt_str dt_rule_source_path(const struct dt_table *t, const struct dt_rule *r)
+void dt_rule_source(const struct dt_table *t, const struct dt_rule *r, struct dt_buf *out)
 {
-    return dt_str_make(blob_at(t, r->_src), r->_src_len);
+    if (kind_of(r) == DT_RULE_REGEX) {
+        dt_buf_append(out, "~", 1);
+        dt_buf_append(out, blob_at(t, r->_src), r->_src_len);
+        return;
+    }
+    unsigned scheme = scheme_of(r);
+    if (scheme)
+        dt_buf_appendf(out, "%s://", scheme == DT_SCHEME_HTTP ? "http" : "https");
+    const struct section *s = &t->sections[r->_section];
+    if (s->host_len)
+        dt_buf_appendf(out, "%s%.*s", s->wildcard ? "*." : "", (int)s->host_len,
+                       blob_at(t, s->host));
+    dt_buf_append(out, blob_at(t, r->_src), r->_src_len);
+    if (kind_of(r) == DT_RULE_PREFIX || (kind_of(r) == DT_RULE_PATTERN && ext_of(t, r)->splat))
+        dt_buf_append(out, "*", 1);
+    const struct rule_ext *e = ext_of(t, r);
+    for (unsigned i = 0; e && i < e->nconds; i++) {
+        const struct qcond *c = &e->conds[i];
+        dt_buf_appendf(out, "%c%.*s", i ? '&' : '?', (int)c->key.len, c->key.ptr);
+        if (c->has_value)
+            dt_buf_appendf(out, "=%.*s", (int)c->value.len, c->value.ptr);
+    }
 }
 
-struct dt_str dt_rule_target(const struct dt_table *t, const struct dt_rule *r)
+void dt_rule_target(const struct dt_table *t, const struct dt_rule *r, struct dt_buf *out)
 {
-    return dt_str_make(blob_at(t, r->_tgt), r->_tgt_len);
+    if (r->_origin)
+        dt_buf_append_str(out, origin_key(t, r->_origin));
+    dt_buf_append(out, blob_at(t, r->_src + r->_src_len), r->_tgt_len);
 }

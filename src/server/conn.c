@@ -165,14 +165,15 @@ static void answer(struct conn *c, const struct dt_request *req)
     };
     const struct dt_table *t = atomic_load_explicit(&w->srv->table, memory_order_acquire);
     struct dt_match m;
-    const struct dt_rule *rule = dt_table_match(t, DT_SCHEME_HTTP, req->host, req->path, w->now_s,
-                                                &m);
+    const struct dt_rule *rule =
+        dt_table_match(t, DT_SCHEME_HTTP, req->host, req->path, req->query, w->now_s, &m);
     if (rule) {
+        int status = dt_rule_status(rule);
         r.max_age = dt_rule_max_age(t, rule);
         size_t max = dt_table_location_max(t, &m, req->query);
-        char *loc = dt_http_redirect_begin(ob, rule->status, max);
+        char *loc = dt_http_redirect_begin(ob, status, max);
         size_t n = dt_table_location(t, &m, req->query, loc);
-        dt_http_redirect_end(ob, rule->status, n, &r);
+        dt_http_redirect_end(ob, status, n, &r);
     } else {
         dt_http_write_page(ob, 404, &r, "No redirect is configured for <code>", req->path,
                            "</code>.");

@@ -86,12 +86,13 @@ int dt_template_compile(struct dt_str text, const struct dt_tpl_source *src,
         struct dt_str name = {text.ptr + i + 1, hl - 1};
         if (text.ptr[i] == '$') {
             unsigned n = (unsigned)(text.ptr[i + 1] - '0');
+            if (!src->regex) {
+                dt_diag_set(diag, i, "$%u needs a regular-expression source (~REGEX)", n);
+                return DT_ESYNTAX;
+            }
             if (n > src->ncaptures) {
-                if (src->ncaptures == 0)
-                    dt_diag_set(diag, i, "$%u needs a regular-expression source (~REGEX)", n);
-                else
-                    dt_diag_set(diag, i, "$%u: the regular expression has only %u groups", n,
-                                src->ncaptures);
+                dt_diag_set(diag, i, "$%u: the regular expression has only %u group%s", n,
+                            src->ncaptures, src->ncaptures == 1 ? "" : "s");
                 return DT_ESYNTAX;
             }
             hole.kind = DT_TPL_CAPTURE;
@@ -188,6 +189,58 @@ static char *render_range(const struct dt_template *t, const struct dt_tpl_value
     return o;
 }
 
+/* The kind of dot segment seg is: 0 none, 1 ".", 2 "..", counting the percent-encoded
+ * spellings browsers treat alike ("%2e", ".%2E", ...). */
+static int dots(const char *seg, size_t n)
+{
+    int count = 0;
+    for (size_t i = 0; i < n;) {
+        if (seg[i] == '.') {
+            i++;
+        } else if (n - i >= 3 && seg[i] == '%' && seg[i + 1] == '2' &&
+                   (seg[i + 2] == 'e' || seg[i + 2] == 'E')) {
+            i += 3;
+        } else {
+            return 0;
+        }
+        if (++count > 2)
+            return 0;
+    }
+    return count;
+}
+
+/* Removes dot segments from the path p[0, n) in place (RFC 3986 5.2.4, with the encoded
+ * spellings); returns the new length. The path starts with '/'. */
+static size_t canonical_path(char *p, size_t n)
+{
+    size_t o = 0, i = 0;
+    while (i < n) {
+        size_t start = i + 1; /* p[i] == '/' */
+        size_t end = start;
+        while (end < n && p[end] != '/')
+            end++;
+        int d = dots(p + start, end - start);
+        bool last = end == n;
+        if (d == 2) {
+            while (o > 0 && p[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--; /* drop the previous segment and its slash */
+        }
+        if (d) {
+            if (last)
+                p[o++] = '/';
+        } else {
+            memmove(p + o, p + i, end - i);
+            o += end - i;
+        }
+        i = end;
+    }
+    if (o == 0)
+        p[o++] = '/';
+    return o;
+}
+
 size_t dt_template_render(const struct dt_template *t, const struct dt_tpl_values *v, char *out)
 {
     char *o = render_range(t, v, 0, t->fragment, out);
@@ -198,6 +251,17 @@ size_t dt_template_render(const struct dt_template *t, const struct dt_tpl_value
     if (t->fragment < t->len)
         o = render_range(t, v, t->fragment, t->len, o);
     size_t n = (size_t)(o - out);
+    if (!t->absolute && t->nparts) {
+        /* What a request filled in may hold dot segments ("/docs/../../x"): resolve them
+         * here, so that the Location as sent is already what a client would make of it and
+         * no step of that can reach another host. */
+        size_t path_end = 0;
+        while (path_end < n && out[path_end] != '?' && out[path_end] != '#')
+            path_end++;
+        size_t m = canonical_path(out, path_end);
+        memmove(out + m, out + path_end, n - path_end);
+        n -= path_end - m;
+    }
     if (!t->absolute && n >= 2 && out[1] == '/') {
         /* "/:splat" filled with "/evil.com" would read as a network-path reference to
          * another host: keep one leading slash. */

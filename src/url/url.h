@@ -97,7 +97,8 @@ struct dt_template {
 /* What the source of a rule can fill in: a splat, placeholder names, regex captures. */
 struct dt_tpl_source {
     bool splat;
-    uint8_t ncaptures; /* $1..$ncaptures are valid ($0 is the whole match) */
+    bool regex;        /* $0 (the whole match) and $1..$ncaptures are valid */
+    uint8_t ncaptures;
     uint8_t nnames;
     const struct dt_str *names;
 };

@@ -76,13 +76,13 @@ static const char *answer(const struct dt_table *t, enum dt_scheme scheme, const
     struct dt_str path = {target, q ? (size_t)(q - target) : strlen(target)};
     struct dt_str query = q ? dt_str_make(q + 1, strlen(q + 1)) : DT_STR_NULL;
     struct dt_match m;
-    const struct dt_rule *r = dt_table_match(t, scheme, dt_str_make(host, strlen(host)), path,
-                                             now, &m);
+    const struct dt_rule *r =
+        dt_table_match(t, scheme, dt_str_make(host, strlen(host)), path, query, now, &m);
     if (!r) {
         *status = 404;
         return "404";
     }
-    *status = r->status;
+    *status = dt_rule_status(r);
     size_t max = dt_table_location_max(t, &m, query);
     size_t n = dt_table_location(t, &m, query, out);
     if (n > max)
@@ -188,7 +188,8 @@ static void windows(void)
            "after until= the rule is gone");
     struct dt_match m;
     const struct dt_rule *r =
-        dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/maintenance"), during, &m);
+        dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/maintenance"), DT_STR_NULL, during,
+                       &m);
     is_int(r ? dt_rule_max_age(t, r) : -2, 60, "S4: cache=60 reaches the rule");
     dt_table_free(t);
 }
@@ -232,10 +233,10 @@ static void errors(void)
     is_str(load_errors("/a /b\n\n/c /d 309\n"),
            "rules.txt:3:7: unknown status 309 (expected 301, 302, 303, 307 or 308)\n",
            "a bad line names file, line and column");
-    is_str(load_errors("/a /b\n/x/:splat /y\n"),
-           "rules.txt:2:4: placeholders (/:name) are not supported by this version; write %3A "
-           "for a literal colon\n",
-           "placeholder source refused clearly");
+    is_str(load_errors("/a /b\n/x/:id:x /y\n"),
+           "rules.txt:2:7: a placeholder is a whole segment: /:name/ (write %3A for a literal "
+           "colon)\n",
+           "a placeholder is a whole segment");
     const char *e = load_errors("/a /b\nbad /c\n/d ftp://x/y\n/e /f 301 nope\n");
     ok(strstr(e, "rules.txt:2:1: ") != NULL, "every bad line is reported (line 2)");
     ok(strstr(e, "rules.txt:3:4: target scheme must be http or https") != NULL,
@@ -247,14 +248,15 @@ static void errors(void)
     ok(strstr(load_errors("/a* /b\n/a*b /c\n"), "rules.txt:2:3: '*' may only end a source") !=
            NULL,
        "'*' in the middle");
-    ok(strstr(load_errors("/a?x=1 /b\n"), "rules.txt:1:3: a source matches the path only") !=
+    ok(strstr(load_errors("/a?x=1&x=2 /b\n"), "rules.txt:1:8: a query parameter is named twice") !=
            NULL,
-       "query in a source");
+       "a query parameter named twice");
     ok(strstr(load_errors("ex ample.com/a /b\n"), "rules.txt:1:") != NULL, "bad host");
     ok(strstr(load_errors("example.com:8080/a /b\n"), "has no port") != NULL, "port in a host");
     ok(strstr(load_errors("ftp://h/a /b\n"), "http or https") != NULL, "bad source scheme");
-    ok(strstr(load_errors("~^/x$ /b\n"), "not supported by this version") != NULL,
-       "regex refused clearly in this version");
+    ok(strstr(load_errors("~^/x($ /b\n"), "rules.txt:1:7: invalid regular expression: missing "
+                                           "closing parenthesis") != NULL,
+       "a bad regex is reported with its column");
     ok(strstr(load_errors("/caf\xc3\xa9 /b\n"), "percent-encode non-ASCII") != NULL,
        "raw UTF-8 source refused with a hint");
     ok(strstr(load_errors("/\xc3\xa9\xc3\xa9 /b 999\n"), "rules.txt:1:8: ") != NULL,
@@ -283,11 +285,12 @@ static void origins(void)
     is_int(dt_table_load_text(t, "two.rules", DT_STR("\n\n/e /f\n"), &e), 0, "file two");
     dt_table_finish(t);
     struct dt_match m;
-    const struct dt_rule *r = dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/e"), 0, &m);
+    const struct dt_rule *r =
+        dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/e"), DT_STR_NULL, 0, &m);
     struct dt_rule_origin o = r ? dt_rule_origin(t, r) : (struct dt_rule_origin){0};
     is_str(o.file, "two.rules", "origin file");
     is_int(o.line, 3, "origin line");
-    r = dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/c"), 0, &m);
+    r = dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/c"), DT_STR_NULL, 0, &m);
     o = r ? dt_rule_origin(t, r) : (struct dt_rule_origin){0};
     is_str(o.file, "one.rules", "origin of a rule in the first file");
     is_int(o.line, 2, "its line");
@@ -326,9 +329,128 @@ static void many(void)
     dt_buf_dispose(&text);
 }
 
+static void language(void)
+{
+    struct dt_table *t = table("/users/:id                 /people/:id\n"
+                               "/users/:id/posts/:post     /p/:post?u=:id\n"
+                               "/users/me                  /me\n"
+                               "/users/admin/*             /admin/:splat\n"
+                               "/files/:name/*             /f/:name/:splat\n"
+                               "/:lang/docs                /docs?lang=:lang\n"
+                               "/:a/:b/end                 /second-pattern\n"
+                               "~^/item/([0-9]+)$          /items/$1  302\n"
+                               "~^/item/(.*)$              /any-item/$1\n"
+                               "~(?i)^/Case                /lower\n"
+                               "~\\.php$                   /php-gone$0\n"
+                               "~^/a/x                     /ax\n"
+                               "~^/a/                      /a-any\n"
+                               "~^/b/c*d                   /bcd\n"
+                               "/store?id=:id              /blog/:id  301\n"
+                               "/a?x=1                     /one\n"
+                               "/a?flag                    /flagged\n"
+                               "/a                         /plain\n"
+                               ".dot.example/*             /dot\n"
+                               "/s  /t  since=2026-01-01T00:00:00Z\n"
+                               "/o1 https://one.example/x\n"
+                               "/o2 https://two.example/y\n"
+                               "/o3 https://one.example/z\n");
+    is_str(loc(t, "", "/users/42"), "/people/42", "placeholder");
+    is_str(loc(t, "", "/users/42?x=1"), "/people/42?x=1", "placeholder, query kept");
+    is_str(loc(t, "", "/users/42/posts/7"), "/p/7?u=42", "two placeholders, one in the query");
+    is_str(loc(t, "", "/users/me"), "/me", "exact beats a pattern");
+    is_str(loc(t, "", "/users/admin/x/y"), "/admin/x/y", "prefix beats a pattern");
+    is_str(loc(t, "", "/files/a.txt/deep/er"), "/f/a.txt/deep/er", "placeholder and splat");
+    is_str(loc(t, "", "/files/a.txt"), "/f/a.txt/", "pattern/* also answers without the rest");
+    is_str(loc(t, "", "/fr/docs"), "/docs?lang=fr", "a leading placeholder");
+    is_str(loc(t, "", "/x/y/end"), "/second-pattern", "a pattern of placeholders");
+    is_str(loc(t, "", "/fr/docs/end"), "/second-pattern", "patterns in order");
+    is_str(loc(t, "", "/users//posts/7"), "404", "a placeholder takes a non-empty segment");
+    is_str(loc(t, "", "/item/123"), "/items/123", "regex with a capture");
+    is_str(loc(t, "", "/item/abc"), "/any-item/abc", "regexes in order");
+    is_str(loc(t, "", "/CASE/x"), "/lower", "case-insensitive regex");
+    is_str(loc(t, "", "/old/index.php"), "/php-gone.php", "an unanchored regex; $0");
+    is_str(loc(t, "", "/a/xyz"), "/ax", "prefiltered regexes keep their order (1)");
+    is_str(loc(t, "", "/a/y"), "/a-any", "prefiltered regexes keep their order (2)");
+    is_str(loc(t, "", "/b/d"), "/bcd", "an optional last literal is not required");
+    is_str(loc(t, "", "/store?id=9&x=y"), "/blog/9?id=9&x=y", "query condition with capture");
+    is_str(loc(t, "", "/store"), "404", "a required parameter missing: no match");
+    is_str(loc(t, "", "/store?id="), "404", "a placeholder needs a value");
+    is_str(loc(t, "", "/a?x=1"), "/one?x=1", "query condition beats the same path without");
+    is_str(loc(t, "", "/a?z=0&x=1"), "/one?z=0&x=1", "parameters in any order");
+    is_str(loc(t, "", "/a?x=2"), "/plain?x=2", "a different value: the plain rule");
+    is_str(loc(t, "", "/a?flag&x=3"), "/flagged?flag&x=3", "presence condition");
+    is_str(loc(t, "", "/a"), "/plain", "no query: the plain rule");
+    is_str(loc(t, "dot.example", "/q"), "/dot", ".host covers the host itself");
+    is_str(loc(t, "w.dot.example", "/q"), "/dot", ".host covers its subdomains");
+    is_str(loc(t, "", "/o1"), "https://one.example/x", "interned origin 1");
+    is_str(loc(t, "", "/o2"), "https://two.example/y", "a new origin between two rules");
+    is_str(loc(t, "", "/o3"), "https://one.example/z", "origin 1 again");
+    struct dt_match m;
+    const struct dt_rule *r =
+        dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/s"), DT_STR_NULL, 0, &m);
+    time_t since = 0;
+    ok(r && dt_rule_since(t, r, &since) && since == 1767225600, "S10: since= is kept");
+    struct dt_buf b;
+    dt_buf_init(&b);
+    r = dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/store"), DT_STR("id=1"), 0, &m);
+    dt_rule_source(t, r, &b);
+    dt_rule_target(t, r, &b);
+    is_strn(b.ptr, b.len, "/store?id=:id/blog/:id", "source and target as written");
+    dt_buf_dispose(&b);
+    dt_table_free(t);
+
+    const char *e = load_errors("/a/:id*  /b\n");
+    ok(strstr(e, "rules.txt:1:7: in a pattern, '*' must follow a '/'") != NULL,
+       "a pattern star after a placeholder");
+    ok(strstr(load_errors("/a/:x/:x /b\n"), "used twice") != NULL, "a name used twice");
+    ok(strstr(load_errors("~^/(a) /x/$2\n"), "rules.txt:1:11: $2: the regular expression has "
+                                           "only 1 group") != NULL,
+       "a capture beyond the groups");
+    ok(strstr(load_errors("/a /x/$0\n"), "needs a regular-expression source") != NULL,
+       "$0 without a regex");
+    ok(strstr(load_errors("/a?x /x/:y\n"), "unknown placeholder ':y'") != NULL,
+       "a placeholder the source does not have");
+    is_str(load_errors("/a?x=:v /x/:v\n~^/(?<n>x) /y/$1\n"), "", "query placeholder; named group");
+}
+
+static void safety(void)
+{
+    /* A request can never steer a path target to another host (issue 4, point 2). */
+    struct dt_table *t = table("/docs/*  /:splat\n"
+                               "/r/*     https://example.com/:splat\n"
+                               "~^/x/(.*)$ /$1\n"
+                               "/root/*  /root/:splat\n");
+    const char *cases[][2] = {
+        {"/docs//evil.com", "/evil.com"},
+        {"/docs/..//evil.com", "/evil.com"},
+        {"/docs/../..//evil.com/a", "/evil.com/a"},
+        {"/docs/%2e%2e/%2E%2e//evil.com", "/evil.com"},
+        {"/docs/.%2e//evil.com", "/evil.com"},
+        {"/docs/\\evil.com", "/%5Cevil.com"},
+        {"/docs/%2F%2Fevil.com", "/%2F%2Fevil.com"},
+        {"/docs/a/./b/../c", "/a/c"},
+        {"/docs/%5C%5Cevil.com", "/%5C%5Cevil.com"},
+        {"/x//evil.com", "/evil.com"},
+        {"/x/..//evil.com", "/evil.com"},
+        {"/root//evil.com", "/root//evil.com"},
+        {"/r/..//evil.com", "https://example.com/..//evil.com"},
+        {"/docs/caf%C3%A9?q=%2F", "/caf%C3%A9?q=%2F"},
+    };
+    for (size_t i = 0; i < DT_ARRAY_LEN(cases); i++) {
+        char name[160];
+        snprintf(name, sizeof(name), "off-site trick %s", cases[i][0]);
+        const char *got = loc(t, "", cases[i][0]);
+        is_str(got, cases[i][1], name);
+        ok(strncmp(got, "//", 2) != 0 && strncmp(got, "/\\", 2) != 0, "never //host");
+    }
+    dt_table_free(t);
+}
+
 int main(void)
 {
     parse_lines();
+    language();
+    safety();
     precedence();
     hosts();
     windows();
