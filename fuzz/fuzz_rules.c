@@ -16,16 +16,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* a refusal always says why */
     if (rc == 0) {
         dt_table_finish(t);
-        static const char *const paths[] = {"/", "/a", "/a/b", "/old/url/x", "//evil", "/x?y"};
+        static const char *const paths[] = {"/", "/a", "/a/b", "/old/url/x", "//evil", "/x",
+                                            "/users/42/posts/7", "/item/123", "/..//x"};
         static const char *const hosts[] = {"", "example.com", "a.example.com"};
         for (size_t i = 0; i < sizeof(paths) / sizeof(*paths); i++) {
             for (size_t h = 0; h < sizeof(hosts) / sizeof(*hosts); h++) {
                 struct dt_match m;
                 struct dt_str path = dt_str_make(paths[i], strlen(paths[i]));
                 struct dt_str host = dt_str_make(hosts[h], strlen(hosts[h]));
-                if (!dt_table_match(t, DT_SCHEME_HTTP, host, path, 1796104800, &m))
+                struct dt_str q = DT_STR("a=1&id=7&flag&b=%zz\"");
+                if (!dt_table_match(t, DT_SCHEME_HTTP, host, path, q, 1796104800, &m))
                     continue;
-                struct dt_str q = DT_STR("a=1&b=%zz\"");
                 size_t max = dt_table_location_max(t, &m, q);
                 char *out = malloc(max + 1);
                 size_t n = dt_table_location(t, &m, q, out);
