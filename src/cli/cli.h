@@ -9,6 +9,16 @@ enum { DT_EXIT_OK = 0, DT_EXIT_FAIL = 1, DT_EXIT_USAGE = 2 };
 
 int dt_cmd_serve(int argc, char **argv);
 int dt_cmd_get(int argc, char **argv);
+int dt_cmd_lint(int argc, char **argv);
+int dt_cmd_import(int argc, char **argv);
+
+struct dt_table;
+struct dt_errors;
+/* Loads a rule file into t in format (a name: detour, csv, nginx, netlify; NULL: by the
+ * file's name). Returns 0, an error code with errs filled, or DT_EINVAL (after a usage
+ * message) for an unknown format name. */
+int dt_cli_load_rules(struct dt_table *t, const char *path, const char *format,
+                      struct dt_errors *errs);
 
 /* Prints "detour CMD: message" and a hint to stderr; returns DT_EXIT_USAGE. */
 int dt_usage_error(const char *cmd, const char *fmt, ...) DT_PRINTF(2, 3);

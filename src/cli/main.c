@@ -12,6 +12,8 @@ static const char usage[] =
     "Commands:\n"
     "  serve     run the redirect server (detour serve --help)\n"
     "  get       fetch a URL, following redirects by the spec (detour get --help)\n"
+    "  lint      find loops, chains, conflicts and unsafe targets in rule files\n"
+    "  import    convert CSV, nginx map or Netlify _redirects files to detour rules\n"
     "\n"
     "Options:\n"
     "  -h, --help       show this help\n"
@@ -38,6 +40,10 @@ int main(int argc, char **argv)
         return dt_cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "get"))
         return dt_cmd_get(argc - 1, argv + 1);
+    if (!strcmp(cmd, "lint"))
+        return dt_cmd_lint(argc - 1, argv + 1);
+    if (!strcmp(cmd, "import"))
+        return dt_cmd_import(argc - 1, argv + 1);
     fprintf(stderr, "detour: unknown command '%s'\n\n%s", cmd, usage);
     return DT_EXIT_USAGE;
 }

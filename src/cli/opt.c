@@ -1,5 +1,7 @@
 /* opt: parsing option values with ranges, and usage errors that say what was expected. */
 #include "cli/cli.h"
+#include "rules/import.h"
+#include "rules/rules.h"
 
 #include <stdio.h>
 
@@ -47,4 +49,16 @@ int dt_opt_uint(const char *cmd, const char *opt, const char *val, uint64_t min,
     dt_usage_error(cmd, "%s: '%s' is not a whole number from %llu to %llu", opt, val,
                    (unsigned long long)min, (unsigned long long)max);
     return DT_EINVAL;
+}
+
+int dt_cli_load_rules(struct dt_table *t, const char *path, const char *format,
+                      struct dt_errors *errs)
+{
+    enum dt_rule_format f = dt_rule_format_guess(path);
+    if (format && dt_rule_format_parse(format, &f) != 0) {
+        dt_usage_error("lint", "--rules-format: '%s' is not detour, csv, nginx or netlify",
+                       format);
+        return DT_EINVAL;
+    }
+    return dt_table_load_file_as(t, path, (int)f, 0, errs);
 }

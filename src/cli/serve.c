@@ -1,5 +1,6 @@
 /* serve: `detour serve`, the redirect server's command line. */
 #include "cli/cli.h"
+#include "rules/import.h"
 #include "server/server.h"
 
 #include <getopt.h>
@@ -18,6 +19,9 @@ static const char help[] =
     "                            [::1]:8307 for IPv6, *:8307 for every IPv4 address,\n"
     "                            port 0 for any free port (the log line says which)\n"
     "  --rules FILE              read rules from FILE; repeatable (syntax: docs/rules.md)\n"
+    "  --rules-format FORMAT     read the --rules files that follow as detour, csv, nginx\n"
+    "                            or netlify (default: by name: *.csv, *.map, _redirects;\n"
+    "                            docs/import.md)\n"
     "  --workers N               worker threads (default: one per core)\n"
     "  --check                   load the rules, report errors, and exit (0 if they load)\n"
     "\n"
@@ -53,6 +57,7 @@ enum {
     O_IDLE_TIMEOUT,
     O_SHUTDOWN_TIMEOUT,
     O_LOG_LEVEL,
+    O_RULES_FORMAT,
 };
 
 static const struct option options[] = {
@@ -68,6 +73,7 @@ static const struct option options[] = {
     {"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
     {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN_TIMEOUT},
     {"log-level", required_argument, NULL, O_LOG_LEVEL},
+    {"rules-format", required_argument, NULL, O_RULES_FORMAT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -80,8 +86,9 @@ int dt_cmd_serve(int argc, char **argv)
     dt_server_config_init(&cfg);
     struct dt_listen_addr *listen = NULL;
     size_t nlisten = 0;
-    const char **rules = NULL;
+    struct dt_rule_file *rules = NULL;
     size_t nrules = 0;
+    int format = -1; /* -1: by file name */
     bool check = false;
     int status = DT_EXIT_USAGE;
     uint64_t v;
@@ -102,8 +109,19 @@ int dt_cmd_serve(int argc, char **argv)
             break;
         case O_RULES:
             rules = dt_xrealloc(rules, (nrules + 1) * sizeof(*rules));
-            rules[nrules++] = optarg;
+            rules[nrules].path = optarg;
+            rules[nrules++].format = format >= 0 ? format : (int)dt_rule_format_guess(optarg);
             break;
+        case O_RULES_FORMAT: {
+            enum dt_rule_format f;
+            if (dt_rule_format_parse(optarg, &f) != 0) {
+                dt_usage_error("serve", "--rules-format: '%s' is not detour, csv, nginx or netlify",
+                               optarg);
+                goto out;
+            }
+            format = (int)f;
+            break;
+        }
         case O_WORKERS:
             if (dt_opt_uint("serve", "--workers", optarg, 1, 1024, &v))
                 goto out;

@@ -83,19 +83,39 @@ DT_MUST_CHECK int dt_table_add(struct dt_table *t, const struct dt_rule_spec *sp
 /* Registers a file name with the table; returns its index. */
 int dt_table_add_file(struct dt_table *t, const char *name);
 
-/* Errors from loading files: one message per bad line, "FILE:LINE:COL: message". */
+/* One error from loading rules. */
+struct dt_error {
+    char *file; /* owned; NULL when not about a file */
+    uint32_t line, column; /* 0 when not about a line */
+    char *message; /* owned, without the location */
+};
+
+/* Errors from loading files: one message per bad line, "FILE:LINE:COL: message", as text
+ * and as entries. */
 struct dt_errors {
     struct dt_buf text; /* the messages, one per line */
     unsigned count;
+    struct dt_error *items;
+    size_t cap;
 };
 void dt_errors_init(struct dt_errors *e);
 void dt_errors_dispose(struct dt_errors *e);
+/* Adds an error given as its whole text ("FILE:LINE:COL: message"). */
 void dt_errors_add(struct dt_errors *e, const char *fmt, ...) DT_PRINTF(2, 3);
+/* Adds an error about a file's line (line and column 0: about the file). */
+void dt_errors_add_at(struct dt_errors *e, const char *file, uint32_t line, size_t column,
+                      const char *fmt, ...) DT_PRINTF(5, 6);
 
 /* Reads a rule file into an unfinished table. Every bad line is added to errs (up to a cap)
  * and the file goes on being read so that all its errors are reported at once. Returns 0,
  * DT_ESYNTAX (errs says where) or DT_EIO (errs says why). */
 DT_MUST_CHECK int dt_table_load_file(struct dt_table *t, const char *path, struct dt_errors *errs);
+/* Reads a rule file written in format (an enum dt_rule_format of rules/import.h: detour's
+ * own, CSV, nginx map or Netlify _redirects); foreign formats are converted first and every
+ * error names the line of the file itself. default_status: for entries without one (0: the
+ * format's default). Returns as dt_table_load_file. */
+DT_MUST_CHECK int dt_table_load_file_as(struct dt_table *t, const char *path, int format,
+                                        int default_status, struct dt_errors *errs);
 /* The same for rules held in memory, named name in messages. */
 DT_MUST_CHECK int dt_table_load_text(struct dt_table *t, const char *name, struct dt_str text,
                                      struct dt_errors *errs);
@@ -157,5 +177,42 @@ bool dt_rule_window(const struct dt_table *t, const struct dt_rule *r, time_t *f
 const struct dt_rule *dt_table_rule(const struct dt_table *t, size_t i);
 /* Bytes the table holds (for reports). */
 size_t dt_table_memory(const struct dt_table *t);
+
+/* ---- lint --------------------------------------------------------------------------------- */
+
+enum dt_lint_severity { DT_LINT_WARNING = 1, DT_LINT_ERROR = 2 };
+
+struct dt_lint_finding {
+    uint8_t severity;
+    const char *kind; /* static: loop, chain, duplicate, conflict, shadowed, steerable,
+                         open-redirect, expired, old-temporary, syntax */
+    const char *file; /* the table's (or the caller's) string; NULL when not from a file */
+    uint32_t line;
+    char *message;    /* owned by the report */
+};
+
+struct dt_lint_report {
+    struct dt_lint_finding *findings;
+    size_t n, cap;
+    unsigned errors, warnings;
+};
+
+struct dt_lint_options {
+    time_t now;
+    int64_t max_temporary_age; /* seconds; a 307 older than this (since=) is reported; -1 off */
+};
+
+/* Analyses a finished table and appends its findings to r, sorted by file and line:
+ * loops (error), conflicting sources (error), duplicates, chains, rules that never answer,
+ * targets a request can steer, expired windows and old temporary redirects (warnings).
+ * Control thread; the table is only read. */
+void dt_lint_run(const struct dt_table *t, const struct dt_lint_options *o,
+                 struct dt_lint_report *r);
+/* Adds a finding (the caller's, e.g. a line that did not load). */
+void dt_lint_add(struct dt_lint_report *r, int severity, const char *kind, const char *file,
+                 uint32_t line, const char *fmt, ...) DT_PRINTF(6, 7);
+/* Sorts by file and line, and drops findings reported twice. */
+void dt_lint_sort(struct dt_lint_report *r);
+void dt_lint_report_dispose(struct dt_lint_report *r);
 
 #endif

@@ -10,127 +10,13 @@
  * by hashing the request path once, word by word, and finishing the hash at each length
  * some prefix of the host section has. Placeholder patterns are indexed by their first
  * segment, regular expressions by their literal prefix, both tried in rule order. */
-#include "rules/rules.h"
+#include "rules/internal.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#define NONE UINT32_MAX
-#define MAX_SOURCE_PATH 8192 /* as long as a request line may be */
-#define MAX_HOST 255
-#define MAX_ORIGINS 65535
-#define MAX_CONDS 8
-#define STACK_LENS 256 /* prefix lengths hashed in one pass; more falls back to rehashing */
-#define REGEX_MATCH_LIMIT 100000 /* backtracking steps before a regex is said not to match */
-
-/* _bits of a rule */
-enum {
-    B_STATUS = 0x7,    /* index into statuses[] */
-    B_KIND_SHIFT = 3,  /* 2 bits: enum dt_rule_kind */
-    B_SCHEME_SHIFT = 5, /* 2 bits: enum dt_scheme */
-    B_QUERY_DROP = 1 << 7,
-    B_EXT = 1 << 8,       /* has a rule_ext */
-    B_WINDOW = 1 << 9,    /* from= or until= */
-    B_HOLES = 1 << 10,    /* the target has :splat, :name or $N */
-    B_TGT_ABS = 1 << 11,  /* the target is an absolute URL */
-    B_TGT_QUERY = 1 << 12, /* the target has its own query */
-    B_CONDS = 1 << 13,    /* query conditions */
-};
-
 static const uint16_t statuses[] = {301, 302, 303, 307, 308};
-
-/* A segment of a placeholder pattern: literal text in the blob, or a placeholder. */
-struct seg {
-    uint32_t off;
-    uint16_t len;
-    int16_t name; /* -1: literal */
-};
-
-/* A query condition: the parameter must be there; with a value, equal to it, or captured. */
-struct qcond {
-    struct dt_str key;
-    struct dt_str value;
-    int16_t name; /* >= 0: the value is captured as names[name] */
-    bool has_value;
-};
-
-/* Options few rules have, kept out of the 20-byte rule; sorted by rule index. */
-struct rule_ext {
-    uint32_t rule;
-    uint16_t nparts;
-    uint8_t nsegs, nnames, nconds, ncaptures;
-    bool splat; /* a pattern ending in '*' */
-    const struct dt_tpl_part *parts;
-    int64_t max_age, from, until, since;
-    const struct seg *segs;
-    const struct dt_str *names;
-    const struct qcond *conds;
-    pcre2_code *re;
-};
-
-/* A sorted (hash, rule) index over a section's patterns or regexes. */
-struct keyed {
-    uint64_t key;
-    uint32_t rule;
-};
-
-struct section {
-    uint32_t host; /* exact host, or the suffix of a wildcard host, in the blob */
-    uint16_t host_len;
-    bool wildcard;
-    uint16_t *plens; /* distinct prefix lengths, ascending (after finish) */
-    uint32_t nplens, cap_plens;
-    uint32_t *patterns; /* pattern rules, in order */
-    uint32_t npatterns, cap_patterns;
-    uint32_t *regexes; /* regex rules, in order */
-    uint32_t nregexes, cap_regexes;
-    /* built by finish */
-    struct keyed *pat_first; /* (hash of first literal segment, rule), sorted */
-    uint32_t npat_first;
-    uint32_t *pat_any; /* patterns starting with a placeholder, in order */
-    uint32_t npat_any;
-    struct keyed *re_prefix; /* (length << 48 | hash of literal prefix, rule), sorted */
-    uint32_t nre_prefix;
-    uint16_t *rlens; /* distinct literal-prefix lengths, ascending */
-    uint32_t nrlens;
-    uint32_t *re_any; /* regexes without a literal prefix, in order */
-    uint32_t nre_any;
-};
-
-/* A string in the blob. */
-struct span32 {
-    uint32_t off, len;
-};
-
-/* A growable open-addressing map from a string in the blob to an index. */
-struct str_map {
-    uint64_t *slots;
-    size_t mask, count;
-};
-
-struct dt_table {
-    struct dt_buf blob;
-    struct dt_rule *rules;
-    size_t nrules, cap_rules;
-    struct rule_ext *ext;
-    size_t next, cap_ext;
-    struct section *sections;
-    size_t nsections, cap_sections;
-    struct str_map hosts, wild, origin_map;
-    struct span32 *origins; /* interned target origins in the blob; index 0 unused */
-    size_t norigins, cap_origins;
-    uint64_t *exact, *prefix;
-    size_t exact_size, prefix_size;
-    size_t nexact, nprefix;
-    struct dt_arena arena;
-    char **files;
-    uint32_t *file_first;
-    size_t nfiles;
-    bool has_windows, finished;
-};
 
 /* ---- hashing: word at a time, with a finish at any length --------------------------------- */
 
@@ -929,16 +815,20 @@ static void place(struct dt_table *t, uint64_t *tab, size_t size, uint64_t h, ui
                   unsigned *warned)
 {
     const struct dt_rule *r = &t->rules[idx];
+    bool reported = false;
     size_t i = slot_of(h, size);
     for (; tab[i]; i = i + 1 == size ? 0 : i + 1) {
         if ((uint32_t)(tab[i] >> 32) != (uint32_t)(h >> 32))
             continue;
         const struct dt_rule *o = &t->rules[(uint32_t)tab[i] - 1];
-        if (same_key(t, o, r) && scheme_of(o) == scheme_of(r) &&
-            !(o->_bits & (B_WINDOW | B_CONDS)) && !(r->_bits & B_CONDS) && (*warned)++ < 10) {
-            struct dt_rule_origin a = dt_rule_origin(t, r), b = dt_rule_origin(t, o);
-            dt_log(DT_LOG_WARN, "%s:%u: duplicate source, never used: %s:%u answers first",
-                   a.file ? a.file : "(api)", a.line, b.file ? b.file : "(api)", b.line);
+        if (!reported && same_key(t, o, r) && scheme_of(o) == scheme_of(r) &&
+            !(o->_bits & (B_WINDOW | B_CONDS)) && !(r->_bits & B_CONDS)) {
+            reported = true;
+            if ((*warned)++ < 10) {
+                struct dt_rule_origin a = dt_rule_origin(t, r), b = dt_rule_origin(t, o);
+                dt_log(DT_LOG_WARN, "%s:%u: duplicate source, never used: %s:%u answers first",
+                       a.file ? a.file : "(api)", a.line, b.file ? b.file : "(api)", b.line);
+            }
         }
     }
     tab[i] = ((h >> 32) << 32) | (uint64_t)(idx + 1);
@@ -1445,9 +1335,27 @@ static const struct dt_rule *match_section(const struct dt_table *t, uint32_t se
     return NULL;
 }
 
+static const struct dt_rule *match(const struct dt_table *t, enum dt_scheme scheme,
+                                   struct dt_str host, struct dt_str path, struct dt_str query,
+                                   time_t now, struct dt_match *m, bool any_host);
+
 const struct dt_rule *dt_table_match(const struct dt_table *t, enum dt_scheme scheme,
                                      struct dt_str host, struct dt_str path, struct dt_str query,
                                      time_t now, struct dt_match *m)
+{
+    return match(t, scheme, host, path, query, now, m, true);
+}
+
+const struct dt_rule *dt_rules_match_host(const struct dt_table *t, enum dt_scheme scheme,
+                                          struct dt_str host, struct dt_str path,
+                                          struct dt_str query, time_t now, struct dt_match *m)
+{
+    return match(t, scheme, host, path, query, now, m, false);
+}
+
+static const struct dt_rule *match(const struct dt_table *t, enum dt_scheme scheme,
+                                   struct dt_str host, struct dt_str path, struct dt_str query,
+                                   time_t now, struct dt_match *m, bool any_host)
 {
     const struct dt_rule *r;
     m->rule = NULL;
@@ -1468,7 +1376,7 @@ const struct dt_rule *dt_table_match(const struct dt_table *t, enum dt_scheme sc
                 return m->rule = r;
         }
     }
-    r = match_section(t, 0, scheme, path, query, now, m);
+    r = any_host ? match_section(t, 0, scheme, path, query, now, m) : NULL;
     return m->rule = r;
 }
 
@@ -1604,4 +1512,41 @@ void dt_rule_target(const struct dt_table *t, const struct dt_rule *r, struct dt
     if (r->_origin)
         dt_buf_append_str(out, origin_key(t, r->_origin));
     dt_buf_append(out, blob_at(t, r->_src + r->_src_len), r->_tgt_len);
+}
+
+const struct rule_ext *dt_rules_ext(const struct dt_table *t, const struct dt_rule *r)
+{
+    return ext_of(t, r);
+}
+
+const struct section *dt_rules_section(const struct dt_table *t, const struct dt_rule *r)
+{
+    return &t->sections[r->_section];
+}
+
+struct dt_str dt_rules_regex_prefix(struct dt_str re, char *buf, size_t cap)
+{
+    return regex_prefix(re, buf, cap);
+}
+
+const struct dt_rule *dt_rules_longest_prefix(const struct dt_table *t, uint32_t sec,
+                                              struct dt_str path)
+{
+    const struct section *s = &t->sections[sec];
+    for (size_t k = s->nplens; k--;) {
+        size_t len = s->plens[k];
+        if (len > path.len)
+            continue;
+        uint64_t h = hash_bytes(hash_seed(sec), path.ptr, len);
+        uint32_t tag = (uint32_t)(h >> 32);
+        for (size_t i = slot_of(h, t->prefix_size); t->prefix[i];
+             i = i + 1 == t->prefix_size ? 0 : i + 1) {
+            const struct dt_rule *r = &t->rules[(uint32_t)t->prefix[i] - 1];
+            if ((uint32_t)(t->prefix[i] >> 32) == tag && r->_section == sec &&
+                r->_src_len == len && !memcmp(blob_at(t, r->_src), path.ptr, len) &&
+                !(r->_bits & (B_WINDOW | B_CONDS)) && !scheme_of(r))
+                return r;
+        }
+    }
+    return NULL;
 }

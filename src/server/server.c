@@ -39,7 +39,7 @@ static void describe_files(const struct dt_server_config *c, char *out, size_t l
     size_t n = 0;
     out[0] = '\0';
     for (size_t i = 0; i < c->nrules && n < len; i++)
-        n += (size_t)snprintf(out + n, len - n, "%s%s", i ? ", " : "", c->rules[i]);
+        n += (size_t)snprintf(out + n, len - n, "%s%s", i ? ", " : "", c->rules[i].path);
     if (!c->nrules)
         snprintf(out, len, "no rule files");
 }
@@ -51,7 +51,7 @@ struct dt_table *dt_server_load_rules(const struct dt_server_config *c)
     dt_errors_init(&errs);
     int failed = 0;
     for (size_t i = 0; i < c->nrules; i++)
-        if (dt_table_load_file(t, c->rules[i], &errs) != 0)
+        if (dt_table_load_file_as(t, c->rules[i].path, c->rules[i].format, 0, &errs) != 0)
             failed = 1;
     if (failed) {
         /* One log line per bad line, each naming file, line and column. */

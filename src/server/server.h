@@ -31,10 +31,16 @@ void dt_listen_name(int fd, char *out, size_t outlen);
 
 /* ---- the server ------------------------------------------------------------------------ */
 
+/* A rule file and its format (enum dt_rule_format of rules/import.h). */
+struct dt_rule_file {
+    const char *path;
+    int format;
+};
+
 struct dt_server_config {
     struct dt_listen_addr *listen;
     size_t nlisten;
-    const char **rules; /* rule files, read at start and on SIGHUP */
+    const struct dt_rule_file *rules; /* read at start and on SIGHUP */
     size_t nrules;
     unsigned workers;
     struct dt_http_limits limits;
