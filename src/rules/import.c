@@ -16,9 +16,9 @@ static const struct {
     const char *name;
     enum dt_rule_format format;
 } format_names[] = {
-    {"detour", DT_FORMAT_DETOUR},       {"csv", DT_FORMAT_CSV},
-    {"nginx", DT_FORMAT_NGINX_MAP},     {"nginx-map", DT_FORMAT_NGINX_MAP},
-    {"netlify", DT_FORMAT_NETLIFY},     {"_redirects", DT_FORMAT_NETLIFY},
+    {"detour", DT_FORMAT_DETOUR},   {"csv", DT_FORMAT_CSV},
+    {"nginx", DT_FORMAT_NGINX_MAP}, {"nginx-map", DT_FORMAT_NGINX_MAP},
+    {"netlify", DT_FORMAT_NETLIFY}, {"_redirects", DT_FORMAT_NETLIFY},
 };
 
 int dt_rule_format_parse(const char *name, enum dt_rule_format *out)
@@ -458,7 +458,9 @@ static void put_source(struct conv *c, const struct source *s, bool subdomains)
 
 /* ---- detour's own format ----------------------------------------------------------------- */
 
-/* Copies rule lines as they are, without blank lines, comments and surrounding blanks. */
+/* Copies rule lines as they are, without blank lines, comments and surrounding blanks; only
+ * control characters are reported here (the output is NUL-terminated text), the rest is the
+ * rule loader's to check. */
 static void convert_detour(struct conv *c)
 {
     const char *t = c->text.ptr;
@@ -474,6 +476,13 @@ static void convert_detour(struct conv *c)
             e--;
         if (s == e || t[s] == '#')
             continue;
+        size_t k = s;
+        while (k < e && ((unsigned char)t[k] >= 0x20 || t[k] == '\t') && t[k] != 0x7f)
+            k++;
+        if (k < e) {
+            fail(c, k, "control character in a rule");
+            continue;
+        }
         c->rule.len = 0;
         put(c, dt_str_make(t + s, e - s));
         emit(c, s);
@@ -528,6 +537,7 @@ struct csv {
     bool started;                                 /* a header or a data row has been read */
     bool by_name;                                 /* a header named the columns */
     bool dead;                                    /* the header makes rows unreadable */
+    bool cloudflare;                              /* this headerless row is Cloudflare's */
     unsigned ncols;                               /* columns the header named */
     int col[COL_COUNT];                           /* each column's field, or -1 */
 };
@@ -620,8 +630,9 @@ static int csv_read(struct csv *cv, size_t *pos)
             while (i < len && is_blank(t[i]))
                 i++;
             if (i < len && t[i] != ',' && !csv_eol(c, i)) {
-                fail(c, i, "text after the closing quote of a field (inside quotes, write a quote "
-                           "as \"\")");
+                fail(c, i,
+                     "text after the closing quote of a field (inside quotes, write a quote "
+                     "as \"\")");
                 *pos = next_line(c, i);
                 return -1;
             }
@@ -629,8 +640,9 @@ static int csv_read(struct csv *cv, size_t *pos)
             size_t start = i;
             while (i < len && t[i] != ',' && !csv_eol(c, i)) {
                 if (t[i] == '"') {
-                    fail(c, i, "a quote inside an unquoted field (quote the whole field and "
-                               "double the quote: \"a\"\"b\")");
+                    fail(c, i,
+                         "a quote inside an unquoted field (quote the whole field and "
+                         "double the quote: \"a\"\"b\")");
                     *pos = next_line(c, i);
                     return -1;
                 }
@@ -827,11 +839,40 @@ static void put_target_splat(struct conv *c, struct dt_str t)
     put_encoded(c, dt_str_make(t.ptr + cut, t.len - cut));
 }
 
-/* Converts one data row. */
+/* True for the words of a TRUE/FALSE column (any case). */
+static bool is_bool_word(struct dt_str v)
+{
+    return dt_str_ieq(v, "true") || dt_str_ieq(v, "false");
+}
+
+static void csv_convert_row(struct csv *cv);
+
+/* Converts one data row. Without a header, columns are source,target,status,options; a
+ * row of more than four columns, or whose fourth is TRUE or FALSE, is in the order of
+ * Cloudflare's bulk-redirect exports: source_url,target_url,status_code,
+ * preserve_query_string,include_subdomains,subpath_matching,preserve_path_suffix. */
 static void csv_row(struct csv *cv)
 {
+    if (cv->by_name || cv->n < 4 || (cv->n == 4 && !is_bool_word(csv_value(cv, 3)))) {
+        csv_convert_row(cv);
+        return;
+    }
+    int saved[COL_COUNT];
+    memcpy(saved, cv->col, sizeof(saved));
+    cv->col[COL_OPTIONS] = -1;
+    for (int k = 0; k < 4; k++)
+        cv->col[COL_PRESERVE_QUERY + k] = 3 + k < (int)cv->n ? 3 + k : -1;
+    cv->cloudflare = true;
+    csv_convert_row(cv);
+    cv->cloudflare = false;
+    memcpy(cv->col, saved, sizeof(saved));
+}
+
+static void csv_convert_row(struct csv *cv)
+{
     struct conv *c = cv->c;
-    unsigned want_min = cv->by_name ? cv->ncols : 2, want_max = cv->by_name ? cv->ncols : 4;
+    unsigned want_min = cv->by_name ? cv->ncols : 2;
+    unsigned want_max = cv->by_name ? cv->ncols : cv->cloudflare ? 7 : 4;
     if (cv->n < want_min) {
         const struct csv_field *last = &cv->fields[csv_last(cv)];
         size_t at = last->end + last->quoted; /* after a closing quote */
@@ -847,9 +888,8 @@ static void csv_row(struct csv *cv)
             fail(c, at, "too many columns (%u; the header has %u)", cv->n, cv->ncols);
         else
             fail(c, at,
-                 "too many columns (%u): expected source,target[,status[,options]]; for "
-                 "Cloudflare's column order, start the file with the header "
-                 "source_url,target_url,status_code,preserve_query_string,include_subdomains,"
+                 "too many columns (%u): expected source,target[,status[,options]], or "
+                 "Cloudflare's source,target,status,preserve_query_string,include_subdomains,"
                  "subpath_matching,preserve_path_suffix",
                  cv->n);
         return;
@@ -883,13 +923,13 @@ static void csv_row(struct csv *cv)
             return;
         }
         if (subdomains && s.host.len == 0) {
-            fail(c, cv->fields[si].start, "include_subdomains needs a host in the source, not '%.*s'",
-                 shown(src), src.ptr);
+            fail(c, cv->fields[si].start,
+                 "include_subdomains needs a host in the source, not '%.*s'", shown(src), src.ptr);
             return;
         }
         if (subpath && memchr(s.path.ptr, '?', s.path.len)) {
-            fail(c, cv->fields[si].start, "subpath_matching cannot be used with a query in the "
-                                       "source");
+            fail(c, cv->fields[si].start,
+                 "subpath_matching cannot be used with a query in the source");
             return;
         }
         put_source(c, &s, subdomains);
@@ -988,14 +1028,14 @@ enum ngx_source { SRC_URI, SRC_REQUEST_URI };
 
 struct ngx {
     struct conv *c;
-    struct dt_buf words_text;                  /* the values of the statement's words */
-    struct ngx_word words[NGX_MAX_WORDS];      /* its first words */
-    unsigned n;                                /* its words, kept or not */
-    int depth;                                 /* blocks open */
-    int map_depth;                             /* depth of the map being read, or -1 */
-    bool map_skip;                             /* its header was bad: entries are not read */
-    enum ngx_source source;                    /* what its keys are matched against */
-    size_t map_at;                             /* where its "map" word is */
+    struct dt_buf words_text;             /* the values of the statement's words */
+    struct ngx_word words[NGX_MAX_WORDS]; /* its first words */
+    unsigned n;                           /* its words, kept or not */
+    int depth;                            /* blocks open */
+    int map_depth;                        /* depth of the map being read, or -1 */
+    bool map_skip;                        /* its header was bad: entries are not read */
+    enum ngx_source source;               /* what its keys are matched against */
+    size_t map_at;                        /* where its "map" word is */
 };
 
 static struct dt_str ngx_value(const struct ngx *x, unsigned i)
@@ -1189,15 +1229,17 @@ static bool ngx_key(struct ngx *x, struct dt_str key, bool *regex, struct dt_dia
             return false;
         }
         if (!check_chars(re, "regular expression", d)) {
-            dt_diag_set(d, 0, "whitespace or a control character inside the regular expression "
-                              "'%.*s' cannot be converted",
+            dt_diag_set(d, 0,
+                        "whitespace or a control character inside the regular expression "
+                        "'%.*s' cannot be converted",
                         shown(re), re.ptr);
             return false;
         }
         /* detour matches regular expressions against the path only. */
         if (x->source == SRC_REQUEST_URI && memmem(re.ptr, re.len, "\\?", 2)) {
-            dt_diag_set(d, 0, "the regular expression '%.*s' matches the query ('\\?'), but "
-                              "detour matches regular expressions against the path only",
+            dt_diag_set(d, 0,
+                        "the regular expression '%.*s' matches the query ('\\?'), but "
+                        "detour matches regular expressions against the path only",
                         shown(re), re.ptr);
             return false;
         }
@@ -1246,8 +1288,9 @@ static bool ngx_key(struct ngx *x, struct dt_str key, bool *regex, struct dt_dia
     struct dt_str query = q ? dt_str_make(q + 1, key.len - path.len - 1) : DT_STR("");
     if (needs_regex(path)) {
         if (query.len) {
-            dt_diag_set(d, 0, "a key with a literal '*' or ':name' and a query cannot be "
-                              "converted");
+            dt_diag_set(d, 0,
+                        "a key with a literal '*' or ':name' and a query cannot be "
+                        "converted");
             return false;
         }
         put_regex_literal(c, path);
@@ -1288,8 +1331,9 @@ static bool ngx_target(struct ngx *x, struct dt_str v, bool regex, struct dt_dia
             struct dt_str var = dt_str_make(v.ptr + s, e - s);
             if (var.len == 1 && is_digit(var.ptr[0])) {
                 if (!regex) {
-                    dt_diag_set(d, 0, "$%c refers to a capture, but the key is not a regular "
-                                      "expression",
+                    dt_diag_set(d, 0,
+                                "$%c refers to a capture, but the key is not a regular "
+                                "expression",
                                 var.ptr[0]);
                     return false;
                 }
@@ -1460,8 +1504,8 @@ static void netlify_line(struct conv *c, size_t start, size_t end)
     struct dt_str last = from;
     for (;;) {
         if (!next_word(c, end, &i, &w)) {
-            fail(c, offset_of(c, last.ptr) + last.len, "missing target after '%.*s'",
-                 shown(last), last.ptr);
+            fail(c, offset_of(c, last.ptr) + last.len, "missing target after '%.*s'", shown(last),
+                 last.ptr);
             return;
         }
         if (w.ptr[0] == '/' || http_scheme_len(w)) {
@@ -1471,8 +1515,7 @@ static void netlify_line(struct conv *c, size_t start, size_t end)
         const char *eq = memchr(w.ptr, '=', w.len);
         if (!eq || eq == w.ptr) {
             fail(c, offset_of(c, w.ptr),
-                 "expected a query parameter KEY=VALUE or the target, not '%.*s'", shown(w),
-                 w.ptr);
+                 "expected a query parameter KEY=VALUE or the target, not '%.*s'", shown(w), w.ptr);
             return;
         }
         if (!check_chars(w, "query parameter", &d)) {
@@ -1504,8 +1547,9 @@ static void netlify_line(struct conv *c, size_t start, size_t end)
                 fail(c, offset_of(c, w.ptr),
                      "status %d is not a redirect status (301, 302, 303, 307 or 308)", (int)n);
             else
-                fail(c, offset_of(c, w.ptr), "Netlify rewrites (200) and custom pages (404, "
-                                             "410, ...) are not redirects");
+                fail(c, offset_of(c, w.ptr),
+                     "Netlify rewrites (200) and custom pages (404, "
+                     "410, ...) are not redirects");
             return;
         }
         status = (int)n;
@@ -1570,7 +1614,9 @@ int dt_import_convert(enum dt_rule_format f, const char *name, struct dt_str tex
     struct conv c = {
         .name = name,
         .text = text,
-        .status = default_status ? default_status : f == DT_FORMAT_NETLIFY ? 301 : 307,
+        .status = default_status           ? default_status
+                  : f == DT_FORMAT_NETLIFY ? 301
+                                           : 307,
         .out = out,
         .errs = errs,
         .seen_line = 1,
