@@ -147,7 +147,7 @@ static void fail(struct conv *c, size_t off, const char *fmt, ...)
     va_end(ap);
     size_t col;
     uint32_t line = locate(c, off, &col);
-    dt_errors_add(c->errs, "%s:%u:%zu: %s", c->name, (unsigned)line, col, msg);
+    dt_errors_add_at(c->errs, c->name, line, col, "%s", msg);
 }
 
 /* The offset in the text of a pointer into it. */
@@ -1601,7 +1601,7 @@ int dt_import_convert(enum dt_rule_format f, const char *name, struct dt_str tex
     if (!name)
         name = "-";
     if (text.len > DT_IMPORT_MAX_TEXT) {
-        dt_errors_add(errs, "%s: larger than %zu bytes", name, DT_IMPORT_MAX_TEXT);
+        dt_errors_add_at(errs, name, 0, 0, "larger than %zu bytes", DT_IMPORT_MAX_TEXT);
         return DT_ELIMIT;
     }
     if (text.len == 0)
