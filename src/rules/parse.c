@@ -170,16 +170,6 @@ void dt_errors_dispose(struct dt_errors *e)
     memset(e, 0, sizeof(*e));
 }
 
-void dt_errors_add(struct dt_errors *e, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    dt_errors_add_at(e, NULL, 0, 0, "%s", msg);
-}
-
 void dt_errors_add_at(struct dt_errors *e, const char *file, uint32_t line, size_t column,
                       const char *fmt, ...)
 {

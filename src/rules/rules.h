@@ -100,8 +100,6 @@ struct dt_errors {
 };
 void dt_errors_init(struct dt_errors *e);
 void dt_errors_dispose(struct dt_errors *e);
-/* Adds an error given as its whole text ("FILE:LINE:COL: message"). */
-void dt_errors_add(struct dt_errors *e, const char *fmt, ...) DT_PRINTF(2, 3);
 /* Adds an error about a file's line (line and column 0: about the file). */
 void dt_errors_add_at(struct dt_errors *e, const char *file, uint32_t line, size_t column,
                       const char *fmt, ...) DT_PRINTF(5, 6);
