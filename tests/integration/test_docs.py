@@ -43,5 +43,24 @@ class DocExamples(unittest.TestCase):
                         self.assertEqual(resp.header("Location"), location)
 
 
+class LintDocExample(unittest.TestCase):
+    def test_lint_example(self):
+        """docs/lint.md: its rules give exactly the findings shown."""
+        import subprocess
+        import tempfile
+        from harness import DETOUR
+        with open(os.path.join(ROOT, "docs", "lint.md"), encoding="utf-8") as f:
+            text = f.read()
+        rules = re.search(r"```rules\n(.*?)```", text, re.S).group(1)
+        want = re.search(r"```lint\n(.*?)```", text, re.S).group(1).splitlines()
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "rules.txt"), "w") as f:
+                f.write(rules)
+            p = subprocess.run([DETOUR, "lint", "--now", "2026-11-24T00:00:00Z", "rules.txt"],
+                               cwd=tmp, capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.stdout.splitlines(), want)
+
+
 if __name__ == "__main__":
     unittest.main()
