@@ -249,6 +249,30 @@ class Serve(unittest.TestCase):
         self.assertEqual(r.stdout.decode(), "404 1")
 
 
+class Windows(unittest.TestCase):
+    def test_window_closes_and_opens_without_reload(self):
+        """from= and until= take effect on time while the server runs, with no reload."""
+        import datetime
+        import time
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        edge = now + datetime.timedelta(seconds=3)
+        stamp = edge.strftime("%Y-%m-%dT%H:%M:%SZ")
+        rules = ("/sale /winter-sale until=%s\n/sale /no-sale\n"
+                 "/soon /open from=%s\n" % (stamp, stamp))
+        with Server(rules) as srv:
+            (before,), _ = exchange(srv, request("GET", "/sale"))
+            (closed,), _ = exchange(srv, request("GET", "/soon"))
+            self.assertEqual(before.header("Location"), "/winter-sale")
+            self.assertEqual(closed.status, 404)
+            time.sleep(max(0.0, (edge - datetime.datetime.now(datetime.timezone.utc))
+                           .total_seconds()) + 1.2)
+            (after,), _ = exchange(srv, request("GET", "/sale"))
+            (opened,), _ = exchange(srv, request("GET", "/soon"))
+            self.assertEqual(after.header("Location"), "/no-sale")
+            self.assertEqual(opened.header("Location"), "/open")
+            self.assertEqual(len([l for l in srv.log if "reload" in l]), 0)
+
+
 class Listen(unittest.TestCase):
     def test_ipv6_and_ipv4_together(self):
         """--listen is repeatable, IPv4 and IPv6."""
