@@ -68,6 +68,8 @@ static bool same_finding(const struct dt_lint_finding *x, const struct dt_lint_f
 
 void dt_lint_sort(struct dt_lint_report *r)
 {
+    if (!r->n)
+        return;
     qsort(r->findings, r->n, sizeof(*r->findings), cmp_finding);
     size_t k = 0;
     for (size_t i = 0; i < r->n; i++) {
