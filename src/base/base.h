@@ -29,6 +29,7 @@ enum {
     DT_ESYNTAX = -6,  /* a rule file or a URL did not parse */
     DT_ELIMIT = -7,   /* a named limit was exceeded */
     DT_EREFUSED = -8, /* refused by policy */
+    DT_EEXIST = -9,   /* already exists */
 };
 
 /* Returns a static English description of a DT_E* code (never NULL). Any thread. */

@@ -26,6 +26,8 @@ const char *dt_strerror(int code)
         return "limit exceeded";
     case DT_EREFUSED:
         return "refused by policy";
+    case DT_EEXIST:
+        return "already exists";
     }
     return "unknown error";
 }

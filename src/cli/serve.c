@@ -1,4 +1,5 @@
 /* serve: `detour serve`, the redirect server's command line. */
+#include "admin/admin.h"
 #include "cli/cli.h"
 #include "rules/import.h"
 #include "server/server.h"
@@ -11,7 +12,8 @@ static const char help[] =
     "Usage: detour serve [OPTIONS]\n"
     "\n"
     "Answers HTTP requests with redirects (307 Temporary Redirect by default) by the rules\n"
-    "in the rule files. SIGHUP re-reads the rule files (a bad file keeps the rules in use);\n"
+    "in the rule files and in the store, which the admin API changes while the server runs\n"
+    "(docs/admin.md). SIGHUP re-reads the rule files (a bad file keeps the rules in use);\n"
     "SIGTERM or SIGINT stops accepting, finishes what is in flight and exits 0.\n"
     "\n"
     "Options:\n"
@@ -23,6 +25,15 @@ static const char help[] =
     "                            or netlify (default: by name: *.csv, *.map, _redirects;\n"
     "                            docs/import.md)\n"
     "  --workers N               worker threads (default: one per core)\n"
+    "  --db PATH                 the SQLite store of the admin API's rules (default\n"
+    "                            ./detour.db; :memory: keeps nothing)\n"
+    "  --admin ADDR:PORT|PATH    the admin API's listener (default 127.0.0.1:9307; a path\n"
+    "                            or unix:PATH is a Unix socket; 'off' for none)\n"
+    "  --admin-token-file FILE   the admin API's bearer token, created (mode 600) if missing\n"
+    "                            (default: the --db path + .token)\n"
+    "  --admin-max-body SIZE     largest admin request content, imports (default 256m)\n"
+    "  --max-temporary-age AGE   307s in place longer are listed and counted (S10; default\n"
+    "                            30d; 'off')\n"
     "  --check                   load the rules, report errors, and exit (0 if they load)\n"
     "\n"
     "Limits (a request beyond one gets the status in brackets):\n"
@@ -58,6 +69,11 @@ enum {
     O_SHUTDOWN_TIMEOUT,
     O_LOG_LEVEL,
     O_RULES_FORMAT,
+    O_DB,
+    O_ADMIN,
+    O_TOKEN_FILE,
+    O_ADMIN_MAX_BODY,
+    O_MAX_TEMP_AGE,
 };
 
 static const struct option options[] = {
@@ -74,6 +90,11 @@ static const struct option options[] = {
     {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN_TIMEOUT},
     {"log-level", required_argument, NULL, O_LOG_LEVEL},
     {"rules-format", required_argument, NULL, O_RULES_FORMAT},
+    {"db", required_argument, NULL, O_DB},
+    {"admin", required_argument, NULL, O_ADMIN},
+    {"admin-token-file", required_argument, NULL, O_TOKEN_FILE},
+    {"admin-max-body", required_argument, NULL, O_ADMIN_MAX_BODY},
+    {"max-temporary-age", required_argument, NULL, O_MAX_TEMP_AGE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -93,6 +114,12 @@ int dt_cmd_serve(int argc, char **argv)
     int status = DT_EXIT_USAGE;
     uint64_t v;
     char err[256];
+    struct dt_admin_options ao;
+    dt_admin_options_init(&ao);
+    const char *admin = "127.0.0.1:9307";
+    struct dt_listen_addr admin_addr;
+    cfg.admin_limits = cfg.limits;
+    cfg.admin_limits.max_body = 256ULL << 20;
 
     optind = 1;
     opterr = 0;
@@ -122,6 +149,34 @@ int dt_cmd_serve(int argc, char **argv)
             format = (int)f;
             break;
         }
+        case O_DB:
+            if (!optarg[0]) {
+                dt_usage_error("serve", "--db needs a path (or :memory:)");
+                goto out;
+            }
+            ao.db_path = optarg;
+            break;
+        case O_ADMIN:
+            admin = optarg;
+            break;
+        case O_TOKEN_FILE:
+            ao.token_file = optarg;
+            break;
+        case O_ADMIN_MAX_BODY:
+            if (dt_opt_size("serve", "--admin-max-body", optarg, 1024, 1ULL << 34, &v))
+                goto out;
+            cfg.admin_limits.max_body = v;
+            break;
+        case O_MAX_TEMP_AGE:
+            if (!strcmp(optarg, "off")) {
+                ao.max_temporary_age = -1;
+                break;
+            }
+            if (dt_opt_duration("serve", "--max-temporary-age", optarg, 0,
+                                100ULL * 365 * 86400 * 1000, &v))
+                goto out;
+            ao.max_temporary_age = (int64_t)(v / 1000);
+            break;
         case O_WORKERS:
             if (dt_opt_uint("serve", "--workers", optarg, 1, 1024, &v))
                 goto out;
@@ -219,9 +274,19 @@ int dt_cmd_serve(int argc, char **argv)
         status = DT_EXIT_OK;
         goto out;
     }
-    if (!nrules)
-        dt_log(DT_LOG_WARN, "no --rules given: every request will get 404");
-    status = dt_server_run(&cfg);
+    if (strcmp(admin, "off") != 0) {
+        if (dt_listen_parse(admin, &admin_addr, err, sizeof(err)) != 0) {
+            dt_usage_error("serve", "--admin %s", err);
+            goto out;
+        }
+        cfg.admin = &admin_addr;
+        cfg.nadmin = 1;
+    }
+    /* the admin API's header limits are the server's; only its content limit is its own */
+    uint64_t admin_body = cfg.admin_limits.max_body;
+    cfg.admin_limits = cfg.limits;
+    cfg.admin_limits.max_body = admin_body;
+    status = dt_admin_run(&cfg, &ao);
 out:
     free(listen);
     free(rules);

@@ -41,6 +41,7 @@ struct dt_request {
     struct dt_str path;   /* origin-form path; "/" for an absolute-form target without one */
     struct dt_str query;  /* after '?', without it */
     struct dt_str host;   /* from the target (absolute-form) or Host; no port, no final dot */
+    struct dt_str authorization; /* the Authorization field's value (empty when absent) */
     uint8_t version_minor;   /* HTTP/1.0 or HTTP/1.1 */
     bool keep_alive;         /* the client wants the connection kept (RFC 9112 9.3) */
     bool head;               /* HEAD: same headers, no content (S3) */
@@ -79,6 +80,7 @@ struct dt_http_parser {
     uint32_t _nfields;
     uint32_t _field_off, _field_len, _value_off, _value_len; /* from _start */
     uint32_t _host_off, _host_len;
+    uint32_t _auth_off, _auth_len;
     uint32_t _method_len, _target_len;
     uint8_t _state;
     uint8_t _nhost;
@@ -88,6 +90,8 @@ struct dt_http_parser {
     bool _is_head;
     bool _te_seen, _te_chunked_last, _te_unknown, _te_bad;
     bool _expect_continue;
+    struct dt_buf *body; /* NULL, or where the content of each request is appended (the
+                            caller empties it between requests) */
     int status;         /* with DT_HTTP_ERROR/ABORT: the status to send (400, 414, ...) */
     const char *reason; /* with DT_HTTP_ERROR/ABORT: why, in English (static) */
 };
@@ -138,5 +142,11 @@ void dt_http_redirect_end(struct dt_buf *out, int status, size_t location_len,
  * For 404 and every error status. */
 void dt_http_write_page(struct dt_buf *out, int status, const struct dt_http_reply *r,
                         const char *before, struct dt_str text, const char *after);
+
+/* Writes a whole response: status line, Date, Content-Type (unless content_type is NULL),
+ * Content-Length, Connection as r says, then headers (zero or more complete "Name: value\r\n"
+ * lines, may be empty) and, unless HEAD, the body. For the admin API. */
+void dt_http_write_response(struct dt_buf *out, int status, const struct dt_http_reply *r,
+                            const char *content_type, struct dt_str headers, struct dt_str body);
 
 #endif

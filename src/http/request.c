@@ -125,6 +125,9 @@ static int on_header_value_complete(llhttp_t *ll)
         p->_host_len = (uint32_t)value.len;
     } else if (name.len == 17 && dt_str_ieq(name, "transfer-encoding")) {
         transfer_codings(p, value);
+    } else if (name.len == 13 && dt_str_ieq(name, "authorization")) {
+        p->_auth_off = p->_in_value ? p->_value_off : 0;
+        p->_auth_len = (uint32_t)value.len;
     } else if (name.len == 6 && dt_str_ieq(name, "expect")) {
         if (dt_str_ieq(value, "100-continue"))
             p->_expect_continue = true;
@@ -293,6 +296,8 @@ static enum dt_http_event fill(struct dt_http_parser *p, char *buf, struct dt_re
 
     if (p->_nhost == 1 && !authority_host(line + p->_host_off, p->_host_len, &req->host))
         return fail(p, 400, "invalid Host header field");
+    if (p->_auth_len)
+        req->authorization = dt_str_make(line + p->_auth_off, p->_auth_len);
 
     char *path = target;
     size_t plen = tlen;
@@ -363,6 +368,7 @@ static void reset_request(struct dt_http_parser *p)
     p->_in_value = false;
     p->_nhost = 0;
     p->_host_off = p->_host_len = 0;
+    p->_auth_off = p->_auth_len = 0;
     p->_te_seen = p->_te_chunked_last = p->_te_unknown = p->_te_bad = false;
     p->_expect_continue = false;
     p->status = 0;
@@ -424,6 +430,8 @@ static enum dt_http_event drain_chunked(struct dt_http_parser *p, const char *bu
         unsigned char c = (unsigned char)buf[i];
         if (p->_chunk_state == CK_DATA) {
             size_t take = len - i < p->_remaining ? len - i : (size_t)p->_remaining;
+            if (p->body)
+                dt_buf_append(p->body, buf + i, take);
             p->_remaining -= take;
             i += take;
             if (!p->_remaining)
@@ -533,6 +541,8 @@ static enum dt_http_event drain(struct dt_http_parser *p, const char *buf, size_
         return drain_chunked(p, buf, len);
     size_t avail = len - p->off;
     size_t take = avail < p->_remaining ? avail : (size_t)p->_remaining;
+    if (p->body)
+        dt_buf_append(p->body, buf + p->off, take);
     p->_remaining -= take;
     p->off += take;
     return p->_remaining ? DT_HTTP_NEED_MORE : DT_HTTP_DONE;

@@ -176,3 +176,32 @@ void dt_http_write_page(struct dt_buf *out, int status, const struct dt_http_rep
     }
     out->len = (size_t)(o - out->ptr);
 }
+
+void dt_http_write_response(struct dt_buf *out, int status, const struct dt_http_reply *r,
+                            const char *content_type, struct dt_str headers, struct dt_str body)
+{
+    size_t ct = content_type ? strlen(content_type) : 0;
+    dt_buf_reserve(out, 128 + ct + headers.len + (r->head ? 0 : body.len));
+    char *o = put_status_line(out->ptr + out->len, status);
+    o = PUT_LIT(o, "Date: ");
+    o = put(o, r->date, 29);
+    o = PUT_LIT(o, "\r\n");
+    if (content_type) {
+        o = PUT_LIT(o, "Content-Type: ");
+        o = put(o, content_type, ct);
+        o = PUT_LIT(o, "\r\n");
+    }
+    o = PUT_LIT(o, "Content-Length: ");
+    o += dt_fmt_u64(o, body.len);
+    o = PUT_LIT(o, "\r\n");
+    if (r->close)
+        o = PUT_LIT(o, "Connection: close\r\n");
+    else if (r->keep_alive_10)
+        o = PUT_LIT(o, "Connection: keep-alive\r\n");
+    if (headers.len)
+        o = put(o, headers.ptr, headers.len);
+    o = PUT_LIT(o, "\r\n");
+    if (!r->head && body.len)
+        o = put(o, body.ptr, body.len);
+    out->len = (size_t)(o - out->ptr);
+}

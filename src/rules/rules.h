@@ -122,7 +122,7 @@ DT_MUST_CHECK int dt_table_load_text(struct dt_table *t, const char *name, struc
  * duplicates found are reported as warnings through dt_log. */
 void dt_table_finish(struct dt_table *t);
 
-/* Number of rules in the table. */
+/* Number of rules in the table (0 for NULL). */
 size_t dt_table_size(const struct dt_table *t);
 /* True when some rule has a time window, so answers can change without a reload. */
 bool dt_table_has_windows(const struct dt_table *t);
@@ -138,6 +138,7 @@ struct dt_match {
     struct dt_str named[DT_TPL_MAX_NAMES];     /* :name values, placeholders then query */
     struct dt_str captures[DT_MAX_CAPTURES];   /* $0..$9 of a regex */
     uint8_t ncaptures;
+    const uint64_t *_hidden;                   /* dt_ruleset_match: base rules to skip */
 };
 
 /* Finds the rule that answers a request: the host's own rules first, then wildcard hosts
@@ -175,6 +176,37 @@ bool dt_rule_window(const struct dt_table *t, const struct dt_rule *r, time_t *f
 const struct dt_rule *dt_table_rule(const struct dt_table *t, size_t i);
 /* Bytes the table holds (for reports). */
 size_t dt_table_memory(const struct dt_table *t);
+
+/* ---- live rule sets ------------------------------------------------------------------------ */
+
+/* What the server answers from: the rules of the files, the store's rules as of its last
+ * merge, and the store's changes since (a small table rebuilt on every change), with the
+ * merged store rules that those changes replaced or removed hidden. Nothing in it is ever
+ * changed: a change publishes a new ruleset that shares the unchanged tables (S5).
+ *
+ * Precedence is that of one table holding the store's rules (in order of id) followed by
+ * the files' rules: a store rule thus overrides a file rule with the same source, and store
+ * patterns and regexes are tried before the files' ones. Store rules are added to their
+ * tables in order of id with line = id. */
+struct dt_ruleset {
+    const struct dt_table *files;   /* NULL or finished */
+    const struct dt_table *store;   /* NULL or finished: the store's rules at the merge */
+    const uint64_t *hidden;         /* bit i set: store rule i no longer answers; NULL: none */
+    const struct dt_table *overlay; /* NULL or finished: store rules changed since */
+};
+
+/* The rule that answers a request (as dt_table_match) and the table it belongs to (for
+ * dt_table_location and the accessors). Any thread. */
+const struct dt_rule *dt_ruleset_match(const struct dt_ruleset *rs, enum dt_scheme scheme,
+                                       struct dt_str host, struct dt_str path,
+                                       struct dt_str query, time_t now, struct dt_match *m,
+                                       const struct dt_table **table);
+
+/* Calls fn with the index of every rule of t whose canonical source (dt_rule_source) is the
+ * same as that of rule r of table rt. Returns how many there were. */
+size_t dt_table_find_source(const struct dt_table *t, const struct dt_table *rt,
+                            const struct dt_rule *r, void (*fn)(void *ctx, size_t idx),
+                            void *ctx);
 
 /* ---- lint --------------------------------------------------------------------------------- */
 

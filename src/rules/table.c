@@ -951,7 +951,7 @@ void dt_table_finish(struct dt_table *t)
 
 size_t dt_table_size(const struct dt_table *t)
 {
-    return t->nrules;
+    return t ? t->nrules : 0;
 }
 
 bool dt_table_has_windows(const struct dt_table *t)
@@ -1011,6 +1011,11 @@ static bool active(const struct dt_table *t, const struct dt_rule *r, enum dt_sc
     unsigned want = scheme_of(r);
     if (want && want != (unsigned)scheme)
         return false;
+    if (DT_UNLIKELY(m->_hidden)) {
+        size_t i = (size_t)(r - t->rules);
+        if (m->_hidden[i / 64] >> (i % 64) & 1)
+            return false;
+    }
     if (!(r->_bits & (B_WINDOW | B_CONDS)))
         return true;
     const struct rule_ext *e = ext_of(t, r);
@@ -1343,6 +1348,7 @@ const struct dt_rule *dt_table_match(const struct dt_table *t, enum dt_scheme sc
                                      struct dt_str host, struct dt_str path, struct dt_str query,
                                      time_t now, struct dt_match *m)
 {
+    m->_hidden = NULL;
     return match(t, scheme, host, path, query, now, m, true);
 }
 
@@ -1350,6 +1356,7 @@ const struct dt_rule *dt_rules_match_host(const struct dt_table *t, enum dt_sche
                                           struct dt_str host, struct dt_str path,
                                           struct dt_str query, time_t now, struct dt_match *m)
 {
+    m->_hidden = NULL;
     return match(t, scheme, host, path, query, now, m, false);
 }
 
@@ -1378,6 +1385,145 @@ static const struct dt_rule *match(const struct dt_table *t, enum dt_scheme sche
     }
     r = any_host ? match_section(t, 0, scheme, path, query, now, m) : NULL;
     return m->rule = r;
+}
+
+/* ---- live rule sets ------------------------------------------------------------------------ */
+
+/* Where a matched rule stands in the order match() tries rules, as a key to compare rules of
+ * different tables: the section (the host's own, then wildcards from the longest suffix, then
+ * any host), the kind, a prefix's length (longest first), the rank among rules with the same
+ * key, then the order of the rules (store rules by id before file rules by index). */
+struct prec {
+    uint32_t section, kind, len, rank;
+    uint64_t order;
+};
+
+static struct prec prec_of(const struct dt_table *t, const struct dt_rule *r, struct dt_str host,
+                           bool store)
+{
+    const struct section *s = &t->sections[r->_section];
+    enum dt_rule_kind k = kind_of(r);
+    struct prec p = {
+        .section = r->_section == 0 ? UINT32_MAX
+                   : !s->wildcard   ? 0
+                                    : 1 + (uint32_t)(host.len - s->host_len),
+        .kind = (uint32_t)k,
+        .len = k == DT_RULE_PREFIX ? UINT16_MAX - r->_src_len : 0,
+        .rank = k == DT_RULE_EXACT || k == DT_RULE_PREFIX ? rank(r) : 0,
+        .order = store ? r->line : ((uint64_t)1 << 32) + (uint64_t)(r - t->rules),
+    };
+    return p;
+}
+
+static bool prec_before(struct prec a, struct prec b)
+{
+    if (a.section != b.section)
+        return a.section < b.section;
+    if (a.kind != b.kind)
+        return a.kind < b.kind;
+    if (a.len != b.len)
+        return a.len < b.len;
+    if (a.rank != b.rank)
+        return a.rank < b.rank;
+    return a.order < b.order;
+}
+
+const struct dt_rule *dt_ruleset_match(const struct dt_ruleset *rs, enum dt_scheme scheme,
+                                       struct dt_str host, struct dt_str path,
+                                       struct dt_str query, time_t now, struct dt_match *m,
+                                       const struct dt_table **table)
+{
+    /* The common cases, one table holding rules, take one lookup. */
+    const struct dt_table *tabs[3] = {rs->overlay, rs->store, rs->files};
+    const struct dt_rule *best = NULL;
+    const struct dt_table *best_t = NULL;
+    struct prec best_p = {0};
+    struct dt_match tmp;
+    for (int i = 0; i < 3; i++) {
+        const struct dt_table *t = tabs[i];
+        if (!t || !t->nrules)
+            continue;
+        /* The first candidate is matched straight into m; later ones into tmp. */
+        struct dt_match *mm = best ? &tmp : m;
+        mm->_hidden = i == 1 ? rs->hidden : NULL;
+        const struct dt_rule *r = match(t, scheme, host, path, query, now, mm, true);
+        if (!r)
+            continue;
+        struct prec p = prec_of(t, r, host, i < 2);
+        if (best && !prec_before(p, best_p))
+            continue;
+        if (best)
+            *m = tmp;
+        best = r;
+        best_t = t;
+        best_p = p;
+    }
+    m->rule = best;
+    *table = best_t;
+    return best;
+}
+
+size_t dt_table_find_source(const struct dt_table *t, const struct dt_table *rt,
+                            const struct dt_rule *r, void (*fn)(void *ctx, size_t idx),
+                            void *ctx)
+{
+    const struct section *rs = &rt->sections[r->_section];
+    uint32_t sec = 0;
+    if (rs->host_len) {
+        struct dt_str host = dt_str_make(blob_at(rt, rs->host), rs->host_len);
+        sec = map_get(t, rs->wildcard ? &t->wild : &t->hosts, section_key, host);
+        if (sec == NONE)
+            return 0;
+    }
+    struct dt_buf want, have;
+    dt_buf_init(&want);
+    dt_buf_init(&have);
+    dt_rule_source(rt, r, &want);
+    size_t found = 0;
+    enum dt_rule_kind k = kind_of(r);
+    const struct section *s = &t->sections[sec];
+    /* Candidates: the rules of the same key (exact, prefix) or of the section (others). */
+    const uint64_t *tab = k == DT_RULE_EXACT ? t->exact : t->prefix;
+    size_t size = k == DT_RULE_EXACT ? t->exact_size : t->prefix_size;
+    const uint32_t *list = k == DT_RULE_PATTERN ? s->patterns : s->regexes;
+    size_t n = k == DT_RULE_PATTERN ? s->npatterns : k == DT_RULE_REGEX ? s->nregexes : 0;
+    size_t start = 0;
+    uint64_t h = 0;
+    if (k == DT_RULE_EXACT || k == DT_RULE_PREFIX) {
+        if (!size)
+            n = 0;
+        else {
+            h = hash_bytes(hash_seed(sec), blob_at(rt, r->_src), r->_src_len);
+            start = slot_of(h, size);
+            n = size;
+        }
+    }
+    for (size_t j = 0; j < n; j++) {
+        uint32_t idx;
+        if (k == DT_RULE_EXACT || k == DT_RULE_PREFIX) {
+            uint64_t slot = tab[(start + j) % size];
+            if (!slot)
+                break;
+            if ((uint32_t)(slot >> 32) != (uint32_t)(h >> 32))
+                continue;
+            idx = (uint32_t)slot - 1;
+        } else {
+            idx = list[j];
+        }
+        const struct dt_rule *o = &t->rules[idx];
+        if (o->_section != sec || o->_src_len != r->_src_len || kind_of(o) != k ||
+            memcmp(blob_at(t, o->_src), blob_at(rt, r->_src), r->_src_len) != 0)
+            continue;
+        have.len = 0;
+        dt_rule_source(t, o, &have);
+        if (have.len == want.len && !memcmp(have.ptr, want.ptr, want.len)) {
+            fn(ctx, idx);
+            found++;
+        }
+    }
+    dt_buf_dispose(&want);
+    dt_buf_dispose(&have);
+    return found;
 }
 
 /* ---- answers -------------------------------------------------------------------------------- */

@@ -41,7 +41,17 @@ struct conn *conn_new(struct worker *w, int fd)
     c->in_len = 0;
     c->pending.len = 0;
     c->pending_off = 0;
-    dt_http_parser_init(&c->parser, &w->srv->cfg->limits);
+    dt_http_parser_init(&c->parser, w->limits);
+    if (w->admin) {
+        if (!c->adm) {
+            c->adm = dt_xcalloc(1, sizeof(*c->adm));
+            dt_buf_init(&c->adm->head);
+            dt_buf_init(&c->adm->body);
+        }
+        c->adm->pending = false;
+        c->adm->head.len = c->adm->body.len = 0;
+        c->parser.body = &c->adm->body;
+    }
     w->nconns++;
     return c;
 }
@@ -61,6 +71,8 @@ void conn_close(struct conn *c)
     }
     if (c->pending.cap > 64 * 1024)
         dt_buf_dispose(&c->pending);
+    if (c->adm && c->adm->body.cap > 64 * 1024)
+        dt_buf_dispose(&c->adm->body);
     c->tag = 0;
     c->tnext = w->free_conns;
     w->free_conns = c;
@@ -143,10 +155,88 @@ static void answer_error(struct conn *c, int status, const char *reason)
     c->dirty_close = true;
 }
 
+/* The admin thread: a request head arrived. Its head is copied (the input buffer moves as
+ * the content arrives) and the answer waits for the whole content. */
+static void admin_head(struct conn *c, const struct dt_request *req)
+{
+    struct admin_req *a = c->adm;
+    struct worker *w = c->w;
+    a->head.len = a->body.len = 0;
+    dt_buf_append_str(&a->head, req->method);
+    dt_buf_append_str(&a->head, req->target);
+    dt_buf_append_str(&a->head, req->authorization);
+    a->method_len = req->method.len;
+    a->target_len = req->target.len;
+    a->auth_len = req->authorization.len;
+    dt_buf_append_str(&a->head, req->path);
+    dt_buf_append_str(&a->head, req->query);
+    a->path_len = req->path.len;
+    a->query_len = req->query.len;
+    a->is_head = req->head;
+    a->too_large = req->body_too_large;
+    a->close = !req->keep_alive || req->body_too_large || w->stopping;
+    a->keep_alive_10 = !a->close && req->version_minor == 0;
+    a->pending = true;
+    if (req->body_too_large) {
+        /* Content-Length over the limit: answer at once and close, unread. */
+        a->pending = false;
+        struct dt_http_reply r = {.date = w->date, .close = true, .head = req->head,
+                                  .max_age = -1};
+        static const char msg[] = "{\"error\":\"the request content is over the limit\"}\n";
+        dt_http_write_response(out_buf(c), 413, &r, "application/json", DT_STR_NULL,
+                               dt_str_make(msg, sizeof(msg) - 1));
+        c->close_after = c->dirty_close = true;
+        return;
+    }
+    if (req->expect_continue && req->has_body && req->version_minor == 1)
+        dt_buf_append(out_buf(c), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+}
+
+/* The admin thread: the content is complete; the hook answers. */
+static void admin_dispatch(struct conn *c)
+{
+    struct admin_req *a = c->adm;
+    struct worker *w = c->w;
+    a->pending = false;
+    const char *h = a->head.ptr;
+    struct dt_admin_request req = {
+        .method = dt_str_make(h, a->method_len),
+        .target = dt_str_make(h + a->method_len, a->target_len),
+        .authorization = dt_str_make(h + a->method_len + a->target_len, a->auth_len),
+        .body = dt_str_make(a->body.ptr ? a->body.ptr : "", a->body.len),
+        .head = a->is_head,
+    };
+    size_t off = a->method_len + a->target_len + a->auth_len;
+    req.path = dt_str_make(h + off, a->path_len);
+    req.query = dt_str_make(h + off + a->path_len, a->query_len);
+    struct dt_admin_reply rep = {.status = 500, .content_type = NULL};
+    dt_buf_init(&rep.headers);
+    dt_buf_init(&rep.body);
+    const struct dt_server_hooks *hk = &w->srv->cfg->hooks;
+    if (hk->admin)
+        hk->admin(hk->ctx, &req, &rep);
+    struct dt_http_reply r = {.date = w->date, .close = a->close || w->stopping,
+                              .keep_alive_10 = a->keep_alive_10, .head = a->is_head,
+                              .max_age = -1};
+    dt_http_write_response(out_buf(c), rep.status, &r, rep.content_type,
+                           dt_str_make(rep.headers.ptr ? rep.headers.ptr : "", rep.headers.len),
+                           dt_str_make(rep.body.ptr ? rep.body.ptr : "", rep.body.len));
+    dt_buf_dispose(&rep.headers);
+    dt_buf_dispose(&rep.body);
+    c->served++;
+    if (r.close)
+        c->close_after = true;
+    a->body.len = 0;
+}
+
 /* Answers one request head: the rule's redirect, or 404. */
 static void answer(struct conn *c, const struct dt_request *req)
 {
     struct worker *w = c->w;
+    if (w->admin) {
+        admin_head(c, req);
+        return;
+    }
     struct dt_buf *ob = out_buf(c);
     /* RFC 9110 10.1.1: with Expect: 100-continue the client may or may not send the
      * content after a final answer; closing keeps the connection from going out of step. */
@@ -163,10 +253,11 @@ static void answer(struct conn *c, const struct dt_request *req)
         .had_body = req->has_body,
         .max_age = -1,
     };
-    const struct dt_table *t = atomic_load_explicit(&w->srv->table, memory_order_acquire);
+    const struct dt_ruleset *rs = atomic_load_explicit(&w->srv->rules, memory_order_acquire);
     struct dt_match m;
-    const struct dt_rule *rule =
-        dt_table_match(t, DT_SCHEME_HTTP, req->host, req->path, req->query, w->now_s, &m);
+    const struct dt_table *t;
+    const struct dt_rule *rule = dt_ruleset_match(rs, DT_SCHEME_HTTP, req->host, req->path,
+                                                  req->query, w->now_s, &m, &t);
     if (rule) {
         int status = dt_rule_status(rule);
         r.max_age = dt_rule_max_age(t, rule);
@@ -204,10 +295,18 @@ static bool process(struct conn *c)
             break;
         if (ev == DT_HTTP_HEAD)
             answer(c, &req);
+        else if (ev == DT_HTTP_DONE && c->adm && c->adm->pending)
+            admin_dispatch(c);
         else if (ev == DT_HTTP_ERROR)
             answer_error(c, c->parser.status, c->parser.reason);
-        else if (ev == DT_HTTP_ABORT)
+        else if (ev == DT_HTTP_ABORT) {
+            if (c->adm && c->adm->pending) {
+                /* an admin request is answered only once its content is whole */
+                c->adm->pending = false;
+                answer_error(c, c->parser.status, c->parser.reason);
+            }
             c->close_after = c->dirty_close = true;
+        }
     }
     size_t done = dt_http_parser_discardable(&c->parser);
     if (done == c->in_len && done) {

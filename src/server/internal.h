@@ -53,14 +53,28 @@ struct worker {
     bool stopping;
     uint64_t stop_deadline_ms;
     uint64_t accept_resume_ms;
+    bool admin;                          /* the admin thread: whole requests, hooks.admin */
+    const struct dt_http_limits *limits; /* for its connections' parsers */
+    time_t tick_s;                       /* the admin thread: when hooks.tick last ran */
 };
 
 struct dt_server {
     const struct dt_server_config *cfg;
-    _Atomic(struct dt_table *) table;
-    struct worker *workers;
+    _Atomic(const struct dt_ruleset *) rules;
+    struct worker *workers; /* the redirect workers */
     unsigned nworkers;
+    struct worker *admin;   /* the admin thread's loop, or NULL */
     atomic_bool stopping;
+};
+
+/* An admin request being received: its head copied out of the input buffer, its content
+ * gathered by the parser. */
+struct admin_req {
+    struct dt_buf head; /* method, target, authorization, one after the other */
+    size_t method_len, target_len, auth_len, path_len, query_len;
+    struct dt_buf body;
+    bool pending;       /* a head arrived: answer when the content is complete */
+    bool close, keep_alive_10, is_head, too_large;
 };
 
 struct conn {
@@ -84,6 +98,7 @@ struct conn {
     struct dt_buf pending; /* output not yet accepted by the socket */
     size_t pending_off;
     struct dt_http_parser parser;
+    struct admin_req *adm; /* admin connections only */
 };
 
 /* worker.c */

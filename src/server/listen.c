@@ -7,11 +7,33 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+/* "unix:PATH", or a path ("/run/detour.sock", "./admin.sock"): a Unix domain socket. */
+static int parse_unix(const char *s, struct dt_listen_addr *a, char *err, size_t errlen)
+{
+    const char *path = strncmp(s, "unix:", 5) == 0 ? s + 5 : s;
+    struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(un->sun_path)) {
+        snprintf(err, errlen, "'%s': a Unix socket path must have 1 to %zu bytes", s,
+                 sizeof(un->sun_path) - 1);
+        return DT_EINVAL;
+    }
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, path, n + 1);
+    a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    snprintf(a->text, sizeof(a->text), "unix:%s", path);
+    return 0;
+}
 
 int dt_listen_parse(const char *s, struct dt_listen_addr *a, char *err, size_t errlen)
 {
     memset(a, 0, sizeof(*a));
+    if (s[0] == '/' || strncmp(s, "./", 2) == 0 || strncmp(s, "unix:", 5) == 0)
+        return parse_unix(s, a, err, errlen);
     char host[64];
     const char *port;
     if (s[0] == '[') {
@@ -65,8 +87,35 @@ int dt_listen_parse(const char *s, struct dt_listen_addr *a, char *err, size_t e
     return 0;
 }
 
+/* A Unix socket: a stale socket file left by an earlier run is replaced (nothing else is),
+ * and only the owner may connect. */
+static int open_unix(const struct dt_listen_addr *a, int backlog)
+{
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
+    struct stat st;
+    if (lstat(un->sun_path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return -EEXIST;
+        unlink(un->sun_path);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    mode_t old = umask(0177);
+    int rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
+    umask(old);
+    if (rc != 0 || listen(fd, backlog) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
 int dt_listen_open(const struct dt_listen_addr *a, int backlog)
 {
+    if (a->ss.ss_family == AF_UNIX)
+        return open_unix(a, backlog);
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -103,6 +152,10 @@ void dt_listen_name(int fd, char *out, size_t outlen)
     char host[INET6_ADDRSTRLEN] = "?";
     unsigned port = 0;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_UNIX) {
+            snprintf(out, outlen, "unix:%s", ((struct sockaddr_un *)&ss)->sun_path);
+            return;
+        }
         if (ss.ss_family == AF_INET) {
             struct sockaddr_in *in = (struct sockaddr_in *)&ss;
             inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));

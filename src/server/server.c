@@ -85,27 +85,38 @@ static void wait_quiescent(struct dt_server *s)
     }
 }
 
-static void publish(struct dt_server *s, struct dt_table *t)
+const struct dt_ruleset *dt_server_publish(struct dt_server *s, const struct dt_ruleset *rs)
 {
-    struct dt_table *old = atomic_exchange(&s->table, t);
+    const struct dt_ruleset *old = atomic_exchange(&s->rules, rs);
     wait_quiescent(s);
-    dt_table_free(old);
+    return old;
 }
 
+/* SIGHUP: the reload hook, or without one the rule files again as the server's own
+ * ruleset. */
 static void reload(struct dt_server *s)
 {
     const struct dt_server_config *c = s->cfg;
+    if (c->hooks.reload) {
+        c->hooks.reload(c->hooks.ctx, s);
+        return;
+    }
     char files[512];
     describe_files(c, files, sizeof(files));
     uint64_t t0 = mono_ms();
     struct dt_table *t = dt_server_load_rules(c);
-    struct dt_table *cur = atomic_load(&s->table);
+    const struct dt_ruleset *cur = atomic_load(&s->rules);
     if (!t) {
-        dt_log(DT_LOG_ERROR, "reload failed: keeping the %zu rules in use", dt_table_size(cur));
+        dt_log(DT_LOG_ERROR, "reload failed: keeping the %zu rules in use",
+               dt_table_size(cur->files));
         return;
     }
-    size_t before = dt_table_size(cur);
-    publish(s, t);
+    size_t before = dt_table_size(cur->files);
+    struct dt_ruleset *rs = dt_xcalloc(1, sizeof(*rs));
+    rs->files = t;
+    const struct dt_ruleset *old = dt_server_publish(s, rs);
+    dt_table_free((struct dt_table *)old->files);
+    free((void *)old);
     dt_log(DT_LOG_INFO, "reloaded %zu rules (was %zu) from %s in %llu ms", dt_table_size(t),
            before, files, (unsigned long long)(mono_ms() - t0));
 }
@@ -134,47 +145,75 @@ static int add_to_epoll(int epfd, int fd, uint32_t events, void *ptr)
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
-/* Opens every worker's listeners. With port 0 the first socket picks the port and the
- * others (and other workers) bind the same one. Returns 0, or -1 after logging. */
+/* Opens a worker's listeners, one per address. The first worker's sockets learn the ports
+ * the kernel chose for port 0, so that every other worker binds the same. Returns 0, or -1
+ * after logging. */
+static int open_worker_listeners(struct worker *w, const struct dt_listen_addr *given,
+                                 struct dt_listen_addr *addrs, size_t n, bool first,
+                                 char *names, size_t names_len, size_t *used)
+{
+    const struct dt_server_config *c = w->srv->cfg;
+    w->listeners = dt_xcalloc(n ? n : 1, sizeof(*w->listeners));
+    w->nlisteners = n;
+    for (size_t i = 0; i < n; i++) {
+        struct listener *l = &w->listeners[i];
+        l->tag = TAG_LISTENER;
+        l->fd = dt_listen_open(&addrs[i], c->backlog);
+        if (l->fd < 0) {
+            dt_log(DT_LOG_ERROR, "cannot listen on %s: %s", given[i].text, strerror(-l->fd));
+            return -1;
+        }
+        if (!first)
+            continue;
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0) {
+            if (ss.ss_family == AF_INET)
+                ((struct sockaddr_in *)&addrs[i].ss)->sin_port =
+                    ((struct sockaddr_in *)&ss)->sin_port;
+            else if (ss.ss_family == AF_INET6)
+                ((struct sockaddr_in6 *)&addrs[i].ss)->sin6_port =
+                    ((struct sockaddr_in6 *)&ss)->sin6_port;
+        }
+        char name[120];
+        dt_listen_name(l->fd, name, sizeof(name));
+        *used += (size_t)snprintf(names + *used, names_len - *used, "%s%s", *used ? " " : "",
+                                  name);
+        if (*used >= names_len)
+            *used = names_len - 1;
+    }
+    return 0;
+}
+
 static int open_listeners(struct dt_server *s, struct dt_listen_addr *addrs, char *names,
                           size_t names_len)
 {
     const struct dt_server_config *c = s->cfg;
     size_t used = 0;
     names[0] = '\0';
-    for (unsigned wi = 0; wi < s->nworkers; wi++) {
-        struct worker *w = &s->workers[wi];
-        w->listeners = dt_xcalloc(c->nlisten, sizeof(*w->listeners));
-        w->nlisteners = c->nlisten;
-        for (size_t i = 0; i < c->nlisten; i++) {
-            struct listener *l = &w->listeners[i];
-            l->tag = TAG_LISTENER;
-            l->fd = dt_listen_open(&addrs[i], c->backlog);
-            if (l->fd < 0) {
-                dt_log(DT_LOG_ERROR, "cannot listen on %s: %s", c->listen[i].text,
-                       strerror(-l->fd));
-                return -1;
-            }
-            if (wi == 0) {
-                /* Learn the port the kernel chose so every worker shares it. */
-                struct sockaddr_storage ss;
-                socklen_t len = sizeof(ss);
-                if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0) {
-                    if (ss.ss_family == AF_INET)
-                        ((struct sockaddr_in *)&addrs[i].ss)->sin_port =
-                            ((struct sockaddr_in *)&ss)->sin_port;
-                    else if (ss.ss_family == AF_INET6)
-                        ((struct sockaddr_in6 *)&addrs[i].ss)->sin6_port =
-                            ((struct sockaddr_in6 *)&ss)->sin6_port;
-                }
-                char name[96];
-                dt_listen_name(l->fd, name, sizeof(name));
-                used += (size_t)snprintf(names + used, names_len - used, "%s%s",
-                                         used ? " " : "", name);
-                if (used >= names_len)
-                    used = names_len - 1;
-            }
-        }
+    for (unsigned wi = 0; wi < s->nworkers; wi++)
+        if (open_worker_listeners(&s->workers[wi], c->listen, addrs, c->nlisten, wi == 0,
+                                  names, names_len, &used) != 0)
+            return -1;
+    return 0;
+}
+
+static int start_worker(struct worker *w)
+{
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->epfd < 0 || w->wakefd < 0) {
+        dt_log(DT_LOG_ERROR, "cannot create worker %u: %s", w->id, strerror(errno));
+        return -1;
+    }
+    w->wake_tag = TAG_WAKE;
+    add_to_epoll(w->epfd, w->wakefd, EPOLLIN, &w->wake_tag);
+    for (size_t k = 0; k < w->nlisteners; k++)
+        add_to_epoll(w->epfd, w->listeners[k].fd, EPOLLIN, &w->listeners[k]);
+    int rc = pthread_create(&w->thread, NULL, dt_worker_main, w);
+    if (rc != 0) {
+        dt_log(DT_LOG_ERROR, "cannot start worker %u: %s", w->id, strerror(rc));
+        return -1;
     }
     return 0;
 }
@@ -182,61 +221,76 @@ static int open_listeners(struct dt_server *s, struct dt_listen_addr *addrs, cha
 /* Starts the worker threads; returns how many started (all of them on success). */
 static unsigned start_workers(struct dt_server *s)
 {
-    for (unsigned i = 0; i < s->nworkers; i++) {
-        struct worker *w = &s->workers[i];
-        w->epfd = epoll_create1(EPOLL_CLOEXEC);
-        w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (w->epfd < 0 || w->wakefd < 0) {
-            dt_log(DT_LOG_ERROR, "cannot create worker %u: %s", i, strerror(errno));
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (start_worker(&s->workers[i]) != 0)
             return i;
-        }
-        w->wake_tag = TAG_WAKE;
-        add_to_epoll(w->epfd, w->wakefd, EPOLLIN, &w->wake_tag);
-        for (size_t k = 0; k < w->nlisteners; k++)
-            add_to_epoll(w->epfd, w->listeners[k].fd, EPOLLIN, &w->listeners[k]);
-        int rc = pthread_create(&w->thread, NULL, dt_worker_main, w);
-        if (rc != 0) {
-            dt_log(DT_LOG_ERROR, "cannot start worker %u: %s", i, strerror(rc));
-            return i;
-        }
-    }
     return s->nworkers;
+}
+
+static void wake(struct worker *w)
+{
+    uint64_t one = 1;
+    ssize_t r = write(w->wakefd, &one, sizeof(one));
+    (void)r;
 }
 
 static void stop_workers(struct dt_server *s, unsigned started)
 {
     atomic_store(&s->stopping, true);
-    for (unsigned i = 0; i < started; i++) {
-        uint64_t one = 1;
-        ssize_t r = write(s->workers[i].wakefd, &one, sizeof(one));
-        (void)r;
-    }
+    for (unsigned i = 0; i < started; i++)
+        wake(&s->workers[i]);
     for (unsigned i = 0; i < started; i++)
         pthread_join(s->workers[i].thread, NULL);
 }
 
+static void free_worker(struct worker *w)
+{
+    for (size_t k = 0; k < w->nlisteners; k++)
+        if (w->listeners[k].fd > 0)
+            close(w->listeners[k].fd);
+    free(w->listeners);
+    if (w->epfd > 0)
+        close(w->epfd);
+    if (w->wakefd > 0)
+        close(w->wakefd);
+    dt_buf_dispose(&w->out);
+    while (w->free_conns) {
+        struct conn *c = w->free_conns;
+        w->free_conns = c->tnext;
+        free(c->in);
+        dt_buf_dispose(&c->pending);
+        if (c->adm) {
+            dt_buf_dispose(&c->adm->head);
+            dt_buf_dispose(&c->adm->body);
+            free(c->adm);
+        }
+        free(c);
+    }
+}
+
 static void free_workers(struct dt_server *s)
 {
-    for (unsigned i = 0; i < s->nworkers; i++) {
-        struct worker *w = &s->workers[i];
-        for (size_t k = 0; k < w->nlisteners; k++)
-            if (w->listeners[k].fd > 0)
-                close(w->listeners[k].fd);
-        free(w->listeners);
-        if (w->epfd > 0)
-            close(w->epfd);
-        if (w->wakefd > 0)
-            close(w->wakefd);
-        dt_buf_dispose(&w->out);
-        while (w->free_conns) {
-            struct conn *c = w->free_conns;
-            w->free_conns = c->tnext;
-            free(c->in);
-            dt_buf_dispose(&c->pending);
-            free(c);
-        }
-    }
+    for (unsigned i = 0; i < s->nworkers; i++)
+        free_worker(&s->workers[i]);
     free(s->workers);
+    if (s->admin) {
+        free_worker(s->admin);
+        free(s->admin);
+    }
+}
+
+static void init_worker(struct dt_server *s, struct worker *w, unsigned id)
+{
+    const struct dt_server_config *c = s->cfg;
+    w->id = id;
+    w->srv = s;
+    w->epfd = w->wakefd = -1;
+    w->limits = &c->limits;
+    dt_buf_init(&w->out);
+    dt_buf_reserve(&w->out, 128 * 1024);
+    w->timeout_ms[TL_HEADER] = c->header_timeout_ms;
+    w->timeout_ms[TL_IDLE] = c->idle_timeout_ms;
+    w->timeout_ms[TL_LINGER] = LINGER_MS;
 }
 
 int dt_server_run(const struct dt_server_config *c)
@@ -244,9 +298,18 @@ int dt_server_run(const struct dt_server_config *c)
     char files[512];
     describe_files(c, files, sizeof(files));
     uint64_t t0 = mono_ms();
-    struct dt_table *table = dt_server_load_rules(c);
-    if (!table)
-        return 2;
+    struct dt_ruleset *own = NULL;
+    if (!c->initial) {
+        struct dt_table *table = dt_server_load_rules(c);
+        if (!table)
+            return 2;
+        own = dt_xcalloc(1, sizeof(*own));
+        own->files = table;
+    }
+    const struct dt_ruleset *initial = c->initial ? c->initial : own;
+    size_t nrules = (initial->files ? dt_table_size(initial->files) : 0) +
+                    (initial->store ? dt_table_size(initial->store) : 0) +
+                    (initial->overlay ? dt_table_size(initial->overlay) : 0);
     uint64_t load_ms = mono_ms() - t0;
 
     /* Signals go to this thread only: block them before any worker starts. */
@@ -260,39 +323,54 @@ int dt_server_run(const struct dt_server_config *c)
     raise_fd_limit();
 
     struct dt_server s = {.cfg = c};
-    atomic_init(&s.table, table);
+    atomic_init(&s.rules, initial);
     atomic_init(&s.stopping, false);
     s.nworkers = c->workers ? c->workers : cpu_count();
     s.workers = dt_xcalloc(s.nworkers, sizeof(*s.workers));
-    for (unsigned i = 0; i < s.nworkers; i++) {
-        struct worker *w = &s.workers[i];
-        w->id = i;
-        w->srv = &s;
-        w->epfd = w->wakefd = -1;
-        dt_buf_init(&w->out);
-        dt_buf_reserve(&w->out, 128 * 1024);
-        w->timeout_ms[TL_HEADER] = c->header_timeout_ms;
-        w->timeout_ms[TL_IDLE] = c->idle_timeout_ms;
-        w->timeout_ms[TL_LINGER] = LINGER_MS;
-    }
-    struct dt_listen_addr *addrs = dt_xcalloc(c->nlisten, sizeof(*addrs));
+    for (unsigned i = 0; i < s.nworkers; i++)
+        init_worker(&s, &s.workers[i], i);
+    struct dt_listen_addr *addrs = dt_xcalloc(c->nlisten + c->nadmin + 1, sizeof(*addrs));
     memcpy(addrs, c->listen, c->nlisten * sizeof(*addrs));
-    char names[512];
+    char names[512], admin_names[256] = "";
     int status = 0;
+    unsigned started = 0;
+    bool admin_started = false;
     if (open_listeners(&s, addrs, names, sizeof(names)) != 0) {
         status = 1;
         goto out;
     }
-    unsigned started = start_workers(&s);
+    if (c->nadmin) {
+        s.admin = dt_xcalloc(1, sizeof(*s.admin));
+        init_worker(&s, s.admin, s.nworkers);
+        s.admin->admin = true;
+        s.admin->limits = &c->admin_limits;
+        memcpy(addrs + c->nlisten, c->admin, c->nadmin * sizeof(*addrs));
+        size_t used = 0;
+        if (open_worker_listeners(s.admin, c->admin, addrs + c->nlisten, c->nadmin, true,
+                                  admin_names, sizeof(admin_names), &used) != 0) {
+            status = 1;
+            goto out;
+        }
+    }
+    started = start_workers(&s);
     if (started != s.nworkers) {
         status = 1;
-        stop_workers(&s, started);
-        goto out;
+        goto stop;
+    }
+    if (s.admin) {
+        if (start_worker(s.admin) != 0) {
+            status = 1;
+            goto stop;
+        }
+        admin_started = true;
     }
     dt_log(DT_LOG_INFO,
-           "detour " DETOUR_VERSION " started: %zu rules from %s loaded in %llu ms; "
-           "listening on %s; %u workers",
-           dt_table_size(table), files, (unsigned long long)load_ms, names, s.nworkers);
+           "detour " DETOUR_VERSION " started: %zu rules from %s%s loaded in %llu ms; "
+           "listening on %s; %u workers%s%s",
+           nrules, files, c->initial ? " and the store" : "", (unsigned long long)load_ms,
+           names, s.nworkers, s.admin ? "; admin API on " : "", admin_names);
+    if (c->hooks.started)
+        c->hooks.started(c->hooks.ctx, &s);
 
     for (;;) {
         siginfo_t si;
@@ -311,11 +389,23 @@ int dt_server_run(const struct dt_server_config *c)
                sig == SIGTERM ? "SIGTERM" : "SIGINT");
         break;
     }
-    stop_workers(&s, s.nworkers);
-    dt_log(DT_LOG_INFO, "stopped");
+    if (c->hooks.stopping)
+        c->hooks.stopping(c->hooks.ctx);
+stop:
+    stop_workers(&s, started);
+    if (admin_started) {
+        wake(s.admin);
+        pthread_join(s.admin->thread, NULL);
+    }
+    if (status == 0)
+        dt_log(DT_LOG_INFO, "stopped");
 out:
     free_workers(&s);
     free(addrs);
-    dt_table_free(atomic_load(&s.table));
+    if (!c->initial) {
+        const struct dt_ruleset *last = atomic_load(&s.rules);
+        dt_table_free((struct dt_table *)last->files);
+        free((void *)last);
+    }
     return status;
 }

@@ -17,13 +17,15 @@ struct dt_listen_addr {
     char text[80]; /* as the user wrote it, then with the real port once bound */
 };
 
-/* Parses ADDR:PORT ("127.0.0.1:8307", "[::1]:8307", "*:8307", "localhost:8307"). Port 0
- * asks the kernel for a free port. Returns 0, or DT_EINVAL with a message in err. */
+/* Parses ADDR:PORT ("127.0.0.1:8307", "[::1]:8307", "*:8307", "localhost:8307"), or a Unix
+ * socket ("unix:PATH", or a path starting with '/' or "./"). Port 0 asks the kernel for a
+ * free port. Returns 0, or DT_EINVAL with a message in err. */
 DT_MUST_CHECK int dt_listen_parse(const char *s, struct dt_listen_addr *a, char *err,
                                   size_t errlen);
 
 /* Opens a listening TCP socket (non-blocking, SO_REUSEPORT, deferred accept, no Nagle)
- * bound to a. Returns the fd, or -errno. */
+ * bound to a, or a Unix socket only its owner may use (replacing a stale socket file).
+ * Returns the fd, or -errno. */
 int dt_listen_open(const struct dt_listen_addr *a, int backlog);
 
 /* Writes "ADDR:PORT" for a bound socket into out. */
@@ -37,6 +39,42 @@ struct dt_rule_file {
     int format;
 };
 
+/* ---- the admin side ---------------------------------------------------------------------- */
+
+/* An admin request, whole: head and content. Spans are valid during the call only. */
+struct dt_admin_request {
+    struct dt_str method, target, path, query;
+    struct dt_str authorization; /* the Authorization field, empty when absent */
+    struct dt_str body;
+    bool head;                   /* HEAD: the reply's body is not sent */
+};
+
+/* What the admin hook answers: status, Content-Type, extra header lines, body. */
+struct dt_admin_reply {
+    int status;
+    const char *content_type; /* static string; NULL: none */
+    struct dt_buf headers;    /* complete "Name: value\r\n" lines, may stay empty */
+    struct dt_buf body;
+};
+
+struct dt_server;
+
+/* What the server calls back. Every hook may be NULL. */
+struct dt_server_hooks {
+    void *ctx;
+    /* Control thread, once the workers run: srv may be used with dt_server_publish. */
+    void (*started)(void *ctx, struct dt_server *srv);
+    /* SIGHUP, control thread: reload the rule files and publish (instead of the server's own
+     * reload of cfg->rules). */
+    void (*reload)(void *ctx, struct dt_server *srv);
+    /* Control thread, after SIGTERM/SIGINT, before the workers stop. */
+    void (*stopping)(void *ctx);
+    /* The admin thread, for every admin request. */
+    void (*admin)(void *ctx, const struct dt_admin_request *req, struct dt_admin_reply *rep);
+    /* The admin thread, about once a second (and at least when now changes). */
+    void (*tick)(void *ctx, time_t now);
+};
+
 struct dt_server_config {
     struct dt_listen_addr *listen;
     size_t nlisten;
@@ -48,6 +86,13 @@ struct dt_server_config {
     uint64_t idle_timeout_ms;     /* a keep-alive connection may idle this long */
     uint64_t shutdown_timeout_ms; /* SIGTERM: in-flight work gets this long */
     int backlog;
+    /* With initial set the server answers from it and from what is published later; it does
+     * not read rules itself nor free them (the hooks' owner does). */
+    const struct dt_ruleset *initial;
+    struct dt_server_hooks hooks;
+    struct dt_listen_addr *admin; /* the admin listeners (hooks.admin answers) */
+    size_t nadmin;
+    struct dt_http_limits admin_limits;
 };
 
 void dt_server_config_init(struct dt_server_config *c);
@@ -56,6 +101,11 @@ void dt_server_config_init(struct dt_server_config *c);
  * or SIGINT. Returns the process exit status: 0 after a clean stop, 2 when the rules do not
  * load, 1 when a listener cannot be opened. Call from the main thread, once. */
 int dt_server_run(const struct dt_server_config *c);
+
+/* Makes rs what every worker answers from, then waits until no worker can still be using
+ * the ruleset it replaces, and returns that one (the caller frees what it no longer needs).
+ * Any thread but a worker's; callers serialise their publishes. */
+const struct dt_ruleset *dt_server_publish(struct dt_server *s, const struct dt_ruleset *rs);
 
 /* Loads the rule files of c into a finished table; prints errors to stderr. Returns NULL
  * if any file has an error. Control thread. */

@@ -69,6 +69,8 @@ static int next_timeout(const struct worker *w)
         next = w->accept_resume_ms;
     if (w->stopping && w->stop_deadline_ms < next)
         next = w->stop_deadline_ms;
+    if (w->admin && w->srv->cfg->hooks.tick && w->now_ms + 1000 < next)
+        next = w->now_ms + 1000; /* the admin thread ticks about once a second */
     if (next == UINT64_MAX)
         return -1;
     if (next <= w->now_ms)
@@ -208,6 +210,10 @@ void *dt_worker_main(void *arg)
         if (w->accept_resume_ms && w->now_ms >= w->accept_resume_ms)
             resume_accepting(w);
         expire(w);
+        if (w->admin && w->now_s != w->tick_s && w->srv->cfg->hooks.tick && !w->stopping) {
+            w->tick_s = w->now_s;
+            w->srv->cfg->hooks.tick(w->srv->cfg->hooks.ctx, w->now_s);
+        }
         if (w->stopping && (w->nconns == 0 || w->now_ms >= w->stop_deadline_ms))
             break;
     }

@@ -20,8 +20,15 @@ DATA = os.path.join(ROOT, "tests", "data")
 class Server:
     """A `detour serve` process. Use as a context manager, or call start()/stop()."""
 
-    def __init__(self, rules="", args=(), workers=1, listen=("127.0.0.1:0",), rule_files=None):
+    def __init__(self, rules="", args=(), workers=1, listen=("127.0.0.1:0",), rule_files=None,
+                 admin="127.0.0.1:0", db=None, token_file=None):
         self.tmp = tempfile.TemporaryDirectory(prefix="detour-test-")
+        # The store and the admin API: a fresh database and token in the test's directory,
+        # the admin listener on a free port (None: --admin off).
+        self.db = db or os.path.join(self.tmp.name, "detour.db")
+        self.token_file = token_file or os.path.join(self.tmp.name, "admin.token")
+        self.admin = admin
+        self.admin_addr = None
         if rule_files is None:
             path = os.path.join(self.tmp.name, "rules.txt")
             with open(path, "w", encoding="utf-8") as f:
@@ -47,6 +54,8 @@ class Server:
             cmd += ["--listen", addr]
         for path in self.rule_files:
             cmd += ["--rules", path]
+        cmd += ["--db", self.db, "--admin", self.admin or "off",
+                "--admin-token-file", self.token_file]
         return cmd + self.args
 
     def start(self, timeout=10):
@@ -61,7 +70,53 @@ class Server:
         for a in listening:
             host, port = a.rsplit(":", 1)
             self.addrs.append((host.strip("[]"), int(port)))
+        m = re.search(r"admin API on (\S+)", line)
+        if m:
+            self.admin_addr = m.group(1)
         return self
+
+    @property
+    def token(self):
+        with open(self.token_file, encoding="ascii") as f:
+            return f.read().strip()
+
+    def api(self, method, path, body=None, token=None, headers=None, raw=False):
+        """One admin API request on a new connection. body: a dict/list (sent as JSON), str
+        or bytes. Returns (status, headers dict lower-cased, parsed JSON or raw bytes)."""
+        import http.client
+        import json as _json
+        if self.admin_addr.startswith("unix:"):
+            class UnixConn(http.client.HTTPConnection):
+                def __init__(self, path):
+                    super().__init__("localhost", timeout=30)
+                    self.unix_path = path
+
+                def connect(self):
+                    self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    self.sock.settimeout(30)
+                    self.sock.connect(self.unix_path)
+            conn = UnixConn(self.admin_addr[5:])
+        else:
+            host, port = self.admin_addr.rsplit(":", 1)
+            conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=30)
+        hdrs = dict(headers or {})
+        if token is None:
+            token = self.token
+        if token is not False:
+            hdrs["Authorization"] = "Bearer " + token
+        if isinstance(body, (dict, list)):
+            body = _json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        elif isinstance(body, str):
+            body = body.encode()
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        h = {k.lower(): v for k, v in r.getheaders()}
+        if raw or not data or not h.get("content-type", "").startswith("application/json"):
+            return r.status, h, data
+        return r.status, h, _json.loads(data)
 
     def _read_log(self):
         for raw in self.proc.stderr:

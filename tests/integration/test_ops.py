@@ -176,11 +176,14 @@ class Logs(unittest.TestCase):
         location(srv, "/missing")
         srv.reload()
         srv.stop()
-        lines = srv.log
+        # The first start also says, once, where it wrote the admin API's new token.
+        self.assertIn("admin API token written to", srv.log[0])
+        lines = srv.log[1:]
         self.assertEqual(len(lines), 4, lines)
         self.assertRegex(lines[0], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ detour\[\d+\] info: "
-                                   r"detour \S+ started: 1 rules from \S+ loaded in \d+ ms; "
-                                   r"listening on 127\.0\.0\.1:\d+; 1 workers$")
+                                   r"detour \S+ started: 1 rules from \S+ and the store "
+                                   r"loaded in \d+ ms; listening on 127\.0\.0\.1:\d+; "
+                                   r"1 workers; admin API on 127\.0\.0\.1:\d+$")
         self.assertIn("reloaded 1 rules", lines[1])
         self.assertIn("SIGTERM: stopping", lines[2])
         self.assertIn("stopped", lines[3])

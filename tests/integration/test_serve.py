@@ -5,6 +5,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import unittest
 
 from harness import DETOUR, Reader, Server, exchange, request
@@ -294,8 +295,10 @@ class Listen(unittest.TestCase):
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
-        p = subprocess.run([DETOUR, "serve", "--listen", "127.0.0.1:%d" % port],
-                           capture_output=True, timeout=10)
+        with tempfile.TemporaryDirectory() as d:
+            p = subprocess.run([DETOUR, "serve", "--listen", "127.0.0.1:%d" % port,
+                                "--db", os.path.join(d, "db"), "--admin", "off"],
+                               capture_output=True, timeout=10)
         blocker.close()
         self.assertEqual(p.returncode, 1)
         self.assertIn(b"cannot listen on 127.0.0.1:%d" % port, p.stderr)

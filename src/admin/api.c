@@ -1,0 +1,1309 @@
+/* api: the admin API. JSON over HTTP/1.1 on the admin listener, every request with the
+ * bearer token. Writes go to the store in one transaction each (one numbered version), then
+ * to the live rule set; dry_run=true answers with the diff and the lint findings instead.
+ * The endpoints are described in docs/admin.md. */
+#include "admin/internal.h"
+#include "rules/import.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define PAGE_DEFAULT 100
+#define PAGE_MAX 10000
+#define ERRORS_SHOWN 100
+
+struct admin {
+    struct live live;
+    struct dt_store *store;
+    const struct dt_admin_options *opt;
+    const struct dt_server_config *cfg;
+    char token[256];
+    time_t started;
+    uint64_t requests, writes, refused_auth, errors;
+};
+
+/* ---- replies ------------------------------------------------------------------------------ */
+
+static void reply_json(struct dt_admin_reply *rep, int status, json_t *j)
+{
+    rep->status = status;
+    rep->content_type = "application/json";
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
+    dt_buf_append(&rep->body, s, strlen(s));
+    dt_buf_append(&rep->body, "\n", 1);
+    free(s);
+    json_decref(j);
+}
+
+static void reply_error(struct dt_admin_reply *rep, int status, const char *field, const char *fmt,
+                        ...) DT_PRINTF(4, 5);
+static void reply_error(struct dt_admin_reply *rep, int status, const char *field, const char *fmt,
+                        ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *j = json_pack("{s:s}", "error", msg);
+    if (field)
+        json_object_set_new(j, "field", json_string(field));
+    reply_json(rep, status, j);
+}
+
+static json_t *time_json(int64_t t)
+{
+    if (t <= 0)
+        return json_null();
+    char buf[21];
+    dt_fmt_rfc3339(buf, (time_t)t);
+    return json_string(buf);
+}
+
+/* ---- the query string --------------------------------------------------------------------- */
+
+/* The decoded value of key in a query string; false when absent. */
+static bool query_get(struct dt_str q, const char *key, char *out, size_t cap)
+{
+    size_t klen = strlen(key);
+    size_t i = 0;
+    while (i < q.len) {
+        size_t end = i;
+        while (end < q.len && q.ptr[end] != '&')
+            end++;
+        const char *eq = memchr(q.ptr + i, '=', end - i);
+        size_t nlen = eq ? (size_t)(eq - q.ptr - i) : end - i;
+        if (nlen == klen && !memcmp(q.ptr + i, key, klen)) {
+            size_t o = 0;
+            for (size_t k = eq ? (size_t)(eq - q.ptr) + 1 : end; k < end && o + 1 < cap; k++) {
+                char c = q.ptr[k];
+                if (c == '+')
+                    c = ' ';
+                else if (c == '%' && k + 2 < end + 0 + 1 && dt_hexval((unsigned char)q.ptr[k + 1]) >= 0 &&
+                         k + 2 < q.len && dt_hexval((unsigned char)q.ptr[k + 2]) >= 0) {
+                    c = (char)(dt_hexval((unsigned char)q.ptr[k + 1]) * 16 +
+                               dt_hexval((unsigned char)q.ptr[k + 2]));
+                    k += 2;
+                }
+                out[o++] = c;
+            }
+            out[o] = '\0';
+            return true;
+        }
+        i = end + 1;
+    }
+    return false;
+}
+
+static bool query_flag(struct dt_str q, const char *key)
+{
+    char v[16];
+    return query_get(q, key, v, sizeof(v)) && (!strcmp(v, "true") || !strcmp(v, "1") || !v[0]);
+}
+
+/* A numeric query parameter; false (with a 400 sent) when malformed. */
+static bool query_int(struct dt_admin_reply *rep, struct dt_str q, const char *key, int64_t min,
+                      int64_t max, int64_t *out)
+{
+    char v[32];
+    if (!query_get(q, key, v, sizeof(v)))
+        return true;
+    if (dt_parse_int(dt_str_make(v, strlen(v)), min, max, out) != 0) {
+        reply_error(rep, 400, key, "%s must be a number from %lld to %lld", key, (long long)min,
+                    (long long)max);
+        return false;
+    }
+    return true;
+}
+
+/* ---- rules as JSON ------------------------------------------------------------------------- */
+
+static json_t *rule_json(const struct dt_store_rule *r)
+{
+    /* The options are rule-file syntax: read them back with the rule parser. */
+    char *line = dt_live_line(r);
+    struct dt_rule_spec spec;
+    struct dt_diag d;
+    bool parsed = dt_rule_parse_line(dt_str_make(line, strlen(line)), &spec, &d) == 1;
+    json_t *j = json_pack("{s:I,s:s,s:s,s:i}", "id", (json_int_t)r->id, "source", r->source,
+                          "target", r->target, "status", r->status);
+    json_object_set_new(j, "query", json_string(parsed && spec.query_drop ? "drop" : "keep"));
+    json_object_set_new(j, "cache", parsed && spec.max_age >= 0 ? json_integer(spec.max_age)
+                                                                 : json_null());
+    json_object_set_new(j, "from", parsed && spec.has_from ? time_json(spec.from) : json_null());
+    json_object_set_new(j, "until",
+                        parsed && spec.has_until ? time_json(spec.until) : json_null());
+    json_object_set_new(j, "note", json_string(r->note ? r->note : ""));
+    json_object_set_new(j, "created", time_json(r->created));
+    json_object_set_new(j, "updated", time_json(r->updated));
+    json_object_set_new(j, "since", time_json(r->since));
+    json_object_set_new(j, "version", json_integer(r->version));
+    free(line);
+    return j;
+}
+
+static int collect_rule(void *ctx, const struct dt_store_rule *r)
+{
+    json_array_append_new(ctx, rule_json(r));
+    return 0;
+}
+
+static int get_rule(void *ctx, const struct dt_store_rule *r)
+{
+    *(json_t **)ctx = rule_json(r);
+    return 0;
+}
+
+/* A rule being written: its fields as text, and the line they make. */
+struct rule_in {
+    char source[8300], target[8300], note[1024];
+    int status;
+    bool query_drop;
+    int64_t cache; /* -1: none */
+    bool has_from, has_until;
+    time_t from, until;
+    struct dt_buf options;
+};
+
+static void rule_in_init(struct rule_in *in)
+{
+    memset(in, 0, sizeof(*in));
+    in->status = 307;
+    in->cache = -1;
+    dt_buf_init(&in->options);
+}
+
+/* Fills in from a stored rule (for PATCH). */
+static int rule_in_from_store(void *ctx, const struct dt_store_rule *r)
+{
+    struct rule_in *in = ctx;
+    snprintf(in->source, sizeof(in->source), "%s", r->source);
+    snprintf(in->target, sizeof(in->target), "%s", r->target);
+    snprintf(in->note, sizeof(in->note), "%s", r->note ? r->note : "");
+    in->status = r->status;
+    struct dt_rule_spec spec;
+    struct dt_diag d;
+    char *line = dt_live_line(r);
+    if (dt_rule_parse_line(dt_str_make(line, strlen(line)), &spec, &d) == 1) {
+        in->query_drop = spec.query_drop;
+        in->cache = spec.max_age;
+        in->has_from = spec.has_from;
+        in->from = spec.from;
+        in->has_until = spec.has_until;
+        in->until = spec.until;
+    }
+    free(line);
+    return 0;
+}
+
+static const char *const writable[] = {"source", "target", "status", "query", "cache",
+                                       "from",   "until",  "note"};
+static const char *const readonly[] = {"id", "created", "updated", "since", "version"};
+
+static bool one_of(const char *k, const char *const *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(k, set[i]))
+            return true;
+    return false;
+}
+
+static bool text_field(json_t *v, const char *key, char *out, size_t cap, struct dt_admin_reply *rep)
+{
+    if (!json_is_string(v)) {
+        reply_error(rep, 400, key, "'%s' must be a string", key);
+        return false;
+    }
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n >= cap || strlen(s) != n) {
+        reply_error(rep, 400, key, "'%s' is too long or holds a NUL", key);
+        return false;
+    }
+    memcpy(out, s, n + 1);
+    return true;
+}
+
+static bool time_field(json_t *v, const char *key, bool *has, time_t *t, struct dt_admin_reply *rep)
+{
+    if (json_is_null(v)) {
+        *has = false;
+        return true;
+    }
+    if (!json_is_string(v) ||
+        dt_parse_rfc3339(dt_str_make(json_string_value(v), json_string_length(v)), t) != 0) {
+        reply_error(rep, 400, key, "'%s' must be an RFC 3339 time such as "
+                                   "2026-12-01T06:00:00Z, or null", key);
+        return false;
+    }
+    *has = true;
+    return true;
+}
+
+/* Applies a JSON object's fields to in. With full, source and target are required. */
+static bool rule_in_apply(struct rule_in *in, json_t *obj, bool full, struct dt_admin_reply *rep)
+{
+    if (!json_is_object(obj)) {
+        reply_error(rep, 400, NULL, "the request content must be a JSON object (a rule)");
+        return false;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        if (!one_of(key, writable, DT_ARRAY_LEN(writable)) &&
+            !one_of(key, readonly, DT_ARRAY_LEN(readonly))) {
+            reply_error(rep, 400, key, "unknown field '%s' (a rule has source, target, status, "
+                                       "query, cache, from, until, note)", key);
+            return false;
+        }
+    }
+    if (full && (!json_object_get(obj, "source") || !json_object_get(obj, "target"))) {
+        const char *missing = json_object_get(obj, "source") ? "target" : "source";
+        reply_error(rep, 400, missing, "'%s' is required", missing);
+        return false;
+    }
+    if ((v = json_object_get(obj, "source")) &&
+        !text_field(v, "source", in->source, sizeof(in->source), rep))
+        return false;
+    if ((v = json_object_get(obj, "target")) &&
+        !text_field(v, "target", in->target, sizeof(in->target), rep))
+        return false;
+    if ((v = json_object_get(obj, "note")) && !text_field(v, "note", in->note, sizeof(in->note), rep))
+        return false;
+    if ((v = json_object_get(obj, "status"))) {
+        json_int_t s = json_is_integer(v) ? json_integer_value(v) : 0;
+        if (!(s == 301 || s == 302 || s == 303 || s == 307 || s == 308)) {
+            reply_error(rep, 400, "status", "'status' must be 301, 302, 303, 307 or 308");
+            return false;
+        }
+        in->status = (int)s;
+    } else if (full) {
+        in->status = 307;
+    }
+    if ((v = json_object_get(obj, "query"))) {
+        const char *q = json_is_string(v) ? json_string_value(v) : "";
+        if (strcmp(q, "keep") && strcmp(q, "drop")) {
+            reply_error(rep, 400, "query", "'query' must be \"keep\" or \"drop\"");
+            return false;
+        }
+        in->query_drop = !strcmp(q, "drop");
+    }
+    if ((v = json_object_get(obj, "cache"))) {
+        if (json_is_null(v)) {
+            in->cache = -1;
+        } else if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                   json_integer_value(v) > INT32_MAX) {
+            reply_error(rep, 400, "cache", "'cache' must be a number of seconds "
+                                           "(0 to 2147483647) or null");
+            return false;
+        } else {
+            in->cache = json_integer_value(v);
+        }
+    }
+    if ((v = json_object_get(obj, "from")) && !time_field(v, "from", &in->has_from, &in->from, rep))
+        return false;
+    if ((v = json_object_get(obj, "until")) &&
+        !time_field(v, "until", &in->has_until, &in->until, rep))
+        return false;
+    return true;
+}
+
+/* Checks the rule as the table would load it; builds in->options. On an error sends 400
+ * naming the field. */
+static bool rule_in_check(struct rule_in *in, struct dt_admin_reply *rep)
+{
+    in->options.len = 0;
+    if (in->query_drop)
+        dt_buf_appendf(&in->options, "query=drop");
+    if (in->cache >= 0)
+        dt_buf_appendf(&in->options, "%scache=%lld", in->options.len ? " " : "",
+                       (long long)in->cache);
+    char t[21];
+    if (in->has_from) {
+        dt_fmt_rfc3339(t, in->from);
+        dt_buf_appendf(&in->options, "%sfrom=%s", in->options.len ? " " : "", t);
+    }
+    if (in->has_until) {
+        dt_fmt_rfc3339(t, in->until);
+        dt_buf_appendf(&in->options, "%suntil=%s", in->options.len ? " " : "", t);
+    }
+    dt_buf_terminate(&in->options);
+    for (const char *f = in->source; *f; f++)
+        if ((unsigned char)*f <= ' ' || *f == '#') {
+            reply_error(rep, 400, "source", "'source' must not contain white space, control "
+                                            "characters or '#'");
+            return false;
+        }
+    for (const char *f = in->target; *f; f++)
+        if ((unsigned char)*f <= ' ') {
+            reply_error(rep, 400, "target", "'target' must not contain white space or control "
+                                            "characters");
+            return false;
+        }
+    if (!in->source[0] || !in->target[0]) {
+        const char *f = in->source[0] ? "target" : "source";
+        reply_error(rep, 400, f, "'%s' must not be empty", f);
+        return false;
+    }
+    struct dt_buf line;
+    dt_buf_init(&line);
+    dt_buf_appendf(&line, "%s %s %d%s%s", in->source, in->target, in->status,
+                   in->options.len ? " " : "", in->options.ptr);
+    size_t target_at = strlen(in->source) + 1, status_at = target_at + strlen(in->target) + 1;
+    struct dt_rule_spec spec;
+    struct dt_diag d;
+    int rc = dt_rule_parse_line(dt_str_make(line.ptr, line.len), &spec, &d);
+    if (rc == 1) {
+        struct dt_table *t2 = dt_table_new();
+        rc = dt_table_add(t2, &spec, -1, 0, &d);
+        dt_table_free(t2);
+    } else if (rc == 0) {
+        rc = DT_ESYNTAX;
+        dt_diag_set(&d, 0, "empty rule");
+    }
+    bool ok = rc == 0;
+    if (!ok) {
+        const char *field = d.offset < target_at ? "source" : d.offset < status_at ? "target"
+                                                                                  : "options";
+        reply_error(rep, 400, field, "%s: %s", field, d.msg);
+    }
+    dt_buf_dispose(&line);
+    return ok;
+}
+
+static struct dt_store_rule rule_in_store(const struct rule_in *in)
+{
+    return (struct dt_store_rule){.source = in->source, .target = in->target,
+                                  .status = in->status, .options = in->options.ptr,
+                                  .note = in->note};
+}
+
+/* ---- writes: one transaction, diff, lint, commit, publish ------------------------------- */
+
+struct pending {
+    json_t *added, *changed, *removed;
+    struct change *ch;
+    size_t n, cap;
+    int64_t *ids;
+};
+
+static int collect_change(void *ctx, const struct dt_store_change *c)
+{
+    struct pending *p = ctx;
+    if (!strcmp(c->kind, "added"))
+        json_array_append_new(p->added, rule_json(c->new_rule));
+    else if (!strcmp(c->kind, "removed"))
+        json_array_append_new(p->removed, rule_json(c->old_rule));
+    else
+        json_array_append_new(p->changed, json_pack("{s:o,s:o}", "old", rule_json(c->old_rule),
+                                                    "new", rule_json(c->new_rule)));
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 16;
+        p->ch = dt_xrealloc(p->ch, p->cap * sizeof(*p->ch));
+    }
+    const struct dt_store_rule *r = c->new_rule ? c->new_rule : c->old_rule;
+    p->ch[p->n++] = (struct change){r->id, c->version, c->new_rule ? dt_live_line(c->new_rule)
+                                                                   : NULL};
+    return 0;
+}
+
+static void pending_dispose(struct pending *p)
+{
+    json_decref(p->added);
+    json_decref(p->changed);
+    json_decref(p->removed);
+    for (size_t i = 0; i < p->n; i++)
+        free(p->ch[i].line);
+    free(p->ch);
+}
+
+static bool changed_id(const struct pending *p, int64_t id)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (p->ch[i].id == id)
+            return true;
+    return false;
+}
+
+/* Lints the rule set the open transaction would make (the store's rules as the transaction
+ * sees them, then the rule files) and returns the findings about changed store rules;
+ * *errors counts the error-level ones among them. */
+static json_t *lint_pending(struct admin *a, const struct pending *p, unsigned *errors)
+{
+    json_t *out = json_array();
+    *errors = 0;
+    struct dt_buf err;
+    dt_buf_init(&err);
+    struct dt_table *t = dt_table_new();
+    dt_table_add_file(t, "store");
+    int rc = dt_live_fill_store(t, a->store, 0, &err);
+    struct dt_errors errs;
+    dt_errors_init(&errs);
+    for (size_t i = 0; i < a->cfg->nrules; i++)
+        if (dt_table_load_file_as(t, a->cfg->rules[i].path, a->cfg->rules[i].format, 0, &errs))
+            break; /* a file that no longer loads: lint what did */
+    dt_errors_dispose(&errs);
+    dt_buf_dispose(&err);
+    dt_table_finish(t);
+    if (rc == 0) {
+        struct dt_lint_options lo = {.now = time(NULL),
+                                     .max_temporary_age = a->opt->max_temporary_age};
+        struct dt_lint_report rep = {0};
+        dt_lint_run(t, &lo, &rep);
+        for (size_t i = 0; i < rep.n; i++) {
+            const struct dt_lint_finding *f = &rep.findings[i];
+            if (!f->file || strcmp(f->file, "store") || !changed_id(p, f->line))
+                continue;
+            if (f->severity == DT_LINT_ERROR)
+                (*errors)++;
+            json_array_append_new(out, json_pack("{s:s,s:s,s:I,s:s}", "severity",
+                                                 f->severity == DT_LINT_ERROR ? "error"
+                                                                              : "warning",
+                                                 "kind", f->kind, "id", (json_int_t)f->line,
+                                                 "message", f->message));
+        }
+        dt_lint_report_dispose(&rep);
+    }
+    dt_table_free(t);
+    return out;
+}
+
+/* Finishes an open write transaction: with dry_run, answers the diff and the lint findings
+ * and abandons it; with refuse_errors (imports), abandons it when the result has an error
+ * finding about a changed rule unless forced; otherwise commits, publishes and answers
+ * with the version and extra (consumed). */
+static void finish_write(struct admin *a, struct dt_admin_reply *rep, bool dry_run,
+                         bool refuse_errors, bool force, int status, json_t *extra)
+{
+    struct pending p = {json_array(), json_array(), json_array(), NULL, 0, 0, NULL};
+    dt_store_pending(a->store, collect_change, &p);
+    unsigned errors = 0;
+    json_t *findings = NULL;
+    if (dry_run || refuse_errors)
+        findings = lint_pending(a, &p, &errors);
+    if (dry_run) {
+        dt_store_abort(a->store);
+        json_t *j = json_pack("{s:b,s:{s:O,s:O,s:O},s:o,s:b}", "dry_run", 1, "diff", "added",
+                              p.added, "changed", p.changed, "removed", p.removed, "lint",
+                              findings, "would_refuse", refuse_errors && errors && !force);
+        if (extra)
+            json_object_update(j, extra);
+        json_decref(extra);
+        reply_json(rep, 200, j);
+        pending_dispose(&p);
+        return;
+    }
+    if (refuse_errors && errors && !force) {
+        dt_store_abort(a->store);
+        json_t *j = json_pack("{s:s,s:o}", "error",
+                              "refused: the result has error-level lint findings "
+                              "(force=true applies it anyway)",
+                              "lint", findings);
+        json_decref(extra);
+        reply_json(rep, 409, j);
+        pending_dispose(&p);
+        return;
+    }
+    json_decref(findings);
+    struct dt_buf err;
+    dt_buf_init(&err);
+    int64_t version = 0;
+    if (dt_store_commit(a->store, &version, &err) != 0) {
+        reply_error(rep, 500, NULL, "the store did not commit: %s", err.ptr ? err.ptr : "");
+        dt_buf_dispose(&err);
+        json_decref(extra);
+        pending_dispose(&p);
+        return;
+    }
+    dt_buf_dispose(&err);
+    for (size_t i = 0; i < p.n; i++)
+        p.ch[i].version = version;
+    dt_live_apply(&a->live, p.ch, p.n);
+    a->writes++;
+    json_t *j = json_pack("{s:I,s:I,s:I,s:I}", "version", (json_int_t)version, "added",
+                          (json_int_t)json_array_size(p.added), "changed",
+                          (json_int_t)json_array_size(p.changed), "removed",
+                          (json_int_t)json_array_size(p.removed));
+    if (extra)
+        json_object_update(j, extra);
+    json_decref(extra);
+    reply_json(rep, status, j);
+    pending_dispose(&p);
+}
+
+static bool begin(struct admin *a, struct dt_admin_reply *rep, const char *actor)
+{
+    struct dt_buf err;
+    dt_buf_init(&err);
+    int rc = dt_store_begin(a->store, (int64_t)time(NULL), actor, "", &err);
+    if (rc)
+        reply_error(rep, 503, NULL, "the store cannot start a write: %s", err.ptr ? err.ptr : "");
+    dt_buf_dispose(&err);
+    return rc == 0;
+}
+
+/* ---- endpoints ---------------------------------------------------------------------------- */
+
+static void list_rules(struct admin *a, const struct dt_admin_request *req,
+                       struct dt_admin_reply *rep)
+{
+    char text[512] = "", host[256] = "";
+    int64_t status = 0, after = 0, limit = PAGE_DEFAULT, older = 0;
+    struct dt_str q = req->query;
+    bool has_text = query_get(q, "text", text, sizeof(text));
+    bool has_host = query_get(q, "host", host, sizeof(host));
+    if (!query_int(rep, q, "status", 301, 308, &status) ||
+        !query_int(rep, q, "after", 0, INT64_MAX, &after) ||
+        !query_int(rep, q, "limit", 1, PAGE_MAX, &limit))
+        return;
+    if (status && !dt_http_is_redirect((int)status)) {
+        reply_error(rep, 400, "status", "status must be 301, 302, 303, 307 or 308");
+        return;
+    }
+    if (query_flag(q, "old_temporary")) {
+        if (a->opt->max_temporary_age < 0) {
+            reply_error(rep, 400, "old_temporary", "--max-temporary-age is off");
+            return;
+        }
+        older = (int64_t)time(NULL) - a->opt->max_temporary_age;
+    }
+    struct dt_store_query sq = {.text = has_text ? text : NULL, .host = has_host ? host : NULL,
+                                .status = (int)status, .older_than = older,
+                                .after_id = after, .limit = (size_t)limit};
+    json_t *rules = json_array();
+    int64_t total = 0;
+    int rc = dt_store_list(a->store, &sq, collect_rule, rules, &total);
+    if (rc) {
+        json_decref(rules);
+        reply_error(rep, 500, NULL, "the store could not list: %s", dt_strerror(rc));
+        return;
+    }
+    size_t n = json_array_size(rules);
+    json_t *next = json_null();
+    if (n == (size_t)limit && n)
+        next = json_object_get(json_array_get(rules, n - 1), "id");
+    json_incref(next);
+    reply_json(rep, 200, json_pack("{s:o,s:I,s:o}", "rules", rules, "total", (json_int_t)total,
+                                   "next_after", next));
+}
+
+static bool parse_id(struct dt_str s, int64_t *id)
+{
+    return dt_parse_int(s, 1, INT64_MAX, id) == 0;
+}
+
+static json_t *parse_body(const struct dt_admin_request *req, struct dt_admin_reply *rep)
+{
+    json_error_t e;
+    json_t *j = json_loadb(req->body.ptr, req->body.len, JSON_REJECT_DUPLICATES, &e);
+    if (!j)
+        reply_error(rep, 400, NULL, "invalid JSON at line %d, column %d: %s", e.line, e.column,
+                    e.text);
+    return j;
+}
+
+static void one_rule(struct admin *a, const struct dt_admin_request *req,
+                     struct dt_admin_reply *rep, int64_t id)
+{
+    bool dry = query_flag(req->query, "dry_run");
+    if (dt_str_eq(req->method, DT_STR("GET")) || dt_str_eq(req->method, DT_STR("HEAD"))) {
+        json_t *j = NULL;
+        if (dt_store_get(a->store, id, get_rule, &j) != 0) {
+            reply_error(rep, 404, NULL, "no rule %lld", (long long)id);
+            return;
+        }
+        reply_json(rep, 200, j);
+        return;
+    }
+    bool put = dt_str_eq(req->method, DT_STR("PUT")), patch = dt_str_eq(req->method, DT_STR("PATCH"));
+    if (dt_str_eq(req->method, DT_STR("DELETE"))) {
+        if (!begin(a, rep, "api"))
+            return;
+        struct dt_buf err;
+        dt_buf_init(&err);
+        int rc = dt_store_remove(a->store, id, &err);
+        dt_buf_dispose(&err);
+        if (rc) {
+            dt_store_abort(a->store);
+            reply_error(rep, rc == DT_ENOENT ? 404 : 500, NULL, "no rule %lld", (long long)id);
+            return;
+        }
+        finish_write(a, rep, dry, false, false, 200, json_pack("{s:I}", "id", (json_int_t)id));
+        return;
+    }
+    if (!put && !patch) {
+        rep->status = 405;
+        dt_buf_appendf(&rep->headers, "Allow: GET, HEAD, PUT, PATCH, DELETE\r\n");
+        reply_error(rep, 405, NULL, "%.*s is not allowed here", (int)req->method.len,
+                    req->method.ptr);
+        return;
+    }
+    json_t *body = parse_body(req, rep);
+    if (!body)
+        return;
+    struct rule_in *in = dt_xmalloc(sizeof(*in));
+    rule_in_init(in);
+    if (patch && dt_store_get(a->store, id, rule_in_from_store, in) != 0) {
+        reply_error(rep, 404, NULL, "no rule %lld", (long long)id);
+        goto out;
+    }
+    if (!rule_in_apply(in, body, put, rep) || !rule_in_check(in, rep))
+        goto out;
+    if (!begin(a, rep, "api"))
+        goto out;
+    struct dt_store_rule r = rule_in_store(in);
+    struct dt_buf err;
+    dt_buf_init(&err);
+    int rc = dt_store_replace(a->store, id, &r, &err);
+    if (rc) {
+        dt_store_abort(a->store);
+        if (rc == DT_ENOENT)
+            reply_error(rep, 404, NULL, "no rule %lld", (long long)id);
+        else if (rc == DT_EEXIST)
+            reply_error(rep, 409, "source", "another rule has the source '%s'", in->source);
+        else
+            reply_error(rep, 500, NULL, "the store failed: %s", err.ptr ? err.ptr : "");
+        dt_buf_dispose(&err);
+        goto out;
+    }
+    dt_buf_dispose(&err);
+    finish_write(a, rep, dry, false, false, 200, json_pack("{s:I}", "id", (json_int_t)id));
+    if (!dry && rep->status == 200) {
+        json_t *j = NULL;
+        if (dt_store_get(a->store, id, get_rule, &j) == 0) {
+            /* the answer carries the rule as stored */
+            json_error_t e;
+            json_t *ans = json_loadb(rep->body.ptr, rep->body.len, 0, &e);
+            if (ans) {
+                json_object_set_new(ans, "rule", j);
+                rep->body.len = 0;
+                reply_json(rep, 200, ans);
+            } else {
+                json_decref(j);
+            }
+        }
+    }
+out:
+    json_decref(body);
+    dt_buf_dispose(&in->options);
+    free(in);
+}
+
+static void create_rule(struct admin *a, const struct dt_admin_request *req,
+                        struct dt_admin_reply *rep)
+{
+    bool dry = query_flag(req->query, "dry_run");
+    json_t *body = parse_body(req, rep);
+    if (!body)
+        return;
+    struct rule_in *in = dt_xmalloc(sizeof(*in));
+    rule_in_init(in);
+    if (!rule_in_apply(in, body, true, rep) || !rule_in_check(in, rep) || !begin(a, rep, "api"))
+        goto out;
+    struct dt_store_rule r = rule_in_store(in);
+    int64_t id = 0;
+    struct dt_buf err;
+    dt_buf_init(&err);
+    int rc = dt_store_add(a->store, &r, &id, &err);
+    if (rc) {
+        dt_store_abort(a->store);
+        if (rc == DT_EEXIST)
+            reply_error(rep, 409, "source", "a rule with the source '%s' exists", in->source);
+        else
+            reply_error(rep, 500, NULL, "the store failed: %s", err.ptr ? err.ptr : "");
+        dt_buf_dispose(&err);
+        goto out;
+    }
+    dt_buf_dispose(&err);
+    finish_write(a, rep, dry, false, false, 201, json_pack("{s:I}", "id", (json_int_t)id));
+    if (!dry && rep->status == 201) {
+        dt_buf_appendf(&rep->headers, "Location: /api/rules/%lld\r\n", (long long)id);
+        json_t *j = NULL;
+        json_error_t e;
+        json_t *ans = json_loadb(rep->body.ptr, rep->body.len, 0, &e);
+        if (ans && dt_store_get(a->store, id, get_rule, &j) == 0) {
+            json_object_set_new(ans, "rule", j);
+            rep->body.len = 0;
+            reply_json(rep, 201, ans);
+        } else {
+            json_decref(ans);
+        }
+    }
+out:
+    json_decref(body);
+    dt_buf_dispose(&in->options);
+    free(in);
+}
+
+/* POST /api/import?format=F&mode=merge|replace&status=N&force=true&dry_run=true */
+struct import_ctx {
+    struct dt_store *store;
+    int64_t id;
+};
+
+static int found_id(void *ctx, const struct dt_store_rule *r)
+{
+    *(int64_t *)ctx = r->id;
+    return 0;
+}
+
+struct keep_set {
+    char **sources;
+    size_t n;
+};
+
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+struct doomed {
+    int64_t *ids;
+    size_t n, cap;
+    const struct keep_set *keep;
+};
+
+static int mark_doomed(void *ctx, const struct dt_store_rule *r)
+{
+    struct doomed *d = ctx;
+    const char *s = r->source;
+    if (bsearch(&s, d->keep->sources, d->keep->n, sizeof(char *), cmp_str))
+        return 0;
+    if (d->n == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 64;
+        d->ids = dt_xrealloc(d->ids, d->cap * sizeof(*d->ids));
+    }
+    d->ids[d->n++] = r->id;
+    return 0;
+}
+
+static void import_rules(struct admin *a, const struct dt_admin_request *req,
+                         struct dt_admin_reply *rep)
+{
+    struct dt_str q = req->query;
+    char fmt[32] = "detour", mode[16] = "merge";
+    query_get(q, "format", fmt, sizeof(fmt));
+    query_get(q, "mode", mode, sizeof(mode));
+    int64_t dstatus = 0;
+    if (!query_int(rep, q, "status", 301, 308, &dstatus))
+        return;
+    if (dstatus && !dt_http_is_redirect((int)dstatus)) {
+        reply_error(rep, 400, "status", "status must be 301, 302, 303, 307 or 308");
+        return;
+    }
+    enum dt_rule_format f;
+    if (dt_rule_format_parse(fmt, &f) != 0) {
+        reply_error(rep, 400, "format", "format must be detour, csv, nginx or netlify, not '%s'",
+                    fmt);
+        return;
+    }
+    if (strcmp(mode, "merge") && strcmp(mode, "replace")) {
+        reply_error(rep, 400, "mode", "mode must be merge or replace, not '%s'", mode);
+        return;
+    }
+    bool dry = query_flag(q, "dry_run"), force = query_flag(q, "force");
+    struct dt_import im;
+    dt_import_init(&im);
+    struct dt_errors errs;
+    dt_errors_init(&errs);
+    int rc = dt_import_convert(f, "import", req->body, (int)dstatus, &im, &errs);
+    /* every line must load as a rule: the whole import or nothing */
+    struct dt_rule_spec *specs = dt_xcalloc(im.n + 1, sizeof(*specs));
+    struct dt_table *check = dt_table_new();
+    for (size_t i = 0; i < im.n && errs.count < ERRORS_SHOWN; i++) {
+        struct dt_diag d;
+        struct dt_str line = dt_str_make(im.lines[i].text, strlen(im.lines[i].text));
+        int prc = dt_rule_parse_line(line, &specs[i], &d);
+        if (prc == 1)
+            prc = dt_table_add(check, &specs[i], -1, im.lines[i].line, &d);
+        if (prc < 0)
+            dt_errors_add_at(&errs, "import", im.lines[i].line, f == DT_FORMAT_DETOUR ? d.offset + 1 : 0,
+                             "%s", d.msg);
+    }
+    dt_table_free(check);
+    if (rc || errs.count) {
+        json_t *list = json_array();
+        for (unsigned i = 0; i < errs.count && i < ERRORS_SHOWN; i++)
+            json_array_append_new(list, json_pack("{s:I,s:I,s:s}", "line",
+                                                  (json_int_t)errs.items[i].line, "column",
+                                                  (json_int_t)errs.items[i].column, "message",
+                                                  errs.items[i].message));
+        json_t *j = json_pack("{s:s,s:I,s:o}", "error",
+                              errs.count ? "the import has errors; nothing was written"
+                                         : "the import could not be read",
+                              "count", (json_int_t)errs.count, "errors", list);
+        if (errs.count) {
+            json_object_set_new(j, "line", json_integer(errs.items[0].line));
+            json_object_set_new(j, "message", json_string(errs.text.ptr));
+        }
+        reply_json(rep, 400, j);
+        goto out;
+    }
+    if (!begin(a, rep, "import"))
+        goto out;
+    struct keep_set keep = {dt_xcalloc(im.n + 1, sizeof(char *)), 0};
+    struct dt_buf err;
+    dt_buf_init(&err);
+    for (size_t i = 0; i < im.n; i++) {
+        /* the rule's fields: source, target, status, then the options as written */
+        struct dt_rule_spec *s = &specs[i];
+        char *src = dt_xstrndup(s->source.ptr, s->source.len);
+        char *tgt = dt_xstrndup(s->target.ptr, s->target.len);
+        const char *line = im.lines[i].text;
+        const char *opts = s->target.ptr + s->target.len;
+        /* skip the status and keep the options that follow it */
+        while (*opts == ' ' || *opts == '\t')
+            opts++;
+        if (*opts >= '0' && *opts <= '9') {
+            while (*opts >= '0' && *opts <= '9')
+                opts++;
+            while (*opts == ' ' || *opts == '\t')
+                opts++;
+        }
+        char *options = dt_xstrndup(opts, strlen(opts));
+        char *hash = strstr(options, " #");
+        if (hash)
+            *hash = '\0';
+        size_t ol = strlen(options);
+        while (ol && (options[ol - 1] == ' ' || options[ol - 1] == '\t' || options[ol - 1] == '\r'))
+            options[--ol] = '\0';
+        (void)line;
+        struct dt_store_rule r = {.source = src, .target = tgt, .status = s->status,
+                                  .options = options, .note = ""};
+        int64_t id = 0;
+        int wrc;
+        if (dt_store_find(a->store, src, found_id, &id) == 0)
+            wrc = dt_store_replace(a->store, id, &r, &err);
+        else
+            wrc = dt_store_add(a->store, &r, &id, &err);
+        keep.sources[keep.n++] = src;
+        free(tgt);
+        free(options);
+        if (wrc) {
+            dt_store_abort(a->store);
+            reply_error(rep, wrc == DT_EEXIST ? 400 : 500, NULL, "import line %u: %s",
+                        im.lines[i].line, err.ptr ? err.ptr : dt_strerror(wrc));
+            dt_buf_dispose(&err);
+            for (size_t k = 0; k < keep.n; k++)
+                free(keep.sources[k]);
+            free(keep.sources);
+            goto out;
+        }
+    }
+    if (!strcmp(mode, "replace")) {
+        qsort(keep.sources, keep.n, sizeof(char *), cmp_str);
+        struct doomed d = {NULL, 0, 0, &keep};
+        dt_store_each(a->store, 0, mark_doomed, &d);
+        for (size_t i = 0; i < d.n; i++)
+            if (dt_store_remove(a->store, d.ids[i], &err) != 0)
+                break;
+        free(d.ids);
+    }
+    dt_buf_dispose(&err);
+    for (size_t k = 0; k < keep.n; k++)
+        free(keep.sources[k]);
+    free(keep.sources);
+    finish_write(a, rep, dry, true, force, 200,
+                 json_pack("{s:I}", "rules", (json_int_t)im.n));
+out:
+    free(specs);
+    dt_import_dispose(&im);
+    dt_errors_dispose(&errs);
+}
+
+static void rollback(struct admin *a, const struct dt_admin_request *req,
+                     struct dt_admin_reply *rep)
+{
+    json_t *body = parse_body(req, rep);
+    if (!body)
+        return;
+    json_t *v = json_object_get(body, "version");
+    const char *key;
+    json_t *x;
+    json_object_foreach(body, key, x)
+    {
+        if (strcmp(key, "version")) {
+            reply_error(rep, 400, key, "unknown field '%s' (rollback takes version)", key);
+            json_decref(body);
+            return;
+        }
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        reply_error(rep, 400, "version", "'version' must be a version number (0 or more)");
+        json_decref(body);
+        return;
+    }
+    int64_t version = json_integer_value(v);
+    json_decref(body);
+    if (!begin(a, rep, "rollback"))
+        return;
+    struct dt_buf err;
+    dt_buf_init(&err);
+    int rc = dt_store_rollback(a->store, version, &err);
+    if (rc) {
+        dt_store_abort(a->store);
+        reply_error(rep, rc == DT_ENOENT ? 404 : 500, "version", "%s",
+                    rc == DT_ENOENT ? "no such version" : (err.ptr ? err.ptr : "failed"));
+        dt_buf_dispose(&err);
+        return;
+    }
+    dt_buf_dispose(&err);
+    finish_write(a, rep, query_flag(req->query, "dry_run"), false, false, 200,
+                 json_pack("{s:I}", "to", (json_int_t)version));
+}
+
+static int collect_version(void *ctx, const struct dt_store_version *v)
+{
+    json_array_append_new(ctx, json_pack("{s:I,s:o,s:s,s:s,s:I,s:I,s:I}", "version",
+                                         (json_int_t)v->version, "at", time_json(v->at), "actor",
+                                         v->actor, "comment", v->comment, "added",
+                                         (json_int_t)v->added, "changed", (json_int_t)v->changed,
+                                         "removed", (json_int_t)v->removed));
+    return 0;
+}
+
+static int collect_history(void *ctx, const struct dt_store_change *c)
+{
+    json_array_append_new(ctx, json_pack("{s:I,s:o,s:s,s:s,s:o,s:o}", "version",
+                                         (json_int_t)c->version, "at", time_json(c->at), "actor",
+                                         c->actor, "kind", c->kind, "old",
+                                         c->old_rule ? rule_json(c->old_rule) : json_null(),
+                                         "new",
+                                         c->new_rule ? rule_json(c->new_rule) : json_null()));
+    return 0;
+}
+
+static void history(struct admin *a, const struct dt_admin_request *req,
+                    struct dt_admin_reply *rep, bool versions)
+{
+    int64_t id = 0, before = 0, limit = PAGE_DEFAULT;
+    if (!query_int(rep, req->query, "id", 1, INT64_MAX, &id) ||
+        !query_int(rep, req->query, "before", 1, INT64_MAX, &before) ||
+        !query_int(rep, req->query, "limit", 1, PAGE_MAX, &limit))
+        return;
+    json_t *list = json_array();
+    if (versions)
+        dt_store_versions(a->store, before, (size_t)limit, collect_version, list);
+    else
+        dt_store_history(a->store, id, before, (size_t)limit, collect_history, list);
+    reply_json(rep, 200, json_pack("{s:I,s:o}", "current",
+                                   (json_int_t)dt_store_version(a->store),
+                                   versions ? "versions" : "changes", list));
+}
+
+/* GET /api/match?url=URL&method=M: which rule answers, and the exact response. */
+static void match(struct admin *a, const struct dt_admin_request *req, struct dt_admin_reply *rep)
+{
+    char url[8192], method[32] = "GET";
+    if (!query_get(req->query, "url", url, sizeof(url))) {
+        reply_error(rep, 400, "url", "url is required: /api/match?url=http://host/path");
+        return;
+    }
+    query_get(req->query, "method", method, sizeof(method));
+    struct dt_url u;
+    struct dt_diag d;
+    if (dt_url_parse(dt_str_make(url, strlen(url)), &u, &d) != 0 || !u.has_authority ||
+        !(dt_str_ieq(u.scheme, "http") || dt_str_ieq(u.scheme, "https")) || !u.host.len) {
+        reply_error(rep, 400, "url", "url must be an absolute http or https URL");
+        return;
+    }
+    for (const char *m = method; *m; m++)
+        if (!dt_tchar[(unsigned char)*m]) {
+            reply_error(rep, 400, "method", "method must be a token such as GET or POST");
+            return;
+        }
+    char host[256];
+    size_t hl = u.host.len < sizeof(host) - 1 ? u.host.len : sizeof(host) - 1;
+    memcpy(host, u.host.ptr, hl);
+    dt_ascii_lower(host, hl);
+    while (hl && host[hl - 1] == '.')
+        hl--;
+    struct dt_str path = u.path.len ? u.path : DT_STR("/");
+    struct dt_str query = u.has_query ? u.query : DT_STR_NULL;
+    enum dt_scheme scheme = dt_str_ieq(u.scheme, "https") ? DT_SCHEME_HTTPS : DT_SCHEME_HTTP;
+    struct dt_match m;
+    const struct dt_table *t = NULL;
+    time_t now = time(NULL);
+    char date[29];
+    dt_http_date(date, now);
+    bool is_head = !strcmp(method, "HEAD");
+    struct dt_http_reply r = {.date = date, .method = is_head ? DT_STR("GET")
+                                                              : dt_str_make(method, strlen(method)),
+                              .head = is_head, .max_age = -1};
+    struct dt_buf out;
+    dt_buf_init(&out);
+    json_t *rule = json_null();
+    pthread_mutex_lock(&a->live.mu);
+    const struct dt_rule *hit = dt_ruleset_match(a->live.current, scheme, dt_str_make(host, hl),
+                                                 path, query, now, &m, &t);
+    int status = 404;
+    json_t *location = json_null();
+    if (hit) {
+        status = dt_rule_status(hit);
+        r.max_age = dt_rule_max_age(t, hit);
+        size_t max = dt_table_location_max(t, &m, query);
+        char *loc = dt_http_redirect_begin(&out, status, max);
+        size_t n = dt_table_location(t, &m, query, loc);
+        location = json_stringn(loc, n);
+        dt_http_redirect_end(&out, status, n, &r);
+        struct dt_buf src, tgt;
+        dt_buf_init(&src);
+        dt_buf_init(&tgt);
+        dt_rule_source(t, hit, &src);
+        dt_rule_target(t, hit, &tgt);
+        struct dt_rule_origin o = dt_rule_origin(t, hit);
+        bool from_store = t != a->live.current->files;
+        rule = json_pack("{s:s#,s:s#,s:i}", "source", src.ptr, (int)src.len, "target", tgt.ptr,
+                         (int)tgt.len, "status", status);
+        if (from_store)
+            json_object_set_new(rule, "id", json_integer(o.line));
+        else {
+            json_object_set_new(rule, "file", json_string(o.file ? o.file : ""));
+            json_object_set_new(rule, "line", json_integer(o.line));
+        }
+        dt_buf_dispose(&src);
+        dt_buf_dispose(&tgt);
+    } else {
+        dt_http_write_page(&out, 404, &r, "No redirect is configured for <code>", path,
+                           "</code>.");
+    }
+    pthread_mutex_unlock(&a->live.mu);
+    json_t *j = json_pack("{s:o,s:i,s:o,s:s#}", "rule", rule, "status", status, "location",
+                          location, "response", out.ptr, (int)out.len);
+    dt_buf_dispose(&out);
+    reply_json(rep, 200, j);
+}
+
+static void health(struct admin *a, struct dt_admin_reply *rep)
+{
+    pthread_mutex_lock(&a->live.mu);
+    const struct dt_ruleset *rs = a->live.current;
+    json_t *j = json_pack("{s:s,s:I,s:{s:I,s:I,s:I},s:I}", "status", "ok", "version",
+                          (json_int_t)dt_store_version(a->store), "rules", "files",
+                          (json_int_t)dt_table_size(rs->files), "store",
+                          (json_int_t)dt_store_count(a->store), "overlay",
+                          (json_int_t)dt_table_size(rs->overlay), "uptime",
+                          (json_int_t)(time(NULL) - a->started));
+    pthread_mutex_unlock(&a->live.mu);
+    reply_json(rep, 200, j);
+}
+
+static void metrics(struct admin *a, struct dt_admin_reply *rep)
+{
+    rep->status = 200;
+    rep->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    struct dt_buf *b = &rep->body;
+    pthread_mutex_lock(&a->live.mu);
+    const struct dt_ruleset *rs = a->live.current;
+    dt_buf_appendf(b, "# HELP detour_rules Rules loaded, by where they come from.\n"
+                      "# TYPE detour_rules gauge\n"
+                      "detour_rules{source=\"files\"} %zu\n"
+                      "detour_rules{source=\"store\"} %lld\n",
+                   dt_table_size(rs->files), (long long)dt_store_count(a->store));
+    dt_buf_appendf(b, "# HELP detour_store_version The store's newest version.\n"
+                      "# TYPE detour_store_version gauge\ndetour_store_version %lld\n",
+                   (long long)dt_store_version(a->store));
+    dt_buf_appendf(b, "# HELP detour_reloads_total Reloads of the rule files (SIGHUP).\n"
+                      "# TYPE detour_reloads_total counter\ndetour_reloads_total %llu\n"
+                      "# HELP detour_reload_failures_total Reloads that kept the old rules.\n"
+                      "# TYPE detour_reload_failures_total counter\n"
+                      "detour_reload_failures_total %llu\n",
+                   (unsigned long long)a->live.reloads,
+                   (unsigned long long)a->live.reload_failures);
+    dt_buf_appendf(b, "# HELP detour_api_writes_total Admin API writes committed.\n"
+                      "# TYPE detour_api_writes_total counter\ndetour_api_writes_total %llu\n"
+                      "# HELP detour_publishes_total Rule sets published to the workers.\n"
+                      "# TYPE detour_publishes_total counter\ndetour_publishes_total %llu\n"
+                      "# HELP detour_merges_total Rebuilds of the store's table.\n"
+                      "# TYPE detour_merges_total counter\ndetour_merges_total %llu\n",
+                   (unsigned long long)a->writes, (unsigned long long)a->live.publishes,
+                   (unsigned long long)a->live.merges);
+    pthread_mutex_unlock(&a->live.mu);
+    if (a->opt->max_temporary_age >= 0) {
+        struct dt_store_query sq = {.older_than = (int64_t)time(NULL) - a->opt->max_temporary_age,
+                                    .status = 307, .limit = 1};
+        json_t *tmp = json_array();
+        int64_t total = 0;
+        dt_store_list(a->store, &sq, collect_rule, tmp, &total);
+        json_decref(tmp);
+        dt_buf_appendf(b, "# HELP detour_old_temporary_rules Store rules answering 307 for "
+                          "longer than --max-temporary-age (S10).\n"
+                          "# TYPE detour_old_temporary_rules gauge\n"
+                          "detour_old_temporary_rules %lld\n",
+                       (long long)total);
+    }
+    dt_buf_appendf(b, "# HELP detour_admin_requests_total Admin API requests.\n"
+                      "# TYPE detour_admin_requests_total counter\n"
+                      "detour_admin_requests_total %llu\n"
+                      "# HELP detour_admin_unauthorized_total Admin API requests refused 401.\n"
+                      "# TYPE detour_admin_unauthorized_total counter\n"
+                      "detour_admin_unauthorized_total %llu\n",
+                   (unsigned long long)a->requests, (unsigned long long)a->refused_auth);
+}
+
+static bool path_is(struct dt_str p, const char *s)
+{
+    return dt_str_eq(p, dt_str_make(s, strlen(s)));
+}
+
+static bool method_in(struct dt_admin_reply *rep, struct dt_str m, const char *allowed)
+{
+    /* allowed: "GET POST" */
+    const char *p = allowed;
+    while (*p) {
+        const char *e = strchr(p, ' ');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (m.len == n && !memcmp(m.ptr, p, n))
+            return true;
+        if (n == 3 && !memcmp(p, "GET", 3) && dt_str_eq(m, DT_STR("HEAD")))
+            return true;
+        p += n + (e ? 1 : 0);
+    }
+    char list[64];
+    snprintf(list, sizeof(list), "%s", allowed);
+    for (char *c = list; *c; c++)
+        if (*c == ' ')
+            *c = ',';
+    dt_buf_appendf(&rep->headers, "Allow: %s\r\n", list);
+    reply_error(rep, 405, NULL, "%.*s is not allowed here (allowed: %s)", (int)m.len, m.ptr,
+                allowed);
+    return false;
+}
+
+static void handle(void *ctx, const struct dt_admin_request *req, struct dt_admin_reply *rep)
+{
+    struct admin *a = ctx;
+    a->requests++;
+    if (!dt_admin_token_ok(req->authorization, a->token)) {
+        a->refused_auth++;
+        dt_buf_appendf(&rep->headers, "WWW-Authenticate: Bearer realm=\"detour\"\r\n");
+        reply_error(rep, 401, NULL, "a valid bearer token is required (Authorization: Bearer "
+                                    "TOKEN, the token is in the token file)");
+        return;
+    }
+    struct dt_str p = req->path;
+    if (path_is(p, "/api/health")) {
+        if (method_in(rep, req->method, "GET"))
+            health(a, rep);
+    } else if (path_is(p, "/metrics")) {
+        if (method_in(rep, req->method, "GET"))
+            metrics(a, rep);
+    } else if (path_is(p, "/api/rules")) {
+        if (!method_in(rep, req->method, "GET POST"))
+            return;
+        if (dt_str_eq(req->method, DT_STR("POST")))
+            create_rule(a, req, rep);
+        else
+            list_rules(a, req, rep);
+    } else if (p.len > 11 && !memcmp(p.ptr, "/api/rules/", 11)) {
+        int64_t id;
+        if (!parse_id(dt_str_make(p.ptr + 11, p.len - 11), &id)) {
+            reply_error(rep, 404, NULL, "no such rule: rules are /api/rules/ID with a number");
+            return;
+        }
+        one_rule(a, req, rep, id);
+    } else if (path_is(p, "/api/import")) {
+        if (method_in(rep, req->method, "POST"))
+            import_rules(a, req, rep);
+    } else if (path_is(p, "/api/match")) {
+        if (method_in(rep, req->method, "GET"))
+            match(a, req, rep);
+    } else if (path_is(p, "/api/rollback")) {
+        if (method_in(rep, req->method, "POST"))
+            rollback(a, req, rep);
+    } else if (path_is(p, "/api/versions")) {
+        if (method_in(rep, req->method, "GET"))
+            history(a, req, rep, true);
+    } else if (path_is(p, "/api/history")) {
+        if (method_in(rep, req->method, "GET"))
+            history(a, req, rep, false);
+    } else {
+        reply_error(rep, 404, NULL, "no such endpoint: %.*s (see docs/admin.md)", (int)p.len,
+                    p.ptr);
+    }
+    if (rep->status >= 500)
+        a->errors++;
+}
+
+/* ---- hooks and running -------------------------------------------------------------------- */
+
+static void on_started(void *ctx, struct dt_server *srv)
+{
+    struct admin *a = ctx;
+    pthread_mutex_lock(&a->live.mu);
+    a->live.srv = srv;
+    pthread_mutex_unlock(&a->live.mu);
+}
+
+static void on_reload(void *ctx, struct dt_server *srv)
+{
+    (void)srv;
+    struct admin *a = ctx;
+    dt_live_reload(&a->live);
+}
+
+static void on_tick(void *ctx, time_t now)
+{
+    (void)ctx;
+    (void)now;
+}
+
+void dt_admin_options_init(struct dt_admin_options *o)
+{
+    o->db_path = "./detour.db";
+    o->token_file = NULL;
+    o->max_temporary_age = 30 * 24 * 3600;
+}
+
+int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
+{
+    struct admin *a = dt_xcalloc(1, sizeof(*a));
+    a->opt = o;
+    a->cfg = cfg;
+    a->started = time(NULL);
+    struct dt_buf err;
+    dt_buf_init(&err);
+    int status = 1;
+    a->store = dt_store_open(o->db_path, &err);
+    if (!a->store) {
+        dt_log(DT_LOG_ERROR, "cannot open the store: %s", err.ptr ? err.ptr : o->db_path);
+        goto out;
+    }
+    if (cfg->nadmin) {
+        char path[4096];
+        const char *tf = o->token_file;
+        if (!tf) {
+            if (!strcmp(o->db_path, ":memory:"))
+                tf = "./detour.token";
+            else {
+                snprintf(path, sizeof(path), "%s.token", o->db_path);
+                tf = path;
+            }
+        }
+        if (dt_admin_token_load(tf, a->token, sizeof(a->token), &err) != 0) {
+            dt_log(DT_LOG_ERROR, "admin token: %s", err.ptr);
+            goto out;
+        }
+    }
+    int rc = dt_live_init(&a->live, cfg, a->store, &err);
+    if (rc) {
+        if (err.len)
+            dt_log(DT_LOG_ERROR, "%s", err.ptr);
+        status = rc == DT_ESYNTAX ? 2 : 1;
+        goto out;
+    }
+    cfg->initial = a->live.current;
+    cfg->hooks = (struct dt_server_hooks){.ctx = a, .started = on_started, .reload = on_reload,
+                                          .admin = handle, .tick = on_tick};
+    status = dt_server_run(cfg);
+    dt_live_dispose(&a->live);
+out:
+    dt_buf_dispose(&err);
+    if (a->store)
+        dt_store_close(a->store);
+    free(a);
+    return status;
+}

@@ -1,0 +1,71 @@
+/* internal: the admin module's private types: the live rule set (live.c), the API
+ * (api.c), the token (token.c). Not part of any API. */
+#ifndef DT_ADMIN_INTERNAL_H
+#define DT_ADMIN_INTERNAL_H
+
+#include "admin/admin.h"
+#include "rules/rules.h"
+#include "store/store.h"
+
+#include <pthread.h>
+
+/* A store rule changed since the store table was built: its rule line, or NULL when
+ * removed. */
+struct change {
+    int64_t id;
+    int64_t version;
+    char *line;
+};
+
+/* The rules being served and how they change. Every field is guarded by mu. */
+struct live {
+    pthread_mutex_t mu;
+    struct dt_server *srv;             /* NULL until the server runs */
+    const struct dt_server_config *cfg;
+    struct dt_store *store;
+    struct dt_table *files;            /* the rule files' rules */
+    struct dt_table *store_t;          /* the store's rules as of store_version */
+    int64_t store_version;
+    struct change *changes;            /* since store_version, sorted by id */
+    size_t nchanges, cap_changes;
+    struct dt_table *overlay;          /* the changed rules that exist */
+    uint64_t *hidden;                  /* store_t's rules that were changed or removed */
+    const struct dt_ruleset *current;  /* what the workers answer from */
+    uint64_t merges, publishes, reloads, reload_failures;
+    uint64_t last_publish_us;          /* server time of the last publish */
+};
+
+/* The rule line of a store rule, as the table reads it (malloc'd). */
+char *dt_live_line(const struct dt_store_rule *r);
+/* Builds a finished table of the store's rules of version (0: newest; inside a transaction,
+ * its view) in order of id, each with line = id, under a file named "store". NULL with err
+ * set when a rule does not load. */
+struct dt_table *dt_live_store_table(struct dt_store *s, int64_t version, struct dt_buf *err);
+/* Adds the store's rules of version to an unfinished table (as dt_live_store_table). */
+int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version,
+                       struct dt_buf *err);
+
+int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_store *store,
+                 struct dt_buf *err);
+void dt_live_dispose(struct live *l);
+/* After a commit: the changes of the committed transaction (collected with
+ * dt_store_pending before the commit) become visible; returns once every worker sees them.
+ * Caller holds mu. */
+void dt_live_apply(struct live *l, const struct change *c, size_t n);
+/* Rebuilds the store table from the store and publishes it (after large changes, and when
+ * the overlay has grown). Caller holds mu. Returns 0 or an error with err. */
+int dt_live_merge(struct live *l, struct dt_buf *err);
+/* SIGHUP: the rule files again (a bad file keeps the rules in use). Takes mu. */
+void dt_live_reload(struct live *l);
+/* Publishes a ruleset made of the current tables. Caller holds mu. */
+void dt_live_publish(struct live *l);
+
+/* ---- token.c ---- */
+
+/* Reads the token from path, or creates path (mode 0600) with a new random token and says so
+ * once on stderr. Returns 0 with the token in out (NUL-terminated), or an error with err. */
+int dt_admin_token_load(const char *path, char *out, size_t cap, struct dt_buf *err);
+/* Constant-time check of an Authorization value against "Bearer TOKEN". */
+bool dt_admin_token_ok(struct dt_str authorization, const char *token);
+
+#endif

@@ -1,0 +1,308 @@
+/* live: the rules being served, changed while the server runs (S5).
+ *
+ * What the workers answer from is an immutable struct dt_ruleset: the rule files' table, the
+ * store's rules as of a version (the store table), and the store's changes since then: a
+ * small overlay table of the rules changed or added, plus a bitmap hiding the store table's
+ * rules that were changed or removed. A change rebuilds only the overlay and the bitmap and
+ * publishes a new ruleset with one atomic swap; the old one is freed once no worker can hold
+ * it. When the overlay has grown (or a bulk change arrives), the store table is rebuilt from
+ * the store and the overlay starts empty again. */
+#include "admin/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define OVERLAY_MAX 1000 /* changes kept in the overlay before the store table is rebuilt */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+char *dt_live_line(const struct dt_store_rule *r)
+{
+    struct dt_buf b;
+    dt_buf_init(&b);
+    dt_buf_appendf(&b, "%s %s %d", r->source, r->target, r->status);
+    if (r->options && r->options[0])
+        dt_buf_appendf(&b, " %s", r->options);
+    if (r->status == 307 && r->since > 0) {
+        char t[21];
+        dt_fmt_rfc3339(t, (time_t)r->since);
+        dt_buf_appendf(&b, " since=%s", t);
+    }
+    dt_buf_terminate(&b);
+    return b.ptr;
+}
+
+/* Adds one store rule to an unfinished table. */
+static int add_store_rule(struct dt_table *t, int64_t id, const char *line, struct dt_buf *err)
+{
+    struct dt_rule_spec spec;
+    struct dt_diag d;
+    struct dt_str l = dt_str_make(line, strlen(line));
+    int rc = dt_rule_parse_line(l, &spec, &d);
+    if (rc == 1)
+        rc = dt_table_add(t, &spec, 0, (uint32_t)id, &d);
+    else if (rc == 0)
+        dt_diag_set(&d, 0, "empty rule");
+    if (rc != 0) {
+        if (err)
+            dt_buf_appendf(err, "store rule %lld (%s): %s", (long long)id, line, d.msg);
+        return rc ? rc : DT_ESYNTAX;
+    }
+    return 0;
+}
+
+struct build_ctx {
+    struct dt_table *t;
+    struct dt_buf *err;
+    int rc;
+};
+
+static int build_one(void *ctx, const struct dt_store_rule *r)
+{
+    struct build_ctx *b = ctx;
+    char *line = dt_live_line(r);
+    int rc = add_store_rule(b->t, r->id, line, b->err);
+    free(line);
+    if (rc)
+        b->rc = rc;
+    return rc;
+}
+
+int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version,
+                       struct dt_buf *err)
+{
+    struct build_ctx b = {t, err, 0};
+    int rc = dt_store_each(s, version, build_one, &b);
+    if (rc || b.rc) {
+        if (!err->len)
+            dt_buf_appendf(err, "cannot read the store's rules: %s", dt_strerror(rc ? rc : b.rc));
+        return rc ? rc : b.rc;
+    }
+    return 0;
+}
+
+struct dt_table *dt_live_store_table(struct dt_store *s, int64_t version, struct dt_buf *err)
+{
+    struct dt_table *t = dt_table_new();
+    dt_table_add_file(t, "store");
+    if (dt_live_fill_store(t, s, version, err) != 0) {
+        dt_table_free(t);
+        return NULL;
+    }
+    dt_table_finish(t);
+    return t;
+}
+
+/* The index of the first store-table rule with id >= id (rules are in order of id). */
+static size_t first_with_id(const struct dt_table *t, int64_t id)
+{
+    size_t lo = 0, hi = dt_table_size(t);
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if ((int64_t)dt_table_rule(t, mid)->line < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The overlay and the hidden bitmap for the changes. */
+static void rebuild_overlay(struct live *l, struct dt_table **overlay, uint64_t **hidden)
+{
+    struct dt_table *ov = NULL;
+    uint64_t *bits = NULL;
+    if (l->nchanges) {
+        ov = dt_table_new();
+        dt_table_add_file(ov, "store");
+        size_t n = dt_table_size(l->store_t);
+        bits = dt_xcalloc(n / 64 + 1, sizeof(uint64_t));
+        for (size_t i = 0; i < l->nchanges; i++) {
+            const struct change *c = &l->changes[i];
+            if (c->line && add_store_rule(ov, c->id, c->line, NULL) != 0)
+                dt_log(DT_LOG_ERROR, "store rule %lld does not load: %s", (long long)c->id,
+                       c->line);
+            /* a store rule may be two table rules (.example.com: the host and its
+             * subdomains), next to each other */
+            for (size_t k = first_with_id(l->store_t, c->id);
+                 k < n && (int64_t)dt_table_rule(l->store_t, k)->line == c->id; k++)
+                bits[k / 64] |= (uint64_t)1 << (k % 64);
+        }
+        dt_table_finish(ov);
+    }
+    *overlay = ov;
+    *hidden = bits;
+}
+
+void dt_live_publish(struct live *l)
+{
+    struct dt_ruleset *rs = dt_xcalloc(1, sizeof(*rs));
+    rs->files = l->files;
+    rs->store = l->store_t;
+    rs->overlay = l->overlay;
+    rs->hidden = l->hidden;
+    const struct dt_ruleset *old = l->current;
+    uint64_t t0 = now_us();
+    if (l->srv)
+        old = dt_server_publish(l->srv, rs);
+    l->last_publish_us = now_us() - t0;
+    l->current = rs;
+    l->publishes++;
+    if (!old)
+        return;
+    /* Free what the new ruleset no longer uses: no worker can hold the old one now. */
+    if (old->files != rs->files)
+        dt_table_free((struct dt_table *)old->files);
+    if (old->store != rs->store)
+        dt_table_free((struct dt_table *)old->store);
+    if (old->overlay != rs->overlay)
+        dt_table_free((struct dt_table *)old->overlay);
+    if (old->hidden != rs->hidden)
+        free((void *)old->hidden);
+    free((void *)old);
+}
+
+static void clear_changes(struct live *l, int64_t upto)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < l->nchanges; i++) {
+        if (l->changes[i].version <= upto)
+            free(l->changes[i].line);
+        else
+            l->changes[k++] = l->changes[i];
+    }
+    l->nchanges = k;
+}
+
+int dt_live_merge(struct live *l, struct dt_buf *err)
+{
+    int64_t version = dt_store_version(l->store);
+    struct dt_table *t = dt_live_store_table(l->store, version, err);
+    if (!t)
+        return DT_EIO;
+    l->store_t = t;
+    l->store_version = version;
+    clear_changes(l, version);
+    rebuild_overlay(l, &l->overlay, &l->hidden);
+    dt_live_publish(l);
+    l->merges++;
+    return 0;
+}
+
+/* Finds the change of id, or where it goes. */
+static size_t change_slot(const struct live *l, int64_t id)
+{
+    size_t lo = 0, hi = l->nchanges;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (l->changes[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+void dt_live_apply(struct live *l, const struct change *c, size_t n)
+{
+    if (!n)
+        return;
+    if (l->nchanges + n > OVERLAY_MAX) {
+        struct dt_buf err;
+        dt_buf_init(&err);
+        if (dt_live_merge(l, &err) != 0)
+            dt_log(DT_LOG_ERROR, "rebuilding the store's table failed: %s", err.ptr);
+        dt_buf_dispose(&err);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t at = change_slot(l, c[i].id);
+        char *line = c[i].line ? dt_xstrndup(c[i].line, strlen(c[i].line)) : NULL;
+        if (at < l->nchanges && l->changes[at].id == c[i].id) {
+            free(l->changes[at].line);
+            l->changes[at].line = line;
+            l->changes[at].version = c[i].version;
+            continue;
+        }
+        if (l->nchanges == l->cap_changes) {
+            l->cap_changes = l->cap_changes ? 2 * l->cap_changes : 64;
+            l->changes = dt_xrealloc(l->changes, l->cap_changes * sizeof(*l->changes));
+        }
+        memmove(l->changes + at + 1, l->changes + at, (l->nchanges - at) * sizeof(*l->changes));
+        l->changes[at] = (struct change){c[i].id, c[i].version, line};
+        l->nchanges++;
+    }
+    rebuild_overlay(l, &l->overlay, &l->hidden);
+    dt_live_publish(l);
+}
+
+static struct dt_table *load_files(const struct dt_server_config *cfg)
+{
+    if (!cfg->nrules) {
+        struct dt_table *t = dt_table_new();
+        dt_table_finish(t);
+        return t;
+    }
+    return dt_server_load_rules(cfg);
+}
+
+int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_store *store,
+                 struct dt_buf *err)
+{
+    memset(l, 0, sizeof(*l));
+    pthread_mutex_init(&l->mu, NULL);
+    l->cfg = cfg;
+    l->store = store;
+    l->files = load_files(cfg);
+    if (!l->files)
+        return DT_ESYNTAX;
+    l->store_version = dt_store_version(store);
+    l->store_t = dt_live_store_table(store, l->store_version, err);
+    if (!l->store_t) {
+        dt_table_free(l->files);
+        l->files = NULL;
+        return DT_EIO;
+    }
+    dt_live_publish(l);
+    return 0;
+}
+
+void dt_live_dispose(struct live *l)
+{
+    if (l->current) {
+        dt_table_free((struct dt_table *)l->current->files);
+        dt_table_free((struct dt_table *)l->current->store);
+        dt_table_free((struct dt_table *)l->current->overlay);
+        free((void *)l->current->hidden);
+        free((void *)l->current);
+    }
+    clear_changes(l, INT64_MAX);
+    free(l->changes);
+    pthread_mutex_destroy(&l->mu);
+}
+
+void dt_live_reload(struct live *l)
+{
+    uint64_t t0 = now_us();
+    struct dt_table *t = load_files(l->cfg);
+    pthread_mutex_lock(&l->mu);
+    size_t before = dt_table_size(l->files);
+    if (!t) {
+        l->reload_failures++;
+        dt_log(DT_LOG_ERROR, "reload failed: keeping the %zu rules in use", before);
+        pthread_mutex_unlock(&l->mu);
+        return;
+    }
+    l->files = t;
+    dt_live_publish(l);
+    l->reloads++;
+    pthread_mutex_unlock(&l->mu);
+    dt_log(DT_LOG_INFO, "reloaded %zu rules (was %zu) from the rule files in %llu ms",
+           dt_table_size(t), before, (unsigned long long)((now_us() - t0) / 1000));
+}

@@ -1,0 +1,1379 @@
+/* store/sqlite.c: the rule store in SQLite: the schema and its migrations, one numbered version
+ * per write transaction, rule rows that are closed and replaced rather than updated, and the
+ * reads of any version, of the history and of a transaction's pending changes. */
+#include "store/store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define BUSY_TIMEOUT_MS 5000       /* how long a write waits for another writer of the file */
+#define CACHE_KIB 65536            /* page cache: a million-rule transaction stays in memory */
+#define WAL_KEEP_BYTES (64 << 20)  /* the WAL file is truncated to this after a checkpoint */
+
+/* ---- schema ------------------------------------------------------------------------------ */
+
+/* The migrations: step i brings a database from user_version i to i + 1. Steps are only ever
+ * appended; a database whose user_version is beyond the last step was written by a newer
+ * detour and is refused.
+ *
+ * Step 1, the schema. A rule (rid) is a run of rows in `rules`: each row holds the rule as one
+ * transaction wrote it, alive from version v_from up to but not including v_to (NULL: still
+ * current). A change never updates a row's content: it closes the current row (v_to = the new
+ * version) and inserts a new one (v_from = the new version). The rules of version V are thus
+ * the rows with v_from <= V AND (v_to IS NULL OR v_to > V). Every write transaction that
+ * changed something is a row of `versions` (when, who, why, and how many rules it added,
+ * changed and removed), so `versions` and `rules` together are the audit trail; the `audit`
+ * view reads them as one list of changes with old and new values. Rule ids come from `meta`
+ * (next_rid), never from the rows, so an id is never given twice, not even after the rule was
+ * removed or rolled away. `host` is derived from `source` when a row is written, for the
+ * host filter of listings. */
+static const char *const migrations[] = {
+    "CREATE TABLE versions (\n"
+    "    version INTEGER PRIMARY KEY,\n"
+    "    at      INTEGER NOT NULL,\n"
+    "    actor   TEXT NOT NULL,\n"
+    "    comment TEXT NOT NULL DEFAULT '',\n"
+    "    added   INTEGER NOT NULL,\n"
+    "    changed INTEGER NOT NULL,\n"
+    "    removed INTEGER NOT NULL\n"
+    ");\n"
+    "CREATE TABLE rules (\n"
+    "    row_id  INTEGER PRIMARY KEY,\n"
+    "    rid     INTEGER NOT NULL CHECK (rid > 0),\n"
+    "    source  TEXT NOT NULL,\n"
+    "    host    TEXT,\n"
+    "    target  TEXT NOT NULL,\n"
+    "    status  INTEGER NOT NULL,\n"
+    "    options TEXT NOT NULL,\n"
+    "    note    TEXT NOT NULL,\n"
+    "    created INTEGER NOT NULL,\n"
+    "    updated INTEGER NOT NULL,\n"
+    "    since   INTEGER NOT NULL,\n"
+    /* Deferred: the version's row is written at commit, after its rule rows. */
+    "    v_from  INTEGER NOT NULL REFERENCES versions (version) DEFERRABLE INITIALLY DEFERRED,\n"
+    "    v_to    INTEGER REFERENCES versions (version) DEFERRABLE INITIALLY DEFERRED,\n"
+    "    CHECK (v_to IS NULL OR v_to > v_from)\n"
+    ");\n"
+    /* The current rule set: one row per source and per id. */
+    "CREATE UNIQUE INDEX rules_current_source ON rules (source) WHERE v_to IS NULL;\n"
+    "CREATE UNIQUE INDEX rules_current_rid ON rules (rid) WHERE v_to IS NULL;\n"
+    "CREATE INDEX rules_current_host ON rules (host, rid)\n"
+    "    WHERE v_to IS NULL AND host IS NOT NULL;\n"
+    /* A rule's history, and the rules of any version in order of id. */
+    "CREATE INDEX rules_rid ON rules (rid, v_from);\n"
+    /* The changes of a version: the rows it wrote and the rows it closed. */
+    "CREATE INDEX rules_written ON rules (v_from, rid);\n"
+    "CREATE INDEX rules_closed ON rules (v_to, rid) WHERE v_to IS NOT NULL;\n"
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;\n"
+    "INSERT INTO meta (key, value) VALUES ('next_rid', 1);\n"
+    /* One line per change: a row written by a version is an "added" (no row of the same
+     * rule closed by it) or a "changed"; a row closed by a version with no new row is a
+     * "removed". */
+    "CREATE VIEW audit (version, at, actor, comment, kind, rid,\n"
+    "                   old_source, old_target, old_status, old_options, old_note,\n"
+    "                   new_source, new_target, new_status, new_options, new_note) AS\n"
+    "SELECT v.version, v.at, v.actor, v.comment,\n"
+    "       CASE WHEN o.row_id IS NULL THEN 'added' ELSE 'changed' END, n.rid,\n"
+    "       o.source, o.target, o.status, o.options, o.note,\n"
+    "       n.source, n.target, n.status, n.options, n.note\n"
+    "  FROM versions AS v\n"
+    "  JOIN rules AS n ON n.v_from = v.version\n"
+    "  LEFT JOIN rules AS o ON o.v_to = v.version AND o.rid = n.rid\n"
+    "UNION ALL\n"
+    "SELECT v.version, v.at, v.actor, v.comment, 'removed', o.rid,\n"
+    "       o.source, o.target, o.status, o.options, o.note, NULL, NULL, NULL, NULL, NULL\n"
+    "  FROM versions AS v\n"
+    "  JOIN rules AS o ON o.v_to = v.version\n"
+    " WHERE NOT EXISTS (SELECT 1 FROM rules AS n WHERE n.v_from = v.version AND n.rid = o.rid);\n",
+};
+
+/* ---- statements -------------------------------------------------------------------------- */
+
+/* The columns of a rule row, in the order read_rule expects. */
+#define COLS "rid, source, target, status, options, note, created, updated, since, v_from, row_id"
+#define O_COLS                                                                                 \
+    "o.rid, o.source, o.target, o.status, o.options, o.note, o.created, o.updated, o.since, "  \
+    "o.v_from, o.row_id"
+#define N_COLS                                                                                 \
+    "n.rid, n.source, n.target, n.status, n.options, n.note, n.created, n.updated, n.since, "  \
+    "n.v_from, n.row_id"
+#define NO_COLS "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+enum { C_RID, C_SOURCE, C_TARGET, C_STATUS, C_OPTIONS, C_NOTE, C_CREATED, C_UPDATED, C_SINCE,
+       C_FROM, C_ROW, C_N };
+
+enum {
+    ST_BEGIN,
+    ST_BEGIN_READ,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_MAX_VERSION,
+    ST_VERSION_EXISTS,
+    ST_RID_GET,
+    ST_RID_SET,
+    ST_COUNT,
+    ST_INSERT,
+    ST_CLOSE,
+    ST_DELETE,
+    ST_REOPEN,
+    ST_GET,
+    ST_FIND,
+    ST_PREV,
+    ST_BY_ROW,
+    ST_CURRENT,
+    ST_AT,
+    ST_WRITTEN,
+    ST_CLOSED,
+    ST_WRITTEN_RIDS,
+    ST_CLOSED_RIDS,
+    ST_VERSION_ADD,
+    ST_VERSIONS,
+    ST_RULE_HISTORY,
+    ST_N
+};
+
+static const char *const statement_sql[ST_N] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_BEGIN_READ] = "BEGIN",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_MAX_VERSION] = "SELECT coalesce(max(version), 0) FROM versions",
+    [ST_VERSION_EXISTS] = "SELECT 1 FROM versions WHERE version = ?1",
+    [ST_RID_GET] = "SELECT value FROM meta WHERE key = 'next_rid'",
+    [ST_RID_SET] = "UPDATE meta SET value = ?1 WHERE key = 'next_rid'",
+    [ST_COUNT] = "SELECT count(*) FROM rules WHERE v_to IS NULL",
+    [ST_INSERT] = "INSERT INTO rules (rid, source, host, target, status, options, note, created,"
+                  " updated, since, v_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    [ST_CLOSE] = "UPDATE rules SET v_to = ?2 WHERE row_id = ?1",
+    [ST_DELETE] = "DELETE FROM rules WHERE row_id = ?1",
+    [ST_REOPEN] = "UPDATE rules SET v_to = NULL WHERE row_id = ?1",
+    [ST_GET] = "SELECT " COLS " FROM rules WHERE rid = ?1 AND v_to IS NULL",
+    [ST_FIND] = "SELECT " COLS " FROM rules WHERE source = ?1 AND v_to IS NULL",
+    [ST_PREV] = "SELECT " COLS " FROM rules WHERE v_to = ?2 AND rid = ?1",
+    [ST_BY_ROW] = "SELECT " COLS " FROM rules WHERE row_id = ?1",
+    [ST_CURRENT] = "SELECT " COLS " FROM rules WHERE v_to IS NULL ORDER BY rid",
+    /* In order of id without a sort: the rows of each rule are next to each other there. */
+    [ST_AT] = "SELECT " COLS " FROM rules INDEXED BY rules_rid"
+              " WHERE v_from <= ?1 AND (v_to IS NULL OR v_to > ?1) ORDER BY rid",
+    [ST_WRITTEN] = "SELECT " COLS " FROM rules WHERE v_from = ?1 ORDER BY rid",
+    [ST_CLOSED] = "SELECT " COLS " FROM rules WHERE v_to = ?1 ORDER BY rid",
+    [ST_WRITTEN_RIDS] = "SELECT rid FROM rules WHERE v_from = ?1 ORDER BY rid",
+    [ST_CLOSED_RIDS] = "SELECT rid FROM rules WHERE v_to = ?1 ORDER BY rid",
+    [ST_VERSION_ADD] = "INSERT INTO versions (version, at, actor, comment, added, changed,"
+                       " removed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_VERSIONS] = "SELECT version, at, actor, comment, added, changed, removed FROM versions"
+                    " WHERE version < ?1 ORDER BY version DESC LIMIT ?2",
+    /* One rule's changes, as the audit view has them, newest first: columns version, at,
+     * actor, then the old row (NULLs for an "added"), then the new row (NULLs for a
+     * "removed"). Only committed versions (joined with versions). */
+    [ST_RULE_HISTORY] =
+        "SELECT n.v_from, v.at, v.actor, " O_COLS ", " N_COLS
+        "  FROM rules AS n JOIN versions AS v ON v.version = n.v_from"
+        "  LEFT JOIN rules AS o ON o.v_to = n.v_from AND o.rid = n.rid"
+        " WHERE n.rid = ?1 AND n.v_from < ?2"
+        " UNION ALL "
+        "SELECT o.v_to, v.at, v.actor, " O_COLS ", " NO_COLS
+        "  FROM rules AS o JOIN versions AS v ON v.version = o.v_to"
+        " WHERE o.rid = ?1 AND o.v_to < ?2"
+        "   AND NOT EXISTS (SELECT 1 FROM rules AS n WHERE n.rid = o.rid AND n.v_from = o.v_to)"
+        " ORDER BY 1 DESC LIMIT ?3",
+};
+
+/* The filters of dt_store_list, as bits of the index of its cached statements. */
+enum { F_TEXT = 1, F_HOST = 2, F_STATUS = 4, F_OLDER = 8, F_N = 16 };
+
+struct dt_store {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *stmt[ST_N];      /* prepared on first use, kept until close */
+    sqlite3_stmt *page[F_N];       /* dt_store_list: a page, by filters */
+    sqlite3_stmt *total[F_N];      /* dt_store_list: the count, by filters */
+    int walking;                   /* > 0 while a callback runs (see store.h) */
+    /* The open write transaction. */
+    bool in_txn;
+    bool broken;                   /* a write failed half-way: only abort is left */
+    int64_t txn_version;           /* the version it becomes */
+    int64_t now;
+    int64_t next_rid, first_rid;   /* meta's next_rid now and at begin */
+    char *actor, *comment;
+    /* Scratch space, reused. */
+    struct dt_buf host, pattern, copy;
+    struct dt_buf error; /* the message of the last failure */
+};
+
+/* ---- errors ------------------------------------------------------------------------------ */
+
+/* Records a message for the failure (in s->error, and appended to err when given) and
+ * returns code. */
+static int DT_PRINTF(4, 5) fail(struct dt_store *s, struct dt_buf *err, int code, const char *fmt,
+                                ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    s->error.len = 0;
+    if (n >= 0) {
+        dt_buf_reserve(&s->error, (size_t)n + 1);
+        va_start(ap, fmt);
+        vsnprintf(s->error.ptr, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        s->error.len = (size_t)n;
+    }
+    dt_buf_terminate(&s->error);
+    if (err) {
+        dt_buf_append(err, s->error.ptr, s->error.len);
+        dt_buf_terminate(err);
+    }
+    return code;
+}
+
+/* A failure of SQLite itself: DT_EIO with the path and SQLite's message. */
+static int fail_sql(struct dt_store *s, struct dt_buf *err, const char *what)
+{
+    return fail(s, err, DT_EIO, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+/* Fails a write that has already changed something: the transaction can only be aborted. */
+static int broke(struct dt_store *s, int rc)
+{
+    if (rc < 0)
+        s->broken = true;
+    return rc;
+}
+
+/* ---- statements -------------------------------------------------------------------------- */
+
+static sqlite3_stmt *prepare(struct dt_store *s, const char *sql, struct dt_buf *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        fail_sql(s, err, "preparing a statement");
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* The cached statement id, prepared on first use; NULL (with the message set) on failure. */
+static sqlite3_stmt *stmt(struct dt_store *s, int id, struct dt_buf *err)
+{
+    if (!s->stmt[id])
+        s->stmt[id] = prepare(s, statement_sql[id], err);
+    return s->stmt[id];
+}
+
+/* Steps st: 1 for a row, 0 when done, DT_EIO (message set, st reset) on failure. */
+static int step(struct dt_store *s, sqlite3_stmt *st, struct dt_buf *err)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    fail_sql(s, err, "query failed");
+    sqlite3_reset(st);
+    return DT_EIO;
+}
+
+/* Runs a statement that returns no rows (or whose rows do not matter). */
+static int run(struct dt_store *s, sqlite3_stmt *st, struct dt_buf *err)
+{
+    int rc = step(s, st, err);
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+/* Runs cached statement id with up to two integer parameters. */
+static int run_id(struct dt_store *s, int id, int64_t a, int64_t b, struct dt_buf *err)
+{
+    sqlite3_stmt *st = stmt(s, id, err);
+    if (!st)
+        return DT_EIO;
+    int n = sqlite3_bind_parameter_count(st);
+    if (n >= 1)
+        sqlite3_bind_int64(st, 1, a);
+    if (n >= 2)
+        sqlite3_bind_int64(st, 2, b);
+    return run(s, st, err);
+}
+
+/* The first column of the single row of cached statement id (bound to a, if it has a
+ * parameter) in *out: 1 if there was a row, 0 if none, DT_EIO. */
+static int query_int(struct dt_store *s, int id, int64_t a, int64_t *out, struct dt_buf *err)
+{
+    sqlite3_stmt *st = stmt(s, id, err);
+    if (!st)
+        return DT_EIO;
+    if (sqlite3_bind_parameter_count(st) >= 1)
+        sqlite3_bind_int64(st, 1, a);
+    int rc = step(s, st, err);
+    if (rc == 1)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc;
+}
+
+static const char *column_text(sqlite3_stmt *st, int col)
+{
+    const char *p = (const char *)sqlite3_column_text(st, col);
+    return p ? p : "";
+}
+
+/* Reads the rule row at columns col.. of st into r (strings owned by st until its next step);
+ * false when the row is NULL (the missing side of a change). */
+static bool read_rule(sqlite3_stmt *st, int col, struct dt_store_rule *r)
+{
+    if (sqlite3_column_type(st, col + C_RID) == SQLITE_NULL)
+        return false;
+    r->id = sqlite3_column_int64(st, col + C_RID);
+    r->source = column_text(st, col + C_SOURCE);
+    r->target = column_text(st, col + C_TARGET);
+    r->status = sqlite3_column_int(st, col + C_STATUS);
+    r->options = column_text(st, col + C_OPTIONS);
+    r->note = column_text(st, col + C_NOTE);
+    r->created = sqlite3_column_int64(st, col + C_CREATED);
+    r->updated = sqlite3_column_int64(st, col + C_UPDATED);
+    r->since = sqlite3_column_int64(st, col + C_SINCE);
+    r->version = sqlite3_column_int64(st, col + C_FROM);
+    return true;
+}
+
+static const char *or_empty(const char *p)
+{
+    return p ? p : "";
+}
+
+/* True when the row at column 0 of st says what r says: the fields that make a change. */
+static bool same_content(sqlite3_stmt *st, const struct dt_store_rule *r)
+{
+    return sqlite3_column_int(st, C_STATUS) == r->status &&
+           strcmp(column_text(st, C_SOURCE), r->source) == 0 &&
+           strcmp(column_text(st, C_TARGET), r->target) == 0 &&
+           strcmp(column_text(st, C_OPTIONS), or_empty(r->options)) == 0 &&
+           strcmp(column_text(st, C_NOTE), or_empty(r->note)) == 0;
+}
+
+/* ---- guards ------------------------------------------------------------------------------ */
+
+static int not_walking(struct dt_store *s, const char *fn, struct dt_buf *err)
+{
+    if (s->walking)
+        return fail(s, err, DT_EINVAL, "%s called from a callback of the store", fn);
+    return 0;
+}
+
+/* A write must be inside an open transaction that no earlier failure broke. */
+static int need_txn(struct dt_store *s, const char *fn, struct dt_buf *err)
+{
+    int rc = not_walking(s, fn, err);
+    if (rc)
+        return rc;
+    if (!s->in_txn)
+        return fail(s, err, DT_EINVAL, "%s: no transaction is open (dt_store_begin first)", fn);
+    if (s->broken || sqlite3_get_autocommit(s->db))
+        return fail(s, err, DT_EIO,
+                    "%s: an earlier error left the transaction incomplete: abort it", fn);
+    return 0;
+}
+
+/* The store does not parse rules (the caller has), but it keeps its rows well-formed. */
+static int check_rule(struct dt_store *s, const struct dt_store_rule *r, struct dt_buf *err)
+{
+    if (!r || !r->source || !r->source[0] || !r->target)
+        return fail(s, err, DT_EINVAL, "a rule needs a source and a target");
+    if (r->status != 301 && r->status != 302 && r->status != 303 && r->status != 307 &&
+        r->status != 308)
+        return fail(s, err, DT_EINVAL, "rule %s: status %d is not 301, 302, 303, 307 or 308",
+                    r->source, r->status);
+    const char *field[] = {r->source, r->target, or_empty(r->options), or_empty(r->note)};
+    static const char *const name[] = {"source", "target", "options", "note"};
+    for (size_t i = 0; i < DT_ARRAY_LEN(field); i++)
+        if (strlen(field[i]) > DT_STORE_TEXT_MAX)
+            return fail(s, err, DT_ELIMIT, "a rule's %s is longer than %d bytes", name[i],
+                        DT_STORE_TEXT_MAX);
+    return 0;
+}
+
+/* ---- opening ----------------------------------------------------------------------------- */
+
+static int exec(struct dt_store *s, const char *sql, struct dt_buf *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    int code = sqlite3_errcode(s->db);
+    if (code == SQLITE_NOTADB)
+        fail(s, err, DT_EIO, "%s: not a SQLite database", s->path);
+    else
+        fail(s, err, DT_EIO, "%s: %s", s->path, msg ? msg : sqlite3_errstr(code));
+    sqlite3_free(msg);
+    return DT_EIO;
+}
+
+/* Brings the schema to the newest version in one transaction, so that a failed migration
+ * leaves the database as it was. */
+static int migrate(struct dt_store *s, struct dt_buf *err)
+{
+    const int64_t newest = (int64_t)DT_ARRAY_LEN(migrations);
+    int rc = exec(s, "BEGIN IMMEDIATE", err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = prepare(s, "PRAGMA user_version", err);
+    if (!st)
+        goto fail;
+    rc = step(s, st, err);
+    int64_t have = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (rc < 0)
+        goto fail;
+    if (have > newest || have < 0) {
+        fail(s, err, DT_EINVAL,
+             "%s: schema version %lld is newer than this detour knows (%lld): use a newer "
+             "detour or another database",
+             s->path, (long long)have, (long long)newest);
+        rc = DT_EINVAL;
+        goto fail;
+    }
+    for (int64_t v = have; v < newest; v++) {
+        if ((rc = exec(s, migrations[v], err)) != 0)
+            goto fail;
+    }
+    if (have < newest) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)newest);
+        if ((rc = exec(s, sql, err)) != 0)
+            goto fail;
+    }
+    return exec(s, "COMMIT", err);
+fail:
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc ? rc : DT_EIO;
+}
+
+struct dt_store *dt_store_open(const char *path, struct dt_buf *err)
+{
+    struct dt_store *s = dt_xcalloc(1, sizeof(*s));
+    s->path = dt_xstrndup(path, strlen(path));
+    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        if (s->db)
+            fail(s, err, DT_EIO, "%s: cannot open: %s", path, sqlite3_errmsg(s->db));
+        else
+            fail(s, err, DT_EIO, "%s: cannot open: %s", path, sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+
+    /* The first statement reads the file: a file that is not a database fails here, before
+     * anything is written to it. WAL with synchronous=FULL syncs the WAL on every commit,
+     * which is what makes dt_store_commit durable. */
+    sqlite3_stmt *st = prepare(s, "PRAGMA journal_mode = WAL", NULL);
+    if (!st) {
+        if (sqlite3_errcode(s->db) == SQLITE_NOTADB)
+            fail(s, err, DT_EIO, "%s: not a SQLite database", path);
+        else
+            fail_sql(s, err, "cannot read");
+        goto fail;
+    }
+    rc = step(s, st, NULL);
+    bool wal = rc == 1 && (strcmp(column_text(st, 0), "wal") == 0 ||
+                           strcmp(column_text(st, 0), "memory") == 0);
+    char mode[16];
+    snprintf(mode, sizeof(mode), "%s", rc == 1 ? column_text(st, 0) : "");
+    sqlite3_finalize(st);
+    if (rc < 0) {
+        if (sqlite3_errcode(s->db) == SQLITE_NOTADB)
+            fail(s, err, DT_EIO, "%s: not a SQLite database", path);
+        else
+            fail_sql(s, err, "cannot set the WAL journal");
+        goto fail;
+    }
+    if (!wal) {
+        fail(s, err, DT_EIO, "%s: the WAL journal is not available (journal mode '%s')", path,
+             mode);
+        goto fail;
+    }
+    char pragmas[256];
+    snprintf(pragmas, sizeof(pragmas),
+             "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -%d;"
+             " PRAGMA journal_size_limit = %d; PRAGMA temp_store = MEMORY;",
+             CACHE_KIB, WAL_KEEP_BYTES);
+    if (exec(s, pragmas, err) != 0 || migrate(s, err) != 0)
+        goto fail;
+    return s;
+fail:
+    dt_store_close(s);
+    return NULL;
+}
+
+static void end_txn(struct dt_store *s)
+{
+    s->in_txn = false;
+    s->broken = false;
+    free(s->actor);
+    free(s->comment);
+    s->actor = s->comment = NULL;
+}
+
+void dt_store_abort(struct dt_store *s)
+{
+    if (!s || !s->in_txn || s->walking)
+        return;
+    if (!sqlite3_get_autocommit(s->db) && run_id(s, ST_ROLLBACK, 0, 0, NULL) != 0)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    end_txn(s);
+}
+
+void dt_store_close(struct dt_store *s)
+{
+    if (!s)
+        return;
+    s->walking = 0;
+    dt_store_abort(s);
+    for (int i = 0; i < ST_N; i++)
+        sqlite3_finalize(s->stmt[i]);
+    for (int i = 0; i < F_N; i++) {
+        sqlite3_finalize(s->page[i]);
+        sqlite3_finalize(s->total[i]);
+    }
+    sqlite3_close(s->db);
+    dt_buf_dispose(&s->host);
+    dt_buf_dispose(&s->pattern);
+    dt_buf_dispose(&s->copy);
+    dt_buf_dispose(&s->error);
+    free(s->path);
+    free(s);
+}
+
+const char *dt_store_error(const struct dt_store *s)
+{
+    return s->error.ptr ? s->error.ptr : "";
+}
+
+int64_t dt_store_version(struct dt_store *s)
+{
+    int64_t v = 0;
+    int rc = query_int(s, ST_MAX_VERSION, 0, &v, NULL);
+    return rc < 0 ? rc : v;
+}
+
+int64_t dt_store_count(struct dt_store *s)
+{
+    int64_t n = 0;
+    int rc = query_int(s, ST_COUNT, 0, &n, NULL);
+    return rc < 0 ? rc : n;
+}
+
+/* ---- reads that span several statements ------------------------------------------------- */
+
+/* Outside a write transaction, a read of several statements runs in a read transaction so
+ * that it sees one version throughout. */
+static int read_begin(struct dt_store *s, bool *started)
+{
+    *started = false;
+    if (s->in_txn || !sqlite3_get_autocommit(s->db))
+        return 0;
+    int rc = run_id(s, ST_BEGIN_READ, 0, 0, NULL);
+    *started = rc == 0;
+    return rc;
+}
+
+static void read_end(struct dt_store *s, bool started)
+{
+    if (started && !sqlite3_get_autocommit(s->db) && run_id(s, ST_COMMIT, 0, 0, NULL) != 0)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Calls fn with the rules of the rows of st (bound, not yet stepped), then resets st. */
+static int each_row(struct dt_store *s, sqlite3_stmt *st, dt_store_rule_fn fn, void *ctx)
+{
+    int rc;
+    while ((rc = step(s, st, NULL)) == 1) {
+        struct dt_store_rule r;
+        read_rule(st, 0, &r);
+        s->walking++;
+        rc = fn(ctx, &r);
+        s->walking--;
+        if (rc)
+            break;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* ---- writing ----------------------------------------------------------------------------- */
+
+/* The host of a canonical source, lower-cased into s->host: the part before the first '/'
+ * after an optional "scheme://". false for a source for any host ("/path", "~regex"). */
+static bool source_host(struct dt_store *s, const char *source)
+{
+    if (source[0] == '/' || source[0] == '~' || source[0] == '\0')
+        return false;
+    const char *p = source;
+    const char *sep = strstr(p, "://");
+    size_t first_slash = strcspn(p, "/");
+    if (sep && (size_t)(sep - p) < first_slash)
+        p = sep + 3;
+    size_t n = strcspn(p, "/");
+    if (n == 0)
+        return false;
+    s->host.len = 0;
+    dt_buf_append(&s->host, p, n);
+    dt_ascii_lower(s->host.ptr, n);
+    dt_buf_terminate(&s->host);
+    return true;
+}
+
+/* Inserts a row of rule rid written by the open transaction. Returns SQLite's result code. */
+static int insert_row(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
+                      int64_t created, int64_t since)
+{
+    sqlite3_stmt *st = stmt(s, ST_INSERT, NULL);
+    if (!st)
+        return SQLITE_ERROR;
+    int rc = sqlite3_bind_int64(st, 1, rid);
+    rc |= sqlite3_bind_text(st, 2, r->source, -1, SQLITE_STATIC);
+    if (source_host(s, r->source))
+        rc |= sqlite3_bind_text(st, 3, s->host.ptr, (int)s->host.len, SQLITE_STATIC);
+    else
+        rc |= sqlite3_bind_null(st, 3);
+    rc |= sqlite3_bind_text(st, 4, r->target, -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_int(st, 5, r->status);
+    rc |= sqlite3_bind_text(st, 6, or_empty(r->options), -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, 7, or_empty(r->note), -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_int64(st, 8, created);
+    rc |= sqlite3_bind_int64(st, 9, s->now);
+    rc |= sqlite3_bind_int64(st, 10, since);
+    rc |= sqlite3_bind_int64(st, 11, s->txn_version);
+    if (rc != SQLITE_OK)
+        return SQLITE_ERROR;
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* The message for a source that another current rule has. */
+static int source_taken(struct dt_store *s, const char *source, struct dt_buf *err)
+{
+    int64_t other = 0;
+    sqlite3_stmt *st = stmt(s, ST_FIND, err);
+    if (st) {
+        sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+        if (step(s, st, NULL) == 1)
+            other = sqlite3_column_int64(st, C_RID);
+        sqlite3_reset(st);
+    }
+    return fail(s, err, DT_EEXIST, "rule %lld already has the source %s", (long long)other,
+                source);
+}
+
+/* Ends the life of a current row in the open transaction. A row that the transaction itself
+ * wrote was never part of a version, so it goes; any other is closed. */
+static int close_row(struct dt_store *s, int64_t row, int64_t v_from, struct dt_buf *err)
+{
+    if (v_from == s->txn_version)
+        return run_id(s, ST_DELETE, row, 0, err);
+    return run_id(s, ST_CLOSE, row, s->txn_version, err);
+}
+
+/* Makes r the current row of rule rid, which has none at the moment; created is the rule's.
+ * fresh: a new id, which has no earlier row.
+ *
+ * The row this transaction closed for rid (the rule as of the last version) decides since
+ * (S10: kept while the rule stays 307, now when it becomes 307, 0 otherwise). If it says what
+ * r says, it is reopened instead, so that undoing a change inside a transaction leaves no
+ * change behind. */
+static int write_current(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
+                         int64_t created, bool fresh, struct dt_buf *err)
+{
+    bool had = false;
+    int prev_status = 0;
+    int64_t prev_since = 0;
+    if (!fresh) {
+        sqlite3_stmt *st = stmt(s, ST_PREV, err);
+        if (!st)
+            return DT_EIO;
+        sqlite3_bind_int64(st, 1, rid);
+        sqlite3_bind_int64(st, 2, s->txn_version);
+        int rc = step(s, st, err);
+        if (rc < 0)
+            return rc;
+        if (rc == 1 && same_content(st, r)) {
+            int64_t row = sqlite3_column_int64(st, C_ROW);
+            sqlite3_reset(st);
+            return run_id(s, ST_REOPEN, row, 0, err);
+        }
+        if (rc == 1) {
+            had = true;
+            prev_status = sqlite3_column_int(st, C_STATUS);
+            prev_since = sqlite3_column_int64(st, C_SINCE);
+        }
+        sqlite3_reset(st);
+    }
+    int64_t since = 0;
+    if (r->status == 307)
+        since = had && prev_status == 307 && prev_since > 0 ? prev_since : s->now;
+    int rc = insert_row(s, rid, r, created, since);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc == SQLITE_CONSTRAINT_UNIQUE)
+        return source_taken(s, r->source, err);
+    return fail_sql(s, err, "cannot write a rule");
+}
+
+int dt_store_begin(struct dt_store *s, int64_t now, const char *actor, const char *comment,
+                   struct dt_buf *err)
+{
+    int rc = not_walking(s, "dt_store_begin", err);
+    if (rc)
+        return rc;
+    if (s->in_txn)
+        return fail(s, err, DT_EINVAL, "dt_store_begin: a transaction is already open");
+    actor = or_empty(actor);
+    comment = or_empty(comment);
+    if (strlen(actor) > DT_STORE_TEXT_MAX || strlen(comment) > DT_STORE_TEXT_MAX)
+        return fail(s, err, DT_ELIMIT, "an actor or a comment is longer than %d bytes",
+                    DT_STORE_TEXT_MAX);
+    sqlite3_stmt *st = stmt(s, ST_BEGIN, err);
+    if (!st)
+        return DT_EIO;
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = fail_sql(s, err, "cannot start a transaction");
+        sqlite3_reset(st);
+        return rc;
+    }
+    sqlite3_reset(st);
+    int64_t current = 0, next_rid = 0;
+    if (query_int(s, ST_MAX_VERSION, 0, &current, err) < 0 ||
+        (rc = query_int(s, ST_RID_GET, 0, &next_rid, err)) < 0) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return DT_EIO;
+    }
+    if (rc == 0 || next_rid < 1) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return fail(s, err, DT_EIO, "%s: the next rule id is missing from meta", s->path);
+    }
+    s->in_txn = true;
+    s->broken = false;
+    s->txn_version = current + 1;
+    s->now = now;
+    s->next_rid = s->first_rid = next_rid;
+    s->actor = dt_xstrndup(actor, strlen(actor));
+    s->comment = dt_xstrndup(comment, strlen(comment));
+    return 0;
+}
+
+/* Counts the changes of the open transaction: rules with a written row and no closed one are
+ * added, with both changed, with a closed row only removed. Both lists come in order of id
+ * straight from their indexes, so this is one merge. */
+static int count_changes(struct dt_store *s, int64_t n[3], struct dt_buf *err)
+{
+    sqlite3_stmt *w = stmt(s, ST_WRITTEN_RIDS, err), *c = stmt(s, ST_CLOSED_RIDS, err);
+    if (!w || !c)
+        return DT_EIO;
+    sqlite3_bind_int64(w, 1, s->txn_version);
+    sqlite3_bind_int64(c, 1, s->txn_version);
+    n[0] = n[1] = n[2] = 0;
+    int rw = step(s, w, err), rc = rw < 0 ? rw : step(s, c, err);
+    while (rw == 1 || rc == 1) {
+        int64_t a = rw == 1 ? sqlite3_column_int64(w, 0) : INT64_MAX;
+        int64_t b = rc == 1 ? sqlite3_column_int64(c, 0) : INT64_MAX;
+        n[a == b ? 1 : a < b ? 0 : 2]++;
+        if (a <= b)
+            rw = step(s, w, err);
+        if (b <= a && rw >= 0)
+            rc = step(s, c, err);
+    }
+    sqlite3_reset(w);
+    sqlite3_reset(c);
+    return rw < 0 ? rw : rc < 0 ? rc : 0;
+}
+
+int dt_store_commit(struct dt_store *s, int64_t *version, struct dt_buf *err)
+{
+    int rc = not_walking(s, "dt_store_commit", err);
+    if (rc)
+        return rc;
+    if (!s->in_txn)
+        return fail(s, err, DT_EINVAL, "dt_store_commit: no transaction is open");
+    if (s->broken || sqlite3_get_autocommit(s->db)) {
+        fail(s, err, DT_EIO, "%s: an earlier error left the transaction incomplete: nothing "
+                             "was committed", s->path);
+        rc = DT_EIO;
+        goto fail;
+    }
+    if (s->next_rid != s->first_rid &&
+        (rc = run_id(s, ST_RID_SET, s->next_rid, 0, err)) != 0)
+        goto fail;
+    int64_t n[3];
+    if ((rc = count_changes(s, n, err)) != 0)
+        goto fail;
+    bool changed = n[0] + n[1] + n[2] > 0;
+    if (changed) {
+        sqlite3_stmt *st = stmt(s, ST_VERSION_ADD, err);
+        if (!st) {
+            rc = DT_EIO;
+            goto fail;
+        }
+        sqlite3_bind_int64(st, 1, s->txn_version);
+        sqlite3_bind_int64(st, 2, s->now);
+        sqlite3_bind_text(st, 3, s->actor, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, s->comment, -1, SQLITE_STATIC);
+        for (int i = 0; i < 3; i++)
+            sqlite3_bind_int64(st, 5 + i, n[i]);
+        if ((rc = run(s, st, err)) != 0)
+            goto fail;
+    }
+    /* The version is durable once COMMIT returns (WAL, synchronous=FULL). */
+    sqlite3_stmt *st = stmt(s, ST_COMMIT, err);
+    if (!st) {
+        rc = DT_EIO;
+        goto fail;
+    }
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = fail_sql(s, err, "commit failed");
+        sqlite3_reset(st);
+        goto fail;
+    }
+    sqlite3_reset(st);
+    if (version)
+        *version = changed ? s->txn_version : s->txn_version - 1;
+    end_txn(s);
+    return 0;
+fail:
+    dt_store_abort(s);
+    return rc;
+}
+
+int dt_store_add(struct dt_store *s, const struct dt_store_rule *r, int64_t *id,
+                 struct dt_buf *err)
+{
+    int rc = need_txn(s, "dt_store_add", err);
+    if (rc || (rc = check_rule(s, r, err)) != 0)
+        return rc;
+    /* One statement: a failure (a source that exists) leaves the transaction as it was. */
+    rc = write_current(s, s->next_rid, r, s->now, true, err);
+    if (rc)
+        return rc;
+    if (id)
+        *id = s->next_rid;
+    s->next_rid++;
+    return 0;
+}
+
+int dt_store_replace(struct dt_store *s, int64_t id, const struct dt_store_rule *r,
+                     struct dt_buf *err)
+{
+    int rc = need_txn(s, "dt_store_replace", err);
+    if (rc || (rc = check_rule(s, r, err)) != 0)
+        return rc;
+    sqlite3_stmt *st = stmt(s, ST_GET, err);
+    if (!st)
+        return DT_EIO;
+    sqlite3_bind_int64(st, 1, id);
+    if ((rc = step(s, st, err)) <= 0) {
+        sqlite3_reset(st);
+        return rc < 0 ? rc : fail(s, err, DT_ENOENT, "no rule %lld", (long long)id);
+    }
+    if (same_content(st, r)) {
+        sqlite3_reset(st);
+        return 0;
+    }
+    int64_t row = sqlite3_column_int64(st, C_ROW), v_from = sqlite3_column_int64(st, C_FROM);
+    int64_t created = sqlite3_column_int64(st, C_CREATED);
+    bool moved = strcmp(column_text(st, C_SOURCE), r->source) != 0;
+    sqlite3_reset(st);
+    if (moved) {
+        int64_t other = 0;
+        sqlite3_stmt *f = stmt(s, ST_FIND, err);
+        if (!f)
+            return DT_EIO;
+        sqlite3_bind_text(f, 1, r->source, -1, SQLITE_STATIC);
+        rc = step(s, f, err);
+        if (rc == 1)
+            other = sqlite3_column_int64(f, C_RID);
+        sqlite3_reset(f);
+        if (rc < 0)
+            return rc;
+        if (rc == 1 && other != id)
+            return fail(s, err, DT_EEXIST, "rule %lld already has the source %s",
+                        (long long)other, r->source);
+    }
+    if ((rc = close_row(s, row, v_from, err)) != 0)
+        return broke(s, rc);
+    return broke(s, write_current(s, id, r, created, false, err));
+}
+
+int dt_store_remove(struct dt_store *s, int64_t id, struct dt_buf *err)
+{
+    int rc = need_txn(s, "dt_store_remove", err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = stmt(s, ST_GET, err);
+    if (!st)
+        return DT_EIO;
+    sqlite3_bind_int64(st, 1, id);
+    if ((rc = step(s, st, err)) <= 0) {
+        sqlite3_reset(st);
+        return rc < 0 ? rc : fail(s, err, DT_ENOENT, "no rule %lld", (long long)id);
+    }
+    int64_t row = sqlite3_column_int64(st, C_ROW), v_from = sqlite3_column_int64(st, C_FROM);
+    sqlite3_reset(st);
+    return broke(s, close_row(s, row, v_from, err));
+}
+
+/* A growable list of row ids (and the version that wrote each). */
+struct rows {
+    int64_t *row, *v_from;
+    size_t n, cap;
+};
+
+static void rows_push(struct rows *l, int64_t row, int64_t v_from)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 256;
+        l->row = dt_xrealloc(l->row, l->cap * sizeof(*l->row));
+        l->v_from = dt_xrealloc(l->v_from, l->cap * sizeof(*l->v_from));
+    }
+    l->row[l->n] = row;
+    l->v_from[l->n] = v_from;
+    l->n++;
+}
+
+static void rows_dispose(struct rows *l)
+{
+    free(l->row);
+    free(l->v_from);
+}
+
+/* True when the rows at column 0 of a and b say the same (source, target, status, options,
+ * note). */
+static bool same_rows(sqlite3_stmt *a, sqlite3_stmt *b)
+{
+    static const int text[] = {C_SOURCE, C_TARGET, C_OPTIONS, C_NOTE};
+    if (sqlite3_column_int(a, C_STATUS) != sqlite3_column_int(b, C_STATUS))
+        return false;
+    for (size_t i = 0; i < DT_ARRAY_LEN(text); i++)
+        if (strcmp(column_text(a, text[i]), column_text(b, text[i])) != 0)
+            return false;
+    return true;
+}
+
+/* Writes the rule of an old row (row) as the current row of its id. */
+static int restore_row(struct dt_store *s, int64_t row, struct dt_buf *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_BY_ROW, err);
+    if (!st)
+        return DT_EIO;
+    sqlite3_bind_int64(st, 1, row);
+    int rc = step(s, st, err);
+    if (rc <= 0) {
+        sqlite3_reset(st);
+        return rc < 0 ? rc : fail(s, err, DT_EIO, "%s: row %lld vanished", s->path,
+                                  (long long)row);
+    }
+    /* The strings are copied: the statement is reset before the table is written. */
+    struct dt_store_rule r;
+    read_rule(st, 0, &r);
+    const char *field[] = {r.source, r.target, r.options, r.note};
+    size_t at[4];
+    s->copy.len = 0;
+    for (int i = 0; i < 4; i++) {
+        at[i] = s->copy.len;
+        dt_buf_append(&s->copy, field[i], strlen(field[i]) + 1);
+    }
+    sqlite3_reset(st);
+    r.source = s->copy.ptr + at[0];
+    r.target = s->copy.ptr + at[1];
+    r.options = s->copy.ptr + at[2];
+    r.note = s->copy.ptr + at[3];
+    return write_current(s, r.id, &r, r.created, false, err);
+}
+
+int dt_store_rollback(struct dt_store *s, int64_t version, struct dt_buf *err)
+{
+    int rc = need_txn(s, "dt_store_rollback", err);
+    if (rc)
+        return rc;
+    int64_t one = 0;
+    if (version < 0 ||
+        (version > 0 && (rc = query_int(s, ST_VERSION_EXISTS, version, &one, err)) == 0))
+        return fail(s, err, DT_ENOENT, "no version %lld", (long long)version);
+    if (rc < 0)
+        return rc;
+
+    /* Compare the rules now with those of the version, both in order of id, and list what
+     * must go and what must come back. The table is only written once both lists are
+     * complete, and everything that goes goes first: the sources of the version's rules
+     * are then free, whatever moved between the two. */
+    struct rows gone = {0}, back = {0};
+    sqlite3_stmt *cur = stmt(s, ST_CURRENT, err), *old = stmt(s, ST_AT, err);
+    if (!cur || !old)
+        return DT_EIO;
+    sqlite3_bind_int64(old, 1, version);
+    int rn = step(s, cur, err), ro = rn < 0 ? rn : step(s, old, err);
+    while (rn == 1 || ro == 1) {
+        int64_t a = rn == 1 ? sqlite3_column_int64(cur, C_RID) : INT64_MAX;
+        int64_t b = ro == 1 ? sqlite3_column_int64(old, C_RID) : INT64_MAX;
+        if (a == b && same_rows(cur, old)) {
+            /* unchanged */
+        } else {
+            if (a <= b)
+                rows_push(&gone, sqlite3_column_int64(cur, C_ROW),
+                          sqlite3_column_int64(cur, C_FROM));
+            if (b <= a)
+                rows_push(&back, sqlite3_column_int64(old, C_ROW), 0);
+        }
+        if (a <= b)
+            rn = step(s, cur, err);
+        if (b <= a && rn >= 0)
+            ro = step(s, old, err);
+    }
+    sqlite3_reset(cur);
+    sqlite3_reset(old);
+    rc = rn < 0 ? rn : ro < 0 ? ro : 0;
+    for (size_t i = 0; rc == 0 && i < gone.n; i++)
+        rc = broke(s, close_row(s, gone.row[i], gone.v_from[i], err));
+    for (size_t i = 0; rc == 0 && i < back.n; i++)
+        rc = broke(s, restore_row(s, back.row[i], err));
+    rows_dispose(&gone);
+    rows_dispose(&back);
+    return rc;
+}
+
+/* Calls fn with the changes of version v in order of rule id: the rows it wrote merged with
+ * the rows it closed. *left is the number of changes still wanted (SIZE_MAX: all), counted
+ * down. Returns 0, DT_EIO, or fn's non-zero value. */
+static int walk_version(struct dt_store *s, int64_t v, int64_t at, const char *actor,
+                        size_t *left, dt_store_change_fn fn, void *ctx)
+{
+    sqlite3_stmt *w = stmt(s, ST_WRITTEN, NULL), *c = stmt(s, ST_CLOSED, NULL);
+    if (!w || !c)
+        return DT_EIO;
+    sqlite3_bind_int64(w, 1, v);
+    sqlite3_bind_int64(c, 1, v);
+    int rw = step(s, w, NULL), rc = rw < 0 ? rw : step(s, c, NULL), stop = 0;
+    while ((rw == 1 || rc == 1) && *left > 0) {
+        int64_t a = rw == 1 ? sqlite3_column_int64(w, C_RID) : INT64_MAX;
+        int64_t b = rc == 1 ? sqlite3_column_int64(c, C_RID) : INT64_MAX;
+        struct dt_store_rule old_rule, new_rule;
+        struct dt_store_change ch = {v, at, actor, NULL, NULL, NULL};
+        if (a <= b)
+            ch.new_rule = read_rule(w, 0, &new_rule) ? &new_rule : NULL;
+        if (b <= a)
+            ch.old_rule = read_rule(c, 0, &old_rule) ? &old_rule : NULL;
+        ch.kind = a == b ? "changed" : a < b ? "added" : "removed";
+        (*left)--;
+        s->walking++;
+        stop = fn(ctx, &ch);
+        s->walking--;
+        if (stop)
+            break;
+        if (a <= b)
+            rw = step(s, w, NULL);
+        if (b <= a && rw >= 0)
+            rc = step(s, c, NULL);
+    }
+    sqlite3_reset(w);
+    sqlite3_reset(c);
+    if (stop)
+        return stop;
+    return rw < 0 ? rw : rc < 0 ? rc : 0;
+}
+
+int dt_store_pending(struct dt_store *s, dt_store_change_fn fn, void *ctx)
+{
+    int rc = not_walking(s, "dt_store_pending", NULL);
+    if (rc)
+        return rc;
+    if (!s->in_txn)
+        return fail(s, NULL, DT_EINVAL, "dt_store_pending: no transaction is open");
+    size_t left = SIZE_MAX;
+    return walk_version(s, s->txn_version, s->now, s->actor, &left, fn, ctx);
+}
+
+/* ---- reading ----------------------------------------------------------------------------- */
+
+/* Calls fn with the row of cached statement id (bound to text or to n); DT_ENOENT if none. */
+static int get_one(struct dt_store *s, int id, const char *text, int64_t n, dt_store_rule_fn fn,
+                   void *ctx)
+{
+    sqlite3_stmt *st = stmt(s, id, NULL);
+    if (!st)
+        return DT_EIO;
+    if (text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, n);
+    int rc = step(s, st, NULL);
+    if (rc == 1) {
+        struct dt_store_rule r;
+        read_rule(st, 0, &r);
+        s->walking++;
+        rc = fn(ctx, &r);
+        s->walking--;
+    } else if (rc == 0) {
+        rc = DT_ENOENT;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+int dt_store_get(struct dt_store *s, int64_t id, dt_store_rule_fn fn, void *ctx)
+{
+    return get_one(s, ST_GET, NULL, id, fn, ctx);
+}
+
+int dt_store_find(struct dt_store *s, const char *source, dt_store_rule_fn fn, void *ctx)
+{
+    if (!source)
+        return DT_ENOENT;
+    return get_one(s, ST_FIND, source, 0, fn, ctx);
+}
+
+int dt_store_each(struct dt_store *s, int64_t version, dt_store_rule_fn fn, void *ctx)
+{
+    int rc = not_walking(s, "dt_store_each", NULL);
+    if (rc)
+        return rc;
+    bool started;
+    if ((rc = read_begin(s, &started)) != 0)
+        return rc;
+    int64_t one = 0;
+    if (version < 0 ||
+        (version > 0 && (rc = query_int(s, ST_VERSION_EXISTS, version, &one, NULL)) == 0)) {
+        rc = fail(s, NULL, DT_ENOENT, "no version %lld", (long long)version);
+        goto done;
+    }
+    if (rc < 0)
+        goto done;
+    sqlite3_stmt *st = stmt(s, version == 0 ? ST_CURRENT : ST_AT, NULL);
+    if (!st) {
+        rc = DT_EIO;
+        goto done;
+    }
+    if (version > 0)
+        sqlite3_bind_int64(st, 1, version);
+    rc = each_row(s, st, fn, ctx);
+done:
+    read_end(s, started);
+    return rc;
+}
+
+/* The cached statement of dt_store_list for a set of filters: a page (total false) or the
+ * count of all matches. Each set of filters has its own SQL so that the planner sees which
+ * apply (the host filter has an index). */
+static sqlite3_stmt *list_stmt(struct dt_store *s, unsigned filters, bool total)
+{
+    sqlite3_stmt **slot = total ? &s->total[filters] : &s->page[filters];
+    if (*slot)
+        return *slot;
+    struct dt_buf sql;
+    dt_buf_init(&sql);
+    dt_buf_appendf(&sql, "SELECT %s FROM rules WHERE v_to IS NULL", total ? "count(*)" : COLS);
+    if (filters & F_TEXT)
+        dt_buf_appendf(&sql, " AND (source LIKE :text ESCAPE '\\' OR target LIKE :text ESCAPE"
+                             " '\\' OR note LIKE :text ESCAPE '\\')");
+    if (filters & F_HOST)
+        dt_buf_appendf(&sql, " AND host = :host");
+    if (filters & F_STATUS)
+        dt_buf_appendf(&sql, " AND status = :status");
+    if (filters & F_OLDER)
+        dt_buf_appendf(&sql, " AND status = 307 AND since > 0 AND since < :older");
+    if (!total)
+        dt_buf_appendf(&sql, " AND rid > :after ORDER BY rid LIMIT :limit");
+    dt_buf_terminate(&sql);
+    *slot = prepare(s, sql.ptr, NULL);
+    dt_buf_dispose(&sql);
+    return *slot;
+}
+
+static void bind_named_int(sqlite3_stmt *st, const char *name, int64_t v)
+{
+    int i = sqlite3_bind_parameter_index(st, name);
+    if (i > 0)
+        sqlite3_bind_int64(st, i, v);
+}
+
+static void bind_named_text(sqlite3_stmt *st, const char *name, const struct dt_buf *b)
+{
+    int i = sqlite3_bind_parameter_index(st, name);
+    if (i > 0)
+        sqlite3_bind_text(st, i, b->ptr, (int)b->len, SQLITE_STATIC);
+}
+
+int dt_store_list(struct dt_store *s, const struct dt_store_query *q, dt_store_rule_fn fn,
+                  void *ctx, int64_t *total)
+{
+    int rc = not_walking(s, "dt_store_list", NULL);
+    if (rc)
+        return rc;
+    static const struct dt_store_query all = {0};
+    if (!q)
+        q = &all;
+    unsigned filters = 0;
+    if (q->text && q->text[0]) {
+        filters |= F_TEXT;
+        if (strlen(q->text) > DT_STORE_TEXT_MAX)
+            return fail(s, NULL, DT_ELIMIT, "a search text is longer than %d bytes",
+                        DT_STORE_TEXT_MAX);
+        /* LIKE: '%' and '_' in the text are literal; ASCII case is ignored. */
+        s->pattern.len = 0;
+        dt_buf_append(&s->pattern, "%", 1);
+        for (const char *p = q->text; *p; p++) {
+            if (*p == '%' || *p == '_' || *p == '\\')
+                dt_buf_append(&s->pattern, "\\", 1);
+            dt_buf_append(&s->pattern, p, 1);
+        }
+        dt_buf_append(&s->pattern, "%", 1);
+    }
+    if (q->host && q->host[0]) {
+        filters |= F_HOST;
+        if (strlen(q->host) > DT_STORE_TEXT_MAX)
+            return fail(s, NULL, DT_ELIMIT, "a host is longer than %d bytes", DT_STORE_TEXT_MAX);
+        s->host.len = 0;
+        dt_buf_append(&s->host, q->host, strlen(q->host));
+        dt_ascii_lower(s->host.ptr, s->host.len);
+    }
+    if (q->status)
+        filters |= F_STATUS;
+    if (q->older_than)
+        filters |= F_OLDER;
+
+    bool started;
+    if ((rc = read_begin(s, &started)) != 0)
+        return rc;
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        bool count = pass == 1;
+        if (count && !total)
+            break;
+        sqlite3_stmt *st = list_stmt(s, filters, count);
+        if (!st) {
+            rc = DT_EIO;
+            break;
+        }
+        bind_named_text(st, ":text", &s->pattern);
+        bind_named_text(st, ":host", &s->host);
+        bind_named_int(st, ":status", q->status);
+        bind_named_int(st, ":older", q->older_than);
+        bind_named_int(st, ":after", q->after_id);
+        bind_named_int(st, ":limit",
+                       q->limit == 0 || q->limit > INT64_MAX ? -1 : (int64_t)q->limit);
+        if (!count) {
+            rc = each_row(s, st, fn, ctx);
+        } else {
+            rc = step(s, st, NULL);
+            if (rc == 1) {
+                *total = sqlite3_column_int64(st, 0);
+                rc = 0;
+            }
+            sqlite3_reset(st);
+        }
+    }
+    read_end(s, started);
+    return rc;
+}
+
+int dt_store_versions(struct dt_store *s, int64_t before, size_t limit, dt_store_version_fn fn,
+                      void *ctx)
+{
+    int rc = not_walking(s, "dt_store_versions", NULL);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = stmt(s, ST_VERSIONS, NULL);
+    if (!st)
+        return DT_EIO;
+    sqlite3_bind_int64(st, 1, before > 0 ? before : INT64_MAX);
+    sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit);
+    while ((rc = step(s, st, NULL)) == 1) {
+        struct dt_store_version v = {
+            .version = sqlite3_column_int64(st, 0),
+            .at = sqlite3_column_int64(st, 1),
+            .actor = column_text(st, 2),
+            .comment = column_text(st, 3),
+            .added = sqlite3_column_int64(st, 4),
+            .changed = sqlite3_column_int64(st, 5),
+            .removed = sqlite3_column_int64(st, 6),
+        };
+        s->walking++;
+        rc = fn(ctx, &v);
+        s->walking--;
+        if (rc)
+            break;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* The history of one rule, from ST_RULE_HISTORY. */
+static int rule_history(struct dt_store *s, int64_t id, int64_t before, size_t limit,
+                        dt_store_change_fn fn, void *ctx)
+{
+    sqlite3_stmt *st = stmt(s, ST_RULE_HISTORY, NULL);
+    if (!st)
+        return DT_EIO;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, before);
+    sqlite3_bind_int64(st, 3, limit == SIZE_MAX || limit > INT64_MAX ? -1 : (int64_t)limit);
+    int rc;
+    while ((rc = step(s, st, NULL)) == 1) {
+        struct dt_store_rule old_rule, new_rule;
+        struct dt_store_change ch = {
+            .version = sqlite3_column_int64(st, 0),
+            .at = sqlite3_column_int64(st, 1),
+            .actor = column_text(st, 2),
+        };
+        ch.old_rule = read_rule(st, 3, &old_rule) ? &old_rule : NULL;
+        ch.new_rule = read_rule(st, 3 + C_N, &new_rule) ? &new_rule : NULL;
+        ch.kind = !ch.old_rule ? "added" : !ch.new_rule ? "removed" : "changed";
+        s->walking++;
+        rc = fn(ctx, &ch);
+        s->walking--;
+        if (rc)
+            break;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+int dt_store_history(struct dt_store *s, int64_t id, int64_t before, size_t limit,
+                     dt_store_change_fn fn, void *ctx)
+{
+    int rc = not_walking(s, "dt_store_history", NULL);
+    if (rc)
+        return rc;
+    if (id < 0)
+        return fail(s, NULL, DT_EINVAL, "dt_store_history: rule id %lld", (long long)id);
+    if (before <= 0)
+        before = INT64_MAX;
+    size_t left = limit ? limit : SIZE_MAX;
+    bool started;
+    if ((rc = read_begin(s, &started)) != 0)
+        return rc;
+    if (id > 0) {
+        rc = rule_history(s, id, before, left, fn, ctx);
+        goto done;
+    }
+    /* Version by version, newest first, each in order of rule id; both lists come from
+     * indexes, so a page of the newest changes costs only what it returns. */
+    sqlite3_stmt *vs = stmt(s, ST_VERSIONS, NULL);
+    if (!vs) {
+        rc = DT_EIO;
+        goto done;
+    }
+    sqlite3_bind_int64(vs, 1, before);
+    sqlite3_bind_int64(vs, 2, -1);
+    while (left > 0 && (rc = step(s, vs, NULL)) == 1) {
+        rc = walk_version(s, sqlite3_column_int64(vs, 0), sqlite3_column_int64(vs, 1),
+                          column_text(vs, 2), &left, fn, ctx);
+        if (rc)
+            break;
+    }
+    sqlite3_reset(vs);
+done:
+    read_end(s, started);
+    return rc;
+}

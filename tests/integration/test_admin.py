@@ -1,0 +1,527 @@
+"""Integration tests for the admin API and the store (S5, S10): every endpoint, every bad
+input, authentication, live changes seen by the redirect listener, imports all or nothing,
+dry runs, versions and rollback, durability across kill -9, and no failed request while
+rules change under load."""
+import json
+import os
+import signal
+import tempfile
+import socket
+import subprocess
+import threading
+import time
+import unittest
+import urllib.parse
+
+from harness import DETOUR, Server, exchange
+
+
+def get(srv, path, host="example.com"):
+    """Status and Location of one GET on the redirect listener."""
+    s = srv.connect()
+    s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+               % (path, host)).encode())
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    status = int(head[0].split()[1])
+    loc = None
+    for line in head[1:]:
+        if line.lower().startswith("location:"):
+            loc = line.split(":", 1)[1].strip()
+    return status, loc
+
+
+class Auth(unittest.TestCase):
+    def test_every_request_without_the_token_gets_401_and_nothing_else(self):
+        with Server("/a /b\n") as srv:
+            for method, path in (("GET", "/api/rules"), ("POST", "/api/rules"),
+                                 ("GET", "/api/health"), ("GET", "/metrics"),
+                                 ("DELETE", "/api/rules/1"), ("GET", "/nowhere")):
+                for token in (False, "wrong-token-wrong-token", srv.token + "x",
+                              srv.token[:-1]):
+                    st, h, body = srv.api(method, path, token=token,
+                                          body={"source": "/x", "target": "/y"})
+                    self.assertEqual(st, 401, (method, path, token))
+                    self.assertEqual(h.get("www-authenticate"), 'Bearer realm="detour"')
+                    self.assertNotIn("rules", body)
+            st, _, _ = srv.api("GET", "/api/rules")
+            self.assertEqual(st, 200)
+            # the scheme name is case-insensitive
+            st, _, _ = srv.api("GET", "/api/health", token=False,
+                               headers={"Authorization": "bearer " + srv.token})
+            self.assertEqual(st, 200)
+            st, _, _ = srv.api("GET", "/api/rules")
+            self.assertEqual(st, 200)
+            # nothing was written by the refused requests
+            self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], 0)
+
+    def test_token_file_is_created_owner_only_and_kept(self):
+        keep = tempfile.TemporaryDirectory()
+        db, tf = os.path.join(keep.name, "d.db"), os.path.join(keep.name, "t")
+        with Server("", db=db, token_file=tf) as srv:
+            mode = os.stat(srv.token_file).st_mode & 0o777
+            self.assertEqual(mode, 0o600)
+            token = srv.token
+            self.assertRegex(token, r"^[0-9a-f]{64}$")
+            srv.wait_log(r"token written to")
+        # a second start reads the same token and says nothing about it
+        with Server("", db=db, token_file=tf) as srv2:
+            self.assertEqual(srv2.token, token)
+            self.assertEqual(srv2.api("GET", "/api/health")[0], 200)
+            self.assertFalse(any("token written" in l for l in srv2.log))
+
+    def test_a_token_file_others_can_read_is_refused(self):
+        srv = Server("")
+        with open(srv.token_file, "w") as f:
+            f.write("0123456789abcdef0123456789abcdef\n")
+        os.chmod(srv.token_file, 0o644)
+        p = subprocess.run(srv.command(), capture_output=True, timeout=10)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"readable by its owner only", p.stderr)
+
+
+class Rules(unittest.TestCase):
+    def test_create_get_list_replace_patch_delete_and_live_effect(self):
+        with Server("/file /from-file 301\n") as srv:
+            self.assertEqual(get(srv, "/sale"), (404, None))
+            st, h, body = srv.api("POST", "/api/rules",
+                                  {"source": "/sale", "target": "/winter-sale", "note": "Q4"})
+            self.assertEqual(st, 201, body)
+            rid = body["id"]
+            self.assertEqual(h["location"], "/api/rules/%d" % rid)
+            self.assertEqual(body["version"], 1)
+            rule = body["rule"]
+            self.assertEqual((rule["source"], rule["target"], rule["status"], rule["query"],
+                              rule["cache"], rule["note"]),
+                             ("/sale", "/winter-sale", 307, "keep", None, "Q4"))
+            self.assertIsNotNone(rule["since"], "S10: a 307 records since when")
+            self.assertIsNotNone(rule["created"])
+            # S5: visible on the redirect listener as soon as the API has answered
+            self.assertEqual(get(srv, "/sale"), (307, "/winter-sale"))
+            st, _, got = srv.api("GET", "/api/rules/%d" % rid)
+            self.assertEqual((st, got["target"]), (200, "/winter-sale"))
+            # PATCH changes the given fields only
+            st, _, body = srv.api("PATCH", "/api/rules/%d" % rid, {"status": 308, "cache": 60})
+            self.assertEqual(st, 200, body)
+            self.assertEqual(body["version"], 2)
+            self.assertEqual((body["rule"]["status"], body["rule"]["cache"],
+                              body["rule"]["note"], body["rule"]["since"]),
+                             (308, 60, "Q4", None))
+            self.assertEqual(get(srv, "/sale"), (308, "/winter-sale"))
+            # PUT replaces it whole
+            st, _, body = srv.api("PUT", "/api/rules/%d" % rid,
+                                  {"source": "/sale", "target": "/spring-sale"})
+            self.assertEqual(st, 200, body)
+            self.assertEqual((body["rule"]["status"], body["rule"]["cache"],
+                              body["rule"]["note"]), (307, None, ""))
+            self.assertEqual(get(srv, "/sale"), (307, "/spring-sale"))
+            # a store rule overrides the file rule with the same source
+            st, _, body = srv.api("POST", "/api/rules", {"source": "/file", "target": "/store"})
+            self.assertEqual(st, 201)
+            self.assertEqual(get(srv, "/file"), (307, "/store"))
+            fid = body["id"]
+            st, _, lst = srv.api("GET", "/api/rules")
+            self.assertEqual((st, lst["total"], [r["id"] for r in lst["rules"]]),
+                             (200, 2, [rid, fid]))
+            st, _, body = srv.api("DELETE", "/api/rules/%d" % fid)
+            self.assertEqual((st, body["removed"]), (200, 1))
+            self.assertEqual(get(srv, "/file"), (301, "/from-file"), "the file rule again")
+            st, _, body = srv.api("DELETE", "/api/rules/%d" % fid)
+            self.assertEqual(st, 404)
+            st, _, body = srv.api("GET", "/api/rules/%d" % fid)
+            self.assertEqual(st, 404)
+
+    def test_list_filters_and_paging(self):
+        with Server("") as srv:
+            for i in range(25):
+                body = {"source": "/p/%d" % i, "target": "https://new.example.com/%d" % i,
+                        "status": 301 if i % 5 == 0 else 307}
+                if i % 2:
+                    body["source"] = "shop.example.com/p/%d" % i
+                self.assertEqual(srv.api("POST", "/api/rules", body)[0], 201)
+            st, _, page = srv.api("GET", "/api/rules?limit=10")
+            self.assertEqual((len(page["rules"]), page["total"]), (10, 25))
+            seen = [r["id"] for r in page["rules"]]
+            while page["next_after"] is not None:
+                st, _, page = srv.api("GET", "/api/rules?limit=10&after=%d" % page["next_after"])
+                seen += [r["id"] for r in page["rules"]]
+            self.assertEqual(len(seen), 25)
+            self.assertEqual(seen, sorted(seen))
+            st, _, page = srv.api("GET", "/api/rules?status=301")
+            self.assertEqual(page["total"], 5)
+            st, _, page = srv.api("GET", "/api/rules?host=shop.example.com")
+            self.assertEqual(page["total"], 12)
+            st, _, page = srv.api("GET", "/api/rules?text=%2Fp%2F1")
+            self.assertEqual(page["total"], 11)  # /p/1, /p/10../p/19
+            for bad in ("limit=0", "limit=x", "status=200", "after=-1", "limit=100000"):
+                st, _, body = srv.api("GET", "/api/rules?" + bad)
+                self.assertEqual(st, 400, bad)
+                self.assertIn("field", body)
+
+    def test_bad_input_gets_400_naming_the_field(self):
+        with Server("") as srv:
+            cases = [
+                ("{not json", None),
+                ("[1, 2]", None),
+                ({"target": "/b"}, "source"),
+                ({"source": "/a"}, "target"),
+                ({"source": "/a", "target": "/b", "colour": "red"}, "colour"),
+                ({"source": "/a", "target": "/b", "status": 200}, "status"),
+                ({"source": "/a", "target": "/b", "status": "307"}, "status"),
+                ({"source": "/a", "target": "/b", "query": "maybe"}, "query"),
+                ({"source": "/a", "target": "/b", "cache": -1}, "cache"),
+                ({"source": "/a", "target": "/b", "until": "soon"}, "until"),
+                ({"source": "/a b", "target": "/b"}, "source"),
+                ({"source": "/a", "target": "/b c"}, "target"),
+                ({"source": "a", "target": "/b"}, "source"),
+                ({"source": "/a", "target": "/:splat"}, "target"),
+                ({"source": "~^(/x", "target": "/b"}, "source"),
+                ({"source": 5, "target": "/b"}, "source"),
+                ({"source": "/a", "target": "/b", "from": "2026-02-01T00:00:00Z",
+                  "until": "2026-01-01T00:00:00Z"}, "options"),
+            ]
+            for body, field in cases:
+                st, _, got = srv.api("POST", "/api/rules", body)
+                self.assertEqual(st, 400, (body, got))
+                self.assertIn("error", got)
+                if field:
+                    self.assertEqual(got.get("field"), field, (body, got))
+            self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], 0)
+            self.assertEqual(srv.api("GET", "/api/versions")[2]["current"], 0)
+            # duplicates, unknown rules, methods, endpoints
+            self.assertEqual(srv.api("POST", "/api/rules", {"source": "/a", "target": "/b"})[0],
+                             201)
+            st, _, got = srv.api("POST", "/api/rules", {"source": "/a", "target": "/c"})
+            self.assertEqual((st, got["field"]), (409, "source"))
+            self.assertEqual(srv.api("PUT", "/api/rules/999", {"source": "/z", "target": "/y"})[0],
+                             404)
+            self.assertEqual(srv.api("PATCH", "/api/rules/999", {"status": 301})[0], 404)
+            self.assertEqual(srv.api("GET", "/api/rules/abc")[0], 404)
+            st, h, _ = srv.api("DELETE", "/api/rules")
+            self.assertEqual((st, h.get("allow")), (405, "GET,POST"))
+            self.assertEqual(srv.api("GET", "/api/nothing")[0], 404)
+            st, _, got = srv.api("GET", "/api/match")
+            self.assertEqual((st, got["field"]), (400, "url"))
+            st, _, got = srv.api("GET", "/api/match?url=/relative")
+            self.assertEqual((st, got["field"]), (400, "url"))
+
+    def test_content_over_the_limit_gets_413(self):
+        with Server("", args=["--admin-max-body", "2k"]) as srv:
+            st, _, _ = srv.api("POST", "/api/import", "/a /b\n" * 1000)
+            self.assertEqual(st, 413)
+            self.assertEqual(srv.api("GET", "/api/health")[0], 200)
+
+
+class Match(unittest.TestCase):
+    def test_match_names_the_rule_and_gives_the_exact_response(self):
+        with Server("/old/* /new/:splat 308\n") as srv:
+            st, _, m = srv.api("GET", "/api/match?url=" +
+                               urllib.parse.quote("http://example.com/old/x?q=1", safe="") +
+                               "&method=POST")
+            self.assertEqual(st, 200)
+            self.assertEqual((m["status"], m["location"]), (308, "/new/x?q=1"))
+            self.assertEqual(m["rule"]["line"], 1)
+            self.assertTrue(m["rule"]["file"].endswith("rules.txt"))
+            self.assertTrue(m["response"].startswith("HTTP/1.1 308 Permanent Redirect\r\n"))
+            self.assertIn("Location: /new/x?q=1\r\n", m["response"])
+            self.assertIn("POST", m["response"])  # the note names the method (S2)
+            # the same bytes as the redirect listener sends, but for the Date
+            s = srv.connect()
+            s.sendall(b"POST /old/x?q=1 HTTP/1.1\r\nHost: example.com\r\n"
+                      b"Content-Length: 0\r\n\r\n")
+            real = b""
+            while b"</html>" not in real:
+                real += s.recv(65536)
+            strip = lambda t: [l for l in t.split("\r\n") if not l.startswith("Date:")]
+            self.assertEqual(strip(m["response"]), strip(real.decode()))
+            srv.api("POST", "/api/rules", {"source": "/old/x", "target": "/exact"})
+            st, _, m = srv.api("GET", "/api/match?url=http%3A%2F%2Fexample.com%2Fold%2Fx")
+            self.assertEqual((m["status"], m["location"], m["rule"]["id"]), (307, "/exact", 1))
+            st, _, m = srv.api("GET", "/api/match?url=http%3A%2F%2Fexample.com%2Fnone")
+            self.assertEqual((m["status"], m["rule"]), (404, None))
+
+
+class Import(unittest.TestCase):
+    def test_import_all_or_nothing_with_the_error_line(self):
+        with Server("") as srv:
+            st, _, body = srv.api("POST", "/api/import", "/a /b\n/c /d 302\n/e\n/f /g 999\n")
+            self.assertEqual(st, 400)
+            self.assertEqual([e["line"] for e in body["errors"]], [3, 4])
+            self.assertEqual(body["line"], 3)
+            self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], 0, "nothing written")
+            st, _, body = srv.api("POST", "/api/import", "/a /b\n# comment\n/c /d 302\n")
+            self.assertEqual((st, body["added"], body["version"]), (200, 2, 1))
+            self.assertEqual(get(srv, "/c"), (302, "/d"))
+            # merge: same source replaced, others kept
+            st, _, body = srv.api("POST", "/api/import", "/a /b2\n/x /y\n")
+            self.assertEqual((body["added"], body["changed"], body["removed"]), (1, 1, 0))
+            # replace: what the file lacks goes
+            st, _, body = srv.api("POST", "/api/import?mode=replace", "/x /y\n")
+            self.assertEqual((body["added"], body["changed"], body["removed"]), (0, 0, 2))
+            self.assertEqual(get(srv, "/a"), (404, None))
+            self.assertEqual(get(srv, "/x"), (307, "/y"))
+
+    def test_foreign_formats(self):
+        with Server("") as srv:
+            st, _, body = srv.api("POST", "/api/import?format=csv",
+                                  "source,target,status\n/c1,/t1,301\n/c2,/t2,\n")
+            self.assertEqual((st, body["added"]), (200, 2), body)
+            self.assertEqual(get(srv, "/c1"), (301, "/t1"))
+            st, _, body = srv.api("POST", "/api/import?format=netlify", "/n1 /t 302\n")
+            self.assertEqual((st, body["added"]), (200, 1), body)
+            st, _, body = srv.api("POST", "/api/import?format=nginx",
+                                  "map $uri $t {\n  /m1 /t;\n}\n")
+            self.assertEqual((st, body["added"]), (200, 1), body)
+            st, _, body = srv.api("POST", "/api/import?format=yaml", "x")
+            self.assertEqual((st, body["field"]), (400, "format"))
+            st, _, body = srv.api("POST", "/api/import?mode=sideways", "/a /b\n")
+            self.assertEqual((st, body["field"]), (400, "mode"))
+
+    def test_an_import_with_a_loop_is_refused_unless_forced(self):
+        with Server("") as srv:
+            st, _, body = srv.api("POST", "/api/import", "/a /b\n/b /a\n")
+            self.assertEqual(st, 409, body)
+            self.assertTrue(any(f["kind"] == "loop" for f in body["lint"]))
+            self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], 0)
+            st, _, body = srv.api("POST", "/api/import?force=true", "/a /b\n/b /a\n")
+            self.assertEqual((st, body["added"]), (200, 2))
+
+    def test_dry_run_shows_diff_and_lint_and_changes_nothing(self):
+        with Server("") as srv:
+            srv.api("POST", "/api/rules", {"source": "/a", "target": "/b"})
+            st, _, body = srv.api("POST", "/api/import?dry_run=true", "/a /c\n/b /a\n/n /m\n")
+            self.assertEqual(st, 200, body)
+            self.assertTrue(body["dry_run"])
+            self.assertEqual(len(body["diff"]["added"]), 2)
+            self.assertEqual(len(body["diff"]["changed"]), 1)
+            self.assertEqual(body["diff"]["changed"][0]["new"]["target"], "/c")
+            self.assertTrue(body["would_refuse"] is False or body["lint"])
+            st, _, body = srv.api("POST", "/api/rules?dry_run=true",
+                                  {"source": "/b", "target": "/a"})
+            self.assertEqual(st, 200)
+            self.assertEqual(len(body["diff"]["added"]), 1)
+            self.assertTrue(any(f["kind"] == "loop" for f in body["lint"]), body)
+            st, _, body = srv.api("DELETE", "/api/rules/1?dry_run=true")
+            self.assertEqual(len(body["diff"]["removed"]), 1)
+            self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], 1)
+            self.assertEqual(srv.api("GET", "/api/versions")[2]["current"], 1)
+            self.assertEqual(get(srv, "/a"), (307, "/b"))
+
+
+class Versions(unittest.TestCase):
+    def test_versions_history_and_rollback(self):
+        with Server("") as srv:
+            srv.api("POST", "/api/import", "/a /1\n/b /1\n")           # v1
+            srv.api("PATCH", "/api/rules/1", {"target": "/2"})         # v2
+            srv.api("DELETE", "/api/rules/2")                          # v3
+            srv.api("POST", "/api/rules", {"source": "/c", "target": "/3"})  # v4
+            st, _, v = srv.api("GET", "/api/versions")
+            self.assertEqual([x["version"] for x in v["versions"]], [4, 3, 2, 1])
+            self.assertEqual([x["actor"] for x in v["versions"]],
+                             ["api", "api", "api", "import"])
+            st, _, hist = srv.api("GET", "/api/history?id=1")
+            self.assertEqual([c["kind"] for c in hist["changes"]], ["changed", "added"])
+            self.assertEqual((hist["changes"][0]["old"]["target"],
+                              hist["changes"][0]["new"]["target"]), ("/1", "/2"))
+            st, _, body = srv.api("POST", "/api/rollback?dry_run=true", {"version": 1})
+            self.assertEqual((len(body["diff"]["added"]), len(body["diff"]["changed"]),
+                              len(body["diff"]["removed"])), (1, 1, 1))
+            st, _, body = srv.api("POST", "/api/rollback", {"version": 1})
+            self.assertEqual((st, body["version"]), (200, 5), body)
+            self.assertEqual(get(srv, "/a"), (307, "/1"))
+            self.assertEqual(get(srv, "/b"), (307, "/1"))
+            self.assertEqual(get(srv, "/c"), (404, None))
+            ids = [r["id"] for r in srv.api("GET", "/api/rules")[2]["rules"]]
+            self.assertEqual(ids, [1, 2], "rules come back with their ids")
+            self.assertEqual(srv.api("POST", "/api/rollback", {"version": 99})[0], 404)
+            self.assertEqual(srv.api("POST", "/api/rollback", {"version": "1"})[0], 400)
+            self.assertEqual(srv.api("POST", "/api/rollback", {"v": 1})[0], 400)
+            st, _, body = srv.api("POST", "/api/rollback", {"version": 0})
+            self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], 0)
+
+
+class Observability(unittest.TestCase):
+    def test_health_and_metrics(self):
+        with Server("/a /b\n/c /d\n") as srv:
+            srv.api("POST", "/api/rules", {"source": "/x", "target": "/y"})
+            st, _, h = srv.api("GET", "/api/health")
+            self.assertEqual((st, h["status"], h["rules"]["files"], h["rules"]["store"],
+                              h["version"]), (200, "ok", 2, 1, 1))
+            st, hdr, text = srv.api("GET", "/metrics")
+            self.assertEqual(st, 200)
+            self.assertTrue(hdr["content-type"].startswith("text/plain; version=0.0.4"))
+            text = text.decode()
+            self.assertIn('detour_rules{source="files"} 2\n', text)
+            self.assertIn('detour_rules{source="store"} 1\n', text)
+            self.assertIn("detour_api_writes_total 1\n", text)
+            self.assertIn("# TYPE detour_store_version gauge\n", text)
+
+    def test_s10_old_temporary_rules_listed(self):
+        with Server("", args=["--max-temporary-age", "1s"]) as srv:
+            srv.api("POST", "/api/rules", {"source": "/t", "target": "/u"})
+            srv.api("POST", "/api/rules", {"source": "/p", "target": "/u", "status": 308})
+            time.sleep(2.2)
+            st, _, page = srv.api("GET", "/api/rules?old_temporary=1")
+            self.assertEqual([r["source"] for r in page["rules"]], ["/t"])
+            text = srv.api("GET", "/metrics")[2].decode()
+            self.assertIn("detour_old_temporary_rules 1\n", text)
+
+
+class Listeners(unittest.TestCase):
+    def test_unix_socket_admin(self):
+        srv = Server("", admin=None)
+        path = os.path.join(srv.tmp.name, "admin.sock")
+        srv.admin = path
+        with srv:
+            self.assertEqual(srv.admin_addr, "unix:" + path)
+            self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+            st, _, body = srv.api("POST", "/api/rules", {"source": "/u", "target": "/v"})
+            self.assertEqual(st, 201)
+            self.assertEqual(get(srv, "/u"), (307, "/v"))
+
+    def test_admin_off(self):
+        with Server("/a /b\n", admin=None) as srv:
+            self.assertIsNone(srv.admin_addr)
+            self.assertEqual(get(srv, "/a"), (307, "/b"))
+
+    def test_reload_keeps_store_rules(self):
+        with Server("/a /file-a\n") as srv:
+            srv.api("POST", "/api/rules", {"source": "/s", "target": "/store"})
+            srv.write_rules("/a /file-a2\n")
+            self.assertIn("reloaded", srv.reload())
+            self.assertEqual(get(srv, "/a"), (307, "/file-a2"))
+            self.assertEqual(get(srv, "/s"), (307, "/store"))
+
+
+class Durability(unittest.TestCase):
+    def test_store_rules_survive_a_restart(self):
+        keep = tempfile.TemporaryDirectory()
+        db, tf = os.path.join(keep.name, "d.db"), os.path.join(keep.name, "t")
+        with Server("", db=db, token_file=tf) as srv:
+            srv.api("POST", "/api/import", "".join("/k/%d /v/%d\n" % (i, i) for i in range(500)))
+        with Server("", db=db, token_file=tf) as srv2:
+            self.assertEqual(get(srv2, "/k/499"), (307, "/v/499"))
+            self.assertEqual(srv2.api("GET", "/api/rules")[2]["total"], 500)
+
+    def test_kill_9_loses_no_acknowledged_write(self):
+        """50 times: a stream of writes, SIGKILL at a random moment, restart: every write
+        the API acknowledged is there."""
+        import random
+        rng = random.Random(5)
+        keep = tempfile.TemporaryDirectory()
+        db, tf = os.path.join(keep.name, "d.db"), os.path.join(keep.name, "t")
+        acked = {}
+        attempts = {}
+        n = 0
+        for round_no in range(50):
+            srv = Server("", db=db, token_file=tf)
+            srv.start()
+            # every acknowledged write so far is there
+            rules = {}
+            after = 0
+            while True:
+                page = srv.api("GET", "/api/rules?limit=10000&after=%d" % after)[2]
+                rules.update({r["source"]: r["target"] for r in page["rules"]})
+                if page["next_after"] is None:
+                    break
+                after = page["next_after"]
+            for src, tgt in acked.items():
+                # the acknowledged value, or a later write that was committed but killed
+                # before its answer went out
+                later = attempts[src][attempts[src].index(tgt):]
+                self.assertIn(rules.get(src), later, "round %d: %s lost" % (round_no, src))
+            stop = threading.Event()
+
+            def writer():
+                nonlocal n
+                while not stop.is_set():
+                    n += 1
+                    src, tgt = "/w/%d" % (n % 300), "/t/%d" % n
+                    attempts.setdefault(src, []).append(tgt)
+                    try:
+                        st, _, body = srv.api("POST", "/api/import", "%s %s\n" % (src, tgt))
+                    except (OSError, Exception):
+                        return
+                    if st == 200:
+                        acked[src] = tgt
+            t = threading.Thread(target=writer)
+            t.start()
+            time.sleep(rng.uniform(0.02, 0.15))
+            srv.proc.send_signal(signal.SIGKILL)
+            stop.set()
+            t.join(10)
+            srv.proc.wait(10)
+            srv.stop()
+        self.assertGreater(len(acked), 50)
+
+
+class Live(unittest.TestCase):
+    def test_no_request_fails_while_the_api_applies_changes(self):
+        """S5: four clients hammer the redirect listener with keep-alive requests while the
+        API applies 2,000 changes (single writes and bulk imports): every answer is a
+        redirect from a complete rule set, never an error or a half-applied import."""
+        base = "".join("/b/%d /base/%d\n" % (i, i) for i in range(200))
+        with Server(base, workers=2) as srv:
+            srv.api("POST", "/api/import",
+                    "".join("/bulk/%d /gen0/%d\n" % (i, i) for i in range(100)))
+            stop = threading.Event()
+            failures = []
+            counts = [0]
+
+            def hammer(k):
+                s = srv.connect(timeout=10)
+                i = 0
+                buf = b""
+                while not stop.is_set():
+                    i += 1
+                    paths = ["/b/%d" % (i % 200), "/bulk/%d" % (i % 100), "/bulk/0"]
+                    req = "".join("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p for p in paths)
+                    s.sendall(req.encode())
+                    got = []
+                    while len(got) < 3:
+                        while b"</html>" not in buf:
+                            chunk = s.recv(65536)
+                            if not chunk:
+                                failures.append("connection closed")
+                                return
+                            buf += chunk
+                        end = buf.index(b"</html>") + len(b"</html>\n")
+                        got.append(buf[:end])
+                        buf = buf[end:]
+                    for p, resp in zip(paths, got):
+                        line = resp.split(b"\r\n", 1)[0]
+                        if not line.startswith(b"HTTP/1.1 307"):
+                            failures.append("%s: %r" % (p, line))
+                    # the two /bulk answers come from one generation: never half an import
+                    g1 = got[1].split(b"Location: /gen", 1)[1].split(b"/", 1)[0]
+                    g2 = got[2].split(b"Location: /gen", 1)[1].split(b"/", 1)[0]
+                    if abs(int(g1) - int(g2)) > 1:
+                        failures.append("generations %s and %s" % (g1, g2))
+                    counts[0] += 3
+            threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+            for t in threads:
+                t.start()
+            for gen in range(1, 11):
+                st, _, body = srv.api("POST", "/api/import",
+                                      "".join("/bulk/%d /gen%d/%d\n" % (i, gen, i)
+                                              for i in range(100)))
+                self.assertEqual(st, 200, body)
+                for i in range(100):
+                    st, _, _ = srv.api("PATCH", "/api/rules/%d" % (1 + (i % 100)),
+                                       {"target": "/gen%d/%d" % (gen, i % 100)})
+                    self.assertEqual(st, 200)
+            stop.set()
+            for t in threads:
+                t.join(20)
+            self.assertEqual(failures, [])
+            self.assertGreater(counts[0], 1000)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

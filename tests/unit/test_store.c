@@ -1,0 +1,1371 @@
+/* Unit tests for src/store: versions, the rows that are closed and never updated, since (S10),
+ * rollback, pending changes, history, listing filters and paging, the errors of every call,
+ * durability across a kill, refusal of foreign files, and the cost of big transactions.
+ * Includes the .c to check the connection's pragmas. */
+#include "store/sqlite.c"
+#include "tap.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#    define SANITIZED 1
+#elif defined(__has_feature)
+#    if __has_feature(address_sanitizer)
+#        define SANITIZED 1
+#    endif
+#endif
+
+static char dir[200];
+
+/* A path in the test's directory (one of four static buffers). */
+static const char *in_dir(const char *name)
+{
+    static char paths[4][300];
+    static int next;
+    char *p = paths[next++ % 4];
+    snprintf(p, sizeof(paths[0]), "%s/%s", dir, name);
+    return p;
+}
+
+static void remove_dir(void)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            unlink(in_dir(e->d_name));
+    closedir(d);
+    rmdir(dir);
+}
+
+static double seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static struct dt_store_rule rule(const char *source, const char *target, int status)
+{
+    return (struct dt_store_rule){.source = source, .target = target, .status = status};
+}
+
+static struct dt_buf err;
+
+static const char *errtext(void)
+{
+    return err.ptr && err.len ? err.ptr : "";
+}
+
+static struct dt_store *open_store(const char *name)
+{
+    err.len = 0;
+    struct dt_store *s = dt_store_open(in_dir(name), &err);
+    if (!s)
+        printf("# open %s: %s\n", name, errtext());
+    return s;
+}
+
+static void begin(struct dt_store *s, int64_t now)
+{
+    err.len = 0;
+    int rc = dt_store_begin(s, now, "test", "", &err);
+    if (rc)
+        printf("# begin: %s\n", errtext());
+}
+
+static int64_t commit(struct dt_store *s)
+{
+    int64_t v = -1;
+    err.len = 0;
+    if (dt_store_commit(s, &v, &err) != 0)
+        printf("# commit: %s\n", errtext());
+    return v;
+}
+
+static int64_t add(struct dt_store *s, const char *source, const char *target, int status)
+{
+    struct dt_store_rule r = rule(source, target, status);
+    int64_t id = -1;
+    err.len = 0;
+    if (dt_store_add(s, &r, &id, &err) != 0)
+        printf("# add %s: %s\n", source, errtext());
+    return id;
+}
+
+static int replace(struct dt_store *s, int64_t id, const char *source, const char *target,
+                   int status)
+{
+    struct dt_store_rule r = rule(source, target, status);
+    err.len = 0;
+    return dt_store_replace(s, id, &r, &err);
+}
+
+static int remove_rule(struct dt_store *s, int64_t id)
+{
+    err.len = 0;
+    return dt_store_remove(s, id, &err);
+}
+
+static int rollback(struct dt_store *s, int64_t v)
+{
+    err.len = 0;
+    return dt_store_rollback(s, v, &err);
+}
+
+/* ---- collecting what the callbacks see ---------------------------------------------------- */
+
+static void append_rule(struct dt_buf *b, const struct dt_store_rule *r)
+{
+    dt_buf_appendf(b, "%lld %s>%s %d", (long long)r->id, r->source, r->target, r->status);
+    if (r->options[0])
+        dt_buf_appendf(b, " [%s]", r->options);
+    if (r->note[0])
+        dt_buf_appendf(b, " #%s", r->note);
+}
+
+/* What a walk of rules saw: "1 /a>/b 307, 2 ...", and the last rule's numbers. */
+struct seen {
+    struct dt_buf text;
+    int n;
+    int stop_after; /* return 7 after this many (0: never) */
+    struct dt_store_rule last;
+};
+
+static int see_rule(void *ctx, const struct dt_store_rule *r)
+{
+    struct seen *s = ctx;
+    if (s->n++)
+        dt_buf_append(&s->text, ", ", 2);
+    append_rule(&s->text, r);
+    dt_buf_terminate(&s->text);
+    s->last = *r;
+    s->last.source = s->last.target = s->last.options = s->last.note = NULL;
+    return s->stop_after && s->n >= s->stop_after ? 7 : 0;
+}
+
+static void seen_reset(struct seen *s)
+{
+    s->text.len = 0;
+    dt_buf_terminate(&s->text);
+    s->n = 0;
+    s->stop_after = 0;
+    memset(&s->last, 0, sizeof(s->last));
+}
+
+static struct seen seen;
+
+/* The rules of version v as text ("" for none; "ERR n" on a failure). */
+static const char *rules_at(struct dt_store *s, int64_t v)
+{
+    seen_reset(&seen);
+    int rc = dt_store_each(s, v, see_rule, &seen);
+    if (rc) {
+        seen.text.len = 0;
+        dt_buf_appendf(&seen.text, "ERR %d", rc);
+    }
+    return seen.text.ptr;
+}
+
+/* One rule by id (its numbers in seen.last). */
+static const char *get_rule(struct dt_store *s, int64_t id)
+{
+    seen_reset(&seen);
+    int rc = dt_store_get(s, id, see_rule, &seen);
+    if (rc) {
+        seen.text.len = 0;
+        dt_buf_appendf(&seen.text, "ERR %d", rc);
+    }
+    return seen.text.ptr;
+}
+
+/* Changes as text: "v3 changed 1 /a>/b 307 => /a>/c 307; ..." */
+struct changes {
+    struct dt_buf text;
+    int n;
+    int stop_after;
+    int64_t at;
+    const char *actor_seen;
+    char actor[32];
+};
+
+static int see_change(void *ctx, const struct dt_store_change *c)
+{
+    struct changes *s = ctx;
+    if (s->n++)
+        dt_buf_append(&s->text, "; ", 2);
+    dt_buf_appendf(&s->text, "v%lld %s ", (long long)c->version, c->kind);
+    const struct dt_store_rule *any = c->new_rule ? c->new_rule : c->old_rule;
+    if (!any || (c->old_rule && c->new_rule && c->old_rule->id != c->new_rule->id))
+        dt_buf_appendf(&s->text, "(bad ids)");
+    if (c->old_rule)
+        append_rule(&s->text, c->old_rule);
+    else
+        dt_buf_appendf(&s->text, "%lld", (long long)c->new_rule->id);
+    if (c->new_rule) {
+        dt_buf_appendf(&s->text, " => ");
+        append_rule(&s->text, c->new_rule);
+    }
+    bool kind_ok = strcmp(c->kind, "added") == 0     ? !c->old_rule && c->new_rule
+                   : strcmp(c->kind, "removed") == 0 ? c->old_rule && !c->new_rule
+                                                     : c->old_rule && c->new_rule;
+    if (!kind_ok)
+        dt_buf_appendf(&s->text, " (kind does not fit)");
+    dt_buf_terminate(&s->text);
+    s->at = c->at;
+    snprintf(s->actor, sizeof(s->actor), "%s", c->actor);
+    return s->stop_after && s->n >= s->stop_after ? 9 : 0;
+}
+
+static struct changes changes;
+
+static void changes_reset(void)
+{
+    changes.text.len = 0;
+    dt_buf_terminate(&changes.text);
+    changes.n = 0;
+    changes.stop_after = 0;
+}
+
+static const char *pending(struct dt_store *s)
+{
+    changes_reset();
+    int rc = dt_store_pending(s, see_change, &changes);
+    if (rc) {
+        changes.text.len = 0;
+        dt_buf_appendf(&changes.text, "ERR %d", rc);
+        dt_buf_terminate(&changes.text);
+    }
+    return changes.text.ptr;
+}
+
+static const char *history(struct dt_store *s, int64_t id, int64_t before, size_t limit)
+{
+    changes_reset();
+    int rc = dt_store_history(s, id, before, limit, see_change, &changes);
+    if (rc) {
+        changes.text.len = 0;
+        dt_buf_appendf(&changes.text, "ERR %d", rc);
+        dt_buf_terminate(&changes.text);
+    }
+    return changes.text.ptr;
+}
+
+static struct dt_buf versions_text;
+
+static int see_version(void *ctx, const struct dt_store_version *v)
+{
+    (void)ctx;
+    if (versions_text.len)
+        dt_buf_append(&versions_text, "; ", 2);
+    dt_buf_appendf(&versions_text, "v%lld @%lld %s '%s' +%lld ~%lld -%lld", (long long)v->version,
+                   (long long)v->at, v->actor, v->comment, (long long)v->added,
+                   (long long)v->changed, (long long)v->removed);
+    dt_buf_terminate(&versions_text);
+    return 0;
+}
+
+static const char *versions(struct dt_store *s, int64_t before, size_t limit)
+{
+    versions_text.len = 0;
+    dt_buf_terminate(&versions_text);
+    int rc = dt_store_versions(s, before, limit, see_version, NULL);
+    if (rc)
+        dt_buf_appendf(&versions_text, "ERR %d", rc);
+    return versions_text.ptr;
+}
+
+static int64_t list_total;
+
+static const char *list(struct dt_store *s, const struct dt_store_query *q)
+{
+    seen_reset(&seen);
+    list_total = -1;
+    int rc = dt_store_list(s, q, see_rule, &seen, &list_total);
+    if (rc) {
+        seen.text.len = 0;
+        dt_buf_appendf(&seen.text, "ERR %d", rc);
+    }
+    return seen.text.ptr;
+}
+
+/* A PRAGMA's value on the store's own connection, as text. */
+static const char *pragma(struct dt_store *s, const char *name)
+{
+    static char out[64];
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA %s", name);
+    sqlite3_stmt *st = NULL;
+    out[0] = '\0';
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        snprintf(out, sizeof(out), "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return out;
+}
+
+/* The rows of a query on the store's connection as "a|b|c; ..." */
+static const char *sql_rows(struct dt_store *s, const char *sql)
+{
+    static struct dt_buf out;
+    out.len = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        dt_buf_appendf(&out, "SQL ERROR %s", sqlite3_errmsg(s->db));
+    } else {
+        int rows = 0;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            if (rows++)
+                dt_buf_append(&out, "; ", 2);
+            for (int i = 0; i < sqlite3_column_count(st); i++) {
+                const char *t = (const char *)sqlite3_column_text(st, i);
+                dt_buf_appendf(&out, "%s%s", i ? "|" : "", t ? t : "NULL");
+            }
+        }
+    }
+    sqlite3_finalize(st);
+    dt_buf_terminate(&out);
+    return out.ptr;
+}
+
+/* True when the query plan of sql mentions what. */
+static bool plan_uses(struct dt_store *s, const char *sql, const char *what)
+{
+    char q[4096];
+    snprintf(q, sizeof(q), "EXPLAIN QUERY PLAN %s", sql);
+    const char *plan = sql_rows(s, q);
+    bool found = strstr(plan, what) != NULL;
+    if (!found)
+        printf("# plan of %s:\n#   %s\n", sql, plan);
+    return found;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void test_new_store(void)
+{
+    struct dt_store *s = open_store("new.db");
+    ok(s != NULL, "open creates a new store");
+    if (!s)
+        return;
+    ok(access(in_dir("new.db"), F_OK) == 0, "the file exists");
+    is_int(dt_store_version(s), 0, "a new store is at version 0");
+    is_int(dt_store_count(s), 0, "with no rules");
+    is_str(rules_at(s, 0), "", "each(0): nothing");
+    is_str(rules_at(s, 1), "ERR -5", "each(1): DT_ENOENT, version 1 does not exist");
+    is_str(rules_at(s, -1), "ERR -5", "each(-1): DT_ENOENT");
+    is_str(versions(s, 0, 0), "", "no versions");
+    is_str(history(s, 0, 0, 0), "", "no history");
+    is_str(pragma(s, "journal_mode"), "wal", "journal_mode=WAL");
+    is_str(pragma(s, "synchronous"), "2", "synchronous=FULL");
+    is_str(pragma(s, "foreign_keys"), "1", "foreign_keys=ON");
+    ok(strtol(pragma(s, "busy_timeout"), NULL, 10) > 0, "a busy timeout");
+    is_str(pragma(s, "user_version"), "1", "schema version 1 (user_version)");
+    is_str(sql_rows(s, "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'"
+                       " ORDER BY type, name"),
+           "index|rules_closed; index|rules_current_host; index|rules_current_rid; "
+           "index|rules_current_source; index|rules_rid; index|rules_written; table|meta; "
+           "table|rules; table|versions; view|audit",
+           "schema: tables, indexes and the audit view");
+    is_str(sql_rows(s, "SELECT key, value FROM meta"), "next_rid|1", "meta: next_rid");
+    /* The planner uses the indexes meant for each read. */
+    ok(plan_uses(s, statement_sql[ST_FIND], "INDEX rules_current_source (source=?)"),
+       "find uses the current-source index");
+    ok(plan_uses(s, statement_sql[ST_GET], "INDEX rules_current_rid (rid=?)"),
+       "get uses the current-rid index");
+    ok(plan_uses(s, statement_sql[ST_CURRENT], "INDEX rules_current_rid"),
+       "the newest rules come in order of id from the current-rid index");
+    ok(plan_uses(s, statement_sql[ST_AT], "INDEX rules_rid"),
+       "a version's rules come in order of id from rules_rid");
+    ok(!plan_uses(s, statement_sql[ST_AT], "TEMP B-TREE"), "without a sort");
+    ok(plan_uses(s, statement_sql[ST_WRITTEN], "INDEX rules_written (v_from=?)"),
+       "a version's written rows come from rules_written");
+    ok(plan_uses(s, statement_sql[ST_CLOSED], "INDEX rules_closed (v_to=?)"),
+       "a version's closed rows come from rules_closed");
+    ok(plan_uses(s, statement_sql[ST_PREV], "INDEX rules_closed (v_to=? AND rid=?)"),
+       "the row a transaction closed, from rules_closed");
+    ok(plan_uses(s, statement_sql[ST_RULE_HISTORY], "INDEX rules_rid (rid=?)"),
+       "a rule's history comes from rules_rid");
+    sqlite3_stmt *host_page = list_stmt(s, F_HOST, false);
+    ok(host_page && plan_uses(s, sqlite3_sql(host_page), "INDEX rules_current_host (host=? AND rid>?)"),
+       "the host filter uses rules_current_host");
+    ok(host_page && !plan_uses(s, sqlite3_sql(host_page), "TEMP B-TREE"), "without a sort");
+    dt_store_close(s);
+
+    s = open_store("new.db");
+    ok(s != NULL, "a store opens again");
+    is_str(pragma(s, "user_version"), "1", "and is not migrated twice");
+    dt_store_close(s);
+    dt_store_close(NULL);
+}
+
+static void test_outside_transaction(void)
+{
+    struct dt_store *s = open_store("outside.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    struct dt_store_rule r = rule("/a", "/b", 307);
+    int64_t id = 0, v = 0;
+    err.len = 0;
+    is_int(dt_store_add(s, &r, &id, &err), DT_EINVAL, "add outside a transaction: DT_EINVAL");
+    ok(strstr(errtext(), "no transaction") != NULL, "with a message saying so");
+    is_int(replace(s, 1, "/a", "/b", 307), DT_EINVAL, "replace outside: DT_EINVAL");
+    ok(err.len > 0, "replace: a message");
+    is_int(remove_rule(s, 1), DT_EINVAL, "remove outside: DT_EINVAL");
+    ok(err.len > 0, "remove: a message");
+    is_int(rollback(s, 0), DT_EINVAL, "rollback outside: DT_EINVAL");
+    ok(err.len > 0, "rollback: a message");
+    err.len = 0;
+    is_int(dt_store_commit(s, &v, &err), DT_EINVAL, "commit outside: DT_EINVAL");
+    ok(err.len > 0, "commit: a message");
+    is_str(pending(s), "ERR -2", "pending outside: DT_EINVAL");
+    ok(strstr(dt_store_error(s), "no transaction") != NULL, "dt_store_error tells why");
+    dt_store_abort(s); /* nothing to abort: harmless */
+    is_int(dt_store_version(s), 0, "nothing was written");
+
+    begin(s, 10);
+    err.len = 0;
+    is_int(dt_store_begin(s, 10, "test", "", &err), DT_EINVAL, "begin twice: DT_EINVAL");
+    ok(strstr(errtext(), "already open") != NULL, "with a message");
+    is_str(pending(s), "", "the first transaction is still open");
+    dt_store_abort(s);
+    dt_store_close(s);
+}
+
+static void test_add_and_read(void)
+{
+    struct dt_store *s = open_store("basic.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    err.len = 0;
+    is_int(dt_store_begin(s, 1000, "api", "first", &err), 0, "begin");
+    is_int(add(s, "/a", "/a1", 307), 1, "ids start at 1");
+    struct dt_store_rule r = rule("b.example/x", "/b1", 301);
+    r.options = "query=drop cache=60";
+    r.note = "a note";
+    int64_t id = 0;
+    is_int(dt_store_add(s, &r, &id, &err), 0, "add with options and a note");
+    is_int(id, 2, "second id");
+    is_int(add(s, "https://c.example/y", "/c1", 308), 3, "third id");
+    is_int(dt_store_version(s), 0, "the version is the committed one during a transaction");
+    is_int(dt_store_count(s), 3, "count sees the transaction's rules");
+    is_str(get_rule(s, 2), "2 b.example/x>/b1 301 [query=drop cache=60] #a note",
+           "a transaction sees its own writes");
+    is_int(seen.last.version, 1, "the row's version is the one being written");
+    is_str(pending(s),
+           "v1 added 1 => 1 /a>/a1 307; v1 added 2 => 2 b.example/x>/b1 301 "
+           "[query=drop cache=60] #a note; v1 added 3 => 3 https://c.example/y>/c1 308",
+           "pending: three rules added, in order of id");
+    is_int(changes.at, 1000, "pending: at is the transaction's now");
+    is_str(changes.actor, "api", "pending: actor");
+
+    r = rule("/a", "/other", 302);
+    id = 99;
+    err.len = 0;
+    is_int(dt_store_add(s, &r, &id, &err), DT_EEXIST, "a second rule for /a: DT_EEXIST");
+    ok(strstr(errtext(), "rule 1") && strstr(errtext(), "/a"), "the message names the rule");
+    is_int(id, 99, "no id is set on failure");
+    r = rule("/bad", "/x", 200);
+    err.len = 0;
+    is_int(dt_store_add(s, &r, &id, &err), DT_EINVAL, "status 200: DT_EINVAL");
+    ok(strstr(errtext(), "200") != NULL, "the message names the status");
+    r = rule(NULL, "/x", 307);
+    is_int(dt_store_add(s, &r, &id, &err), DT_EINVAL, "no source: DT_EINVAL");
+    r = rule("", "/x", 307);
+    is_int(dt_store_add(s, &r, &id, &err), DT_EINVAL, "empty source: DT_EINVAL");
+    r = rule("/x", NULL, 307);
+    is_int(dt_store_add(s, &r, &id, &err), DT_EINVAL, "no target: DT_EINVAL");
+    is_int(dt_store_add(s, NULL, &id, &err), DT_EINVAL, "no rule: DT_EINVAL");
+    char *big = dt_xmalloc(DT_STORE_TEXT_MAX + 2);
+    memset(big, 'n', DT_STORE_TEXT_MAX + 1);
+    big[DT_STORE_TEXT_MAX + 1] = '\0';
+    r = rule("/big", "/x", 307);
+    r.note = big;
+    err.len = 0;
+    is_int(dt_store_add(s, &r, &id, &err), DT_ELIMIT, "a note over the limit: DT_ELIMIT");
+    ok(strstr(errtext(), "note") != NULL, "the message names the field");
+    free(big);
+    is_int(add(s, "/d", "/d1", 307), 4, "the transaction goes on after refused writes");
+
+    is_int(commit(s), 1, "commit: version 1");
+    is_int(dt_store_version(s), 1, "version 1");
+    is_int(dt_store_count(s), 4, "four rules");
+    is_str(versions(s, 0, 0), "v1 @1000 api 'first' +4 ~0 -0", "the version's row");
+
+    is_str(get_rule(s, 1), "1 /a>/a1 307", "get");
+    is_int(seen.last.created, 1000, "created");
+    is_int(seen.last.updated, 1000, "updated");
+    is_int(seen.last.since, 1000, "S10: since is now for a 307");
+    is_int(seen.last.version, 1, "version");
+    get_rule(s, 2);
+    is_int(seen.last.since, 0, "S10: since is 0 for a 301");
+    is_str(get_rule(s, 42), "ERR -5", "get a missing id: DT_ENOENT");
+    seen_reset(&seen);
+    is_int(dt_store_find(s, "b.example/x", see_rule, &seen), 0, "find by source");
+    is_int(seen.last.id, 2, "find: the rule");
+    is_int(dt_store_find(s, "/nope", see_rule, &seen), DT_ENOENT, "find a missing source");
+    is_int(dt_store_find(s, NULL, see_rule, &seen), DT_ENOENT, "find NULL");
+    seen_reset(&seen);
+    seen.stop_after = 1;
+    is_int(dt_store_get(s, 1, see_rule, &seen), 7, "get returns the callback's value");
+    is_str(rules_at(s, 1),
+           "1 /a>/a1 307, 2 b.example/x>/b1 301 [query=drop cache=60] #a note, "
+           "3 https://c.example/y>/c1 308, 4 /d>/d1 307",
+           "each(1)");
+    char *v1 = dt_xstrndup(rules_at(s, 1), seen.text.len);
+    is_str(rules_at(s, 0), v1, "each(0) is the newest");
+    free(v1);
+    seen_reset(&seen);
+    seen.stop_after = 2;
+    is_int(dt_store_each(s, 0, see_rule, &seen), 7, "each stops at the callback's value");
+    is_int(seen.n, 2, "after two rules");
+    is_str(rules_at(s, 2), "ERR -5", "each(2): no such version");
+
+    /* Replace and remove. */
+    begin(s, 2000);
+    is_int(replace(s, 99, "/z", "/z", 307), DT_ENOENT, "replace a missing id: DT_ENOENT");
+    ok(strstr(errtext(), "99") != NULL, "the message names the id");
+    is_int(replace(s, 1, "b.example/x", "/a1", 307), DT_EEXIST,
+           "replace onto another rule's source: DT_EEXIST");
+    ok(strstr(errtext(), "rule 2") != NULL, "the message names the other rule");
+    is_int(replace(s, 1, "/a", "/a1", 307), 0, "replace with the same content");
+    is_str(pending(s), "", "is no change");
+    struct dt_store_rule same = rule("b.example/x", "/b1", 301);
+    same.options = "query=drop cache=60";
+    same.note = "a note";
+    err.len = 0;
+    is_int(dt_store_replace(s, 2, &same, &err), 0, "the same with options and note");
+    is_str(pending(s), "", "no change either");
+    same.note = "another note";
+    is_int(dt_store_replace(s, 2, &same, &err), 0, "only the note differs");
+    is_str(pending(s),
+           "v2 changed 2 b.example/x>/b1 301 [query=drop cache=60] #a note => 2 "
+           "b.example/x>/b1 301 [query=drop cache=60] #another note",
+           "a note is content");
+    same.note = "a note";
+    is_int(dt_store_replace(s, 2, &same, &err), 0, "and back");
+    is_str(pending(s), "", "changed and back is no change");
+    is_int(commit(s), 1, "a transaction that changed nothing commits no version");
+    is_str(versions(s, 0, 0), "v1 @1000 api 'first' +4 ~0 -0", "still one version");
+
+    begin(s, 2000);
+    is_int(replace(s, 1, "/a", "/a2", 307), 0, "replace the target");
+    is_int(replace(s, 3, "https://c.example/y", "/c1", 308), 0, "an identical replace");
+    is_int(remove_rule(s, 4), 0, "remove");
+    is_int(remove_rule(s, 4), DT_ENOENT, "remove it again: DT_ENOENT");
+    ok(strstr(errtext(), "4") != NULL, "the message names the id");
+    is_int(remove_rule(s, 77), DT_ENOENT, "remove a missing id: DT_ENOENT");
+    is_int(replace(s, 4, "/d", "/d2", 307), DT_ENOENT, "replace a removed rule: DT_ENOENT");
+    is_str(get_rule(s, 4), "ERR -5", "the removed rule is gone in the transaction");
+    is_str(pending(s), "v2 changed 1 /a>/a1 307 => 1 /a>/a2 307; v2 removed 4 /d>/d1 307",
+           "pending: one change, one removal");
+    is_int(commit(s), 2, "version 2");
+    is_str(versions(s, 0, 0), "v2 @2000 test '' +0 ~1 -1; v1 @1000 api 'first' +4 ~0 -0",
+           "versions, newest first, with counts");
+    is_str(get_rule(s, 1), "1 /a>/a2 307", "the new content");
+    is_int(seen.last.created, 1000, "created kept across replace");
+    is_int(seen.last.updated, 2000, "updated is now");
+    is_int(seen.last.since, 1000, "S10: still 307, since kept");
+    is_int(seen.last.version, 2, "written by version 2");
+    get_rule(s, 3);
+    is_int(seen.last.version, 1, "an identical replace wrote no row");
+    is_str(rules_at(s, 1),
+           "1 /a>/a1 307, 2 b.example/x>/b1 301 [query=drop cache=60] #a note, "
+           "3 https://c.example/y>/c1 308, 4 /d>/d1 307",
+           "version 1 reads as it was");
+    is_str(rules_at(s, 2),
+           "1 /a>/a2 307, 2 b.example/x>/b1 301 [query=drop cache=60] #a note, "
+           "3 https://c.example/y>/c1 308",
+           "version 2");
+    is_str(sql_rows(s, "SELECT rid, target, v_from, coalesce(v_to, 'NULL') FROM rules"
+                       " ORDER BY row_id"),
+           "1|/a1|1|2; 2|/b1|1|NULL; 3|/c1|1|NULL; 4|/d1|1|2; 1|/a2|2|NULL",
+           "rows are closed, never changed");
+    is_int(dt_store_find(s, "/d", see_rule, &seen), DT_ENOENT, "find a removed rule");
+    begin(s, 2500);
+    is_int(add(s, "/d", "/d3", 307), 5, "a removed rule's source can be used again, new id");
+    is_int(commit(s), 3, "version 3");
+    dt_store_close(s);
+}
+
+/* S10: since is when a rule began to answer 307. */
+static void test_since(void)
+{
+    struct dt_store *s = open_store("since.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    begin(s, 100);
+    int64_t a = add(s, "/a", "/a1", 307), b = add(s, "/b", "/b1", 301);
+    commit(s);
+    get_rule(s, a);
+    is_int(seen.last.since, 100, "S10: added as 307: since = now");
+    get_rule(s, b);
+    is_int(seen.last.since, 0, "S10: added as 301: since 0");
+
+    begin(s, 200);
+    replace(s, a, "/a", "/a2", 307);
+    replace(s, b, "/b", "/b1", 307);
+    commit(s);
+    get_rule(s, a);
+    is_int(seen.last.since, 100, "S10: a 307 whose target changes keeps since");
+    is_int(seen.last.updated, 200, "updated = now");
+    get_rule(s, b);
+    is_int(seen.last.since, 200, "S10: 301 -> 307: since = now");
+
+    begin(s, 300);
+    replace(s, a, "/a", "/a2", 308);
+    commit(s);
+    get_rule(s, a);
+    is_int(seen.last.since, 0, "S10: 307 -> 308: since 0");
+    begin(s, 400);
+    replace(s, a, "/a", "/a2", 307);
+    commit(s);
+    get_rule(s, a);
+    is_int(seen.last.since, 400, "S10: back to 307: since starts again");
+    begin(s, 450);
+    struct dt_store_rule r = rule("/a", "/a2", 307);
+    r.options = "cache=5";
+    err.len = 0;
+    is_int(dt_store_replace(s, a, &r, &err), 0, "options change");
+    commit(s);
+    get_rule(s, a);
+    is_int(seen.last.since, 400, "S10: a 307 whose options change keeps since");
+
+    /* Inside one transaction only its net effect counts: a 307 briefly made 301 never
+     * answered 301. */
+    begin(s, 500);
+    replace(s, a, "/a", "/a3", 301);
+    get_rule(s, a);
+    is_int(seen.last.since, 0, "inside the transaction: 301, since 0");
+    replace(s, a, "/a", "/a4", 307);
+    get_rule(s, a);
+    is_int(seen.last.since, 400, "S10: 307 -> 301 -> 307 in one transaction keeps since");
+    is_str(pending(s),
+           "v6 changed 1 /a>/a2 307 [cache=5] => 1 /a>/a4 307",
+           "pending compares with the last version, not the steps");
+    commit(s);
+    get_rule(s, a);
+    is_int(seen.last.since, 400, "and so after commit");
+    is_int(seen.last.created, 100, "created kept throughout");
+    dt_store_close(s);
+}
+
+static void test_noop_and_abort(void)
+{
+    struct dt_store *s = open_store("noop.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    begin(s, 10);
+    int64_t a = add(s, "/a", "/a1", 307);
+    is_int(commit(s), 1, "version 1");
+
+    begin(s, 20);
+    is_int(commit(s), 1, "an empty transaction commits no version");
+    begin(s, 20);
+    int64_t x = add(s, "/x", "/x1", 307);
+    is_int(x, 2, "add /x");
+    is_int(remove_rule(s, x), 0, "and remove it");
+    is_str(pending(s), "", "added and removed: no change");
+    is_int(commit(s), 1, "no version");
+    begin(s, 20);
+    replace(s, a, "/a", "/a2", 302);
+    replace(s, a, "/a", "/a1", 307);
+    is_str(pending(s), "", "replaced and back: no change");
+    is_int(remove_rule(s, a), 0, "then removed");
+    is_str(pending(s), "v2 removed 1 /a>/a1 307", "pending: removed");
+    is_int(commit(s), 2, "version 2");
+    is_str(versions(s, 0, 1), "v2 @20 test '' +0 ~0 -1", "one removal");
+    is_str(sql_rows(s, "SELECT count(*) FROM rules"), "1",
+           "rows written and undone in a transaction leave nothing");
+
+    begin(s, 30);
+    is_int(add(s, "/y", "/y1", 307), 3, "ids are never reused: an id added and removed is gone");
+    is_int(commit(s), 3, "version 3");
+
+    /* Abort leaves nothing. */
+    const char *before = dt_xstrndup(rules_at(s, 0), strlen(rules_at(s, 0)));
+    begin(s, 40);
+    add(s, "/z", "/z1", 307);
+    replace(s, 3, "/y", "/y2", 301);
+    remove_rule(s, 3);
+    rollback(s, 0);
+    dt_store_abort(s);
+    is_str(rules_at(s, 0), before, "abort: the rules are as before");
+    is_int(dt_store_version(s), 3, "abort: no version");
+    is_int(dt_store_count(s), 1, "abort: count as before");
+    is_str(pending(s), "ERR -2", "abort: no transaction is open");
+    dt_store_abort(s);
+    begin(s, 50);
+    is_int(add(s, "/z", "/z1", 307), 4, "a new transaction works after abort");
+    is_int(commit(s), 4, "version 4");
+    free((void *)before);
+
+    /* Close with a transaction open: it is abandoned. */
+    begin(s, 60);
+    add(s, "/w", "/w1", 307);
+    dt_store_close(s);
+    s = open_store("noop.db");
+    if (!ok(s != NULL, "reopen"))
+        return;
+    is_int(dt_store_version(s), 4, "close abandons an open transaction");
+    is_int(dt_store_find(s, "/w", see_rule, &seen), DT_ENOENT, "its rule is not there");
+    dt_store_close(s);
+}
+
+static void test_rollback(void)
+{
+    struct dt_store *s = open_store("rollback.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    begin(s, 100); /* v1 */
+    add(s, "/a", "/a1", 307);
+    add(s, "/b", "/b1", 301);
+    add(s, "/c", "/c1", 307);
+    commit(s);
+    begin(s, 200); /* v2 */
+    replace(s, 1, "/a", "/a2", 307);
+    remove_rule(s, 2);
+    add(s, "/d", "/d1", 307);
+    commit(s);
+    begin(s, 300); /* v3: rule 3 moves from /c to /e, rule 5 takes /c */
+    replace(s, 3, "/e", "/c1", 307);
+    add(s, "/c", "/c5", 307);
+    commit(s);
+    begin(s, 400); /* v4 */
+    remove_rule(s, 1);
+    replace(s, 4, "/d", "/d1", 301);
+    is_int(commit(s), 4, "four versions");
+    char *v1 = dt_xstrndup(rules_at(s, 1), seen.text.len);
+    char *v4 = dt_xstrndup(rules_at(s, 4), seen.text.len);
+    is_str(v1, "1 /a>/a1 307, 2 /b>/b1 301, 3 /c>/c1 307", "version 1");
+    is_str(v4, "3 /e>/c1 307, 4 /d>/d1 301, 5 /c>/c5 307", "version 4");
+
+    begin(s, 500);
+    is_int(rollback(s, 99), DT_ENOENT, "rollback to a version that never was: DT_ENOENT");
+    ok(strstr(errtext(), "99") != NULL, "the message names it");
+    is_int(rollback(s, 5), DT_ENOENT, "nor to the version being written");
+    is_int(rollback(s, -1), DT_ENOENT, "nor to a negative one");
+    is_int(rollback(s, 1), 0, "rollback to version 1");
+    is_str(rules_at(s, 0), v1, "the rules are those of version 1, with their ids");
+    is_str(pending(s),
+           "v5 added 1 => 1 /a>/a1 307; v5 added 2 => 2 /b>/b1 301; "
+           "v5 changed 3 /e>/c1 307 => 3 /c>/c1 307; v5 removed 4 /d>/d1 301; "
+           "v5 removed 5 /c>/c5 307",
+           "pending: back, changed back, and removed, in order of id");
+    is_int(commit(s), 5, "version 5");
+    is_str(versions(s, 0, 1), "v5 @500 test '' +2 ~1 -2", "its counts");
+    get_rule(s, 2);
+    is_int(seen.last.created, 100, "a rule that comes back keeps created");
+    is_int(seen.last.updated, 500, "updated is the rollback's time");
+    is_int(seen.last.since, 0, "a 301 has no since");
+    is_int(seen.last.version, 5, "written by the rollback");
+    get_rule(s, 1);
+    is_int(seen.last.since, 500, "S10: a 307 that comes back starts its since again");
+    get_rule(s, 3);
+    is_int(seen.last.since, 100, "S10: a 307 that stayed 307 keeps since");
+    is_str(rules_at(s, 4), v4, "version 4 still reads as it was");
+
+    begin(s, 600);
+    is_int(rollback(s, 4), 0, "rollback of the rollback");
+    is_int(commit(s), 6, "version 6");
+    is_str(rules_at(s, 0), v4, "the rules are those of version 4 again");
+    get_rule(s, 5);
+    is_int(seen.last.created, 300, "rule 5 back with its created");
+
+    begin(s, 700);
+    is_int(rollback(s, 6), 0, "rollback to the current version");
+    is_str(pending(s), "", "changes nothing");
+    is_int(commit(s), 6, "and commits no version");
+
+    begin(s, 700);
+    is_int(rollback(s, 0), 0, "rollback to 0, the empty set");
+    is_int(dt_store_count(s), 0, "no rules");
+    is_int(commit(s), 7, "version 7");
+    is_str(versions(s, 0, 1), "v7 @700 test '' +0 ~0 -3", "three removed");
+    is_str(rules_at(s, 0), "", "empty");
+    begin(s, 800);
+    is_int(add(s, "/new", "/n", 307), 6, "ids are not reused after a rollback");
+    is_int(rollback(s, 4), 0, "rollback in the same transaction as an add");
+    is_str(rules_at(s, 0), v4, "the add is undone with the rest");
+    is_int(commit(s), 8, "version 8");
+    is_str(versions(s, 0, 1), "v8 @800 test '' +3 ~0 -0", "three back, the add never was");
+
+    /* Undoing a transaction's own writes with a rollback to the current version. */
+    begin(s, 900);
+    replace(s, 3, "/e", "/e9", 302);
+    remove_rule(s, 4);
+    add(s, "/f", "/f1", 307);
+    is_int(rollback(s, 8), 0, "rollback to the current version inside a transaction");
+    is_str(pending(s), "", "undoes its writes");
+    is_int(commit(s), 8, "no version");
+
+    /* Sources that traded places roll back without colliding. */
+    begin(s, 1000);
+    int64_t x = add(s, "/s1", "/t1", 307), y = add(s, "/s2", "/t2", 307);
+    int64_t k = commit(s);
+    begin(s, 1100);
+    replace(s, x, "/tmp", "/t1", 307);
+    replace(s, y, "/s1", "/t2", 307);
+    replace(s, x, "/s2", "/t1", 307);
+    commit(s);
+    seen_reset(&seen);
+    is_int(dt_store_find(s, "/s1", see_rule, &seen), 0, "find /s1");
+    is_int(seen.last.id, y, "the sources traded places");
+    begin(s, 1200);
+    is_int(rollback(s, k), 0, "rollback across the swap");
+    is_int(commit(s), k + 2, "committed");
+    seen_reset(&seen);
+    is_int(dt_store_find(s, "/s1", see_rule, &seen), 0, "find /s1 again");
+    is_int(seen.last.id, x, "/s1 is rule x again");
+    free(v1);
+    free(v4);
+    dt_store_close(s);
+}
+
+/* A small history, checked whole: the versions above rules 1 to 3. */
+static void test_history_and_versions(void)
+{
+    struct dt_store *s = open_store("history.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    err.len = 0;
+    is_int(dt_store_begin(s, 100, "import", "initial", &err), 0, "begin");
+    add(s, "/a", "/a1", 307);
+    add(s, "/b", "/b1", 301);
+    commit(s);
+    is_int(dt_store_begin(s, 200, "api", "", &err), 0, "begin");
+    replace(s, 1, "/a", "/a2", 307);
+    add(s, "/c", "/c1", 308);
+    commit(s);
+    is_int(dt_store_begin(s, 300, "api", "cleanup", &err), 0, "begin");
+    remove_rule(s, 2);
+    replace(s, 3, "/c", "/c2", 308);
+    commit(s);
+    is_int(dt_store_begin(s, 400, "rollback", "to 1", &err), 0, "begin");
+    is_int(rollback(s, 1), 0, "rollback");
+    commit(s);
+
+    const char *all = "v4 changed 1 /a>/a2 307 => 1 /a>/a1 307; v4 added 2 => 2 /b>/b1 301; "
+                      "v4 removed 3 /c>/c2 308; "
+                      "v3 removed 2 /b>/b1 301; v3 changed 3 /c>/c1 308 => 3 /c>/c2 308; "
+                      "v2 changed 1 /a>/a1 307 => 1 /a>/a2 307; v2 added 3 => 3 /c>/c1 308; "
+                      "v1 added 1 => 1 /a>/a1 307; v1 added 2 => 2 /b>/b1 301";
+    is_str(history(s, 0, 0, 0), all, "history: newest version first, then by id");
+    is_str(history(s, 0, 0, 4),
+           "v4 changed 1 /a>/a2 307 => 1 /a>/a1 307; v4 added 2 => 2 /b>/b1 301; "
+           "v4 removed 3 /c>/c2 308; v3 removed 2 /b>/b1 301",
+           "limit counts changes, across versions");
+    is_str(history(s, 0, 3, 0),
+           "v2 changed 1 /a>/a1 307 => 1 /a>/a2 307; v2 added 3 => 3 /c>/c1 308; "
+           "v1 added 1 => 1 /a>/a1 307; v1 added 2 => 2 /b>/b1 301",
+           "before 3: versions 2 and 1");
+    is_str(history(s, 0, 1, 0), "", "before 1: nothing");
+    is_str(history(s, 2, 0, 0),
+           "v4 added 2 => 2 /b>/b1 301; v3 removed 2 /b>/b1 301; v1 added 2 => 2 /b>/b1 301",
+           "history of one rule: added, removed, back");
+    is_str(history(s, 1, 0, 0),
+           "v4 changed 1 /a>/a2 307 => 1 /a>/a1 307; v2 changed 1 /a>/a1 307 => 1 /a>/a2 307; "
+           "v1 added 1 => 1 /a>/a1 307",
+           "history of rule 1");
+    is_str(history(s, 1, 4, 1), "v2 changed 1 /a>/a1 307 => 1 /a>/a2 307",
+           "one rule, before and limit");
+    is_str(history(s, 3, 0, 0),
+           "v4 removed 3 /c>/c2 308; v3 changed 3 /c>/c1 308 => 3 /c>/c2 308; "
+           "v2 added 3 => 3 /c>/c1 308",
+           "history of rule 3");
+    is_str(history(s, 42, 0, 0), "", "a rule that never was has no history");
+    is_str(history(s, -1, 0, 0), "ERR -2", "a negative id: DT_EINVAL");
+    history(s, 2, 0, 1);
+    is_int(changes.at, 400, "a change's time is its version's");
+    is_str(changes.actor, "rollback", "and so is its actor");
+    changes_reset();
+    changes.stop_after = 2;
+    is_int(dt_store_history(s, 0, 0, 0, see_change, &changes), 9,
+           "history returns the callback's value");
+    is_int(changes.n, 2, "and stops there");
+    changes_reset();
+    changes.stop_after = 1;
+    is_int(dt_store_history(s, 1, 0, 0, see_change, &changes), 9, "so does a rule's history");
+
+    /* The history seen inside a transaction is that of the committed versions. */
+    begin(s, 500);
+    remove_rule(s, 1);
+    is_str(history(s, 1, 0, 1), "v4 changed 1 /a>/a2 307 => 1 /a>/a1 307",
+           "a rule's history leaves out the open transaction");
+    is_str(history(s, 0, 0, 1), "v4 changed 1 /a>/a2 307 => 1 /a>/a1 307",
+           "so does the whole history");
+    dt_store_abort(s);
+
+    is_str(versions(s, 0, 0),
+           "v4 @400 rollback 'to 1' +1 ~1 -1; v3 @300 api 'cleanup' +0 ~1 -1; "
+           "v2 @200 api '' +1 ~1 -0; v1 @100 import 'initial' +2 ~0 -0",
+           "versions, newest first");
+    is_str(versions(s, 0, 2), "v4 @400 rollback 'to 1' +1 ~1 -1; v3 @300 api 'cleanup' +0 ~1 -1",
+           "a page of two");
+    is_str(versions(s, 3, 2), "v2 @200 api '' +1 ~1 -0; v1 @100 import 'initial' +2 ~0 -0",
+           "the next page: before 3");
+    is_str(versions(s, 1, 2), "", "before 1: none");
+
+    /* The audit view tells the same story in SQL. */
+    is_str(sql_rows(s, "SELECT version, actor, kind, rid, coalesce(old_target, '-'),"
+                       " coalesce(new_target, '-') FROM audit ORDER BY version DESC, rid"),
+           "4|rollback|changed|1|/a2|/a1; 4|rollback|added|2|-|/b1; 4|rollback|removed|3|/c2|-; "
+           "3|api|removed|2|/b1|-; 3|api|changed|3|/c1|/c2; "
+           "2|api|changed|1|/a1|/a2; 2|api|added|3|-|/c1; "
+           "1|import|added|1|-|/a1; 1|import|added|2|-|/b1",
+           "the audit view");
+    dt_store_close(s);
+}
+
+static void test_list(void)
+{
+    struct dt_store *s = open_store("list.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    begin(s, 1000);
+    struct dt_store_rule r = rule("/docs/a", "/manual/a", 307);
+    r.note = "Docs move";
+    int64_t id;
+    err.len = 0;
+    is_int(dt_store_add(s, &r, &id, &err), 0, "add 1");
+    add(s, "example.com/x", "/y", 301);                           /* 2 */
+    add(s, "https://Example.COM/z", "https://example.org/", 308); /* 3 */
+    add(s, "*.example.com/w", "/w", 307);                         /* 4 */
+    add(s, "~^/item/([0-9]+)$", "/items/$1", 302);                /* 5 */
+    add(s, "/gone", "/g", 307);                                   /* 6 */
+    commit(s);
+    begin(s, 2000);
+    r = rule("/100%_off", "/sale", 307);
+    r.note = "promo_2026";
+    is_int(dt_store_add(s, &r, &id, &err), 0, "add 7");
+    add(s, "http://shop.example.com", "/shop", 307); /* 8 */
+    remove_rule(s, 6);
+    commit(s);
+
+    struct dt_store_query q = {0};
+    is_str(list(s, &q),
+           "1 /docs/a>/manual/a 307 #Docs move, 2 example.com/x>/y 301, "
+           "3 https://Example.COM/z>https://example.org/ 308, 4 *.example.com/w>/w 307, "
+           "5 ~^/item/([0-9]+)$>/items/$1 302, 7 /100%_off>/sale 307 #promo_2026, "
+           "8 http://shop.example.com>/shop 307",
+           "no filter: every current rule, in order of id");
+    is_int(list_total, 7, "total");
+    seen_reset(&seen);
+    is_int(dt_store_list(s, NULL, see_rule, &seen, NULL), 0, "no query, no total");
+    is_int(seen.n, 7, "all seven");
+
+    q = (struct dt_store_query){.text = "docs"};
+    is_str(list(s, &q), "1 /docs/a>/manual/a 307 #Docs move", "text in the source");
+    q.text = "MANUAL";
+    is_str(list(s, &q), "1 /docs/a>/manual/a 307 #Docs move", "text in the target, any case");
+    q.text = "move";
+    is_str(list(s, &q), "1 /docs/a>/manual/a 307 #Docs move", "text in the note");
+    q.text = "example";
+    list(s, &q);
+    is_int(list_total, 4, "text: four rules name example");
+    q.text = "%";
+    is_str(list(s, &q), "7 /100%_off>/sale 307 #promo_2026", "'%' is literal");
+    q.text = "_";
+    is_str(list(s, &q), "7 /100%_off>/sale 307 #promo_2026", "'_' is literal");
+    q.text = "\\";
+    is_str(list(s, &q), "", "'\\' is literal");
+    q.text = "/g";
+    is_str(list(s, &q), "", "removed rules are not listed");
+    is_int(list_total, 0, "total 0");
+
+    q = (struct dt_store_query){.host = "example.com"};
+    is_str(list(s, &q),
+           "2 example.com/x>/y 301, 3 https://Example.COM/z>https://example.org/ 308",
+           "host: host/path and scheme://host/path, any case");
+    q.host = "EXAMPLE.com";
+    list(s, &q);
+    is_int(list_total, 2, "the query's host in any case");
+    q.host = "*.example.com";
+    is_str(list(s, &q), "4 *.example.com/w>/w 307", "a wildcard host is a host of its own");
+    q.host = "shop.example.com";
+    is_str(list(s, &q), "8 http://shop.example.com>/shop 307", "a source without a path");
+    q.host = "example.org";
+    is_str(list(s, &q), "", "a target's host is not a source's host");
+    q.host = "/docs";
+    is_str(list(s, &q), "", "rules for any host have no host");
+
+    q = (struct dt_store_query){.status = 307};
+    list(s, &q);
+    is_int(list_total, 4, "status 307: four rules");
+    q.status = 302;
+    is_str(list(s, &q), "5 ~^/item/([0-9]+)$>/items/$1 302", "status 302");
+    q = (struct dt_store_query){.host = "example.com", .status = 301};
+    is_str(list(s, &q), "2 example.com/x>/y 301", "host and status");
+    q = (struct dt_store_query){.older_than = 1500};
+    is_str(list(s, &q), "1 /docs/a>/manual/a 307 #Docs move, 4 *.example.com/w>/w 307",
+           "S10: 307s in place since before 1500");
+    q.older_than = 1000;
+    is_str(list(s, &q), "", "older_than is strict");
+    q.older_than = 2001;
+    list(s, &q);
+    is_int(list_total, 4, "every 307 is older than 2001");
+    q = (struct dt_store_query){.older_than = 3000, .status = 301};
+    is_str(list(s, &q), "", "older_than only lists 307s");
+
+    q = (struct dt_store_query){.limit = 3};
+    is_str(list(s, &q),
+           "1 /docs/a>/manual/a 307 #Docs move, 2 example.com/x>/y 301, "
+           "3 https://Example.COM/z>https://example.org/ 308",
+           "page 1");
+    is_int(list_total, 7, "total counts every page");
+    q.after_id = seen.last.id;
+    is_str(list(s, &q),
+           "4 *.example.com/w>/w 307, 5 ~^/item/([0-9]+)$>/items/$1 302, "
+           "7 /100%_off>/sale 307 #promo_2026",
+           "page 2: after id 3");
+    q.after_id = seen.last.id;
+    is_str(list(s, &q), "8 http://shop.example.com>/shop 307", "page 3");
+    q.after_id = 8;
+    is_str(list(s, &q), "", "after the last");
+    is_int(list_total, 7, "total still 7");
+    q = (struct dt_store_query){.text = "example", .limit = 2, .after_id = 2};
+    is_str(list(s, &q),
+           "3 https://Example.COM/z>https://example.org/ 308, 4 *.example.com/w>/w 307",
+           "a filtered page");
+    is_int(list_total, 4, "its total");
+    q = (struct dt_store_query){.limit = 2};
+    seen_reset(&seen);
+    seen.stop_after = 1;
+    is_int(dt_store_list(s, &q, see_rule, &seen, &list_total), 7, "list returns the callback's"
+                                                                   " value");
+
+    /* The transaction's view. */
+    begin(s, 3000);
+    remove_rule(s, 2);
+    q = (struct dt_store_query){.host = "example.com"};
+    is_str(list(s, &q), "3 https://Example.COM/z>https://example.org/ 308",
+           "a transaction lists its own view");
+    dt_store_abort(s);
+    dt_store_close(s);
+}
+
+static int nested_get(void *ctx, const struct dt_store_rule *r)
+{
+    struct dt_store *s = ctx;
+    struct seen inner = {0};
+    int rc = dt_store_get(s, r->id, see_rule, &inner);
+    is_int(rc, 0, "a callback may call dt_store_get");
+    is_str(inner.text.ptr, "1 /a>/b 307", "and sees the rule");
+    dt_buf_dispose(&inner.text);
+    is_int(dt_store_count(s), 1, "a callback may call dt_store_count");
+    is_int(dt_store_each(s, 0, see_rule, &inner), DT_EINVAL, "not dt_store_each");
+    is_int(dt_store_list(s, NULL, see_rule, &inner, NULL), DT_EINVAL, "nor dt_store_list");
+    err.len = 0;
+    is_int(dt_store_begin(s, 1, "x", "", &err), DT_EINVAL, "nor dt_store_begin");
+    ok(strstr(errtext(), "callback") != NULL, "which says why");
+    return 0;
+}
+
+static int nested_write(void *ctx, const struct dt_store_change *c)
+{
+    struct dt_store *s = ctx;
+    (void)c;
+    is_int(remove_rule(s, 1), DT_EINVAL, "a pending callback cannot write");
+    int64_t v;
+    err.len = 0;
+    is_int(dt_store_commit(s, &v, &err), DT_EINVAL, "nor commit");
+    return 0;
+}
+
+static void test_callbacks(void)
+{
+    struct dt_store *s = open_store("callbacks.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    begin(s, 1);
+    add(s, "/a", "/b", 307);
+    is_int(dt_store_pending(s, nested_write, s), 0, "pending with a callback that writes");
+    commit(s);
+    is_int(dt_store_list(s, NULL, nested_get, s, NULL), 0, "list with a nested get");
+    is_int(dt_store_version(s), 1, "the store works after");
+    dt_store_close(s);
+}
+
+/* Data committed is there after the writer dies without closing, and data not committed is
+ * not. */
+static void test_kill(void)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct dt_buf e;
+        dt_buf_init(&e);
+        struct dt_store *s = dt_store_open(in_dir("kill.db"), &e);
+        if (!s || dt_store_begin(s, 10, "child", "", &e) != 0)
+            _exit(2);
+        char src[32];
+        for (int i = 0; i < 1000; i++) {
+            snprintf(src, sizeof(src), "/k%d", i);
+            struct dt_store_rule r = rule(src, "/t", 307);
+            if (dt_store_add(s, &r, NULL, &e) != 0)
+                _exit(3);
+        }
+        int64_t v;
+        if (dt_store_commit(s, &v, &e) != 0 || dt_store_begin(s, 20, "child", "", &e) != 0)
+            _exit(4);
+        struct dt_store_rule r = rule("/uncommitted", "/t", 307);
+        if (dt_store_add(s, &r, NULL, &e) != 0 || dt_store_remove(s, 1, &e) != 0)
+            _exit(5);
+        raise(SIGKILL);
+        _exit(6);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the writer was killed after commit");
+    struct dt_store *s = open_store("kill.db");
+    if (!ok(s != NULL, "reopen after the kill"))
+        return;
+    is_int(dt_store_version(s), 1, "the committed version is there");
+    is_int(dt_store_count(s), 1000, "with its 1000 rules");
+    is_str(get_rule(s, 1), "1 /k0>/t 307", "rule 1 was not removed: that was not committed");
+    is_int(dt_store_find(s, "/uncommitted", see_rule, &seen), DT_ENOENT,
+           "the uncommitted rule is not there");
+    begin(s, 30);
+    is_int(add(s, "/after", "/t", 307), 1001, "ids go on from the committed ones");
+    is_int(commit(s), 2, "the store goes on");
+    dt_store_close(s);
+}
+
+static void test_reopen(void)
+{
+    struct dt_store *s = open_store("reopen.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    err.len = 0;
+    is_int(dt_store_begin(s, 100, "api", "one", &err), 0, "begin");
+    add(s, "/a", "/a1", 307);
+    add(s, "h.example/b", "/b1", 301);
+    int64_t gone = add(s, "/c", "/c1", 307);
+    commit(s);
+    begin(s, 200);
+    replace(s, 1, "/a", "/a2", 308);
+    remove_rule(s, gone);
+    commit(s);
+    char *rules = dt_xstrndup(rules_at(s, 0), seen.text.len);
+    char *hist = dt_xstrndup(history(s, 0, 0, 0), changes.text.len);
+    char *vers = dt_xstrndup(versions(s, 0, 0), versions_text.len);
+    dt_store_close(s);
+
+    s = open_store("reopen.db");
+    if (!ok(s != NULL, "reopen"))
+        return;
+    is_int(dt_store_version(s), 2, "version kept");
+    is_str(rules_at(s, 0), rules, "rules kept");
+    is_str(rules_at(s, 1), "1 /a>/a1 307, 2 h.example/b>/b1 301, 3 /c>/c1 307",
+           "old versions kept");
+    is_str(history(s, 0, 0, 0), hist, "history kept");
+    is_str(versions(s, 0, 0), vers, "versions kept");
+    struct dt_store_query q = {.host = "h.example"};
+    is_str(list(s, &q), "2 h.example/b>/b1 301", "the host column kept");
+    begin(s, 300);
+    is_int(add(s, "/d", "/d1", 307), 4, "the next id is kept (3 was removed, not reused)");
+    commit(s);
+    free(rules);
+    free(hist);
+    free(vers);
+    dt_store_close(s);
+}
+
+static void test_refused(void)
+{
+    /* A database written by a newer detour. */
+    struct dt_store *s = open_store("newer.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    begin(s, 1);
+    add(s, "/a", "/b", 307);
+    commit(s);
+    is_str(sql_rows(s, "PRAGMA user_version = 99"), "", "pretend a newer schema");
+    dt_store_close(s);
+    err.len = 0;
+    s = dt_store_open(in_dir("newer.db"), &err);
+    ok(s == NULL, "a newer schema version is refused");
+    ok(strstr(errtext(), in_dir("newer.db")) != NULL, "the message names the path");
+    ok(strstr(errtext(), "99") != NULL, "and the version");
+    printf("# %s\n", errtext());
+    dt_store_close(s);
+
+    /* A file that is not a database. */
+    const char *path = in_dir("text.db");
+    char text[4096];
+    for (size_t i = 0; i < sizeof(text); i++)
+        text[i] = "not a database\n"[i % 15];
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ok(fd >= 0 && write(fd, text, sizeof(text)) == (ssize_t)sizeof(text), "write a text file");
+    close(fd);
+    err.len = 0;
+    s = dt_store_open(path, &err);
+    ok(s == NULL, "a file that is not a database is refused");
+    ok(strstr(errtext(), path) != NULL, "the message names the path");
+    ok(strstr(errtext(), "not a SQLite database") != NULL, "and says what is wrong");
+    printf("# %s\n", errtext());
+    dt_store_close(s);
+    char back[4096 + 1];
+    fd = open(path, O_RDONLY);
+    ok(fd >= 0 && read(fd, back, sizeof(back)) == (ssize_t)sizeof(text) &&
+           memcmp(back, text, sizeof(text)) == 0,
+       "the file is left as it was");
+    close(fd);
+    ok(access(in_dir("text.db-wal"), F_OK) != 0, "no WAL file is made for it");
+
+    /* A path that cannot be created. */
+    err.len = 0;
+    s = dt_store_open(in_dir("no/such/dir.db"), &err);
+    ok(s == NULL, "a path in a missing directory fails");
+    ok(strstr(errtext(), "no/such/dir.db") != NULL, "the message names the path");
+    dt_store_close(s);
+}
+
+/* The cost of big transactions. Printed, not asserted: the machine decides. */
+static void test_timing(void)
+{
+#ifdef SANITIZED
+    const int64_t big = 200000; /* a sanitized build is several times slower */
+#else
+    const int64_t big = 1000000;
+#endif
+    char src[64], tgt[64];
+    struct dt_store *s = open_store("timing100k.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    double t0 = seconds();
+    begin(s, 1);
+    int failed = 0;
+    for (int64_t i = 0; i < 100000; i++) {
+        snprintf(src, sizeof(src), "shop%lld.example/p/%lld", (long long)(i % 97), (long long)i);
+        snprintf(tgt, sizeof(tgt), "/new/%lld", (long long)i);
+        struct dt_store_rule r = rule(src, tgt, i % 5 ? 307 : 301);
+        failed += dt_store_add(s, &r, NULL, &err) != 0;
+    }
+    double t1 = seconds();
+    is_int(commit(s), 1, "100,000 adds commit as version 1");
+    double t2 = seconds();
+    is_int(failed, 0, "every add succeeded");
+    printf("# 100,000 adds in one transaction: %.3f s (commit %.3f s)\n", t1 - t0, t2 - t1);
+    is_int(dt_store_count(s), 100000, "100,000 rules");
+    dt_store_close(s);
+
+    s = open_store("timing1m.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    t0 = seconds();
+    begin(s, 1);
+    failed = 0;
+    for (int64_t i = 0; i < big; i++) {
+        snprintf(src, sizeof(src), "shop%lld.example/p/%lld", (long long)(i % 97), (long long)i);
+        snprintf(tgt, sizeof(tgt), "/new/%lld", (long long)i);
+        struct dt_store_rule r = rule(src, tgt, 307);
+        failed += dt_store_add(s, &r, NULL, &err) != 0;
+    }
+    t1 = seconds();
+    is_int(commit(s), 1, "the big import commits");
+    t2 = seconds();
+    is_int(failed, 0, "every add succeeded");
+    printf("# %lld adds in one transaction: %.3f s (commit %.3f s)\n", (long long)big, t1 - t0,
+           t2 - t1);
+
+    t0 = seconds();
+    begin(s, 2);
+    failed = 0;
+    for (int64_t i = 0; i < big; i++) {
+        snprintf(src, sizeof(src), "shop%lld.example/p/%lld", (long long)(i % 97), (long long)i);
+        snprintf(tgt, sizeof(tgt), "/newer/%lld", (long long)i);
+        struct dt_store_rule r = rule(src, tgt, 307);
+        failed += dt_store_replace(s, i + 1, &r, &err) != 0;
+    }
+    t1 = seconds();
+    is_int(commit(s), 2, "the big replace commits");
+    t2 = seconds();
+    is_int(failed, 0, "every replace succeeded");
+    printf("# %lld replaces in one transaction: %.3f s (commit %.3f s)\n", (long long)big,
+           t1 - t0, t2 - t1);
+    is_str(versions(s, 0, 1), big == 1000000 ? "v2 @2 test '' +0 ~1000000 -0"
+                                             : "v2 @2 test '' +0 ~200000 -0",
+           "its counts");
+
+    t0 = seconds();
+    int64_t n = dt_store_count(s);
+    t1 = seconds();
+    is_int(n, big, "count");
+    printf("# count of %lld rules: %.3f s\n", (long long)big, t1 - t0);
+    seen_reset(&seen);
+    t0 = seconds();
+    struct dt_store_query q = {.host = "shop5.example", .limit = 50};
+    list(s, &q);
+    t1 = seconds();
+    is_int(seen.n, 50, "a page of one host");
+    printf("# a page of 50 of host shop5.example (%lld rules) with its total: %.3f s\n",
+           (long long)list_total, t1 - t0);
+    q = (struct dt_store_query){.text = "/p/12345", .limit = 50};
+    t0 = seconds();
+    list(s, &q);
+    t1 = seconds();
+    printf("# a text search over %lld rules (%lld matches): %.3f s\n", (long long)big,
+           (long long)list_total, t1 - t0);
+    t0 = seconds();
+    history(s, 0, 0, 50);
+    t1 = seconds();
+    is_int(changes.n, 50, "a page of the history");
+    printf("# the newest 50 changes: %.4f s\n", t1 - t0);
+
+    t0 = seconds();
+    begin(s, 3);
+    is_int(rollback(s, 1), 0, "roll the big replace back");
+    t1 = seconds();
+    is_int(commit(s), 3, "and commit");
+    t2 = seconds();
+    printf("# rollback of %lld changes: %.3f s (commit %.3f s)\n", (long long)big, t1 - t0,
+           t2 - t1);
+    snprintf(tgt, sizeof(tgt), "%lld shop%lld.example/p/%lld>/new/%lld 307", (long long)big,
+             (long long)((big - 1) % 97), (long long)(big - 1), (long long)(big - 1));
+    is_str(get_rule(s, big), tgt, "the last rule is back as it was");
+    t0 = seconds();
+    seen_reset(&seen);
+    int rc = dt_store_each(s, 2, see_rule, &seen);
+    t1 = seconds();
+    is_int(rc, 0, "each of an old version");
+    is_int(seen.n, big, "has every rule");
+    printf("# reading version 2 of 3 (%lld rules): %.3f s\n", (long long)big, t1 - t0);
+    dt_store_close(s);
+}
+
+int main(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/detour-store-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    dt_buf_init(&err);
+    test_new_store();
+    test_outside_transaction();
+    test_add_and_read();
+    test_since();
+    test_noop_and_abort();
+    test_rollback();
+    test_history_and_versions();
+    test_list();
+    test_callbacks();
+    test_kill();
+    test_reopen();
+    test_refused();
+    test_timing();
+    remove_dir();
+    dt_buf_dispose(&err);
+    dt_buf_dispose(&seen.text);
+    dt_buf_dispose(&changes.text);
+    dt_buf_dispose(&versions_text);
+    return done_testing();
+}
