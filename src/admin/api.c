@@ -120,6 +120,10 @@ static bool query_int(struct dt_admin_reply *rep, struct dt_str q, const char *k
 
 /* ---- rules as JSON ------------------------------------------------------------------------- */
 
+/* The admin whose request is being answered: rule_json adds hit counts from its live rule
+ * set. Only the admin thread answers requests. */
+static struct admin *answering;
+
 static json_t *rule_json(const struct dt_store_rule *r)
 {
     /* The options are rule-file syntax: read them back with the rule parser. */
@@ -140,6 +144,14 @@ static json_t *rule_json(const struct dt_store_rule *r)
     json_object_set_new(j, "updated", time_json(r->updated));
     json_object_set_new(j, "since", time_json(r->since));
     json_object_set_new(j, "version", json_integer(r->version));
+    if (answering) {
+        uint32_t last = 0;
+        pthread_mutex_lock(&answering->live.mu);
+        uint64_t hits = dt_live_hits(&answering->live, r->id, &last);
+        pthread_mutex_unlock(&answering->live.mu);
+        json_object_set_new(j, "hits", json_integer((json_int_t)hits));
+        json_object_set_new(j, "last_hit", time_json(last));
+    }
     free(line);
     return j;
 }
@@ -1135,6 +1147,47 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
                           "detour_old_temporary_rules %lld\n",
                        (long long)total);
     }
+    pthread_mutex_lock(&a->live.mu);
+    struct dt_server *srv = a->live.srv;
+    pthread_mutex_unlock(&a->live.mu);
+    if (srv) {
+        struct dt_server_stats st;
+        dt_server_get_stats(srv, &st);
+        static const char *const names[DT_ST_COUNT] = {"301", "302", "303", "307",
+                                                       "308", "404", "4xx", "5xx"};
+        dt_buf_appendf(b, "# HELP detour_requests_total Requests answered, by status.\n"
+                          "# TYPE detour_requests_total counter\n");
+        for (int k = 0; k < DT_ST_COUNT; k++)
+            dt_buf_appendf(b, "detour_requests_total{status=\"%s\"} %llu\n", names[k],
+                           (unsigned long long)st.status[k]);
+        static const char *const srcs[DT_SRC_COUNT] = {"files", "store", "none"};
+        dt_buf_appendf(b, "# HELP detour_requests_by_source_total Requests by where the "
+                          "answering rule came from (none: no rule, 404).\n"
+                          "# TYPE detour_requests_by_source_total counter\n");
+        for (int k = 0; k < DT_SRC_COUNT; k++)
+            dt_buf_appendf(b, "detour_requests_by_source_total{source=\"%s\"} %llu\n",
+                           srcs[k], (unsigned long long)st.source[k]);
+        dt_buf_appendf(b, "# HELP detour_request_duration_seconds Time from reading a request "
+                          "to its answer being ready.\n"
+                          "# TYPE detour_request_duration_seconds histogram\n");
+        uint64_t cum = 0;
+        for (int k = 0; k <= DT_LATENCY_BUCKETS; k++) {
+            cum += st.latency[k];
+            if (k < DT_LATENCY_BUCKETS)
+                dt_buf_appendf(b, "detour_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                               dt_latency_bounds_us[k] / 1e6, (unsigned long long)cum);
+            else
+                dt_buf_appendf(b, "detour_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                               (unsigned long long)cum);
+        }
+        dt_buf_appendf(b, "detour_request_duration_seconds_sum %.9f\n"
+                          "detour_request_duration_seconds_count %llu\n",
+                       st.latency_sum_ns / 1e9, (unsigned long long)cum);
+        dt_buf_appendf(b, "# HELP detour_connections_total Connections accepted.\n"
+                          "# TYPE detour_connections_total counter\n"
+                          "detour_connections_total %llu\n",
+                       (unsigned long long)st.connections);
+    }
     dt_buf_appendf(b, "# HELP detour_admin_requests_total Admin API requests.\n"
                       "# TYPE detour_admin_requests_total counter\n"
                       "detour_admin_requests_total %llu\n"
@@ -1173,9 +1226,20 @@ static bool method_in(struct dt_admin_reply *rep, struct dt_str m, const char *a
     return false;
 }
 
+static void handle_one(struct admin *a, const struct dt_admin_request *req,
+                       struct dt_admin_reply *rep);
+
 static void handle(void *ctx, const struct dt_admin_request *req, struct dt_admin_reply *rep)
 {
     struct admin *a = ctx;
+    answering = a;
+    handle_one(a, req, rep);
+    answering = NULL;
+}
+
+static void handle_one(struct admin *a, const struct dt_admin_request *req,
+                       struct dt_admin_reply *rep)
+{
     a->requests++;
     if (!dt_admin_token_ok(req->authorization, a->token)) {
         a->refused_auth++;

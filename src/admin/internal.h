@@ -30,6 +30,8 @@ struct live {
     size_t nchanges, cap_changes;
     struct dt_table *overlay;          /* the changed rules that exist */
     uint64_t *hidden;                  /* store_t's rules that were changed or removed */
+    struct dt_hits *files_hits, *store_hits, *overlay_hits; /* hit counters of the tables */
+    unsigned nworkers;
     const struct dt_ruleset *current;  /* what the workers answer from */
     uint64_t merges, publishes, reloads, reload_failures;
     uint64_t last_publish_us;          /* server time of the last publish */
@@ -59,6 +61,8 @@ int dt_live_merge(struct live *l, struct dt_buf *err);
 void dt_live_reload(struct live *l);
 /* Publishes a ruleset made of the current tables. Caller holds mu. */
 void dt_live_publish(struct live *l);
+/* A store rule's hits (store table and overlay) and last hit. Caller holds mu. */
+uint64_t dt_live_hits(const struct live *l, int64_t id, uint32_t *last);
 
 /* ---- token.c ---- */
 

@@ -113,6 +113,62 @@ static size_t first_with_id(const struct dt_table *t, int64_t id)
     return lo;
 }
 
+/* Adds the hits of the old table's rules to the new table's rules with the same store id
+ * (both tables hold store rules in order of id), into worker 0's counters, before the new
+ * table is published. Hits counted on the old table after this, until the publish, are
+ * lost: a few at most. */
+static void carry_hits(const struct dt_table *ot, const struct dt_hits *oh,
+                       const struct dt_table *nt, struct dt_hits *nh)
+{
+    if (!ot || !oh || !nt || !nh)
+        return;
+    size_t on = dt_table_size(ot), nn = dt_table_size(nt), i = 0, j = 0;
+    while (i < on && j < nn) {
+        uint32_t a = dt_table_rule(ot, i)->line, b = dt_table_rule(nt, j)->line;
+        if (a < b) {
+            i++;
+        } else if (a > b) {
+            j++;
+        } else {
+            uint32_t last = 0;
+            uint64_t n = dt_hits_get(oh, i, &last);
+            nh->count[j] += n;
+            if (last > nh->last[j])
+                nh->last[j] = last;
+            i++;
+            j++;
+        }
+    }
+}
+
+uint64_t dt_live_hits(const struct live *l, int64_t id, uint32_t *last)
+{
+    uint64_t n = 0;
+    *last = 0;
+    const struct dt_table *ts[2] = {l->store_t, l->overlay};
+    const struct dt_hits *hs[2] = {l->store_hits, l->overlay_hits};
+    for (int k = 0; k < 2; k++) {
+        if (!ts[k] || !hs[k])
+            continue;
+        size_t size = dt_table_size(ts[k]);
+        size_t i = 0, lo = 0, hi = size;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if ((int64_t)dt_table_rule(ts[k], mid)->line < id)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (i = lo; i < size && (int64_t)dt_table_rule(ts[k], i)->line == id; i++) {
+            uint32_t t = 0;
+            n += dt_hits_get(hs[k], i, &t);
+            if (t > *last)
+                *last = t;
+        }
+    }
+    return n;
+}
+
 /* The overlay and the hidden bitmap for the changes. */
 static void rebuild_overlay(struct live *l, struct dt_table **overlay, uint64_t **hidden)
 {
@@ -140,13 +196,39 @@ static void rebuild_overlay(struct live *l, struct dt_table **overlay, uint64_t 
     *hidden = bits;
 }
 
+/* Makes hit counters for the tables that have none yet (new ones), carrying the counts of
+ * the tables they replace. */
+static void refresh_hits(struct live *l)
+{
+    const struct dt_ruleset *old = l->current;
+    if (!old || old->files != l->files)
+        l->files_hits = dt_hits_new(dt_table_size(l->files), l->nworkers);
+    if (!old || old->store != l->store_t) {
+        l->store_hits = dt_hits_new(dt_table_size(l->store_t), l->nworkers);
+        if (old) {
+            carry_hits(old->store, old->hits[1], l->store_t, l->store_hits);
+            carry_hits(old->overlay, old->hits[2], l->store_t, l->store_hits);
+        }
+    }
+    if (!old || old->overlay != l->overlay) {
+        l->overlay_hits = l->overlay ? dt_hits_new(dt_table_size(l->overlay), l->nworkers)
+                                     : NULL;
+        if (old && l->overlay)
+            carry_hits(old->overlay, old->hits[2], l->overlay, l->overlay_hits);
+    }
+}
+
 void dt_live_publish(struct live *l)
 {
+    refresh_hits(l);
     struct dt_ruleset *rs = dt_xcalloc(1, sizeof(*rs));
     rs->files = l->files;
     rs->store = l->store_t;
     rs->overlay = l->overlay;
     rs->hidden = l->hidden;
+    rs->hits[0] = l->files_hits;
+    rs->hits[1] = l->store_hits;
+    rs->hits[2] = l->overlay_hits;
     const struct dt_ruleset *old = l->current;
     uint64_t t0 = now_us();
     if (l->srv)
@@ -165,6 +247,9 @@ void dt_live_publish(struct live *l)
         dt_table_free((struct dt_table *)old->overlay);
     if (old->hidden != rs->hidden)
         free((void *)old->hidden);
+    for (int k = 0; k < 3; k++)
+        if (old->hits[k] != rs->hits[k])
+            dt_hits_free(old->hits[k]);
     free((void *)old);
 }
 
@@ -259,6 +344,7 @@ int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_s
     pthread_mutex_init(&l->mu, NULL);
     l->cfg = cfg;
     l->store = store;
+    l->nworkers = dt_server_worker_count(cfg);
     l->files = load_files(cfg);
     if (!l->files)
         return DT_ESYNTAX;
@@ -280,6 +366,8 @@ void dt_live_dispose(struct live *l)
         dt_table_free((struct dt_table *)l->current->store);
         dt_table_free((struct dt_table *)l->current->overlay);
         free((void *)l->current->hidden);
+        for (int k = 0; k < 3; k++)
+            dt_hits_free(l->current->hits[k]);
         free((void *)l->current);
     }
     clear_changes(l, INT64_MAX);

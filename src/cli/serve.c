@@ -32,6 +32,8 @@ static const char help[] =
     "  --admin-token-file FILE   the admin API's bearer token, created (mode 600) if missing\n"
     "                            (default: the --db path + .token)\n"
     "  --admin-max-body SIZE     largest admin request content, imports (default 256m)\n"
+    "  --access-log FILE         log every answered request in the combined format,\n"
+    "                            buffered (SIGUSR1 reopens FILE, for logrotate)\n"
     "  --max-temporary-age AGE   307s in place longer are listed and counted (S10; default\n"
     "                            30d; 'off')\n"
     "  --check                   load the rules, report errors, and exit (0 if they load)\n"
@@ -74,6 +76,7 @@ enum {
     O_TOKEN_FILE,
     O_ADMIN_MAX_BODY,
     O_MAX_TEMP_AGE,
+    O_ACCESS_LOG,
 };
 
 static const struct option options[] = {
@@ -95,6 +98,7 @@ static const struct option options[] = {
     {"admin-token-file", required_argument, NULL, O_TOKEN_FILE},
     {"admin-max-body", required_argument, NULL, O_ADMIN_MAX_BODY},
     {"max-temporary-age", required_argument, NULL, O_MAX_TEMP_AGE},
+    {"access-log", required_argument, NULL, O_ACCESS_LOG},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -158,6 +162,9 @@ int dt_cmd_serve(int argc, char **argv)
             break;
         case O_ADMIN:
             admin = optarg;
+            break;
+        case O_ACCESS_LOG:
+            cfg.access_log = optarg;
             break;
         case O_TOKEN_FILE:
             ao.token_file = optarg;

@@ -42,6 +42,7 @@ struct dt_request {
     struct dt_str query;  /* after '?', without it */
     struct dt_str host;   /* from the target (absolute-form) or Host; no port, no final dot */
     struct dt_str authorization; /* the Authorization field's value (empty when absent) */
+    struct dt_str referer, user_agent; /* for the access log (empty when absent) */
     uint8_t version_minor;   /* HTTP/1.0 or HTTP/1.1 */
     bool keep_alive;         /* the client wants the connection kept (RFC 9112 9.3) */
     bool head;               /* HEAD: same headers, no content (S3) */
@@ -81,6 +82,7 @@ struct dt_http_parser {
     uint32_t _field_off, _field_len, _value_off, _value_len; /* from _start */
     uint32_t _host_off, _host_len;
     uint32_t _auth_off, _auth_len;
+    uint32_t _ref_off, _ref_len, _ua_off, _ua_len;
     uint32_t _method_len, _target_len;
     uint8_t _state;
     uint8_t _nhost;

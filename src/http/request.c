@@ -128,6 +128,12 @@ static int on_header_value_complete(llhttp_t *ll)
     } else if (name.len == 13 && dt_str_ieq(name, "authorization")) {
         p->_auth_off = p->_in_value ? p->_value_off : 0;
         p->_auth_len = (uint32_t)value.len;
+    } else if (name.len == 7 && dt_str_ieq(name, "referer")) {
+        p->_ref_off = p->_in_value ? p->_value_off : 0;
+        p->_ref_len = (uint32_t)value.len;
+    } else if (name.len == 10 && dt_str_ieq(name, "user-agent")) {
+        p->_ua_off = p->_in_value ? p->_value_off : 0;
+        p->_ua_len = (uint32_t)value.len;
     } else if (name.len == 6 && dt_str_ieq(name, "expect")) {
         if (dt_str_ieq(value, "100-continue"))
             p->_expect_continue = true;
@@ -298,6 +304,10 @@ static enum dt_http_event fill(struct dt_http_parser *p, char *buf, struct dt_re
         return fail(p, 400, "invalid Host header field");
     if (p->_auth_len)
         req->authorization = dt_str_make(line + p->_auth_off, p->_auth_len);
+    if (p->_ref_len)
+        req->referer = dt_str_make(line + p->_ref_off, p->_ref_len);
+    if (p->_ua_len)
+        req->user_agent = dt_str_make(line + p->_ua_off, p->_ua_len);
 
     char *path = target;
     size_t plen = tlen;
@@ -369,6 +379,7 @@ static void reset_request(struct dt_http_parser *p)
     p->_nhost = 0;
     p->_host_off = p->_host_len = 0;
     p->_auth_off = p->_auth_len = 0;
+    p->_ref_off = p->_ref_len = p->_ua_off = p->_ua_len = 0;
     p->_te_seen = p->_te_chunked_last = p->_te_unknown = p->_te_bad = false;
     p->_expect_continue = false;
     p->status = 0;

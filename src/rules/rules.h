@@ -188,11 +188,34 @@ size_t dt_table_memory(const struct dt_table *t);
  * the files' rules: a store rule thus overrides a file rule with the same source, and store
  * patterns and regexes are tried before the files' ones. Store rules are added to their
  * tables in order of id with line = id. */
+/* Hit counters of one table's rules: per worker, so that no two workers write the same
+ * cache line; the last-hit time is shared but written at most once a second per rule. */
+struct dt_hits {
+    size_t nrules;
+    unsigned nworkers;
+    uint64_t *count; /* [worker * nrules + rule] */
+    uint32_t *last;  /* [rule]: unix seconds of the last hit, 0 for none */
+};
+
+struct dt_hits *dt_hits_new(size_t nrules, unsigned nworkers);
+void dt_hits_free(struct dt_hits *h);
+/* Counts a hit of rule i by worker w at now. Worker threads. */
+static inline void dt_hits_add(struct dt_hits *h, unsigned w, size_t i, time_t now)
+{
+    uint64_t *c = &h->count[(size_t)w * h->nrules + i];
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&h->last[i], __ATOMIC_RELAXED) != (uint32_t)now)
+        __atomic_store_n(&h->last[i], (uint32_t)now, __ATOMIC_RELAXED);
+}
+/* The hits of rule i summed over the workers, and its last hit. Any thread. */
+uint64_t dt_hits_get(const struct dt_hits *h, size_t i, uint32_t *last);
+
 struct dt_ruleset {
     const struct dt_table *files;   /* NULL or finished */
     const struct dt_table *store;   /* NULL or finished: the store's rules at the merge */
     const uint64_t *hidden;         /* bit i set: store rule i no longer answers; NULL: none */
     const struct dt_table *overlay; /* NULL or finished: store rules changed since */
+    struct dt_hits *hits[3];        /* of files, store, overlay; NULL: not counted */
 };
 
 /* The rule that answers a request (as dt_table_match) and the table it belongs to (for

@@ -1463,6 +1463,36 @@ const struct dt_rule *dt_ruleset_match(const struct dt_ruleset *rs, enum dt_sche
     return best;
 }
 
+struct dt_hits *dt_hits_new(size_t nrules, unsigned nworkers)
+{
+    struct dt_hits *h = dt_xcalloc(1, sizeof(*h));
+    h->nrules = nrules;
+    h->nworkers = nworkers ? nworkers : 1;
+    /* calloc: pages of rules never hit stay untouched, so they cost no memory */
+    h->count = dt_xcalloc((size_t)h->nworkers * (nrules ? nrules : 1), sizeof(uint64_t));
+    h->last = dt_xcalloc(nrules ? nrules : 1, sizeof(uint32_t));
+    return h;
+}
+
+void dt_hits_free(struct dt_hits *h)
+{
+    if (!h)
+        return;
+    free(h->count);
+    free(h->last);
+    free(h);
+}
+
+uint64_t dt_hits_get(const struct dt_hits *h, size_t i, uint32_t *last)
+{
+    uint64_t n = 0;
+    for (unsigned w = 0; w < h->nworkers; w++)
+        n += __atomic_load_n(&h->count[(size_t)w * h->nrules + i], __ATOMIC_RELAXED);
+    if (last)
+        *last = __atomic_load_n(&h->last[i], __ATOMIC_RELAXED);
+    return n;
+}
+
 size_t dt_table_find_source(const struct dt_table *t, const struct dt_table *rt,
                             const struct dt_rule *r, void (*fn)(void *ctx, size_t idx),
                             void *ctx)

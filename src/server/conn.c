@@ -41,6 +41,7 @@ struct conn *conn_new(struct worker *w, int fd)
     c->in_len = 0;
     c->pending.len = 0;
     c->pending_off = 0;
+    c->peer[0] = '\0';
     dt_http_parser_init(&c->parser, w->limits);
     if (w->admin) {
         if (!c->adm) {
@@ -147,6 +148,8 @@ static bool flush(struct conn *c)
 static void answer_error(struct conn *c, int status, const char *reason)
 {
     struct worker *w = c->w;
+    if (!w->admin)
+        STAT_ADD(w->stats.status[status >= 500 ? DT_ST_5XX : DT_ST_4XX], 1);
     /* RFC 9110 9.3.2: an answer to HEAD has no content, errors included. */
     struct dt_http_reply r = {
         .date = w->date, .close = true, .max_age = -1, .head = dt_http_parser_head(&c->parser)};
@@ -253,6 +256,8 @@ static void answer(struct conn *c, const struct dt_request *req)
         .had_body = req->has_body,
         .max_age = -1,
     };
+    size_t start = ob->len;
+    int answered;
     const struct dt_ruleset *rs = atomic_load_explicit(&w->srv->rules, memory_order_acquire);
     struct dt_match m;
     const struct dt_table *t;
@@ -260,15 +265,31 @@ static void answer(struct conn *c, const struct dt_request *req)
                                                   req->query, w->now_s, &m, &t);
     if (rule) {
         int status = dt_rule_status(rule);
+        unsigned k = t == rs->files ? 0 : t == rs->store ? 1 : 2;
+        STAT_ADD(w->stats.source[k ? DT_SRC_STORE : DT_SRC_FILES], 1);
+        STAT_ADD(w->stats.status[status == 301   ? DT_ST_301
+                                 : status == 302 ? DT_ST_302
+                                 : status == 303 ? DT_ST_303
+                                 : status == 307 ? DT_ST_307
+                                                 : DT_ST_308],
+                 1);
+        if (rs->hits[k])
+            dt_hits_add(rs->hits[k], w->id, (size_t)(rule - dt_table_rule(t, 0)), w->now_s);
         r.max_age = dt_rule_max_age(t, rule);
         size_t max = dt_table_location_max(t, &m, req->query);
         char *loc = dt_http_redirect_begin(ob, status, max);
         size_t n = dt_table_location(t, &m, req->query, loc);
         dt_http_redirect_end(ob, status, n, &r);
+        answered = status;
     } else {
+        answered = 404;
+        STAT_ADD(w->stats.source[DT_SRC_NONE], 1);
+        STAT_ADD(w->stats.status[DT_ST_404], 1);
         dt_http_write_page(ob, 404, &r, "No redirect is configured for <code>", req->path,
                            "</code>.");
     }
+    if (w->srv->alog)
+        dt_alog_line(w, c, req, answered, ob->len - start);
     c->served++;
     if (close) {
         c->close_after = true;
@@ -277,9 +298,37 @@ static void answer(struct conn *c, const struct dt_request *req)
     }
 }
 
+static bool process_requests(struct conn *c);
+
 /* Parses and answers every complete request in the buffer. Returns false if the
  * connection was closed. */
+static void count_latency(struct worker *w, uint64_t t0, uint32_t n)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec - t0;
+    unsigned b = 0;
+    while (b < DT_LATENCY_BUCKETS && ns > (uint64_t)dt_latency_bounds_us[b] * 1000)
+        b++;
+    STAT_ADD(w->stats.latency[b], n);
+    STAT_ADD(w->stats.latency_sum_ns, ns * n);
+}
+
 static bool process(struct conn *c)
+{
+    struct worker *w = c->w;
+    /* Every request answered in this call waited for the whole call. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t t0 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    uint32_t before = c->served;
+    bool alive = process_requests(c);
+    if (!w->admin && c->served != before)
+        count_latency(w, t0, c->served - before);
+    return alive;
+}
+
+static bool process_requests(struct conn *c)
 {
     struct worker *w = c->w;
     while (!c->close_after) {

@@ -53,6 +53,12 @@ struct worker {
     bool stopping;
     uint64_t stop_deadline_ms;
     uint64_t accept_resume_ms;
+    /* Counters only this worker writes (relaxed stores), others read. */
+    _Alignas(64) struct dt_server_stats stats;
+    struct dt_buf alog;                  /* access log lines not yet handed over */
+    uint32_t alog_lines;
+    time_t alog_stamp_s, alog_flushed_s;
+    char alog_stamp[32];                 /* "24/Nov/2026:18:00:00 +0000" of alog_stamp_s */
     bool admin;                          /* the admin thread: whole requests, hooks.admin */
     const struct dt_http_limits *limits; /* for its connections' parsers */
     time_t tick_s;                       /* the admin thread: when hooks.tick last ran */
@@ -64,6 +70,7 @@ struct dt_server {
     struct worker *workers; /* the redirect workers */
     unsigned nworkers;
     struct worker *admin;   /* the admin thread's loop, or NULL */
+    struct dt_alog *alog;   /* the access log, or NULL */
     atomic_bool stopping;
 };
 
@@ -99,7 +106,25 @@ struct conn {
     size_t pending_off;
     struct dt_http_parser parser;
     struct admin_req *adm; /* admin connections only */
+    char peer[48];         /* the client's address, with an access log */
 };
+
+/* Adds one to a counter only the calling worker writes. */
+#define STAT_ADD(field, n)                                                                     \
+    __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n),            \
+                     __ATOMIC_RELAXED)
+
+/* accesslog.c */
+struct dt_alog *dt_alog_open(const char *path);
+void dt_alog_close(struct dt_alog *a);
+void dt_alog_reopen(struct dt_alog *a);
+void dt_alog_submit(struct dt_alog *a, struct dt_buf *b, uint32_t lines);
+uint64_t dt_alog_dropped(struct dt_alog *a);
+/* Formats one line into the worker's buffer (handed over when full). */
+void dt_alog_line(struct worker *w, const struct conn *c, const struct dt_request *req,
+                  int status, size_t bytes);
+/* Hands the worker's buffered lines to the log thread. */
+void dt_alog_flush(struct worker *w);
 
 /* worker.c */
 void *dt_worker_main(void *arg);

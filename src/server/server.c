@@ -85,6 +85,32 @@ static void wait_quiescent(struct dt_server *s)
     }
 }
 
+static unsigned cpu_count(void);
+
+const uint32_t dt_latency_bounds_us[DT_LATENCY_BUCKETS] = {1,   2,   5,   10,   25,
+                                                            50,  100, 250, 1000, 10000};
+
+void dt_server_get_stats(struct dt_server *s, struct dt_server_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        struct dt_server_stats *w = &s->workers[i].stats;
+        for (int k = 0; k < DT_ST_COUNT; k++)
+            out->status[k] += __atomic_load_n(&w->status[k], __ATOMIC_RELAXED);
+        for (int k = 0; k < DT_SRC_COUNT; k++)
+            out->source[k] += __atomic_load_n(&w->source[k], __ATOMIC_RELAXED);
+        for (int k = 0; k <= DT_LATENCY_BUCKETS; k++)
+            out->latency[k] += __atomic_load_n(&w->latency[k], __ATOMIC_RELAXED);
+        out->latency_sum_ns += __atomic_load_n(&w->latency_sum_ns, __ATOMIC_RELAXED);
+        out->connections += __atomic_load_n(&w->connections, __ATOMIC_RELAXED);
+    }
+}
+
+unsigned dt_server_worker_count(const struct dt_server_config *c)
+{
+    return c->workers ? c->workers : cpu_count();
+}
+
 const struct dt_ruleset *dt_server_publish(struct dt_server *s, const struct dt_ruleset *rs)
 {
     const struct dt_ruleset *old = atomic_exchange(&s->rules, rs);
@@ -254,6 +280,7 @@ static void free_worker(struct worker *w)
     if (w->wakefd > 0)
         close(w->wakefd);
     dt_buf_dispose(&w->out);
+    dt_buf_dispose(&w->alog);
     while (w->free_conns) {
         struct conn *c = w->free_conns;
         w->free_conns = c->tnext;
@@ -318,14 +345,22 @@ int dt_server_run(const struct dt_server_config *c)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
 
     struct dt_server s = {.cfg = c};
+    if (c->access_log && !(s.alog = dt_alog_open(c->access_log))) {
+        if (own) {
+            dt_table_free((struct dt_table *)own->files);
+            free(own);
+        }
+        return 1;
+    }
     atomic_init(&s.rules, initial);
     atomic_init(&s.stopping, false);
-    s.nworkers = c->workers ? c->workers : cpu_count();
+    s.nworkers = dt_server_worker_count(c);
     s.workers = dt_xcalloc(s.nworkers, sizeof(*s.workers));
     for (unsigned i = 0; i < s.nworkers; i++)
         init_worker(&s, &s.workers[i], i);
@@ -385,6 +420,10 @@ int dt_server_run(const struct dt_server_config *c)
             reload(&s);
             continue;
         }
+        if (sig == SIGUSR1) {
+            dt_alog_reopen(s.alog); /* logrotate moved the file */
+            continue;
+        }
         dt_log(DT_LOG_INFO, "%s: stopping; finishing requests in flight",
                sig == SIGTERM ? "SIGTERM" : "SIGINT");
         break;
@@ -402,6 +441,7 @@ stop:
 out:
     free_workers(&s);
     free(addrs);
+    dt_alog_close(s.alog);
     if (!c->initial) {
         const struct dt_ruleset *last = atomic_load(&s.rules);
         dt_table_free((struct dt_table *)last->files);

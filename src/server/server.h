@@ -90,6 +90,7 @@ struct dt_server_config {
      * not read rules itself nor free them (the hooks' owner does). */
     const struct dt_ruleset *initial;
     struct dt_server_hooks hooks;
+    const char *access_log;       /* NULL, or the combined-format access log's path */
     struct dt_listen_addr *admin; /* the admin listeners (hooks.admin answers) */
     size_t nadmin;
     struct dt_http_limits admin_limits;
@@ -101,6 +102,31 @@ void dt_server_config_init(struct dt_server_config *c);
  * or SIGINT. Returns the process exit status: 0 after a clean stop, 2 when the rules do not
  * load, 1 when a listener cannot be opened. Call from the main thread, once. */
 int dt_server_run(const struct dt_server_config *c);
+
+/* ---- statistics ------------------------------------------------------------------------- */
+
+/* Answers by status: the redirect statuses, 404, other 4xx (bad requests), 5xx. */
+enum { DT_ST_301, DT_ST_302, DT_ST_303, DT_ST_307, DT_ST_308, DT_ST_404, DT_ST_4XX, DT_ST_5XX,
+       DT_ST_COUNT };
+/* Answers by where the rule came from. */
+enum { DT_SRC_FILES, DT_SRC_STORE, DT_SRC_NONE, DT_SRC_COUNT };
+/* Time from reading a request to its answer being ready, in buckets with these upper bounds
+ * (microseconds), then one for everything slower. */
+#define DT_LATENCY_BUCKETS 10
+extern const uint32_t dt_latency_bounds_us[DT_LATENCY_BUCKETS];
+
+struct dt_server_stats {
+    uint64_t status[DT_ST_COUNT];
+    uint64_t source[DT_SRC_COUNT];
+    uint64_t latency[DT_LATENCY_BUCKETS + 1];
+    uint64_t latency_sum_ns;
+    uint64_t connections; /* accepted */
+};
+
+/* The redirect workers' counters, summed. Any thread. */
+void dt_server_get_stats(struct dt_server *s, struct dt_server_stats *out);
+/* How many redirect workers dt_server_run starts for c (hit counters are per worker). */
+unsigned dt_server_worker_count(const struct dt_server_config *c);
 
 /* Makes rs what every worker answers from, then waits until no worker can still be using
  * the ruleset it replaces, and returns that one (the caller frees what it no longer needs).

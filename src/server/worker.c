@@ -2,6 +2,9 @@
  * connections and their timers. Workers share nothing but the published rule table. */
 #include "server/internal.h"
 
+#include <arpa/inet.h>
+#include <stdio.h>
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -69,6 +72,8 @@ static int next_timeout(const struct worker *w)
         next = w->accept_resume_ms;
     if (w->stopping && w->stop_deadline_ms < next)
         next = w->stop_deadline_ms;
+    if (w->alog.len && w->now_ms + 1000 < next)
+        next = w->now_ms + 1000; /* buffered access log lines go out within a second */
     if (w->admin && w->srv->cfg->hooks.tick && w->now_ms + 1000 < next)
         next = w->now_ms + 1000; /* the admin thread ticks about once a second */
     if (next == UINT64_MAX)
@@ -97,12 +102,31 @@ static void listener_interest(struct worker *w, struct listener *l, uint32_t eve
     epoll_ctl(w->epfd, EPOLL_CTL_MOD, l->fd, &ev);
 }
 
+static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)len);
+    else if (ss->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)len);
+    else
+        snprintf(out, len, "unix");
+}
+
 static void accept_some(struct worker *w, struct listener *l)
 {
     for (int k = 0; k < ACCEPTS_PER_WAKE; k++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        bool want_peer = w->srv->alog != NULL;
+        int fd = accept4(l->fd, want_peer ? (struct sockaddr *)&ss : NULL,
+                         want_peer ? &sl : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            conn_start(conn_new(w, fd));
+            STAT_ADD(w->stats.connections, 1);
+            struct conn *c = conn_new(w, fd);
+            if (want_peer)
+                peer_name(&ss, c->peer, sizeof(c->peer));
+            conn_start(c);
             continue;
         }
         if (errno == EAGAIN || errno == EINTR)
@@ -210,6 +234,8 @@ void *dt_worker_main(void *arg)
         if (w->accept_resume_ms && w->now_ms >= w->accept_resume_ms)
             resume_accepting(w);
         expire(w);
+        if (w->alog.len && w->now_s != w->alog_flushed_s)
+            dt_alog_flush(w); /* lines wait at most about a second */
         if (w->admin && w->now_s != w->tick_s && w->srv->cfg->hooks.tick && !w->stopping) {
             w->tick_s = w->now_s;
             w->srv->cfg->hooks.tick(w->srv->cfg->hooks.ctx, w->now_s);
@@ -218,6 +244,8 @@ void *dt_worker_main(void *arg)
             break;
     }
     each_conn(w, force_close);
+    if (w->srv->alog)
+        dt_alog_flush(w);
     atomic_fetch_add(&w->qs, 1); /* quiescent for good */
     return NULL;
 }

@@ -362,6 +362,32 @@ class Observability(unittest.TestCase):
             self.assertIn("detour_api_writes_total 1\n", text)
             self.assertIn("# TYPE detour_store_version gauge\n", text)
 
+    def test_hit_counters_and_request_metrics(self):
+        with Server("/f /file\n", workers=2) as srv:
+            srv.api("POST", "/api/rules", {"source": "/s", "target": "/store"})
+            for _ in range(7):
+                self.assertEqual(get(srv, "/s"), (307, "/store"))
+            for _ in range(3):
+                get(srv, "/f")
+            get(srv, "/nothing")
+            st, _, r = srv.api("GET", "/api/rules/1")
+            self.assertEqual(r["hits"], 7)
+            self.assertIsNotNone(r["last_hit"])
+            # a change keeps the rule's count (the overlay is rebuilt, the count carried)
+            srv.api("PATCH", "/api/rules/1", {"target": "/store2"})
+            srv.api("POST", "/api/rules", {"source": "/other", "target": "/o"})
+            get(srv, "/s")
+            self.assertEqual(srv.api("GET", "/api/rules/1")[2]["hits"], 8)
+            self.assertEqual(srv.api("GET", "/api/rules")[2]["rules"][0]["hits"], 8)
+            text = srv.api("GET", "/metrics")[2].decode()
+            self.assertIn('detour_requests_total{status="307"} 11\n', text)
+            self.assertIn('detour_requests_total{status="404"} 1\n', text)
+            self.assertIn('detour_requests_by_source_total{source="store"} 8\n', text)
+            self.assertIn('detour_requests_by_source_total{source="files"} 3\n', text)
+            self.assertIn('detour_request_duration_seconds_bucket{le="+Inf"} 12\n', text)
+            self.assertIn("detour_request_duration_seconds_count 12\n", text)
+            self.assertIn("detour_connections_total 12\n", text)
+
     def test_s10_old_temporary_rules_listed(self):
         with Server("", args=["--max-temporary-age", "1s"]) as srv:
             srv.api("POST", "/api/rules", {"source": "/t", "target": "/u"})

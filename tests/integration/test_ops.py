@@ -3,6 +3,9 @@ SIGINT stop cleanly, and what the server logs."""
 import signal
 import threading
 import time
+import re
+import os
+import subprocess
 import unittest
 
 from harness import Reader, Server, exchange, request
@@ -188,6 +191,59 @@ class Logs(unittest.TestCase):
         self.assertIn("SIGTERM: stopping", lines[2])
         self.assertIn("stopped", lines[3])
         srv.close()
+
+
+class AccessLog(unittest.TestCase):
+    LINE = re.compile(r'^(\S+) - - \[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000)\] '
+                      r'"([^"]*)" (\d{3}) (\d+) "([^"]*)" "([^"]*)"$')
+
+    def wait_lines(self, path, n, timeout=5):
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = open(path, encoding="utf-8").read().splitlines() if os.path.exists(path) else []
+            if len(lines) >= n or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
+    def test_combined_format_buffered_and_reopened_on_sigusr1(self):
+        srv = Server("/a /b 308\n")
+        log = os.path.join(srv.tmp.name, "access.log")
+        srv.args += ["--access-log", log]
+        with srv:
+            s = srv.connect()
+            s.sendall(b'GET /a?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: curl/8 "quoted"\r\n'
+                      b"Referer: http://ref.example/\r\n\r\n"
+                      b"HEAD /missing HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            while s.recv(65536):
+                pass
+            lines = self.wait_lines(log, 2)
+            self.assertEqual(len(lines), 2, lines)
+            m = self.LINE.match(lines[0])
+            self.assertTrue(m, lines[0])
+            self.assertEqual(m.group(1), "127.0.0.1")
+            self.assertEqual((m.group(3), m.group(4)), ("GET /a?x=1 HTTP/1.1", "308"))
+            self.assertGreater(int(m.group(5)), 100)
+            self.assertEqual(m.group(6), "http://ref.example/")
+            self.assertEqual(m.group(7), "curl/8 \\x22quoted\\x22")
+            m = self.LINE.match(lines[1])
+            self.assertEqual((m.group(3), m.group(4), m.group(6), m.group(7)),
+                             ("HEAD /missing HTTP/1.1", "404", "-", "-"))
+            # logrotate: move the file away, SIGUSR1, and the next lines go to a new file
+            os.rename(log, log + ".1")
+            mark = len(srv.log)
+            srv.proc.send_signal(signal.SIGUSR1)
+            srv.wait_log(r"access log .* reopened", start=mark)
+            location(srv, "/a")
+            lines = self.wait_lines(log, 1)
+            self.assertEqual(len(lines), 1)
+            self.assertIn('"GET /a HTTP/1.1" 308', lines[0])
+            self.assertEqual(len(open(log + ".1").read().splitlines()), 2)
+
+    def test_unwritable_access_log_is_an_error_at_start(self):
+        srv = Server("/a /b\n", args=["--access-log", "/nonexistent/dir/access.log"])
+        p = subprocess.run(srv.command(), capture_output=True, timeout=10)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"cannot open the access log", p.stderr)
 
 
 if __name__ == "__main__":
