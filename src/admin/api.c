@@ -1331,6 +1331,12 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
     struct dt_buf err;
     dt_buf_init(&err);
     int status = 1;
+    /* The rule files first: a bad file stops here, before a store or a token is created. */
+    struct dt_table *files = dt_live_load_files(cfg);
+    if (!files) {
+        free(a);
+        return 2;
+    }
     a->store = dt_store_open(o->db_path, &err);
     if (!a->store) {
         dt_log(DT_LOG_ERROR, "cannot open the store: %s", err.ptr ? err.ptr : o->db_path);
@@ -1352,7 +1358,8 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
             goto out;
         }
     }
-    int rc = dt_live_init(&a->live, cfg, a->store, &err);
+    int rc = dt_live_init(&a->live, cfg, a->store, files, &err);
+    files = NULL;
     if (rc) {
         if (err.len)
             dt_log(DT_LOG_ERROR, "%s", err.ptr);
@@ -1365,6 +1372,7 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
     status = dt_server_run(cfg);
     dt_live_dispose(&a->live);
 out:
+    dt_table_free(files);
     dt_buf_dispose(&err);
     if (a->store)
         dt_store_close(a->store);

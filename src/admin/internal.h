@@ -47,8 +47,12 @@ struct dt_table *dt_live_store_table(struct dt_store *s, int64_t version, struct
 int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version,
                        struct dt_buf *err);
 
+/* The rule files' table (an empty one without files), or NULL when a file does not load
+ * (the errors are logged). */
+struct dt_table *dt_live_load_files(const struct dt_server_config *cfg);
+/* Starts serving files (taken over) and the store's rules. */
 int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_store *store,
-                 struct dt_buf *err);
+                 struct dt_table *files, struct dt_buf *err);
 void dt_live_dispose(struct live *l);
 /* After a commit: the changes of the committed transaction (collected with
  * dt_store_pending before the commit) become visible; returns once every worker sees them.

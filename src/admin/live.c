@@ -327,7 +327,7 @@ void dt_live_apply(struct live *l, const struct change *c, size_t n)
     dt_live_publish(l);
 }
 
-static struct dt_table *load_files(const struct dt_server_config *cfg)
+struct dt_table *dt_live_load_files(const struct dt_server_config *cfg)
 {
     if (!cfg->nrules) {
         struct dt_table *t = dt_table_new();
@@ -338,16 +338,14 @@ static struct dt_table *load_files(const struct dt_server_config *cfg)
 }
 
 int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_store *store,
-                 struct dt_buf *err)
+                 struct dt_table *files, struct dt_buf *err)
 {
     memset(l, 0, sizeof(*l));
     pthread_mutex_init(&l->mu, NULL);
     l->cfg = cfg;
     l->store = store;
     l->nworkers = dt_server_worker_count(cfg);
-    l->files = load_files(cfg);
-    if (!l->files)
-        return DT_ESYNTAX;
+    l->files = files;
     l->store_version = dt_store_version(store);
     l->store_t = dt_live_store_table(store, l->store_version, err);
     if (!l->store_t) {
@@ -378,7 +376,7 @@ void dt_live_dispose(struct live *l)
 void dt_live_reload(struct live *l)
 {
     uint64_t t0 = now_us();
-    struct dt_table *t = load_files(l->cfg);
+    struct dt_table *t = dt_live_load_files(l->cfg);
     pthread_mutex_lock(&l->mu);
     size_t before = dt_table_size(l->files);
     if (!t) {

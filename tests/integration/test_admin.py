@@ -399,6 +399,46 @@ class Observability(unittest.TestCase):
             self.assertIn("detour_old_temporary_rules 1\n", text)
 
 
+class Start(unittest.TestCase):
+    def test_bad_rule_file_exits_2_before_creating_a_store(self):
+        with tempfile.TemporaryDirectory() as d:
+            db = os.path.join(d, "detour.db")
+            p = subprocess.run([DETOUR, "serve", "--rules", os.path.join(d, "missing.txt"),
+                                "--db", db, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+                               capture_output=True, timeout=10)
+            self.assertEqual(p.returncode, 2)
+            self.assertEqual(os.listdir(d), [])
+
+    def test_store_that_cannot_open_exits_1(self):
+        with tempfile.TemporaryDirectory() as d:
+            p = subprocess.run([DETOUR, "serve", "--db", os.path.join(d, "no", "dir.db"),
+                                "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+                               capture_output=True, timeout=10)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn(b"cannot open the store", p.stderr)
+            bad = os.path.join(d, "not-a-db")
+            with open(bad, "w") as f:
+                f.write("this is not SQLite\n" * 100)
+            p = subprocess.run([DETOUR, "serve", "--db", bad, "--listen", "127.0.0.1:0",
+                                "--admin", "127.0.0.1:0"], capture_output=True, timeout=10)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn(b"cannot open the store", p.stderr)
+
+    def test_memory_store_and_usage_errors(self):
+        with tempfile.TemporaryDirectory() as d:
+            srv = Server("/a /b\n", db=":memory:")
+            with srv:
+                self.assertEqual(srv.api("POST", "/api/rules", {"source": "/m", "target": "/n"})[0],
+                                 201)
+                self.assertEqual(get(srv, "/m"), (307, "/n"))
+            for args in (["--admin", "nowhere"], ["--db", ""], ["--admin-max-body", "1q"],
+                         ["--max-temporary-age", "soon"]):
+                p = subprocess.run([DETOUR, "serve"] + args, capture_output=True, timeout=10,
+                                   cwd=d)
+                self.assertEqual(p.returncode, 2, args)
+            self.assertEqual(os.listdir(d), [])
+
+
 class Listeners(unittest.TestCase):
     def test_unix_socket_admin(self):
         srv = Server("", admin=None)
