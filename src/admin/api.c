@@ -139,6 +139,9 @@ static json_t *rule_json(const struct dt_store_rule *r)
     json_object_set_new(j, "from", parsed && spec.has_from ? time_json(spec.from) : json_null());
     json_object_set_new(j, "until",
                         parsed && spec.has_until ? time_json(spec.until) : json_null());
+    const char *pa = r->options ? strstr(r->options, "promote-after=") : NULL;
+    json_object_set_new(j, "promote_after",
+                        pa ? json_stringn(pa + 14, strcspn(pa + 14, " ")) : json_null());
     json_object_set_new(j, "note", json_string(r->note ? r->note : ""));
     json_object_set_new(j, "created", time_json(r->created));
     json_object_set_new(j, "updated", time_json(r->updated));
@@ -176,6 +179,7 @@ struct rule_in {
     int64_t cache; /* -1: none */
     bool has_from, has_until;
     time_t from, until;
+    char promote[32]; /* promote-after=AGE, "" for none */
     struct dt_buf options;
 };
 
@@ -206,12 +210,15 @@ static int rule_in_from_store(void *ctx, const struct dt_store_rule *r)
         in->has_until = spec.has_until;
         in->until = spec.until;
     }
+    const char *pa = r->options ? strstr(r->options, "promote-after=") : NULL;
+    if (pa)
+        snprintf(in->promote, sizeof(in->promote), "%.*s", (int)strcspn(pa + 14, " "), pa + 14);
     free(line);
     return 0;
 }
 
 static const char *const writable[] = {"source", "target", "status", "query", "cache",
-                                       "from",   "until",  "note"};
+                                       "from",   "until",  "note",   "promote_after"};
 static const char *const readonly[] = {"id", "created", "updated", "since", "version"};
 
 static bool one_of(const char *k, const char *const *set, size_t n)
@@ -268,7 +275,7 @@ static bool rule_in_apply(struct rule_in *in, json_t *obj, bool full, struct dt_
         if (!one_of(key, writable, DT_ARRAY_LEN(writable)) &&
             !one_of(key, readonly, DT_ARRAY_LEN(readonly))) {
             reply_error(rep, 400, key, "unknown field '%s' (a rule has source, target, status, "
-                                       "query, cache, from, until, note)", key);
+                                       "query, cache, from, until, promote_after, note)", key);
             return false;
         }
     }
@@ -317,6 +324,18 @@ static bool rule_in_apply(struct rule_in *in, json_t *obj, bool full, struct dt_
     }
     if ((v = json_object_get(obj, "from")) && !time_field(v, "from", &in->has_from, &in->from, rep))
         return false;
+    if ((v = json_object_get(obj, "promote_after"))) {
+        if (json_is_null(v)) {
+            in->promote[0] = '\0';
+        } else if (!json_is_string(v) || json_string_length(v) >= sizeof(in->promote) ||
+                   strchr(json_string_value(v), ' ')) {
+            reply_error(rep, 400, "promote_after", "'promote_after' must be an age such as "
+                                                   "\"90d\", or null");
+            return false;
+        } else {
+            snprintf(in->promote, sizeof(in->promote), "%s", json_string_value(v));
+        }
+    }
     if ((v = json_object_get(obj, "until")) &&
         !time_field(v, "until", &in->has_until, &in->until, rep))
         return false;
@@ -342,6 +361,9 @@ static bool rule_in_check(struct rule_in *in, struct dt_admin_reply *rep)
         dt_fmt_rfc3339(t, in->until);
         dt_buf_appendf(&in->options, "%suntil=%s", in->options.len ? " " : "", t);
     }
+    if (in->promote[0])
+        dt_buf_appendf(&in->options, "%spromote-after=%s", in->options.len ? " " : "",
+                       in->promote);
     dt_buf_terminate(&in->options);
     for (const char *f = in->source; *f; f++)
         if ((unsigned char)*f <= ' ' || *f == '#') {
@@ -364,6 +386,8 @@ static bool rule_in_check(struct rule_in *in, struct dt_admin_reply *rep)
     dt_buf_init(&line);
     dt_buf_appendf(&line, "%s %s %d%s%s", in->source, in->target, in->status,
                    in->options.len ? " " : "", in->options.ptr);
+    if (in->promote[0])
+        dt_buf_appendf(&line, " since=2000-01-01T00:00:00Z"); /* the store sets the real one */
     size_t target_at = strlen(in->source) + 1, status_at = target_at + strlen(in->target) + 1;
     struct dt_rule_spec spec;
     struct dt_diag d;
@@ -378,8 +402,10 @@ static bool rule_in_check(struct rule_in *in, struct dt_admin_reply *rep)
     }
     bool ok = rc == 0;
     if (!ok) {
-        const char *field = d.offset < target_at ? "source" : d.offset < status_at ? "target"
-                                                                                  : "options";
+        const char *field = d.offset < target_at   ? "source"
+                            : d.offset < status_at ? "target"
+                            : strstr(d.msg, "promote-after") ? "promote_after"
+                                                             : "options";
         reply_error(rep, 400, field, "%s: %s", field, d.msg);
     }
     dt_buf_dispose(&line);
@@ -533,7 +559,9 @@ static void finish_write(struct admin *a, struct dt_admin_reply *rep, bool dry_r
     dt_buf_dispose(&err);
     for (size_t i = 0; i < p.n; i++)
         p.ch[i].version = version;
+    pthread_mutex_lock(&a->live.mu);
     dt_live_apply(&a->live, p.ch, p.n);
+    pthread_mutex_unlock(&a->live.mu);
     a->writes++;
     json_t *j = json_pack("{s:I,s:I,s:I,s:I}", "version", (json_int_t)version, "added",
                           (json_int_t)json_array_size(p.added), "changed",
@@ -1054,7 +1082,7 @@ static void match(struct admin *a, const struct dt_admin_request *req, struct dt
     int status = 404;
     json_t *location = json_null();
     if (hit) {
-        status = dt_rule_status(hit);
+        status = dt_rule_status_at(t, hit, now);
         r.max_age = dt_rule_max_age(t, hit);
         size_t max = dt_table_location_max(t, &m, query);
         char *loc = dt_http_redirect_begin(&out, status, max);
@@ -1309,10 +1337,89 @@ static void on_reload(void *ctx, struct dt_server *srv)
     dt_live_reload(&a->live);
 }
 
+/* promote-after=: the rules whose time has come are written to the store as promoted
+ * (307 -> 308, 302 -> 301, the option dropped), one version by "lifecycle", so that the
+ * audit trail has each transition. The workers already answer with the promoted status
+ * from that second on, without waiting for this. */
+static int promote_one(void *ctx, const struct dt_store_rule *r)
+{
+    struct dt_store_rule *out = ctx;
+    out->id = r->id;
+    out->source = dt_xstrndup(r->source, strlen(r->source));
+    out->target = dt_xstrndup(r->target, strlen(r->target));
+    out->note = dt_xstrndup(r->note ? r->note : "", strlen(r->note ? r->note : ""));
+    out->status = r->status;
+    /* the options without promote-after=AGE */
+    struct dt_buf b;
+    dt_buf_init(&b);
+    const char *p = r->options ? r->options : "";
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        const char *e = p;
+        while (*e && *e != ' ')
+            e++;
+        if (e > p && strncmp(p, "promote-after=", 14) != 0)
+            dt_buf_appendf(&b, "%s%.*s", b.len ? " " : "", (int)(e - p), p);
+        p = e;
+    }
+    dt_buf_terminate(&b);
+    out->options = b.ptr;
+    out->version = strstr(r->options ? r->options : "", "promote-after=") != NULL;
+    return 0;
+}
+
 static void on_tick(void *ctx, time_t now)
 {
-    (void)ctx;
-    (void)now;
+    struct admin *a = ctx;
+    pthread_mutex_lock(&a->live.mu);
+    int64_t *ids = NULL;
+    size_t n = dt_live_due(&a->live, now, &ids);
+    pthread_mutex_unlock(&a->live.mu);
+    if (!n) {
+        free(ids);
+        return;
+    }
+    struct dt_buf err;
+    dt_buf_init(&err);
+    if (dt_store_begin(a->store, (int64_t)now, "lifecycle", "promote-after", &err) != 0) {
+        dt_log(DT_LOG_ERROR, "promote-after: %s", err.ptr ? err.ptr : "cannot write");
+        dt_buf_dispose(&err);
+        free(ids);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct dt_store_rule r = {0};
+        if (dt_store_get(a->store, ids[i], promote_one, &r) == 0 && r.version &&
+            (r.status == 307 || r.status == 302)) {
+            r.status = r.status == 307 ? 308 : 301;
+            if (dt_store_replace(a->store, ids[i], &r, &err) != 0)
+                dt_log(DT_LOG_ERROR, "promote-after: rule %lld: %s", (long long)ids[i],
+                       err.ptr ? err.ptr : "");
+        }
+        free((char *)r.source);
+        free((char *)r.target);
+        free((char *)r.note);
+        free((char *)r.options);
+    }
+    free(ids);
+    struct pending p = {json_array(), json_array(), json_array(), NULL, 0, 0, NULL};
+    dt_store_pending(a->store, collect_change, &p);
+    int64_t version = 0;
+    if (dt_store_commit(a->store, &version, &err) == 0) {
+        for (size_t i = 0; i < p.n; i++)
+            p.ch[i].version = version;
+        pthread_mutex_lock(&a->live.mu);
+        dt_live_apply(&a->live, p.ch, p.n);
+        pthread_mutex_unlock(&a->live.mu);
+        if (p.n)
+            dt_log(DT_LOG_INFO, "promote-after: %zu rules promoted (version %lld)", p.n,
+                   (long long)version);
+    } else {
+        dt_log(DT_LOG_ERROR, "promote-after: the store did not commit: %s", err.ptr);
+    }
+    pending_dispose(&p);
+    dt_buf_dispose(&err);
 }
 
 void dt_admin_options_init(struct dt_admin_options *o)

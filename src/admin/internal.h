@@ -35,6 +35,7 @@ struct live {
     const struct dt_ruleset *current;  /* what the workers answer from */
     uint64_t merges, publishes, reloads, reload_failures;
     uint64_t last_publish_us;          /* server time of the last publish */
+    int64_t next_due;                  /* the next promotion (promote-after=); 0: look */
 };
 
 /* The rule line of a store rule, as the table reads it (malloc'd). */
@@ -65,6 +66,9 @@ int dt_live_merge(struct live *l, struct dt_buf *err);
 void dt_live_reload(struct live *l);
 /* Publishes a ruleset made of the current tables. Caller holds mu. */
 void dt_live_publish(struct live *l);
+/* The store ids of rules whose promote-after= has come by now (malloc'd in *ids), or 0
+ * before the next one is due. Caller holds mu. */
+size_t dt_live_due(struct live *l, time_t now, int64_t **ids);
 /* A store rule's hits (store table and overlay) and last hit. Caller holds mu. */
 uint64_t dt_live_hits(const struct live *l, int64_t id, uint32_t *last);
 

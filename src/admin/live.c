@@ -29,9 +29,14 @@ char *dt_live_line(const struct dt_store_rule *r)
     dt_buf_appendf(&b, "%s %s %d", r->source, r->target, r->status);
     if (r->options && r->options[0])
         dt_buf_appendf(&b, " %s", r->options);
-    if (r->status == 307 && r->since > 0) {
+    /* S10 and promote-after=: since when the rule has answered this way. The store keeps
+     * it for 307s; a 302 counts from its last change. */
+    int64_t since = r->status == 307 ? r->since : 0;
+    if (r->status == 302 && r->options && strstr(r->options, "promote-after="))
+        since = r->updated;
+    if (since > 0) {
         char t[21];
-        dt_fmt_rfc3339(t, (time_t)r->since);
+        dt_fmt_rfc3339(t, (time_t)since);
         dt_buf_appendf(&b, " since=%s", t);
     }
     dt_buf_terminate(&b);
@@ -277,6 +282,7 @@ int dt_live_merge(struct live *l, struct dt_buf *err)
     rebuild_overlay(l, &l->overlay, &l->hidden);
     dt_live_publish(l);
     l->merges++;
+    l->next_due = 0; /* look for promotions again */
     return 0;
 }
 
@@ -325,6 +331,49 @@ void dt_live_apply(struct live *l, const struct change *c, size_t n)
     }
     rebuild_overlay(l, &l->overlay, &l->hidden);
     dt_live_publish(l);
+    l->next_due = 0;
+}
+
+/* Adds the store ids of t's rules promoted by now to ids; returns the earliest promotion
+ * still to come (INT64_MAX for none). Rules hidden in the store table are skipped. */
+static int64_t scan_due(const struct dt_table *t, const uint64_t *hidden, time_t now,
+                        int64_t **ids, size_t *n, size_t *cap)
+{
+    int64_t next = INT64_MAX;
+    for (size_t i = 0; i < dt_table_size(t); i++) {
+        if (hidden && (hidden[i / 64] >> (i % 64) & 1))
+            continue;
+        const struct dt_rule *r = dt_table_rule(t, i);
+        time_t at;
+        int to;
+        if (!dt_rule_promotion(t, r, &at, &to))
+            continue;
+        if (at > now) {
+            if (at < next)
+                next = at;
+            continue;
+        }
+        if (*n && (*ids)[*n - 1] == (int64_t)r->line)
+            continue;
+        if (*n == *cap) {
+            *cap = *cap ? 2 * *cap : 16;
+            *ids = dt_xrealloc(*ids, *cap * sizeof(**ids));
+        }
+        (*ids)[(*n)++] = r->line;
+    }
+    return next;
+}
+
+size_t dt_live_due(struct live *l, time_t now, int64_t **ids)
+{
+    *ids = NULL;
+    if (l->next_due && now < l->next_due)
+        return 0;
+    size_t n = 0, cap = 0;
+    int64_t a = scan_due(l->store_t, l->hidden, now, ids, &n, &cap);
+    int64_t b = l->overlay ? scan_due(l->overlay, NULL, now, ids, &n, &cap) : INT64_MAX;
+    l->next_due = a < b ? a : b;
+    return n;
 }
 
 struct dt_table *dt_live_load_files(const struct dt_server_config *cfg)

@@ -11,6 +11,7 @@ int dt_cmd_serve(int argc, char **argv);
 int dt_cmd_get(int argc, char **argv);
 int dt_cmd_lint(int argc, char **argv);
 int dt_cmd_import(int argc, char **argv);
+int dt_cmd_rules(int argc, char **argv);
 
 struct dt_table;
 struct dt_errors;

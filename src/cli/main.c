@@ -14,6 +14,8 @@ static const char usage[] =
     "  get       fetch a URL, following redirects by the spec (detour get --help)\n"
     "  lint      find loops, chains, conflicts and unsafe targets in rule files\n"
     "  import    convert CSV, nginx map or Netlify _redirects files to detour rules\n"
+    "  rules     list, add, change, remove, import and export a running server's rules\n"
+    "            through its admin API (detour rules --help)\n"
     "\n"
     "Options:\n"
     "  -h, --help       show this help\n"
@@ -44,6 +46,8 @@ int main(int argc, char **argv)
         return dt_cmd_lint(argc - 1, argv + 1);
     if (!strcmp(cmd, "import"))
         return dt_cmd_import(argc - 1, argv + 1);
+    if (!strcmp(cmd, "rules"))
+        return dt_cmd_rules(argc - 1, argv + 1);
     fprintf(stderr, "detour: unknown command '%s'\n\n%s", cmd, usage);
     return DT_EXIT_USAGE;
 }

@@ -28,6 +28,7 @@ enum {
     B_TGT_ABS = 1 << 11,  /* the target is an absolute URL */
     B_TGT_QUERY = 1 << 12, /* the target has its own query */
     B_CONDS = 1 << 13,    /* query conditions */
+    B_PROMOTE = 1 << 14,  /* promote-after= */
 };
 
 /* A segment of a placeholder pattern: literal text in the blob, or a placeholder. */
@@ -52,7 +53,7 @@ struct rule_ext {
     uint8_t nsegs, nnames, nconds, ncaptures;
     bool splat; /* a pattern ending in '*' */
     const struct dt_tpl_part *parts;
-    int64_t max_age, from, until, since;
+    int64_t max_age, from, until, since, promote_after;
     const struct seg *segs;
     const struct dt_str *names;
     const struct qcond *conds;

@@ -514,7 +514,7 @@ static void per_rule(struct ctx *c)
                         "its window ended at %s: it never answers again; remove it", date);
         }
         time_t since;
-        if (c->o->max_temporary_age >= 0 && dt_rule_status(r) == 307 &&
+        if (c->o->max_temporary_age >= 0 && dt_rule_status_at(t, r, c->o->now) == 307 &&
             dt_rule_since(t, r, &since) && c->o->now - since > c->o->max_temporary_age) {
             dt_fmt_rfc3339(date, since);
             dt_lint_add(c->r, DT_LINT_WARNING, "old-temporary", o.file, o.line,

@@ -43,14 +43,15 @@ static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str lin
                    field);
     struct dt_str key = {field.ptr, (size_t)(eq - field.ptr)};
     struct dt_str val = {eq + 1, field.len - key.len - 1};
-    static const char *const keys[] = {"query", "cache", "from", "until", "since"};
+    static const char *const keys[] = {"query", "cache", "from", "until", "since",
+                                       "promote-after"};
     unsigned k = 0;
     while (k < DT_ARRAY_LEN(keys) && !dt_str_eq(key, dt_str_make(keys[k], strlen(keys[k]))))
         k++;
     if (k == DT_ARRAY_LEN(keys))
         return bad(d, line, key.ptr,
                    "unknown option '%.*s' (known: query=keep|drop, cache=SECONDS, from=TIME, "
-                   "until=TIME, since=TIME)",
+                   "until=TIME, since=TIME, promote-after=AGE)",
                    key);
     if (*seen & (1u << k))
         return bad(d, line, key.ptr, "option '%.*s' given twice", key);
@@ -71,6 +72,20 @@ static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str lin
                        "cache= takes a number of seconds from 0 to 2147483647, not '%.*s'", val);
         s->max_age = n;
         break;
+    case 5: {
+        /* AGE: a number and a unit: s, m, h or d (90d) */
+        int64_t mult = 0;
+        char u = val.len ? val.ptr[val.len - 1] : 0;
+        mult = u == 's' ? 1 : u == 'm' ? 60 : u == 'h' ? 3600 : u == 'd' ? 86400 : 0;
+        if (!mult || dt_parse_int(dt_str_make(val.ptr, val.len - 1), 1, 100LL * 365 * 86400,
+                                  &n) != 0 ||
+            n > 100LL * 365 * 86400 / mult)
+            return bad(d, line, val.ptr,
+                       "promote-after= takes an age such as 90d, 12h, 30m or 45s, not '%.*s'",
+                       val);
+        s->promote_after = n * mult;
+        break;
+    }
     case 2:
     case 3:
     case 4: {

@@ -25,6 +25,8 @@ struct dt_rule_spec {
     time_t from, until;   /* the rule matches only in [from, until) */
     bool has_since;
     time_t since;         /* since=: when this (temporary) redirect was put in place (S10) */
+    int64_t promote_after; /* promote-after=: seconds after since= when a 307 answers 308 and
+                              a 302 answers 301; 0 for never */
 };
 
 void dt_rule_spec_init(struct dt_rule_spec *s);
@@ -57,7 +59,7 @@ struct dt_rule {
     uint32_t line;    /* line in its file, 1-based (0 when not from a file) */
 };
 
-/* The status a rule answers with (301, 302, 303, 307, 308). */
+/* The status a rule answers with (301, 302, 303, 307, 308), before any promotion. */
 int dt_rule_status(const struct dt_rule *r);
 enum dt_rule_kind dt_rule_kind(const struct dt_rule *r);
 
@@ -167,6 +169,11 @@ struct dt_rule_origin dt_rule_origin(const struct dt_table *t, const struct dt_r
 void dt_rule_source(const struct dt_table *t, const struct dt_rule *r, struct dt_buf *out);
 /* Appends the rule's target as written to out. */
 void dt_rule_target(const struct dt_table *t, const struct dt_rule *r, struct dt_buf *out);
+/* The status a rule answers with at now: with promote-after=, a 307 answers 308 and a 302
+ * answers 301 from since + promote-after on. Any thread. */
+int dt_rule_status_at(const struct dt_table *t, const struct dt_rule *r, time_t now);
+/* A rule's promotion: false without promote-after=; else when (*at) and to which status. */
+bool dt_rule_promotion(const struct dt_table *t, const struct dt_rule *r, time_t *at, int *to);
 /* The rule's since= (S10), or false without one. */
 bool dt_rule_since(const struct dt_table *t, const struct dt_rule *r, time_t *since);
 /* The rule's window: false without from= or until=. */

@@ -636,8 +636,11 @@ static int add_one(struct dt_table *t, const struct dt_rule_spec *spec, struct s
     if (tpl.has_query)
         r._bits |= B_TGT_QUERY;
     bool window = spec->has_from || spec->has_until;
+    if (spec->promote_after) {
+        r._bits |= B_PROMOTE;
+    }
     if (tpl.nparts || window || spec->max_age >= 0 || spec->has_since || src->nconds ||
-        src->kind == DT_RULE_PATTERN || re) {
+        src->kind == DT_RULE_PATTERN || re || spec->promote_after) {
         if (t->next == t->cap_ext) {
             t->cap_ext = t->cap_ext ? t->cap_ext * 2 : 64;
             t->ext = dt_xrealloc(t->ext, t->cap_ext * sizeof(*t->ext));
@@ -651,6 +654,7 @@ static int add_one(struct dt_table *t, const struct dt_rule_spec *spec, struct s
         e->from = spec->has_from ? (int64_t)spec->from : INT64_MIN;
         e->until = spec->has_until ? (int64_t)spec->until : INT64_MAX;
         e->since = spec->has_since ? (int64_t)spec->since : INT64_MIN;
+        e->promote_after = spec->promote_after;
         e->re = re;
         e->ncaptures = (uint8_t)ncaptures;
         e->splat = tsrc.splat;
@@ -733,6 +737,25 @@ int dt_table_add(struct dt_table *t, const struct dt_rule_spec *spec, int file, 
         dt_diag_set(d, 0, "unknown status %d (expected 301, 302, 303, 307 or 308)",
                     spec->status);
         return DT_ESYNTAX;
+    }
+    if (spec->promote_after) {
+        /* point at the option when the spans are in the line */
+        size_t at = 0;
+        for (size_t i = 0; spec->line.len >= 14 && i + 14 <= spec->line.len; i++)
+            if (!memcmp(spec->line.ptr + i, "promote-after=", 14)) {
+                at = i;
+                break;
+            }
+        if (spec->status != 302 && spec->status != 307) {
+            dt_diag_set(d, at, "promote-after= applies to 307 (which becomes 308) and 302 "
+                               "(which becomes 301), not to %d", spec->status);
+            return DT_ESYNTAX;
+        }
+        if (!spec->has_since) {
+            dt_diag_set(d, at, "promote-after= counts from since=: give the time the rule "
+                               "was put in place");
+            return DT_ESYNTAX;
+        }
     }
     struct source src;
     int rc = parse_source(spec, &src, d);
@@ -975,6 +998,27 @@ size_t dt_table_memory(const struct dt_table *t)
 int dt_rule_status(const struct dt_rule *r)
 {
     return statuses[r->_bits & B_STATUS];
+}
+
+bool dt_rule_promotion(const struct dt_table *t, const struct dt_rule *r, time_t *at, int *to)
+{
+    if (!(r->_bits & B_PROMOTE))
+        return false;
+    const struct rule_ext *e = ext_of(t, r);
+    *at = (time_t)(e->since + e->promote_after);
+    *to = dt_rule_status(r) == 307 ? 308 : 301;
+    return true;
+}
+
+int dt_rule_status_at(const struct dt_table *t, const struct dt_rule *r, time_t now)
+{
+    int status = statuses[r->_bits & B_STATUS];
+    if (DT_UNLIKELY(r->_bits & B_PROMOTE)) {
+        const struct rule_ext *e = ext_of(t, r);
+        if ((int64_t)now >= e->since + e->promote_after)
+            return status == 307 ? 308 : 301;
+    }
+    return status;
 }
 
 enum dt_rule_kind dt_rule_kind(const struct dt_rule *r)

@@ -17,8 +17,9 @@
  *
  * Errors: a function with an err argument appends a message to it (NUL-terminated) when it
  * fails; every failure's message is also kept for dt_store_error. A callback may call
- * dt_store_get, dt_store_find, dt_store_version, dt_store_count and dt_store_error; any other
- * call from a callback fails with DT_EINVAL. */
+ * dt_store_get, dt_store_find (not from their own callbacks), dt_store_version,
+ * dt_store_count and dt_store_error; any other call from a callback fails with DT_EINVAL
+ * (dt_store_abort does nothing). */
 #ifndef DT_STORE_H
 #define DT_STORE_H
 
@@ -27,8 +28,8 @@
 /* One rule of the store. In callbacks, the strings belong to the store and are valid only
  * during the call. */
 struct dt_store_rule {
-    int64_t id;          /* stable across versions; > 0; never reused */
-    const char *source;  /* canonical source, unique among the rules of one version */
+    int64_t id;         /* stable across versions; > 0; never reused */
+    const char *source; /* canonical source, unique among the rules of one version */
     const char *target;
     int status;          /* 301, 302, 303, 307, 308 */
     const char *options; /* KEY=VALUE... in rule-file syntax, "" for none */
@@ -135,10 +136,10 @@ int dt_store_each(struct dt_store *s, int64_t version, dt_store_rule_fn fn, void
 
 /* A page of the newest rules, in order of id. Filters left NULL/0 are off. */
 struct dt_store_query {
-    const char *text;  /* substring of source, target or note (ASCII case ignored) */
-    const char *host;  /* the source's host (rules for any host have none): the part before
-                          the first '/' after an optional "scheme://" ("*.example.com" is a
-                          host of its own); ASCII case ignored */
+    const char *text; /* substring of source, target or note (ASCII case ignored) */
+    const char *host; /* the source's host (rules for any host have none): the part before
+                         the first '/' after an optional "scheme://" ("*.example.com" is a
+                         host of its own); ASCII case ignored */
     int status;
     int64_t older_than; /* only 307s whose since is before this (S10 listing) */
     int64_t after_id;   /* keyset paging: ids greater than this */

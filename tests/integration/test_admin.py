@@ -399,6 +399,48 @@ class Observability(unittest.TestCase):
             self.assertIn("detour_old_temporary_rules 1\n", text)
 
 
+class Lifecycle(unittest.TestCase):
+    def test_promote_after_on_time_without_reload_and_audited(self):
+        """A 307 with promote-after answers 308 from its time on, with no reload; a store
+        rule's transition is written to the store by "lifecycle" (the audit trail)."""
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 58))
+        with Server("/file /f 307 since=%s promote-after=1m\n" % since) as srv:
+            st, _, body = srv.api("POST", "/api/rules", {"source": "/s", "target": "/t",
+                                                         "promote_after": "2s"})
+            self.assertEqual(st, 201, body)
+            self.assertEqual(body["rule"]["promote_after"], "2s")
+            self.assertEqual(get(srv, "/s"), (307, "/t"))
+            self.assertEqual(get(srv, "/file")[0], 307)
+            deadline = time.monotonic() + 8
+            while get(srv, "/s")[0] != 308 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertEqual(get(srv, "/s"), (308, "/t"))
+            self.assertEqual(get(srv, "/file"), (308, "/f"))
+            # the store says so too, once the lifecycle tick has written it
+            while srv.api("GET", "/api/rules/1")[2]["status"] != 308 and \
+                    time.monotonic() < deadline:
+                time.sleep(0.1)
+            rule = srv.api("GET", "/api/rules/1")[2]
+            self.assertEqual((rule["status"], rule["promote_after"]), (308, None))
+            v = srv.api("GET", "/api/versions")[2]["versions"][0]
+            self.assertEqual((v["actor"], v["changed"]), ("lifecycle", 1))
+            ch = srv.api("GET", "/api/history?id=1")[2]["changes"][0]
+            self.assertEqual((ch["old"]["status"], ch["new"]["status"]), (307, 308))
+            srv.wait_log(r"promote-after: 1 rules promoted")
+
+    def test_promote_after_errors(self):
+        with Server("") as srv:
+            st, _, body = srv.api("POST", "/api/rules", {"source": "/s", "target": "/t",
+                                                         "status": 301, "promote_after": "2d"})
+            self.assertEqual((st, body["field"]), (400, "promote_after"), body)
+            st, _, body = srv.api("POST", "/api/rules", {"source": "/s", "target": "/t",
+                                                         "promote_after": "soon"})
+            self.assertEqual((st, body["field"]), (400, "promote_after"), body)
+            st, _, body = srv.api("POST", "/api/rules", {"source": "/s", "target": "/t",
+                                                         "status": 302, "promote_after": "90d"})
+            self.assertEqual(st, 201, body)
+
+
 class Start(unittest.TestCase):
     def test_bad_rule_file_exits_2_before_creating_a_store(self):
         with tempfile.TemporaryDirectory() as d:

@@ -194,6 +194,47 @@ static void windows(void)
     dt_table_free(t);
 }
 
+static void promotion(void)
+{
+    /* promote-after=: a 307 answers 308, a 302 answers 301, from since + the age on */
+    struct dt_table *t = table("/t /x 307 since=2026-11-01T00:00:00Z promote-after=30d\n"
+                               "/f /y 302 since=2026-11-01T00:00:00Z promote-after=12h\n");
+    struct dt_match m;
+    time_t since = 1793491200; /* 2026-11-01T00:00:00Z */
+    const struct dt_rule *r =
+        dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/t"), DT_STR_NULL, since, &m);
+    is_int(dt_rule_status_at(t, r, since + 30 * 86400 - 1), 307, "a 307 before its age");
+    is_int(dt_rule_status_at(t, r, since + 30 * 86400), 308, "a 307 becomes 308 on time");
+    time_t at;
+    int to;
+    ok(dt_rule_promotion(t, r, &at, &to) && at == since + 30 * 86400 && to == 308,
+       "dt_rule_promotion says when and to what");
+    r = dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/f"), DT_STR_NULL, since, &m);
+    is_int(dt_rule_status_at(t, r, since + 12 * 3600 - 1), 302, "a 302 before its age");
+    is_int(dt_rule_status_at(t, r, since + 12 * 3600), 301, "a 302 becomes 301 on time");
+    is_int(dt_rule_status(r), 302, "dt_rule_status is the written status");
+    dt_table_free(t);
+    struct dt_rule_spec s;
+    struct dt_diag d;
+    is_int(dt_rule_parse_line(DT_STR("/a /b promote-after=soon"), &s, &d), DT_ESYNTAX,
+           "promote-after= needs an age");
+    is_int(d.offset, 20, "the error points at the age");
+    is_int(dt_rule_parse_line(DT_STR("/a /b promote-after=90"), &s, &d), DT_ESYNTAX,
+           "promote-after= needs a unit");
+    is_int(dt_rule_parse_line(DT_STR("/a /b promote-after=90d"), &s, &d), 1, "90d parses");
+    is_int(s.promote_after, 90 * 86400, "90d is 90 days");
+    struct dt_table *u = dt_table_new();
+    struct dt_diag e;
+    is_int(dt_rule_parse_line(DT_STR("/a /b 301 since=2026-01-01T00:00:00Z promote-after=1d"), &s,
+                              &d), 1, "parses");
+    is_int(dt_table_add(u, &s, -1, 1, &e), DT_ESYNTAX, "promote-after= on a 301 is an error");
+    ok(strstr(e.msg, "307") != NULL, "the message says what it applies to");
+    is_int(dt_rule_parse_line(DT_STR("/a /b 307 promote-after=1d"), &s, &d), 1, "parses");
+    is_int(dt_table_add(u, &s, -1, 1, &e), DT_ESYNTAX, "promote-after= without since= is an error");
+    is_int(e.offset, 10, "the error points at the option");
+    dt_table_free(u);
+}
+
 /* Loads text from a file named name; returns the errors' text (static). */
 static const char *load_errors(const char *text)
 {
@@ -454,6 +495,7 @@ int main(void)
     precedence();
     hosts();
     windows();
+    promotion();
     errors();
     origins();
     many();
