@@ -425,24 +425,44 @@ struct pending {
     json_t *added, *changed, *removed;
     struct change *ch;
     size_t n, cap;
-    int64_t *ids;
+    int64_t *ids; /* every changed id, in order */
+    size_t nids, cap_ids;
+    bool diff; /* build the JSON diff */
+    int64_t nadded, nchanged, nremoved;
 };
 
 static int collect_change(void *ctx, const struct dt_store_change *c)
 {
     struct pending *p = ctx;
-    if (!strcmp(c->kind, "added"))
-        json_array_append_new(p->added, rule_json(c->new_rule));
-    else if (!strcmp(c->kind, "removed"))
-        json_array_append_new(p->removed, rule_json(c->old_rule));
-    else
-        json_array_append_new(p->changed, json_pack("{s:o,s:o}", "old", rule_json(c->old_rule),
-                                                    "new", rule_json(c->new_rule)));
+    /* the rules themselves only for a dry run's diff; a write only counts them */
+    if (!strcmp(c->kind, "added")) {
+        p->nadded++;
+        if (p->diff)
+            json_array_append_new(p->added, rule_json(c->new_rule));
+    } else if (!strcmp(c->kind, "removed")) {
+        p->nremoved++;
+        if (p->diff)
+            json_array_append_new(p->removed, rule_json(c->old_rule));
+    } else {
+        p->nchanged++;
+        if (p->diff)
+            json_array_append_new(p->changed,
+                                  json_pack("{s:o,s:o}", "old", rule_json(c->old_rule), "new",
+                                            rule_json(c->new_rule)));
+    }
+    const struct dt_store_rule *r = c->new_rule ? c->new_rule : c->old_rule;
+    if (p->nids == p->cap_ids) {
+        p->cap_ids = p->cap_ids ? 2 * p->cap_ids : 16;
+        p->ids = dt_xrealloc(p->ids, p->cap_ids * sizeof(*p->ids));
+    }
+    p->ids[p->nids++] = r->id; /* in order of id */
+    /* Beyond what the overlay takes, the store's table is rebuilt: no lines needed. */
+    if (p->n > DT_LIVE_OVERLAY_MAX)
+        return 0;
     if (p->n == p->cap) {
         p->cap = p->cap ? 2 * p->cap : 16;
         p->ch = dt_xrealloc(p->ch, p->cap * sizeof(*p->ch));
     }
-    const struct dt_store_rule *r = c->new_rule ? c->new_rule : c->old_rule;
     p->ch[p->n++] = (struct change){r->id, c->version, c->new_rule ? dt_live_line(c->new_rule)
                                                                    : NULL};
     return 0;
@@ -456,14 +476,20 @@ static void pending_dispose(struct pending *p)
     for (size_t i = 0; i < p->n; i++)
         free(p->ch[i].line);
     free(p->ch);
+    free(p->ids);
 }
 
 static bool changed_id(const struct pending *p, int64_t id)
 {
-    for (size_t i = 0; i < p->n; i++)
-        if (p->ch[i].id == id)
-            return true;
-    return false;
+    size_t lo = 0, hi = p->nids;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (p->ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < p->nids && p->ids[lo] == id;
 }
 
 /* Lints the rule set the open transaction would make (the store's rules as the transaction
@@ -516,7 +542,8 @@ static json_t *lint_pending(struct admin *a, const struct pending *p, unsigned *
 static void finish_write(struct admin *a, struct dt_admin_reply *rep, bool dry_run,
                          bool refuse_errors, bool force, int status, json_t *extra)
 {
-    struct pending p = {json_array(), json_array(), json_array(), NULL, 0, 0, NULL};
+    struct pending p = {json_array(), json_array(), json_array(), NULL, 0, 0, NULL, 0, 0,
+                        dry_run, 0, 0, 0};
     dt_store_pending(a->store, collect_change, &p);
     unsigned errors = 0;
     json_t *findings = NULL;
@@ -564,9 +591,8 @@ static void finish_write(struct admin *a, struct dt_admin_reply *rep, bool dry_r
     pthread_mutex_unlock(&a->live.mu);
     a->writes++;
     json_t *j = json_pack("{s:I,s:I,s:I,s:I}", "version", (json_int_t)version, "added",
-                          (json_int_t)json_array_size(p.added), "changed",
-                          (json_int_t)json_array_size(p.changed), "removed",
-                          (json_int_t)json_array_size(p.removed));
+                          (json_int_t)p.nadded, "changed", (json_int_t)p.nchanged, "removed",
+                          (json_int_t)p.nremoved);
     if (extra)
         json_object_update(j, extra);
     json_decref(extra);
@@ -1403,7 +1429,8 @@ static void on_tick(void *ctx, time_t now)
         free((char *)r.options);
     }
     free(ids);
-    struct pending p = {json_array(), json_array(), json_array(), NULL, 0, 0, NULL};
+    struct pending p = {json_array(), json_array(), json_array(), NULL, 0, 0, NULL, 0, 0,
+                        false, 0, 0, 0};
     dt_store_pending(a->store, collect_change, &p);
     int64_t version = 0;
     if (dt_store_commit(a->store, &version, &err) == 0) {

@@ -9,6 +9,9 @@
 
 #include <pthread.h>
 
+/* Changes kept in the overlay before the store's table is rebuilt from the store. */
+#define DT_LIVE_OVERLAY_MAX 1000
+
 /* A store rule changed since the store table was built: its rule line, or NULL when
  * removed. */
 struct change {

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define OVERLAY_MAX 1000 /* changes kept in the overlay before the store table is rebuilt */
 
 static uint64_t now_us(void)
 {
@@ -304,7 +303,7 @@ void dt_live_apply(struct live *l, const struct change *c, size_t n)
 {
     if (!n)
         return;
-    if (l->nchanges + n > OVERLAY_MAX) {
+    if (l->nchanges + n > DT_LIVE_OVERLAY_MAX) {
         struct dt_buf err;
         dt_buf_init(&err);
         if (dt_live_merge(l, &err) != 0)
