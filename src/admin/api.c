@@ -492,6 +492,19 @@ static bool changed_id(const struct pending *p, int64_t id)
     return lo < p->nids && p->ids[lo] == id;
 }
 
+/* The rules lint looks from: the store rules the transaction changed (store rules come first
+ * in the lint table). */
+struct focus {
+    const struct pending *p;
+    size_t nstore;
+};
+
+static bool focus_changed(void *ctx, const struct dt_table *t, size_t i)
+{
+    const struct focus *f = ctx;
+    return i < f->nstore && changed_id(f->p, dt_table_rule(t, i)->line);
+}
+
 /* Lints the rule set the open transaction would make (the store's rules as the transaction
  * sees them, then the rule files) and returns the findings about changed store rules;
  * *errors counts the error-level ones among them. */
@@ -504,6 +517,7 @@ static json_t *lint_pending(struct admin *a, const struct pending *p, unsigned *
     struct dt_table *t = dt_table_new();
     dt_table_add_file(t, "store");
     int rc = dt_live_fill_store(t, a->store, 0, &err);
+    size_t nstore = dt_table_size(t);
     struct dt_errors errs;
     dt_errors_init(&errs);
     for (size_t i = 0; i < a->cfg->nrules; i++)
@@ -513,8 +527,10 @@ static json_t *lint_pending(struct admin *a, const struct pending *p, unsigned *
     dt_buf_dispose(&err);
     dt_table_finish(t);
     if (rc == 0) {
+        struct focus fc = {p, nstore};
         struct dt_lint_options lo = {.now = time(NULL),
-                                     .max_temporary_age = a->opt->max_temporary_age};
+                                     .max_temporary_age = a->opt->max_temporary_age,
+                                     .focus = focus_changed, .focus_ctx = &fc};
         struct dt_lint_report rep = {0};
         dt_lint_run(t, &lo, &rep);
         for (size_t i = 0; i < rep.n; i++) {

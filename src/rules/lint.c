@@ -380,6 +380,13 @@ out:
     return next;
 }
 
+#define UNKNOWN (NONE - 1) /* a successor not looked for yet */
+
+static bool focused(const struct ctx *c, size_t i)
+{
+    return !c->o->focus || c->o->focus(c->o->focus_ctx, c->t, i);
+}
+
 static void graph(struct ctx *c)
 {
     const struct dt_table *t = c->t;
@@ -389,22 +396,24 @@ static void graph(struct ctx *c)
     dt_buf_init(&loc);
     dt_buf_init(&d1);
     dt_buf_init(&d2);
+    /* With a focus, a rule's successor is found only when a walk needs it. */
     for (size_t i = 0; i < n; i++)
-        next[i] = follow(c, &t->rules[i], &loc);
+        next[i] = c->o->focus ? UNKNOWN : follow(c, &t->rules[i], &loc);
+#define NEXT(v) (next[v] == UNKNOWN ? (next[v] = follow(c, &t->rules[v], &loc)) : next[v])
 
     /* Loops: each rule has at most one successor, so walking from every rule, a walk that
      * meets itself has found a cycle. */
     uint8_t *state = dt_xcalloc(n ? n : 1, 1); /* 0 new, 1 on this walk, 2 done, 3 on a loop */
     uint32_t *walk = dt_xmalloc((n ? n : 1) * sizeof(*walk));
     for (size_t i = 0; i < n; i++) {
-        if (state[i])
+        if (state[i] || !focused(c, i))
             continue;
         size_t len = 0;
         uint32_t v = (uint32_t)i;
         while (v != NONE && !state[v]) {
             state[v] = 1;
             walk[len++] = v;
-            v = next[v];
+            v = NEXT(v);
         }
         if (v != NONE && state[v] == 1) {
             /* the cycle is the part of the walk from v on */
@@ -440,12 +449,14 @@ static void graph(struct ctx *c)
     /* Chains: a rule whose target another rule answers (A -> B -> C): send A to where the
      * chain ends. Loops were reported above. */
     for (size_t i = 0; i < n; i++) {
-        uint32_t j = next[i];
+        if (!focused(c, i))
+            continue;
+        uint32_t j = NEXT(i);
         if (j == NONE || j == i)
             continue;
         uint32_t v = j, hops = 2;
         bool loops = false;
-        while (next[v] != NONE && hops <= MAX_CHAIN) {
+        while (NEXT(v) != NONE && hops <= MAX_CHAIN) {
             v = next[v];
             hops++;
             if (v == i || v == j || state[v] == 3) {
@@ -453,7 +464,7 @@ static void graph(struct ctx *c)
                 break;
             }
         }
-        if (loops || next[v] != NONE)
+        if (loops || NEXT(v) != NONE)
             continue;
         const struct dt_rule *r = &t->rules[i];
         follow(c, &t->rules[v], &loc);
@@ -462,6 +473,7 @@ static void graph(struct ctx *c)
                     "redirect chain of %u hops (on to %s:%u): send %s straight to %s", hops,
                     jo.file ? jo.file : "(api)", jo.line, describe(c, r, &d1), loc.ptr);
     }
+#undef NEXT
     free(walk);
     free(state);
     free(next);
@@ -479,6 +491,8 @@ static void per_rule(struct ctx *c)
     dt_buf_init(&tgt);
     char date[21];
     for (size_t i = 0; i < t->nrules; i++) {
+        if (!focused(c, i))
+            continue;
         const struct dt_rule *r = &t->rules[i];
         struct dt_rule_origin o = where(c, r);
         const struct rule_ext *e = dt_rules_ext(t, r);

@@ -260,6 +260,11 @@ struct dt_lint_report {
 struct dt_lint_options {
     time_t now;
     int64_t max_temporary_age; /* seconds; a 307 older than this (since=) is reported; -1 off */
+    /* NULL, or which rules matter: loops, chains and per-rule findings are then looked for
+     * from those rules only (the other rules are followed only where a chain leads), so
+     * that checking a few changed rules among a million is quick. */
+    bool (*focus)(void *ctx, const struct dt_table *t, size_t rule);
+    void *focus_ctx;
 };
 
 /* Analyses a finished table and appends its findings to r, sorted by file and line:

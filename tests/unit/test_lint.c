@@ -7,6 +7,15 @@
 
 static const time_t NOW = 1795478400; /* 2026-11-24T00:00:00Z */
 
+/* With focus_line, only the rule on that line is looked from. */
+static uint32_t focus_line;
+
+static bool focus_on(void *ctx, const struct dt_table *t, size_t i)
+{
+    (void)ctx;
+    return dt_table_rule(t, i)->line == focus_line;
+}
+
 /* Lints text; returns the findings as "LINE:severity:kind" lines (static buffer). */
 static const char *lint(const char *text, int64_t max_age)
 {
@@ -19,7 +28,8 @@ static const char *lint(const char *text, int64_t max_age)
         printf("# load errors: %s", e.text.ptr);
     dt_table_finish(t);
     struct dt_lint_report r = {0};
-    struct dt_lint_options o = {NOW, max_age};
+    struct dt_lint_options o = {.now = NOW, .max_temporary_age = max_age,
+                                .focus = focus_line ? focus_on : NULL};
     dt_lint_run(t, &o, &r);
     size_t n = 0;
     out[0] = '\0';
@@ -33,8 +43,28 @@ static const char *lint(const char *text, int64_t max_age)
     return out;
 }
 
+static void focus(void)
+{
+    /* a loop between lines 1 and 2, a chain from 3 into it, a chain 4 -> 5 -> 6 */
+    const char *text = "/a /b\n/b /a\n/c /a\n/d /e\n/e /f\n/f https://x.example/ 307 "
+                       "since=2020-01-01\n";
+    focus_line = 1;
+    is_str(lint(text, 86400), "1:E:loop\n2:E:loop\n", "focus: a loop through the rule");
+    focus_line = 3;
+    is_str(lint(text, 86400), "1:E:loop\n2:E:loop\n",
+           "focus: a walk from the rule finds the loop it leads into (reported where it is)");
+    focus_line = 4;
+    is_str(lint(text, 86400), "4:W:chain\n", "focus: the chain from the rule only");
+    focus_line = 6;
+    is_str(lint(text, 86400), "6:W:old-temporary\n", "focus: per-rule findings of the rule");
+    focus_line = 0;
+    is_str(lint(text, 86400), "1:E:loop\n2:E:loop\n4:W:chain\n5:W:chain\n6:W:old-temporary\n",
+           "without focus: everything");
+}
+
 int main(void)
 {
+    focus();
     is_str(lint("/a /b\n/b /c\n/c /d\n", -1), "1:W:chain\n2:W:chain\n",
            "chains: /a -> /b -> /c -> /d, and /b -> /c -> /d");
     is_str(lint("/a /b\n/b /a\n", -1), "1:E:loop\n2:E:loop\n", "a loop of two");

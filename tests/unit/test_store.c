@@ -58,6 +58,11 @@ static struct dt_store_rule rule(const char *source, const char *target, int sta
 
 static struct dt_buf err;
 
+static char *copy_text(const char *text)
+{
+    return dt_xstrndup(text, strlen(text));
+}
+
 static const char *errtext(void)
 {
     return err.ptr && err.len ? err.ptr : "";
@@ -334,16 +339,26 @@ static const char *sql_rows(struct dt_store *s, const char *sql)
     return out.ptr;
 }
 
-/* True when the query plan of sql mentions what. */
-static bool plan_uses(struct dt_store *s, const char *sql, const char *what)
+/* True when the query plan of sql mentions what; prints the plan if that is unexpected. */
+static bool plan_has(struct dt_store *s, const char *sql, const char *what, bool expected)
 {
     char q[4096];
     snprintf(q, sizeof(q), "EXPLAIN QUERY PLAN %s", sql);
     const char *plan = sql_rows(s, q);
     bool found = strstr(plan, what) != NULL;
-    if (!found)
+    if (found != expected)
         printf("# plan of %s:\n#   %s\n", sql, plan);
     return found;
+}
+
+static bool plan_uses(struct dt_store *s, const char *sql, const char *what)
+{
+    return plan_has(s, sql, what, true);
+}
+
+static bool plan_lacks(struct dt_store *s, const char *sql, const char *what)
+{
+    return !plan_has(s, sql, what, false);
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -383,7 +398,7 @@ static void test_new_store(void)
        "the newest rules come in order of id from the current-rid index");
     ok(plan_uses(s, statement_sql[ST_AT], "INDEX rules_rid"),
        "a version's rules come in order of id from rules_rid");
-    ok(!plan_uses(s, statement_sql[ST_AT], "TEMP B-TREE"), "without a sort");
+    ok(plan_lacks(s, statement_sql[ST_AT], "TEMP B-TREE"), "without a sort");
     ok(plan_uses(s, statement_sql[ST_WRITTEN], "INDEX rules_written (v_from=?)"),
        "a version's written rows come from rules_written");
     ok(plan_uses(s, statement_sql[ST_CLOSED], "INDEX rules_closed (v_to=?)"),
@@ -393,9 +408,10 @@ static void test_new_store(void)
     ok(plan_uses(s, statement_sql[ST_RULE_HISTORY], "INDEX rules_rid (rid=?)"),
        "a rule's history comes from rules_rid");
     sqlite3_stmt *host_page = list_stmt(s, F_HOST, false);
-    ok(host_page && plan_uses(s, sqlite3_sql(host_page), "INDEX rules_current_host (host=? AND rid>?)"),
+    ok(host_page &&
+           plan_uses(s, sqlite3_sql(host_page), "INDEX rules_current_host (host=? AND rid>?)"),
        "the host filter uses rules_current_host");
-    ok(host_page && !plan_uses(s, sqlite3_sql(host_page), "TEMP B-TREE"), "without a sort");
+    ok(host_page && plan_lacks(s, sqlite3_sql(host_page), "TEMP B-TREE"), "without a sort");
     dt_store_close(s);
 
     s = open_store("new.db");
@@ -518,7 +534,7 @@ static void test_add_and_read(void)
            "1 /a>/a1 307, 2 b.example/x>/b1 301 [query=drop cache=60] #a note, "
            "3 https://c.example/y>/c1 308, 4 /d>/d1 307",
            "each(1)");
-    char *v1 = dt_xstrndup(rules_at(s, 1), seen.text.len);
+    char *v1 = copy_text(rules_at(s, 1));
     is_str(rules_at(s, 0), v1, "each(0) is the newest");
     free(v1);
     seen_reset(&seen);
@@ -646,8 +662,7 @@ static void test_since(void)
     replace(s, a, "/a", "/a4", 307);
     get_rule(s, a);
     is_int(seen.last.since, 400, "S10: 307 -> 301 -> 307 in one transaction keeps since");
-    is_str(pending(s),
-           "v6 changed 1 /a>/a2 307 [cache=5] => 1 /a>/a4 307",
+    is_str(pending(s), "v6 changed 1 /a>/a2 307 [cache=5] => 1 /a>/a4 307",
            "pending compares with the last version, not the steps");
     commit(s);
     get_rule(s, a);
@@ -689,7 +704,7 @@ static void test_noop_and_abort(void)
     is_int(commit(s), 3, "version 3");
 
     /* Abort leaves nothing. */
-    const char *before = dt_xstrndup(rules_at(s, 0), strlen(rules_at(s, 0)));
+    char *before = copy_text(rules_at(s, 0));
     begin(s, 40);
     add(s, "/z", "/z1", 307);
     replace(s, 3, "/y", "/y2", 301);
@@ -704,7 +719,7 @@ static void test_noop_and_abort(void)
     begin(s, 50);
     is_int(add(s, "/z", "/z1", 307), 4, "a new transaction works after abort");
     is_int(commit(s), 4, "version 4");
-    free((void *)before);
+    free(before);
 
     /* Close with a transaction open: it is abandoned. */
     begin(s, 60);
@@ -741,8 +756,8 @@ static void test_rollback(void)
     remove_rule(s, 1);
     replace(s, 4, "/d", "/d1", 301);
     is_int(commit(s), 4, "four versions");
-    char *v1 = dt_xstrndup(rules_at(s, 1), seen.text.len);
-    char *v4 = dt_xstrndup(rules_at(s, 4), seen.text.len);
+    char *v1 = copy_text(rules_at(s, 1));
+    char *v4 = copy_text(rules_at(s, 4));
     is_str(v1, "1 /a>/a1 307, 2 /b>/b1 301, 3 /c>/c1 307", "version 1");
     is_str(v4, "3 /e>/c1 307, 4 /d>/d1 301, 5 /c>/c5 307", "version 4");
 
@@ -980,8 +995,7 @@ static void test_list(void)
     is_int(list_total, 0, "total 0");
 
     q = (struct dt_store_query){.host = "example.com"};
-    is_str(list(s, &q),
-           "2 example.com/x>/y 301, 3 https://Example.COM/z>https://example.org/ 308",
+    is_str(list(s, &q), "2 example.com/x>/y 301, 3 https://Example.COM/z>https://example.org/ 308",
            "host: host/path and scheme://host/path, any case");
     q.host = "EXAMPLE.com";
     list(s, &q);
@@ -1037,8 +1051,9 @@ static void test_list(void)
     q = (struct dt_store_query){.limit = 2};
     seen_reset(&seen);
     seen.stop_after = 1;
-    is_int(dt_store_list(s, &q, see_rule, &seen, &list_total), 7, "list returns the callback's"
-                                                                   " value");
+    is_int(dt_store_list(s, &q, see_rule, &seen, &list_total), 7,
+           "list returns the callback's"
+           " value");
 
     /* The transaction's view. */
     begin(s, 3000);
@@ -1078,6 +1093,20 @@ static int nested_write(void *ctx, const struct dt_store_change *c)
     return 0;
 }
 
+static int get_in_get(void *ctx, const struct dt_store_rule *r)
+{
+    struct dt_store *s = ctx;
+    struct seen inner = {0};
+    is_int(dt_store_get(s, r->id, see_rule, &inner), DT_EINVAL,
+           "dt_store_get from its own callback: DT_EINVAL");
+    is_int(dt_store_find(s, r->source, see_rule, &inner), 0,
+           "dt_store_find from a dt_store_get callback works");
+    is_str(inner.text.ptr, "1 /a>/b 307", "and sees the rule");
+    is_str(r->source, "/a", "the outer call's rule is intact");
+    dt_buf_dispose(&inner.text);
+    return 0;
+}
+
 static void test_callbacks(void)
 {
     struct dt_store *s = open_store("callbacks.db");
@@ -1088,7 +1117,65 @@ static void test_callbacks(void)
     is_int(dt_store_pending(s, nested_write, s), 0, "pending with a callback that writes");
     commit(s);
     is_int(dt_store_list(s, NULL, nested_get, s, NULL), 0, "list with a nested get");
+    is_int(dt_store_get(s, 1, get_in_get, s), 0, "get with a nested get and find");
     is_int(dt_store_version(s), 1, "the store works after");
+    dt_store_close(s);
+}
+
+/* Two stores on one file: one writer at a time, readers see what is committed. */
+static void test_two_writers(void)
+{
+    struct dt_store *s = open_store("two.db"), *t = open_store("two.db");
+    if (!ok(s && t, "open one file twice")) {
+        dt_store_close(s);
+        dt_store_close(t);
+        return;
+    }
+    sqlite3_busy_timeout(t->db, 100); /* not the 5 s a writer waits */
+    begin(s, 1);
+    add(s, "/a", "/b", 307);
+    err.len = 0;
+    is_int(dt_store_begin(t, 2, "other", "", &err), DT_EIO,
+           "a second writer waits, then fails with DT_EIO");
+    ok(strstr(errtext(), "locked") != NULL, "the message says the database is locked");
+    printf("# %s\n", errtext());
+    is_int(dt_store_count(t), 0, "the other store does not see uncommitted rules");
+    is_int(commit(s), 1, "the first writer commits");
+    is_int(dt_store_count(t), 1, "now the other store sees them");
+    is_int(dt_store_version(t), 1, "and the version");
+    begin(t, 3);
+    is_int(add(t, "/c", "/d", 307), 2, "the second writer goes on from the committed ids");
+    is_int(commit(t), 2, "and commits version 2");
+    is_int(dt_store_version(s), 2, "which the first store sees");
+    dt_store_close(s);
+    dt_store_close(t);
+}
+
+/* A transaction that SQLite dropped under the store (as it does after some I/O errors) can
+ * only be aborted. */
+static void test_lost_transaction(void)
+{
+    struct dt_store *s = open_store("lost.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    begin(s, 1);
+    add(s, "/a", "/b", 307);
+    is_int(sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK,
+           "the transaction is rolled back behind the store");
+    struct dt_store_rule r = rule("/c", "/d", 307);
+    err.len = 0;
+    is_int(dt_store_add(s, &r, NULL, &err), DT_EIO, "a write then fails with DT_EIO");
+    ok(strstr(errtext(), "abort") != NULL, "saying to abort");
+    int64_t v = -1;
+    err.len = 0;
+    is_int(dt_store_commit(s, &v, &err), DT_EIO, "commit fails with DT_EIO");
+    ok(strstr(errtext(), "nothing was committed") != NULL, "saying nothing was committed");
+    is_int(v, -1, "and sets no version");
+    is_str(pending(s), "ERR -2", "the transaction is over");
+    is_int(dt_store_version(s), 0, "nothing was committed");
+    begin(s, 2);
+    is_int(add(s, "/a", "/b", 307), 1, "a new transaction works");
+    is_int(commit(s), 1, "and commits");
     dt_store_close(s);
 }
 
@@ -1152,9 +1239,9 @@ static void test_reopen(void)
     replace(s, 1, "/a", "/a2", 308);
     remove_rule(s, gone);
     commit(s);
-    char *rules = dt_xstrndup(rules_at(s, 0), seen.text.len);
-    char *hist = dt_xstrndup(history(s, 0, 0, 0), changes.text.len);
-    char *vers = dt_xstrndup(versions(s, 0, 0), versions_text.len);
+    char *rules = copy_text(rules_at(s, 0));
+    char *hist = copy_text(history(s, 0, 0, 0));
+    char *vers = copy_text(versions(s, 0, 0));
     dt_store_close(s);
 
     s = open_store("reopen.db");
@@ -1196,6 +1283,25 @@ static void test_refused(void)
     printf("# %s\n", errtext());
     dt_store_close(s);
 
+    /* A database of a newer detour that uses another journal: refused untouched. */
+    sqlite3 *raw = NULL;
+    ok(sqlite3_open(in_dir("future.db"), &raw) == SQLITE_OK &&
+           sqlite3_exec(raw, "CREATE TABLE future (x); PRAGMA user_version = 2;", NULL, NULL,
+                        NULL) == SQLITE_OK,
+       "a database at schema version 2 in rollback-journal mode");
+    sqlite3_close(raw);
+    err.len = 0;
+    s = dt_store_open(in_dir("future.db"), &err);
+    ok(s == NULL, "schema version 2 is refused");
+    ok(strstr(errtext(), "schema version 2 is newer") != NULL, "saying why");
+    dt_store_close(s);
+    unsigned char header[20] = {0};
+    int hfd = open(in_dir("future.db"), O_RDONLY);
+    ok(hfd >= 0 && read(hfd, header, sizeof(header)) == (ssize_t)sizeof(header), "read its header");
+    close(hfd);
+    is_int(header[18], 1, "its journal was not switched to WAL");
+    ok(access(in_dir("future.db-wal"), F_OK) != 0, "no WAL file was made");
+
     /* A file that is not a database. */
     const char *path = in_dir("text.db");
     char text[4096];
@@ -1218,6 +1324,19 @@ static void test_refused(void)
        "the file is left as it was");
     close(fd);
     ok(access(in_dir("text.db-wal"), F_OK) != 0, "no WAL file is made for it");
+
+    /* An empty file is an empty database: it gets the schema. */
+    fd = open(in_dir("empty.db"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    close(fd);
+    s = open_store("empty.db");
+    ok(s != NULL, "an empty file is taken as a new store");
+    if (s)
+        is_str(pragma(s, "user_version"), "1", "and migrated");
+    dt_store_close(s);
+
+    err.len = 0;
+    ok(dt_store_open("", &err) == NULL, "an empty path is refused");
+    ok(err.len > 0, "with a message");
 
     /* A path that cannot be created. */
     err.len = 0;
@@ -1288,10 +1407,10 @@ static void test_timing(void)
     is_int(commit(s), 2, "the big replace commits");
     t2 = seconds();
     is_int(failed, 0, "every replace succeeded");
-    printf("# %lld replaces in one transaction: %.3f s (commit %.3f s)\n", (long long)big,
-           t1 - t0, t2 - t1);
-    is_str(versions(s, 0, 1), big == 1000000 ? "v2 @2 test '' +0 ~1000000 -0"
-                                             : "v2 @2 test '' +0 ~200000 -0",
+    printf("# %lld replaces in one transaction: %.3f s (commit %.3f s)\n", (long long)big, t1 - t0,
+           t2 - t1);
+    is_str(versions(s, 0, 1),
+           big == 1000000 ? "v2 @2 test '' +0 ~1000000 -0" : "v2 @2 test '' +0 ~200000 -0",
            "its counts");
 
     t0 = seconds();
@@ -1358,6 +1477,8 @@ int main(void)
     test_history_and_versions();
     test_list();
     test_callbacks();
+    test_two_writers();
+    test_lost_transaction();
     test_kill();
     test_reopen();
     test_refused();
