@@ -1372,6 +1372,12 @@ static void on_started(void *ctx, struct dt_server *srv)
     pthread_mutex_unlock(&a->live.mu);
 }
 
+static void on_stopping(void *ctx)
+{
+    struct admin *a = ctx;
+    dt_live_stop(&a->live);
+}
+
 static void on_reload(void *ctx, struct dt_server *srv)
 {
     (void)srv;
@@ -1508,7 +1514,7 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
             goto out;
         }
     }
-    int rc = dt_live_init(&a->live, cfg, a->store, files, &err);
+    int rc = dt_live_init(&a->live, cfg, a->store, o->db_path, files, &err);
     files = NULL;
     if (rc) {
         if (err.len)
@@ -1518,7 +1524,8 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
     }
     cfg->initial = a->live.current;
     cfg->hooks = (struct dt_server_hooks){.ctx = a, .started = on_started, .reload = on_reload,
-                                          .admin = handle, .tick = on_tick};
+                                          .stopping = on_stopping, .admin = handle,
+                                          .tick = on_tick};
     status = dt_server_run(cfg);
     dt_live_dispose(&a->live);
 out:

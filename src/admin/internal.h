@@ -9,8 +9,11 @@
 
 #include <pthread.h>
 
-/* Changes kept in the overlay before the store's table is rebuilt from the store. */
-#define DT_LIVE_OVERLAY_MAX 1000
+/* Changes in the overlay from which the store's table is rebuilt, in the background. */
+#define DT_LIVE_MERGE_AT 1000
+/* A write changing more rules than this rebuilds the store's table before it answers;
+ * fewer go into the overlay. */
+#define DT_LIVE_OVERLAY_MAX 200000
 
 /* A store rule changed since the store table was built: its rule line, or NULL when
  * removed. */
@@ -39,6 +42,11 @@ struct live {
     uint64_t merges, publishes, reloads, reload_failures;
     uint64_t last_publish_us;          /* server time of the last publish */
     int64_t next_due;                  /* the next promotion (promote-after=); 0: look */
+    struct dt_store *merge_store;      /* the merge thread's own connection (NULL: merge
+                                          in the caller's thread, as for :memory:) */
+    pthread_t merge_thread;
+    bool merging, merge_joinable, closing;
+    int64_t merge_version;
 };
 
 /* The rule line of a store rule, as the table reads it (malloc'd). */
@@ -56,7 +64,7 @@ int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version,
 struct dt_table *dt_live_load_files(const struct dt_server_config *cfg);
 /* Starts serving files (taken over) and the store's rules. */
 int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_store *store,
-                 struct dt_table *files, struct dt_buf *err);
+                 const char *db_path, struct dt_table *files, struct dt_buf *err);
 void dt_live_dispose(struct live *l);
 /* After a commit: the changes of the committed transaction (collected with
  * dt_store_pending before the commit) become visible; returns once every worker sees them.
@@ -65,6 +73,8 @@ void dt_live_apply(struct live *l, const struct change *c, size_t n);
 /* Rebuilds the store table from the store and publishes it (after large changes, and when
  * the overlay has grown). Caller holds mu. Returns 0 or an error with err. */
 int dt_live_merge(struct live *l, struct dt_buf *err);
+/* The server is stopping: waits for a merge in flight and starts no other. Takes mu. */
+void dt_live_stop(struct live *l);
 /* SIGHUP: the rule files again (a bad file keeps the rules in use). Takes mu. */
 void dt_live_reload(struct live *l);
 /* Publishes a ruleset made of the current tables. Caller holds mu. */

@@ -269,12 +269,10 @@ static void clear_changes(struct live *l, int64_t upto)
     l->nchanges = k;
 }
 
-int dt_live_merge(struct live *l, struct dt_buf *err)
+/* Makes t (the store's rules of version) the store table: the changes up to version leave
+ * the overlay. Caller holds mu. */
+static void install(struct live *l, struct dt_table *t, int64_t version)
 {
-    int64_t version = dt_store_version(l->store);
-    struct dt_table *t = dt_live_store_table(l->store, version, err);
-    if (!t)
-        return DT_EIO;
     l->store_t = t;
     l->store_version = version;
     clear_changes(l, version);
@@ -282,7 +280,69 @@ int dt_live_merge(struct live *l, struct dt_buf *err)
     dt_live_publish(l);
     l->merges++;
     l->next_due = 0; /* look for promotions again */
+}
+
+int dt_live_merge(struct live *l, struct dt_buf *err)
+{
+    int64_t version = dt_store_version(l->store);
+    struct dt_table *t = dt_live_store_table(l->store, version, err);
+    if (!t)
+        return DT_EIO;
+    install(l, t, version);
     return 0;
+}
+
+/* The merge thread: reads the store's rules of merge_version on its own connection (WAL:
+ * writes go on meanwhile) and builds their table without holding mu, then installs it
+ * unless a newer one came first. */
+static void *merge_main(void *arg)
+{
+    struct live *l = arg;
+    pthread_mutex_lock(&l->mu);
+    int64_t version = l->merge_version;
+    pthread_mutex_unlock(&l->mu);
+    struct dt_buf err;
+    dt_buf_init(&err);
+    struct dt_table *t = dt_live_store_table(l->merge_store, version, &err);
+    pthread_mutex_lock(&l->mu);
+    if (!t)
+        dt_log(DT_LOG_ERROR, "rebuilding the store's table failed: %s", err.ptr ? err.ptr : "");
+    else if (version > l->store_version)
+        install(l, t, version);
+    else
+        dt_table_free(t);
+    l->merging = false;
+    pthread_mutex_unlock(&l->mu);
+    dt_buf_dispose(&err);
+    return NULL;
+}
+
+/* Starts a background merge of the newest version. Caller holds mu. */
+static void start_merge(struct live *l)
+{
+    if (l->merging || l->closing)
+        return;
+    if (!l->merge_store) {
+        struct dt_buf err;
+        dt_buf_init(&err);
+        if (dt_live_merge(l, &err) != 0)
+            dt_log(DT_LOG_ERROR, "rebuilding the store's table failed: %s", err.ptr);
+        dt_buf_dispose(&err);
+        return;
+    }
+    if (l->merge_joinable) {
+        pthread_join(l->merge_thread, NULL); /* the last one has finished (merging is false) */
+        l->merge_joinable = false;
+    }
+    l->merge_version = dt_store_version(l->store);
+    l->merging = true;
+    int rc = pthread_create(&l->merge_thread, NULL, merge_main, l);
+    if (rc != 0) {
+        l->merging = false;
+        dt_log(DT_LOG_ERROR, "cannot start a merge: %s", strerror(rc));
+        return;
+    }
+    l->merge_joinable = true;
 }
 
 /* Finds the change of id, or where it goes. */
@@ -303,7 +363,8 @@ void dt_live_apply(struct live *l, const struct change *c, size_t n)
 {
     if (!n)
         return;
-    if (l->nchanges + n > DT_LIVE_OVERLAY_MAX) {
+    if (n > DT_LIVE_OVERLAY_MAX) {
+        /* a bulk change: rebuild now, so the answer comes once it is all visible */
         struct dt_buf err;
         dt_buf_init(&err);
         if (dt_live_merge(l, &err) != 0)
@@ -331,6 +392,8 @@ void dt_live_apply(struct live *l, const struct change *c, size_t n)
     rebuild_overlay(l, &l->overlay, &l->hidden);
     dt_live_publish(l);
     l->next_due = 0;
+    if (l->nchanges >= DT_LIVE_MERGE_AT)
+        start_merge(l);
 }
 
 /* Adds the store ids of t's rules promoted by now to ids; returns the earliest promotion
@@ -386,7 +449,7 @@ struct dt_table *dt_live_load_files(const struct dt_server_config *cfg)
 }
 
 int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_store *store,
-                 struct dt_table *files, struct dt_buf *err)
+                 const char *db_path, struct dt_table *files, struct dt_buf *err)
 {
     memset(l, 0, sizeof(*l));
     pthread_mutex_init(&l->mu, NULL);
@@ -402,11 +465,34 @@ int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_s
         return DT_EIO;
     }
     dt_live_publish(l);
+    if (strcmp(db_path, ":memory:") != 0) {
+        l->merge_store = dt_store_open(db_path, err);
+        if (!l->merge_store) {
+            dt_log(DT_LOG_WARN, "no second connection to the store (%s): merging in the "
+                                "admin thread", err->ptr ? err->ptr : "");
+            err->len = 0;
+        }
+    }
     return 0;
+}
+
+void dt_live_stop(struct live *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->closing = true;
+    bool join = l->merge_joinable;
+    l->merge_joinable = false;
+    pthread_mutex_unlock(&l->mu);
+    if (join)
+        pthread_join(l->merge_thread, NULL); /* it installs its table while workers run */
 }
 
 void dt_live_dispose(struct live *l)
 {
+    if (l->merge_joinable)
+        pthread_join(l->merge_thread, NULL);
+    if (l->merge_store)
+        dt_store_close(l->merge_store);
     if (l->current) {
         dt_table_free((struct dt_table *)l->current->files);
         dt_table_free((struct dt_table *)l->current->store);

@@ -4,6 +4,7 @@ dry runs, versions and rollback, durability across kill -9, and no failed reques
 rules change under load."""
 import json
 import os
+import re
 import signal
 import tempfile
 import socket
@@ -570,6 +571,34 @@ class Durability(unittest.TestCase):
 
 
 class Live(unittest.TestCase):
+    def test_background_merge_keeps_every_answer(self):
+        """S5: past 1,000 changes the store's table is rebuilt in the background while
+        writes go on; before, during and after, every rule answers its newest target."""
+        with Server("", workers=2) as srv:
+            want = {}
+            for batch in range(30):
+                lines = []
+                for i in range(50):
+                    k = (batch * 50 + i) % 1100   # the last batches change earlier rules
+                    want["/m/%d" % k] = "/t/%d/%d" % (k, batch)
+                    lines.append("/m/%d %s\n" % (k, want["/m/%d" % k]))
+                st, _, body = srv.api("POST", "/api/import", "".join(lines))
+                self.assertEqual(st, 200, body)
+                if batch % 5 == 4:
+                    for src in list(want)[::97]:
+                        self.assertEqual(get(srv, src), (307, want[src]), src)
+            deadline = time.monotonic() + 20
+            while True:
+                text = srv.api("GET", "/metrics")[2].decode()
+                merges = int(re.search(r"^detour_merges_total (\d+)$", text, re.M).group(1))
+                if merges >= 1 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            self.assertGreaterEqual(merges, 1)
+            for src, tgt in want.items():
+                self.assertEqual(get(srv, src), (307, tgt), src)
+            self.assertEqual(srv.api("GET", "/api/health")[2]["rules"]["store"], 1100)
+
     def test_no_request_fails_while_the_api_applies_changes(self):
         """S5: four clients hammer the redirect listener with keep-alive requests while the
         API applies 2,000 changes (single writes and bulk imports): every answer is a
