@@ -344,27 +344,34 @@ static bool rule_in_apply(struct rule_in *in, json_t *obj, bool full, struct dt_
 
 /* Checks the rule as the table would load it; builds in->options. On an error sends 400
  * naming the field. */
+/* The options of a store rule in rule-file syntax, in a fixed order. since= is never among
+ * them: the store keeps it. */
+static void options_text(struct dt_buf *out, bool query_drop, int64_t cache, bool has_from,
+                         time_t from, bool has_until, time_t until, const char *promote)
+{
+    out->len = 0;
+    if (query_drop)
+        dt_buf_appendf(out, "query=drop");
+    if (cache >= 0)
+        dt_buf_appendf(out, "%scache=%lld", out->len ? " " : "", (long long)cache);
+    char t[21];
+    if (has_from) {
+        dt_fmt_rfc3339(t, from);
+        dt_buf_appendf(out, "%sfrom=%s", out->len ? " " : "", t);
+    }
+    if (has_until) {
+        dt_fmt_rfc3339(t, until);
+        dt_buf_appendf(out, "%suntil=%s", out->len ? " " : "", t);
+    }
+    if (promote && promote[0])
+        dt_buf_appendf(out, "%spromote-after=%s", out->len ? " " : "", promote);
+    dt_buf_terminate(out);
+}
+
 static bool rule_in_check(struct rule_in *in, struct dt_admin_reply *rep)
 {
-    in->options.len = 0;
-    if (in->query_drop)
-        dt_buf_appendf(&in->options, "query=drop");
-    if (in->cache >= 0)
-        dt_buf_appendf(&in->options, "%scache=%lld", in->options.len ? " " : "",
-                       (long long)in->cache);
-    char t[21];
-    if (in->has_from) {
-        dt_fmt_rfc3339(t, in->from);
-        dt_buf_appendf(&in->options, "%sfrom=%s", in->options.len ? " " : "", t);
-    }
-    if (in->has_until) {
-        dt_fmt_rfc3339(t, in->until);
-        dt_buf_appendf(&in->options, "%suntil=%s", in->options.len ? " " : "", t);
-    }
-    if (in->promote[0])
-        dt_buf_appendf(&in->options, "%spromote-after=%s", in->options.len ? " " : "",
-                       in->promote);
-    dt_buf_terminate(&in->options);
+    options_text(&in->options, in->query_drop, in->cache, in->has_from, in->from,
+                 in->has_until, in->until, in->promote);
     for (const char *f = in->source; *f; f++)
         if ((unsigned char)*f <= ' ' || *f == '#') {
             reply_error(rep, 400, "source", "'source' must not contain white space, control "
@@ -826,9 +833,16 @@ struct import_ctx {
     int64_t id;
 };
 
-static int found_id(void *ctx, const struct dt_store_rule *r)
+struct found {
+    int64_t id;
+    char *note;
+};
+
+static int found_rule(void *ctx, const struct dt_store_rule *r)
 {
-    *(int64_t *)ctx = r->id;
+    struct found *f = ctx;
+    f->id = r->id;
+    f->note = dt_xstrndup(r->note ? r->note : "", strlen(r->note ? r->note : ""));
     return 0;
 }
 
@@ -934,33 +948,34 @@ static void import_rules(struct admin *a, const struct dt_admin_request *req,
         struct dt_rule_spec *s = &specs[i];
         char *src = dt_xstrndup(s->source.ptr, s->source.len);
         char *tgt = dt_xstrndup(s->target.ptr, s->target.len);
-        const char *line = im.lines[i].text;
-        const char *opts = s->target.ptr + s->target.len;
-        /* skip the status and keep the options that follow it */
-        while (*opts == ' ' || *opts == '\t')
-            opts++;
-        if (*opts >= '0' && *opts <= '9') {
-            while (*opts >= '0' && *opts <= '9')
-                opts++;
-            while (*opts == ' ' || *opts == '\t')
-                opts++;
-        }
-        char *options = dt_xstrndup(opts, strlen(opts));
-        char *hash = strstr(options, " #");
-        if (hash)
-            *hash = '\0';
-        size_t ol = strlen(options);
-        while (ol && (options[ol - 1] == ' ' || options[ol - 1] == '\t' || options[ol - 1] == '\r'))
-            options[--ol] = '\0';
-        (void)line;
-        struct dt_store_rule r = {.source = src, .target = tgt, .status = s->status,
-                                  .options = options, .note = ""};
+        /* the options, canonical: a since= given is the store's to keep */
+        char promote[32] = "";
+        int64_t pa = s->promote_after;
+        if (pa)
+            snprintf(promote, sizeof(promote), "%lld%c",
+                     (long long)(pa % 86400 == 0 ? pa / 86400 : pa % 3600 == 0 ? pa / 3600
+                                 : pa % 60 == 0 ? pa / 60 : pa),
+                     pa % 86400 == 0 ? 'd' : pa % 3600 == 0 ? 'h' : pa % 60 == 0 ? 'm' : 's');
+        struct dt_buf opt;
+        dt_buf_init(&opt);
+        options_text(&opt, s->query_drop, s->max_age, s->has_from, s->from, s->has_until,
+                     s->until, promote);
+        char *options = opt.ptr ? opt.ptr : dt_xstrndup("", 0);
+        struct found old = {0, NULL};
         int64_t id = 0;
         int wrc;
-        if (dt_store_find(a->store, src, found_id, &id) == 0)
+        if (dt_store_find(a->store, src, found_rule, &old) == 0) {
+            /* an existing rule keeps its note: a rule file has none to give */
+            struct dt_store_rule r = {.source = src, .target = tgt, .status = s->status,
+                                      .options = options, .note = old.note};
+            id = old.id;
             wrc = dt_store_replace(a->store, id, &r, &err);
-        else
+        } else {
+            struct dt_store_rule r = {.source = src, .target = tgt, .status = s->status,
+                                      .options = options, .note = ""};
             wrc = dt_store_add(a->store, &r, &id, &err);
+        }
+        free(old.note);
         keep.sources[keep.n++] = src;
         free(tgt);
         free(options);

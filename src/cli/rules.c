@@ -15,16 +15,15 @@
 
 #define DEFAULT_SERVER "http://127.0.0.1:9307"
 #define DEFAULT_TOKEN_FILE "./detour.db.token"
-#define TOKEN_MAX 255                /* the server keeps tokens of up to 255 bytes */
-#define TOKEN_FILE_MAX 4096          /* a token file larger than this is not a token file */
-#define RESPONSE_MAX (1024u << 20)   /* largest API answer read: 1 GiB */
+#define TOKEN_MAX 255                 /* the server keeps tokens of up to 255 bytes */
+#define TOKEN_FILE_MAX 4096           /* a token file larger than this is not a token file */
+#define RESPONSE_MAX (1024u << 20)    /* largest API answer read: 1 GiB */
 #define UPLOAD_MAX DT_IMPORT_MAX_TEXT /* largest import read from a pipe into memory */
-#define PAGE_ALL 10000               /* rules per request for list --all and export (the
-                                        API's largest page) */
-#define EXPORT_TRIES 5               /* exports redone when the store changed meanwhile */
+#define PAGE_ALL 10000 /* rules per request of list --all and export: the API's most */
+#define EXPORT_TRIES 5 /* exports redone when the store changed meanwhile */
 #define CONNECT_TIMEOUT_S 10L
 #define TABLE_COLS 8
-#define SHOWN_MAX 200                /* bytes of an argument quoted back in a usage error */
+#define SHOWN_MAX 200 /* bytes of an argument quoted back in a usage error */
 
 /* ---- the command line --------------------------------------------------------------------- */
 
@@ -48,7 +47,7 @@ enum {
 };
 
 /* Which subcommand options a command takes (the global ones go with every command). */
-#define ACCEPTS(o) (1u << ((o) - O_TEXT))
+#define ACCEPTS(o) (1u << ((o)-O_TEXT))
 
 static const struct option global_options[] = {
     {"server", required_argument, NULL, O_SERVER},
@@ -84,8 +83,8 @@ struct args {
     const char *server, *token_file;
     bool json;
     const char *text, *host, *note, *format, *method;
-    int status;                 /* 0: not given */
-    uint64_t limit, before;     /* 0: not given */
+    int status;             /* 0: not given */
+    uint64_t limit, before; /* 0: not given */
     bool old_temporary, all, dry_run, replace, force;
     char **pos; /* the positional arguments after the subcommand's name */
     int npos;
@@ -94,10 +93,11 @@ struct args {
 /* A connection to the admin API and how to print its answers. */
 struct client {
     CURL *curl;
-    char *base;        /* "http://127.0.0.1:9307", no trailing '/'; owned */
-    char *socket_path; /* a Unix socket, or NULL; owned */
-    const char *server; /* as given, for messages */
-    const char *token_from; /* "DETOUR_TOKEN" or the token file's name, for messages */
+    char *base;                /* "http://127.0.0.1:9307", no trailing '/'; owned */
+    char *socket_path;         /* a Unix socket, or NULL; owned */
+    const char *server;        /* as given, for messages */
+    const char *token_file;    /* read at the first request, after the arguments are checked */
+    const char *token_from;    /* "DETOUR_TOKEN" or the token file's name, for messages */
     char auth[TOKEN_MAX + 32]; /* "Authorization: Bearer TOKEN" */
     bool json;
 };
@@ -207,7 +207,8 @@ static json_int_t jint(json_t *obj, const char *key)
 }
 
 /* A rule as a rule-file line: SOURCE TARGET STATUS [query=drop] [cache=N] [from=T] [until=T]
- * (docs/rules.md), the form `detour rules export` writes and `import` reads. */
+ * [since=T promote-after=AGE] (docs/rules.md), the form `detour rules export` writes and
+ * `import` reads. */
 static void rule_line(struct dt_buf *out, json_t *r)
 {
     dt_buf_appendf(out, "%s %s %lld", jstr(r, "source"), jstr(r, "target"),
@@ -221,6 +222,14 @@ static void rule_line(struct dt_buf *out, json_t *r)
         dt_buf_appendf(out, " from=%s", jstr(r, "from"));
     if (*jstr(r, "until"))
         dt_buf_appendf(out, " until=%s", jstr(r, "until"));
+    if (*jstr(r, "promote_after")) {
+        /* A rule file's promote-after= counts from its since=; the store counts a 307's
+         * from its since and a 302's from when it was updated. */
+        const char *from = *jstr(r, "since") ? jstr(r, "since") : jstr(r, "updated");
+        if (*from)
+            dt_buf_appendf(out, " since=%s", from);
+        dt_buf_appendf(out, " promote-after=%s", jstr(r, "promote_after"));
+    }
     dt_buf_terminate(out);
 }
 
@@ -294,9 +303,13 @@ static void table_row(struct table *t, const char *const *cells)
 
 static void print_row(const struct table *t, const char *const *cells)
 {
-    for (size_t i = 0; i < t->ncols; i++) {
+    /* empty cells at the end of a row leave no trailing blanks */
+    size_t n = t->ncols;
+    while (n > 1 && !cells[n - 1][0])
+        n--;
+    for (size_t i = 0; i < n; i++) {
         fputs(cells[i], stdout);
-        if (i + 1 < t->ncols)
+        if (i + 1 < n)
             printf("%*s", (int)(t->width[i] - display_width(cells[i]) + 2), "");
     }
     putchar('\n');
@@ -371,7 +384,7 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
         return CURL_SEEKFUNC_CANTSEEK;
     if (up->file)
         return fseeko(up->file, (off_t)offset, SEEK_SET) == 0 ? CURL_SEEKFUNC_OK
-                                                               : CURL_SEEKFUNC_FAIL;
+                                                              : CURL_SEEKFUNC_FAIL;
     up->off = (size_t)offset;
     return CURL_SEEKFUNC_OK;
 }
@@ -438,12 +451,16 @@ static struct curl_slist *header_add(struct curl_slist *list, const char *h)
     return l;
 }
 
+static int load_token(struct client *c, const char *file);
+
 /* Sends one request: method on the API's path (with its query), with JSON content (body) or
- * an import's (up), or none. Returns DT_EXIT_OK with ans filled, whatever the HTTP status, or
- * DT_EXIT_FAIL after saying why no answer came. */
+ * an import's (up), or none. Returns DT_EXIT_OK with ans filled, whatever the HTTP status,
+ * DT_EXIT_FAIL after saying why no answer came, or DT_EXIT_USAGE when there is no token. */
 static int request(struct client *c, const char *method, const char *path, json_t *body,
                    struct upload *up, struct answer *ans)
 {
+    if (!c->auth[0] && load_token(c, c->token_file))
+        return DT_EXIT_USAGE;
     int rc = DT_EXIT_FAIL;
     struct dt_buf url;
     dt_buf_init(&url);
@@ -516,10 +533,11 @@ static int request(struct client *c, const char *method, const char *path, json_
         long os_errno = 0;
         curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
         const char *why = c->socket_path && os_errno ? strerror((int)os_errno)
-                          : errbuf[0]                 ? errbuf
-                                                      : curl_easy_strerror(cc);
-        fprintf(stderr, "detour rules: cannot connect to the admin API at %s%s: %s (is "
-                        "'detour serve' running with --admin there? see --server)\n",
+                          : errbuf[0]                ? errbuf
+                                                     : curl_easy_strerror(cc);
+        fprintf(stderr,
+                "detour rules: cannot connect to the admin API at %s%s: %s (is "
+                "'detour serve' running with --admin there? see --server)\n",
                 c->socket_path ? "unix:" : "", where, why);
         goto out;
     }
@@ -532,13 +550,16 @@ static int request(struct client *c, const char *method, const char *path, json_
     json_error_t jerr;
     ans->json = ans->body.len ? json_loadb(ans->body.ptr, ans->body.len, 0, &jerr) : NULL;
     if (ans->status >= 200 && ans->status < 300 && !json_is_object(ans->json)) {
-        fprintf(stderr, "detour rules: HTTP %ld: the answer from %s is not a JSON object; is "
-                        "it detour's admin API?\n",
+        fprintf(stderr,
+                "detour rules: HTTP %ld: the answer from %s is not a JSON object; is "
+                "it detour's admin API?\n",
                 ans->status, where);
         goto out;
     }
     rc = DT_EXIT_OK;
 out:
+    /* the handle keeps the connection, and no pointer to what is freed here */
+    curl_easy_reset(h);
     curl_slist_free_all(headers);
     free(payload);
     dt_buf_dispose(&url);
@@ -586,8 +607,9 @@ static int api_error(const struct client *c, const struct answer *ans)
         fprintf(stderr, "detour rules: the server takes at most its --admin-max-body (default "
                         "256m) of content\n");
     if (ans->status == 401)
-        fprintf(stderr, "detour rules: the token sent came from %s; the server's is in its "
-                        "--admin-token-file (default: the --db path + .token)\n",
+        fprintf(stderr,
+                "detour rules: the token sent came from %s; the server's is in its "
+                "--admin-token-file (default: the --db path + .token)\n",
                 c->token_from);
     return DT_EXIT_FAIL;
 }
@@ -703,8 +725,8 @@ static int print_write(const struct client *c, json_t *j, const char *verb)
 
 /* ---- list, get, export --------------------------------------------------------------------- */
 
-static const char *const list_head[] = {"ID", "STATUS", "SOURCE", "TARGET", "SINCE/UPDATED",
-                                        "NOTE"};
+static const char *const list_head[] = {"ID",     "STATUS",        "SOURCE",
+                                        "TARGET", "SINCE/UPDATED", "NOTE"};
 
 static void list_rows(struct table *t, json_t *rules)
 {
@@ -717,7 +739,7 @@ static void list_rows(struct table *t, json_t *rules)
         snprintf(status, sizeof(status), "%lld", (long long)jint(r, "status"));
         /* S10: for a 307, since when it has answered 307 */
         const char *when = *jstr(r, "since") ? jstr(r, "since") : jstr(r, "updated");
-        const char *cells[] = {id,   status, jstr(r, "source"), jstr(r, "target"),
+        const char *cells[] = {id,   status,         jstr(r, "source"), jstr(r, "target"),
                                when, jstr(r, "note")};
         table_row(t, cells);
     }
@@ -813,20 +835,24 @@ static int cmd_get(struct client *c, const struct args *a)
         if (!c->json) {
             json_t *r = ans.json;
             char *line = rule_text(r);
-            printf("id       %lld\nrule     %s\n", (long long)jint(r, "id"), line);
+            printf("%-14s%lld\n%-14s%s\n", "id", (long long)jint(r, "id"), "rule", line);
             free(line);
-            static const char *const fields[] = {"source", "target", "status", "query",
-                                                 "cache",  "from",   "until",  "note",
-                                                 "created", "updated", "since", "version"};
+            /* every field in a fixed order; those this server does not send are left out */
+            static const char *const fields[] = {"source",  "target",  "status",  "query",
+                                                 "cache",   "from",    "until",   "promote_after",
+                                                 "note",    "created", "updated", "since",
+                                                 "version", "hits",    "last_hit"};
             for (size_t i = 0; i < DT_ARRAY_LEN(fields); i++) {
                 json_t *v = json_object_get(r, fields[i]);
-                printf("%-8s ", fields[i]);
-                if (json_is_string(v))
+                if (!v)
+                    continue;
+                printf("%-14s", fields[i]);
+                if (json_is_string(v) && json_string_length(v))
                     put_clean(stdout, json_string_value(v));
                 else if (json_is_integer(v))
                     printf("%lld", (long long)json_integer_value(v));
                 else
-                    fputs("-", stdout);
+                    fputs("-", stdout); /* null or "" */
                 putchar('\n');
             }
         }
@@ -855,8 +881,7 @@ static int export_pass(struct client *c, struct dt_buf *out, int64_t *count)
     *count = 0;
     for (;;) {
         char path[96];
-        snprintf(path, sizeof(path), "/api/rules?limit=%d&after=%lld", PAGE_ALL,
-                 (long long)after);
+        snprintf(path, sizeof(path), "/api/rules?limit=%d&after=%lld", PAGE_ALL, (long long)after);
         struct answer ans;
         answer_init(&ans);
         int rc = call(c, "GET", path, NULL, &ans);
@@ -920,8 +945,7 @@ static int cmd_export(struct client *c, const struct args *a)
             int wrc = fflush(stdout);
             dt_buf_dispose(&out);
             if (wrc) {
-                fprintf(stderr, "detour rules: writing the export failed: %s\n",
-                        strerror(errno));
+                fprintf(stderr, "detour rules: writing the export failed: %s\n", strerror(errno));
                 return DT_EXIT_FAIL;
             }
             return DT_EXIT_OK;
@@ -938,8 +962,8 @@ static int cmd_export(struct client *c, const struct args *a)
 /* ---- add, set, rm ------------------------------------------------------------------------- */
 
 /* Fields a rule has in the API, with what the command line takes for each. */
-static const char *const writable[] = {"source", "target", "status", "query",
-                                       "cache",  "from",   "until",  "note"};
+static const char *const writable[] = {"source", "target", "status", "query",        "cache",
+                                       "from",   "until",  "note",   "promote_after"};
 
 /* Puts one FIELD=VALUE into the rule object. With patch, "none", "null" or an empty value
  * clears cache, from and until. Returns 0 or DT_EXIT_USAGE after the message. */
@@ -954,13 +978,18 @@ static int put_field(const struct command *cmd, json_t *rule, const char *arg, b
     for (size_t i = 0; i < DT_ARRAY_LEN(writable); i++)
         if (strlen(writable[i]) == klen && !memcmp(writable[i], arg, klen))
             key = writable[i];
+    /* the rule files' spelling of the API's promote_after */
+    if (klen == 13 && !memcmp(arg, "promote-after", 13))
+        key = "promote_after";
     /* add takes the source and target as arguments, and options as in rule files */
-    if (!key || (!patch && (!strcmp(key, "source") || !strcmp(key, "target") ||
-                            !strcmp(key, "status"))))
-        return usage(cmd, "unknown %s '%.*s' (%s)", patch ? "field" : "option", (int)klen, arg,
-                     patch ? "fields: source, target, status, query, cache, from, until, note"
+    if (!key ||
+        (!patch && (!strcmp(key, "source") || !strcmp(key, "target") || !strcmp(key, "status"))))
+        return usage(cmd, "unknown %s '%.*s' (%s)", patch ? "field" : "option",
+                     (int)(klen < SHOWN_MAX ? klen : SHOWN_MAX), arg,
+                     patch ? "fields: source, target, status, query, cache, from, until, "
+                             "promote-after, note"
                            : "options: query=keep|drop, cache=SECONDS, from=TIME, until=TIME, "
-                             "note=TEXT");
+                             "promote-after=AGE, note=TEXT");
     if (json_object_get(rule, key))
         return usage(cmd, "%s given twice", key);
     bool clear = patch && (!*val || !strcmp(val, "none") || !strcmp(val, "null"));
@@ -968,8 +997,7 @@ static int put_field(const struct command *cmd, json_t *rule, const char *arg, b
     int64_t n;
     if (!strcmp(key, "status")) {
         if (dt_parse_int(dt_str_make(val, strlen(val)), 0, 999, &n) || !is_redirect_status(n))
-            return usage(cmd, "status: '%.*s' is not 301, 302, 303, 307 or 308", SHOWN_MAX,
-                         val);
+            return usage(cmd, "status: '%.*s' is not 301, 302, 303, 307 or 308", SHOWN_MAX, val);
         v = json_integer(n);
     } else if (!strcmp(key, "cache") && clear) {
         v = json_null();
@@ -978,7 +1006,8 @@ static int put_field(const struct command *cmd, json_t *rule, const char *arg, b
             return usage(cmd, "cache: '%.*s' is not a number of seconds%s", SHOWN_MAX, val,
                          patch ? " (or none)" : "");
         v = json_integer(n);
-    } else if ((!strcmp(key, "from") || !strcmp(key, "until")) && clear) {
+    } else if ((!strcmp(key, "from") || !strcmp(key, "until") || !strcmp(key, "promote_after")) &&
+               clear) {
         v = json_null();
     } else {
         v = json_string(val);
@@ -1027,8 +1056,8 @@ static int cmd_add(struct client *c, const struct args *a)
             /* as in a rule file: the status follows the target, once */
             int64_t s;
             if (i != 2)
-                rc = usage(current, "the status must follow the target, once: '%.*s'",
-                           SHOWN_MAX, arg);
+                rc = usage(current, "the status must follow the target, once: '%.*s'", SHOWN_MAX,
+                           arg);
             else if (dt_parse_int(dt_str_make(arg, strlen(arg)), 0, 999, &s) ||
                      !is_redirect_status(s))
                 rc = usage(current, "'%.*s' is not 301, 302, 303, 307 or 308", SHOWN_MAX, arg);
@@ -1057,7 +1086,7 @@ static int cmd_set(struct client *c, const struct args *a)
         return DT_EXIT_USAGE;
     if (a->npos < 2 && !a->note)
         return usage(current, "nothing to change: give FIELD=VALUE (source, target, status, "
-                              "query, cache, from, until, note)");
+                              "query, cache, from, until, promote-after, note)");
     json_t *patch = json_object();
     int rc = DT_EXIT_OK;
     for (int i = 1; i < a->npos && rc == DT_EXIT_OK; i++)
@@ -1119,8 +1148,8 @@ static int upload_open(struct upload *up, const char *path)
     size_t n;
     while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
         if (n > UPLOAD_MAX - text.len) {
-            fprintf(stderr, "detour rules: %s is over the %zu byte limit of an import\n",
-                    up->name, (size_t)UPLOAD_MAX);
+            fprintf(stderr, "detour rules: %s is over the %zu byte limit of an import\n", up->name,
+                    (size_t)UPLOAD_MAX);
             goto fail;
         }
         dt_buf_append(&text, chunk, n);
@@ -1189,8 +1218,8 @@ static int cmd_import(struct client *c, const struct args *a)
     const char *path = a->pos[0];
     enum dt_rule_format f = strcmp(path, "-") ? dt_rule_format_guess(path) : DT_FORMAT_DETOUR;
     if (a->format && dt_rule_format_parse(a->format, &f) != 0)
-        return usage(current, "--format: '%.*s' is not detour, csv, nginx or netlify",
-                     SHOWN_MAX, a->format);
+        return usage(current, "--format: '%.*s' is not detour, csv, nginx or netlify", SHOWN_MAX,
+                     a->format);
     struct upload up;
     if (upload_open(&up, path))
         return DT_EXIT_FAIL;
@@ -1330,8 +1359,8 @@ static int cmd_history(struct client *c, const struct args *a, bool versions)
                 snprintf(n1, sizeof(n1), "%lld", (long long)jint(e, "added"));
                 snprintf(n2, sizeof(n2), "%lld", (long long)jint(e, "changed"));
                 snprintf(n3, sizeof(n3), "%lld", (long long)jint(e, "removed"));
-                const char *cells[] = {v,  jstr(e, "at"), jstr(e, "actor"), n1,
-                                       n2, n3,            jstr(e, "comment")};
+                const char *cells[] = {v,  jstr(e, "at"),     jstr(e, "actor"), n1, n2,
+                                       n3, jstr(e, "comment")};
                 table_row(&t, cells);
                 continue;
             }
@@ -1347,7 +1376,11 @@ static int cmd_history(struct client *c, const struct args *a, bool versions)
             if (json_is_object(nw))
                 rule_line(&change, nw);
             dt_buf_terminate(&change);
-            const char *cells[] = {v, jstr(e, "at"), jstr(e, "actor"), jstr(e, "kind"), n1,
+            const char *cells[] = {v,
+                                   jstr(e, "at"),
+                                   jstr(e, "actor"),
+                                   jstr(e, "kind"),
+                                   n1,
                                    change.ptr ? change.ptr : ""};
             table_row(&t, cells);
             dt_buf_dispose(&change);
@@ -1419,12 +1452,13 @@ static const struct command commands[] = {
      ACCEPTS(O_TEXT) | ACCEPTS(O_HOST) | ACCEPTS(O_STATUS) | ACCEPTS(O_OLD_TEMPORARY) |
          ACCEPTS(O_LIMIT) | ACCEPTS(O_ALL),
      0, 0, cmd_list},
-    {"get", "get ID", "Shows one rule: every field, and the rule as a rule-file line.\n", 0, 1,
-     1, cmd_get},
+    {"get", "get ID", "Shows one rule: every field, and the rule as a rule-file line.\n", 0, 1, 1,
+     cmd_get},
     {"add", "add SOURCE TARGET [STATUS] [KEY=VALUE]... [--note TEXT] [--dry-run]",
      "Adds a rule, written as in a rule file (docs/rules.md): STATUS is 301, 302, 303, 307\n"
      "(the default) or 308; the options are query=keep|drop, cache=SECONDS, from=TIME and\n"
-     "until=TIME (RFC 3339), and note=TEXT.\n"
+     "until=TIME (RFC 3339), promote-after=AGE (90d: the 307 becomes a 308 after that long),\n"
+     "and note=TEXT.\n"
      "\n"
      "  --note TEXT   a note kept with the rule\n"
      "  --dry-run     show what would change and the lint findings; change nothing\n"
@@ -1433,8 +1467,8 @@ static const struct command commands[] = {
      ACCEPTS(O_NOTE) | ACCEPTS(O_DRY_RUN), 2, -1, cmd_add},
     {"set", "set ID FIELD=VALUE... [--dry-run]",
      "Changes the fields given of rule ID (the others stay): source=, target=, status=,\n"
-     "query=keep|drop, cache=SECONDS, from=TIME, until=TIME, note=TEXT. cache=none,\n"
-     "from=none and until=none remove the option.\n"
+     "query=keep|drop, cache=SECONDS, from=TIME, until=TIME, promote-after=AGE, note=TEXT.\n"
+     "cache=none, from=none, until=none and promote-after=none remove the option.\n"
      "\n"
      "  --note TEXT   the same as note=TEXT\n"
      "  --dry-run     show what would change and the lint findings; change nothing\n",
@@ -1518,8 +1552,9 @@ static int load_token(struct client *c, const char *file)
     } else {
         FILE *f = fopen(file, "r");
         if (!f) {
-            fprintf(stderr, "detour rules: cannot read the token file %s: %s (set DETOUR_TOKEN "
-                            "or use --token-file FILE; the server writes it next to its --db)\n",
+            fprintf(stderr,
+                    "detour rules: cannot read the token file %s: %s (set DETOUR_TOKEN "
+                    "or use --token-file FILE; the server writes it next to its --db)\n",
                     file, strerror(errno));
             return DT_EXIT_USAGE;
         }
@@ -1549,8 +1584,9 @@ static int load_token(struct client *c, const char *file)
     }
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)token[i] <= ' ' || (unsigned char)token[i] >= 0x7f) {
-            fprintf(stderr, "detour rules: the token from %s has a character a token cannot "
-                            "have (white space or a control character)\n",
+            fprintf(stderr,
+                    "detour rules: the token from %s has a character a token cannot "
+                    "have (white space or a control character)\n",
                     c->token_from);
             return DT_EXIT_USAGE;
         }
@@ -1573,8 +1609,7 @@ static int set_server(struct client *c, const char *server)
     }
     const char *sep = strstr(server, "://");
     if (sep && strncmp(server, "http://", 7) && strncmp(server, "https://", 8))
-        return usage(NULL, "--server: '%.*s' is not http://, https:// or unix:", SHOWN_MAX,
-                     server);
+        return usage(NULL, "--server: '%.*s' is not http://, https:// or unix:", SHOWN_MAX, server);
     if (!*server || (sep && !sep[3]))
         return usage(NULL, "--server: no address");
     struct dt_buf b;
@@ -1588,8 +1623,7 @@ static int set_server(struct client *c, const char *server)
 }
 
 /* An option of any command; sets *done (and returns the exit status) for --help or errors. */
-static int take_option(const struct command *cmd, int opt, char **argv, struct args *a,
-                       bool *done)
+static int take_option(const struct command *cmd, int opt, char **argv, struct args *a, bool *done)
 {
     uint64_t v;
     const char *name = cmd ? cmd->name : "rules";
@@ -1697,8 +1731,9 @@ int dt_cmd_rules(int argc, char **argv)
             fputs(help_top, stdout);
             return DT_EXIT_OK;
         }
-        return usage(NULL, "unknown command '%.*s' (list, get, add, set, rm, import, export, "
-                           "match, history, versions, rollback)",
+        return usage(NULL,
+                     "unknown command '%.*s' (list, get, add, set, rm, import, export, "
+                     "match, history, versions, rollback)",
                      SHOWN_MAX, argv[optind]);
     }
     current = cmd;
@@ -1719,10 +1754,8 @@ int dt_cmd_rules(int argc, char **argv)
         return usage(cmd, "missing arguments");
     }
 
-    struct client c = {.json = a.json};
+    struct client c = {.json = a.json, .token_file = a.token_file};
     rc = set_server(&c, a.server);
-    if (rc == 0)
-        rc = load_token(&c, a.token_file);
     if (rc) {
         free(c.base);
         free(c.socket_path);

@@ -268,6 +268,29 @@ class Import(unittest.TestCase):
             self.assertEqual(get(srv, "/a"), (404, None))
             self.assertEqual(get(srv, "/x"), (307, "/y"))
 
+    def test_since_in_an_imported_line_is_the_stores_and_notes_are_kept(self):
+        """Bugs found by the CLI's tests: a line's since= was stored next to the store's own
+        (the rule did not load, and lint stopped for every write); a re-import erased
+        notes."""
+        with Server("") as srv:
+            st, _, body = srv.api("POST", "/api/import",
+                                  "/p /q 307 since=2026-01-01T00:00:00Z promote-after=90d\n")
+            self.assertEqual(st, 200, body)
+            self.assertEqual(get(srv, "/p"), (307, "/q"))
+            rule = srv.api("GET", "/api/rules/1")[2]
+            self.assertEqual(rule["promote_after"], "90d")
+            st, _, body = srv.api("POST", "/api/import",
+                                  "/p /q 307 since=2026-01-01T00:00:00Z promote-after=90d\n")
+            self.assertEqual((st, body["changed"]), (200, 0), "the same rule is no change")
+            st, _, body = srv.api("POST", "/api/import", "/a /b\n/b /a\n")
+            self.assertEqual(st, 409, "lint still works")
+            srv.api("PATCH", "/api/rules/1", {"note": "keep me"})
+            st, _, body = srv.api("POST", "/api/import", "/p /q2 307\n")
+            self.assertEqual((st, body["changed"]), (200, 1))
+            rule = srv.api("GET", "/api/rules/1")[2]
+            self.assertEqual((rule["target"], rule["note"], rule["promote_after"]),
+                             ("/q2", "keep me", None))
+
     def test_foreign_formats(self):
         with Server("") as srv:
             st, _, body = srv.api("POST", "/api/import?format=csv",
