@@ -122,8 +122,13 @@ int dt_listen_open(const struct dt_listen_addr *a, int backlog)
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     /* One listener per worker: the kernel spreads connections over them, and no worker
-     * ever wakes for a connection another one takes. */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+     * ever wakes for a connection another one takes. For port 0 the option is set after
+     * bind: set before, the kernel may hand out a port another process's SO_REUSEPORT
+     * socket (of the same user) already listens on, and the two would share connections. */
+    uint16_t port = a->ss.ss_family == AF_INET6
+                        ? ((const struct sockaddr_in6 *)&a->ss)->sin6_port
+                        : ((const struct sockaddr_in *)&a->ss)->sin_port;
+    if (port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
         goto fail;
     if (a->ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -135,6 +140,8 @@ int dt_listen_open(const struct dt_listen_addr *a, int backlog)
     int defer = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
     if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0)
+        goto fail;
+    if (!port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
         goto fail;
     if (listen(fd, backlog) != 0)
         goto fail;
