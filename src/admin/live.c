@@ -9,6 +9,7 @@
  * the store and the overlay starts empty again. */
 #include "admin/internal.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -285,6 +286,9 @@ static void install(struct live *l, struct dt_table *t, int64_t version)
     dt_live_publish(l);
     l->merges++;
     l->next_due = 0; /* look for promotions again */
+    /* A rebuild frees a table of the store's size: give the memory back to the system
+     * rather than keep it in the allocator's free lists. */
+    malloc_trim(0);
 }
 
 int dt_live_merge(struct live *l, struct dt_buf *err)

@@ -63,8 +63,16 @@ class Server:
                                      stdout=subprocess.DEVNULL)
         self.reader = threading.Thread(target=self._read_log, daemon=True)
         self.reader.start()
-        line = self.wait_log(r"started: |cannot listen", timeout)
+        try:
+            line = self.wait_log(r"started: |cannot listen", timeout)
+        except AssertionError:
+            # never leave a half-started server behind a failed test
+            self.proc.kill()
+            self.proc.wait()
+            raise
         if "started:" not in line:
+            self.proc.kill()
+            self.proc.wait()
             raise RuntimeError("detour did not start: " + "\n".join(self.log))
         listening = re.search(r"listening on (.*?);", line).group(1).split()
         for a in listening:
