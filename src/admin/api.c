@@ -558,6 +558,39 @@ static json_t *lint_pending(struct admin *a, const struct pending *p, unsigned *
     return out;
 }
 
+/* The error-level findings about the rules an import changed, in pv (the rule set the
+ * import makes): each changed rule is followed through the whole rule set, which costs a
+ * few lookups per changed rule rather than a lint of every rule. */
+static json_t *check_changed(const struct pending *p, const struct dt_live_preview *pv,
+                             unsigned *errors)
+{
+    json_t *out = json_array();
+    *errors = 0;
+    time_t now = time(NULL);
+    struct dt_buf msg;
+    dt_buf_init(&msg);
+    /* the changed rules: every rule of the new store table with a changed id, or of the
+     * overlay (which holds every change still pending a merge, not only this one's) */
+    const struct dt_table *t = pv->whole ? pv->rs.store : pv->rs.overlay;
+    size_t n = t ? dt_table_size(t) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct dt_rule *r = dt_table_rule(t, i);
+        if (!changed_id(p, r->line))
+            continue;
+        msg.len = 0;
+        int kind = dt_lint_rule_in(&pv->rs, t, r, now, &msg);
+        if (kind == DT_LINT_RULE_OK)
+            continue;
+        (*errors)++;
+        dt_buf_terminate(&msg);
+        json_array_append_new(out, json_pack("{s:s,s:s,s:I,s:s}", "severity", "error", "kind",
+                                             kind == DT_LINT_RULE_LOOP ? "loop" : "conflict",
+                                             "id", (json_int_t)r->line, "message", msg.ptr));
+    }
+    dt_buf_dispose(&msg);
+    return out;
+}
+
 /* Finishes an open write transaction: with dry_run, answers the diff and the lint findings
  * and abandons it; with refuse_errors (imports), abandons it when the result has an error
  * finding about a changed rule unless forced; otherwise commits, publishes and answers
@@ -570,7 +603,7 @@ static void finish_write(struct admin *a, struct dt_admin_reply *rep, bool dry_r
     dt_store_pending(a->store, collect_change, &p);
     unsigned errors = 0;
     json_t *findings = NULL;
-    if (dry_run || refuse_errors)
+    if (dry_run)
         findings = lint_pending(a, &p, &errors);
     if (dry_run) {
         dt_store_abort(a->store);
@@ -584,22 +617,45 @@ static void finish_write(struct admin *a, struct dt_admin_reply *rep, bool dry_r
         pending_dispose(&p);
         return;
     }
-    if (refuse_errors && errors && !force) {
+    struct dt_buf err;
+    dt_buf_init(&err);
+    /* The rule set this write makes, built while the transaction is open and mu is held
+     * (no merge installs meanwhile); checked for an import; published after the commit. */
+    pthread_mutex_lock(&a->live.mu);
+    struct dt_live_preview pv;
+    bool whole = p.nids > DT_LIVE_OVERLAY_MAX;
+    if (p.nids && dt_live_preview(&a->live, p.ch, p.n, whole, &pv, &err) != 0) {
+        pthread_mutex_unlock(&a->live.mu);
         dt_store_abort(a->store);
-        json_t *j = json_pack("{s:s,s:o}", "error",
-                              "refused: the result has error-level lint findings "
-                              "(force=true applies it anyway)",
-                              "lint", findings);
+        reply_error(rep, 500, NULL, "cannot read the store's rules: %s", err.ptr ? err.ptr : "");
+        dt_buf_dispose(&err);
         json_decref(extra);
-        reply_json(rep, 409, j);
         pending_dispose(&p);
         return;
     }
-    json_decref(findings);
-    struct dt_buf err;
-    dt_buf_init(&err);
+    if (refuse_errors && p.nids) {
+        findings = check_changed(&p, &pv, &errors);
+        if (errors && !force) {
+            dt_live_preview_dispose(&pv);
+            pthread_mutex_unlock(&a->live.mu);
+            dt_store_abort(a->store);
+            json_t *j = json_pack("{s:s,s:o}", "error",
+                                  "refused: the result has error-level lint findings "
+                                  "(force=true applies it anyway)",
+                                  "lint", findings);
+            json_decref(extra);
+            reply_json(rep, 409, j);
+            dt_buf_dispose(&err);
+            pending_dispose(&p);
+            return;
+        }
+        json_decref(findings);
+    }
     int64_t version = 0;
     if (dt_store_commit(a->store, &version, &err) != 0) {
+        if (p.nids)
+            dt_live_preview_dispose(&pv);
+        pthread_mutex_unlock(&a->live.mu);
         reply_error(rep, 500, NULL, "the store did not commit: %s", err.ptr ? err.ptr : "");
         dt_buf_dispose(&err);
         json_decref(extra);
@@ -607,10 +663,8 @@ static void finish_write(struct admin *a, struct dt_admin_reply *rep, bool dry_r
         return;
     }
     dt_buf_dispose(&err);
-    for (size_t i = 0; i < p.n; i++)
-        p.ch[i].version = version;
-    pthread_mutex_lock(&a->live.mu);
-    dt_live_apply(&a->live, p.ch, p.n);
+    if (p.nids)
+        dt_live_install(&a->live, &pv, version);
     pthread_mutex_unlock(&a->live.mu);
     a->writes++;
     json_t *j = json_pack("{s:I,s:I,s:I,s:I}", "version", (json_int_t)version, "added",

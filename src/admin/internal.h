@@ -66,6 +66,23 @@ struct dt_table *dt_live_load_files(const struct dt_server_config *cfg);
 int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_store *store,
                  const char *db_path, struct dt_table *files, struct dt_buf *err);
 void dt_live_dispose(struct live *l);
+/* What the rule set would be with a transaction's changes: the overlay and hidden bitmap
+ * with changes c (in order of id) added, or with whole, the store's table rebuilt from the
+ * transaction's view. rs answers as the workers would once it is installed. Caller holds
+ * mu from before the preview until it is installed or disposed. */
+struct dt_live_preview {
+    bool whole;
+    struct dt_table *store_t, *overlay;
+    uint64_t *hidden;
+    struct change *changes;
+    size_t nchanges;
+    struct dt_ruleset rs;
+};
+int dt_live_preview(struct live *l, const struct change *c, size_t n, bool whole,
+                    struct dt_live_preview *pv, struct dt_buf *err);
+/* After the commit that made version: publishes the preview (consumed). */
+void dt_live_install(struct live *l, struct dt_live_preview *pv, int64_t version);
+void dt_live_preview_dispose(struct dt_live_preview *pv);
 /* After a commit: the changes of the committed transaction (collected with
  * dt_store_pending before the commit) become visible; returns once every worker sees them.
  * Caller holds mu. */

@@ -180,30 +180,37 @@ uint64_t dt_live_hits(const struct live *l, int64_t id, uint32_t *last)
 }
 
 /* The overlay and the hidden bitmap for the changes. */
-static void rebuild_overlay(struct live *l, struct dt_table **overlay, uint64_t **hidden)
+static void build_overlay(const struct change *changes, size_t nchanges,
+                          const struct dt_table *store_t, struct dt_table **overlay,
+                          uint64_t **hidden)
 {
     struct dt_table *ov = NULL;
     uint64_t *bits = NULL;
-    if (l->nchanges) {
+    if (nchanges) {
         ov = dt_table_new();
         dt_table_add_file(ov, "store");
-        size_t n = dt_table_size(l->store_t);
+        size_t n = dt_table_size(store_t);
         bits = dt_xcalloc(n / 64 + 1, sizeof(uint64_t));
-        for (size_t i = 0; i < l->nchanges; i++) {
-            const struct change *c = &l->changes[i];
+        for (size_t i = 0; i < nchanges; i++) {
+            const struct change *c = &changes[i];
             if (c->line && add_store_rule(ov, c->id, c->line, NULL) != 0)
                 dt_log(DT_LOG_ERROR, "store rule %lld does not load: %s", (long long)c->id,
                        c->line);
             /* a store rule may be two table rules (.example.com: the host and its
              * subdomains), next to each other */
-            for (size_t k = first_with_id(l->store_t, c->id);
-                 k < n && (int64_t)dt_table_rule(l->store_t, k)->line == c->id; k++)
+            for (size_t k = first_with_id(store_t, c->id);
+                 k < n && (int64_t)dt_table_rule(store_t, k)->line == c->id; k++)
                 bits[k / 64] |= (uint64_t)1 << (k % 64);
         }
         dt_table_finish(ov);
     }
     *overlay = ov;
     *hidden = bits;
+}
+
+static void rebuild_overlay(struct live *l, struct dt_table **overlay, uint64_t **hidden)
+{
+    build_overlay(l->changes, l->nchanges, l->store_t, overlay, hidden);
 }
 
 /* Makes hit counters for the tables that have none yet (new ones), carrying the counts of
@@ -354,55 +361,99 @@ static void start_merge(struct live *l)
     l->merge_joinable = true;
 }
 
-/* Finds the change of id, or where it goes. */
-static size_t change_slot(const struct live *l, int64_t id)
+int dt_live_preview(struct live *l, const struct change *c, size_t n, bool whole,
+                    struct dt_live_preview *pv, struct dt_buf *err)
 {
-    size_t lo = 0, hi = l->nchanges;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (l->changes[mid].id < id)
-            lo = mid + 1;
-        else
-            hi = mid;
+    memset(pv, 0, sizeof(*pv));
+    pv->whole = whole;
+    if (whole) {
+        /* the store's rules as the open transaction sees them, and no overlay */
+        pv->store_t = dt_live_store_table(l->store, 0, err);
+        if (!pv->store_t)
+            return DT_EIO;
+    } else {
+        /* the changes so far and c (which wins for the same id), merged in order of id */
+        pv->changes = dt_xcalloc(l->nchanges + n + 1, sizeof(*pv->changes));
+        size_t i = 0, j = 0, k = 0;
+        while (i < l->nchanges || j < n) {
+            const struct change *from;
+            if (j >= n || (i < l->nchanges && l->changes[i].id < c[j].id)) {
+                from = &l->changes[i++];
+            } else {
+                if (i < l->nchanges && l->changes[i].id == c[j].id)
+                    i++;
+                from = &c[j++];
+            }
+            pv->changes[k++] = (struct change){
+                from->id, from->version,
+                from->line ? dt_xstrndup(from->line, strlen(from->line)) : NULL};
+        }
+        pv->nchanges = k;
+        build_overlay(pv->changes, k, l->store_t, &pv->overlay, &pv->hidden);
     }
-    return lo;
+    pv->rs.files = l->files;
+    pv->rs.store = pv->store_t ? pv->store_t : l->store_t;
+    pv->rs.hidden = pv->store_t ? NULL : pv->hidden;
+    pv->rs.overlay = pv->store_t ? NULL : pv->overlay;
+    return 0;
+}
+
+void dt_live_preview_dispose(struct dt_live_preview *pv)
+{
+    dt_table_free(pv->store_t);
+    dt_table_free(pv->overlay);
+    free(pv->hidden);
+    for (size_t i = 0; i < pv->nchanges; i++)
+        free(pv->changes[i].line);
+    free(pv->changes);
+    memset(pv, 0, sizeof(*pv));
+}
+
+void dt_live_install(struct live *l, struct dt_live_preview *pv, int64_t version)
+{
+    if (pv->whole) {
+        install(l, pv->store_t, version);
+        pv->store_t = NULL;
+    } else {
+        for (size_t i = 0; i < pv->nchanges; i++)
+            if (pv->changes[i].version <= 0 || pv->changes[i].version > version)
+                pv->changes[i].version = version; /* the transaction's own changes */
+        clear_changes(l, INT64_MAX);
+        free(l->changes);
+        l->changes = pv->changes;
+        l->nchanges = l->cap_changes = pv->nchanges;
+        if (!l->cap_changes) {
+            free(l->changes);
+            l->changes = NULL;
+        }
+        l->overlay = pv->overlay;
+        l->hidden = pv->hidden;
+        pv->changes = NULL;
+        pv->nchanges = 0;
+        pv->overlay = NULL;
+        pv->hidden = NULL;
+        dt_live_publish(l);
+        l->next_due = 0;
+        if (l->nchanges >= DT_LIVE_MERGE_AT)
+            start_merge(l);
+    }
+    dt_live_preview_dispose(pv);
 }
 
 void dt_live_apply(struct live *l, const struct change *c, size_t n)
 {
     if (!n)
         return;
-    if (n > DT_LIVE_OVERLAY_MAX) {
-        /* a bulk change: rebuild now, so the answer comes once it is all visible */
-        struct dt_buf err;
-        dt_buf_init(&err);
-        if (dt_live_merge(l, &err) != 0)
-            dt_log(DT_LOG_ERROR, "rebuilding the store's table failed: %s", err.ptr);
-        dt_buf_dispose(&err);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        size_t at = change_slot(l, c[i].id);
-        char *line = c[i].line ? dt_xstrndup(c[i].line, strlen(c[i].line)) : NULL;
-        if (at < l->nchanges && l->changes[at].id == c[i].id) {
-            free(l->changes[at].line);
-            l->changes[at].line = line;
-            l->changes[at].version = c[i].version;
-            continue;
-        }
-        if (l->nchanges == l->cap_changes) {
-            l->cap_changes = l->cap_changes ? 2 * l->cap_changes : 64;
-            l->changes = dt_xrealloc(l->changes, l->cap_changes * sizeof(*l->changes));
-        }
-        memmove(l->changes + at + 1, l->changes + at, (l->nchanges - at) * sizeof(*l->changes));
-        l->changes[at] = (struct change){c[i].id, c[i].version, line};
-        l->nchanges++;
-    }
-    rebuild_overlay(l, &l->overlay, &l->hidden);
-    dt_live_publish(l);
-    l->next_due = 0;
-    if (l->nchanges >= DT_LIVE_MERGE_AT)
-        start_merge(l);
+    struct dt_buf err;
+    dt_buf_init(&err);
+    struct dt_live_preview pv;
+    /* a bulk change rebuilds the store's table now, so the answer comes once it is all
+     * visible */
+    if (dt_live_preview(l, c, n, n > DT_LIVE_OVERLAY_MAX, &pv, &err) != 0)
+        dt_log(DT_LOG_ERROR, "rebuilding the store's table failed: %s", err.ptr);
+    else
+        dt_live_install(l, &pv, dt_store_version(l->store));
+    dt_buf_dispose(&err);
 }
 
 /* Adds the store ids of t's rules promoted by now to ids; returns the earliest promotion

@@ -129,6 +129,12 @@ const struct section *dt_rules_section(const struct dt_table *t, const struct dt
 const struct dt_rule *dt_rules_match_host(const struct dt_table *t, enum dt_scheme scheme,
                                           struct dt_str host, struct dt_str path,
                                           struct dt_str query, time_t now, struct dt_match *m);
+/* dt_ruleset_match, with or without the rules for any host. */
+const struct dt_rule *dt_rules_ruleset_match(const struct dt_ruleset *rs, enum dt_scheme scheme,
+                                             struct dt_str host, struct dt_str path,
+                                             struct dt_str query, time_t now,
+                                             struct dt_match *m, const struct dt_table **table,
+                                             bool any_host);
 /* The longest prefix rule of section sec whose prefix starts path and that always answers
  * (no window, condition or scheme of its own), or NULL. */
 const struct dt_rule *dt_rules_longest_prefix(const struct dt_table *t, uint32_t sec,

@@ -540,6 +540,141 @@ static void per_rule(struct ctx *c)
     dt_buf_dispose(&tgt);
 }
 
+int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
+                    const struct dt_rule *r, time_t now, struct dt_buf *msg)
+{
+    struct dt_buf host, path, query, base, loc, to, d;
+    dt_buf_init(&host);
+    dt_buf_init(&path);
+    dt_buf_init(&query);
+    dt_buf_init(&base);
+    dt_buf_init(&loc);
+    dt_buf_init(&to);
+    dt_buf_init(&d);
+    struct {
+        const struct dt_table *t;
+        const struct dt_rule *r;
+    } seen[MAX_CHAIN + 1];
+    unsigned nseen = 0;
+    int found = DT_LINT_RULE_OK;
+    size_t idx = (size_t)(r - t->rules);
+    if (t == rs->store && rs->hidden && (rs->hidden[idx / 64] >> (idx % 64) & 1))
+        goto out; /* changed or removed since: it answers nothing */
+    if (!sample(t, r, &host, &path, &query))
+        goto out;
+    enum dt_scheme scheme = dt_rules_scheme(r) ? (enum dt_scheme)dt_rules_scheme(r)
+                                               : DT_SCHEME_HTTP;
+    /* the sample must reach r itself in the whole rule set (else r never answers it) */
+    struct dt_match m;
+    const struct dt_table *mt = NULL;
+    struct dt_str q = dt_str_make(query.ptr, query.len);
+    const struct dt_rule *cur =
+        dt_rules_ruleset_match(rs, scheme, dt_str_make(host.ptr, host.len),
+                               dt_str_make(path.ptr, path.len), q, now, &m, &mt, true);
+    if (cur != r) {
+        /* Another rule answers r's own request first: with the same source, r never
+         * answers (lint's conflict, when the targets differ). */
+        struct dt_buf a, b;
+        dt_buf_init(&a);
+        dt_buf_init(&b);
+        if (cur) {
+            dt_rule_source(t, r, &a);
+            dt_rule_source(mt, cur, &b);
+        }
+        if (cur && a.len == b.len && !memcmp(a.ptr, b.ptr, a.len)) {
+            a.len = b.len = 0;
+            dt_rule_target(t, r, &a);
+            dt_rule_target(mt, cur, &b);
+            if (a.len != b.len || memcmp(a.ptr, b.ptr, a.len) ||
+                dt_rule_status(r) != dt_rule_status(cur)) {
+                found = DT_LINT_RULE_CONFLICT;
+                dt_buf_appendf(msg, "same source as a rule that answers %d %.*s first: "
+                                    "this rule (%d %.*s) never answers",
+                               dt_rule_status(cur), (int)b.len, b.ptr, dt_rule_status(r),
+                               (int)a.len, a.ptr);
+            }
+        }
+        dt_buf_dispose(&a);
+        dt_buf_dispose(&b);
+        goto out;
+    }
+    while (cur && nseen <= MAX_CHAIN) {
+        for (unsigned k = 0; k < nseen; k++) {
+            if (seen[k].r == cur && seen[k].t == mt) {
+                /* only a loop through r itself is r's finding; a chain that runs into
+                 * a loop of other rules is theirs */
+                if (k != 0)
+                    goto out;
+                found = DT_LINT_RULE_LOOP;
+                dt_buf_appendf(msg, "redirect loop: ");
+                for (unsigned j = k; j < nseen; j++) {
+                    d.len = 0;
+                    dt_rule_source(seen[j].t, seen[j].r, &d);
+                    dt_buf_appendf(msg, "%.*s -> ", (int)d.len, d.ptr);
+                }
+                d.len = 0;
+                dt_rule_source(mt, cur, &d);
+                dt_buf_appendf(msg, "%.*s", (int)d.len, d.ptr);
+                goto out;
+            }
+        }
+        seen[nseen].t = mt;
+        seen[nseen].r = cur;
+        nseen++;
+        /* where cur sends the request it answered */
+        q = dt_str_make(query.ptr, query.len);
+        size_t max = dt_table_location_max(mt, &m, q);
+        dt_buf_reserve(&loc, max + 1);
+        loc.len = dt_table_location(mt, &m, q, loc.ptr);
+        base.len = 0;
+        dt_buf_appendf(&base, "%s://%s%s%s%s", scheme == DT_SCHEME_HTTPS ? "https" : "http",
+                       host.ptr, path.ptr, query.len ? "?" : "", query.len ? query.ptr : "");
+        to.len = 0;
+        struct dt_url u;
+        if (dt_url_resolve(dt_str_make(base.ptr, base.len), dt_str_make(loc.ptr, loc.len), &to,
+                           NULL) != 0 ||
+            dt_url_parse(dt_str_make(to.ptr, to.len), &u, NULL) != 0 || u.host.len >= 256)
+            break;
+        bool same_host = u.host.len == host.len && !memcmp(u.host.ptr, host.ptr, host.len);
+        enum dt_scheme ns = dt_str_ieq(u.scheme, "https") ? DT_SCHEME_HTTPS : DT_SCHEME_HTTP;
+        /* the next request, owned: host, path and query from the resolved URL */
+        struct dt_buf nh, np, nq;
+        dt_buf_init(&nh);
+        dt_buf_init(&np);
+        dt_buf_init(&nq);
+        dt_buf_append(&nh, u.host.ptr, u.host.len);
+        dt_ascii_lower(nh.ptr, nh.len);
+        if (u.path.len)
+            dt_buf_append_str(&np, u.path);
+        else
+            dt_buf_append(&np, "/", 1);
+        dt_buf_append_str(&nq, u.query);
+        dt_buf_terminate(&nh);
+        dt_buf_terminate(&np);
+        dt_buf_terminate(&nq);
+        dt_buf_dispose(&host);
+        dt_buf_dispose(&path);
+        dt_buf_dispose(&query);
+        host = nh;
+        path = np;
+        query = nq;
+        scheme = ns;
+        /* another host is only known to come here if some rule names it */
+        cur = dt_rules_ruleset_match(rs, scheme, dt_str_make(host.ptr, host.len),
+                                     dt_str_make(path.ptr, path.len),
+                                     dt_str_make(query.ptr, query.len), now, &m, &mt, same_host);
+    }
+out:
+    dt_buf_dispose(&host);
+    dt_buf_dispose(&path);
+    dt_buf_dispose(&query);
+    dt_buf_dispose(&base);
+    dt_buf_dispose(&loc);
+    dt_buf_dispose(&to);
+    dt_buf_dispose(&d);
+    return found;
+}
+
 void dt_lint_run(const struct dt_table *t, const struct dt_lint_options *o,
                  struct dt_lint_report *r)
 {

@@ -273,6 +273,15 @@ struct dt_lint_options {
  * Control thread; the table is only read. */
 void dt_lint_run(const struct dt_table *t, const struct dt_lint_options *o,
                  struct dt_lint_report *r);
+/* The error-level lint findings about one rule r (of table t, one of rs's tables) in the
+ * whole rule set rs, without linting all of it: r's sample request is matched in rs; if
+ * another rule with the same source answers it with another target or status, r never
+ * answers (DT_LINT_RULE_CONFLICT); else the request is followed where r sends it, which
+ * rule answers there, and so on, at most 20 hops, and coming back to r is a loop
+ * (DT_LINT_RULE_LOOP). The finding is described in msg. Control thread. */
+enum { DT_LINT_RULE_OK, DT_LINT_RULE_LOOP, DT_LINT_RULE_CONFLICT };
+int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
+                    const struct dt_rule *r, time_t now, struct dt_buf *msg);
 /* Adds a finding (the caller's, e.g. a line that did not load). */
 void dt_lint_add(struct dt_lint_report *r, int severity, const char *kind, const char *file,
                  uint32_t line, const char *fmt, ...) DT_PRINTF(6, 7);

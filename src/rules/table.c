@@ -1477,6 +1477,15 @@ const struct dt_rule *dt_ruleset_match(const struct dt_ruleset *rs, enum dt_sche
                                        struct dt_str query, time_t now, struct dt_match *m,
                                        const struct dt_table **table)
 {
+    return dt_rules_ruleset_match(rs, scheme, host, path, query, now, m, table, true);
+}
+
+const struct dt_rule *dt_rules_ruleset_match(const struct dt_ruleset *rs, enum dt_scheme scheme,
+                                             struct dt_str host, struct dt_str path,
+                                             struct dt_str query, time_t now,
+                                             struct dt_match *m, const struct dt_table **table,
+                                             bool any_host)
+{
     /* The common cases, one table holding rules, take one lookup. */
     const struct dt_table *tabs[3] = {rs->overlay, rs->store, rs->files};
     const struct dt_rule *best = NULL;
@@ -1490,7 +1499,7 @@ const struct dt_rule *dt_ruleset_match(const struct dt_ruleset *rs, enum dt_sche
         /* The first candidate is matched straight into m; later ones into tmp. */
         struct dt_match *mm = best ? &tmp : m;
         mm->_hidden = i == 1 ? rs->hidden : NULL;
-        const struct dt_rule *r = match(t, scheme, host, path, query, now, mm, true);
+        const struct dt_rule *r = match(t, scheme, host, path, query, now, mm, any_host);
         if (!r)
             continue;
         struct prec p = prec_of(t, r, host, i < 2);

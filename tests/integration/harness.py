@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -209,7 +210,13 @@ class Server:
     def __enter__(self):
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.proc:
+            # a failing test shows what the server said and whether it still ran
+            state = self.proc.poll()
+            sys.stderr.write("\n--- detour's log (%s) ---\n%s\n--- end of log ---\n"
+                             % ("running" if state is None else "exited with %s" % state,
+                                "\n".join(self.log[-40:])))
         self.close()
 
 

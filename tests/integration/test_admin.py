@@ -29,6 +29,10 @@ def get(srv, path, host="example.com"):
             break
         data += chunk
     s.close()
+    if not data:
+        raise AssertionError("no answer to GET %s (server %s)"
+                             % (path, "running" if srv.proc.poll() is None else
+                                "exited with %s" % srv.proc.returncode))
     head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
     status = int(head[0].split()[1])
     loc = None
@@ -315,6 +319,32 @@ class Import(unittest.TestCase):
             self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], 0)
             st, _, body = srv.api("POST", "/api/import?force=true", "/a /b\n/b /a\n")
             self.assertEqual((st, body["added"]), (200, 2))
+
+    def test_an_import_is_checked_against_the_whole_rule_set(self):
+        """An import is checked by following each changed rule through every rule in force
+        (rule files, the store, the changes not merged yet): a loop through rules it did not
+        bring is refused too, and a chain into other rules' loop is not this import's."""
+        with Server("/f1 /s1\n") as srv:
+            srv.api("POST", "/api/rules", {"source": "/s2", "target": "/s3"})
+            # through a file rule
+            st, _, body = srv.api("POST", "/api/import?mode=merge", "/s1 /f1\n")
+            self.assertEqual(st, 409, body)
+            self.assertEqual([f["kind"] for f in body["lint"]], ["loop"], body)
+            self.assertIn("/f1", body["lint"][0]["message"])
+            # through a rule the store holds (a change not merged yet)
+            st, _, body = srv.api("POST", "/api/import?mode=merge", "/s3 /s2\n")
+            self.assertEqual(st, 409, body)
+            # into a loop of rules already there (forced in): not this import's finding
+            self.assertEqual(srv.api("POST", "/api/import?mode=merge&force=true",
+                                     "/x /y\n/y /x\n")[0], 200)
+            st, _, body = srv.api("POST", "/api/import?mode=merge", "/z /x\n")
+            self.assertEqual(st, 200, body)
+            self.assertEqual(get(srv, "/z"), (307, "/x"))
+            # replacing every rule: checked in the new whole set, the old ones gone
+            st, _, body = srv.api("POST", "/api/import?mode=replace", "/s3 /s2\n/q /r\n")
+            self.assertEqual(st, 200, body)
+            self.assertEqual(get(srv, "/s3"), (307, "/s2"))
+            self.assertEqual(get(srv, "/x")[0], 404)
 
     def test_dry_run_shows_diff_and_lint_and_changes_nothing(self):
         with Server("") as srv:

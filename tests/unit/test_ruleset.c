@@ -284,11 +284,74 @@ static void sources(void)
     dt_table_free(b);
 }
 
+/* One rule's error-level findings in a whole rule set (imports check only what they
+ * change): a loop through the rule, across tables; a rule another one with its source
+ * answers first; and what is not a finding of this rule. */
+static void rule_in(void)
+{
+    struct dt_table *ft = dt_table_new(), *st = dt_table_new(), *ov = dt_table_new();
+    dt_table_add_file(ft, "rules.txt");
+    add_line(ft, "/a /b", 1);
+    dt_table_finish(ft);
+    dt_table_add_file(st, "store");
+    add_line(st, "/b /a", 1);      /* with the file's /a -> /b: a loop */
+    add_line(st, "/c /d", 2);      /* goes nowhere else */
+    add_line(st, "/e /one", 4);    /* the first of two with one source */
+    add_line(st, "/e /two", 5);    /* never answers: a conflict */
+    add_line(st, "/f /same", 6);
+    add_line(st, "/f /same", 7);   /* a copy: a warning for lint, not an error */
+    add_line(st, "/g /a", 8);      /* runs into the loop of /a and /b, which is theirs */
+    add_line(st, "/s /s?x=1", 9);  /* to itself */
+    add_line(st, "/h /h2", 10);    /* hidden below: its overlay version loops */
+    dt_table_finish(st);
+    dt_table_add_file(ov, "store");
+    add_line(ov, "/h /h", 10);
+    dt_table_finish(ov);
+    uint64_t hidden[1] = {(uint64_t)1 << 8};
+    struct dt_ruleset rs = {.files = ft, .store = st, .hidden = hidden, .overlay = ov};
+    struct dt_buf msg;
+    dt_buf_init(&msg);
+    const int want[] = {DT_LINT_RULE_LOOP, DT_LINT_RULE_OK, DT_LINT_RULE_OK,
+                        DT_LINT_RULE_CONFLICT, DT_LINT_RULE_OK, DT_LINT_RULE_OK,
+                        DT_LINT_RULE_OK, DT_LINT_RULE_LOOP};
+    const char *what[] = {"a store rule that loops through a file rule",
+                          "a rule that leads nowhere else",
+                          "the first of two rules with one source",
+                          "the second of two rules with one source and other targets",
+                          "the first of two copies",
+                          "the second copy (a warning, not an error)",
+                          "a chain into other rules' loop",
+                          "a rule that sends its own request to itself"};
+    for (size_t i = 0; i < DT_ARRAY_LEN(want); i++) {
+        msg.len = 0;
+        int got = dt_lint_rule_in(&rs, st, dt_table_rule(st, i), 0, &msg);
+        dt_buf_terminate(&msg);
+        if (got != want[i])
+            printf("# %s: %s\n", what[i], msg.len ? msg.ptr : "(no message)");
+        is_int(got, want[i], what[i]);
+    }
+    msg.len = 0;
+    is_int(dt_lint_rule_in(&rs, st, dt_table_rule(st, 0), 0, &msg), DT_LINT_RULE_LOOP, "loop");
+    dt_buf_terminate(&msg);
+    ok(strstr(msg.ptr, "/b -> /a -> /b") != NULL, "the loop's message names its sources");
+    msg.len = 0;
+    is_int(dt_lint_rule_in(&rs, ov, dt_table_rule(ov, 0), 0, &msg), DT_LINT_RULE_LOOP,
+           "an overlay rule that loops");
+    msg.len = 0;
+    is_int(dt_lint_rule_in(&rs, st, dt_table_rule(st, 8), 0, &msg), DT_LINT_RULE_OK,
+           "a hidden rule answers nothing: no finding");
+    dt_buf_dispose(&msg);
+    dt_table_free(ft);
+    dt_table_free(st);
+    dt_table_free(ov);
+}
+
 int main(void)
 {
     dt_log_set_level(DT_LOG_ERROR); /* random rule sets have duplicate sources by design */
     fixed();
     sources();
+    rule_in();
     int failed = 0;
     unsigned trials = 3000;
     for (unsigned i = 0; i < trials && failed < 3; i++)
