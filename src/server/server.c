@@ -392,6 +392,11 @@ int dt_server_run(const struct dt_server_config *c)
         status = 1;
         goto stop;
     }
+    /* Before the admin thread runs: the hooks it calls may publish rulesets, and the server
+     * they publish to must be known by then (else a ruleset the workers answer from was
+     * freed as if nobody held it). */
+    if (c->hooks.started)
+        c->hooks.started(c->hooks.ctx, &s);
     if (s.admin) {
         if (start_worker(s.admin) != 0) {
             status = 1;
@@ -404,8 +409,6 @@ int dt_server_run(const struct dt_server_config *c)
            "listening on %s; %u workers%s%s",
            nrules, files, c->initial ? " and the store" : "", (unsigned long long)load_ms,
            names, s.nworkers, s.admin ? "; admin API on " : "", admin_names);
-    if (c->hooks.started)
-        c->hooks.started(c->hooks.ctx, &s);
 
     for (;;) {
         siginfo_t si;

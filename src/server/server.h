@@ -62,7 +62,8 @@ struct dt_server;
 /* What the server calls back. Every hook may be NULL. */
 struct dt_server_hooks {
     void *ctx;
-    /* Control thread, once the workers run: srv may be used with dt_server_publish. */
+    /* Control thread, once the workers run and before the admin thread starts (so before
+     * any other hook): srv may be used with dt_server_publish. */
     void (*started)(void *ctx, struct dt_server *srv);
     /* SIGHUP, control thread: reload the rule files and publish (instead of the server's own
      * reload of cfg->rules). */

@@ -212,11 +212,16 @@ class Server:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None and self.proc:
-            # a failing test shows what the server said and whether it still ran
+            # a failing test shows whether the server still ran, and all it said (read
+            # to the end once it has stopped)
             state = self.proc.poll()
-            sys.stderr.write("\n--- detour's log (%s) ---\n%s\n--- end of log ---\n"
-                             % ("running" if state is None else "exited with %s" % state,
-                                "\n".join(self.log[-40:])))
+            try:
+                self.stop()
+            finally:
+                sys.stderr.write("\n--- detour's log (%s at the failure) ---\n%s\n"
+                                 "--- end of log ---\n"
+                                 % ("running" if state is None else "exited with %s" % state,
+                                    "\n".join(self.log[-60:])))
         self.close()
 
 

@@ -1,11 +1,76 @@
-/* Unit tests for src/server: listen addresses (the rest of the server is exercised by the
- * integration tests, which start the real binary). */
+/* Unit tests for src/server: listen addresses, and the order of the hooks (the rest of the
+ * server is exercised by the integration tests, which start the real binary). */
 #include "server/server.h"
 #include "tap.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <unistd.h>
+
+/* ---- hooks: the server is known to its owner before the admin thread runs ---------------- */
+
+static atomic_int started_done;
+static atomic_int first_tick_saw = -1; /* started_done as the admin thread's first tick saw it */
+static pthread_t stopper;
+
+static void *stop_soon(void *arg)
+{
+    (void)arg;
+    usleep(1500 * 1000);
+    kill(getpid(), SIGTERM); /* blocked here as in every server thread: sigwaitinfo takes it */
+    return NULL;
+}
+
+static void on_started(void *ctx, struct dt_server *srv)
+{
+    (void)ctx;
+    (void)srv;
+    /* Slower than the admin thread's first tick (about a second): had that thread started
+     * first, it would tick before this returns. */
+    usleep(1200 * 1000);
+    atomic_store(&started_done, 1);
+    pthread_create(&stopper, NULL, stop_soon, NULL);
+}
+
+static void on_tick(void *ctx, time_t now)
+{
+    (void)ctx;
+    (void)now;
+    int unset = -1;
+    atomic_compare_exchange_strong(&first_tick_saw, &unset, atomic_load(&started_done));
+}
+
+/* Bug: the started hook (which hands the server to the admin side) ran after the admin thread
+ * had started, and an admin write arriving in between freed the ruleset the workers answered
+ * from (a crash under load, seen in CI). */
+static void hooks_order(void)
+{
+    struct dt_server_config c;
+    dt_server_config_init(&c);
+    struct dt_listen_addr addrs[2];
+    char err[256];
+    if (dt_listen_parse("127.0.0.1:0", &addrs[0], err, sizeof(err)) != 0 ||
+        dt_listen_parse("127.0.0.1:0", &addrs[1], err, sizeof(err)) != 0) {
+        ok(0, "listen addresses parse");
+        return;
+    }
+    static const struct dt_ruleset empty;
+    c.listen = &addrs[0];
+    c.nlisten = 1;
+    c.admin = &addrs[1];
+    c.nadmin = 1;
+    c.workers = 1;
+    c.initial = &empty;
+    c.hooks.started = on_started;
+    c.hooks.tick = on_tick;
+    is_int(dt_server_run(&c), 0, "the server runs and stops on SIGTERM");
+    pthread_join(stopper, NULL);
+    is_int(atomic_load(&first_tick_saw), 1,
+           "the started hook has returned before the admin thread's first hook call");
+}
 
 static int parse(const char *s, struct dt_listen_addr *a)
 {
@@ -50,5 +115,6 @@ int main(void)
     close(fd1);
     if (fd2 >= 0)
         close(fd2);
+    hooks_order();
     return done_testing();
 }
