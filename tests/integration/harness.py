@@ -218,10 +218,11 @@ class Server:
             try:
                 self.stop()
             finally:
-                sys.stderr.write("\n--- detour's log (%s at the failure) ---\n%s\n"
-                                 "--- end of log ---\n"
-                                 % ("running" if state is None else "exited with %s" % state,
-                                    "\n".join(self.log[-60:])))
+                # a negative exit status is the signal that ended it (-11: a crash)
+                sys.stderr.write("\n--- detour's log (%s at the failure; exit status %s) ---"
+                                 "\n%s\n--- end of log ---\n"
+                                 % ("running" if state is None else "exited",
+                                    self.proc.returncode, "\n".join(self.log[-60:])))
         self.close()
 
 
