@@ -470,8 +470,8 @@ static int collect_change(void *ctx, const struct dt_store_change *c)
         p->cap = p->cap ? 2 * p->cap : 16;
         p->ch = dt_xrealloc(p->ch, p->cap * sizeof(*p->ch));
     }
-    p->ch[p->n++] = (struct change){r->id, c->version, c->new_rule ? dt_live_line(c->new_rule)
-                                                                   : NULL};
+    p->ch[p->n++] = (struct change){r->id, c->version,
+                                    c->new_rule ? dt_live_line(c->new_rule) : NULL, true};
     return 0;
 }
 
@@ -570,22 +570,28 @@ static json_t *check_changed(const struct pending *p, const struct dt_live_previ
     struct dt_buf msg;
     dt_buf_init(&msg);
     /* the changed rules: every rule of the new store table with a changed id, or of the
-     * overlay (which holds every change still pending a merge, not only this one's) */
-    const struct dt_table *t = pv->whole ? pv->rs.store : pv->rs.overlay;
-    size_t n = t ? dt_table_size(t) : 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct dt_rule *r = dt_table_rule(t, i);
-        if (!changed_id(p, r->line))
-            continue;
-        msg.len = 0;
-        int kind = dt_lint_rule_in(&pv->rs, t, r, now, &msg);
-        if (kind == DT_LINT_RULE_OK)
-            continue;
-        (*errors)++;
-        dt_buf_terminate(&msg);
-        json_array_append_new(out, json_pack("{s:s,s:s,s:I,s:s}", "severity", "error", "kind",
-                                             kind == DT_LINT_RULE_LOOP ? "loop" : "conflict",
-                                             "id", (json_int_t)r->line, "message", msg.ptr));
+     * change levels (which hold every change still pending a merge, not only this one's;
+     * an overlay rule changed again is hidden and has no finding) */
+    const struct dt_table *ts[2] = {pv->whole ? pv->rs.store : pv->rs.overlay,
+                                    pv->whole ? NULL : pv->rs.recent};
+    for (int k = 0; k < 2; k++) {
+        const struct dt_table *t = ts[k];
+        size_t n = t ? dt_table_size(t) : 0;
+        for (size_t i = 0; i < n; i++) {
+            const struct dt_rule *r = dt_table_rule(t, i);
+            if (!changed_id(p, r->line))
+                continue;
+            msg.len = 0;
+            int kind = dt_lint_rule_in(&pv->rs, t, r, now, &msg);
+            if (kind == DT_LINT_RULE_OK)
+                continue;
+            (*errors)++;
+            dt_buf_terminate(&msg);
+            json_array_append_new(out, json_pack("{s:s,s:s,s:I,s:s}", "severity", "error",
+                                                 "kind",
+                                                 kind == DT_LINT_RULE_LOOP ? "loop" : "conflict",
+                                                 "id", (json_int_t)r->line, "message", msg.ptr));
+        }
     }
     dt_buf_dispose(&msg);
     return out;
@@ -1236,7 +1242,8 @@ static void health(struct admin *a, struct dt_admin_reply *rep)
                           (json_int_t)dt_store_version(a->store), "rules", "files",
                           (json_int_t)dt_table_size(rs->files), "store",
                           (json_int_t)dt_store_count(a->store), "overlay",
-                          (json_int_t)dt_table_size(rs->overlay), "uptime",
+                          (json_int_t)(dt_table_size(rs->overlay) +
+                                       dt_table_size(rs->recent)), "uptime",
                           (json_int_t)(time(NULL) - a->started));
     pthread_mutex_unlock(&a->live.mu);
     reply_json(rep, 200, j);

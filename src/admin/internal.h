@@ -9,8 +9,15 @@
 
 #include <pthread.h>
 
-/* Changes in the overlay from which the store's table is rebuilt, in the background. */
+/* Changes since the store's table was built from which it is rebuilt, in the background: this
+ * many, or one for every 64 rules of the table if more (a rebuild costs in proportion to the
+ * table, so each change pays about the same share of it). */
 #define DT_LIVE_MERGE_AT 1000
+/* The newest changes go into a small table of their own (recent), rebuilt at each change;
+ * past this many they are folded into the overlay, which holds every change since the store
+ * table was built. A change thus costs a rebuild of at most this many rules, plus a share of
+ * the overlay's rebuild. */
+#define DT_LIVE_RECENT_MAX 64
 /* A write changing more rules than this rebuilds the store's table before it answers;
  * fewer go into the overlay. */
 #define DT_LIVE_OVERLAY_MAX 200000
@@ -21,6 +28,7 @@ struct change {
     int64_t id;
     int64_t version;
     char *line;
+    bool recent; /* in the recent table, not (or not as it is now) in the overlay */
 };
 
 /* The rules being served and how they change. Every field is guarded by mu. */
@@ -34,9 +42,11 @@ struct live {
     int64_t store_version;
     struct change *changes;            /* since store_version, sorted by id */
     size_t nchanges, cap_changes;
-    struct dt_table *overlay;          /* the changed rules that exist */
+    struct dt_table *overlay;          /* the changed rules that exist, as of the last fold */
     uint64_t *hidden;                  /* store_t's rules that were changed or removed */
-    struct dt_hits *files_hits, *store_hits, *overlay_hits; /* hit counters of the tables */
+    struct dt_table *recent;           /* the changes since the last fold that exist */
+    uint64_t *hidden_overlay;          /* overlay rules changed again since */
+    struct dt_hits *files_hits, *store_hits, *overlay_hits, *recent_hits; /* per table */
     unsigned nworkers;
     const struct dt_ruleset *current;  /* what the workers answer from */
     uint64_t merges, publishes, reloads, reload_failures;
@@ -66,14 +76,16 @@ struct dt_table *dt_live_load_files(const struct dt_server_config *cfg);
 int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_store *store,
                  const char *db_path, struct dt_table *files, struct dt_buf *err);
 void dt_live_dispose(struct live *l);
-/* What the rule set would be with a transaction's changes: the overlay and hidden bitmap
- * with changes c (in order of id) added, or with whole, the store's table rebuilt from the
- * transaction's view. rs answers as the workers would once it is installed. Caller holds
+/* What the rule set would be with a transaction's changes: changes c (in order of id) added
+ * to the recent table and the hidden bitmaps (all folded into a new overlay once there are
+ * more than DT_LIVE_RECENT_MAX recent ones), or with whole, the store's table rebuilt from
+ * the transaction's view. rs answers as the workers would once it is installed. Caller holds
  * mu from before the preview until it is installed or disposed. */
 struct dt_live_preview {
     bool whole;
-    struct dt_table *store_t, *overlay;
-    uint64_t *hidden;
+    struct dt_table *store_t, *overlay, *recent;
+    bool own_overlay; /* overlay is new (a fold), not the one in use */
+    uint64_t *hidden, *hidden_overlay;
     struct change *changes;
     size_t nchanges;
     struct dt_ruleset rs;

@@ -1,12 +1,14 @@
 /* live: the rules being served, changed while the server runs (S5).
  *
  * What the workers answer from is an immutable struct dt_ruleset: the rule files' table, the
- * store's rules as of a version (the store table), and the store's changes since then: a
- * small overlay table of the rules changed or added, plus a bitmap hiding the store table's
- * rules that were changed or removed. A change rebuilds only the overlay and the bitmap and
- * publishes a new ruleset with one atomic swap; the old one is freed once no worker can hold
- * it. When the overlay has grown (or a bulk change arrives), the store table is rebuilt from
- * the store and the overlay starts empty again. */
+ * store's rules as of a version (the store table), and the store's changes since then in two
+ * levels: the overlay, a table of the rules changed or added up to the last fold, and the
+ * recent table, of those changed since (at most DT_LIVE_RECENT_MAX), each with a bitmap
+ * hiding the rules of the level below that were changed or removed. A change rebuilds only
+ * the recent table and the bitmaps and publishes a new ruleset with one atomic swap; the old
+ * one is freed once no worker can hold it. When the recent table is full, it is folded into
+ * a new overlay; when the overlay has grown (or a bulk change arrives), the store table is
+ * rebuilt from the store in the background and the levels start empty again. */
 #include "admin/internal.h"
 
 #include <malloc.h>
@@ -155,9 +157,9 @@ uint64_t dt_live_hits(const struct live *l, int64_t id, uint32_t *last)
 {
     uint64_t n = 0;
     *last = 0;
-    const struct dt_table *ts[2] = {l->store_t, l->overlay};
-    const struct dt_hits *hs[2] = {l->store_hits, l->overlay_hits};
-    for (int k = 0; k < 2; k++) {
+    const struct dt_table *ts[3] = {l->store_t, l->overlay, l->recent};
+    const struct dt_hits *hs[3] = {l->store_hits, l->overlay_hits, l->recent_hits};
+    for (int k = 0; k < 3; k++) {
         if (!ts[k] || !hs[k])
             continue;
         size_t size = dt_table_size(ts[k]);
@@ -179,38 +181,62 @@ uint64_t dt_live_hits(const struct live *l, int64_t id, uint32_t *last)
     return n;
 }
 
-/* The overlay and the hidden bitmap for the changes. */
-static void build_overlay(const struct change *changes, size_t nchanges,
-                          const struct dt_table *store_t, struct dt_table **overlay,
-                          uint64_t **hidden)
+/* Sets the bits of t's rules with store id id (a store rule may be two table rules, for
+ * .example.com: the host and its subdomains, next to each other). */
+static void hide_id(const struct dt_table *t, int64_t id, uint64_t *bits)
 {
-    struct dt_table *ov = NULL;
-    uint64_t *bits = NULL;
-    if (nchanges) {
-        ov = dt_table_new();
-        dt_table_add_file(ov, "store");
-        size_t n = dt_table_size(store_t);
-        bits = dt_xcalloc(n / 64 + 1, sizeof(uint64_t));
-        for (size_t i = 0; i < nchanges; i++) {
-            const struct change *c = &changes[i];
-            if (c->line && add_store_rule(ov, c->id, c->line, NULL) != 0)
-                dt_log(DT_LOG_ERROR, "store rule %lld does not load: %s", (long long)c->id,
-                       c->line);
-            /* a store rule may be two table rules (.example.com: the host and its
-             * subdomains), next to each other */
-            for (size_t k = first_with_id(store_t, c->id);
-                 k < n && (int64_t)dt_table_rule(store_t, k)->line == c->id; k++)
-                bits[k / 64] |= (uint64_t)1 << (k % 64);
-        }
-        dt_table_finish(ov);
-    }
-    *overlay = ov;
-    *hidden = bits;
+    size_t n = dt_table_size(t);
+    for (size_t k = first_with_id(t, id); k < n && (int64_t)dt_table_rule(t, k)->line == id; k++)
+        bits[k / 64] |= (uint64_t)1 << (k % 64);
 }
 
-static void rebuild_overlay(struct live *l, struct dt_table **overlay, uint64_t **hidden)
+static uint64_t *new_bits(const struct dt_table *t)
 {
-    build_overlay(l->changes, l->nchanges, l->store_t, overlay, hidden);
+    return dt_xcalloc(dt_table_size(t) / 64 + 1, sizeof(uint64_t));
+}
+
+/* A table of the changes' rules (only the recent ones with recent_only), or NULL for none. */
+static struct dt_table *changes_table(const struct change *changes, size_t n, bool recent_only)
+{
+    struct dt_table *t = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const struct change *c = &changes[i];
+        if (recent_only && !c->recent)
+            continue;
+        if (!t) {
+            t = dt_table_new();
+            dt_table_add_file(t, "store");
+        }
+        if (c->line && add_store_rule(t, c->id, c->line, NULL) != 0)
+            dt_log(DT_LOG_ERROR, "store rule %lld does not load: %s", (long long)c->id, c->line);
+    }
+    if (t)
+        dt_table_finish(t);
+    return t;
+}
+
+/* Every change folded into one overlay, with the store table's bitmap; no recent table. */
+static void build_all(struct change *changes, size_t nchanges, const struct dt_table *store_t,
+                      struct dt_table **overlay, uint64_t **hidden)
+{
+    *overlay = NULL;
+    *hidden = NULL;
+    if (!nchanges)
+        return;
+    for (size_t i = 0; i < nchanges; i++)
+        changes[i].recent = false;
+    *overlay = changes_table(changes, nchanges, false);
+    *hidden = new_bits(store_t);
+    for (size_t i = 0; i < nchanges; i++)
+        hide_id(store_t, changes[i].id, *hidden);
+}
+
+/* The merge thread's installs: a new store table, and the changes made since folded. */
+static void rebuild_levels(struct live *l)
+{
+    build_all(l->changes, l->nchanges, l->store_t, &l->overlay, &l->hidden);
+    l->recent = NULL;
+    l->hidden_overlay = NULL;
 }
 
 /* Makes hit counters for the tables that have none yet (new ones), carrying the counts of
@@ -220,18 +246,29 @@ static void refresh_hits(struct live *l)
     const struct dt_ruleset *old = l->current;
     if (!old || old->files != l->files)
         l->files_hits = dt_hits_new(dt_table_size(l->files), l->nworkers);
-    if (!old || old->store != l->store_t) {
+    bool new_store = !old || old->store != l->store_t;
+    if (new_store) {
+        /* a merge: every level's counts go to the store table's rules */
         l->store_hits = dt_hits_new(dt_table_size(l->store_t), l->nworkers);
         if (old) {
             carry_hits(old->store, old->hits[1], l->store_t, l->store_hits);
             carry_hits(old->overlay, old->hits[2], l->store_t, l->store_hits);
+            carry_hits(old->recent, old->hits[3], l->store_t, l->store_hits);
         }
     }
     if (!old || old->overlay != l->overlay) {
+        /* a fold: the recent table's counts go to the overlay with the overlay's own */
         l->overlay_hits = l->overlay ? dt_hits_new(dt_table_size(l->overlay), l->nworkers)
                                      : NULL;
-        if (old && l->overlay)
+        if (old && l->overlay && !new_store) {
             carry_hits(old->overlay, old->hits[2], l->overlay, l->overlay_hits);
+            carry_hits(old->recent, old->hits[3], l->overlay, l->overlay_hits);
+        }
+    }
+    if (!old || old->recent != l->recent) {
+        l->recent_hits = l->recent ? dt_hits_new(dt_table_size(l->recent), l->nworkers) : NULL;
+        if (old && l->recent && !new_store && old->overlay == l->overlay)
+            carry_hits(old->recent, old->hits[3], l->recent, l->recent_hits);
     }
 }
 
@@ -243,9 +280,12 @@ void dt_live_publish(struct live *l)
     rs->store = l->store_t;
     rs->overlay = l->overlay;
     rs->hidden = l->hidden;
+    rs->recent = l->recent;
+    rs->hidden_overlay = l->hidden_overlay;
     rs->hits[0] = l->files_hits;
     rs->hits[1] = l->store_hits;
     rs->hits[2] = l->overlay_hits;
+    rs->hits[3] = l->recent_hits;
     const struct dt_ruleset *old = l->current;
     uint64_t t0 = now_us();
     if (l->srv)
@@ -264,7 +304,11 @@ void dt_live_publish(struct live *l)
         dt_table_free((struct dt_table *)old->overlay);
     if (old->hidden != rs->hidden)
         free((void *)old->hidden);
-    for (int k = 0; k < 3; k++)
+    if (old->recent != rs->recent)
+        dt_table_free((struct dt_table *)old->recent);
+    if (old->hidden_overlay != rs->hidden_overlay)
+        free((void *)old->hidden_overlay);
+    for (int k = 0; k < 4; k++)
         if (old->hits[k] != rs->hits[k])
             dt_hits_free(old->hits[k]);
     free((void *)old);
@@ -289,7 +333,7 @@ static void install(struct live *l, struct dt_table *t, int64_t version)
     l->store_t = t;
     l->store_version = version;
     clear_changes(l, version);
-    rebuild_overlay(l, &l->overlay, &l->hidden);
+    rebuild_levels(l);
     dt_live_publish(l);
     l->merges++;
     l->next_due = 0; /* look for promotions again */
@@ -361,48 +405,86 @@ static void start_merge(struct live *l)
     l->merge_joinable = true;
 }
 
+/* Changes since the store table was built that start a merge. */
+static size_t merge_at(const struct live *l)
+{
+    size_t n = dt_table_size(l->store_t) / 64;
+    return n > DT_LIVE_MERGE_AT ? n : DT_LIVE_MERGE_AT;
+}
+
 int dt_live_preview(struct live *l, const struct change *c, size_t n, bool whole,
                     struct dt_live_preview *pv, struct dt_buf *err)
 {
     memset(pv, 0, sizeof(*pv));
     pv->whole = whole;
     if (whole) {
-        /* the store's rules as the open transaction sees them, and no overlay */
+        /* the store's rules as the open transaction sees them, and no changes */
         pv->store_t = dt_live_store_table(l->store, 0, err);
         if (!pv->store_t)
             return DT_EIO;
-    } else {
-        /* the changes so far and c (which wins for the same id), merged in order of id */
-        pv->changes = dt_xcalloc(l->nchanges + n + 1, sizeof(*pv->changes));
-        size_t i = 0, j = 0, k = 0;
-        while (i < l->nchanges || j < n) {
-            const struct change *from;
-            if (j >= n || (i < l->nchanges && l->changes[i].id < c[j].id)) {
-                from = &l->changes[i++];
-            } else {
-                if (i < l->nchanges && l->changes[i].id == c[j].id)
-                    i++;
-                from = &c[j++];
-            }
-            pv->changes[k++] = (struct change){
-                from->id, from->version,
-                from->line ? dt_xstrndup(from->line, strlen(from->line)) : NULL};
+        pv->rs.files = l->files;
+        pv->rs.store = pv->store_t;
+        return 0;
+    }
+    /* the changes so far and c (which wins for the same id, as a recent change), merged in
+     * order of id */
+    pv->changes = dt_xcalloc(l->nchanges + n + 1, sizeof(*pv->changes));
+    size_t i = 0, j = 0, k = 0, nrecent = 0;
+    while (i < l->nchanges || j < n) {
+        const struct change *from;
+        bool recent = true;
+        if (j >= n || (i < l->nchanges && l->changes[i].id < c[j].id)) {
+            recent = l->changes[i].recent;
+            from = &l->changes[i++];
+        } else {
+            if (i < l->nchanges && l->changes[i].id == c[j].id)
+                i++;
+            from = &c[j++];
         }
-        pv->nchanges = k;
-        build_overlay(pv->changes, k, l->store_t, &pv->overlay, &pv->hidden);
+        nrecent += recent;
+        pv->changes[k++] = (struct change){
+            from->id, from->version,
+            from->line ? dt_xstrndup(from->line, strlen(from->line)) : NULL, recent};
+    }
+    pv->nchanges = k;
+    if (nrecent > DT_LIVE_RECENT_MAX) {
+        /* fold: one new overlay of every change */
+        build_all(pv->changes, k, l->store_t, &pv->overlay, &pv->hidden);
+        pv->own_overlay = true;
+    } else {
+        /* the overlay in use stays; the recent table and the bitmaps are new */
+        pv->overlay = l->overlay;
+        pv->recent = changes_table(pv->changes, k, true);
+        pv->hidden = new_bits(l->store_t);
+        if (l->hidden)
+            memcpy(pv->hidden, l->hidden,
+                   (dt_table_size(l->store_t) / 64 + 1) * sizeof(uint64_t));
+        for (j = 0; j < n; j++)
+            hide_id(l->store_t, c[j].id, pv->hidden);
+        if (l->overlay && nrecent) {
+            pv->hidden_overlay = new_bits(l->overlay);
+            for (i = 0; i < k; i++)
+                if (pv->changes[i].recent)
+                    hide_id(l->overlay, pv->changes[i].id, pv->hidden_overlay);
+        }
     }
     pv->rs.files = l->files;
-    pv->rs.store = pv->store_t ? pv->store_t : l->store_t;
-    pv->rs.hidden = pv->store_t ? NULL : pv->hidden;
-    pv->rs.overlay = pv->store_t ? NULL : pv->overlay;
+    pv->rs.store = l->store_t;
+    pv->rs.hidden = pv->hidden;
+    pv->rs.overlay = pv->overlay;
+    pv->rs.hidden_overlay = pv->hidden_overlay;
+    pv->rs.recent = pv->recent;
     return 0;
 }
 
 void dt_live_preview_dispose(struct dt_live_preview *pv)
 {
     dt_table_free(pv->store_t);
-    dt_table_free(pv->overlay);
+    if (pv->own_overlay)
+        dt_table_free(pv->overlay);
+    dt_table_free(pv->recent);
     free(pv->hidden);
+    free(pv->hidden_overlay);
     for (size_t i = 0; i < pv->nchanges; i++)
         free(pv->changes[i].line);
     free(pv->changes);
@@ -428,13 +510,16 @@ void dt_live_install(struct live *l, struct dt_live_preview *pv, int64_t version
         }
         l->overlay = pv->overlay;
         l->hidden = pv->hidden;
+        l->recent = pv->recent;
+        l->hidden_overlay = pv->hidden_overlay;
         pv->changes = NULL;
         pv->nchanges = 0;
-        pv->overlay = NULL;
-        pv->hidden = NULL;
+        pv->overlay = pv->recent = NULL;
+        pv->own_overlay = false;
+        pv->hidden = pv->hidden_overlay = NULL;
         dt_live_publish(l);
         l->next_due = 0;
-        if (l->nchanges >= DT_LIVE_MERGE_AT)
+        if (l->nchanges >= merge_at(l))
             start_merge(l);
     }
     dt_live_preview_dispose(pv);
@@ -493,8 +578,12 @@ size_t dt_live_due(struct live *l, time_t now, int64_t **ids)
         return 0;
     size_t n = 0, cap = 0;
     int64_t a = scan_due(l->store_t, l->hidden, now, ids, &n, &cap);
-    int64_t b = l->overlay ? scan_due(l->overlay, NULL, now, ids, &n, &cap) : INT64_MAX;
+    int64_t b = l->overlay ? scan_due(l->overlay, l->hidden_overlay, now, ids, &n, &cap)
+                           : INT64_MAX;
+    int64_t c = l->recent ? scan_due(l->recent, NULL, now, ids, &n, &cap) : INT64_MAX;
     l->next_due = a < b ? a : b;
+    if (c < l->next_due)
+        l->next_due = c;
     return n;
 }
 
@@ -558,7 +647,9 @@ void dt_live_dispose(struct live *l)
         dt_table_free((struct dt_table *)l->current->store);
         dt_table_free((struct dt_table *)l->current->overlay);
         free((void *)l->current->hidden);
-        for (int k = 0; k < 3; k++)
+        dt_table_free((struct dt_table *)l->current->recent);
+        free((void *)l->current->hidden_overlay);
+        for (int k = 0; k < 4; k++)
             dt_hits_free(l->current->hits[k]);
         free((void *)l->current);
     }

@@ -558,7 +558,9 @@ int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
     unsigned nseen = 0;
     int found = DT_LINT_RULE_OK;
     size_t idx = (size_t)(r - t->rules);
-    if (t == rs->store && rs->hidden && (rs->hidden[idx / 64] >> (idx % 64) & 1))
+    const uint64_t *hidden = t == rs->store ? rs->hidden : t == rs->overlay ? rs->hidden_overlay
+                                                                           : NULL;
+    if (hidden && (hidden[idx / 64] >> (idx % 64) & 1))
         goto out; /* changed or removed since: it answers nothing */
     if (!sample(t, r, &host, &path, &query))
         goto out;

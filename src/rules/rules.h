@@ -222,7 +222,9 @@ struct dt_ruleset {
     const struct dt_table *store;   /* NULL or finished: the store's rules at the merge */
     const uint64_t *hidden;         /* bit i set: store rule i no longer answers; NULL: none */
     const struct dt_table *overlay; /* NULL or finished: store rules changed since */
-    struct dt_hits *hits[3];        /* of files, store, overlay; NULL: not counted */
+    const uint64_t *hidden_overlay; /* bit i set: overlay rule i changed again (in recent) */
+    const struct dt_table *recent;  /* NULL or finished: the newest changes, over overlay */
+    struct dt_hits *hits[4];        /* of files, store, overlay, recent; NULL: not counted */
 };
 
 /* The rule that answers a request (as dt_table_match) and the table it belongs to (for

@@ -1487,22 +1487,23 @@ const struct dt_rule *dt_rules_ruleset_match(const struct dt_ruleset *rs, enum d
                                              bool any_host)
 {
     /* The common cases, one table holding rules, take one lookup. */
-    const struct dt_table *tabs[3] = {rs->overlay, rs->store, rs->files};
+    const struct dt_table *tabs[4] = {rs->recent, rs->overlay, rs->store, rs->files};
+    const uint64_t *hidden[4] = {NULL, rs->hidden_overlay, rs->hidden, NULL};
     const struct dt_rule *best = NULL;
     const struct dt_table *best_t = NULL;
     struct prec best_p = {0};
     struct dt_match tmp;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         const struct dt_table *t = tabs[i];
         if (!t || !t->nrules)
             continue;
         /* The first candidate is matched straight into m; later ones into tmp. */
         struct dt_match *mm = best ? &tmp : m;
-        mm->_hidden = i == 1 ? rs->hidden : NULL;
+        mm->_hidden = hidden[i];
         const struct dt_rule *r = match(t, scheme, host, path, query, now, mm, any_host);
         if (!r)
             continue;
-        struct prec p = prec_of(t, r, host, i < 2);
+        struct prec p = prec_of(t, r, host, i < 3);
         if (best && !prec_before(p, best_p))
             continue;
         if (best)

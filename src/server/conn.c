@@ -265,7 +265,7 @@ static void answer(struct conn *c, const struct dt_request *req)
                                                   req->query, w->now_s, &m, &t);
     if (rule) {
         int status = dt_rule_status_at(t, rule, w->now_s);
-        unsigned k = t == rs->files ? 0 : t == rs->store ? 1 : 2;
+        unsigned k = t == rs->files ? 0 : t == rs->store ? 1 : t == rs->overlay ? 2 : 3;
         STAT_ADD(w->stats.source[k ? DT_SRC_STORE : DT_SRC_FILES], 1);
         STAT_ADD(w->stats.status[status == 301   ? DT_ST_301
                                  : status == 302 ? DT_ST_302

@@ -336,7 +336,8 @@ int dt_server_run(const struct dt_server_config *c)
     const struct dt_ruleset *initial = c->initial ? c->initial : own;
     size_t nrules = (initial->files ? dt_table_size(initial->files) : 0) +
                     (initial->store ? dt_table_size(initial->store) : 0) +
-                    (initial->overlay ? dt_table_size(initial->overlay) : 0);
+                    (initial->overlay ? dt_table_size(initial->overlay) : 0) +
+                    (initial->recent ? dt_table_size(initial->recent) : 0);
     uint64_t load_ms = mono_ms() - t0;
 
     /* Signals go to this thread only: block them before any worker starts. */

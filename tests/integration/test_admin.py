@@ -624,6 +624,36 @@ class Durability(unittest.TestCase):
 
 
 class Live(unittest.TestCase):
+    def test_changes_across_the_recent_table_and_the_overlay(self):
+        """S5: the newest changes live in a small recent table over the overlay of older
+        changes, folded into it every 64 changes. A rule changed or removed after it was
+        folded answers its newest version (or not at all), and hit counts survive folds."""
+        with Server("/f2 /file2\n") as srv:
+            ids = []
+            for i in range(70):  # past 64 recent changes: one fold
+                st, _, body = srv.api("POST", "/api/rules",
+                                      {"source": "/f%d" % i, "target": "/v0-%d" % i})
+                self.assertEqual(st, 201, body)
+                ids.append(body["id"])
+            for _ in range(3):
+                self.assertEqual(get(srv, "/f1"), (307, "/v0-1"))
+            # changed and removed after the fold: the overlay's versions are hidden
+            self.assertEqual(srv.api("PATCH", "/api/rules/%d" % ids[1], {"target": "/v1-1"})[0],
+                             200)
+            self.assertEqual(srv.api("DELETE", "/api/rules/%d" % ids[2])[0], 200)
+            self.assertEqual(get(srv, "/f1"), (307, "/v1-1"))
+            self.assertEqual(get(srv, "/f2"), (307, "/file2"))  # the file rule again
+            self.assertEqual(get(srv, "/f69"), (307, "/v0-69"))
+            # changed again and again, across another fold
+            for k in range(2, 140):
+                srv.api("PATCH", "/api/rules/%d" % ids[k % 70 or 3], {"target": "/v%d" % k})
+            self.assertEqual(get(srv, "/f1"), (307, "/v71"))
+            self.assertEqual(get(srv, "/f1"), (307, "/v71"))
+            self.assertEqual(srv.api("GET", "/api/rules/%d" % ids[1])[2]["hits"], 6)
+            # one rule per id in each level: at most the 69 rules, and 64 recent ones
+            st, _, h = srv.api("GET", "/api/health")
+            self.assertLessEqual(h["rules"]["overlay"], 69 + 64)
+
     def test_background_merge_keeps_every_answer(self):
         """S5: past 1,000 changes the store's table is rebuilt in the background while
         writes go on; before, during and after, every rule answers its newest target."""

@@ -83,8 +83,10 @@ static void set_bit(void *ctx, size_t idx)
 }
 
 /* One random trial: nf file rules, ns store rules in their final state, of which some were
- * merged unchanged, some merged then changed (old version hidden, new one in the overlay),
- * some merged then removed (hidden), some added since (overlay only). */
+ * merged unchanged, some merged then changed (old version hidden, new one in the overlay or
+ * in the recent table), some merged then removed (hidden), some added since (overlay or
+ * recent table only); a rule in the recent table may have an older version in the overlay,
+ * hidden, and rules removed since the overlay was built are hidden there. */
 static int trial(unsigned nf, unsigned ns, unsigned nreq)
 {
     static unsigned serial;
@@ -153,12 +155,51 @@ static int trial(unsigned nf, unsigned ns, unsigned nreq)
             hidden[i / 64] |= (uint64_t)1 << (i % 64);
         dt_buf_dispose(&tgt);
     }
-    for (unsigned i = 0; i < ns; i++)
-        if (fate[i] != 0)
+    /* level: 0 in the overlay; 1 in the recent table over an older version in the overlay;
+     * 2 in the recent table only */
+    struct dt_table *rc = dt_table_new();
+    unsigned *level = calloc(ns + 1, sizeof(*level));
+    for (unsigned i = 0; i < ns; i++) {
+        if (fate[i] == 0)
+            continue;
+        level[i] = rnd(3);
+        if (rnd(4) == 0) {
+            char gone[160]; /* in the overlay, removed since: hidden */
+            random_rule(gone, sizeof(gone), serial++);
+            add_line(ov, gone, store[i].id);
+        }
+        if (level[i] == 0) {
             add_line(ov, store[i].line, store[i].id);
+            continue;
+        }
+        if (level[i] == 1) {
+            char old[160];
+            random_rule(old, sizeof(old), serial++);
+            add_line(ov, old, store[i].id);
+        }
+        add_line(rc, store[i].line, store[i].id);
+    }
     dt_table_finish(ov);
+    dt_table_finish(rc);
+    size_t nov = dt_table_size(ov);
+    uint64_t *hidden_ov = calloc(nov / 64 + 1, sizeof(uint64_t));
+    for (size_t i = 0; i < nov; i++) {
+        const struct dt_rule *r = dt_table_rule(ov, i);
+        unsigned k = 0;
+        while (k < ns && store[k].id != r->line)
+            k++;
+        struct dt_buf tgt;
+        dt_buf_init(&tgt);
+        dt_rule_target(ov, r, &tgt);
+        dt_buf_terminate(&tgt);
+        bool keep = k < ns && level[k] == 0 && strstr(store[k].line, tgt.ptr) != NULL;
+        if (!keep)
+            hidden_ov[i / 64] |= (uint64_t)1 << (i % 64);
+        dt_buf_dispose(&tgt);
+    }
 
-    struct dt_ruleset rs = {.files = ft, .store = st, .hidden = hidden, .overlay = ov};
+    struct dt_ruleset rs = {.files = ft, .store = st, .hidden = hidden, .overlay = ov,
+                            .hidden_overlay = hidden_ov, .recent = rc};
     int failures = 0;
     for (unsigned q = 0; q < nreq && failures < 3; q++) {
         const char *host = req_hosts[rnd(DT_ARRAY_LEN(req_hosts))];
@@ -181,17 +222,20 @@ static int trial(unsigned nf, unsigned ns, unsigned nreq)
             printf("# files:\n");
             for (unsigned i = 0; i < nf; i++)
                 printf("#   %s\n", files[i].line);
-            printf("# store (id fate line):\n");
+            printf("# store (id fate level line):\n");
             for (unsigned i = 0; i < ns; i++)
-                printf("#   %u %u %s\n", store[i].id, fate[i], store[i].line);
+                printf("#   %u %u %u %s\n", store[i].id, fate[i], level[i], store[i].line);
         }
     }
     free(hidden);
+    free(hidden_ov);
     free(fate);
+    free(level);
     dt_table_free(ref);
     dt_table_free(ft);
     dt_table_free(st);
     dt_table_free(ov);
+    dt_table_free(rc);
     free(files);
     free(store);
     return failures;
@@ -356,6 +400,7 @@ int main(void)
     unsigned trials = 3000;
     for (unsigned i = 0; i < trials && failed < 3; i++)
         failed += trial(rnd(12), 1 + rnd(14), 60) > 0;
-    ok(failed == 0, "S5: a ruleset answers as one table would (3000 random rule sets)");
+    ok(failed == 0, "S5: a ruleset (files, store, overlay, recent changes) answers as one table "
+                    "would (3000 random rule sets)");
     return done_testing();
 }
