@@ -86,8 +86,11 @@ struct dt_live_preview {
     struct dt_table *store_t, *overlay, *recent;
     bool own_overlay; /* overlay is new (a fold), not the one in use */
     uint64_t *hidden, *hidden_overlay;
-    struct change *changes;
+    struct change *changes; /* the lines of l's changes are shared, not copied */
     size_t nchanges;
+    bool *fresh;            /* changes[i] is one of the preview's own (its line is owned) */
+    char **replaced;        /* lines of l's changes superseded, freed on install */
+    size_t nreplaced;
     struct dt_ruleset rs;
 };
 int dt_live_preview(struct live *l, const struct change *c, size_t n, bool whole,

@@ -426,25 +426,29 @@ int dt_live_preview(struct live *l, const struct change *c, size_t n, bool whole
         pv->rs.store = pv->store_t;
         return 0;
     }
-    /* the changes so far and c (which wins for the same id, as a recent change), merged in
-     * order of id */
+    /* the changes so far (their lines shared) and c (copied; it wins for the same id, as a
+     * recent change), merged in order of id */
     pv->changes = dt_xcalloc(l->nchanges + n + 1, sizeof(*pv->changes));
+    pv->fresh = dt_xcalloc(l->nchanges + n + 1, sizeof(*pv->fresh));
+    pv->replaced = dt_xcalloc(n + 1, sizeof(*pv->replaced));
     size_t i = 0, j = 0, k = 0, nrecent = 0;
     while (i < l->nchanges || j < n) {
-        const struct change *from;
-        bool recent = true;
         if (j >= n || (i < l->nchanges && l->changes[i].id < c[j].id)) {
-            recent = l->changes[i].recent;
-            from = &l->changes[i++];
-        } else {
-            if (i < l->nchanges && l->changes[i].id == c[j].id)
-                i++;
-            from = &c[j++];
+            nrecent += l->changes[i].recent;
+            pv->changes[k++] = l->changes[i++];
+            continue;
         }
-        nrecent += recent;
+        if (i < l->nchanges && l->changes[i].id == c[j].id) {
+            if (l->changes[i].line)
+                pv->replaced[pv->nreplaced++] = l->changes[i].line;
+            i++;
+        }
+        nrecent++;
+        pv->fresh[k] = true;
         pv->changes[k++] = (struct change){
-            from->id, from->version,
-            from->line ? dt_xstrndup(from->line, strlen(from->line)) : NULL, recent};
+            c[j].id, c[j].version, c[j].line ? dt_xstrndup(c[j].line, strlen(c[j].line)) : NULL,
+            true};
+        j++;
     }
     pv->nchanges = k;
     if (nrecent > DT_LIVE_RECENT_MAX) {
@@ -486,8 +490,11 @@ void dt_live_preview_dispose(struct dt_live_preview *pv)
     free(pv->hidden);
     free(pv->hidden_overlay);
     for (size_t i = 0; i < pv->nchanges; i++)
-        free(pv->changes[i].line);
+        if (pv->fresh[i])
+            free(pv->changes[i].line);
     free(pv->changes);
+    free(pv->fresh);
+    free(pv->replaced);
     memset(pv, 0, sizeof(*pv));
 }
 
@@ -500,7 +507,10 @@ void dt_live_install(struct live *l, struct dt_live_preview *pv, int64_t version
         for (size_t i = 0; i < pv->nchanges; i++)
             if (pv->changes[i].version <= 0 || pv->changes[i].version > version)
                 pv->changes[i].version = version; /* the transaction's own changes */
-        clear_changes(l, INT64_MAX);
+        /* the lines now live in pv's changes, but for the superseded ones */
+        for (size_t i = 0; i < pv->nreplaced; i++)
+            free(pv->replaced[i]);
+        pv->nreplaced = 0;
         free(l->changes);
         l->changes = pv->changes;
         l->nchanges = l->cap_changes = pv->nchanges;
