@@ -1563,6 +1563,7 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
     struct dt_buf err;
     dt_buf_init(&err);
     int status = 1;
+    uint64_t t0 = dt_now_ms();
     /* The rule files first: a bad file stops here, before a store or a token is created. */
     struct dt_table *files = dt_live_load_files(cfg);
     if (!files) {
@@ -1599,6 +1600,7 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
         goto out;
     }
     cfg->initial = a->live.current;
+    cfg->initial_load_ms = dt_now_ms() - t0;
     cfg->hooks = (struct dt_server_hooks){.ctx = a, .started = on_started, .reload = on_reload,
                                           .stopping = on_stopping, .admin = handle,
                                           .tick = on_tick};

@@ -338,7 +338,7 @@ int dt_server_run(const struct dt_server_config *c)
                     (initial->store ? dt_table_size(initial->store) : 0) +
                     (initial->overlay ? dt_table_size(initial->overlay) : 0) +
                     (initial->recent ? dt_table_size(initial->recent) : 0);
-    uint64_t load_ms = mono_ms() - t0;
+    uint64_t load_ms = mono_ms() - t0 + (c->initial ? c->initial_load_ms : 0);
 
     /* Signals go to this thread only: block them before any worker starts. */
     sigset_t set;

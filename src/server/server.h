@@ -90,6 +90,7 @@ struct dt_server_config {
     /* With initial set the server answers from it and from what is published later; it does
      * not read rules itself nor free them (the hooks' owner does). */
     const struct dt_ruleset *initial;
+    uint64_t initial_load_ms; /* how long initial took to load (for the log) */
     struct dt_server_hooks hooks;
     const char *access_log;       /* NULL, or the combined-format access log's path */
     struct dt_listen_addr *admin; /* the admin listeners (hooks.admin answers) */
