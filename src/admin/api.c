@@ -893,19 +893,6 @@ struct import_ctx {
     int64_t id;
 };
 
-struct found {
-    int64_t id;
-    char *note;
-};
-
-static int found_rule(void *ctx, const struct dt_store_rule *r)
-{
-    struct found *f = ctx;
-    f->id = r->id;
-    f->note = dt_xstrndup(r->note ? r->note : "", strlen(r->note ? r->note : ""));
-    return 0;
-}
-
 struct keep_set {
     char **sources;
     size_t n;
@@ -1001,6 +988,7 @@ static void import_rules(struct admin *a, const struct dt_admin_request *req,
     if (!begin(a, rep, "import"))
         goto out;
     struct keep_set keep = {dt_xcalloc(im.n + 1, sizeof(char *)), 0};
+    int64_t named = 0; /* distinct rules the import names */
     struct dt_buf err;
     dt_buf_init(&err);
     for (size_t i = 0; i < im.n; i++) {
@@ -1021,21 +1009,13 @@ static void import_rules(struct admin *a, const struct dt_admin_request *req,
         options_text(&opt, s->query_drop, s->max_age, s->has_from, s->from, s->has_until,
                      s->until, promote);
         char *options = opt.ptr ? opt.ptr : dt_xstrndup("", 0);
-        struct found old = {0, NULL};
+        /* an existing rule keeps its note: a rule file has none to give */
+        struct dt_store_rule r = {.source = src, .target = tgt, .status = s->status,
+                                  .options = options, .note = NULL};
         int64_t id = 0;
-        int wrc;
-        if (dt_store_find(a->store, src, found_rule, &old) == 0) {
-            /* an existing rule keeps its note: a rule file has none to give */
-            struct dt_store_rule r = {.source = src, .target = tgt, .status = s->status,
-                                      .options = options, .note = old.note};
-            id = old.id;
-            wrc = dt_store_replace(a->store, id, &r, &err);
-        } else {
-            struct dt_store_rule r = {.source = src, .target = tgt, .status = s->status,
-                                      .options = options, .note = ""};
-            wrc = dt_store_add(a->store, &r, &id, &err);
-        }
-        free(old.note);
+        bool again = false;
+        int wrc = dt_store_put(a->store, &r, &id, &again, &err);
+        named += !again;
         keep.sources[keep.n++] = src;
         free(tgt);
         free(options);
@@ -1050,7 +1030,9 @@ static void import_rules(struct admin *a, const struct dt_admin_request *req,
             goto out;
         }
     }
-    if (!strcmp(mode, "replace")) {
+    /* replace: the rules the import did not name go; when the store holds as many rules as
+     * the import named, it named every one */
+    if (!strcmp(mode, "replace") && dt_store_count(a->store) != named) {
         qsort(keep.sources, keep.n, sizeof(char *), cmp_str);
         struct doomed d = {NULL, 0, 0, &keep};
         dt_store_each(a->store, 0, mark_doomed, &d);

@@ -971,6 +971,57 @@ int dt_store_replace(struct dt_store *s, int64_t id, const struct dt_store_rule 
     return broke(s, write_current(s, id, r, created, p, err));
 }
 
+int dt_store_put(struct dt_store *s, const struct dt_store_rule *r, int64_t *id, bool *again,
+                 struct dt_buf *err)
+{
+    if (again)
+        *again = false;
+    int rc = need_txn(s, "dt_store_put", err);
+    if (rc || (rc = check_rule(s, r, err)) != 0)
+        return rc;
+    /* one lookup by source gives all a replace needs */
+    sqlite3_stmt *st = stmt(s, ST_FIND, err);
+    if (!st)
+        return DT_EIO;
+    sqlite3_bind_text(st, 1, r->source, -1, SQLITE_STATIC);
+    if ((rc = step(s, st, err)) <= 0) {
+        sqlite3_reset(st);
+        if (rc < 0)
+            return rc;
+        struct dt_store_rule a = *r;
+        a.note = or_empty(r->note);
+        return dt_store_add(s, &a, id, err);
+    }
+    int64_t rid = sqlite3_column_int64(st, C_RID);
+    if (id)
+        *id = rid;
+    if (again)
+        *again = sqlite3_column_int64(st, C_FROM) == s->txn_version;
+    struct dt_store_rule nr = *r;
+    char *note = NULL;
+    if (!r->note) {
+        /* the current rule's note stays: copied, as the row is read no further */
+        const char *old = column_text(st, C_NOTE);
+        nr.note = old[0] ? (note = dt_xstrndup(old, strlen(old))) : "";
+    }
+    if (same_content(st, &nr)) {
+        sqlite3_reset(st);
+        free(note);
+        return 0;
+    }
+    int64_t row = sqlite3_column_int64(st, C_ROW), v_from = sqlite3_column_int64(st, C_FROM);
+    int64_t created = sqlite3_column_int64(st, C_CREATED);
+    struct prev p = {PREV_LOOKUP, 0, 0};
+    if (v_from != s->txn_version)
+        p = (struct prev){PREV_KNOWN, sqlite3_column_int(st, C_STATUS),
+                          sqlite3_column_int64(st, C_SINCE)};
+    sqlite3_reset(st);
+    if ((rc = close_row(s, row, v_from, err)) == 0)
+        rc = write_current(s, rid, &nr, created, p, err);
+    free(note);
+    return broke(s, rc);
+}
+
 int dt_store_remove(struct dt_store *s, int64_t id, struct dt_buf *err)
 {
     int rc = need_txn(s, "dt_store_remove", err);

@@ -107,6 +107,12 @@ DT_MUST_CHECK int dt_store_add(struct dt_store *s, const struct dt_store_rule *r
  * DT_ENOENT: no such rule; DT_EEXIST: another rule has r's source. */
 DT_MUST_CHECK int dt_store_replace(struct dt_store *s, int64_t id, const struct dt_store_rule *r,
                                    struct dt_buf *err);
+/* Adds r, or replaces the current rule with r's source by r (as dt_store_replace), in one
+ * lookup; sets *id to the rule's id, and *again (may be NULL) when that rule's current row was
+ * written by this transaction (the source was put before). A NULL r->note keeps the note of
+ * the rule replaced ("" for a new one). */
+DT_MUST_CHECK int dt_store_put(struct dt_store *s, const struct dt_store_rule *r, int64_t *id,
+                               bool *again, struct dt_buf *err);
 /* Removes rule id. DT_ENOENT: no such rule. */
 DT_MUST_CHECK int dt_store_remove(struct dt_store *s, int64_t id, struct dt_buf *err);
 /* Makes the rule set what it was at version (every rule of that version back with its id,

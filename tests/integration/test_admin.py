@@ -320,6 +320,21 @@ class Import(unittest.TestCase):
             st, _, body = srv.api("POST", "/api/import?force=true", "/a /b\n/b /a\n")
             self.assertEqual((st, body["added"]), (200, 2))
 
+    def test_replace_removes_what_it_does_not_name_even_with_a_source_twice(self):
+        """mode=replace removes every rule the import does not name; it counts the rules it
+        named, so a line that names a source again does not stand for another rule."""
+        with Server("") as srv:
+            srv.api("POST", "/api/import", "/a /a1\n/b /b1\n")
+            st, _, body = srv.api("POST", "/api/import?mode=replace", "/a /a2\n/a /a3\n")
+            self.assertEqual(st, 200, body)
+            self.assertEqual(get(srv, "/b")[0], 404)
+            self.assertEqual(get(srv, "/a"), (307, "/a3"))
+            self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], 1)
+            # every rule named: nothing removed, nothing else changed
+            st, _, body = srv.api("POST", "/api/import?mode=replace", "/a /a3\n")
+            self.assertEqual((st, body["added"], body["changed"], body["removed"]),
+                             (200, 0, 0, 0), body)
+
     def test_an_import_is_checked_against_the_whole_rule_set(self):
         """An import is checked by following each changed rule through every rule in force
         (rule files, the store, the changes not merged yet): a loop through rules it did not

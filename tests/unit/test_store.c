@@ -1459,6 +1459,47 @@ static void test_timing(void)
     dt_store_close(s);
 }
 
+/* dt_store_put: an import's write, one lookup by source: adds, replaces keeping the note,
+ * leaves what is the same, says when the source was put before in the transaction. */
+static void test_put(void)
+{
+    struct dt_store *s = open_store("put.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    begin(s, 10);
+    struct dt_store_rule r = rule("/a", "/a1", 307);
+    r.note = "kept";
+    int64_t id = 0;
+    bool again = true;
+    is_int(dt_store_put(s, &r, &id, &again, &err), 0, "put: a new source is added");
+    ok(id == 1 && !again, "put: its id; not put before");
+    is_int(dt_store_put(s, &r, &id, &again, &err), 0, "put: the same source again");
+    ok(id == 1 && again, "put: the rule this transaction wrote");
+    struct dt_store_rule b = rule("/b", "/b1", 301);
+    is_int(dt_store_put(s, &b, &id, NULL, &err), 0, "put: a NULL note for a new rule");
+    is_int(commit(s), 1, "version 1");
+    is_str(get_rule(s, 1), "1 /a>/a1 307 #kept", "the note as given");
+
+    begin(s, 20);
+    struct dt_store_rule same = rule("/a", "/a1", 307);
+    is_int(dt_store_put(s, &same, &id, &again, &err), 0, "put: what is there");
+    ok(id == 1 && !again, "put: the rule of the last version");
+    is_str(pending(s), "", "put of what is there, the note kept: no change");
+    struct dt_store_rule chg = rule("/a", "/a2", 302);
+    is_int(dt_store_put(s, &chg, &id, &again, &err), 0, "put: a new target and status");
+    is_str(pending(s), "v2 changed 1 /a>/a1 307 #kept => 1 /a>/a2 302 #kept",
+           "replaced, the note kept");
+    struct dt_store_rule back = rule("/a", "/a1", 307);
+    is_int(dt_store_put(s, &back, &id, &again, &err), 0, "put: back as it was");
+    ok(again, "put: again within the transaction");
+    is_str(pending(s), "", "changed and back: no change");
+    struct dt_store_rule bad = rule("/a", "/a3", 200);
+    is_int(dt_store_put(s, &bad, &id, &again, &err), DT_EINVAL, "put: a bad status refused");
+    dt_store_abort(s);
+    is_int(dt_store_put(s, &chg, &id, &again, &err), DT_EINVAL, "put: no transaction");
+    dt_store_close(s);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -1473,6 +1514,7 @@ int main(void)
     test_add_and_read();
     test_since();
     test_noop_and_abort();
+    test_put();
     test_rollback();
     test_history_and_versions();
     test_list();
