@@ -26,23 +26,42 @@ static uint64_t now_us(void)
 
 char *dt_live_line(const struct dt_store_rule *r)
 {
-    struct dt_buf b;
-    dt_buf_init(&b);
-    dt_buf_appendf(&b, "%s %s %d", r->source, r->target, r->status);
-    if (r->options && r->options[0])
-        dt_buf_appendf(&b, " %s", r->options);
     /* S10 and promote-after=: since when the rule has answered this way. The store keeps
      * it for 307s; a 302 counts from its last change. */
     int64_t since = r->status == 307 ? r->since : 0;
     if (r->status == 302 && r->options && strstr(r->options, "promote-after="))
         since = r->updated;
+    /* built with copies, not printf: a merge makes a million of these */
+    size_t ls = strlen(r->source), lt = strlen(r->target);
+    size_t lo = r->options ? strlen(r->options) : 0;
+    char *line = dt_xmalloc(ls + lt + lo + 48);
+    char *p = line;
+    memcpy(p, r->source, ls);
+    p += ls;
+    *p++ = ' ';
+    memcpy(p, r->target, lt);
+    p += lt;
+    *p++ = ' ';
+    int st = r->status >= 100 && r->status <= 999 ? r->status : 0;
+    *p++ = (char)('0' + st / 100);
+    *p++ = (char)('0' + st / 10 % 10);
+    *p++ = (char)('0' + st % 10);
+    if (lo) {
+        *p++ = ' ';
+        memcpy(p, r->options, lo);
+        p += lo;
+    }
     if (since > 0) {
+        memcpy(p, " since=", 7);
+        p += 7;
         char t[21];
         dt_fmt_rfc3339(t, (time_t)since);
-        dt_buf_appendf(&b, " since=%s", t);
+        size_t n = strlen(t);
+        memcpy(p, t, n);
+        p += n;
     }
-    dt_buf_terminate(&b);
-    return b.ptr;
+    *p = '\0';
+    return line;
 }
 
 /* Adds one store rule to an unfinished table. */
