@@ -470,20 +470,22 @@ int dt_live_preview(struct live *l, const struct change *c, size_t n, bool whole
         j++;
     }
     pv->nchanges = k;
+    /* the store table's bitmap: the one in use (every earlier change) and c's */
+    pv->hidden = new_bits(l->store_t);
+    if (l->hidden)
+        memcpy(pv->hidden, l->hidden, (dt_table_size(l->store_t) / 64 + 1) * sizeof(uint64_t));
+    for (j = 0; j < n; j++)
+        hide_id(l->store_t, c[j].id, pv->hidden);
     if (nrecent > DT_LIVE_RECENT_MAX) {
         /* fold: one new overlay of every change */
-        build_all(pv->changes, k, l->store_t, &pv->overlay, &pv->hidden);
+        for (i = 0; i < k; i++)
+            pv->changes[i].recent = false;
+        pv->overlay = changes_table(pv->changes, k, false);
         pv->own_overlay = true;
     } else {
-        /* the overlay in use stays; the recent table and the bitmaps are new */
+        /* the overlay in use stays; the recent table is new */
         pv->overlay = l->overlay;
         pv->recent = changes_table(pv->changes, k, true);
-        pv->hidden = new_bits(l->store_t);
-        if (l->hidden)
-            memcpy(pv->hidden, l->hidden,
-                   (dt_table_size(l->store_t) / 64 + 1) * sizeof(uint64_t));
-        for (j = 0; j < n; j++)
-            hide_id(l->store_t, c[j].id, pv->hidden);
         if (l->overlay && nrecent) {
             pv->hidden_overlay = new_bits(l->overlay);
             for (i = 0; i < k; i++)
