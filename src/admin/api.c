@@ -6,6 +6,7 @@
 #include "rules/import.h"
 
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -1051,6 +1052,10 @@ out:
     free(specs);
     dt_import_dispose(&im);
     dt_errors_dispose(&errs);
+    /* a large import's working memory (its lines and parsed rules) goes back to the system,
+     * not to the allocator's free lists */
+    if (req->body.len > (1 << 20))
+        malloc_trim(0);
 }
 
 static void rollback(struct admin *a, const struct dt_admin_request *req,

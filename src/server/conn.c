@@ -230,6 +230,8 @@ static void admin_dispatch(struct conn *c)
     if (r.close)
         c->close_after = true;
     a->body.len = 0;
+    if (a->body.cap > 64 * 1024)
+        dt_buf_dispose(&a->body); /* a large upload's buffer does not stay with the connection */
 }
 
 /* Answers one request head: the rule's redirect, or 404. */
