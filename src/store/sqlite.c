@@ -922,6 +922,34 @@ int dt_store_add(struct dt_store *s, const struct dt_store_rule *r, int64_t *id,
     return 0;
 }
 
+/* The current row of a rule, as a replace needs it: read from st (positioned on it). */
+struct current {
+    int64_t row, v_from, created;
+    struct prev prev; /* a row of the last version becomes the closed one, and it differs
+                       * from the new rule; a row this transaction wrote goes, and the
+                       * closed one (if any) is looked up */
+};
+
+static struct current read_current(struct dt_store *s, sqlite3_stmt *st)
+{
+    struct current c = {sqlite3_column_int64(st, C_ROW), sqlite3_column_int64(st, C_FROM),
+                        sqlite3_column_int64(st, C_CREATED), {PREV_LOOKUP, 0, 0}};
+    if (c.v_from != s->txn_version)
+        c.prev = (struct prev){PREV_KNOWN, sqlite3_column_int(st, C_STATUS),
+                               sqlite3_column_int64(st, C_SINCE)};
+    return c;
+}
+
+/* Makes r rule rid's current row in place of c. */
+static int rewrite(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
+                   struct current c, struct dt_buf *err)
+{
+    int rc = close_row(s, c.row, c.v_from, err);
+    if (rc == 0)
+        rc = write_current(s, rid, r, c.created, c.prev, err);
+    return broke(s, rc);
+}
+
 int dt_store_replace(struct dt_store *s, int64_t id, const struct dt_store_rule *r,
                      struct dt_buf *err)
 {
@@ -940,14 +968,7 @@ int dt_store_replace(struct dt_store *s, int64_t id, const struct dt_store_rule 
         sqlite3_reset(st);
         return 0;
     }
-    int64_t row = sqlite3_column_int64(st, C_ROW), v_from = sqlite3_column_int64(st, C_FROM);
-    int64_t created = sqlite3_column_int64(st, C_CREATED);
-    /* A row of the last version becomes the closed one, and it differs from r. A row this
-     * transaction wrote goes, and the closed one (if any) is looked up. */
-    struct prev p = {PREV_LOOKUP, 0, 0};
-    if (v_from != s->txn_version)
-        p = (struct prev){PREV_KNOWN, sqlite3_column_int(st, C_STATUS),
-                          sqlite3_column_int64(st, C_SINCE)};
+    struct current cur = read_current(s, st);
     bool moved = strcmp(column_text(st, C_SOURCE), r->source) != 0;
     sqlite3_reset(st);
     if (moved) {
@@ -966,9 +987,7 @@ int dt_store_replace(struct dt_store *s, int64_t id, const struct dt_store_rule 
             return fail(s, err, DT_EEXIST, "rule %lld already has the source %s", (long long)other,
                         r->source);
     }
-    if ((rc = close_row(s, row, v_from, err)) != 0)
-        return broke(s, rc);
-    return broke(s, write_current(s, id, r, created, p, err));
+    return rewrite(s, id, r, cur, err);
 }
 
 int dt_store_put(struct dt_store *s, const struct dt_store_rule *r, int64_t *id, bool *again,
@@ -1009,17 +1028,11 @@ int dt_store_put(struct dt_store *s, const struct dt_store_rule *r, int64_t *id,
         free(note);
         return 0;
     }
-    int64_t row = sqlite3_column_int64(st, C_ROW), v_from = sqlite3_column_int64(st, C_FROM);
-    int64_t created = sqlite3_column_int64(st, C_CREATED);
-    struct prev p = {PREV_LOOKUP, 0, 0};
-    if (v_from != s->txn_version)
-        p = (struct prev){PREV_KNOWN, sqlite3_column_int(st, C_STATUS),
-                          sqlite3_column_int64(st, C_SINCE)};
+    struct current cur = read_current(s, st);
     sqlite3_reset(st);
-    if ((rc = close_row(s, row, v_from, err)) == 0)
-        rc = write_current(s, rid, &nr, created, p, err);
+    rc = rewrite(s, rid, &nr, cur, err);
     free(note);
-    return broke(s, rc);
+    return rc;
 }
 
 int dt_store_remove(struct dt_store *s, int64_t id, struct dt_buf *err)
