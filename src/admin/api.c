@@ -601,9 +601,10 @@ static json_t *check_changed(const struct pending *p, const struct dt_live_previ
 /* Finishes an open write transaction: with dry_run, answers the diff and the lint findings
  * and abandons it; with refuse_errors (imports), abandons it when the result has an error
  * finding about a changed rule unless forced; otherwise commits, publishes and answers
- * with the version and extra (consumed). */
+ * with the version, extra (consumed) and, with rule_id, that rule as stored ("rule"). */
 static void finish_write(struct admin *a, struct dt_admin_reply *rep, bool dry_run,
-                         bool refuse_errors, bool force, int status, json_t *extra)
+                         bool refuse_errors, bool force, int status, json_t *extra,
+                         int64_t rule_id)
 {
     struct pending p = {json_array(), json_array(), json_array(), NULL, 0, 0, NULL, 0, 0,
                         dry_run, 0, 0, 0};
@@ -680,6 +681,9 @@ static void finish_write(struct admin *a, struct dt_admin_reply *rep, bool dry_r
     if (extra)
         json_object_update(j, extra);
     json_decref(extra);
+    json_t *stored = NULL;
+    if (rule_id && dt_store_get(a->store, rule_id, get_rule, &stored) == 0)
+        json_object_set_new(j, "rule", stored);
     reply_json(rep, status, j);
     pending_dispose(&p);
 }
@@ -781,7 +785,8 @@ static void one_rule(struct admin *a, const struct dt_admin_request *req,
             reply_error(rep, rc == DT_ENOENT ? 404 : 500, NULL, "no rule %lld", (long long)id);
             return;
         }
-        finish_write(a, rep, dry, false, false, 200, json_pack("{s:I}", "id", (json_int_t)id));
+        finish_write(a, rep, dry, false, false, 200, json_pack("{s:I}", "id", (json_int_t)id),
+                     0);
         return;
     }
     if (!put && !patch) {
@@ -820,22 +825,7 @@ static void one_rule(struct admin *a, const struct dt_admin_request *req,
         goto out;
     }
     dt_buf_dispose(&err);
-    finish_write(a, rep, dry, false, false, 200, json_pack("{s:I}", "id", (json_int_t)id));
-    if (!dry && rep->status == 200) {
-        json_t *j = NULL;
-        if (dt_store_get(a->store, id, get_rule, &j) == 0) {
-            /* the answer carries the rule as stored */
-            json_error_t e;
-            json_t *ans = json_loadb(rep->body.ptr, rep->body.len, 0, &e);
-            if (ans) {
-                json_object_set_new(ans, "rule", j);
-                rep->body.len = 0;
-                reply_json(rep, 200, ans);
-            } else {
-                json_decref(j);
-            }
-        }
-    }
+    finish_write(a, rep, dry, false, false, 200, json_pack("{s:I}", "id", (json_int_t)id), id);
 out:
     json_decref(body);
     dt_buf_dispose(&in->options);
@@ -868,20 +858,9 @@ static void create_rule(struct admin *a, const struct dt_admin_request *req,
         goto out;
     }
     dt_buf_dispose(&err);
-    finish_write(a, rep, dry, false, false, 201, json_pack("{s:I}", "id", (json_int_t)id));
-    if (!dry && rep->status == 201) {
+    finish_write(a, rep, dry, false, false, 201, json_pack("{s:I}", "id", (json_int_t)id), id);
+    if (!dry && rep->status == 201)
         dt_buf_appendf(&rep->headers, "Location: /api/rules/%lld\r\n", (long long)id);
-        json_t *j = NULL;
-        json_error_t e;
-        json_t *ans = json_loadb(rep->body.ptr, rep->body.len, 0, &e);
-        if (ans && dt_store_get(a->store, id, get_rule, &j) == 0) {
-            json_object_set_new(ans, "rule", j);
-            rep->body.len = 0;
-            reply_json(rep, 201, ans);
-        } else {
-            json_decref(ans);
-        }
-    }
 out:
     json_decref(body);
     dt_buf_dispose(&in->options);
@@ -1047,7 +1026,7 @@ static void import_rules(struct admin *a, const struct dt_admin_request *req,
         free(keep.sources[k]);
     free(keep.sources);
     finish_write(a, rep, dry, true, force, 200,
-                 json_pack("{s:I}", "rules", (json_int_t)im.n));
+                 json_pack("{s:I}", "rules", (json_int_t)im.n), 0);
 out:
     free(specs);
     dt_import_dispose(&im);
@@ -1096,7 +1075,7 @@ static void rollback(struct admin *a, const struct dt_admin_request *req,
     }
     dt_buf_dispose(&err);
     finish_write(a, rep, query_flag(req->query, "dry_run"), false, false, 200,
-                 json_pack("{s:I}", "to", (json_int_t)version));
+                 json_pack("{s:I}", "to", (json_int_t)version), 0);
 }
 
 static int collect_version(void *ctx, const struct dt_store_version *v)
