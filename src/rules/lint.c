@@ -322,14 +322,55 @@ static bool sample(const struct dt_table *t, const struct dt_rule *r, struct dt_
 
 /* Where rule r sends its sample request, and which rule answers there (NONE if none). The
  * Location is left in loc. */
+/* The request that the rule matched in m (of table t) sends the request scheme://host
+ * path?query to: its Location into loc, then the next request's scheme, host (lower-cased),
+ * path and query in place of the given ones, and whether the host stays the same. false
+ * (nothing replaced) when the Location does not resolve to an http(s) URL. */
+static bool next_request(const struct dt_table *t, const struct dt_match *m,
+                         enum dt_scheme *scheme, struct dt_buf *host, struct dt_buf *path,
+                         struct dt_buf *query, struct dt_buf *loc, bool *same_host)
+{
+    struct dt_str q = dt_str_make(query->ptr, query->len);
+    loc->len = 0;
+    dt_buf_reserve(loc, dt_table_location_max(t, m, q) + 1);
+    loc->len = dt_table_location(t, m, q, loc->ptr);
+    dt_buf_terminate(loc);
+    struct dt_buf base, to;
+    dt_buf_init(&base);
+    dt_buf_init(&to);
+    dt_buf_appendf(&base, "%s://%.*s%.*s%s%.*s", *scheme == DT_SCHEME_HTTPS ? "https" : "http",
+                   (int)host->len, host->ptr, (int)path->len, path->ptr, query->len ? "?" : "",
+                   (int)query->len, query->ptr);
+    struct dt_url u;
+    bool ok = dt_url_resolve(dt_str_make(base.ptr, base.len), dt_str_make(loc->ptr, loc->len),
+                             &to, NULL) == 0 &&
+              dt_url_parse(dt_str_make(to.ptr, to.len), &u, NULL) == 0 && u.host.len < 256;
+    if (ok) {
+        char h[256];
+        memcpy(h, u.host.ptr, u.host.len);
+        dt_ascii_lower(h, u.host.len);
+        *same_host = u.host.len == host->len && !memcmp(h, host->ptr, host->len);
+        *scheme = dt_str_ieq(u.scheme, "https") ? DT_SCHEME_HTTPS : DT_SCHEME_HTTP;
+        host->len = path->len = query->len = 0;
+        dt_buf_append(host, h, u.host.len);
+        dt_buf_append_str(path, u.path.len ? u.path : DT_STR("/"));
+        dt_buf_append_str(query, u.query);
+        dt_buf_terminate(host);
+        dt_buf_terminate(path);
+        dt_buf_terminate(query);
+    }
+    dt_buf_dispose(&base);
+    dt_buf_dispose(&to);
+    return ok;
+}
+
 static uint32_t follow(struct ctx *c, const struct dt_rule *r, struct dt_buf *loc)
 {
     const struct dt_table *t = c->t;
-    struct dt_buf host, path, query, base;
+    struct dt_buf host, path, query;
     dt_buf_init(&host);
     dt_buf_init(&path);
     dt_buf_init(&query);
-    dt_buf_init(&base);
     uint32_t next = NONE;
     loc->len = 0;
     if (!sample(t, r, &host, &path, &query))
@@ -343,40 +384,22 @@ static uint32_t follow(struct ctx *c, const struct dt_rule *r, struct dt_buf *lo
                        q, c->o->now, &m);
     if (got != r)
         goto out; /* the sample is answered by another rule (or none): nothing to follow */
-    size_t max = dt_table_location_max(t, &m, q);
-    dt_buf_reserve(loc, max + 1);
-    loc->len = dt_table_location(t, &m, q, loc->ptr);
-    dt_buf_terminate(loc);
-    dt_buf_appendf(&base, "%s://%s%s%s%s", scheme == DT_SCHEME_HTTPS ? "https" : "http",
-                   host.ptr, path.ptr, query.len ? "?" : "", query.ptr);
-    struct dt_buf to;
-    dt_buf_init(&to);
-    struct dt_url u;
-    if (dt_url_resolve(dt_str_make(base.ptr, base.len), dt_str_make(loc->ptr, loc->len), &to,
-                       NULL) == 0 &&
-        dt_url_parse(dt_str_make(to.ptr, to.len), &u, NULL) == 0 && u.host.len < 256) {
-        char h[256];
-        memcpy(h, u.host.ptr, u.host.len);
-        dt_ascii_lower(h, u.host.len);
-        enum dt_scheme ns = dt_str_ieq(u.scheme, "https") ? DT_SCHEME_HTTPS : DT_SCHEME_HTTP;
-        struct dt_match m2;
-        struct dt_str nh = dt_str_make(h, u.host.len);
-        struct dt_str np = u.path.len ? u.path : DT_STR("/");
-        /* On the same host every rule may answer; another host is only known to come here
-         * if some rule names it (a catch-all to https://new.example/ is no loop). */
-        const struct dt_rule *n =
-            dt_str_eq(nh, dt_str_make(host.ptr, host.len))
-                ? dt_table_match(t, ns, nh, np, u.query, c->o->now, &m2)
-                : dt_rules_match_host(t, ns, nh, np, u.query, c->o->now, &m2);
-        if (n)
-            next = (uint32_t)(n - t->rules);
-    }
-    dt_buf_dispose(&to);
+    bool same_host;
+    if (!next_request(t, &m, &scheme, &host, &path, &query, loc, &same_host))
+        goto out;
+    /* On the same host every rule may answer; another host is only known to come here if
+     * some rule names it (a catch-all to https://new.example/ is no loop). */
+    struct dt_str nh = dt_str_make(host.ptr, host.len), np = dt_str_make(path.ptr, path.len),
+                  nq = dt_str_make(query.ptr, query.len);
+    const struct dt_rule *n = same_host
+                                  ? dt_table_match(t, scheme, nh, np, nq, c->o->now, &m)
+                                  : dt_rules_match_host(t, scheme, nh, np, nq, c->o->now, &m);
+    if (n)
+        next = (uint32_t)(n - t->rules);
 out:
     dt_buf_dispose(&host);
     dt_buf_dispose(&path);
     dt_buf_dispose(&query);
-    dt_buf_dispose(&base);
     return next;
 }
 
@@ -543,13 +566,11 @@ static void per_rule(struct ctx *c)
 int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
                     const struct dt_rule *r, time_t now, struct dt_buf *msg)
 {
-    struct dt_buf host, path, query, base, loc, to, d;
+    struct dt_buf host, path, query, loc, d;
     dt_buf_init(&host);
     dt_buf_init(&path);
     dt_buf_init(&query);
-    dt_buf_init(&base);
     dt_buf_init(&loc);
-    dt_buf_init(&to);
     dt_buf_init(&d);
     struct {
         const struct dt_table *t;
@@ -624,43 +645,9 @@ int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
         seen[nseen].r = cur;
         nseen++;
         /* where cur sends the request it answered */
-        q = dt_str_make(query.ptr, query.len);
-        size_t max = dt_table_location_max(mt, &m, q);
-        dt_buf_reserve(&loc, max + 1);
-        loc.len = dt_table_location(mt, &m, q, loc.ptr);
-        base.len = 0;
-        dt_buf_appendf(&base, "%s://%s%s%s%s", scheme == DT_SCHEME_HTTPS ? "https" : "http",
-                       host.ptr, path.ptr, query.len ? "?" : "", query.len ? query.ptr : "");
-        to.len = 0;
-        struct dt_url u;
-        if (dt_url_resolve(dt_str_make(base.ptr, base.len), dt_str_make(loc.ptr, loc.len), &to,
-                           NULL) != 0 ||
-            dt_url_parse(dt_str_make(to.ptr, to.len), &u, NULL) != 0 || u.host.len >= 256)
+        bool same_host;
+        if (!next_request(mt, &m, &scheme, &host, &path, &query, &loc, &same_host))
             break;
-        bool same_host = u.host.len == host.len && !memcmp(u.host.ptr, host.ptr, host.len);
-        enum dt_scheme ns = dt_str_ieq(u.scheme, "https") ? DT_SCHEME_HTTPS : DT_SCHEME_HTTP;
-        /* the next request, owned: host, path and query from the resolved URL */
-        struct dt_buf nh, np, nq;
-        dt_buf_init(&nh);
-        dt_buf_init(&np);
-        dt_buf_init(&nq);
-        dt_buf_append(&nh, u.host.ptr, u.host.len);
-        dt_ascii_lower(nh.ptr, nh.len);
-        if (u.path.len)
-            dt_buf_append_str(&np, u.path);
-        else
-            dt_buf_append(&np, "/", 1);
-        dt_buf_append_str(&nq, u.query);
-        dt_buf_terminate(&nh);
-        dt_buf_terminate(&np);
-        dt_buf_terminate(&nq);
-        dt_buf_dispose(&host);
-        dt_buf_dispose(&path);
-        dt_buf_dispose(&query);
-        host = nh;
-        path = np;
-        query = nq;
-        scheme = ns;
         /* another host is only known to come here if some rule names it */
         cur = dt_rules_ruleset_match(rs, scheme, dt_str_make(host.ptr, host.len),
                                      dt_str_make(path.ptr, path.len),
@@ -670,9 +657,7 @@ out:
     dt_buf_dispose(&host);
     dt_buf_dispose(&path);
     dt_buf_dispose(&query);
-    dt_buf_dispose(&base);
     dt_buf_dispose(&loc);
-    dt_buf_dispose(&to);
     dt_buf_dispose(&d);
     return found;
 }
