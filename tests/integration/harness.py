@@ -308,6 +308,13 @@ def exchange(server, raw, head=False, count=1):
     return [r.response(head) for _ in range(count)], r
 
 
+def get(server, path, method="GET", host="example.com"):
+    """Status and Location of one request on a new connection, closed after it."""
+    (res,), _ = exchange(server, request(method, path, host, headers=("Connection: close",)),
+                         head=method == "HEAD")
+    return res.status, res.header("Location")
+
+
 def request(method="GET", path="/", host="example.com", headers=(), body=b"", version="1.1"):
     """Builds a request's bytes."""
     lines = ["%s %s HTTP/%s" % (method, path, version)]

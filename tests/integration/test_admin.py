@@ -7,39 +7,13 @@ import os
 import re
 import signal
 import tempfile
-import socket
 import subprocess
 import threading
 import time
 import unittest
 import urllib.parse
 
-from harness import DETOUR, Server, exchange
-
-
-def get(srv, path, host="example.com"):
-    """Status and Location of one GET on the redirect listener."""
-    s = srv.connect()
-    s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
-               % (path, host)).encode())
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    if not data:
-        raise AssertionError("no answer to GET %s (server %s)"
-                             % (path, "running" if srv.proc.poll() is None else
-                                "exited with %s" % srv.proc.returncode))
-    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    status = int(head[0].split()[1])
-    loc = None
-    for line in head[1:]:
-        if line.lower().startswith("location:"):
-            loc = line.split(":", 1)[1].strip()
-    return status, loc
+from harness import DETOUR, Server, exchange, get
 
 
 class Auth(unittest.TestCase):

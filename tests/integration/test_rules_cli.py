@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from harness import DETOUR, Server
+from harness import DETOUR, Server, get
 
 
 def run(args, cwd=None, env=None, input=None, text=True):
@@ -29,25 +29,6 @@ def cli(srv, *args, **kw):
     """`detour rules --server ADMIN --token-file FILE ARGS` against srv."""
     return run(["--server", srv.admin_addr, "--token-file", srv.token_file] + list(args), **kw)
 
-
-def get(srv, path, method="GET", host="example.com"):
-    """Status and Location of one request on the redirect listener."""
-    s = srv.connect()
-    s.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
-               % (method, path, host)).encode())
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    loc = None
-    for line in head[1:]:
-        if line.lower().startswith("location:"):
-            loc = line.split(":", 1)[1].strip()
-    return int(head[0].split()[1]), loc
 
 
 def table(stdout):
