@@ -340,7 +340,7 @@ static bool next_request(const struct dt_table *t, const struct dt_match *m,
     dt_buf_init(&to);
     dt_buf_appendf(&base, "%s://%.*s%.*s%s%.*s", *scheme == DT_SCHEME_HTTPS ? "https" : "http",
                    (int)host->len, host->ptr, (int)path->len, path->ptr, query->len ? "?" : "",
-                   (int)query->len, query->ptr);
+                   (int)query->len, query->len ? query->ptr : "");
     struct dt_url u;
     bool ok = dt_url_resolve(dt_str_make(base.ptr, base.len), dt_str_make(loc->ptr, loc->len),
                              &to, NULL) == 0 &&
