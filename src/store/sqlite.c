@@ -91,6 +91,14 @@ static const char *const migrations[] = {
     "  FROM versions AS v\n"
     "  JOIN rules AS o ON o.v_to = v.version\n"
     " WHERE NOT EXISTS (SELECT 1 FROM rules AS n WHERE n.v_from = v.version AND n.rid = o.rid);\n",
+    /* Step 2: the records of bulk writes whose rows are still to be written (see store.h):
+     * the changes of version `version`, encoded (see put_change), in chunks read in order
+     * of `chunk`. Empty but right after a bulk write's commit. */
+    "CREATE TABLE bulk_pending (\n"
+    "    chunk   INTEGER PRIMARY KEY,\n"
+    "    version INTEGER NOT NULL,\n"
+    "    body    BLOB NOT NULL\n"
+    ");\n",
 };
 
 /* ---- statements -------------------------------------------------------------------------- */
@@ -146,6 +154,11 @@ enum {
     ST_VERSION_ADD,
     ST_VERSIONS,
     ST_RULE_HISTORY,
+    ST_BULK_ANY,
+    ST_BULK_ADD,
+    ST_BULK_NEXT,
+    ST_BULK_DONE,
+    ST_VERSION_AT,
     ST_N
 };
 
@@ -194,6 +207,11 @@ static const char *const statement_sql[ST_N] = {
         " WHERE o.rid = ?1 AND o.v_to < ?2"
         "   AND NOT EXISTS (SELECT 1 FROM rules AS n WHERE n.rid = o.rid AND n.v_from = o.v_to)"
         " ORDER BY 1 DESC LIMIT ?3",
+    [ST_BULK_ANY] = "SELECT 1 FROM bulk_pending LIMIT 1",
+    [ST_BULK_ADD] = "INSERT INTO bulk_pending (version, body) VALUES (?1, ?2)",
+    [ST_BULK_NEXT] = "SELECT chunk, version, body FROM bulk_pending ORDER BY chunk LIMIT 1",
+    [ST_BULK_DONE] = "DELETE FROM bulk_pending WHERE chunk = ?1",
+    [ST_VERSION_AT] = "SELECT at FROM versions WHERE version = ?1",
 };
 
 /* The filters of dt_store_list, as bits of the index of its cached statements. */
@@ -214,6 +232,10 @@ struct dt_store {
     int64_t now;
     int64_t next_rid, first_rid; /* meta's next_rid now and at begin */
     char *actor, *comment;
+    bool wrote;          /* a write was made (or tried) */
+    bool bulk;           /* it is a bulk write: no other write, counts from bulk_n */
+    int64_t bulk_n[3];   /* a bulk write's added, changed, removed */
+    bool unsettled;      /* bulk_pending has records to write (see store.h) */
     /* Scratch space, reused. */
     struct dt_buf host, pattern, copy;
     struct dt_buf error; /* the message of the last failure */
@@ -392,7 +414,19 @@ static int need_txn(struct dt_store *s, const char *fn, struct dt_buf *err)
     if (s->broken || sqlite3_get_autocommit(s->db))
         return fail(s, err, DT_EIO,
                     "%s: an earlier error left the transaction incomplete: abort it", fn);
+    if (s->bulk)
+        return fail(s, err, DT_EINVAL, "%s: the transaction is a bulk write's: commit it first",
+                    fn);
+    s->wrote = true;
     return 0;
+}
+
+/* Before a read or a write of rules: the rows of committed bulk writes are written first. */
+static int settled(struct dt_store *s)
+{
+    if (!s->unsettled || s->in_txn || s->walking)
+        return 0;
+    return dt_store_settle(s, NULL);
 }
 
 /* The store does not parse rules (the caller has), but it keeps its rows well-formed. */
@@ -553,6 +587,13 @@ struct dt_store *dt_store_open(const char *path, struct dt_buf *err)
              CACHE_KIB, WAL_KEEP_BYTES);
     if (exec(s, pragmas, err) != 0 || migrate(s, err) != 0)
         goto fail;
+    /* A bulk write committed before a crash (or a stop) gets its rows now. */
+    int64_t one = 0;
+    if ((rc = query_int(s, ST_BULK_ANY, 0, &one, err)) < 0)
+        goto fail;
+    s->unsettled = rc == 1;
+    if (s->unsettled && dt_store_settle(s, err) != 0)
+        goto fail;
     return s;
 fail:
     dt_store_close(s);
@@ -563,6 +604,8 @@ static void end_txn(struct dt_store *s)
 {
     s->in_txn = false;
     s->broken = false;
+    s->wrote = false;
+    s->bulk = false;
     free(s->actor);
     free(s->comment);
     s->actor = s->comment = NULL;
@@ -613,7 +656,9 @@ int64_t dt_store_version(struct dt_store *s)
 int64_t dt_store_count(struct dt_store *s)
 {
     int64_t n = 0;
-    int rc = query_int(s, ST_COUNT, 0, &n, NULL);
+    int rc = settled(s);
+    if (rc == 0)
+        rc = query_int(s, ST_COUNT, 0, &n, NULL);
     return rc < 0 ? rc : n;
 }
 
@@ -789,6 +834,8 @@ int dt_store_begin(struct dt_store *s, int64_t now, const char *actor, const cha
         return rc;
     if (s->in_txn)
         return fail(s, err, DT_EINVAL, "dt_store_begin: a transaction is already open");
+    if (s->unsettled && (rc = dt_store_settle(s, err)) != 0)
+        return rc;
     actor = or_empty(actor);
     comment = or_empty(comment);
     if (strlen(actor) > DT_STORE_TEXT_MAX || strlen(comment) > DT_STORE_TEXT_MAX)
@@ -867,8 +914,8 @@ int dt_store_commit(struct dt_store *s, int64_t *version, struct dt_buf *err)
     }
     if (s->next_rid != s->first_rid && (rc = run_id(s, ST_RID_SET, s->next_rid, 0, err)) != 0)
         goto fail;
-    int64_t n[3];
-    if ((rc = count_changes(s, n, err)) != 0)
+    int64_t n[3] = {s->bulk_n[0], s->bulk_n[1], s->bulk_n[2]};
+    if (!s->bulk && (rc = count_changes(s, n, err)) != 0)
         goto fail;
     bool changed = n[0] + n[1] + n[2] > 0;
     if (changed) {
@@ -900,6 +947,8 @@ int dt_store_commit(struct dt_store *s, int64_t *version, struct dt_buf *err)
     sqlite3_reset(st);
     if (version)
         *version = changed ? s->txn_version : s->txn_version - 1;
+    if (s->bulk && changed)
+        s->unsettled = true;
     end_txn(s);
     return 0;
 fail:
@@ -1051,6 +1100,357 @@ int dt_store_remove(struct dt_store *s, int64_t id, struct dt_buf *err)
     int64_t row = sqlite3_column_int64(st, C_ROW), v_from = sqlite3_column_int64(st, C_FROM);
     sqlite3_reset(st);
     return broke(s, close_row(s, row, v_from, err));
+}
+
+/* ---- bulk writes ------------------------------------------------------------------------ */
+
+#define BULK_CHUNK (4u << 20) /* the size of a bulk record's chunks (rows of bulk_pending) */
+
+/* A bulk record is a list of changes: 'r' and a rule id (removed), or 'w', a rule id, its
+ * status, created and since, then source, target, options and note, each ending in a NUL
+ * (the rule's new row; updated is the version's time). Integers are little-endian. */
+static void put_int(struct dt_buf *b, uint64_t v, int bytes)
+{
+    unsigned char c[8];
+    for (int i = 0; i < bytes; i++)
+        c[i] = (unsigned char)(v >> (8 * i));
+    dt_buf_append(b, c, (size_t)bytes);
+}
+
+static void put_text(struct dt_buf *b, const char *t)
+{
+    dt_buf_append(b, t, strlen(t) + 1);
+}
+
+static void put_change(struct dt_buf *b, int64_t id, const struct dt_store_rule *r)
+{
+    dt_buf_append(b, r ? "w" : "r", 1);
+    put_int(b, (uint64_t)id, 8);
+    if (!r)
+        return;
+    put_int(b, (uint64_t)r->status, 2);
+    put_int(b, (uint64_t)r->created, 8);
+    put_int(b, (uint64_t)r->since, 8);
+    put_text(b, r->source);
+    put_text(b, r->target);
+    put_text(b, or_empty(r->options));
+    put_text(b, or_empty(r->note));
+}
+
+/* Reads one change at *p (before end) into *id and r (NULL for a removal); false when the
+ * record is damaged. */
+static bool get_change(const unsigned char **p, const unsigned char *end, int64_t *id,
+                       struct dt_store_rule *r, bool *removed)
+{
+    const unsigned char *q = *p;
+    if (end - q < 9 || (q[0] != 'r' && q[0] != 'w'))
+        return false;
+    *removed = q[0] == 'r';
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)q[1 + i] << (8 * i);
+    *id = (int64_t)v;
+    q += 9;
+    if (!*removed) {
+        if (end - q < 18)
+            return false;
+        uint64_t f[3] = {0, 0, 0};
+        static const int width[3] = {2, 8, 8};
+        for (int k = 0; k < 3; k++) {
+            for (int i = 0; i < width[k]; i++)
+                f[k] |= (uint64_t)q[i] << (8 * i);
+            q += width[k];
+        }
+        r->status = (int)f[0];
+        r->created = (int64_t)f[1];
+        r->since = (int64_t)f[2];
+        const char **text[4] = {&r->source, &r->target, &r->options, &r->note};
+        for (int k = 0; k < 4; k++) {
+            const unsigned char *nul = memchr(q, 0, (size_t)(end - q));
+            if (!nul)
+                return false;
+            *text[k] = (const char *)q;
+            q = nul + 1;
+        }
+    }
+    *p = q;
+    return true;
+}
+
+/* Writes the record's chunk in b as a row of bulk_pending, and empties b. */
+static int flush_chunk(struct dt_store *s, struct dt_buf *b, struct dt_buf *err)
+{
+    if (!b->len)
+        return 0;
+    sqlite3_stmt *st = stmt(s, ST_BULK_ADD, err);
+    if (!st)
+        return DT_EIO;
+    sqlite3_bind_int64(st, 1, s->txn_version);
+    sqlite3_bind_blob(st, 2, b->ptr, (int)b->len, SQLITE_STATIC);
+    int rc = run(s, st, err);
+    sqlite3_clear_bindings(st);
+    b->len = 0;
+    return rc;
+}
+
+/* The rules of the open transaction's view, in memory, found by source. */
+struct current_set {
+    struct dt_store_rule *r; /* in order of id */
+    size_t n, cap;
+    uint32_t *slot; /* open addressing: index + 1, 0 for empty */
+    size_t nslots;
+    struct dt_arena mem;
+};
+
+static uint64_t hash_text(const char *t)
+{
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    for (; *t; t++)
+        h = (h ^ (unsigned char)*t) * 1099511628211u;
+    return h;
+}
+
+/* The slot of source: where it is, or the empty slot where it would go. */
+static size_t find_slot(const struct current_set *c, const struct dt_store_rule *all,
+                        const char *source)
+{
+    size_t mask = c->nslots - 1, i = (size_t)hash_text(source) & mask;
+    while (c->slot[i] && strcmp(all[c->slot[i] - 1].source, source) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static struct dt_store_rule *push_rule(struct current_set *c, const struct dt_store_rule *r)
+{
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 1024;
+        c->r = dt_xrealloc(c->r, c->cap * sizeof(*c->r));
+    }
+    struct dt_store_rule *k = &c->r[c->n++];
+    *k = *r;
+    return k;
+}
+
+/* Keeps a copy of a current rule (the row's strings live until the next step). */
+static int read_all(void *ctx, const struct dt_store_rule *r)
+{
+    struct current_set *c = ctx;
+    struct dt_store_rule *k = push_rule(c, r);
+    k->source = dt_arena_strndup(&c->mem, r->source, strlen(r->source));
+    k->target = dt_arena_strndup(&c->mem, r->target, strlen(r->target));
+    k->options = r->options[0] ? dt_arena_strndup(&c->mem, r->options, strlen(r->options)) : "";
+    k->note = r->note[0] ? dt_arena_strndup(&c->mem, r->note, strlen(r->note)) : "";
+    return 0;
+}
+
+void dt_store_bulk_dispose(struct dt_store_bulk *b)
+{
+    if (!b)
+        return;
+    free(b->rules);
+    free(b->changed);
+    if (b->_mem) {
+        dt_arena_dispose(b->_mem);
+        free(b->_mem);
+    }
+    memset(b, 0, sizeof(*b));
+}
+
+int dt_store_bulk(struct dt_store *s, const struct dt_store_rule *rules, size_t n, bool replace,
+                  struct dt_store_bulk *out, struct dt_buf *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (s->in_txn && (s->wrote || s->bulk))
+        return fail(s, err, DT_EINVAL, "dt_store_bulk: the transaction has written already");
+    int rc = need_txn(s, "dt_store_bulk", err);
+    if (rc)
+        return rc;
+    s->wrote = false; /* not yet: a bad rule leaves the transaction as it was */
+    if (n >= UINT32_MAX / 4)
+        return fail(s, err, DT_ELIMIT, "dt_store_bulk: too many rules (%zu)", n);
+    for (size_t i = 0; i < n; i++)
+        if ((rc = check_rule(s, &rules[i], err)) != 0)
+            return rc;
+
+    /* The rules as they are, then each source of rules: the current rule it puts (cur, as
+     * an index) or, for a new one, the first of rules to give it. */
+    struct current_set c = {0};
+    dt_arena_init(&c.mem, 1 << 20);
+    sqlite3_stmt *st = stmt(s, ST_CURRENT, err);
+    rc = st ? each_row(s, st, read_all, &c) : DT_EIO;
+    if (rc) {
+        if (rc > 0 || !err || !err->len)
+            fail(s, err, DT_EIO, "%s: cannot read the rules: %s", s->path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    size_t ncur = c.n;
+    /* a new source is appended to c.r (as a rule of rules, for the lookups) */
+    for (c.nslots = 1024; c.nslots < 2 * (ncur + n); c.nslots *= 2)
+        ;
+    c.slot = dt_xcalloc(c.nslots, sizeof(*c.slot));
+    for (size_t i = 0; i < ncur; i++)
+        c.slot[find_slot(&c, c.r, c.r[i].source)] = (uint32_t)i + 1;
+    /* per rule of c.r: the last of rules to put it, and the last of them to give a note */
+    int64_t *last = dt_xmalloc((ncur + n + 1) * sizeof(*last));
+    int64_t *noted = dt_xmalloc((ncur + n + 1) * sizeof(*noted));
+    for (size_t i = 0; i < ncur + n + 1; i++)
+        last[i] = noted[i] = -1;
+    size_t nnew = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = find_slot(&c, c.r, rules[i].source);
+        if (!c.slot[k]) {
+            push_rule(&c, &rules[i]); /* its id is given below */
+            c.slot[k] = (uint32_t)c.n;
+            nnew++;
+        }
+        last[c.slot[k] - 1] = (int64_t)i;
+        if (rules[i].note)
+            noted[c.slot[k] - 1] = (int64_t)i;
+    }
+
+    /* The new rule set, and the record of its changes. */
+    out->rules = dt_xcalloc(c.n + 1, sizeof(*out->rules));
+    out->changed = dt_xcalloc(c.n + 1, sizeof(*out->changed));
+    struct dt_buf rec;
+    dt_buf_init(&rec);
+    for (size_t i = 0; i < c.n && rc == 0; i++) {
+        const struct dt_store_rule *old = i < ncur ? &c.r[i] : NULL;
+        if (old && last[i] < 0) {
+            if (replace) {
+                put_change(&rec, old->id, NULL);
+                out->removed++;
+            } else {
+                out->rules[out->n++] = *old;
+            }
+        } else {
+            struct dt_store_rule r = rules[last[i]];
+            /* as successive puts: a NULL note keeps the one an earlier put gave */
+            r.note = noted[i] >= 0 ? rules[noted[i]].note : old ? old->note : "";
+            r.options = or_empty(r.options);
+            if (old && old->status == r.status && !strcmp(old->target, r.target) &&
+                !strcmp(old->options, r.options) && !strcmp(old->note, r.note)) {
+                out->rules[out->n++] = *old;
+                continue;
+            }
+            /* as write_current: since kept while it stays 307 */
+            r.id = old ? old->id : s->next_rid++;
+            r.created = old ? old->created : s->now;
+            r.updated = s->now;
+            r.since = r.status != 307 ? 0
+                      : old && old->status == 307 && old->since > 0 ? old->since : s->now;
+            r.version = s->txn_version;
+            put_change(&rec, r.id, &r);
+            out->changed[out->n] = true;
+            out->rules[out->n++] = r;
+            if (old)
+                out->changed_count++;
+            else
+                out->added++;
+        }
+        if (rec.len >= BULK_CHUNK)
+            rc = flush_chunk(s, &rec, err);
+    }
+    if (rc == 0)
+        rc = flush_chunk(s, &rec, err);
+    dt_buf_dispose(&rec);
+    free(last);
+    free(noted);
+    free(c.slot);
+    /* the strings of new and changed rules are the caller's; the old rules' are kept */
+    free(c.r);
+    out->_mem = dt_xmalloc(sizeof(struct dt_arena));
+    memcpy(out->_mem, &c.mem, sizeof(c.mem));
+    if (rc) {
+        dt_store_bulk_dispose(out);
+        return broke(s, rc);
+    }
+    s->wrote = s->bulk = true;
+    s->bulk_n[0] = out->added;
+    s->bulk_n[1] = out->changed_count;
+    s->bulk_n[2] = out->removed;
+    return 0;
+fail:
+    free(c.r);
+    dt_arena_dispose(&c.mem);
+    return rc;
+}
+
+/* Writes the rows of one chunk of a bulk record (of the version the transaction stands
+ * for): closes each changed rule's current row and writes its new one. */
+static int settle_chunk(struct dt_store *s, const unsigned char *p, size_t len, struct dt_buf *err)
+{
+    const unsigned char *end = p + len;
+    while (p < end) {
+        int64_t id;
+        bool removed;
+        struct dt_store_rule r = {0};
+        if (!get_change(&p, end, &id, &r, &removed))
+            return fail(s, err, DT_EIO, "%s: the record of bulk version %lld is damaged",
+                        s->path, (long long)s->txn_version);
+        sqlite3_stmt *st = stmt(s, ST_GET, err);
+        if (!st)
+            return DT_EIO;
+        sqlite3_bind_int64(st, 1, id);
+        int rc = step(s, st, err);
+        int64_t row = rc == 1 ? sqlite3_column_int64(st, C_ROW) : 0;
+        sqlite3_reset(st);
+        if (rc < 0)
+            return rc;
+        if (rc == 1 && (rc = run_id(s, ST_CLOSE, row, s->txn_version, err)) != 0)
+            return rc;
+        if (!removed && insert_row(s, id, &r, r.created, r.since) != SQLITE_DONE)
+            return fail_sql(s, err, "cannot write a rule of a bulk version");
+    }
+    return 0;
+}
+
+int dt_store_settle(struct dt_store *s, struct dt_buf *err)
+{
+    int rc = not_walking(s, "dt_store_settle", err);
+    if (rc)
+        return rc;
+    if (s->in_txn)
+        return fail(s, err, DT_EINVAL, "dt_store_settle: a transaction is open");
+    if (!s->unsettled)
+        return 0;
+    if ((rc = exec(s, "BEGIN IMMEDIATE", err)) != 0)
+        return rc;
+    struct dt_buf body;
+    dt_buf_init(&body);
+    for (;;) {
+        sqlite3_stmt *st = stmt(s, ST_BULK_NEXT, err);
+        if (!st) {
+            rc = DT_EIO;
+            break;
+        }
+        if ((rc = step(s, st, err)) <= 0)
+            break; /* done, or failed */
+        int64_t chunk = sqlite3_column_int64(st, 0);
+        s->txn_version = sqlite3_column_int64(st, 1);
+        body.len = 0;
+        dt_buf_append(&body, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2));
+        sqlite3_reset(st);
+        if ((rc = query_int(s, ST_VERSION_AT, s->txn_version, &s->now, err)) <= 0) {
+            if (rc == 0)
+                rc = fail(s, err, DT_EIO, "%s: bulk version %lld has no versions row", s->path,
+                          (long long)s->txn_version);
+            break;
+        }
+        if ((rc = settle_chunk(s, (const unsigned char *)body.ptr, body.len, err)) != 0 ||
+            (rc = run_id(s, ST_BULK_DONE, chunk, 0, err)) != 0)
+            break;
+    }
+    dt_buf_dispose(&body);
+    if (rc == 0 && (rc = exec(s, "COMMIT", err)) == 0)
+        s->unsettled = false;
+    if (rc && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+bool dt_store_unsettled(const struct dt_store *s)
+{
+    return s->unsettled;
 }
 
 /* A rollback's list of rows to close or to bring back. */
@@ -1223,6 +1623,9 @@ int dt_store_pending(struct dt_store *s, dt_store_change_fn fn, void *ctx)
         return rc;
     if (!s->in_txn)
         return fail(s, NULL, DT_EINVAL, "dt_store_pending: no transaction is open");
+    if (s->bulk)
+        return fail(s, NULL, DT_EINVAL, "dt_store_pending: a bulk write's changes are in its "
+                                        "result");
     size_t left = SIZE_MAX;
     return walk_version(s, s->txn_version, s->now, s->actor, &left, fn, ctx);
 }
@@ -1233,6 +1636,9 @@ int dt_store_pending(struct dt_store *s, dt_store_change_fn fn, void *ctx)
 static int get_one(struct dt_store *s, int id, const char *text, int64_t n, dt_store_rule_fn fn,
                    void *ctx)
 {
+    int rc = settled(s);
+    if (rc)
+        return rc;
     sqlite3_stmt *st = stmt(s, id, NULL);
     if (!st)
         return DT_EIO;
@@ -1244,7 +1650,7 @@ static int get_one(struct dt_store *s, int id, const char *text, int64_t n, dt_s
         sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
     else
         sqlite3_bind_int64(st, 1, n);
-    int rc = step(s, st, NULL);
+    rc = step(s, st, NULL);
     if (rc == 1) {
         struct dt_store_rule r;
         read_rule(st, 0, &r);
@@ -1273,7 +1679,7 @@ int dt_store_find(struct dt_store *s, const char *source, dt_store_rule_fn fn, v
 int dt_store_each(struct dt_store *s, int64_t version, dt_store_rule_fn fn, void *ctx)
 {
     int rc = not_walking(s, "dt_store_each", NULL);
-    if (rc)
+    if (rc || (rc = settled(s)) != 0)
         return rc;
     bool started;
     if ((rc = read_begin(s, &started)) != 0)
@@ -1345,7 +1751,7 @@ int dt_store_list(struct dt_store *s, const struct dt_store_query *q, dt_store_r
                   void *ctx, int64_t *total)
 {
     int rc = not_walking(s, "dt_store_list", NULL);
-    if (rc)
+    if (rc || (rc = settled(s)) != 0)
         return rc;
     static const struct dt_store_query all = {0};
     if (!q)
@@ -1479,7 +1885,7 @@ int dt_store_history(struct dt_store *s, int64_t id, int64_t before, size_t limi
                      dt_store_change_fn fn, void *ctx)
 {
     int rc = not_walking(s, "dt_store_history", NULL);
-    if (rc)
+    if (rc || (rc = settled(s)) != 0)
         return rc;
     if (id < 0)
         return fail(s, NULL, DT_EINVAL, "dt_store_history: rule id %lld", (long long)id);

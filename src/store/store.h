@@ -127,6 +127,44 @@ DT_MUST_CHECK int dt_store_rollback(struct dt_store *s, int64_t version, struct 
 typedef int (*dt_store_change_fn)(void *ctx, const struct dt_store_change *c);
 int dt_store_pending(struct dt_store *s, dt_store_change_fn fn, void *ctx);
 
+/* ---- bulk writes: a large import, answered before its rows are written --------------------
+ *
+ * Writing a million rule rows (each closing the old row of its rule and adding a new one,
+ * with their indexes) takes seconds; a bulk write does its work in memory instead and
+ * commits the version (its versions row, with what changed) together with one compact
+ * record of the changes, written sequentially. The commit is durable like any other: the
+ * rows are written from that record afterwards, by dt_store_settle, and by the first call
+ * that reads or writes rules before then (a store opened with a record left, after a crash,
+ * settles it while opening). Until then the record is the version's only trace besides its
+ * versions row; readers on other connections see the versions before it as they were. */
+
+/* The rule set a bulk write makes. */
+struct dt_store_bulk {
+    struct dt_store_rule *rules; /* every rule of the new version, in order of id, as stored */
+    bool *changed;               /* rules[i] was added or changed by the write */
+    size_t n;
+    int64_t added, changed_count, removed;
+    void *_mem; /* the strings of the unchanged rules */
+};
+
+/* Inside a transaction that has written nothing yet: what dt_store_put of each of rules in
+ * order would do (a source given twice: the last one's content, under the id of the first;
+ * a NULL note keeps the note of the rule replaced) and, with replace, dt_store_remove of
+ * every rule whose source is not among them. The rows are written after dt_store_commit (see
+ * above); any other write in the same transaction then fails with DT_EINVAL, and
+ * dt_store_pending with it. Fills out (disposed by dt_store_bulk_dispose) with the rule set
+ * of the new version; its strings for rules of rules are those of rules (which must stay
+ * valid while out is used). Errors: DT_EINVAL or DT_ELIMIT for a bad rule (nothing is
+ * written: the transaction goes on), DT_EIO. */
+DT_MUST_CHECK int dt_store_bulk(struct dt_store *s, const struct dt_store_rule *rules, size_t n,
+                                bool replace, struct dt_store_bulk *out, struct dt_buf *err);
+void dt_store_bulk_dispose(struct dt_store_bulk *b);
+/* Writes the rows of committed bulk writes, if any (one transaction per bulk write). Returns
+ * 0, DT_EINVAL inside a transaction or a callback, DT_EIO. */
+int dt_store_settle(struct dt_store *s, struct dt_buf *err);
+/* True when this connection committed a bulk write whose rows are not written yet. */
+bool dt_store_unsettled(const struct dt_store *s);
+
 /* ---- reading (inside or outside a transaction: a transaction sees its own writes) ---------- */
 
 typedef int (*dt_store_rule_fn)(void *ctx, const struct dt_store_rule *r);

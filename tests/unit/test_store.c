@@ -381,12 +381,12 @@ static void test_new_store(void)
     is_str(pragma(s, "synchronous"), "2", "synchronous=FULL");
     is_str(pragma(s, "foreign_keys"), "1", "foreign_keys=ON");
     ok(strtol(pragma(s, "busy_timeout"), NULL, 10) > 0, "a busy timeout");
-    is_str(pragma(s, "user_version"), "1", "schema version 1 (user_version)");
+    is_str(pragma(s, "user_version"), "2", "schema version 2 (user_version)");
     is_str(sql_rows(s, "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'"
                        " ORDER BY type, name"),
            "index|rules_closed; index|rules_current_host; index|rules_current_rid; "
-           "index|rules_current_source; index|rules_rid; index|rules_written; table|meta; "
-           "table|rules; table|versions; view|audit",
+           "index|rules_current_source; index|rules_rid; index|rules_written; "
+           "table|bulk_pending; table|meta; table|rules; table|versions; view|audit",
            "schema: tables, indexes and the audit view");
     is_str(sql_rows(s, "SELECT key, value FROM meta"), "next_rid|1", "meta: next_rid");
     /* The planner uses the indexes meant for each read. */
@@ -416,7 +416,7 @@ static void test_new_store(void)
 
     s = open_store("new.db");
     ok(s != NULL, "a store opens again");
-    is_str(pragma(s, "user_version"), "1", "and is not migrated twice");
+    is_str(pragma(s, "user_version"), "2", "and is not migrated twice");
     dt_store_close(s);
     dt_store_close(NULL);
 }
@@ -1286,14 +1286,14 @@ static void test_refused(void)
     /* A database of a newer detour that uses another journal: refused untouched. */
     sqlite3 *raw = NULL;
     ok(sqlite3_open(in_dir("future.db"), &raw) == SQLITE_OK &&
-           sqlite3_exec(raw, "CREATE TABLE future (x); PRAGMA user_version = 2;", NULL, NULL,
+           sqlite3_exec(raw, "CREATE TABLE future (x); PRAGMA user_version = 3;", NULL, NULL,
                         NULL) == SQLITE_OK,
-       "a database at schema version 2 in rollback-journal mode");
+       "a database at schema version 3 in rollback-journal mode");
     sqlite3_close(raw);
     err.len = 0;
     s = dt_store_open(in_dir("future.db"), &err);
-    ok(s == NULL, "schema version 2 is refused");
-    ok(strstr(errtext(), "schema version 2 is newer") != NULL, "saying why");
+    ok(s == NULL, "schema version 3 is refused");
+    ok(strstr(errtext(), "schema version 3 is newer") != NULL, "saying why");
     dt_store_close(s);
     unsigned char header[20] = {0};
     int hfd = open(in_dir("future.db"), O_RDONLY);
@@ -1331,7 +1331,7 @@ static void test_refused(void)
     s = open_store("empty.db");
     ok(s != NULL, "an empty file is taken as a new store");
     if (s)
-        is_str(pragma(s, "user_version"), "1", "and migrated");
+        is_str(pragma(s, "user_version"), "2", "and migrated");
     dt_store_close(s);
 
     err.len = 0;
@@ -1500,6 +1500,295 @@ static void test_put(void)
     dt_store_close(s);
 }
 
+/* ---- bulk writes -------------------------------------------------------------------------- */
+
+/* Every row of a store (but row_id), the versions and the next id, as text. */
+static char *dump_store(struct dt_store *s)
+{
+    struct dt_buf b;
+    dt_buf_init(&b);
+    dt_buf_appendf(&b, "rules: %s\n",
+                   sql_rows(s, "SELECT rid, source, host, target, status, options, note, created,"
+                               " updated, since, v_from, v_to FROM rules ORDER BY rid, v_from"));
+    dt_buf_appendf(&b, "versions: %s\n", sql_rows(s, "SELECT * FROM versions ORDER BY version"));
+    dt_buf_appendf(&b, "meta: %s\n", sql_rows(s, "SELECT * FROM meta"));
+    dt_buf_terminate(&b);
+    return b.ptr;
+}
+
+static void append_full(struct dt_buf *b, const struct dt_store_rule *r)
+{
+    append_rule(b, r);
+    dt_buf_appendf(b, " c%lld u%lld s%lld v%lld; ", (long long)r->created, (long long)r->updated,
+                   (long long)r->since, (long long)r->version);
+}
+
+static int see_full(void *ctx, const struct dt_store_rule *r)
+{
+    append_full(ctx, r);
+    return 0;
+}
+
+static uint64_t rnd_state = 42;
+
+static unsigned rnd(unsigned n)
+{
+    rnd_state = rnd_state * 6364136223846793005u + 1442695040888963407u;
+    return (unsigned)(rnd_state >> 33) % n;
+}
+
+/* The same imports, through dt_store_put (as the admin API's small imports do) into one
+ * store and through dt_store_bulk into another: the same versions, the same rule set, and
+ * once settled the same rows. */
+static void test_bulk_same_as_put(void)
+{
+    struct dt_store *a = open_store("bulk_put.db"), *b = open_store("bulk_bulk.db");
+    if (!ok(a && b, "open two stores"))
+        goto out;
+    static const char *const targets[] = {"/t1", "/t2", "https://x.example/t3"};
+    static const int statuses[] = {301, 302, 307, 308};
+    static const char *const options[] = {"", "query=drop", "cache=60"};
+    static const char *const notes[] = {NULL, "", "a note"};
+    char sources[40][16];
+    for (int i = 0; i < 40; i++)
+        snprintf(sources[i], sizeof(sources[i]), "/p%d", i);
+    int rounds = 60, same_rules = 0, same_rows = 0, same_versions = 0, counted = 0;
+    for (int round = 1; round <= rounds; round++) {
+        int64_t now = 1000 + 10 * round;
+        size_t n = rnd(50);
+        bool replace = rnd(3) == 0;
+        struct dt_store_rule in[50];
+        for (size_t i = 0; i < n; i++)
+            in[i] = (struct dt_store_rule){.source = sources[rnd(40)],
+                                           .target = targets[rnd(3)],
+                                           .status = statuses[rnd(4)],
+                                           .options = options[rnd(3)],
+                                           .note = notes[rnd(3)]};
+        /* a: dt_store_put of each, then the unnamed removed */
+        begin(a, now);
+        for (size_t i = 0; i < n; i++)
+            if (dt_store_put(a, &in[i], NULL, NULL, &err) != 0)
+                printf("# put: %s\n", errtext());
+        if (replace) {
+            int64_t ids[200];
+            size_t nids = 0;
+            struct current_set cs = {0};
+            dt_arena_init(&cs.mem, 4096);
+            dt_store_each(a, 0, read_all, &cs);
+            for (size_t k = 0; k < cs.n; k++) {
+                bool named = false;
+                for (size_t i = 0; i < n; i++)
+                    named |= !strcmp(in[i].source, cs.r[k].source);
+                if (!named && nids < 200)
+                    ids[nids++] = cs.r[k].id;
+            }
+            free(cs.r);
+            dt_arena_dispose(&cs.mem);
+            for (size_t k = 0; k < nids; k++)
+                remove_rule(a, ids[k]);
+        }
+        int64_t va = commit(a);
+        /* b: one bulk write */
+        begin(b, now);
+        struct dt_store_bulk out;
+        err.len = 0;
+        if (dt_store_bulk(b, in, n, replace, &out, &err) != 0)
+            printf("# bulk: %s\n", errtext());
+        int64_t vb = commit(b);
+        struct dt_buf ra, rb;
+        dt_buf_init(&ra);
+        dt_buf_init(&rb);
+        dt_store_each(a, 0, see_full, &ra);
+        for (size_t i = 0; i < out.n; i++)
+            append_full(&rb, &out.rules[i]);
+        dt_buf_terminate(&ra);
+        dt_buf_terminate(&rb);
+        bool rules_ok = va == vb && !strcmp(ra.ptr ? ra.ptr : "", rb.ptr ? rb.ptr : "");
+        if (!rules_ok && same_rules == round - 1)
+            printf("# round %d: put v%lld: %s\n#   bulk v%lld: %s\n", round, (long long)va,
+                   ra.ptr ? ra.ptr : "", (long long)vb, rb.ptr ? rb.ptr : "");
+        same_rules += rules_ok;
+        size_t nchanged = 0;
+        for (size_t i = 0; i < out.n; i++)
+            nchanged += out.changed[i];
+        counted += nchanged == (size_t)(out.added + out.changed_count);
+        dt_store_bulk_dispose(&out);
+        dt_buf_dispose(&ra);
+        dt_buf_dispose(&rb);
+        char *va_text = copy_text(versions(a, 0, 0));
+        same_versions += !strcmp(va_text, versions(b, 0, 0)); /* before the rows are written */
+        free(va_text);
+        /* every other round, the rows are written by the next read (dt_store_each above did
+         * it already for a); else by dt_store_settle */
+        if (round % 2)
+            dt_store_settle(b, NULL);
+        else
+            dt_store_count(b);
+        char *da = dump_store(a), *db = dump_store(b);
+        bool rows_ok = !strcmp(da, db);
+        if (!rows_ok && same_rows == round - 1)
+            printf("# round %d rows differ:\n# put:  %s\n# bulk: %s\n", round, da, db);
+        same_rows += rows_ok;
+        free(da);
+        free(db);
+        /* now and then an ordinary write or a rollback, on both */
+        if (round % 7 == 0) {
+            int64_t to = (int64_t)rnd((unsigned)va + 1);
+            begin(a, now + 5);
+            begin(b, now + 5);
+            rollback(a, to);
+            rollback(b, to);
+            commit(a);
+            commit(b);
+        }
+    }
+    is_int(same_rules, rounds, "bulk: the rule set of every version as put makes it");
+    is_int(counted, rounds, "bulk: the changed flags agree with the counts");
+    is_int(same_versions, rounds, "bulk: the versions (counts, times) as put makes them");
+    is_int(same_rows, rounds, "bulk: once settled, the rows are those put writes");
+    is_str(sql_rows(b, "SELECT count(*) FROM bulk_pending"), "0", "bulk: no record is left");
+    char *ha = copy_text(history(a, 0, 0, 0));
+    is_str(history(b, 0, 0, 0), ha, "bulk: the same history");
+    free(ha);
+out:
+    dt_store_close(a);
+    dt_store_close(b);
+}
+
+/* A store of the first schema (before bulk writes) is migrated, its rules kept. */
+static void test_migrate_v1(void)
+{
+    sqlite3 *raw = NULL;
+    ok(sqlite3_open(in_dir("v1.db"), &raw) == SQLITE_OK &&
+           sqlite3_exec(raw, migrations[0], NULL, NULL, NULL) == SQLITE_OK &&
+           sqlite3_exec(raw,
+                        "INSERT INTO versions VALUES (1, 5, 'api', '', 1, 0, 0);"
+                        "INSERT INTO rules (rid, source, target, status, options, note, created,"
+                        " updated, since, v_from) VALUES (1, '/old', '/new', 307, '', '', 5, 5,"
+                        " 5, 1);"
+                        "UPDATE meta SET value = 2 WHERE key = 'next_rid';"
+                        "PRAGMA user_version = 1;",
+                        NULL, NULL, NULL) == SQLITE_OK,
+       "a store of schema version 1 with a rule");
+    sqlite3_close(raw);
+    struct dt_store *s = open_store("v1.db");
+    if (!ok(s != NULL, "opened"))
+        return;
+    is_str(pragma(s, "user_version"), "2", "migrated to version 2");
+    is_str(rules_at(s, 0), "1 /old>/new 307", "its rule kept");
+    is_str(sql_rows(s, "SELECT count(*) FROM bulk_pending"), "0", "with the bulk table");
+    begin(s, 10);
+    struct dt_store_rule in[1] = {rule("/b", "/c", 308)};
+    struct dt_store_bulk out;
+    is_int(dt_store_bulk(s, in, 1, false, &out, &err), 0, "a bulk write on it");
+    dt_store_bulk_dispose(&out);
+    is_int(commit(s), 2, "version 2");
+    is_str(rules_at(s, 0), "1 /old>/new 307, 2 /b>/c 308", "both rules");
+    dt_store_close(s);
+}
+
+/* What a bulk write refuses, and what it does not need. */
+static void test_bulk_rules(void)
+{
+    struct dt_store *s = open_store("bulk_rules.db");
+    if (!ok(s != NULL, "open"))
+        return;
+    struct dt_store_bulk out;
+    struct dt_store_rule in[3] = {rule("/a", "/a1", 307), rule("/b", "/b1", 301),
+                                  rule("/a", "/a2", 308)};
+    err.len = 0;
+    is_int(dt_store_bulk(s, in, 3, false, &out, &err), DT_EINVAL, "bulk: no transaction");
+    begin(s, 10);
+    struct dt_store_rule bad[2] = {rule("/x", "/y", 307), rule("/z", "/y", 200)};
+    err.len = 0;
+    is_int(dt_store_bulk(s, bad, 2, false, &out, &err), DT_EINVAL, "bulk: a bad status");
+    ok(strstr(errtext(), "200") != NULL, "bulk: saying which");
+    is_int(dt_store_bulk(s, in, 3, false, &out, &err), 0, "bulk: the transaction goes on");
+    is_int((int64_t)out.n, 2, "bulk: a source given twice is one rule");
+    is_str(out.rules[0].target, "/a2", "bulk: the last one's content");
+    is_int(out.rules[0].id, 1, "bulk: under the first one's id");
+    is_int(out.rules[0].status, 308, "bulk: its status");
+    dt_store_bulk_dispose(&out);
+    err.len = 0;
+    is_int(add(s, "/c", "/c1", 307), -1, "bulk: no other write after it");
+    is_int(dt_store_bulk(s, in, 3, false, &out, &err), DT_EINVAL, "bulk: nor a second one");
+    is_int(dt_store_pending(s, see_change, &changes), DT_EINVAL, "bulk: nor a pending walk");
+    is_int(commit(s), 1, "bulk: commit");
+    ok(dt_store_unsettled(s), "bulk: its rows are still to be written");
+    is_str(sql_rows(s, "SELECT count(*) FROM rules"), "0", "bulk: none yet");
+    is_str(versions(s, 0, 0), "v1 @10 test '' +2 ~0 -0", "bulk: its version is there");
+    is_int(dt_store_count(s), 2, "bulk: counting writes them");
+    ok(!dt_store_unsettled(s), "bulk: settled");
+    is_str(rules_at(s, 0), "1 /a>/a2 308, 2 /b>/b1 301", "bulk: the rules");
+    is_str(history(s, 1, 0, 0), "v1 added 1 => 1 /a>/a2 308", "bulk: the history");
+
+    begin(s, 20);
+    add(s, "/c", "/c1", 307);
+    err.len = 0;
+    is_int(dt_store_bulk(s, in, 3, false, &out, &err), DT_EINVAL,
+           "bulk: not in a transaction that wrote");
+    dt_store_abort(s);
+    /* what is there already: no change, no version, nothing to settle */
+    struct dt_store_rule same[2] = {rule("/a", "/a2", 308), rule("/b", "/b1", 301)};
+    begin(s, 30);
+    is_int(dt_store_bulk(s, same, 2, true, &out, &err), 0, "bulk: what is there");
+    ok(out.added + out.changed_count + out.removed == 0, "bulk: no change");
+    dt_store_bulk_dispose(&out);
+    is_int(commit(s), 1, "bulk: no version");
+    ok(!dt_store_unsettled(s), "bulk: nothing to settle");
+    is_str(sql_rows(s, "SELECT count(*) FROM bulk_pending"), "0", "bulk: no record");
+    /* replace with nothing: every rule goes */
+    begin(s, 40);
+    is_int(dt_store_bulk(s, NULL, 0, true, &out, &err), 0, "bulk: replace by nothing");
+    ok(out.n == 0 && out.removed == 2, "bulk: both removed");
+    dt_store_bulk_dispose(&out);
+    is_int(commit(s), 2, "bulk: version 2");
+    is_str(rules_at(s, 0), "", "bulk: no rules");
+    is_str(rules_at(s, 1), "1 /a>/a2 308, 2 /b>/b1 301", "bulk: version 1 as it was");
+    dt_store_close(s);
+}
+
+/* A bulk write acknowledged, then the process killed before its rows are written: the next
+ * open writes them. */
+static void test_bulk_kill(void)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct dt_buf e;
+        dt_buf_init(&e);
+        struct dt_store *s = dt_store_open(in_dir("bulk_kill.db"), &e);
+        if (!s || dt_store_begin(s, 10, "child", "", &e) != 0)
+            _exit(2);
+        static char src[3000][16];
+        struct dt_store_rule in[3000];
+        for (int i = 0; i < 3000; i++) {
+            snprintf(src[i], sizeof(src[i]), "/k%d", i);
+            in[i] = rule(src[i], "/t", i % 2 ? 307 : 301);
+        }
+        struct dt_store_bulk out;
+        int64_t v;
+        if (dt_store_bulk(s, in, 3000, false, &out, &e) != 0 || dt_store_commit(s, &v, &e) != 0)
+            _exit(3);
+        raise(SIGKILL);
+        _exit(6);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+       "bulk: the writer was killed after the commit");
+    struct dt_store *s = open_store("bulk_kill.db");
+    if (!ok(s != NULL, "bulk: reopen after the kill"))
+        return;
+    ok(!dt_store_unsettled(s), "bulk: the open wrote the rows");
+    is_str(sql_rows(s, "SELECT count(*), min(v_from), max(v_from) FROM rules"), "3000|1|1",
+           "bulk: all 3000 rows of version 1");
+    is_str(get_rule(s, 2), "2 /k1>/t 307", "bulk: rule 2");
+    is_int(seen.last.since, 10, "bulk: its since");
+    is_str(sql_rows(s, "SELECT count(*) FROM bulk_pending"), "0", "bulk: the record is gone");
+    dt_store_close(s);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -1515,6 +1804,10 @@ int main(void)
     test_since();
     test_noop_and_abort();
     test_put();
+    test_bulk_same_as_put();
+    test_bulk_rules();
+    test_bulk_kill();
+    test_migrate_v1();
     test_rollback();
     test_history_and_versions();
     test_list();
