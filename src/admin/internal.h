@@ -22,6 +22,11 @@
  * fewer go into the overlay. */
 #define DT_LIVE_OVERLAY_MAX 200000
 
+/* An import of at least this many rules, into a store of at most four times as many, is
+ * a bulk write (dt_store_bulk): below that, one put per rule costs less than reading every
+ * rule of the store and rebuilding its whole table. */
+#define DT_ADMIN_BULK_MIN 10000
+
 /* A store rule changed since the store table was built: its rule line, or NULL when
  * removed. */
 struct change {
@@ -65,6 +70,12 @@ char *dt_live_line(const struct dt_store_rule *r);
  * its view) in order of id, each with line = id, under a file named "store". NULL with err
  * set when a rule does not load. */
 struct dt_table *dt_live_store_table(struct dt_store *s, int64_t version, struct dt_buf *err);
+/* A finished table of rules (in order of id), each with line = id, under a file named
+ * "store" (a rule that does not load is left out and logged). With from, rules[i] with
+ * from[i] >= 0 are added from specs[from[i]], the rule they were made from, rather than
+ * from their rule line (as dt_store_bulk says). */
+struct dt_table *dt_live_table_of(const struct dt_store_rule *rules, size_t n,
+                                  const int64_t *from, const struct dt_rule_spec *specs);
 /* Adds the store's rules of version to an unfinished table (as dt_live_store_table). */
 int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version,
                        struct dt_buf *err);
@@ -95,6 +106,8 @@ struct dt_live_preview {
 };
 int dt_live_preview(struct live *l, const struct change *c, size_t n, bool whole,
                     struct dt_live_preview *pv, struct dt_buf *err);
+/* A preview of t (taken over) as the whole store table, with no changes. */
+void dt_live_preview_table(struct live *l, struct dt_table *t, struct dt_live_preview *pv);
 /* After the commit that made version: publishes the preview (consumed). */
 void dt_live_install(struct live *l, struct dt_live_preview *pv, int64_t version);
 void dt_live_preview_dispose(struct dt_live_preview *pv);

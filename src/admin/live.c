@@ -24,13 +24,19 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-char *dt_live_line(const struct dt_store_rule *r)
+/* S10 and promote-after=: since when the rule has answered this way (0: no since=). The
+ * store keeps it for 307s; a 302 counts from its last change. */
+static int64_t rule_since(const struct dt_store_rule *r)
 {
-    /* S10 and promote-after=: since when the rule has answered this way. The store keeps
-     * it for 307s; a 302 counts from its last change. */
     int64_t since = r->status == 307 ? r->since : 0;
     if (r->status == 302 && r->options && strstr(r->options, "promote-after="))
         since = r->updated;
+    return since;
+}
+
+char *dt_live_line(const struct dt_store_rule *r)
+{
+    int64_t since = rule_since(r);
     /* built with copies, not printf: a merge makes a million of these */
     size_t ls = strlen(r->source), lt = strlen(r->target);
     size_t lo = r->options ? strlen(r->options) : 0;
@@ -125,6 +131,32 @@ struct dt_table *dt_live_store_table(struct dt_store *s, int64_t version, struct
     if (dt_live_fill_store(t, s, version, err) != 0) {
         dt_table_free(t);
         return NULL;
+    }
+    dt_table_finish(t);
+    return t;
+}
+
+struct dt_table *dt_live_table_of(const struct dt_store_rule *rules, size_t n,
+                                  const int64_t *from, const struct dt_rule_spec *specs)
+{
+    struct dt_table *t = dt_table_new();
+    dt_table_add_file(t, "store");
+    struct build_ctx b = {t, NULL, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        if (!from || from[i] < 0) {
+            build_one(&b, &rules[i]);
+            continue;
+        }
+        /* the spec the rule was made from, with the since= the store gave it: what its
+         * rule line would parse to, without making and parsing the line */
+        struct dt_rule_spec spec = specs[from[i]];
+        int64_t since = rule_since(&rules[i]);
+        spec.has_since = since > 0;
+        spec.since = (time_t)since;
+        struct dt_diag d;
+        if (dt_table_add(t, &spec, 0, (uint32_t)rules[i].id, &d) != 0 && b.bad++ < 10)
+            dt_log(DT_LOG_ERROR, "store rule %lld does not load and is left out: %s",
+                   (long long)rules[i].id, d.msg);
     }
     dt_table_finish(t);
     return t;
@@ -500,6 +532,15 @@ int dt_live_preview(struct live *l, const struct change *c, size_t n, bool whole
     pv->rs.hidden_overlay = pv->hidden_overlay;
     pv->rs.recent = pv->recent;
     return 0;
+}
+
+void dt_live_preview_table(struct live *l, struct dt_table *t, struct dt_live_preview *pv)
+{
+    memset(pv, 0, sizeof(*pv));
+    pv->whole = true;
+    pv->store_t = t;
+    pv->rs.files = l->files;
+    pv->rs.store = t;
 }
 
 void dt_live_preview_dispose(struct dt_live_preview *pv)

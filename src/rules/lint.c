@@ -261,11 +261,15 @@ static bool sample(const struct dt_table *t, const struct dt_rule *r, struct dt_
 {
     host->len = path->len = query->len = 0;
     const struct section *s = dt_rules_section(t, r);
-    if (s->host_len)
-        dt_buf_appendf(host, "%s%.*s", s->wildcard ? "x." : "", (int)s->host_len,
-                       t->blob.ptr + s->host);
-    else
-        dt_buf_appendf(host, "%s", LINT_HOST);
+    /* appends, not printf: an import's check makes a million of these */
+    if (s->host_len) {
+        if (s->wildcard)
+            dt_buf_append(host, "x.", 2);
+        dt_buf_append(host, t->blob.ptr + s->host, s->host_len);
+    } else {
+        dt_buf_append(host, LINT_HOST, strlen(LINT_HOST));
+    }
+    dt_buf_terminate(host);
     const struct rule_ext *e = dt_rules_ext(t, r);
     switch (dt_rules_kind(r)) {
     case DT_RULE_EXACT:
@@ -338,9 +342,15 @@ static bool next_request(const struct dt_table *t, const struct dt_match *m,
     struct dt_buf base, to;
     dt_buf_init(&base);
     dt_buf_init(&to);
-    dt_buf_appendf(&base, "%s://%.*s%.*s%s%.*s", *scheme == DT_SCHEME_HTTPS ? "https" : "http",
-                   (int)host->len, host->ptr, (int)path->len, path->ptr, query->len ? "?" : "",
-                   (int)query->len, query->len ? query->ptr : "");
+    const char *sch = *scheme == DT_SCHEME_HTTPS ? "https://" : "http://";
+    dt_buf_append(&base, sch, strlen(sch));
+    dt_buf_append(&base, host->ptr, host->len);
+    dt_buf_append(&base, path->ptr, path->len);
+    if (query->len) {
+        dt_buf_append(&base, "?", 1);
+        dt_buf_append(&base, query->ptr, query->len);
+    }
+    dt_buf_terminate(&base);
     struct dt_url u;
     bool ok = dt_url_resolve(dt_str_make(base.ptr, base.len), dt_str_make(loc->ptr, loc->len),
                              &to, NULL) == 0 &&

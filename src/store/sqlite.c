@@ -13,6 +13,7 @@
  * default of 2 MiB, 3.7 s with this. */
 #define CACHE_KIB 65536
 #define WAL_KEEP_BYTES (64 << 20) /* the WAL file is truncated to this after a checkpoint */
+#define WAL_CHECKPOINT_PAGES 1000 /* SQLite's default: a commit past this many WAL pages checkpoints */
 
 /* ---- schema ------------------------------------------------------------------------------ */
 
@@ -933,13 +934,20 @@ int dt_store_commit(struct dt_store *s, int64_t *version, struct dt_buf *err)
         if ((rc = run(s, st, err)) != 0)
             goto fail;
     }
-    /* The version is durable once COMMIT returns (WAL, synchronous=FULL). */
+    /* The version is durable once COMMIT returns (WAL, synchronous=FULL). A bulk write's
+     * commit does not also copy the WAL into the database (a checkpoint): the next commit,
+     * its rows', does. */
     sqlite3_stmt *st = stmt(s, ST_COMMIT, err);
     if (!st) {
         rc = DT_EIO;
         goto fail;
     }
-    if (sqlite3_step(st) != SQLITE_DONE) {
+    if (s->bulk)
+        sqlite3_wal_autocheckpoint(s->db, 0);
+    int done = sqlite3_step(st);
+    if (s->bulk)
+        sqlite3_wal_autocheckpoint(s->db, WAL_CHECKPOINT_PAGES);
+    if (done != SQLITE_DONE) {
         rc = fail_sql(s, err, "commit failed");
         sqlite3_reset(st);
         goto fail;
@@ -1106,80 +1114,114 @@ int dt_store_remove(struct dt_store *s, int64_t id, struct dt_buf *err)
 
 #define BULK_CHUNK (4u << 20) /* the size of a bulk record's chunks (rows of bulk_pending) */
 
-/* A bulk record is a list of changes: 'r' and a rule id (removed), or 'w', a rule id, its
- * status, created and since, then source, target, options and note, each ending in a NUL
- * (the rule's new row; updated is the version's time). Integers are little-endian. */
-static void put_int(struct dt_buf *b, uint64_t v, int bytes)
+/* A bulk record is a list of changes, in chunks that each read on their own: 'r' and a rule
+ * id (removed), or 'w', a rule id, its status, created and since, then source, target,
+ * options and note (the rule's new row; updated is the version's time). Numbers are
+ * unsigned LEB128 varints; each text is the length of the prefix it shares with the same
+ * text of the chunk's previous 'w', then the rest and a NUL (a bulk import's rules are
+ * alike: a million of them take tens of megabytes less, to write and to sync). */
+struct record {
+    struct dt_buf buf;
+    struct dt_buf prev[4]; /* the texts of the last 'w' of the chunk */
+};
+
+static void put_varint(struct dt_buf *b, uint64_t v)
 {
-    unsigned char c[8];
-    for (int i = 0; i < bytes; i++)
-        c[i] = (unsigned char)(v >> (8 * i));
-    dt_buf_append(b, c, (size_t)bytes);
+    unsigned char c[10];
+    int n = 0;
+    do {
+        c[n] = (unsigned char)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            c[n] |= 0x80;
+        n++;
+    } while (v);
+    dt_buf_append(b, c, (size_t)n);
 }
 
-static void put_text(struct dt_buf *b, const char *t)
+static void put_text(struct dt_buf *b, struct dt_buf *prev, const char *t)
 {
-    dt_buf_append(b, t, strlen(t) + 1);
+    size_t len = strlen(t), same = 0;
+    while (same < len && same < prev->len && prev->ptr[same] == t[same])
+        same++;
+    put_varint(b, same);
+    dt_buf_append(b, t + same, len - same + 1);
+    prev->len = 0;
+    dt_buf_append(prev, t, len);
 }
 
-static void put_change(struct dt_buf *b, int64_t id, const struct dt_store_rule *r)
+static void put_change(struct record *rec, int64_t id, const struct dt_store_rule *r)
 {
+    struct dt_buf *b = &rec->buf;
     dt_buf_append(b, r ? "w" : "r", 1);
-    put_int(b, (uint64_t)id, 8);
+    put_varint(b, (uint64_t)id);
     if (!r)
         return;
-    put_int(b, (uint64_t)r->status, 2);
-    put_int(b, (uint64_t)r->created, 8);
-    put_int(b, (uint64_t)r->since, 8);
-    put_text(b, r->source);
-    put_text(b, r->target);
-    put_text(b, or_empty(r->options));
-    put_text(b, or_empty(r->note));
+    put_varint(b, (uint64_t)r->status);
+    put_varint(b, (uint64_t)r->created);
+    put_varint(b, (uint64_t)r->since);
+    const char *text[4] = {r->source, r->target, or_empty(r->options), or_empty(r->note)};
+    for (int k = 0; k < 4; k++)
+        put_text(b, &rec->prev[k], text[k]);
 }
 
-/* Reads one change at *p (before end) into *id and r (NULL for a removal); false when the
- * record is damaged. */
-static bool get_change(const unsigned char **p, const unsigned char *end, int64_t *id,
-                       struct dt_store_rule *r, bool *removed)
+static bool get_varint(const unsigned char **p, const unsigned char *end, uint64_t *v)
 {
-    const unsigned char *q = *p;
-    if (end - q < 9 || (q[0] != 'r' && q[0] != 'w'))
-        return false;
-    *removed = q[0] == 'r';
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)q[1 + i] << (8 * i);
-    *id = (int64_t)v;
-    q += 9;
-    if (!*removed) {
-        if (end - q < 18)
-            return false;
-        uint64_t f[3] = {0, 0, 0};
-        static const int width[3] = {2, 8, 8};
-        for (int k = 0; k < 3; k++) {
-            for (int i = 0; i < width[k]; i++)
-                f[k] |= (uint64_t)q[i] << (8 * i);
-            q += width[k];
-        }
-        r->status = (int)f[0];
-        r->created = (int64_t)f[1];
-        r->since = (int64_t)f[2];
-        const char **text[4] = {&r->source, &r->target, &r->options, &r->note};
-        for (int k = 0; k < 4; k++) {
-            const unsigned char *nul = memchr(q, 0, (size_t)(end - q));
-            if (!nul)
-                return false;
-            *text[k] = (const char *)q;
-            q = nul + 1;
-        }
+    *v = 0;
+    for (int shift = 0; *p < end && shift < 64; shift += 7) {
+        unsigned char c = *(*p)++;
+        *v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            return true;
     }
-    *p = q;
+    return false;
+}
+
+/* Reads one change at *p (before end) into *id and r (*removed for an 'r'; r's texts live in
+ * texts, the chunk's previous ones); false when the record is damaged. */
+static bool get_change(const unsigned char **p, const unsigned char *end, int64_t *id,
+                       struct dt_store_rule *r, bool *removed, struct dt_buf texts[4])
+{
+    if (*p >= end || (**p != 'r' && **p != 'w'))
+        return false;
+    *removed = *(*p)++ == 'r';
+    uint64_t v[4];
+    if (!get_varint(p, end, &v[0]))
+        return false;
+    *id = (int64_t)v[0];
+    if (*removed)
+        return true;
+    for (int k = 1; k < 4; k++)
+        if (!get_varint(p, end, &v[k]))
+            return false;
+    r->status = (int)v[1];
+    r->created = (int64_t)v[2];
+    r->since = (int64_t)v[3];
+    for (int k = 0; k < 4; k++) {
+        uint64_t same;
+        if (!get_varint(p, end, &same) || same > texts[k].len)
+            return false;
+        const unsigned char *nul = memchr(*p, 0, (size_t)(end - *p));
+        if (!nul)
+            return false;
+        texts[k].len = (size_t)same;
+        dt_buf_append(&texts[k], *p, (size_t)(nul - *p));
+        dt_buf_terminate(&texts[k]);
+        *p = nul + 1;
+    }
+    r->source = texts[0].ptr;
+    r->target = texts[1].ptr;
+    r->options = texts[2].ptr;
+    r->note = texts[3].ptr;
     return true;
 }
 
-/* Writes the record's chunk in b as a row of bulk_pending, and empties b. */
-static int flush_chunk(struct dt_store *s, struct dt_buf *b, struct dt_buf *err)
+/* Writes the record's chunk as a row of bulk_pending, and starts the next. */
+static int flush_chunk(struct dt_store *s, struct record *rec, struct dt_buf *err)
 {
+    struct dt_buf *b = &rec->buf;
+    for (int k = 0; k < 4; k++)
+        rec->prev[k].len = 0;
     if (!b->len)
         return 0;
     sqlite3_stmt *st = stmt(s, ST_BULK_ADD, err);
@@ -1193,13 +1235,16 @@ static int flush_chunk(struct dt_store *s, struct dt_buf *b, struct dt_buf *err)
     return rc;
 }
 
-/* The rules of the open transaction's view, in memory, found by source. */
+/* The rules of the open transaction's view, in memory (r, in order of id; room is left
+ * after them for the new rules of a bulk write), found by source with a hash table built on
+ * demand: a slot holds k + 1 for the rule r[k] (k < n) or for the bulk write's new source
+ * number k - n. */
 struct current_set {
-    struct dt_store_rule *r; /* in order of id */
+    struct dt_store_rule *r;
     size_t n, cap;
-    uint32_t *slot; /* open addressing: index + 1, 0 for empty */
+    uint32_t *slot; /* open addressing, 0 for empty */
     size_t nslots;
-    struct dt_arena mem;
+    struct dt_arena mem; /* the strings of r */
 };
 
 static uint64_t hash_text(const char *t)
@@ -1211,35 +1256,35 @@ static uint64_t hash_text(const char *t)
 }
 
 /* The slot of source: where it is, or the empty slot where it would go. */
-static size_t find_slot(const struct current_set *c, const struct dt_store_rule *all,
-                        const char *source)
+static size_t find_slot(const struct current_set *c, const struct dt_store_rule *in,
+                        const int64_t *first, const char *source)
 {
     size_t mask = c->nslots - 1, i = (size_t)hash_text(source) & mask;
-    while (c->slot[i] && strcmp(all[c->slot[i] - 1].source, source) != 0)
-        i = (i + 1) & mask;
-    return i;
-}
-
-static struct dt_store_rule *push_rule(struct current_set *c, const struct dt_store_rule *r)
-{
-    if (c->n == c->cap) {
-        c->cap = c->cap ? 2 * c->cap : 1024;
-        c->r = dt_xrealloc(c->r, c->cap * sizeof(*c->r));
+    for (; c->slot[i]; i = (i + 1) & mask) {
+        size_t k = c->slot[i] - 1;
+        if (!strcmp(k < c->n ? c->r[k].source : in[first[k - c->n]].source, source))
+            break;
     }
-    struct dt_store_rule *k = &c->r[c->n++];
-    *k = *r;
-    return k;
+    return i;
 }
 
 /* Keeps a copy of a current rule (the row's strings live until the next step). */
 static int read_all(void *ctx, const struct dt_store_rule *r)
 {
     struct current_set *c = ctx;
-    struct dt_store_rule *k = push_rule(c, r);
-    k->source = dt_arena_strndup(&c->mem, r->source, strlen(r->source));
-    k->target = dt_arena_strndup(&c->mem, r->target, strlen(r->target));
-    k->options = r->options[0] ? dt_arena_strndup(&c->mem, r->options, strlen(r->options)) : "";
-    k->note = r->note[0] ? dt_arena_strndup(&c->mem, r->note, strlen(r->note)) : "";
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 1024;
+        c->r = dt_xrealloc(c->r, c->cap * sizeof(*c->r));
+    }
+    struct dt_store_rule *k = &c->r[c->n++];
+    *k = *r;
+    size_t ls = strlen(r->source) + 1, lt = strlen(r->target) + 1;
+    size_t lo = strlen(r->options) + 1, ln = strlen(r->note) + 1;
+    char *p = dt_arena_alloc(&c->mem, ls + lt + lo + ln);
+    k->source = memcpy(p, r->source, ls);
+    k->target = memcpy(p + ls, r->target, lt);
+    k->options = memcpy(p + ls + lt, r->options, lo);
+    k->note = memcpy(p + ls + lt + lo, r->note, ln);
     return 0;
 }
 
@@ -1249,6 +1294,7 @@ void dt_store_bulk_dispose(struct dt_store_bulk *b)
         return;
     free(b->rules);
     free(b->changed);
+    free(b->from);
     if (b->_mem) {
         dt_arena_dispose(b->_mem);
         free(b->_mem);
@@ -1266,98 +1312,132 @@ int dt_store_bulk(struct dt_store *s, const struct dt_store_rule *rules, size_t 
     if (rc)
         return rc;
     s->wrote = false; /* not yet: a bad rule leaves the transaction as it was */
-    if (n >= UINT32_MAX / 4)
-        return fail(s, err, DT_ELIMIT, "dt_store_bulk: too many rules (%zu)", n);
     for (size_t i = 0; i < n; i++)
         if ((rc = check_rule(s, &rules[i], err)) != 0)
             return rc;
 
-    /* The rules as they are, then each source of rules: the current rule it puts (cur, as
-     * an index) or, for a new one, the first of rules to give it. */
+    /* The rules as they are. */
     struct current_set c = {0};
     dt_arena_init(&c.mem, 1 << 20);
+    int64_t count = 0;
+    if ((rc = query_int(s, ST_COUNT, 0, &count, err)) < 0)
+        goto fail;
+    if ((uint64_t)count + n >= UINT32_MAX / 2) {
+        rc = fail(s, err, DT_ELIMIT, "dt_store_bulk: too many rules (%zu)", n);
+        goto fail;
+    }
+    c.cap = (size_t)count + n + 1;
+    c.r = dt_xmalloc(c.cap * sizeof(*c.r));
     sqlite3_stmt *st = stmt(s, ST_CURRENT, err);
     rc = st ? each_row(s, st, read_all, &c) : DT_EIO;
     if (rc) {
         if (rc > 0 || !err || !err->len)
             fail(s, err, DT_EIO, "%s: cannot read the rules: %s", s->path, sqlite3_errmsg(s->db));
+        rc = DT_EIO;
         goto fail;
     }
-    size_t ncur = c.n;
-    /* a new source is appended to c.r (as a rule of rules, for the lookups) */
-    for (c.nslots = 1024; c.nslots < 2 * (ncur + n); c.nslots *= 2)
-        ;
-    c.slot = dt_xcalloc(c.nslots, sizeof(*c.slot));
-    for (size_t i = 0; i < ncur; i++)
-        c.slot[find_slot(&c, c.r, c.r[i].source)] = (uint32_t)i + 1;
-    /* per rule of c.r: the last of rules to put it, and the last of them to give a note */
+    if (c.cap < c.n + n + 1) {
+        c.cap = c.n + n + 1;
+        c.r = dt_xrealloc(c.r, c.cap * sizeof(*c.r));
+    }
+    size_t ncur = c.n, nnew = 0;
+
+    /* Which rule each of rules puts: last[k] is the last of rules to put rule k (k < ncur:
+     * c.r[k]; else the k - ncur-th new source), noted[k] the last of them with a note, -1
+     * for none. An import of the rules as exported (in order of id, each once) is seen
+     * without a lookup; any other order looks each source up. */
     int64_t *last = dt_xmalloc((ncur + n + 1) * sizeof(*last));
     int64_t *noted = dt_xmalloc((ncur + n + 1) * sizeof(*noted));
-    for (size_t i = 0; i < ncur + n + 1; i++)
-        last[i] = noted[i] = -1;
-    size_t nnew = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t k = find_slot(&c, c.r, rules[i].source);
-        if (!c.slot[k]) {
-            push_rule(&c, &rules[i]); /* its id is given below */
-            c.slot[k] = (uint32_t)c.n;
-            nnew++;
+    int64_t *first = dt_xmalloc((n + 1) * sizeof(*first)); /* a new source's first giver */
+    for (size_t k = 0; k < ncur + n + 1; k++)
+        last[k] = noted[k] = -1;
+    size_t same = 0;
+    while (same < n && same < ncur && !strcmp(rules[same].source, c.r[same].source))
+        same++;
+    if (same == n) {
+        for (size_t i = 0; i < n; i++) {
+            last[i] = (int64_t)i;
+            noted[i] = rules[i].note ? (int64_t)i : -1;
         }
-        last[c.slot[k] - 1] = (int64_t)i;
-        if (rules[i].note)
-            noted[c.slot[k] - 1] = (int64_t)i;
+    } else {
+        for (c.nslots = 1024; c.nslots < 2 * (ncur + n); c.nslots *= 2)
+            ;
+        c.slot = dt_xcalloc(c.nslots, sizeof(*c.slot));
+        for (size_t k = 0; k < ncur; k++)
+            c.slot[find_slot(&c, rules, first, c.r[k].source)] = (uint32_t)k + 1;
+        for (size_t i = 0; i < n; i++) {
+            size_t at = find_slot(&c, rules, first, rules[i].source);
+            if (!c.slot[at]) {
+                first[nnew] = (int64_t)i;
+                c.slot[at] = (uint32_t)(ncur + nnew++) + 1;
+            }
+            size_t k = c.slot[at] - 1;
+            last[k] = (int64_t)i;
+            if (rules[i].note)
+                noted[k] = (int64_t)i;
+        }
     }
+    free(c.slot);
+    c.slot = NULL;
 
-    /* The new rule set, and the record of its changes. */
-    out->rules = dt_xcalloc(c.n + 1, sizeof(*out->rules));
-    out->changed = dt_xcalloc(c.n + 1, sizeof(*out->changed));
-    struct dt_buf rec;
-    dt_buf_init(&rec);
-    for (size_t i = 0; i < c.n && rc == 0; i++) {
-        const struct dt_store_rule *old = i < ncur ? &c.r[i] : NULL;
-        if (old && last[i] < 0) {
+    /* The new rule set, in c.r's place (rule k is read before slot w <= k is written), and the
+     * record of its changes. */
+    out->changed = dt_xcalloc(ncur + nnew + 1, sizeof(*out->changed));
+    out->from = dt_xmalloc((ncur + nnew + 1) * sizeof(*out->from));
+    struct record rec;
+    memset(&rec, 0, sizeof(rec));
+    size_t w = 0;
+    for (size_t k = 0; k < ncur + nnew && rc == 0; k++) {
+        struct dt_store_rule old = k < ncur ? c.r[k] : (struct dt_store_rule){0};
+        bool had = k < ncur;
+        if (had && last[k] < 0) {
             if (replace) {
-                put_change(&rec, old->id, NULL);
+                put_change(&rec, old.id, NULL);
                 out->removed++;
             } else {
-                out->rules[out->n++] = *old;
+                out->from[w] = -1;
+                c.r[w++] = old;
             }
         } else {
-            struct dt_store_rule r = rules[last[i]];
+            struct dt_store_rule r = rules[last[k]];
             /* as successive puts: a NULL note keeps the one an earlier put gave */
-            r.note = noted[i] >= 0 ? rules[noted[i]].note : old ? old->note : "";
+            r.note = noted[k] >= 0 ? rules[noted[k]].note : had ? old.note : "";
             r.options = or_empty(r.options);
-            if (old && old->status == r.status && !strcmp(old->target, r.target) &&
-                !strcmp(old->options, r.options) && !strcmp(old->note, r.note)) {
-                out->rules[out->n++] = *old;
+            if (had && old.status == r.status && !strcmp(old.target, r.target) &&
+                !strcmp(old.options, r.options) && !strcmp(old.note, r.note)) {
+                out->from[w] = -1;
+                c.r[w++] = old;
                 continue;
             }
             /* as write_current: since kept while it stays 307 */
-            r.id = old ? old->id : s->next_rid++;
-            r.created = old ? old->created : s->now;
+            r.id = had ? old.id : s->next_rid++;
+            r.created = had ? old.created : s->now;
             r.updated = s->now;
             r.since = r.status != 307 ? 0
-                      : old && old->status == 307 && old->since > 0 ? old->since : s->now;
+                      : had && old.status == 307 && old.since > 0 ? old.since : s->now;
             r.version = s->txn_version;
             put_change(&rec, r.id, &r);
-            out->changed[out->n] = true;
-            out->rules[out->n++] = r;
-            if (old)
+            out->changed[w] = true;
+            out->from[w] = last[k];
+            c.r[w++] = r;
+            if (had)
                 out->changed_count++;
             else
                 out->added++;
         }
-        if (rec.len >= BULK_CHUNK)
+        if (rec.buf.len >= BULK_CHUNK)
             rc = flush_chunk(s, &rec, err);
     }
     if (rc == 0)
         rc = flush_chunk(s, &rec, err);
-    dt_buf_dispose(&rec);
+    dt_buf_dispose(&rec.buf);
+    for (int k = 0; k < 4; k++)
+        dt_buf_dispose(&rec.prev[k]);
     free(last);
     free(noted);
-    free(c.slot);
-    /* the strings of new and changed rules are the caller's; the old rules' are kept */
-    free(c.r);
+    free(first);
+    out->rules = c.r;
+    out->n = w;
     out->_mem = dt_xmalloc(sizeof(struct dt_arena));
     memcpy(out->_mem, &c.mem, sizeof(c.mem));
     if (rc) {
@@ -1375,33 +1455,51 @@ fail:
     return rc;
 }
 
+/* One change of a bulk record: rule id's current row closed, r (if any) its new one. */
+static int settle_one(struct dt_store *s, int64_t id, const struct dt_store_rule *r,
+                      struct dt_buf *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_GET, err);
+    if (!st)
+        return DT_EIO;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = step(s, st, err);
+    int64_t row = rc == 1 ? sqlite3_column_int64(st, C_ROW) : 0;
+    sqlite3_reset(st);
+    if (rc < 0)
+        return rc;
+    if (rc == 1 && (rc = run_id(s, ST_CLOSE, row, s->txn_version, err)) != 0)
+        return rc;
+    if (r && insert_row(s, id, r, r->created, r->since) != SQLITE_DONE)
+        return fail_sql(s, err, "cannot write a rule of a bulk version");
+    return 0;
+}
+
 /* Writes the rows of one chunk of a bulk record (of the version the transaction stands
  * for): closes each changed rule's current row and writes its new one. */
 static int settle_chunk(struct dt_store *s, const unsigned char *p, size_t len, struct dt_buf *err)
 {
     const unsigned char *end = p + len;
-    while (p < end) {
+    struct dt_buf texts[4];
+    for (int k = 0; k < 4; k++) {
+        dt_buf_init(&texts[k]);
+        dt_buf_terminate(&texts[k]);
+    }
+    int rc = 0;
+    while (p < end && rc == 0) {
         int64_t id;
         bool removed;
         struct dt_store_rule r = {0};
-        if (!get_change(&p, end, &id, &r, &removed))
-            return fail(s, err, DT_EIO, "%s: the record of bulk version %lld is damaged",
-                        s->path, (long long)s->txn_version);
-        sqlite3_stmt *st = stmt(s, ST_GET, err);
-        if (!st)
-            return DT_EIO;
-        sqlite3_bind_int64(st, 1, id);
-        int rc = step(s, st, err);
-        int64_t row = rc == 1 ? sqlite3_column_int64(st, C_ROW) : 0;
-        sqlite3_reset(st);
-        if (rc < 0)
-            return rc;
-        if (rc == 1 && (rc = run_id(s, ST_CLOSE, row, s->txn_version, err)) != 0)
-            return rc;
-        if (!removed && insert_row(s, id, &r, r.created, r.since) != SQLITE_DONE)
-            return fail_sql(s, err, "cannot write a rule of a bulk version");
+        if (!get_change(&p, end, &id, &r, &removed, texts)) {
+            rc = fail(s, err, DT_EIO, "%s: the record of bulk version %lld is damaged",
+                      s->path, (long long)s->txn_version);
+            break;
+        }
+        rc = settle_one(s, id, removed ? NULL : &r, err);
     }
-    return 0;
+    for (int k = 0; k < 4; k++)
+        dt_buf_dispose(&texts[k]);
+    return rc;
 }
 
 int dt_store_settle(struct dt_store *s, struct dt_buf *err)

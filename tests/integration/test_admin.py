@@ -612,6 +612,123 @@ class Durability(unittest.TestCase):
         self.assertGreater(len(acked), 50)
 
 
+class Bulk(unittest.TestCase):
+    """S5: an import of 10,000 rules or more (into a store not much larger) is a bulk
+    write: decided in memory, committed as one record, its rows written after the answer.
+    It must answer, list, record history and survive a crash exactly as one put per rule
+    would."""
+
+    N = 12000  # past DT_ADMIN_BULK_MIN
+
+    @staticmethod
+    def lines(n, gen, skip=()):
+        out = []
+        for i in range(n):
+            if i in skip:
+                continue
+            status = (307, 302, 301, 308)[i % 4]
+            opt = ("", " query=drop", " cache=60", " promote-after=90d")[i % 4]
+            if status not in (307, 302):
+                opt = opt.replace(" promote-after=90d", "")
+            out.append("/k/%d /g%d/%d %d%s\n" % (i, gen, i, status, opt))
+        return "".join(out)
+
+    def sample(self, srv):
+        """/api/match of a spread of sources: status, Location and headers as sent."""
+        out = {}
+        for i in list(range(0, self.N, 997)) + [0, 1, 2, 3, self.N - 1]:
+            st, _, body = srv.api("GET", "/api/match?url=%s" % urllib.parse.quote(
+                "http://x/k/%d?q=1" % i))
+            out[i] = (st, body.get("status"), body.get("location"),
+                      json.dumps(body.get("headers"), sort_keys=True))
+        return out
+
+    def test_bulk_import_answers_lists_and_restarts_like_single_puts(self):
+        keep = tempfile.TemporaryDirectory()
+        db, tf = os.path.join(keep.name, "d.db"), os.path.join(keep.name, "t")
+        with Server("", db=db, token_file=tf) as srv:
+            st, _, r0 = srv.api("POST", "/api/rules",
+                                {"source": "/k/0", "target": "/old/0", "note": "kept"})
+            self.assertEqual(st, 201, r0)
+            srv.api("POST", "/api/rules", {"source": "/k/1", "target": "/old/1"})
+            srv.api("POST", "/api/rules", {"source": "/gone", "target": "/old/2"})
+            st, _, body = srv.api("POST", "/api/import", self.lines(self.N, 1))
+            self.assertEqual(st, 200, body)
+            self.assertEqual((body["added"], body["changed"], body["removed"], body["rules"]),
+                             (self.N - 2, 2, 0, self.N))
+            v1 = body["version"]
+            # live at the answer
+            self.assertEqual(get(srv, "/k/0"), (307, "/g1/0"))
+            self.assertEqual(get(srv, "/k/5"), (302, "/g1/5"))
+            self.assertEqual(get(srv, "/gone"), (307, "/old/2"))
+            # the rows, as single puts write them
+            rule0 = srv.api("GET", "/api/rules/%d" % r0["id"])[2]
+            self.assertEqual((rule0["target"], rule0["note"], rule0["version"]),
+                             ("/g1/0", "kept", v1))
+            st, _, page = srv.api("GET", "/api/rules?limit=5&text=/k/11")
+            self.assertEqual(page["total"], 1111)  # /k/11, /k/110-119, /k/1100-1199, /k/11000-11999
+            hist = srv.api("GET", "/api/history?id=%d" % r0["id"])[2]["changes"]
+            self.assertEqual([(c["kind"], c["version"]) for c in hist[:2]],
+                             [("changed", v1), ("added", r0["version"])])
+            self.assertEqual(hist[0]["old"]["target"], "/old/0")
+            versions = srv.api("GET", "/api/versions")[2]["versions"]
+            self.assertEqual((versions[0]["version"], versions[0]["added"],
+                              versions[0]["changed"]), (v1, self.N - 2, 2))
+            # replace: 1,000 rules not named go, with /gone; the rest change
+            st, _, body = srv.api("POST", "/api/import?mode=replace",
+                                  self.lines(self.N, 2, skip=range(5000, 6000)))
+            self.assertEqual(st, 200, body)
+            self.assertEqual((body["added"], body["changed"], body["removed"]),
+                             (0, self.N - 1000, 1001))
+            self.assertEqual(get(srv, "/k/5500")[0], 404)
+            self.assertEqual(get(srv, "/gone")[0], 404)
+            self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], self.N - 1000)
+            # a bulk import with a loop is refused whole, and changes nothing
+            st, _, body = srv.api("POST", "/api/import",
+                                  self.lines(self.N, 3) + "/loop/a /loop/b\n/loop/b /loop/a\n")
+            self.assertEqual(st, 409, body)
+            self.assertEqual(get(srv, "/k/0"), (307, "/g2/0"))
+            self.assertEqual(srv.api("GET", "/api/versions")[2]["versions"][0]["version"],
+                             v1 + 1)
+            before = self.sample(srv)
+            hits = srv.api("GET", "/api/rules/%d" % r0["id"])[2]["hits"]
+            self.assertGreater(hits, 0, "hits counted on the bulk import's table")
+        # after a restart the table comes from the rows: the same answers
+        with Server("", db=db, token_file=tf) as srv:
+            self.assertEqual(self.sample(srv), before)
+            self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], self.N - 1000)
+            # a rollback over a bulk version
+            st, _, body = srv.api("POST", "/api/rollback", {"version": v1})
+            self.assertEqual(st, 200, body)
+            self.assertEqual(get(srv, "/k/5501"), (302, "/g1/5501"))
+            self.assertEqual(get(srv, "/gone"), (307, "/old/2"))
+
+    def test_kill_9_right_after_a_bulk_import_loses_nothing(self):
+        """An acknowledged bulk import survives SIGKILL before, while or after its rows are
+        written (they are written within a second of the answer)."""
+        keep = tempfile.TemporaryDirectory()
+        db, tf = os.path.join(keep.name, "d.db"), os.path.join(keep.name, "t")
+        for gen, delay in enumerate((0, 0.3, 0.9, 1.6), start=1):
+            srv = Server("", db=db, token_file=tf)
+            srv.start()
+            st, _, body = srv.api("POST", "/api/import?mode=replace",
+                                  self.lines(self.N, gen, skip=range(gen * 10)))
+            self.assertEqual(st, 200, body)
+            time.sleep(delay)
+            srv.proc.send_signal(signal.SIGKILL)
+            srv.proc.wait(10)
+            srv.stop()
+            with Server("", db=db, token_file=tf) as srv:
+                self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], self.N - gen * 10)
+                self.assertEqual(get(srv, "/k/%d" % (self.N - 1)),
+                                 (308, "/g%d/%d" % (gen, self.N - 1)))
+                self.assertEqual(get(srv, "/k/%d" % (gen * 10 - 1))[0], 404)
+                v = srv.api("GET", "/api/versions")[2]["versions"][0]
+                self.assertEqual(v["version"], body["version"])
+                rule = srv.api("GET", "/api/rules?text=/k/%d&limit=1" % (self.N - 1))[2]["rules"]
+                self.assertEqual(rule[0]["version"], body["version"])
+
+
 class Live(unittest.TestCase):
     def test_changes_across_the_recent_table_and_the_overlay(self):
         """S5: the newest changes live in a small recent table over the overlay of older
@@ -717,9 +834,12 @@ class Live(unittest.TestCase):
             for t in threads:
                 t.start()
             for gen in range(1, 11):
+                # every fifth generation a bulk write (12,000 rules: see class Bulk)
+                filler = "".join("/fill/%d /f%d\n" % (i, gen) for i in range(12000)) \
+                    if gen % 5 == 0 else ""
                 st, _, body = srv.api("POST", "/api/import",
                                       "".join("/bulk/%d /gen%d/%d\n" % (i, gen, i)
-                                              for i in range(100)))
+                                              for i in range(100)) + filler)
                 self.assertEqual(st, 200, body)
                 for i in range(100):
                     st, _, _ = srv.api("PATCH", "/api/rules/%d" % (1 + (i % 100)),

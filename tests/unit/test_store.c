@@ -1552,18 +1552,41 @@ static void test_bulk_same_as_put(void)
     char sources[40][16];
     for (int i = 0; i < 40; i++)
         snprintf(sources[i], sizeof(sources[i]), "/p%d", i);
-    int rounds = 60, same_rules = 0, same_rows = 0, same_versions = 0, counted = 0;
+    int rounds = 150, same_rules = 0, same_rows = 0, same_versions = 0, counted = 0;
     for (int round = 1; round <= rounds; round++) {
         int64_t now = 1000 + 10 * round;
         size_t n = rnd(50);
         bool replace = rnd(3) == 0;
-        struct dt_store_rule in[50];
+        struct dt_store_rule in[100];
         for (size_t i = 0; i < n; i++)
             in[i] = (struct dt_store_rule){.source = sources[rnd(40)],
                                            .target = targets[rnd(3)],
                                            .status = statuses[rnd(4)],
                                            .options = options[rnd(3)],
                                            .note = notes[rnd(3)]};
+        /* one round in three: the rules as exported (in order of id; the quick way in
+         * dt_store_bulk), some changed, maybe cut short, maybe with random ones after */
+        struct current_set ex = {0};
+        dt_arena_init(&ex.mem, 4096);
+        if (round % 3 == 0) {
+            dt_store_each(a, 0, read_all, &ex);
+            size_t cut = rnd(4) == 0 ? rnd((unsigned)ex.n + 1) : ex.n, extra = rnd(2) ? n : 0;
+            n = 0;
+            for (size_t k = 0; k < cut && n < 50; k++) {
+                in[n] = ex.r[k];
+                in[n].note = notes[rnd(3)];
+                if (rnd(2))
+                    in[n].target = targets[rnd(3)];
+                if (rnd(4) == 0)
+                    in[n].status = statuses[rnd(4)];
+                n++;
+            }
+            for (size_t k = 0; k < extra && n < 100; k++)
+                in[n++] = (struct dt_store_rule){.source = sources[rnd(40)],
+                                                 .target = targets[rnd(3)],
+                                                 .status = statuses[rnd(4)],
+                                                 .options = options[rnd(3)], .note = NULL};
+        }
         /* a: dt_store_put of each, then the unnamed removed */
         begin(a, now);
         for (size_t i = 0; i < n; i++)
@@ -1631,6 +1654,8 @@ static void test_bulk_same_as_put(void)
         same_rows += rows_ok;
         free(da);
         free(db);
+        free(ex.r);
+        dt_arena_dispose(&ex.mem);
         /* now and then an ordinary write or a rollback, on both */
         if (round % 7 == 0) {
             int64_t to = (int64_t)rnd((unsigned)va + 1);
