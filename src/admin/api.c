@@ -1145,8 +1145,8 @@ static void import_rules(struct admin *a, const struct dt_admin_request *req,
     json_t *extra = json_pack("{s:I}", "rules", (json_int_t)im.n);
     /* A large import, against a store not much larger, is a bulk write: decided in memory,
      * committed as one record, its rows written after the answer. */
-    int64_t count = dry ? 0 : dt_store_count(a->store);
-    if (!dry && im.n >= DT_ADMIN_BULK_MIN && count >= 0 && count <= (int64_t)im.n * 4)
+    int64_t count = dry || im.n < DT_ADMIN_BULK_MIN ? -1 : dt_store_count(a->store);
+    if (count >= 0 && count <= (int64_t)im.n * 4)
         import_bulk(a, rep, rules, specs, im.n, replace, force, extra);
     else
         import_each(a, rep, rules, &im, replace, dry, force, extra);

@@ -1242,7 +1242,7 @@ static int flush_chunk(struct dt_store *s, struct record *rec, struct dt_buf *er
 struct current_set {
     struct dt_store_rule *r;
     size_t n, cap;
-    uint32_t *slot; /* open addressing, 0 for empty */
+    uint64_t *slot; /* open addressing: the hash's top 32 bits, then k + 1; 0 for empty */
     size_t nslots;
     struct dt_arena mem; /* the strings of r */
 };
@@ -1256,12 +1256,19 @@ static uint64_t hash_text(const char *t)
 }
 
 /* The slot of source: where it is, or the empty slot where it would go. */
+/* The slot of source: where it is, or the empty slot where it would go (*tag is what the
+ * slot's top half holds for source). A slot whose tag differs is passed over without
+ * reading its rule. */
 static size_t find_slot(const struct current_set *c, const struct dt_store_rule *in,
-                        const int64_t *first, const char *source)
+                        const int64_t *first, const char *source, uint64_t *tag)
 {
-    size_t mask = c->nslots - 1, i = (size_t)hash_text(source) & mask;
+    uint64_t h = hash_text(source);
+    size_t mask = c->nslots - 1, i = (size_t)h & mask;
+    *tag = h & 0xffffffff00000000u;
     for (; c->slot[i]; i = (i + 1) & mask) {
-        size_t k = c->slot[i] - 1;
+        if ((c->slot[i] & 0xffffffff00000000u) != *tag)
+            continue;
+        size_t k = (size_t)(c->slot[i] & 0xffffffffu) - 1;
         if (!strcmp(k < c->n ? c->r[k].source : in[first[k - c->n]].source, source))
             break;
     }
@@ -1363,15 +1370,18 @@ int dt_store_bulk(struct dt_store *s, const struct dt_store_rule *rules, size_t 
         for (c.nslots = 1024; c.nslots < 2 * (ncur + n); c.nslots *= 2)
             ;
         c.slot = dt_xcalloc(c.nslots, sizeof(*c.slot));
-        for (size_t k = 0; k < ncur; k++)
-            c.slot[find_slot(&c, rules, first, c.r[k].source)] = (uint32_t)k + 1;
+        uint64_t tag;
+        for (size_t k = 0; k < ncur; k++) {
+            size_t at = find_slot(&c, rules, first, c.r[k].source, &tag);
+            c.slot[at] = tag | (k + 1);
+        }
         for (size_t i = 0; i < n; i++) {
-            size_t at = find_slot(&c, rules, first, rules[i].source);
+            size_t at = find_slot(&c, rules, first, rules[i].source, &tag);
             if (!c.slot[at]) {
                 first[nnew] = (int64_t)i;
-                c.slot[at] = (uint32_t)(ncur + nnew++) + 1;
+                c.slot[at] = tag | (ncur + nnew++ + 1);
             }
-            size_t k = c.slot[at] - 1;
+            size_t k = (size_t)(c.slot[at] & 0xffffffffu) - 1;
             last[k] = (int64_t)i;
             if (rules[i].note)
                 noted[k] = (int64_t)i;
