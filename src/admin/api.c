@@ -1020,6 +1020,11 @@ static void import_bulk(struct admin *a, struct dt_admin_reply *rep,
         json_decref(extra);
         return;
     }
+    /* the store's table is about to be replaced whole: a merge in flight is wasted work,
+     * on a core the import needs */
+    pthread_mutex_lock(&a->live.mu);
+    dt_live_moot_merge(&a->live);
+    pthread_mutex_unlock(&a->live.mu);
     struct dt_buf err;
     dt_buf_init(&err);
     struct dt_store_bulk b;

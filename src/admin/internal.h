@@ -8,6 +8,7 @@
 #include "store/store.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* Changes since the store's table was built from which it is rebuilt, in the background: this
  * many, or one for every 64 rules of the table if more (a rebuild costs in proportion to the
@@ -61,6 +62,8 @@ struct live {
                                           in the caller's thread, as for :memory:) */
     pthread_t merge_thread;
     bool merging, merge_joinable, closing;
+    atomic_bool merge_moot;            /* the merge in flight will not be installed: it stops
+                                          (read by the merge thread without mu) */
     int64_t merge_version;
 };
 
@@ -118,6 +121,9 @@ void dt_live_apply(struct live *l, const struct change *c, size_t n);
 /* Rebuilds the store table from the store and publishes it (after large changes, and when
  * the overlay has grown). Caller holds mu. Returns 0 or an error with err. */
 int dt_live_merge(struct live *l, struct dt_buf *err);
+/* A write that replaces the store's table is coming: a merge in flight stops reading (its
+ * table would not be installed). Caller holds mu. */
+void dt_live_moot_merge(struct live *l);
 /* The server is stopping: waits for a merge in flight and starts no other. Takes mu. */
 void dt_live_stop(struct live *l);
 /* SIGHUP: the rule files again (a bad file keeps the rules in use). Takes mu. */

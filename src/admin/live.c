@@ -94,11 +94,15 @@ struct build_ctx {
     struct dt_buf *err;
     int rc;
     unsigned bad;
+    atomic_bool *moot; /* set: stop (the walk returns 1); may be NULL */
+    size_t n;
 };
 
 static int build_one(void *ctx, const struct dt_store_rule *r)
 {
     struct build_ctx *b = ctx;
+    if (b->moot && (++b->n & 4095) == 0 && atomic_load(b->moot))
+        return 1;
     char *line = dt_live_line(r);
     /* A rule that does not load (none should: every write is checked) is left out and
      * logged; the others are served. */
@@ -111,11 +115,14 @@ static int build_one(void *ctx, const struct dt_store_rule *r)
     return 0;
 }
 
-int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version,
-                       struct dt_buf *err)
+/* As dt_live_fill_store; returns 1 (err untouched) once *moot is set (moot may be NULL). */
+static int fill_store(struct dt_table *t, struct dt_store *s, int64_t version, atomic_bool *moot,
+                      struct dt_buf *err)
 {
-    struct build_ctx b = {t, err, 0, 0};
+    struct build_ctx b = {t, err, 0, 0, moot, 0};
     int rc = dt_store_each(s, version, build_one, &b);
+    if (rc == 1 && moot)
+        return 1;
     if (rc || b.rc) {
         if (!err->len)
             dt_buf_appendf(err, "cannot read the store's rules: %s", dt_strerror(rc ? rc : b.rc));
@@ -124,11 +131,19 @@ int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version,
     return 0;
 }
 
-struct dt_table *dt_live_store_table(struct dt_store *s, int64_t version, struct dt_buf *err)
+int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version,
+                       struct dt_buf *err)
+{
+    return fill_store(t, s, version, NULL, err);
+}
+
+/* As dt_live_store_table; NULL with err untouched once *moot is set (moot may be NULL). */
+static struct dt_table *store_table(struct dt_store *s, int64_t version, atomic_bool *moot,
+                                    struct dt_buf *err)
 {
     struct dt_table *t = dt_table_new();
     dt_table_add_file(t, "store");
-    if (dt_live_fill_store(t, s, version, err) != 0) {
+    if (fill_store(t, s, version, moot, err) != 0) {
         dt_table_free(t);
         return NULL;
     }
@@ -136,12 +151,17 @@ struct dt_table *dt_live_store_table(struct dt_store *s, int64_t version, struct
     return t;
 }
 
+struct dt_table *dt_live_store_table(struct dt_store *s, int64_t version, struct dt_buf *err)
+{
+    return store_table(s, version, NULL, err);
+}
+
 struct dt_table *dt_live_table_of(const struct dt_store_rule *rules, size_t n,
                                   const int64_t *from, const struct dt_rule_spec *specs)
 {
     struct dt_table *t = dt_table_new();
     dt_table_add_file(t, "store");
-    struct build_ctx b = {t, NULL, 0, 0};
+    struct build_ctx b = {t, NULL, 0, 0, NULL, 0};
     for (size_t i = 0; i < n; i++) {
         if (!from || from[i] < 0) {
             build_one(&b, &rules[i]);
@@ -176,12 +196,24 @@ static size_t first_with_id(const struct dt_table *t, int64_t id)
     return lo;
 }
 
+static size_t first_with_id(const struct dt_table *t, int64_t id);
+
+/* True when table t (may be NULL) has a rule with store id id. */
+static bool has_id(const struct dt_table *t, int64_t id)
+{
+    if (!t)
+        return false;
+    size_t k = first_with_id(t, id);
+    return k < dt_table_size(t) && (int64_t)dt_table_rule(t, k)->line == id;
+}
+
 /* Adds the hits of the old table's rules to the new table's rules with the same store id
  * (both tables hold store rules in order of id), into worker 0's counters, before the new
- * table is published. Hits counted on the old table after this, until the publish, are
- * lost: a few at most. */
+ * table is published; not those of ids that table except has (their hits go there). Hits
+ * counted on the old table after this, until the publish, are lost: a few at most. */
 static void carry_hits(const struct dt_table *ot, const struct dt_hits *oh,
-                       const struct dt_table *nt, struct dt_hits *nh)
+                       const struct dt_table *nt, struct dt_hits *nh,
+                       const struct dt_table *except)
 {
     if (!ot || !oh || !nt || !nh)
         return;
@@ -191,6 +223,9 @@ static void carry_hits(const struct dt_table *ot, const struct dt_hits *oh,
         if (a < b) {
             i++;
         } else if (a > b) {
+            j++;
+        } else if (has_id(except, a)) {
+            i++;
             j++;
         } else {
             uint32_t last = 0;
@@ -302,24 +337,27 @@ static void refresh_hits(struct live *l)
         /* a merge: every level's counts go to the store table's rules */
         l->store_hits = dt_hits_new(dt_table_size(l->store_t), l->nworkers);
         if (old) {
-            carry_hits(old->store, old->hits[1], l->store_t, l->store_hits);
-            carry_hits(old->overlay, old->hits[2], l->store_t, l->store_hits);
-            carry_hits(old->recent, old->hits[3], l->store_t, l->store_hits);
+            carry_hits(old->store, old->hits[1], l->store_t, l->store_hits, NULL);
+            carry_hits(old->overlay, old->hits[2], l->store_t, l->store_hits, NULL);
+            carry_hits(old->recent, old->hits[3], l->store_t, l->store_hits, NULL);
         }
     }
     if (!old || old->overlay != l->overlay) {
-        /* a fold: the recent table's counts go to the overlay with the overlay's own */
+        /* a fold: the recent table's counts go to the overlay with the overlay's own; after
+         * a merge, the rules the store table lacks (added since the version it was built
+         * from) keep theirs in the overlay (the others' went to the store table) */
         l->overlay_hits = l->overlay ? dt_hits_new(dt_table_size(l->overlay), l->nworkers)
                                      : NULL;
-        if (old && l->overlay && !new_store) {
-            carry_hits(old->overlay, old->hits[2], l->overlay, l->overlay_hits);
-            carry_hits(old->recent, old->hits[3], l->overlay, l->overlay_hits);
+        const struct dt_table *except = new_store ? l->store_t : NULL;
+        if (old && l->overlay) {
+            carry_hits(old->overlay, old->hits[2], l->overlay, l->overlay_hits, except);
+            carry_hits(old->recent, old->hits[3], l->overlay, l->overlay_hits, except);
         }
     }
     if (!old || old->recent != l->recent) {
         l->recent_hits = l->recent ? dt_hits_new(dt_table_size(l->recent), l->nworkers) : NULL;
         if (old && l->recent && !new_store && old->overlay == l->overlay)
-            carry_hits(old->recent, old->hits[3], l->recent, l->recent_hits);
+            carry_hits(old->recent, old->hits[3], l->recent, l->recent_hits, NULL);
     }
 }
 
@@ -414,11 +452,11 @@ static void *merge_main(void *arg)
     pthread_mutex_unlock(&l->mu);
     struct dt_buf err;
     dt_buf_init(&err);
-    struct dt_table *t = dt_live_store_table(l->merge_store, version, &err);
+    struct dt_table *t = store_table(l->merge_store, version, &l->merge_moot, &err);
     pthread_mutex_lock(&l->mu);
-    if (!t)
+    if (!t && !atomic_load(&l->merge_moot))
         dt_log(DT_LOG_ERROR, "rebuilding the store's table failed: %s", err.ptr ? err.ptr : "");
-    else if (version > l->store_version)
+    else if (t && version > l->store_version)
         install(l, t, version);
     else
         dt_table_free(t);
@@ -447,6 +485,7 @@ static void start_merge(struct live *l)
     }
     l->merge_version = dt_store_version(l->store);
     l->merging = true;
+    atomic_store(&l->merge_moot, false);
     int rc = pthread_create(&l->merge_thread, NULL, merge_main, l);
     if (rc != 0) {
         l->merging = false;
@@ -673,6 +712,7 @@ int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_s
                  const char *db_path, struct dt_table *files, struct dt_buf *err)
 {
     memset(l, 0, sizeof(*l));
+    atomic_init(&l->merge_moot, false);
     pthread_mutex_init(&l->mu, NULL);
     l->cfg = cfg;
     l->store = store;
@@ -695,6 +735,12 @@ int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_s
         }
     }
     return 0;
+}
+
+void dt_live_moot_merge(struct live *l)
+{
+    if (l->merging)
+        atomic_store(&l->merge_moot, true);
 }
 
 void dt_live_stop(struct live *l)
