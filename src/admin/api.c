@@ -579,12 +579,14 @@ static void *check_part_run(void *arg)
     struct check_part *c = arg;
     struct dt_buf msg;
     dt_buf_init(&msg);
+    struct dt_lint_scratch scratch;
+    memset(&scratch, 0, sizeof(scratch));
     for (size_t i = c->from; i < c->to; i++) {
         const struct dt_rule *r = dt_table_rule(c->t, i);
         if (!changed_id(c->p, r->line))
             continue;
         msg.len = 0;
-        int kind = dt_lint_rule_in(c->rs, c->t, r, c->now, &msg);
+        int kind = dt_lint_rule_in(c->rs, c->t, r, c->now, &msg, &scratch);
         if (kind == DT_LINT_RULE_OK)
             continue;
         if (c->nfound == c->cap) {
@@ -594,6 +596,7 @@ static void *check_part_run(void *arg)
         c->found[c->nfound++] = (struct finding){r->line, kind, dt_xstrndup(msg.ptr, msg.len)};
     }
     dt_buf_dispose(&msg);
+    dt_lint_scratch_dispose(&scratch);
     return NULL;
 }
 
@@ -687,6 +690,7 @@ static void commit_write(struct admin *a, struct dt_admin_reply *rep, struct pen
     }
     if (pv)
         dt_live_install(&a->live, pv, version);
+
 
     pthread_mutex_unlock(&a->live.mu);
     a->writes++;
@@ -1020,11 +1024,6 @@ static void import_bulk(struct admin *a, struct dt_admin_reply *rep,
         json_decref(extra);
         return;
     }
-    /* the store's table is about to be replaced whole: a merge in flight is wasted work,
-     * on a core the import needs */
-    pthread_mutex_lock(&a->live.mu);
-    dt_live_moot_merge(&a->live);
-    pthread_mutex_unlock(&a->live.mu);
     struct dt_buf err;
     dt_buf_init(&err);
     struct dt_store_bulk b;
@@ -1086,6 +1085,14 @@ static void import_rules(struct admin *a, const struct dt_admin_request *req,
     struct dt_errors errs;
     dt_errors_init(&errs);
     int rc = dt_import_convert(f, "import", req->body, (int)dstatus, &im, &errs);
+    /* an import this large most likely replaces the store's table whole (a bulk write): a
+     * merge in flight would be wasted work, on a core the import needs (if the import ends
+     * up otherwise, the next change starts a merge again) */
+    if (!dry && im.n >= DT_ADMIN_BULK_MIN) {
+        pthread_mutex_lock(&a->live.mu);
+        dt_live_moot_merge(&a->live);
+        pthread_mutex_unlock(&a->live.mu);
+    }
 
     /* every line must load as a rule: the whole import or nothing */
     struct dt_rule_spec *specs = dt_xcalloc(im.n + 1, sizeof(*specs));

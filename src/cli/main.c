@@ -2,6 +2,9 @@
 #include "cli/cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static const char usage[] =
     "Usage: detour COMMAND [OPTIONS]\n"
@@ -23,6 +26,32 @@ static const char usage[] =
     "\n"
     "Documentation: README.md and docs/rules.md in the source tree.\n";
 
+/* The server's large tables and an import's working memory are hundreds of megabytes, and
+ * faulting them in 4 KiB pages costs more than building them (a third of a million-rule
+ * import, on a virtual machine). glibc's malloc asks for transparent huge pages where the
+ * kernel leaves it to the program (THP "madvise" mode) when GLIBC_TUNABLES says
+ * glibc.malloc.hugetlb=1, which it reads only when the process starts: serve runs itself
+ * again, once, with it (same pid, same arguments). Not when GLIBC_TUNABLES is set already
+ * (the caller's choice stands), nor when THP is off, nor if the exec fails. */
+static void huge_pages(char **argv)
+{
+    if (getenv("GLIBC_TUNABLES"))
+        return;
+    char mode[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f) {
+        if (!fgets(mode, sizeof(mode), f))
+            mode[0] = '\0';
+        fclose(f);
+    }
+    if (!strstr(mode, "[madvise]") && !strstr(mode, "[always]"))
+        return;
+    if (setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    unsetenv("GLIBC_TUNABLES");
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -38,8 +67,10 @@ int main(int argc, char **argv)
         printf("detour %s\n", DETOUR_VERSION);
         return DT_EXIT_OK;
     }
-    if (!strcmp(cmd, "serve"))
+    if (!strcmp(cmd, "serve")) {
+        huge_pages(argv);
         return dt_cmd_serve(argc - 1, argv + 1);
+    }
     if (!strcmp(cmd, "get"))
         return dt_cmd_get(argc - 1, argv + 1);
     if (!strcmp(cmd, "lint"))

@@ -332,29 +332,28 @@ static bool sample(const struct dt_table *t, const struct dt_rule *r, struct dt_
  * (nothing replaced) when the Location does not resolve to an http(s) URL. */
 static bool next_request(const struct dt_table *t, const struct dt_match *m,
                          enum dt_scheme *scheme, struct dt_buf *host, struct dt_buf *path,
-                         struct dt_buf *query, struct dt_buf *loc, bool *same_host)
+                         struct dt_buf *query, struct dt_buf *loc, struct dt_buf *base,
+                         struct dt_buf *to, bool *same_host)
 {
     struct dt_str q = dt_str_make(query->ptr, query->len);
     loc->len = 0;
     dt_buf_reserve(loc, dt_table_location_max(t, m, q) + 1);
     loc->len = dt_table_location(t, m, q, loc->ptr);
     dt_buf_terminate(loc);
-    struct dt_buf base, to;
-    dt_buf_init(&base);
-    dt_buf_init(&to);
+    base->len = to->len = 0;
     const char *sch = *scheme == DT_SCHEME_HTTPS ? "https://" : "http://";
-    dt_buf_append(&base, sch, strlen(sch));
-    dt_buf_append(&base, host->ptr, host->len);
-    dt_buf_append(&base, path->ptr, path->len);
+    dt_buf_append(base, sch, strlen(sch));
+    dt_buf_append(base, host->ptr, host->len);
+    dt_buf_append(base, path->ptr, path->len);
     if (query->len) {
-        dt_buf_append(&base, "?", 1);
-        dt_buf_append(&base, query->ptr, query->len);
+        dt_buf_append(base, "?", 1);
+        dt_buf_append(base, query->ptr, query->len);
     }
-    dt_buf_terminate(&base);
+    dt_buf_terminate(base);
     struct dt_url u;
-    bool ok = dt_url_resolve(dt_str_make(base.ptr, base.len), dt_str_make(loc->ptr, loc->len),
-                             &to, NULL) == 0 &&
-              dt_url_parse(dt_str_make(to.ptr, to.len), &u, NULL) == 0 && u.host.len < 256;
+    bool ok = dt_url_resolve(dt_str_make(base->ptr, base->len), dt_str_make(loc->ptr, loc->len),
+                             to, NULL) == 0 &&
+              dt_url_parse(dt_str_make(to->ptr, to->len), &u, NULL) == 0 && u.host.len < 256;
     if (ok) {
         char h[256];
         memcpy(h, u.host.ptr, u.host.len);
@@ -369,18 +368,18 @@ static bool next_request(const struct dt_table *t, const struct dt_match *m,
         dt_buf_terminate(path);
         dt_buf_terminate(query);
     }
-    dt_buf_dispose(&base);
-    dt_buf_dispose(&to);
     return ok;
 }
 
 static uint32_t follow(struct ctx *c, const struct dt_rule *r, struct dt_buf *loc)
 {
     const struct dt_table *t = c->t;
-    struct dt_buf host, path, query;
+    struct dt_buf host, path, query, base, to;
     dt_buf_init(&host);
     dt_buf_init(&path);
     dt_buf_init(&query);
+    dt_buf_init(&base);
+    dt_buf_init(&to);
     uint32_t next = NONE;
     loc->len = 0;
     if (!sample(t, r, &host, &path, &query))
@@ -395,7 +394,7 @@ static uint32_t follow(struct ctx *c, const struct dt_rule *r, struct dt_buf *lo
     if (got != r)
         goto out; /* the sample is answered by another rule (or none): nothing to follow */
     bool same_host;
-    if (!next_request(t, &m, &scheme, &host, &path, &query, loc, &same_host))
+    if (!next_request(t, &m, &scheme, &host, &path, &query, loc, &base, &to, &same_host))
         goto out;
     /* On the same host every rule may answer; another host is only known to come here if
      * some rule names it (a catch-all to https://new.example/ is no loop). */
@@ -410,6 +409,8 @@ out:
     dt_buf_dispose(&host);
     dt_buf_dispose(&path);
     dt_buf_dispose(&query);
+    dt_buf_dispose(&base);
+    dt_buf_dispose(&to);
     return next;
 }
 
@@ -573,15 +574,23 @@ static void per_rule(struct ctx *c)
     dt_buf_dispose(&tgt);
 }
 
-int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
-                    const struct dt_rule *r, time_t now, struct dt_buf *msg)
+void dt_lint_scratch_dispose(struct dt_lint_scratch *sc)
 {
-    struct dt_buf host, path, query, loc, d;
-    dt_buf_init(&host);
-    dt_buf_init(&path);
-    dt_buf_init(&query);
-    dt_buf_init(&loc);
-    dt_buf_init(&d);
+    struct dt_buf *b[] = {&sc->host, &sc->path, &sc->query, &sc->loc, &sc->text, &sc->base,
+                          &sc->to};
+    for (size_t i = 0; i < DT_ARRAY_LEN(b); i++)
+        dt_buf_dispose(b[i]);
+}
+
+int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
+                    const struct dt_rule *r, time_t now, struct dt_buf *msg,
+                    struct dt_lint_scratch *scratch)
+{
+    struct dt_lint_scratch own;
+    memset(&own, 0, sizeof(own));
+    struct dt_lint_scratch *sc = scratch ? scratch : &own;
+    struct dt_buf *host = &sc->host, *path = &sc->path, *query = &sc->query, *loc = &sc->loc,
+                  *d = &sc->text;
     struct {
         const struct dt_table *t;
         const struct dt_rule *r;
@@ -593,17 +602,17 @@ int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
                                                                            : NULL;
     if (hidden && (hidden[idx / 64] >> (idx % 64) & 1))
         goto out; /* changed or removed since: it answers nothing */
-    if (!sample(t, r, &host, &path, &query))
+    if (!sample(t, r, host, path, query))
         goto out;
     enum dt_scheme scheme = dt_rules_scheme(r) ? (enum dt_scheme)dt_rules_scheme(r)
                                                : DT_SCHEME_HTTP;
     /* the sample must reach r itself in the whole rule set (else r never answers it) */
     struct dt_match m;
     const struct dt_table *mt = NULL;
-    struct dt_str q = dt_str_make(query.ptr, query.len);
+    struct dt_str q = dt_str_make(query->ptr, query->len);
     const struct dt_rule *cur =
-        dt_rules_ruleset_match(rs, scheme, dt_str_make(host.ptr, host.len),
-                               dt_str_make(path.ptr, path.len), q, now, &m, &mt, true);
+        dt_rules_ruleset_match(rs, scheme, dt_str_make(host->ptr, host->len),
+                               dt_str_make(path->ptr, path->len), q, now, &m, &mt, true);
     if (cur != r) {
         /* Another rule answers r's own request first: with the same source, r never
          * answers (lint's conflict, when the targets differ). */
@@ -641,13 +650,13 @@ int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
                 found = DT_LINT_RULE_LOOP;
                 dt_buf_appendf(msg, "redirect loop: ");
                 for (unsigned j = k; j < nseen; j++) {
-                    d.len = 0;
-                    dt_rule_source(seen[j].t, seen[j].r, &d);
-                    dt_buf_appendf(msg, "%.*s -> ", (int)d.len, d.ptr);
+                    d->len = 0;
+                    dt_rule_source(seen[j].t, seen[j].r, d);
+                    dt_buf_appendf(msg, "%.*s -> ", (int)d->len, d->ptr);
                 }
-                d.len = 0;
-                dt_rule_source(mt, cur, &d);
-                dt_buf_appendf(msg, "%.*s", (int)d.len, d.ptr);
+                d->len = 0;
+                dt_rule_source(mt, cur, d);
+                dt_buf_appendf(msg, "%.*s", (int)d->len, d->ptr);
                 goto out;
             }
         }
@@ -656,19 +665,17 @@ int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
         nseen++;
         /* where cur sends the request it answered */
         bool same_host;
-        if (!next_request(mt, &m, &scheme, &host, &path, &query, &loc, &same_host))
+        if (!next_request(mt, &m, &scheme, host, path, query, loc, &sc->base, &sc->to,
+                          &same_host))
             break;
         /* another host is only known to come here if some rule names it */
-        cur = dt_rules_ruleset_match(rs, scheme, dt_str_make(host.ptr, host.len),
-                                     dt_str_make(path.ptr, path.len),
-                                     dt_str_make(query.ptr, query.len), now, &m, &mt, same_host);
+        cur = dt_rules_ruleset_match(rs, scheme, dt_str_make(host->ptr, host->len),
+                                     dt_str_make(path->ptr, path->len),
+                                     dt_str_make(query->ptr, query->len), now, &m, &mt, same_host);
     }
 out:
-    dt_buf_dispose(&host);
-    dt_buf_dispose(&path);
-    dt_buf_dispose(&query);
-    dt_buf_dispose(&loc);
-    dt_buf_dispose(&d);
+    if (!scratch)
+        dt_lint_scratch_dispose(&own);
     return found;
 }
 

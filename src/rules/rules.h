@@ -282,8 +282,17 @@ void dt_lint_run(const struct dt_table *t, const struct dt_lint_options *o,
  * rule answers there, and so on, at most 20 hops, and coming back to r is a loop
  * (DT_LINT_RULE_LOOP). The finding is described in msg. Control thread. */
 enum { DT_LINT_RULE_OK, DT_LINT_RULE_LOOP, DT_LINT_RULE_CONFLICT };
+/* Buffers dt_lint_rule_in reuses from one call to the next, so that checking a million rules
+ * does not allocate for each: zeroed before the first call, one per thread, disposed of with
+ * dt_lint_scratch_dispose. */
+struct dt_lint_scratch {
+    struct dt_buf host, path, query, loc, text, base, to;
+};
+void dt_lint_scratch_dispose(struct dt_lint_scratch *sc);
+/* scratch may be NULL (the call uses buffers of its own). */
 int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
-                    const struct dt_rule *r, time_t now, struct dt_buf *msg);
+                    const struct dt_rule *r, time_t now, struct dt_buf *msg,
+                    struct dt_lint_scratch *scratch);
 /* Adds a finding (the caller's, e.g. a line that did not load). */
 void dt_lint_add(struct dt_lint_report *r, int severity, const char *kind, const char *file,
                  uint32_t line, const char *fmt, ...) DT_PRINTF(6, 7);

@@ -22,8 +22,9 @@ class Server:
     """A `detour serve` process. Use as a context manager, or call start()/stop()."""
 
     def __init__(self, rules="", args=(), workers=1, listen=("127.0.0.1:0",), rule_files=None,
-                 admin="127.0.0.1:0", db=None, token_file=None):
+                 admin="127.0.0.1:0", db=None, token_file=None, env=None):
         self.tmp = tempfile.TemporaryDirectory(prefix="detour-test-")
+        self.env = env  # variables set (or, with None, removed) over this environment
         # The store and the admin API: a fresh database and token in the test's directory,
         # the admin listener on a free port (None: --admin off).
         self.db = db or os.path.join(self.tmp.name, "detour.db")
@@ -60,8 +61,16 @@ class Server:
         return cmd + self.args
 
     def start(self, timeout=10):
+        env = None
+        if self.env:
+            env = dict(os.environ)
+            for k, v in self.env.items():
+                if v is None:
+                    env.pop(k, None)
+                else:
+                    env[k] = v
         self.proc = subprocess.Popen(self.command(), stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, env=env)
         self.reader = threading.Thread(target=self._read_log, daemon=True)
         self.reader.start()
         try:

@@ -103,6 +103,42 @@ class Reload(unittest.TestCase):
             self.assertEqual(location(srv, "/a"), (307, "/v30"))
 
 
+class HugePages(unittest.TestCase):
+    """serve runs itself again, once, with glibc's malloc asking for transparent huge pages
+    (GLIBC_TUNABLES=glibc.malloc.hugetlb=1): same pid, same arguments; a GLIBC_TUNABLES the
+    caller set is kept as it is."""
+
+    @staticmethod
+    def environ(pid):
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+
+    @staticmethod
+    def thp_mode():
+        try:
+            with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+                return re.search(r"\[(\w+)\]", f.read()).group(1)
+        except (OSError, AttributeError):
+            return "never"
+
+    def test_serve_asks_for_huge_pages_once(self):
+        with Server("/a /b\n", env={"GLIBC_TUNABLES": None}) as srv:
+            env = self.environ(srv.proc.pid)
+            if self.thp_mode() in ("madvise", "always"):
+                self.assertEqual(env.get(b"GLIBC_TUNABLES"), b"glibc.malloc.hugetlb=1")
+            else:
+                self.assertNotIn(b"GLIBC_TUNABLES", env)
+            self.assertEqual(location(srv, "/a"), (307, "/b"))
+            with open("/proc/%d/cmdline" % srv.proc.pid, "rb") as f:
+                self.assertIn(b"--rules", f.read().split(b"\0"), "the same arguments")
+
+    def test_the_callers_tunables_stand(self):
+        with Server("/a /b\n", env={"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}) as srv:
+            env = self.environ(srv.proc.pid)
+            self.assertEqual(env.get(b"GLIBC_TUNABLES"), b"glibc.malloc.arena_max=2")
+            self.assertEqual(location(srv, "/a"), (307, "/b"))
+
+
 class Stop(unittest.TestCase):
     def test_sigterm_exits_0_quickly_with_idle_connections(self):
         """SIGTERM: stop accepting, close idle keep-alive connections, exit 0 within 5 s."""

@@ -368,21 +368,21 @@ static void rule_in(void)
                           "a rule that sends its own request to itself"};
     for (size_t i = 0; i < DT_ARRAY_LEN(want); i++) {
         msg.len = 0;
-        int got = dt_lint_rule_in(&rs, st, dt_table_rule(st, i), 0, &msg);
+        int got = dt_lint_rule_in(&rs, st, dt_table_rule(st, i), 0, &msg, NULL);
         dt_buf_terminate(&msg);
         if (got != want[i])
             printf("# %s: %s\n", what[i], msg.len ? msg.ptr : "(no message)");
         is_int(got, want[i], what[i]);
     }
     msg.len = 0;
-    is_int(dt_lint_rule_in(&rs, st, dt_table_rule(st, 0), 0, &msg), DT_LINT_RULE_LOOP, "loop");
+    is_int(dt_lint_rule_in(&rs, st, dt_table_rule(st, 0), 0, &msg, NULL), DT_LINT_RULE_LOOP, "loop");
     dt_buf_terminate(&msg);
     ok(strstr(msg.ptr, "/b -> /a -> /b") != NULL, "the loop's message names its sources");
     msg.len = 0;
-    is_int(dt_lint_rule_in(&rs, ov, dt_table_rule(ov, 0), 0, &msg), DT_LINT_RULE_LOOP,
+    is_int(dt_lint_rule_in(&rs, ov, dt_table_rule(ov, 0), 0, &msg, NULL), DT_LINT_RULE_LOOP,
            "an overlay rule that loops");
     msg.len = 0;
-    is_int(dt_lint_rule_in(&rs, st, dt_table_rule(st, 8), 0, &msg), DT_LINT_RULE_OK,
+    is_int(dt_lint_rule_in(&rs, st, dt_table_rule(st, 8), 0, &msg, NULL), DT_LINT_RULE_OK,
            "a hidden rule answers nothing: no finding");
     dt_buf_dispose(&msg);
     dt_table_free(ft);
