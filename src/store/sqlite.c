@@ -94,10 +94,12 @@ static const char *const migrations[] = {
     " WHERE NOT EXISTS (SELECT 1 FROM rules AS n WHERE n.v_from = v.version AND n.rid = o.rid);\n",
     /* Step 2: the records of bulk writes whose rows are still to be written (see store.h):
      * the changes of version `version`, encoded (see put_change), in chunks read in order
-     * of `chunk`. Empty but right after a bulk write's commit. */
+     * of `chunk`, each of `entries` changes (a chunk cut short is seen). Empty but right
+     * after a bulk write's commit. */
     "CREATE TABLE bulk_pending (\n"
     "    chunk   INTEGER PRIMARY KEY,\n"
     "    version INTEGER NOT NULL,\n"
+    "    entries INTEGER NOT NULL,\n"
     "    body    BLOB NOT NULL\n"
     ");\n",
 };
@@ -209,8 +211,9 @@ static const char *const statement_sql[ST_N] = {
         "   AND NOT EXISTS (SELECT 1 FROM rules AS n WHERE n.rid = o.rid AND n.v_from = o.v_to)"
         " ORDER BY 1 DESC LIMIT ?3",
     [ST_BULK_ANY] = "SELECT 1 FROM bulk_pending LIMIT 1",
-    [ST_BULK_ADD] = "INSERT INTO bulk_pending (version, body) VALUES (?1, ?2)",
-    [ST_BULK_NEXT] = "SELECT chunk, version, body FROM bulk_pending ORDER BY chunk LIMIT 1",
+    [ST_BULK_ADD] = "INSERT INTO bulk_pending (version, entries, body) VALUES (?1, ?2, ?3)",
+    [ST_BULK_NEXT] = "SELECT chunk, version, body, entries FROM bulk_pending"
+                     " ORDER BY chunk LIMIT 1",
     [ST_BULK_DONE] = "DELETE FROM bulk_pending WHERE chunk = ?1",
     [ST_VERSION_AT] = "SELECT at FROM versions WHERE version = ?1",
 };
@@ -1122,6 +1125,7 @@ int dt_store_remove(struct dt_store *s, int64_t id, struct dt_buf *err)
  * alike: a million of them take tens of megabytes less, to write and to sync). */
 struct record {
     struct dt_buf buf;
+    size_t n;              /* the changes in buf */
     struct dt_buf prev[4]; /* the texts of the last 'w' of the chunk */
 };
 
@@ -1153,6 +1157,7 @@ static void put_text(struct dt_buf *b, struct dt_buf *prev, const char *t)
 static void put_change(struct record *rec, int64_t id, const struct dt_store_rule *r)
 {
     struct dt_buf *b = &rec->buf;
+    rec->n++;
     dt_buf_append(b, r ? "w" : "r", 1);
     put_varint(b, (uint64_t)id);
     if (!r)
@@ -1228,10 +1233,12 @@ static int flush_chunk(struct dt_store *s, struct record *rec, struct dt_buf *er
     if (!st)
         return DT_EIO;
     sqlite3_bind_int64(st, 1, s->txn_version);
-    sqlite3_bind_blob(st, 2, b->ptr, (int)b->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)rec->n);
+    sqlite3_bind_blob(st, 3, b->ptr, (int)b->len, SQLITE_STATIC);
     int rc = run(s, st, err);
     sqlite3_clear_bindings(st);
     b->len = 0;
+    rec->n = 0;
     return rc;
 }
 
@@ -1487,9 +1494,11 @@ static int settle_one(struct dt_store *s, int64_t id, const struct dt_store_rule
 
 /* Writes the rows of one chunk of a bulk record (of the version the transaction stands
  * for): closes each changed rule's current row and writes its new one. */
-static int settle_chunk(struct dt_store *s, const unsigned char *p, size_t len, struct dt_buf *err)
+static int settle_chunk(struct dt_store *s, const unsigned char *p, size_t len, int64_t entries,
+                        struct dt_buf *err)
 {
     const unsigned char *end = p + len;
+    int64_t n = 0;
     struct dt_buf texts[4];
     for (int k = 0; k < 4; k++) {
         dt_buf_init(&texts[k]);
@@ -1506,7 +1515,12 @@ static int settle_chunk(struct dt_store *s, const unsigned char *p, size_t len, 
             break;
         }
         rc = settle_one(s, id, removed ? NULL : &r, err);
+        n++;
     }
+    if (rc == 0 && n != entries)
+        rc = fail(s, err, DT_EIO, "%s: the record of bulk version %lld is damaged (%lld changes "
+                                  "of %lld)", s->path, (long long)s->txn_version, (long long)n,
+                  (long long)entries);
     for (int k = 0; k < 4; k++)
         dt_buf_dispose(&texts[k]);
     return rc;
@@ -1535,6 +1549,7 @@ int dt_store_settle(struct dt_store *s, struct dt_buf *err)
             break; /* done, or failed */
         int64_t chunk = sqlite3_column_int64(st, 0);
         s->txn_version = sqlite3_column_int64(st, 1);
+        int64_t entries = sqlite3_column_int64(st, 3);
         body.len = 0;
         dt_buf_append(&body, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2));
         sqlite3_reset(st);
@@ -1544,7 +1559,7 @@ int dt_store_settle(struct dt_store *s, struct dt_buf *err)
                           (long long)s->txn_version);
             break;
         }
-        if ((rc = settle_chunk(s, (const unsigned char *)body.ptr, body.len, err)) != 0 ||
+        if ((rc = settle_chunk(s, (const unsigned char *)body.ptr, body.len, entries, err)) != 0 ||
             (rc = run_id(s, ST_BULK_DONE, chunk, 0, err)) != 0)
             break;
     }

@@ -1680,6 +1680,64 @@ out:
     dt_store_close(b);
 }
 
+/* A damaged bulk record (cut short, or a byte changed) is refused with a message, never read
+ * past its end (ASan checks), and the store will not open with it. */
+static void test_bulk_damaged(void)
+{
+    int refused = 0, tries = 0, whole = 0, reopen_refused = 0, shorts = 0, short_refused = 0;
+    for (int cut = 0; cut < 120; cut += 3) {
+        char name[64];
+        snprintf(name, sizeof(name), "damaged%d.db", cut);
+        struct dt_store *s = open_store(name);
+        if (!s)
+            return;
+        begin(s, 10);
+        struct dt_store_rule in[3] = {rule("/d1", "https://x.example/1", 307),
+                                      rule("/d2", "https://x.example/22", 301),
+                                      rule("/d3", "/t", 308)};
+        in[1].options = "query=drop";
+        in[2].note = "n";
+        struct dt_store_bulk out;
+        if (dt_store_bulk(s, in, 3, true, &out, &err) == 0)
+            dt_store_bulk_dispose(&out);
+        commit(s);
+        /* cut short at cut bytes, or (odd steps) one byte made 0xff there */
+        int len = atoi(sql_rows(s, "SELECT length(body) FROM bulk_pending"));
+        bool cut_short = cut % 2 == 0 && cut < len;
+        char sql[200];
+        if (cut % 2)
+            snprintf(sql, sizeof(sql), "UPDATE bulk_pending SET body = substr(body, 1, %d) || "
+                                       "x'ff' || substr(body, %d)", cut, cut + 2);
+        else
+            snprintf(sql, sizeof(sql), "UPDATE bulk_pending SET body = substr(body, 1, %d)",
+                     cut);
+        sql_rows(s, sql);
+        shorts += cut_short;
+        err.len = 0;
+        int rc = dt_store_settle(s, &err);
+        tries++;
+        if (rc == DT_EIO && strstr(errtext(), "damaged")) {
+            refused++;
+            short_refused += cut_short;
+            bool still = dt_store_unsettled(s) && dt_store_count(s) == DT_EIO;
+            dt_store_close(s);
+            err.len = 0;
+            struct dt_store *again = dt_store_open(in_dir(name), &err);
+            reopen_refused += still && !again && strstr(errtext(), "damaged") != NULL;
+            dt_store_close(again);
+            continue;
+        }
+        whole += rc == 0; /* the cut fell past the end, or the changed byte was in a text */
+        dt_store_close(s);
+    }
+    ok(refused > 10, "bulk: damaged records are refused");
+    printf("# %d of %d damaged records refused, the others read whole\n", refused, tries);
+    is_int(short_refused, shorts, "bulk: every record cut short is refused");
+    ok(shorts >= 10, "bulk: (cut at 10 places or more)");
+    is_int(refused + whole, tries, "bulk: every other one read whole");
+    is_int(reopen_refused, refused, "bulk: a damaged record stops reads and the next open");
+}
+
 /* A store of the first schema (before bulk writes) is migrated, its rules kept. */
 static void test_migrate_v1(void)
 {
@@ -1833,6 +1891,7 @@ int main(void)
     test_bulk_rules();
     test_bulk_kill();
     test_migrate_v1();
+    test_bulk_damaged();
     test_rollback();
     test_history_and_versions();
     test_list();
