@@ -690,8 +690,6 @@ static void commit_write(struct admin *a, struct dt_admin_reply *rep, struct pen
     }
     if (pv)
         dt_live_install(&a->live, pv, version);
-
-
     pthread_mutex_unlock(&a->live.mu);
     a->writes++;
     json_t *j = json_pack("{s:I,s:I,s:I,s:I}", "version", (json_int_t)version, "added",
@@ -967,6 +965,27 @@ static int mark_doomed(void *ctx, const struct dt_store_rule *r)
     return 0;
 }
 
+/* 400 for an import that does not read or whose lines do not load: every error (at most
+ * ERRORS_SHOWN) with its line and column, nothing written. */
+static void reply_import_errors(struct dt_admin_reply *rep, const struct dt_errors *errs)
+{
+    json_t *list = json_array();
+    for (unsigned i = 0; i < errs->count && i < ERRORS_SHOWN; i++)
+        json_array_append_new(list, json_pack("{s:I,s:I,s:s}", "line",
+                                              (json_int_t)errs->items[i].line, "column",
+                                              (json_int_t)errs->items[i].column, "message",
+                                              errs->items[i].message));
+    json_t *j = json_pack("{s:s,s:I,s:o}", "error",
+                          errs->count ? "the import has errors; nothing was written"
+                                      : "the import could not be read",
+                          "count", (json_int_t)errs->count, "errors", list);
+    if (errs->count) {
+        json_object_set_new(j, "line", json_integer(errs->items[0].line));
+        json_object_set_new(j, "message", json_string(errs->text.ptr));
+    }
+    reply_json(rep, 400, j);
+}
+
 /* An import as one dt_store_put per rule (then the removal of the rules it does not name,
  * with replace): the rule set is checked and published as for any write. */
 static void import_each(struct admin *a, struct dt_admin_reply *rep,
@@ -1013,29 +1032,61 @@ static void import_each(struct admin *a, struct dt_admin_reply *rep,
     finish_write(a, rep, dry, true, force, 200, extra, 0);
 }
 
+struct load_errors {
+    const struct dt_import *im;
+    int column_base;
+    struct bad_line {
+        uint32_t line;
+        int column;
+        char *message;
+    } *items;
+    size_t n, cap;
+};
+
+static void collect_load_error(void *ctx, int64_t from, const struct dt_diag *d)
+{
+    struct load_errors *le = ctx;
+    if (le->n == le->cap) {
+        le->cap = le->cap ? 2 * le->cap : 16;
+        le->items = dt_xrealloc(le->items, le->cap * sizeof(*le->items));
+    }
+    le->items[le->n++] = (struct bad_line){le->im->lines[from].line,
+                                           le->column_base ? (int)d->offset + 1 : 0,
+                                           dt_xstrndup(d->msg, strlen(d->msg))};
+}
+
+static int cmp_bad_line(const void *x, const void *y)
+{
+    const struct bad_line *a = x, *b = y;
+    return a->line < b->line ? -1 : a->line > b->line;
+}
+
 /* An import as one bulk write (see dt_store_bulk): the rule set it makes comes from memory,
  * not from the store, and the store's rows are written after the answer (at the next tick,
- * or before the next request that needs them). */
-static void import_bulk(struct admin *a, struct dt_admin_reply *rep,
-                        const struct dt_store_rule *rules, const struct dt_rule_spec *specs,
-                        size_t n, bool replace, bool force, json_t *extra)
+ * or before the next request that needs them). Its rules are loaded into the workers' table
+ * only: a line that does not load is reported in errs (in order of line) and DT_ESYNTAX
+ * returned, with nothing written and no answer made. */
+static int import_bulk(struct admin *a, struct dt_admin_reply *rep,
+                       const struct dt_store_rule *rules, const struct dt_rule_spec *specs,
+                       const struct dt_import *im, int column_base, bool replace, bool force,
+                       json_t *extra, struct dt_errors *errs)
 {
+    size_t n = im->n;
     if (!begin(a, rep, "import")) {
         json_decref(extra);
-        return;
+        return 0;
     }
     struct dt_buf err;
     dt_buf_init(&err);
     struct dt_store_bulk b;
     int rc = dt_store_bulk(a->store, rules, n, replace, &b, &err);
-
     if (rc) {
         dt_store_abort(a->store);
         reply_error(rep, rc == DT_EIO ? 500 : 400, NULL, "import: %s",
                     err.ptr ? err.ptr : dt_strerror(rc));
         dt_buf_dispose(&err);
         json_decref(extra);
-        return;
+        return 0;
     }
     dt_buf_dispose(&err);
     struct pending p = {.nadded = b.added, .nchanged = b.changed_count, .nremoved = b.removed};
@@ -1045,14 +1096,33 @@ static void import_bulk(struct admin *a, struct dt_admin_reply *rep,
             p.ids[p.nids++] = b.rules[i].id; /* in order of id */
     bool changed = b.added + b.changed_count + b.removed > 0;
     /* the workers' table, built before mu is taken: it depends on nothing live */
-    struct dt_table *t = changed ? dt_live_table_of(b.rules, b.n, b.from, specs) : NULL;
+    struct load_errors le = {im, column_base, NULL, 0, 0};
+    struct dt_table *t = changed ? dt_live_table_of(b.rules, b.n, b.from, specs,
+                                                    collect_load_error, &le)
+                                 : NULL;
+    if (le.n) {
+        qsort(le.items, le.n, sizeof(*le.items), cmp_bad_line);
+        for (size_t i = 0; i < le.n; i++) {
+            if (i < ERRORS_SHOWN)
+                dt_errors_add_at(errs, "import", le.items[i].line, le.items[i].column, "%s",
+                                 le.items[i].message);
+            free(le.items[i].message);
+        }
+        free(le.items);
+        dt_table_free(t);
+        dt_store_abort(a->store);
+        dt_store_bulk_dispose(&b);
+        free(p.ids);
+        json_decref(extra);
+        return DT_ESYNTAX;
+    }
     pthread_mutex_lock(&a->live.mu);
     struct dt_live_preview pv;
     if (t)
         dt_live_preview_table(&a->live, t, &pv);
     commit_write(a, rep, &p, t ? &pv : NULL, true, force, 200, extra, 0);
     dt_store_bulk_dispose(&b);
-
+    return 0;
 }
 
 static void import_rules(struct admin *a, const struct dt_admin_request *req,
@@ -1094,36 +1164,19 @@ static void import_rules(struct admin *a, const struct dt_admin_request *req,
         pthread_mutex_unlock(&a->live.mu);
     }
 
-    /* every line must load as a rule: the whole import or nothing */
+    /* every line must parse as a rule, and (below) load as one: the whole import or
+     * nothing */
     struct dt_rule_spec *specs = dt_xcalloc(im.n + 1, sizeof(*specs));
-    struct dt_table *check = dt_table_new();
+    int column_base = f == DT_FORMAT_DETOUR ? 1 : 0; /* foreign formats: no column */
     for (size_t i = 0; i < im.n && errs.count < ERRORS_SHOWN; i++) {
         struct dt_diag d;
         struct dt_str line = dt_str_make(im.lines[i].text, strlen(im.lines[i].text));
-        int prc = dt_rule_parse_line(line, &specs[i], &d);
-        if (prc == 1)
-            prc = dt_table_add(check, &specs[i], -1, im.lines[i].line, &d);
-        if (prc < 0)
-            dt_errors_add_at(&errs, "import", im.lines[i].line, f == DT_FORMAT_DETOUR ? d.offset + 1 : 0,
-                             "%s", d.msg);
+        if (dt_rule_parse_line(line, &specs[i], &d) < 0)
+            dt_errors_add_at(&errs, "import", im.lines[i].line,
+                             column_base ? d.offset + 1 : 0, "%s", d.msg);
     }
-    dt_table_free(check);
     if (rc || errs.count) {
-        json_t *list = json_array();
-        for (unsigned i = 0; i < errs.count && i < ERRORS_SHOWN; i++)
-            json_array_append_new(list, json_pack("{s:I,s:I,s:s}", "line",
-                                                  (json_int_t)errs.items[i].line, "column",
-                                                  (json_int_t)errs.items[i].column, "message",
-                                                  errs.items[i].message));
-        json_t *j = json_pack("{s:s,s:I,s:o}", "error",
-                              errs.count ? "the import has errors; nothing was written"
-                                         : "the import could not be read",
-                              "count", (json_int_t)errs.count, "errors", list);
-        if (errs.count) {
-            json_object_set_new(j, "line", json_integer(errs.items[0].line));
-            json_object_set_new(j, "message", json_string(errs.text.ptr));
-        }
-        reply_json(rep, 400, j);
+        reply_import_errors(rep, &errs);
         goto out;
     }
     /* the rules as the store keeps them: source, target, status, then the options as
@@ -1158,10 +1211,28 @@ static void import_rules(struct admin *a, const struct dt_admin_request *req,
     /* A large import, against a store not much larger, is a bulk write: decided in memory,
      * committed as one record, its rows written after the answer. */
     int64_t count = dry || im.n < DT_ADMIN_BULK_MIN ? -1 : dt_store_count(a->store);
-    if (count >= 0 && count <= (int64_t)im.n * 4)
-        import_bulk(a, rep, rules, specs, im.n, replace, force, extra);
-    else
-        import_each(a, rep, rules, &im, replace, dry, force, extra);
+    if (count >= 0 && count <= (int64_t)im.n * 4) {
+        /* the rules are loaded into the workers' table it builds: errors come from there */
+        if (import_bulk(a, rep, rules, specs, &im, column_base, replace, force, extra,
+                        &errs) == DT_ESYNTAX)
+            reply_import_errors(rep, &errs);
+    } else {
+        /* every rule loaded into a table of its own first */
+        struct dt_table *check = dt_table_new();
+        for (size_t i = 0; i < im.n && errs.count < ERRORS_SHOWN; i++) {
+            struct dt_diag d;
+            if (dt_table_add(check, &specs[i], -1, im.lines[i].line, &d) < 0)
+                dt_errors_add_at(&errs, "import", im.lines[i].line,
+                                 column_base ? d.offset + 1 : 0, "%s", d.msg);
+        }
+        dt_table_free(check);
+        if (errs.count) {
+            json_decref(extra);
+            reply_import_errors(rep, &errs);
+        } else {
+            import_each(a, rep, rules, &im, replace, dry, force, extra);
+        }
+    }
     for (size_t i = 0; i < im.n; i++)
         if (rules[i].options[0])
             free((char *)rules[i].options);

@@ -76,9 +76,12 @@ struct dt_table *dt_live_store_table(struct dt_store *s, int64_t version, struct
 /* A finished table of rules (in order of id), each with line = id, under a file named
  * "store" (a rule that does not load is left out and logged). With from, rules[i] with
  * from[i] >= 0 are added from specs[from[i]], the rule they were made from, rather than
- * from their rule line (as dt_store_bulk says). */
+ * from their rule line (as dt_store_bulk says); one of those that does not load is passed
+ * to bad (if not NULL) instead of being logged. */
 struct dt_table *dt_live_table_of(const struct dt_store_rule *rules, size_t n,
-                                  const int64_t *from, const struct dt_rule_spec *specs);
+                                  const int64_t *from, const struct dt_rule_spec *specs,
+                                  void (*bad)(void *ctx, int64_t from, const struct dt_diag *d),
+                                  void *bad_ctx);
 /* Adds the store's rules of version to an unfinished table (as dt_live_store_table). */
 int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version,
                        struct dt_buf *err);

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-
 static uint64_t now_us(void)
 {
     struct timespec ts;
@@ -157,7 +156,9 @@ struct dt_table *dt_live_store_table(struct dt_store *s, int64_t version, struct
 }
 
 struct dt_table *dt_live_table_of(const struct dt_store_rule *rules, size_t n,
-                                  const int64_t *from, const struct dt_rule_spec *specs)
+                                  const int64_t *from, const struct dt_rule_spec *specs,
+                                  void (*bad)(void *ctx, int64_t from, const struct dt_diag *d),
+                                  void *bad_ctx)
 {
     struct dt_table *t = dt_table_new();
     dt_table_add_file(t, "store");
@@ -174,7 +175,11 @@ struct dt_table *dt_live_table_of(const struct dt_store_rule *rules, size_t n,
         spec.has_since = since > 0;
         spec.since = (time_t)since;
         struct dt_diag d;
-        if (dt_table_add(t, &spec, 0, (uint32_t)rules[i].id, &d) != 0 && b.bad++ < 10)
+        if (dt_table_add(t, &spec, 0, (uint32_t)rules[i].id, &d) == 0)
+            continue;
+        if (bad)
+            bad(bad_ctx, from[i], &d);
+        else if (b.bad++ < 10)
             dt_log(DT_LOG_ERROR, "store rule %lld does not load and is left out: %s",
                    (long long)rules[i].id, d.msg);
     }

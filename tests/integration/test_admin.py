@@ -703,6 +703,36 @@ class Bulk(unittest.TestCase):
             self.assertEqual(get(srv, "/k/5501"), (302, "/g1/5501"))
             self.assertEqual(get(srv, "/gone"), (307, "/old/2"))
 
+    def test_a_line_that_does_not_load_refuses_the_bulk_import(self):
+        """A bulk import loads its rules only into the workers' table it builds: a line that
+        parses but does not load (a bad regex, a placeholder the source lacks) refuses the
+        whole import with the same errors, lines and columns as a small import gets."""
+        bad = {4999: "~^/(unclosed /x\n", 11000: "/u/:id /v/:name\n"}
+        lines = self.lines(self.N, 1).splitlines(keepends=True)
+        for i, text in bad.items():
+            lines[i] = text
+        with Server("") as srv:
+            srv.api("POST", "/api/rules", {"source": "/k/1", "target": "/before"})
+            st, _, body = srv.api("POST", "/api/import", "".join(lines))
+            self.assertEqual(st, 400, body)
+            self.assertEqual(body["count"], 2)
+            self.assertEqual([(e["line"], e["column"]) for e in body["errors"]],
+                             [(5000, 13), (11001, 11)])
+            self.assertIn("regular expression", body["errors"][0]["message"])
+            self.assertIn(":name", body["errors"][1]["message"])
+            self.assertEqual(body["line"], 5000)
+            # nothing written, nothing changed, and the store goes on
+            self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], 1)
+            self.assertEqual(get(srv, "/k/1"), (307, "/before"))
+            self.assertEqual(srv.api("GET", "/api/versions")[2]["versions"][0]["version"], 1)
+            # the same lines in a small import: the same errors
+            st, _, small = srv.api("POST", "/api/import", "/ok /fine\n" + bad[4999] + bad[11000])
+            self.assertEqual(st, 400, small)
+            self.assertEqual([(e["column"], e["message"]) for e in small["errors"]],
+                             [(e["column"], e["message"]) for e in body["errors"]])
+            st, _, body = srv.api("POST", "/api/import", self.lines(self.N, 2))
+            self.assertEqual((st, body.get("changed")), (200, 1), body)
+
     def test_kill_9_right_after_a_bulk_import_loses_nothing(self):
         """An acknowledged bulk import survives SIGKILL before, while or after its rows are
         written (they are written within a second of the answer)."""
