@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #define MAX_CHAIN 20          /* hops followed from one rule */
 #define LINT_HOST "lint.invalid" /* the host of a request to a rule for any host */
@@ -330,6 +331,13 @@ static bool sample(const struct dt_table *t, const struct dt_rule *r, struct dt_
  * path?query to: its Location into loc, then the next request's scheme, host (lower-cased),
  * path and query in place of the given ones, and whether the host stays the same. false
  * (nothing replaced) when the Location does not resolve to an http(s) URL. */
+/* True when s starts with "http://" or "https://" (ASCII case ignored). */
+static bool is_http_url(struct dt_str s)
+{
+    return (s.len >= 7 && !strncasecmp(s.ptr, "http://", 7)) ||
+           (s.len >= 8 && !strncasecmp(s.ptr, "https://", 8));
+}
+
 static bool next_request(const struct dt_table *t, const struct dt_match *m,
                          enum dt_scheme *scheme, struct dt_buf *host, struct dt_buf *path,
                          struct dt_buf *query, struct dt_buf *loc, struct dt_buf *base,
@@ -341,19 +349,26 @@ static bool next_request(const struct dt_table *t, const struct dt_match *m,
     loc->len = dt_table_location(t, m, q, loc->ptr);
     dt_buf_terminate(loc);
     base->len = to->len = 0;
-    const char *sch = *scheme == DT_SCHEME_HTTPS ? "https://" : "http://";
-    dt_buf_append(base, sch, strlen(sch));
-    dt_buf_append(base, host->ptr, host->len);
-    dt_buf_append(base, path->ptr, path->len);
-    if (query->len) {
-        dt_buf_append(base, "?", 1);
-        dt_buf_append(base, query->ptr, query->len);
-    }
-    dt_buf_terminate(base);
     struct dt_url u;
-    bool ok = dt_url_resolve(dt_str_make(base->ptr, base->len), dt_str_make(loc->ptr, loc->len),
-                             to, NULL) == 0 &&
-              dt_url_parse(dt_str_make(to->ptr, to->len), &u, NULL) == 0 && u.host.len < 256;
+    struct dt_str l = dt_str_make(loc->ptr, loc->len);
+    bool ok;
+    if (is_http_url(l) && !memmem(l.ptr, l.len, "/.", 2)) {
+        /* an absolute http(s) URL without dot segments resolves to itself (RFC 3986 5.2.2):
+         * a bulk import's check makes a million of these */
+        ok = dt_url_parse(l, &u, NULL) == 0 && u.host.len < 256;
+    } else {
+        const char *sch = *scheme == DT_SCHEME_HTTPS ? "https://" : "http://";
+        dt_buf_append(base, sch, strlen(sch));
+        dt_buf_append(base, host->ptr, host->len);
+        dt_buf_append(base, path->ptr, path->len);
+        if (query->len) {
+            dt_buf_append(base, "?", 1);
+            dt_buf_append(base, query->ptr, query->len);
+        }
+        dt_buf_terminate(base);
+        ok = dt_url_resolve(dt_str_make(base->ptr, base->len), l, to, NULL) == 0 &&
+             dt_url_parse(dt_str_make(to->ptr, to->len), &u, NULL) == 0 && u.host.len < 256;
+    }
     if (ok) {
         char h[256];
         memcpy(h, u.host.ptr, u.host.len);

@@ -384,10 +384,40 @@ static void rule_in(void)
     msg.len = 0;
     is_int(dt_lint_rule_in(&rs, st, dt_table_rule(st, 8), 0, &msg, NULL), DT_LINT_RULE_OK,
            "a hidden rule answers nothing: no finding");
-    dt_buf_dispose(&msg);
     dt_table_free(ft);
     dt_table_free(st);
     dt_table_free(ov);
+
+    /* absolute targets (read as they are, unless they have dot segments, which are
+     * resolved), with and without a reused scratch */
+    struct dt_table *ht = dt_table_new();
+    dt_table_add_file(ht, "store");
+    add_line(ht, "example.com/a https://example.com/x/../a", 1);  /* to itself, dots */
+    add_line(ht, "example.com/b HTTPS://EXAMPLE.COM/c", 2);       /* case */
+    add_line(ht, "example.com/c https://example.com/b", 3);       /* back: a loop */
+    add_line(ht, "example.com/d https://other.example/d", 4);     /* another host */
+    add_line(ht, "other.example/d https://example.com/./d", 5);   /* and back, dots */
+    add_line(ht, "example.com/e https://example.com/f", 6);       /* nowhere */
+    dt_table_finish(ht);
+    struct dt_ruleset hs = {.store = ht};
+    const int hwant[] = {DT_LINT_RULE_LOOP, DT_LINT_RULE_LOOP, DT_LINT_RULE_LOOP,
+                         DT_LINT_RULE_LOOP, DT_LINT_RULE_LOOP, DT_LINT_RULE_OK};
+    struct dt_lint_scratch scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < DT_ARRAY_LEN(hwant); i++) {
+            msg.len = 0;
+            int got = dt_lint_rule_in(&hs, ht, dt_table_rule(ht, i), 0, &msg,
+                                      pass ? &scratch : NULL);
+            dt_buf_terminate(&msg);
+            if (got != hwant[i])
+                printf("# rule %zu: %s\n", i, msg.len ? msg.ptr : "(no message)");
+            is_int(got, hwant[i], pass ? "absolute targets, scratch reused" : "absolute targets");
+        }
+    }
+    dt_lint_scratch_dispose(&scratch);
+    dt_table_free(ht);
+    dt_buf_dispose(&msg);
 }
 
 int main(void)
