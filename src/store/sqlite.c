@@ -1559,7 +1559,8 @@ int dt_store_settle(struct dt_store *s, struct dt_buf *err)
                           (long long)s->txn_version);
             break;
         }
-        if ((rc = settle_chunk(s, (const unsigned char *)body.ptr, body.len, entries, err)) != 0 ||
+        const char *bytes = body.ptr ? body.ptr : ""; /* an empty chunk (damaged) has none */
+        if ((rc = settle_chunk(s, (const unsigned char *)bytes, body.len, entries, err)) != 0 ||
             (rc = run_id(s, ST_BULK_DONE, chunk, 0, err)) != 0)
             break;
     }
