@@ -98,6 +98,39 @@ static bool query_get(struct dt_str q, const char *key, char *out, size_t cap)
     return false;
 }
 
+/* True when every parameter of the query string is one of allowed (names separated by
+ * spaces); else a 400 naming the first that is not (a misspelt parameter would otherwise be
+ * ignored, and a filter or a mode silently not applied). */
+static bool query_known(struct dt_admin_reply *rep, struct dt_str q, const char *allowed)
+{
+    size_t i = 0;
+    while (i < q.len) {
+        size_t end = i;
+        while (end < q.len && q.ptr[end] != '&')
+            end++;
+        const char *eq = memchr(q.ptr + i, '=', end - i);
+        size_t nlen = eq ? (size_t)(eq - q.ptr - i) : end - i;
+        bool known = nlen == 0; /* an empty parameter ("a=1&&b=2") names nothing */
+        for (const char *a = allowed; !known && *a;) {
+            size_t alen = strcspn(a, " ");
+            known = alen == nlen && !memcmp(a, q.ptr + i, nlen);
+            a += alen;
+            while (*a == ' ')
+                a++;
+        }
+        if (!known) {
+            char name[64];
+            snprintf(name, sizeof(name), "%.*s", (int)(nlen < 60 ? nlen : 60), q.ptr + i);
+            reply_error(rep, 400, name, "unknown parameter '%s'%s%s", name,
+                        allowed[0] ? "; this endpoint takes: " : " (this endpoint takes none)",
+                        allowed);
+            return false;
+        }
+        i = end + 1;
+    }
+    return true;
+}
+
 static bool query_flag(struct dt_str q, const char *key)
 {
     char v[16];
@@ -1571,6 +1604,25 @@ static void handle_one(struct admin *a, const struct dt_admin_request *req,
         return;
     }
     struct dt_str p = req->path;
+    /* the parameters each endpoint takes */
+    static const struct {
+        const char *path, *allowed;
+    } params[] = {
+        {"/api/health", ""},
+        {"/metrics", ""},
+        {"/api/rules", "text host status old_temporary after limit dry_run"},
+        {"/api/import", "format mode status force dry_run"},
+        {"/api/match", "url method"},
+        {"/api/rollback", "dry_run"},
+        {"/api/versions", "before limit"},
+        {"/api/history", "id before limit"},
+    };
+    const char *allowed = p.len > 11 && !memcmp(p.ptr, "/api/rules/", 11) ? "dry_run" : NULL;
+    for (size_t i = 0; !allowed && i < DT_ARRAY_LEN(params); i++)
+        if (path_is(p, params[i].path))
+            allowed = params[i].allowed;
+    if (allowed && !query_known(rep, req->query, allowed))
+        return;
     if (path_is(p, "/api/health")) {
         if (method_in(rep, req->method, "GET"))
             health(a, rep);

@@ -190,6 +190,30 @@ class Rules(unittest.TestCase):
             st, _, got = srv.api("GET", "/api/match?url=/relative")
             self.assertEqual((st, got["field"]), (400, "url"))
 
+    def test_an_unknown_parameter_gets_400_naming_it(self):
+        """A misspelt parameter is refused rather than ignored (a filter or a mode that
+        silently does not apply): 400 naming it and what the endpoint takes."""
+        with Server("") as srv:
+            srv.api("POST", "/api/rules", {"source": "/a", "target": "/b"})
+            for method, path, body, name in [
+                    ("GET", "/api/rules?q=/a", None, "q"),
+                    ("GET", "/api/rules?limit=5&Text=x", None, "Text"),
+                    ("POST", "/api/import?mode=replace&dryrun=true", "/x /y\n", "dryrun"),
+                    ("GET", "/api/health?verbose=1", None, "verbose"),
+                    ("GET", "/metrics?name[]=x", None, "name[]"),
+                    ("PATCH", "/api/rules/1?force=true", {"target": "/c"}, "force"),
+                    ("GET", "/api/history?rule=1", None, "rule"),
+                    ("GET", "/api/match?url=http%3A%2F%2Fx%2Fa&host=x", None, "host")]:
+                st, _, got = srv.api(method, path, body)
+                self.assertEqual((st, got.get("field")), (400, name), (path, got))
+                self.assertIn("unknown parameter", got["error"])
+            # nothing was done by the refused ones; the known and empty ones still work
+            self.assertEqual(srv.api("GET", "/api/rules")[2]["total"], 1)
+            self.assertEqual(get(srv, "/a"), (307, "/b"))
+            self.assertEqual(srv.api("GET", "/api/rules?&limit=1&")[0], 200)
+            st, _, got = srv.api("GET", "/api/rules?text=%2Fa&limit=5")
+            self.assertEqual((st, got["total"]), (200, 1))
+
     def test_content_over_the_limit_gets_413(self):
         with Server("", args=["--admin-max-body", "2k"]) as srv:
             st, _, _ = srv.api("POST", "/api/import", "/a /b\n" * 1000)
