@@ -23,6 +23,17 @@ struct admin {
     char token[256];
     time_t started;
     uint64_t requests, writes, refused_auth, errors;
+    int64_t store_count;   /* the store's rules, kept by every commit (health, metrics) */
+    int64_t old_temporary; /* the last count of S10 rules (metrics); -1: none yet */
+    /* The rows of a bulk import are written after its answer by a thread of their own, on a
+     * connection of their own (NULL for :memory:, where the admin thread's tick does it):
+     * meanwhile every request that reads or writes rules waits for it, the others (health,
+     * metrics, match) are answered. */
+    struct dt_store *settle_store;
+    pthread_t settle_thread;
+    pthread_mutex_t settle_mu;
+    bool settling;        /* the thread runs (settle_mu) */
+    bool settle_joinable; /* it was started and not joined (admin thread only) */
 };
 
 /* ---- replies ------------------------------------------------------------------------------ */
@@ -460,6 +471,80 @@ static struct dt_store_rule rule_in_store(const struct rule_in *in)
                                   .note = in->note};
 }
 
+/* ---- a bulk import's rows ------------------------------------------------------------------ */
+
+/* The rows of a bulk import, written after its answer (see dt_store_bulk), in the admin
+ * thread. */
+static void settle(struct admin *a)
+{
+    uint64_t t0 = dt_now_ms();
+    struct dt_buf err;
+    dt_buf_init(&err);
+    if (dt_store_settle(a->store, &err) != 0)
+        dt_log(DT_LOG_ERROR, "writing the rows of a bulk import failed (tried again in a "
+                             "second): %s", err.ptr ? err.ptr : "");
+    else
+        dt_log(DT_LOG_INFO, "wrote the rows of a bulk import in %llu ms",
+               (unsigned long long)(dt_now_ms() - t0));
+    dt_buf_dispose(&err);
+}
+
+/* The settle thread: the rows of the bulk imports committed, on its own connection. */
+static void *settle_main(void *arg)
+{
+    struct admin *a = arg;
+    uint64_t t0 = dt_now_ms();
+    struct dt_buf err;
+    dt_buf_init(&err);
+    if (dt_store_settle(a->settle_store, &err) != 0)
+        dt_log(DT_LOG_ERROR, "writing the rows of a bulk import failed (the admin thread "
+                             "tries again): %s", err.ptr ? err.ptr : "");
+    else
+        dt_log(DT_LOG_INFO, "wrote the rows of a bulk import in %llu ms",
+               (unsigned long long)(dt_now_ms() - t0));
+    dt_buf_dispose(&err);
+    pthread_mutex_lock(&a->settle_mu);
+    a->settling = false;
+    pthread_mutex_unlock(&a->settle_mu);
+    return NULL;
+}
+
+/* After a bulk import's commit: its rows are written by the settle thread, if there is a
+ * connection for it (else by the admin thread's next tick or request). */
+static void start_settle(struct admin *a)
+{
+    if (!a->settle_store || a->settle_joinable)
+        return;
+    pthread_mutex_lock(&a->settle_mu);
+    a->settling = true;
+    pthread_mutex_unlock(&a->settle_mu);
+    if (pthread_create(&a->settle_thread, NULL, settle_main, a) != 0) {
+        pthread_mutex_lock(&a->settle_mu);
+        a->settling = false;
+        pthread_mutex_unlock(&a->settle_mu);
+        return;
+    }
+    a->settle_joinable = true;
+}
+
+static bool settle_running(struct admin *a)
+{
+    pthread_mutex_lock(&a->settle_mu);
+    bool running = a->settling;
+    pthread_mutex_unlock(&a->settle_mu);
+    return running;
+}
+
+/* Waits for the settle thread (before anything that reads or writes rules on the admin
+ * connection, which would otherwise wait for the write lock it holds). */
+static void wait_settle(struct admin *a)
+{
+    if (!a->settle_joinable)
+        return;
+    pthread_join(a->settle_thread, NULL);
+    a->settle_joinable = false;
+}
+
 /* ---- writes: one transaction, diff, lint, commit, publish ------------------------------- */
 
 struct pending {
@@ -725,6 +810,7 @@ static void commit_write(struct admin *a, struct dt_admin_reply *rep, struct pen
         dt_live_install(&a->live, pv, version);
     pthread_mutex_unlock(&a->live.mu);
     a->writes++;
+    a->store_count += p->nadded - p->nremoved;
     json_t *j = json_pack("{s:I,s:I,s:I,s:I}", "version", (json_int_t)version, "added",
                           (json_int_t)p->nadded, "changed", (json_int_t)p->nchanged, "removed",
                           (json_int_t)p->nremoved);
@@ -1155,6 +1241,8 @@ static int import_bulk(struct admin *a, struct dt_admin_reply *rep,
         dt_live_preview_table(&a->live, t, &pv);
     commit_write(a, rep, &p, t ? &pv : NULL, true, force, 200, extra, 0);
     dt_store_bulk_dispose(&b);
+    if (dt_store_unsettled(a->store))
+        start_settle(a); /* committed: its rows, after the answer */
     return 0;
 }
 
@@ -1450,7 +1538,7 @@ static void health(struct admin *a, struct dt_admin_reply *rep)
     json_t *j = json_pack("{s:s,s:I,s:{s:I,s:I,s:I},s:I}", "status", "ok", "version",
                           (json_int_t)dt_store_version(a->store), "rules", "files",
                           (json_int_t)dt_table_size(rs->files), "store",
-                          (json_int_t)dt_store_count(a->store), "overlay",
+                          (json_int_t)a->store_count, "overlay",
                           (json_int_t)(dt_table_size(rs->overlay) +
                                        dt_table_size(rs->recent)), "uptime",
                           (json_int_t)(time(NULL) - a->started));
@@ -1469,7 +1557,7 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
                       "# TYPE detour_rules gauge\n"
                       "detour_rules{source=\"files\"} %zu\n"
                       "detour_rules{source=\"store\"} %lld\n",
-                   dt_table_size(rs->files), (long long)dt_store_count(a->store));
+                   dt_table_size(rs->files), (long long)a->store_count);
     dt_buf_appendf(b, "# HELP detour_store_version The store's newest version.\n"
                       "# TYPE detour_store_version gauge\ndetour_store_version %lld\n",
                    (long long)dt_store_version(a->store));
@@ -1490,17 +1578,25 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
                    (unsigned long long)a->live.merges);
     pthread_mutex_unlock(&a->live.mu);
     if (a->opt->max_temporary_age >= 0) {
-        struct dt_store_query sq = {.older_than = (int64_t)time(NULL) - a->opt->max_temporary_age,
-                                    .status = 307, .limit = 1};
-        json_t *tmp = json_array();
-        int64_t total = 0;
-        dt_store_list(a->store, &sq, collect_rule, tmp, &total);
-        json_decref(tmp);
-        dt_buf_appendf(b, "# HELP detour_old_temporary_rules Store rules answering 307 for "
-                          "longer than --max-temporary-age (S10).\n"
-                          "# TYPE detour_old_temporary_rules gauge\n"
-                          "detour_old_temporary_rules %lld\n",
-                       (long long)total);
+        /* while a bulk import's rows are written, the count from before it */
+        if (!a->settle_joinable || !settle_running(a)) {
+            wait_settle(a);
+            struct dt_store_query sq = {.older_than =
+                                            (int64_t)time(NULL) - a->opt->max_temporary_age,
+                                        .status = 307, .limit = 1};
+            json_t *tmp = json_array();
+            if (dt_store_list(a->store, &sq, collect_rule, tmp, &a->old_temporary) != 0)
+                a->old_temporary = -1;
+            json_decref(tmp);
+        }
+        /* (none counted yet, when the first scrape comes while rows are written: left out
+         * until the next) */
+        if (a->old_temporary >= 0)
+            dt_buf_appendf(b, "# HELP detour_old_temporary_rules Store rules answering 307 for "
+                              "longer than --max-temporary-age (S10).\n"
+                              "# TYPE detour_old_temporary_rules gauge\n"
+                              "detour_old_temporary_rules %lld\n",
+                           (long long)a->old_temporary);
     }
     pthread_mutex_lock(&a->live.mu);
     struct dt_server *srv = a->live.srv;
@@ -1623,6 +1719,9 @@ static void handle_one(struct admin *a, const struct dt_admin_request *req,
             allowed = params[i].allowed;
     if (allowed && !query_known(rep, req->query, allowed))
         return;
+    /* all but these read or write rules on this connection: after the rows of a bulk import */
+    if (!path_is(p, "/api/health") && !path_is(p, "/metrics") && !path_is(p, "/api/match"))
+        wait_settle(a);
     if (path_is(p, "/api/health")) {
         if (method_in(rep, req->method, "GET"))
             health(a, rep);
@@ -1679,7 +1778,7 @@ static void on_started(void *ctx, struct dt_server *srv)
 static void on_stopping(void *ctx)
 {
     struct admin *a = ctx;
-    dt_live_stop(&a->live);
+    dt_live_stop(&a->live); /* (the settle thread is joined once the admin thread is) */
 }
 
 static void on_reload(void *ctx, struct dt_server *srv)
@@ -1721,24 +1820,14 @@ static int promote_one(void *ctx, const struct dt_store_rule *r)
     return 0;
 }
 
-/* The rows of a bulk import, written after its answer (see dt_store_bulk). */
-static void settle(struct admin *a)
-{
-    uint64_t t0 = dt_now_ms();
-    struct dt_buf err;
-    dt_buf_init(&err);
-    if (dt_store_settle(a->store, &err) != 0)
-        dt_log(DT_LOG_ERROR, "writing the rows of a bulk import failed (tried again in a "
-                             "second): %s", err.ptr ? err.ptr : "");
-    else
-        dt_log(DT_LOG_INFO, "wrote the rows of a bulk import in %llu ms",
-               (unsigned long long)(dt_now_ms() - t0));
-    dt_buf_dispose(&err);
-}
-
 static void on_tick(void *ctx, time_t now)
 {
     struct admin *a = ctx;
+    if (a->settle_joinable) {
+        if (settle_running(a))
+            return; /* promotions wait for the rows */
+        wait_settle(a);
+    }
     if (dt_store_unsettled(a->store))
         settle(a);
     pthread_mutex_lock(&a->live.mu);
@@ -1802,6 +1891,8 @@ void dt_admin_options_init(struct dt_admin_options *o)
 int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
 {
     struct admin *a = dt_xcalloc(1, sizeof(*a));
+    pthread_mutex_init(&a->settle_mu, NULL);
+    a->old_temporary = -1;
     a->opt = o;
     a->cfg = cfg;
     a->started = time(NULL);
@@ -1844,18 +1935,31 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
         status = rc == DT_ESYNTAX ? 2 : 1;
         goto out;
     }
+    a->store_count = dt_store_count(a->store);
+    if (strcmp(o->db_path, ":memory:") != 0) {
+        a->settle_store = dt_store_open(o->db_path, &err);
+        if (!a->settle_store) {
+            dt_log(DT_LOG_WARN, "no connection to the store for bulk imports' rows (%s): the "
+                                "admin thread writes them", err.ptr ? err.ptr : "");
+            err.len = 0;
+        }
+    }
     cfg->initial = a->live.current;
     cfg->initial_load_ms = dt_now_ms() - t0;
     cfg->hooks = (struct dt_server_hooks){.ctx = a, .started = on_started, .reload = on_reload,
                                           .stopping = on_stopping, .admin = handle,
                                           .tick = on_tick};
     status = dt_server_run(cfg);
+    wait_settle(a);
     dt_live_dispose(&a->live);
 out:
     dt_table_free(files);
     dt_buf_dispose(&err);
+    if (a->settle_store)
+        dt_store_close(a->settle_store);
     if (a->store)
         dt_store_close(a->store);
+    pthread_mutex_destroy(&a->settle_mu);
     free(a);
     return status;
 }

@@ -1533,8 +1533,10 @@ int dt_store_settle(struct dt_store *s, struct dt_buf *err)
         return rc;
     if (s->in_txn)
         return fail(s, err, DT_EINVAL, "dt_store_settle: a transaction is open");
-    if (!s->unsettled)
-        return 0;
+    /* another connection's bulk write is this one's to settle too */
+    int64_t one = 0;
+    if (!s->unsettled && (rc = query_int(s, ST_BULK_ANY, 0, &one, err)) <= 0)
+        return rc;
     if ((rc = exec(s, "BEGIN IMMEDIATE", err)) != 0)
         return rc;
     struct dt_buf body;

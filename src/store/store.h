@@ -161,8 +161,9 @@ struct dt_store_bulk {
 DT_MUST_CHECK int dt_store_bulk(struct dt_store *s, const struct dt_store_rule *rules, size_t n,
                                 bool replace, struct dt_store_bulk *out, struct dt_buf *err);
 void dt_store_bulk_dispose(struct dt_store_bulk *b);
-/* Writes the rows of committed bulk writes, if any (one transaction per bulk write). Returns
- * 0, DT_EINVAL inside a transaction or a callback, DT_EIO. */
+/* Writes the rows of committed bulk writes, if any (those of other connections to the same
+ * file too: another thread may settle what this one committed, on a connection of its own).
+ * Returns 0, DT_EINVAL inside a transaction or a callback, DT_EIO. */
 int dt_store_settle(struct dt_store *s, struct dt_buf *err);
 /* True when this connection committed a bulk write whose rows are not written yet. */
 bool dt_store_unsettled(const struct dt_store *s);

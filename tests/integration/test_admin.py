@@ -681,6 +681,13 @@ class Bulk(unittest.TestCase):
             self.assertEqual((body["added"], body["changed"], body["removed"], body["rules"]),
                              (self.N - 2, 2, 0, self.N))
             v1 = body["version"]
+            # health, metrics and match answer right away (the rows are being written by a
+            # thread of their own), with the count of rules as committed
+            st, _, h = srv.api("GET", "/api/health")
+            self.assertEqual((st, h["rules"]["store"], h["version"]), (200, self.N + 1, v1))
+            text = srv.api("GET", "/metrics")[2].decode()
+            self.assertIn('detour_rules{source="store"} %d\n' % (self.N + 1), text)
+            srv.wait_log(r"wrote the rows of a bulk import in \d+ ms", 20)
             # live at the answer
             self.assertEqual(get(srv, "/k/0"), (307, "/g1/0"))
             self.assertEqual(get(srv, "/k/5"), (302, "/g1/5"))

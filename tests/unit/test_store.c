@@ -1854,6 +1854,31 @@ static void test_bulk_rules(void)
     dt_store_close(s);
 }
 
+/* A bulk write committed on one connection, its rows written by another (a thread of its
+ * own, in the server); the first then reads them without writing anything. */
+static void test_bulk_settled_elsewhere(void)
+{
+    struct dt_store *a = open_store("elsewhere.db"), *b = open_store("elsewhere.db");
+    if (!ok(a && b, "two connections"))
+        goto out;
+    begin(a, 10);
+    struct dt_store_rule in[2] = {rule("/e1", "/t1", 307), rule("/e2", "/t2", 301)};
+    struct dt_store_bulk res;
+    is_int(dt_store_bulk(a, in, 2, false, &res, &err), 0, "elsewhere: bulk");
+    dt_store_bulk_dispose(&res);
+    is_int(commit(a), 1, "elsewhere: committed");
+    ok(dt_store_unsettled(a) && !dt_store_unsettled(b), "elsewhere: the first one knows");
+    is_int(dt_store_settle(b, &err), 0, "elsewhere: the second writes the rows");
+    is_str(sql_rows(b, "SELECT count(*) FROM bulk_pending"), "0", "elsewhere: record gone");
+    is_int(dt_store_settle(b, &err), 0, "elsewhere: again: nothing to do");
+    is_str(rules_at(a, 0), "1 /e1>/t1 307, 2 /e2>/t2 301", "elsewhere: the first reads them");
+    ok(!dt_store_unsettled(a), "elsewhere: and knows");
+    is_str(history(a, 2, 0, 0), "v1 added 2 => 2 /e2>/t2 301", "elsewhere: written once");
+out:
+    dt_store_close(a);
+    dt_store_close(b);
+}
+
 /* A bulk write acknowledged, then the process killed before its rows are written: the next
  * open writes them. */
 static void test_bulk_kill(void)
@@ -1913,6 +1938,7 @@ int main(void)
     test_bulk_same_as_put();
     test_bulk_rules();
     test_bulk_kill();
+    test_bulk_settled_elsewhere();
     test_migrate_v1();
     test_bulk_damaged();
     test_rollback();
