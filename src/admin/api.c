@@ -543,6 +543,14 @@ static void wait_settle(struct admin *a)
         return;
     pthread_join(a->settle_thread, NULL);
     a->settle_joinable = false;
+    /* this connection learns that the rows are there (or, if the thread failed, writes
+     * them: the thread has logged why) */
+    struct dt_buf err;
+    dt_buf_init(&err);
+    if (dt_store_settle(a->store, &err) != 0)
+        dt_log(DT_LOG_ERROR, "writing the rows of a bulk import failed: %s",
+               err.ptr ? err.ptr : "");
+    dt_buf_dispose(&err);
 }
 
 /* ---- writes: one transaction, diff, lint, commit, publish ------------------------------- */

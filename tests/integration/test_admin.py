@@ -688,6 +688,9 @@ class Bulk(unittest.TestCase):
             text = srv.api("GET", "/metrics")[2].decode()
             self.assertIn('detour_rules{source="store"} %d\n' % (self.N + 1), text)
             srv.wait_log(r"wrote the rows of a bulk import in \d+ ms", 20)
+            time.sleep(1.5)  # a tick of the admin thread comes: it has nothing left to write
+            self.assertEqual(sum("wrote the rows" in line for line in srv.log), 1, srv.log)
+            self.assertEqual(srv.api("GET", "/api/rules?limit=1")[2]["total"], self.N + 1)
             # live at the answer
             self.assertEqual(get(srv, "/k/0"), (307, "/g1/0"))
             self.assertEqual(get(srv, "/k/5"), (302, "/g1/5"))
