@@ -31,8 +31,7 @@ struct admin {
      * metrics, match) are answered. */
     struct dt_store *settle_store;
     pthread_t settle_thread;
-    pthread_mutex_t settle_mu;
-    bool settling;        /* the thread runs (settle_mu) */
+    atomic_bool settling; /* the thread runs */
     bool settle_joinable; /* it was started and not joined (admin thread only) */
 };
 
@@ -473,39 +472,28 @@ static struct dt_store_rule rule_in_store(const struct rule_in *in)
 
 /* ---- a bulk import's rows ------------------------------------------------------------------ */
 
-/* The rows of a bulk import, written after its answer (see dt_store_bulk), in the admin
- * thread. */
-static void settle(struct admin *a)
+/* Writes the rows of the bulk imports committed (see dt_store_bulk) on connection s, and
+ * says how long it took or why it failed (then retry says who tries again). */
+static void settle_on(struct dt_store *s, const char *retry)
 {
     uint64_t t0 = dt_now_ms();
     struct dt_buf err;
     dt_buf_init(&err);
-    if (dt_store_settle(a->store, &err) != 0)
-        dt_log(DT_LOG_ERROR, "writing the rows of a bulk import failed (tried again in a "
-                             "second): %s", err.ptr ? err.ptr : "");
+    if (dt_store_settle(s, &err) != 0)
+        dt_log(DT_LOG_ERROR, "writing the rows of a bulk import failed (%s): %s", retry,
+               err.ptr ? err.ptr : "");
     else
         dt_log(DT_LOG_INFO, "wrote the rows of a bulk import in %llu ms",
                (unsigned long long)(dt_now_ms() - t0));
     dt_buf_dispose(&err);
 }
 
-/* The settle thread: the rows of the bulk imports committed, on its own connection. */
+/* The settle thread: the rows, on its own connection. */
 static void *settle_main(void *arg)
 {
     struct admin *a = arg;
-    uint64_t t0 = dt_now_ms();
-    struct dt_buf err;
-    dt_buf_init(&err);
-    if (dt_store_settle(a->settle_store, &err) != 0)
-        dt_log(DT_LOG_ERROR, "writing the rows of a bulk import failed (the admin thread "
-                             "tries again): %s", err.ptr ? err.ptr : "");
-    else
-        dt_log(DT_LOG_INFO, "wrote the rows of a bulk import in %llu ms",
-               (unsigned long long)(dt_now_ms() - t0));
-    dt_buf_dispose(&err);
-    pthread_mutex_lock(&a->settle_mu);
-    a->settling = false;
-    pthread_mutex_unlock(&a->settle_mu);
+    settle_on(a->settle_store, "the admin thread tries again");
+    atomic_store(&a->settling, false);
     return NULL;
 }
 
@@ -515,24 +503,12 @@ static void start_settle(struct admin *a)
 {
     if (!a->settle_store || a->settle_joinable)
         return;
-    pthread_mutex_lock(&a->settle_mu);
-    a->settling = true;
-    pthread_mutex_unlock(&a->settle_mu);
+    atomic_store(&a->settling, true);
     if (pthread_create(&a->settle_thread, NULL, settle_main, a) != 0) {
-        pthread_mutex_lock(&a->settle_mu);
-        a->settling = false;
-        pthread_mutex_unlock(&a->settle_mu);
+        atomic_store(&a->settling, false);
         return;
     }
     a->settle_joinable = true;
-}
-
-static bool settle_running(struct admin *a)
-{
-    pthread_mutex_lock(&a->settle_mu);
-    bool running = a->settling;
-    pthread_mutex_unlock(&a->settle_mu);
-    return running;
 }
 
 /* Waits for the settle thread (before anything that reads or writes rules on the admin
@@ -1219,7 +1195,7 @@ static int import_bulk(struct admin *a, struct dt_admin_reply *rep,
     struct pending p = {.nadded = b.added, .nchanged = b.changed_count, .nremoved = b.removed};
     p.ids = dt_xmalloc((b.added + b.changed_count + 1) * sizeof(*p.ids));
     for (size_t i = 0; i < b.n; i++)
-        if (b.changed[i])
+        if (b.from[i] >= 0)
             p.ids[p.nids++] = b.rules[i].id; /* in order of id */
     bool changed = b.added + b.changed_count + b.removed > 0;
     /* the workers' table, built before mu is taken: it depends on nothing live */
@@ -1339,7 +1315,7 @@ static void import_rules(struct admin *a, const struct dt_admin_request *req,
     json_t *extra = json_pack("{s:I}", "rules", (json_int_t)im.n);
     /* A large import, against a store not much larger, is a bulk write: decided in memory,
      * committed as one record, its rows written after the answer. */
-    int64_t count = dry || im.n < DT_ADMIN_BULK_MIN ? -1 : dt_store_count(a->store);
+    int64_t count = dry || im.n < DT_ADMIN_BULK_MIN ? -1 : a->store_count;
     if (count >= 0 && count <= (int64_t)im.n * 4) {
         /* the rules are loaded into the workers' table it builds: errors come from there */
         if (import_bulk(a, rep, rules, specs, &im, column_base, replace, force, extra,
@@ -1587,7 +1563,7 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
     pthread_mutex_unlock(&a->live.mu);
     if (a->opt->max_temporary_age >= 0) {
         /* while a bulk import's rows are written, the count from before it */
-        if (!a->settle_joinable || !settle_running(a)) {
+        if (!a->settle_joinable || !atomic_load(&a->settling)) {
             wait_settle(a);
             struct dt_store_query sq = {.older_than =
                                             (int64_t)time(NULL) - a->opt->max_temporary_age,
@@ -1832,12 +1808,12 @@ static void on_tick(void *ctx, time_t now)
 {
     struct admin *a = ctx;
     if (a->settle_joinable) {
-        if (settle_running(a))
+        if (atomic_load(&a->settling))
             return; /* promotions wait for the rows */
         wait_settle(a);
     }
     if (dt_store_unsettled(a->store))
-        settle(a);
+        settle_on(a->store, "tried again in a second");
     pthread_mutex_lock(&a->live.mu);
     int64_t *ids = NULL;
     size_t n = dt_live_due(&a->live, now, &ids);
@@ -1899,7 +1875,7 @@ void dt_admin_options_init(struct dt_admin_options *o)
 int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
 {
     struct admin *a = dt_xcalloc(1, sizeof(*a));
-    pthread_mutex_init(&a->settle_mu, NULL);
+    atomic_init(&a->settling, false);
     a->old_temporary = -1;
     a->opt = o;
     a->cfg = cfg;
@@ -1967,7 +1943,6 @@ out:
         dt_store_close(a->settle_store);
     if (a->store)
         dt_store_close(a->store);
-    pthread_mutex_destroy(&a->settle_mu);
     free(a);
     return status;
 }

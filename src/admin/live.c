@@ -201,8 +201,6 @@ static size_t first_with_id(const struct dt_table *t, int64_t id)
     return lo;
 }
 
-static size_t first_with_id(const struct dt_table *t, int64_t id);
-
 /* True when table t (may be NULL) has a rule with store id id. */
 static bool has_id(const struct dt_table *t, int64_t id)
 {
@@ -254,15 +252,8 @@ uint64_t dt_live_hits(const struct live *l, int64_t id, uint32_t *last)
         if (!ts[k] || !hs[k])
             continue;
         size_t size = dt_table_size(ts[k]);
-        size_t i = 0, lo = 0, hi = size;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if ((int64_t)dt_table_rule(ts[k], mid)->line < id)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        for (i = lo; i < size && (int64_t)dt_table_rule(ts[k], i)->line == id; i++) {
+        for (size_t i = first_with_id(ts[k], id);
+             i < size && (int64_t)dt_table_rule(ts[k], i)->line == id; i++) {
             uint32_t t = 0;
             n += dt_hits_get(hs[k], i, &t);
             if (t > *last)

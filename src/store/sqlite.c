@@ -1307,7 +1307,6 @@ void dt_store_bulk_dispose(struct dt_store_bulk *b)
     if (!b)
         return;
     free(b->rules);
-    free(b->changed);
     free(b->from);
     if (b->_mem) {
         dt_arena_dispose(b->_mem);
@@ -1399,7 +1398,6 @@ int dt_store_bulk(struct dt_store *s, const struct dt_store_rule *rules, size_t 
 
     /* The new rule set, in c.r's place (rule k is read before slot w <= k is written), and the
      * record of its changes. */
-    out->changed = dt_xcalloc(ncur + nnew + 1, sizeof(*out->changed));
     out->from = dt_xmalloc((ncur + nnew + 1) * sizeof(*out->from));
     struct record rec;
     memset(&rec, 0, sizeof(rec));
@@ -1434,7 +1432,6 @@ int dt_store_bulk(struct dt_store *s, const struct dt_store_rule *rules, size_t 
                       : had && old.status == 307 && old.since > 0 ? old.since : s->now;
             r.version = s->txn_version;
             put_change(&rec, r.id, &r);
-            out->changed[w] = true;
             out->from[w] = last[k];
             c.r[w++] = r;
             if (had)

@@ -141,9 +141,9 @@ int dt_store_pending(struct dt_store *s, dt_store_change_fn fn, void *ctx);
 /* The rule set a bulk write makes. */
 struct dt_store_bulk {
     struct dt_store_rule *rules; /* every rule of the new version, in order of id, as stored */
-    bool *changed;               /* rules[i] was added or changed by the write */
     int64_t *from;               /* the index in the write's rules of the one whose content
-                                    rules[i] has, or -1 for a rule the write left as it was */
+                                    rules[i] has (it was added or changed), or -1 for a rule
+                                    the write left as it was */
     size_t n;
     int64_t added, changed_count, removed;
     void *_mem; /* the strings of the unchanged rules */

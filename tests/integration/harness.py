@@ -324,6 +324,12 @@ def get(server, path, method="GET", host="example.com"):
     return res.status, res.header("Location")
 
 
+def without_date(response):
+    """A response's lines (bytes or text) but its Date field, which changes every second."""
+    text = response.decode("latin-1") if isinstance(response, bytes) else response
+    return [line for line in text.split("\r\n") if not line.startswith("Date:")]
+
+
 def request(method="GET", path="/", host="example.com", headers=(), body=b"", version="1.1"):
     """Builds a request's bytes."""
     lines = ["%s %s HTTP/%s" % (method, path, version)]

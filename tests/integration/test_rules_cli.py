@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from harness import DETOUR, Server, get
+from harness import DETOUR, Server, exchange, get, request, without_date
 
 
 def run(args, cwd=None, env=None, input=None, text=True):
@@ -645,14 +645,9 @@ class Match(unittest.TestCase):
             self.assertTrue(response.startswith("HTTP/1.1 308 Permanent Redirect\r\n"))
             self.assertIn("POST", response)
             # the bytes the redirect listener sends, but for the Date
-            s = srv.connect()
-            s.sendall(b"POST /old/x?q=1 HTTP/1.1\r\nHost: example.com\r\n"
-                      b"Content-Length: 0\r\n\r\n")
-            real = b""
-            while b"</html>" not in real:
-                real += s.recv(65536)
-            strip = lambda t: [l for l in t.split("\r\n") if not l.startswith("Date:")]
-            self.assertEqual(strip(response), strip(real.decode()))
+            (real,), _ = exchange(srv, request("POST", "/old/x?q=1",
+                                               headers=("Content-Length: 0",)))
+            self.assertEqual(without_date(response), without_date(real.raw))
             cli(srv, "add", "/old/x", "/exact")
             p = cli(srv, "match", "example.com/old/x")
             self.assertIn("rule: store rule 1: /old/x /exact 307", p.stdout)

@@ -1656,7 +1656,7 @@ static void test_bulk_same_as_put(void)
         same_rules += rules_ok;
         size_t nchanged = 0;
         for (size_t i = 0; i < out.n; i++)
-            nchanged += out.changed[i];
+            nchanged += out.from[i] >= 0;
         counted += nchanged == (size_t)(out.added + out.changed_count);
         dt_store_bulk_dispose(&out);
         dt_buf_dispose(&ra);
