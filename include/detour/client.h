@@ -127,6 +127,8 @@ struct dt_client_policy {
     const char *user_agent;   /* default "detour/VERSION" */
     dt_client_trace_fn trace;
     void *trace_ud;
+    time_t now;               /* the time HSTS entries are judged and learnt at (C7); 0: the
+                               * wall clock when dt_client_fetch starts */
 };
 
 DETOUR_API void dt_client_policy_init(struct dt_client_policy *p);
@@ -137,11 +139,13 @@ DETOUR_API void dt_client_policy_init(struct dt_client_policy *p);
 DETOUR_API struct dt_client_hsts *dt_client_hsts_new(void);
 DETOUR_API void dt_client_hsts_free(struct dt_client_hsts *h);
 /* Adds the entries of a file in curl's --hsts format ('host "YYYYMMDD HH:MM:SS"', a leading
- * dot for includeSubDomains, '#' comments). A missing file is an empty store. */
-DETOUR_API int dt_client_hsts_load(struct dt_client_hsts *h, const char *path);
-/* Writes the unexpired entries to path in the same format (atomically: a new file renamed
- * over the old one). */
-DETOUR_API int dt_client_hsts_save(const struct dt_client_hsts *h, const char *path);
+ * dot for includeSubDomains, '#' comments) that have not expired at now (the caller's clock:
+ * time(NULL) in a program). A missing file is an empty store. */
+DETOUR_API int dt_client_hsts_load(struct dt_client_hsts *h, const char *path, time_t now);
+/* Writes the entries unexpired at now to path in the same format (atomically: a new file
+ * renamed over the old one). */
+DETOUR_API int dt_client_hsts_save(const struct dt_client_hsts *h, const char *path,
+                                   time_t now);
 /* Records what a Strict-Transport-Security value received from host over a verified HTTPS
  * connection says (RFC 6797 6.1, 8.1): max-age=0 forgets the host. IP addresses are never
  * recorded. Returns 0, or DT_CLIENT_EINVAL for a value without a valid max-age. */

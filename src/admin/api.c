@@ -22,6 +22,7 @@ struct admin {
     const struct dt_server_config *cfg;
     char token[256];
     time_t started;
+    time_t now; /* the request being answered's (or the tick's) time: every date decision's */
     uint64_t requests, writes, refused_auth, errors;
     int64_t store_count;   /* the store's rules, kept by every commit (health, metrics) */
     int64_t old_temporary; /* the last count of S10 rules (metrics); -1: none yet */
@@ -638,7 +639,7 @@ static json_t *lint_pending(struct admin *a, const struct pending *p, unsigned *
     dt_table_finish(t);
     if (rc == 0) {
         struct focus fc = {p, nstore};
-        struct dt_lint_options lo = {.now = time(NULL),
+        struct dt_lint_options lo = {.now = a->now,
                                      .max_temporary_age = a->opt->max_temporary_age,
                                      .focus = focus_changed, .focus_ctx = &fc};
         struct dt_lint_report rep = {0};
@@ -710,11 +711,10 @@ static void *check_part_run(void *arg)
  * import makes): each changed rule is followed through the whole rule set, which costs a
  * few lookups per changed rule rather than a lint of every rule. */
 static json_t *check_changed(const struct pending *p, const struct dt_live_preview *pv,
-                             unsigned *errors)
+                             time_t now, unsigned *errors)
 {
     json_t *out = json_array();
     *errors = 0;
-    time_t now = time(NULL);
     /* the changed rules: every rule of the new store table with a changed id, or of the
      * change levels (which hold every change still pending a merge, not only this one's;
      * an overlay rule changed again is hidden and has no finding) */
@@ -766,7 +766,7 @@ static void commit_write(struct admin *a, struct dt_admin_reply *rep, struct pen
     dt_buf_init(&err);
     if (refuse_errors && pv) {
         unsigned errors = 0;
-        json_t *findings = check_changed(p, pv, &errors);
+        json_t *findings = check_changed(p, pv, a->now, &errors);
         if (errors && !force) {
             dt_live_preview_dispose(pv);
             pthread_mutex_unlock(&a->live.mu);
@@ -857,7 +857,7 @@ static bool begin(struct admin *a, struct dt_admin_reply *rep, const char *actor
 {
     struct dt_buf err;
     dt_buf_init(&err);
-    int rc = dt_store_begin(a->store, (int64_t)time(NULL), actor, "", &err);
+    int rc = dt_store_begin(a->store, (int64_t)a->now, actor, "", &err);
     if (rc)
         reply_error(rep, 503, NULL, "the store cannot start a write: %s", err.ptr ? err.ptr : "");
     dt_buf_dispose(&err);
@@ -887,7 +887,7 @@ static void list_rules(struct admin *a, const struct dt_admin_request *req,
             reply_error(rep, 400, "old_temporary", "--max-temporary-age is off");
             return;
         }
-        older = (int64_t)time(NULL) - a->opt->max_temporary_age;
+        older = (int64_t)a->now - a->opt->max_temporary_age;
     }
     struct dt_store_query sq = {.text = has_text ? text : NULL, .host = has_host ? host : NULL,
                                 .status = (int)status, .older_than = older,
@@ -1464,7 +1464,7 @@ static void match(struct admin *a, const struct dt_admin_request *req, struct dt
     enum dt_scheme scheme = dt_str_ieq(u.scheme, "https") ? DT_SCHEME_HTTPS : DT_SCHEME_HTTP;
     struct dt_match m;
     const struct dt_table *t = NULL;
-    time_t now = time(NULL);
+    time_t now = a->now;
     char date[29];
     dt_http_date(date, now);
     bool is_head = !strcmp(method, "HEAD");
@@ -1525,7 +1525,7 @@ static void health(struct admin *a, struct dt_admin_reply *rep)
                           (json_int_t)a->store_count, "overlay",
                           (json_int_t)(dt_table_size(rs->overlay) +
                                        dt_table_size(rs->recent)), "uptime",
-                          (json_int_t)(time(NULL) - a->started));
+                          (json_int_t)(a->now - a->started));
     pthread_mutex_unlock(&a->live.mu);
     reply_json(rep, 200, j);
 }
@@ -1566,7 +1566,7 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
         if (!a->settle_joinable || !atomic_load(&a->settling)) {
             wait_settle(a);
             struct dt_store_query sq = {.older_than =
-                                            (int64_t)time(NULL) - a->opt->max_temporary_age,
+                                            (int64_t)a->now - a->opt->max_temporary_age,
                                         .status = 307, .limit = 1};
             json_t *tmp = json_array();
             if (dt_store_list(a->store, &sq, collect_rule, tmp, &a->old_temporary) != 0)
@@ -1668,6 +1668,7 @@ static void handle(void *ctx, const struct dt_admin_request *req, struct dt_admi
 {
     struct admin *a = ctx;
     answering = a;
+    a->now = req->now;
     handle_one(a, req, rep);
     answering = NULL;
 }
@@ -1807,6 +1808,7 @@ static int promote_one(void *ctx, const struct dt_store_rule *r)
 static void on_tick(void *ctx, time_t now)
 {
     struct admin *a = ctx;
+    a->now = now;
     if (a->settle_joinable) {
         if (atomic_load(&a->settling))
             return; /* promotions wait for the rows */
@@ -1879,7 +1881,7 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
     a->old_temporary = -1;
     a->opt = o;
     a->cfg = cfg;
-    a->started = time(NULL);
+    a->started = a->now = dt_wall_now();
     struct dt_buf err;
     dt_buf_init(&err);
     int status = 1;

@@ -165,6 +165,11 @@ size_t dt_html_escape(char *out, struct dt_str s);
 
 /* Milliseconds of CLOCK_MONOTONIC (coarse: cheap, about 4 ms resolution). */
 uint64_t dt_now_ms(void);
+/* The wall clock, in seconds: the one read of it. Code that decides by the date (windows,
+ * HSTS expiry, rule ages, promotions) never calls this: it takes now from its caller, and
+ * only the outermost caller (a command, the server's threads) reads the clock here, so
+ * tests pass a time of their own. Coarse: the time of the last tick, cheap on hot paths. */
+time_t dt_wall_now(void);
 /* Formats t as an IMF-fixdate (RFC 9110 5.6.7), "Sun, 06 Nov 1994 08:49:37 GMT": 29 bytes,
  * written without a NUL. */
 void dt_http_date(char out[29], time_t t);

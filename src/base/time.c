@@ -1,12 +1,19 @@
-/* time: monotonic milliseconds, HTTP dates (RFC 9110 5.6.7) and RFC 3339 timestamps. */
+/* time: monotonic milliseconds, the wall clock, HTTP dates (RFC 9110 5.6.7) and RFC 3339
+ * timestamps. */
 #include "base/base.h"
-
 
 uint64_t dt_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+time_t dt_wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return ts.tv_sec;
 }
 
 static void two(char *o, int v)

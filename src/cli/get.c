@@ -389,7 +389,7 @@ int dt_cmd_get(int argc, char **argv)
     }
     if (hsts_path) {
         hsts = dt_client_hsts_new();
-        if (!hsts || dt_client_hsts_load(hsts, hsts_path) != 0) {
+        if (!hsts || dt_client_hsts_load(hsts, hsts_path, dt_wall_now()) != 0) {
             fprintf(stderr, "detour get: cannot read the HSTS store %s: %s\n", hsts_path,
                     strerror(errno));
             status = EXIT_TRANSFER;
@@ -436,7 +436,7 @@ int dt_cmd_get(int argc, char **argv)
         print_chain(&res);
     if (rc)
         fprintf(stderr, "detour get: %s\n", res.error);
-    if (hsts && dt_client_hsts_save(hsts, hsts_path) != 0)
+    if (hsts && dt_client_hsts_save(hsts, hsts_path, dt_wall_now()) != 0)
         fprintf(stderr, "detour get: cannot save the HSTS store %s: %s\n", hsts_path,
                 strerror(errno));
 

@@ -79,7 +79,7 @@ static void print_json(const struct dt_lint_report *r, size_t rules)
 int dt_cmd_lint(int argc, char **argv)
 {
     bool json = false;
-    struct dt_lint_options lo = {.now = time(NULL), .max_temporary_age = 30 * 86400};
+    struct dt_lint_options lo = {.now = dt_wall_now(), .max_temporary_age = 30 * 86400};
     const char *format = NULL;
     uint64_t v;
     optind = 1;

@@ -121,6 +121,7 @@ struct decision {
     int code;         /* when it ends: 0, or the DT_CLIENT_E* it ends with */
     struct plan plan;
     struct dt_buf next; /* the resolved Location */
+    struct dt_buf upgraded; /* next as HSTS makes it (https), when it does */
     char note[512];   /* for the hop */
     char error[512];  /* for the result when code != 0 */
 };
@@ -330,8 +331,70 @@ static bool stop(struct decision *d, int code, const char *note, const char *fmt
     return true; /* the body is the final body */
 }
 
+/* Writes p (n bytes) for a note: printable ASCII as it is, other bytes as \xHH, cut short
+ * with "..." past cap. */
+static void shown(char *out, size_t cap, const char *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        bool plain = ch >= 0x20 && ch < 0x7f;
+        if (o + (plain ? 1 : 4) + 4 > cap) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (plain) {
+            out[o++] = (char)ch;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
+/* The Location as the hop shows it: as received, or with its NUL bytes (and every other
+ * control byte) written \xHH when it has any, since the hop's text is a C string. */
+static char *location_text(const struct xfer_response *x)
+{
+    bool nul = memchr(x->location, '\0', x->location_len) != NULL;
+    size_t cap = (nul ? 4 : 1) * x->location_len + 8;
+    char *t = malloc(cap);
+    if (t && nul)
+        shown(t, cap, x->location, x->location_len);
+    else if (t) {
+        memcpy(t, x->location, x->location_len);
+        t[x->location_len] = '\0';
+    }
+    return t;
+}
+
+/* Puts in out the https:// URL that url becomes when its host is known for HSTS (C7, RFC
+ * 6797 8.3); false when it stays as it is. */
+static bool hsts_target(const struct chain *c, const char *url, struct dt_buf *out)
+{
+    const struct dt_client_policy *p = c->p;
+    char host[256];
+    return p->hsts && scheme_is(url, "http") && url_host(url, host, sizeof(host)) &&
+           dt_client_hsts_known(p->hsts, host, p->now) && upgraded(url, out) == 0;
+}
+
+/* C7: learns from a Strict-Transport-Security field, only over verified https. */
+static void learn_sts(const struct chain *c, const struct xfer_response *x)
+{
+    const struct dt_client_policy *p = c->p;
+    char host[256];
+    if (x->sts && p->hsts && scheme_is(c->url.ptr, "https") && !p->insecure &&
+        url_host(c->url.ptr, host, sizeof(host)))
+        dt_client_hsts_learn(p->hsts, host, x->sts, p->now);
+}
+
 /* Called by the transfer when an answer's head is complete: resolves and judges a redirect
- * (C6, C1-C4, security), so that the body of an answer that ends the chain reaches the
+ * (C6, C1-C4, C7, security), so that the body of an answer that ends the chain reaches the
  * caller whole and the body of one that is followed is dropped as it arrives. Returns true
  * when the answer is final. */
 static bool decide(void *ud, struct xfer_response *x)
@@ -341,21 +404,69 @@ static bool decide(void *ud, struct xfer_response *x)
     struct decision *d = &c->d;
     d->made = true;
     d->next.len = 0;
+    d->upgraded.len = 0;
     d->error[0] = '\0';
+    /* C7: what this answer says of HSTS counts before its Location is judged (RFC 6797 8.3:
+     * an http:// Location of a known host is an https:// one) */
+    learn_sts(c, x);
     /* C6: only the redirect statuses with a Location go on */
     if (!is_redirect_status(x->status) || !x->location)
         return stop(d, 0, x->location ? "final (not a redirect status)" : "final", NULL);
-    struct dt_diag diag;
-    if (dt_url_resolve(dt_str_make(c->url.ptr, c->url.len),
-                       dt_str_make(x->location, strlen(x->location)), &d->next, &diag) != 0) {
-        char why[400];
-        snprintf(why, sizeof(why), "not followed: Location '%s' is not a valid URI (%s)",
-                 x->location, diag.msg);
+    char why[700], a[240], b[240];
+    shown(a, sizeof(a), x->location, x->location_len);
+    if (x->location_other) {
+        /* RFC 9110 10.2.2: a recovered value "is not interoperable"; Fetch and browsers
+         * make it a network error */
+        shown(b, sizeof(b), x->location_other, x->location_other_len);
+        snprintf(why, sizeof(why),
+                 "not followed: two Location fields with different values, '%s' and '%s' "
+                 "(which one is meant cannot be known)",
+                 a, b);
         return stop(d, DT_CLIENT_EREFUSED, why, "%d from %s: %s", x->status, c->url.ptr, why);
     }
+    struct dt_str loc = {x->location, x->location_len};
+    if (memchr(loc.ptr, '\0', loc.len) || memchr(loc.ptr, '\r', loc.len) ||
+        memchr(loc.ptr, '\n', loc.len)) {
+        /* RFC 9110 5.5: CR, LF and NUL make a field value invalid and dangerous */
+        snprintf(why, sizeof(why), "not followed: the Location '%s' has a NUL, CR or LF byte", a);
+        return stop(d, DT_CLIENT_EREFUSED, why, "%d from %s: %s", x->status, c->url.ptr, why);
+    }
+    /* as browsers' URL parser: spaces and controls around the value are not part of it */
+    while (loc.len && (unsigned char)loc.ptr[0] <= ' ')
+        loc.ptr++, loc.len--;
+    while (loc.len && (unsigned char)loc.ptr[loc.len - 1] <= ' ')
+        loc.len--;
+    if (memchr(loc.ptr, '\\', loc.len)) {
+        snprintf(why, sizeof(why),
+                 "not followed: the Location '%s' has a backslash, which browsers read as '/' "
+                 "(so '/\\host' names another host) and RFC 3986 does not allow",
+                 a);
+        return stop(d, DT_CLIENT_EREFUSED, why, "%d from %s: %s", x->status, c->url.ptr, why);
+    }
+    struct dt_str base = dt_str_make(c->url.ptr, c->url.len);
+    struct dt_diag diag;
+    bool encoded = false;
+    if (dt_url_resolve(base, loc, &d->next, &diag) != 0) {
+        /* spaces and raw UTF-8 are percent-encoded, as browsers and curl do, and the chain
+         * shows the URL that was requested */
+        struct dt_buf enc;
+        dt_buf_init(&enc);
+        d->next.len = 0;
+        encoded = dt_url_encode_reference(&enc, loc) != 0 &&
+                  dt_url_resolve(base, dt_str_make(enc.ptr, enc.len), &d->next, NULL) == 0;
+        dt_buf_dispose(&enc);
+        if (!encoded) {
+            snprintf(why, sizeof(why), "not followed: Location '%s' is not a valid URI (%s)", a,
+                     diag.msg);
+            return stop(d, DT_CLIENT_EREFUSED, why, "%d from %s: %s", x->status, c->url.ptr,
+                        why);
+        }
+    }
+    /* C7: a known host's http:// is planned as the https:// it becomes (the internal 307
+     * that upgrades it is the next hop), so it is no downgrade */
+    const char *to = hsts_target(c, d->next.ptr, &d->upgraded) ? d->upgraded.ptr : d->next.ptr;
     struct plan *pl = &d->plan;
-    dt_client_plan(x->status, c->method, c->has_body, dt_str_make(c->url.ptr, c->url.len),
-                   dt_str_make(d->next.ptr, d->next.len), p, pl);
+    dt_client_plan(x->status, c->method, c->has_body, base, dt_str_make(to, strlen(to)), p, pl);
     if (!pl->follow)
         return stop(d, DT_CLIENT_EREFUSED, pl->refusal, "%d from %s: %s", x->status, c->url.ptr,
                     pl->refusal);
@@ -368,8 +479,7 @@ static bool decide(void *ud, struct xfer_response *x)
                     "but the body was read from a stream and was larger than the %zu bytes "
                     "kept to send it again (use a file: -d @FILE)",
                     c->redirects + 1, x->status, c->url.ptr, c->method, p->replay_limit);
-    if (pl->needs_confirm && !confirmed(c, c->redirects + 1, x->status, d->next.ptr)) {
-        char why[300];
+    if (pl->needs_confirm && !confirmed(c, c->redirects + 1, x->status, to)) {
         snprintf(why, sizeof(why),
                  "not followed: %s is not a safe method, and sending it again needs "
                  "confirmation (--yes allows it)",
@@ -378,12 +488,13 @@ static bool decide(void *ud, struct xfer_response *x)
     }
     d->follow = true;
     d->code = 0;
-    if (pl->origin_changed && (c->authorization || has_header(&c->headers, "authorization") ||
-                               has_header(&c->headers, "cookie") ||
-                               has_header(&c->headers, "proxy-authorization")))
-        snprintf(d->note, sizeof(d->note), "%s; credentials dropped (new origin)", pl->note);
-    else
-        snprintf(d->note, sizeof(d->note), "%s", pl->note);
+    snprintf(d->note, sizeof(d->note), "%s%s%s", pl->note,
+             pl->origin_changed && (c->authorization || has_header(&c->headers, "authorization") ||
+                                    has_header(&c->headers, "cookie") ||
+                                    has_header(&c->headers, "proxy-authorization"))
+                 ? "; credentials dropped (new origin)"
+                 : "",
+             encoded ? "; Location percent-encoded, as browsers do" : "");
     return false;
 }
 
@@ -397,9 +508,14 @@ static int from_cache(struct chain *c)
     if (!status)
         return 0;
     struct plan pl;
+    struct dt_buf up;
+    dt_buf_init(&up);
+    const char *to = hsts_target(c, cached, &up) ? up.ptr : cached;
     dt_client_plan(status, c->method, c->has_body, dt_str_make(c->url.ptr, c->url.len),
-                   dt_str_make(cached, strlen(cached)), p, &pl);
-    if (!pl.follow || (pl.needs_confirm && !confirmed(c, c->redirects + 1, status, cached)))
+                   dt_str_make(to, strlen(to)), p, &pl);
+    bool go = pl.follow && (!pl.needs_confirm || confirmed(c, c->redirects + 1, status, to));
+    dt_buf_dispose(&up);
+    if (!go)
         return 0; /* ask the network instead: it may say something else now */
     if (++c->redirects > p->max_redirs)
         return fail(c, DT_CLIENT_ETOOMANY, "more than %u redirects", p->max_redirs);
@@ -426,15 +542,10 @@ static int from_cache(struct chain *c)
  * internal 307 that sends nothing. Returns 0 or an error. */
 static int hsts_upgrade(struct chain *c)
 {
-    const struct dt_client_policy *p = c->p;
-    char host[256];
-    if (!p->hsts || !scheme_is(c->url.ptr, "http") || !url_host(c->url.ptr, host, sizeof(host)) ||
-        !dt_client_hsts_known(p->hsts, host, time(NULL)))
-        return 0;
     struct dt_buf up;
     dt_buf_init(&up);
-    int rc = upgraded(c->url.ptr, &up);
-    if (rc == 0) {
+    int rc = 0;
+    if (hsts_target(c, c->url.ptr, &up)) {
         struct dt_client_hop *hop = add_hop(c, DT_HOP_HSTS, 307);
         if (!hop) {
             rc = DT_CLIENT_ENOMEM;
@@ -443,7 +554,9 @@ static int hsts_upgrade(struct chain *c)
             hop->next_url = strdup(up.ptr);
             hop->next_method = strdup(c->method);
             hop->note = strdup("internal HSTS upgrade, nothing sent");
-            note(c, "HSTS: %s is known, using https", host);
+            char host[256];
+            if (url_host(up.ptr, host, sizeof(host)))
+                note(c, "HSTS: %s is known, using https", host);
             set_url(c, up.ptr);
         }
     }
@@ -461,6 +574,7 @@ static int run(struct chain *c, CURL *h, dt_client_write_fn write, void *write_u
     x.decide = decide;
     x.decide_ud = c;
     dt_buf_init(&c->d.next);
+    dt_buf_init(&c->d.upgraded);
     int rc = 0;
     for (;;) {
         if ((rc = from_cache(c)) == 1)
@@ -499,12 +613,7 @@ static int run(struct chain *c, CURL *h, dt_client_write_fn write, void *write_u
         }
         hop->status = x.status;
         if (x.location)
-            hop->location = strdup(x.location);
-        /* C7: learn from Strict-Transport-Security, only over verified https. */
-        char host[256];
-        if (x.sts && p->hsts && scheme_is(c->url.ptr, "https") && !p->insecure &&
-            url_host(c->url.ptr, host, sizeof(host)))
-            dt_client_hsts_learn(p->hsts, host, x.sts, time(NULL));
+            hop->location = location_text(&x);
         struct decision *d = &c->d;
         if (!d->made || !d->follow) {
             hop->note = strdup(d->made ? d->note : "final");
@@ -523,6 +632,7 @@ static int run(struct chain *c, CURL *h, dt_client_write_fn write, void *write_u
         set_url(c, d->next.ptr);
     }
     dt_buf_dispose(&c->d.next);
+    dt_buf_dispose(&c->d.upgraded);
     dt_xfer_response_dispose(&x);
     return rc;
 }
@@ -541,6 +651,8 @@ int dt_client_fetch(const struct dt_client_request *req, const struct dt_client_
         p.user_agent = "detour/" DETOUR_VERSION;
     if (!p.replay_limit)
         p.replay_limit = DEFAULT_REPLAY_LIMIT;
+    if (!p.now)
+        p.now = dt_wall_now();
     struct chain c;
     memset(&c, 0, sizeof(c));
     c.p = &p;

@@ -199,7 +199,7 @@ static int parse_stamp(const char *s, time_t *out)
     return dt_parse_rfc3339(dt_str_make(iso, strlen(iso)), out);
 }
 
-int dt_client_hsts_load(struct dt_client_hsts *h, const char *path)
+int dt_client_hsts_load(struct dt_client_hsts *h, const char *path, time_t now)
 {
     FILE *f = fopen(path, "r");
     if (!f)
@@ -221,8 +221,8 @@ int dt_client_hsts_load(struct dt_client_hsts *h, const char *path)
         *sp = '\0';
         *q2 = '\0';
         time_t expires;
-        if (parse_stamp(q1 + 1, &expires) != 0)
-            continue;
+        if (parse_stamp(q1 + 1, &expires) != 0 || expires <= now)
+            continue; /* expired entries are dropped, as curl does */
         bool sub = s[0] == '.';
         char name[256];
         if (normalize(sub ? s + 1 : s, name, sizeof(name)))
@@ -232,7 +232,7 @@ int dt_client_hsts_load(struct dt_client_hsts *h, const char *path)
     return rc;
 }
 
-int dt_client_hsts_save(const struct dt_client_hsts *h, const char *path)
+int dt_client_hsts_save(const struct dt_client_hsts *h, const char *path, time_t now)
 {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
@@ -242,7 +242,6 @@ int dt_client_hsts_save(const struct dt_client_hsts *h, const char *path)
     fputs("# Your HSTS cache. https://curl.se/docs/hsts.html\n"
           "# Written by detour; curl reads it with --hsts.\n",
           f);
-    time_t now = time(NULL);
     for (size_t i = 0; i < h->n; i++) {
         const struct hsts_entry *e = &h->entries[i];
         if (e->expires <= now)

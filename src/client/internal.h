@@ -95,7 +95,11 @@ struct xfer_response {
     int status;
     struct dt_client_header *headers;
     size_t nheaders, cap_headers;
-    char *location;            /* first Location field */
+    char *location;            /* first Location field: location_len bytes (a NUL in it is
+                                * kept, and ends nothing) */
+    size_t location_len;
+    char *location_other;      /* a later Location field with another value, or NULL */
+    size_t location_other_len;
     char *sts;                 /* first Strict-Transport-Security field */
     bool deliver;              /* the body goes to write (a final answer), else is dropped */
     /* Called when a head is complete (status >= 200): true if this answer is final, so

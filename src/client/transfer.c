@@ -14,8 +14,10 @@ static void clear_headers(struct xfer_response *r)
     }
     r->nheaders = 0;
     free(r->location);
+    free(r->location_other);
     free(r->sts);
-    r->location = r->sts = NULL;
+    r->location = r->location_other = r->sts = NULL;
+    r->location_len = r->location_other_len = 0;
 }
 
 void dt_xfer_response_dispose(struct xfer_response *r)
@@ -88,11 +90,28 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *ud)
         return 0;
     }
     r->nheaders++;
-    struct dt_str name = {h->name, strlen(h->name)};
-    if (!r->location && dt_str_ieq(name, "location"))
-        r->location = strdup(h->value);
-    else if (!r->sts && dt_str_ieq(name, "strict-transport-security"))
-        r->sts = strdup(h->value); /* RFC 6797 8.1: only the first one counts */
+    struct dt_str name = {data, (size_t)(colon - data)};
+    size_t vlen = (size_t)(end - v);
+    if (dt_str_ieq(name, "location")) {
+        /* RFC 9110 10.2.2: a Location is one URI; several fields with different values
+         * cannot be told apart (the caller refuses them), the same value again can */
+        if (!r->location) {
+            r->location = dup_span(v, vlen);
+            r->location_len = vlen;
+            if (!r->location)
+                return 0;
+        } else if (!r->location_other &&
+                   (vlen != r->location_len || memcmp(v, r->location, vlen) != 0)) {
+            r->location_other = dup_span(v, vlen);
+            r->location_other_len = vlen;
+            if (!r->location_other)
+                return 0;
+        }
+    } else if (!r->sts && dt_str_ieq(name, "strict-transport-security")) {
+        r->sts = dup_span(v, vlen); /* RFC 6797 8.1: only the first one counts */
+        if (!r->sts)
+            return 0;
+    }
     return n;
 }
 

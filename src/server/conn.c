@@ -208,6 +208,7 @@ static void admin_dispatch(struct conn *c)
         .authorization = dt_str_make(h + a->method_len + a->target_len, a->auth_len),
         .body = dt_str_make(a->body.ptr ? a->body.ptr : "", a->body.len),
         .head = a->is_head,
+        .now = w->now_s,
     };
     size_t off = a->method_len + a->target_len + a->auth_len;
     req.path = dt_str_make(h + off, a->path_len);

@@ -47,6 +47,8 @@ struct dt_admin_request {
     struct dt_str authorization; /* the Authorization field, empty when absent */
     struct dt_str body;
     bool head;                   /* HEAD: the reply's body is not sent */
+    time_t now;                  /* the wall clock when the request was read: the time every
+                                  * date decision of its answer is made at */
 };
 
 /* What the admin hook answers: status, Content-Type, extra header lines, body. */

@@ -52,9 +52,7 @@ void timer_set(struct conn *c, int list)
 static void clock_update(struct worker *w)
 {
     w->now_ms = dt_now_ms();
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    w->now_s = ts.tv_sec;
+    w->now_s = dt_wall_now();
     if (w->now_s != w->date_s) {
         dt_http_date(w->date, w->now_s);
         w->date_s = w->now_s;

@@ -70,8 +70,9 @@ int dt_template_compile(struct dt_str text, const struct dt_tpl_source *src,
     t->fragment = (uint32_t)(u.has_fragment ? (size_t)(u.fragment.ptr - text.ptr) - 1 : text.len);
     t->has_query = u.has_query;
 
-    struct dt_tpl_part parts[64];
-    size_t nparts = 0, lit = 0;
+    /* a literal before each hole, and one after the last */
+    struct dt_tpl_part parts[2 * DT_TPL_MAX_HOLES + 1];
+    size_t nparts = 0, nholes = 0, lit = 0;
     for (size_t i = 0; i < text.len; i++) {
         size_t hl = hole_len(text, i);
         if (!hl)
@@ -115,10 +116,12 @@ int dt_template_compile(struct dt_str text, const struct dt_tpl_source *src,
             hole.kind = DT_TPL_NAMED;
             hole.index = (uint8_t)k;
         }
-        if (nparts + 2 > DT_ARRAY_LEN(parts)) {
-            dt_diag_set(diag, i, "too many placeholders in one target (at most 31)");
+        if (nholes == DT_TPL_MAX_HOLES) {
+            dt_diag_set(diag, i, "too many placeholders in one target (at most %d)",
+                        DT_TPL_MAX_HOLES);
             return DT_ESYNTAX;
         }
+        nholes++;
         if (i > lit)
             parts[nparts++] = (struct dt_tpl_part){DT_TPL_LITERAL, 0, (uint16_t)(i - lit),
                                                    (uint32_t)lit};

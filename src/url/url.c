@@ -254,3 +254,47 @@ size_t dt_url_encode_query(char *out, struct dt_str s)
 {
     return encode(out, s, true);
 }
+
+size_t dt_url_encode_reference(struct dt_buf *out, struct dt_str ref)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t i = 0, encoded = 0;
+    /* scheme ":" (RFC 3986 3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )), then "//"
+     * and the authority: copied as they are */
+    for (size_t k = 0; k < ref.len; k++) {
+        unsigned char c = (unsigned char)ref.ptr[k];
+        bool alpha = (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+        if (c == ':' && k > 0)
+            i = k + 1;
+        if (!alpha && (k == 0 || !((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.')))
+            break;
+    }
+    if (i + 1 < ref.len && ref.ptr[i] == '/' && ref.ptr[i + 1] == '/') {
+        i += 2;
+        while (i < ref.len && ref.ptr[i] != '/' && ref.ptr[i] != '?' && ref.ptr[i] != '#')
+            i++;
+    }
+    dt_buf_append(out, ref.ptr, i);
+    enum { PATH, QUERY, FRAGMENT } part = PATH;
+    for (; i < ref.len; i++) {
+        unsigned char c = (unsigned char)ref.ptr[i];
+        bool keep;
+        if (c == '?' && part == PATH) {
+            part = QUERY;
+            keep = true;
+        } else if (c == '#' && part != FRAGMENT) {
+            part = FRAGMENT;
+            keep = true;
+        } else {
+            keep = keep_byte(c, part != PATH) || c == '\\' || pct_encoding_at(ref, i);
+        }
+        if (keep) {
+            dt_buf_append(out, (const char *)&ref.ptr[i], 1);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            dt_buf_append(out, e, 3);
+            encoded++;
+        }
+    }
+    return encoded;
+}

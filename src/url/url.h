@@ -55,6 +55,15 @@ size_t dt_url_encode_path(char *out, struct dt_str s);
 /* The same for a query, where '?' may stand as itself. */
 size_t dt_url_encode_query(char *out, struct dt_str s);
 
+/* Appends ref to out with every byte that RFC 3986 does not allow in its path, query or
+ * fragment percent-encoded there, as browsers' URL parser does with a Location that has
+ * spaces or raw UTF-8: spaces, controls, bytes >= 0x80, '"', '<', '>', '^', '`', '{', '|',
+ * '}', '[' and ']' (and '#' in a fragment), and a '%' that does not start a valid
+ * percent-encoding. The scheme and the authority are copied as they are (a host is never
+ * rewritten), and so is a backslash, which browsers read as a slash: the caller decides
+ * what either means. Returns how many bytes were encoded (0: out got ref unchanged). */
+size_t dt_url_encode_reference(struct dt_buf *out, struct dt_str ref);
+
 /* RFC 3986 5.2.4: writes path without "." and ".." segments to out (room for path.len
  * bytes); returns the length. */
 size_t dt_url_remove_dots(char *out, struct dt_str path);
@@ -105,6 +114,7 @@ struct dt_tpl_source {
 
 #define DT_TPL_MAX_LEN 4096 /* longest target a rule may have */
 #define DT_TPL_MAX_NAMES 16
+#define DT_TPL_MAX_HOLES 32 /* placeholders ($N, :name, :splat) in one target */
 
 /* Compiles text (a path starting with "/" or an absolute http/https URL) into t, checking
  * that every hole is one the source provides and stands after the authority, so a value

@@ -271,13 +271,13 @@ class Import(unittest.TestCase):
         notes."""
         with Server("") as srv:
             st, _, body = srv.api("POST", "/api/import",
-                                  "/p /q 307 since=2026-01-01T00:00:00Z promote-after=90d\n")
+                                  "/p /q 307 since=2099-01-01T00:00:00Z promote-after=90d\n")
             self.assertEqual(st, 200, body)
             self.assertEqual(get(srv, "/p"), (307, "/q"))
             rule = srv.api("GET", "/api/rules/1")[2]
             self.assertEqual(rule["promote_after"], "90d")
             st, _, body = srv.api("POST", "/api/import",
-                                  "/p /q 307 since=2026-01-01T00:00:00Z promote-after=90d\n")
+                                  "/p /q 307 since=2099-01-01T00:00:00Z promote-after=90d\n")
             self.assertEqual((st, body["changed"]), (200, 0), "the same rule is no change")
             st, _, body = srv.api("POST", "/api/import", "/a /b\n/b /a\n")
             self.assertEqual(st, 409, "lint still works")
@@ -741,9 +741,9 @@ class Bulk(unittest.TestCase):
                  "~^/re/([0-9]+)$ /regex/$1 302\n"
                  "/u/:id /users/:id 302 promote-after=30d\n"
                  "/p/* /prefix/:splat 307 promote-after=12h\n"
-                 "/m /maint 307 cache=60 until=2030-12-01T06:00:00Z\n"
+                 "/m /maint 307 cache=60 until=2099-12-01T06:00:00Z\n"
                  "/c /landing query=drop\n"
-                 "/f /future from=2030-01-01T00:00:00Z\n"
+                 "/f /future from=2099-01-01T00:00:00Z\n"
                  "/o /old until=2020-01-01T00:00:00Z\n")
         urls = ["http://a.example.org/x?y=1", "http://example.org/x", "http://shop.example.com/y",
                 "http://plain.example/z", "https://plain.example/z", "http://x/re/42",

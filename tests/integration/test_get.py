@@ -1065,6 +1065,94 @@ class SecDowngrade(Base):
                 self.assertNoCredentials(b)
 
 
+class Issue9Locations(Base):
+    """Issue 9: Location fields as the redirect CVEs of clients met them."""
+
+    def test_c6_two_different_location_fields_refused(self):
+        """C6 (RFC 9110 10.2.2): two Location fields with different values: not followed
+        (exit 3), the note names both; neither target gets a request."""
+        fx = self.fx({"/a": (307, [("Location", "/first"), ("Location", "/second")], b"two"),
+                      "/first": ok(b"1"), "/second": ok(b"2")})
+        res = self.get(fx.url("/a"))
+        self.assertExit(res, 3)
+        self.assertIn("two Location fields with different values, '/first' and '/second'",
+                      res.err)
+        self.assertEqual(res.out, b"two")
+        self.assertEqual(fx.targets(), ["/a"])
+
+    def test_c6_same_location_twice_followed(self):
+        """C6: the same value twice is one Location."""
+        fx = self.fx({"/a": (307, [("Location", "/b"), ("Location", "/b")], b""),
+                      "/b": ok(b"bee")})
+        res = self.get(fx.url("/a"))
+        self.assertExit(res, 0)
+        self.assertEqual((res.out, fx.targets()), (b"bee", ["/a", "/b"]))
+
+    def test_c6_nul_in_location_refused(self):
+        """C6 (RFC 9110 5.5): a NUL inside a Location must not cut it short ('/b' would be
+        followed): libcurl already fails such an answer (exit 1, 'Nul byte'), and detour
+        keeps a Location as bytes with a length and refuses one with a NUL itself."""
+        fx = self.fx({"/a": redirect(307, "/b\x00.evil.example"), "/b": ok()})
+        res = self.get(fx.url("/a"))
+        self.assertIn(res.rc, (1, 3), res)
+        self.assertEqual(fx.targets(), ["/a"])
+        self.assertRegex(res.err, "(?i)nul")
+
+    def test_c6_spaces_and_utf8_percent_encoded(self):
+        """C6: a Location with spaces and raw UTF-8 is percent-encoded as browsers and curl
+        do; the chain shows the URL requested and says so."""
+        loc = "/new page/caf\u00c3\u00a9?q=a b#x y"  # the UTF-8 bytes of 'café', as latin-1
+        fx = self.fx({"/a": redirect(307, loc)}, default=ok(b"here"))
+        res = self.get("--json", fx.url("/a"))
+        self.assertExit(res, 0)
+        self.assertEqual(fx.targets(), ["/a", "/new%20page/caf%C3%A9?q=a%20b"])
+        hop = res.json()["hops"][0]
+        self.assertEqual(hop["next_url"], fx.url("/new%20page/caf%C3%A9?q=a%20b#x%20y"))
+        self.assertIn("Location percent-encoded", hop["note"])
+
+    def test_c6_backslash_refused(self):
+        """C6: browsers read '\\' as '/', so '/\\host' would name another host: refused."""
+        fx = self.fx({"/a": redirect(307, "/\\evil.example/x")}, default=ok())
+        res = self.get(fx.url("/a"))
+        self.assertExit(res, 3)
+        self.assertIn("backslash", res.err)
+        self.assertEqual(fx.targets(), ["/a"])
+
+    def test_c7_known_host_http_location_is_no_downgrade(self):
+        """C7 (RFC 6797 8.3): https://h/a answering 307 to http://h/b, h known: the URL
+        becomes https first, so nothing goes over http and nothing is refused."""
+        both = self.fx({"/b": ok(b"bee")}, tls="both")
+        both.routes["/a"] = redirect(307, both.url("/b", host="localhost", scheme="http"))
+        path = self.write("hsts.txt", 'localhost "unlimited"\n')
+        res = self.get("--hsts", path, "--cacert", CA_FILE(), "--json",
+                       both.url("/a", host="localhost", scheme="https"))
+        self.assertExit(res, 0)
+        doc = res.json()
+        self.assertEqual([(h["kind"], h["status"]) for h in doc["hops"]],
+                         [("network", 307), ("hsts", 307), ("network", 200)])
+        self.assertEqual([(r.target, r.tls) for r in both.requests], [("/a", True), ("/b", True)])
+
+    def test_c7_sts_on_the_redirect_itself_upgrades_it(self):
+        """C7: the Strict-Transport-Security on that very 307 (verified https) is learnt
+        first, then the http:// Location is upgraded and followed."""
+        both = self.fx({"/b": ok(b"bee")}, tls="both")
+        both.routes["/a"] = redirect(307, both.url("/b", host="localhost", scheme="http"),
+                                     headers=[("Strict-Transport-Security", "max-age=600")])
+        path = os.path.join(self.tmp(), "hsts.txt")
+        res = self.get("--hsts", path, "--cacert", CA_FILE(), "--json",
+                       both.url("/a", host="localhost", scheme="https"))
+        self.assertExit(res, 0)
+        self.assertEqual([h["kind"] for h in res.json()["hops"]], ["network", "hsts", "network"])
+        self.assertEqual([(r.target, r.tls) for r in both.requests], [("/a", True), ("/b", True)])
+        self.assertIn("localhost", hsts_entries(path))
+        # unverified (-k): nothing is learnt, so the downgrade is refused as before
+        both.clear()
+        res = self.get("-k", "--hsts", os.path.join(self.tmp(), "other.txt"),
+                       both.url("/a", host="localhost", scheme="https"))
+        self.assertExit(res, 3)
+        self.assertIn("--allow-downgrade", res.err)
+
+
 class SecLimits(Base):
     def test_sec5_max_redirs(self):
         """Security 5: exactly --max-redirs N redirects are fine, N+1 exit 3."""

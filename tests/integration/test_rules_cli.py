@@ -225,14 +225,14 @@ class Rules(unittest.TestCase):
             self.assertEqual(p.stdout, "added rule 1: /sale /winter-sale 307 (version 1)\n")
             self.assertEqual(get(srv, "/sale"), (307, "/winter-sale"))
             p = cli(srv, "add", "/old/*", "https://new.example.com/:splat", "308", "cache=60",
-                    "query=drop", "from=2026-01-01T00:00:00Z", "until=2099-01-01T00:00:00Z")
+                    "query=drop", "from=2000-01-01T00:00:00Z", "until=2099-01-01T00:00:00Z")
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertIn("/old/* https://new.example.com/:splat 308 query=drop cache=60 "
-                          "from=2026-01-01T00:00:00Z until=2099-01-01T00:00:00Z", p.stdout)
+                          "from=2000-01-01T00:00:00Z until=2099-01-01T00:00:00Z", p.stdout)
             self.assertEqual(get(srv, "/old/x?q=1"), (308, "https://new.example.com/x"))
             st, _, r = srv.api("GET", "/api/rules/2")
             self.assertEqual((r["status"], r["cache"], r["query"], r["from"], r["until"]),
-                             (308, 60, "drop", "2026-01-01T00:00:00Z", "2099-01-01T00:00:00Z"))
+                             (308, 60, "drop", "2000-01-01T00:00:00Z", "2099-01-01T00:00:00Z"))
 
             p = cli(srv, "get", "1")
             self.assertEqual(p.returncode, 0, p.stderr)
@@ -269,7 +269,7 @@ class Rules(unittest.TestCase):
             st, _, r = srv.api("GET", "/api/rules/2")
             self.assertEqual((r["target"], r["cache"], r["until"], r["query"], r["status"],
                               r["from"]), ("/new/:splat", None, None, "keep", 308,
-                                           "2026-01-01T00:00:00Z"))
+                                           "2000-01-01T00:00:00Z"))
             self.assertEqual(srv.api("GET", "/api/rules/1")[2]["note"], "new note")
             p = cli(srv, "set", "1", "source=/file")
             self.assertEqual(p.returncode, 0, p.stderr)

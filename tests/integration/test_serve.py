@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import DETOUR, Reader, Server, exchange, request
+from harness import DETOUR, Reader, Server, exchange, get, request
 
 RULES = """\
 /old/url/*            /new/url
@@ -354,6 +354,21 @@ class CommandLine(unittest.TestCase):
         srv.write_rules("/a\n")
         p = self.run_detour("serve", "--check", "--rules", srv.rules_path)
         self.assertEqual(p.returncode, 2)
+        srv.close()
+
+    def test_check_many_placeholders(self):
+        """Issue 9: 32 placeholders and a tail wrote past a stack array (ASan abort, a silent
+        'ok' in release); the line loads and answers, 33 get an error naming the column."""
+        line = "/u/:id  " + "/:id" * 32 + "/end\n"
+        srv = Server(line)
+        p = self.run_detour("serve", "--check", "--rules", srv.rules_path)
+        self.assertEqual((p.returncode, p.stdout, p.stderr), (0, b"ok: 1 rules\n", b""))
+        with srv:
+            self.assertEqual(get(srv, "/u/9"), (307, "/9" * 32 + "/end"))
+        srv = Server("/u/:id  " + "/:id" * 33 + "/end\n")
+        p = self.run_detour("serve", "--check", "--rules", srv.rules_path)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b":1:138: too many placeholders in one target (at most 32)", p.stderr)
         srv.close()
 
     def test_example_rules_load(self):

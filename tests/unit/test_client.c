@@ -146,7 +146,9 @@ static void hsts(void)
     char path[] = "/tmp/detour-hsts-XXXXXX";
     int fd = mkstemp(path);
     close(fd);
-    is_int(dt_client_hsts_save(h, path), 0, "saved");
+    /* issue 9: save judged expiry by the wall clock, so this file came out empty once the
+     * real date passed these entries; the caller's now decides */
+    is_int(dt_client_hsts_save(h, path, now), 0, "saved");
     FILE *f = fopen(path, "r");
     char text[1024] = {0};
     size_t n = fread(text, 1, sizeof(text) - 1, f);
@@ -155,6 +157,13 @@ static void hsts(void)
     ok(strstr(text, ".a.test \"20261201 06:01:00\"\n") != NULL,
        "C7: curl's format, dot prefix for includeSubDomains");
     ok(strstr(text, "\nb.test \"20261201 06:00:10\"\n") != NULL, "C7: plain entry");
+    is_int(dt_client_hsts_save(h, path, now + 30), 0, "saved 30 s later");
+    f = fopen(path, "r");
+    n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    ok(strstr(text, ".a.test ") != NULL && strstr(text, "b.test ") == NULL,
+       "C7: an entry expired by the caller's now is not saved");
     dt_client_hsts_free(h);
 
     f = fopen(path, "w");
@@ -166,15 +175,20 @@ static void hsts(void)
           f);
     fclose(f);
     h = dt_client_hsts_new();
-    is_int(dt_client_hsts_load(h, path), 0, "C7: a curl file loads");
+    is_int(dt_client_hsts_load(h, path, now), 0, "C7: a curl file loads");
     ok(dt_client_hsts_known(h, "deep.sub.test", now), "unlimited, with subdomains");
     ok(!dt_client_hsts_known(h, "old.test", now), "an expired entry does not count");
     ok(dt_client_hsts_known(h, "exact.test", now) && !dt_client_hsts_known(h, "x.exact.test", now),
        "exact entry");
     dt_client_hsts_free(h);
+    h = dt_client_hsts_new();
+    time_t before2020 = 1577836800 - 10; /* 2019-12-31T23:59:50Z */
+    is_int(dt_client_hsts_load(h, path, before2020), 0, "loaded again, at another now");
+    ok(dt_client_hsts_known(h, "old.test", before2020), "C7: expiry is judged at the caller's now");
+    dt_client_hsts_free(h);
     unlink(path);
     h = dt_client_hsts_new();
-    is_int(dt_client_hsts_load(h, "/nonexistent/hsts"), 0, "a missing file is an empty store");
+    is_int(dt_client_hsts_load(h, "/nonexistent/hsts", now), 0, "a missing file is an empty store");
     dt_client_hsts_free(h);
 }
 

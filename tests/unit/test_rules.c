@@ -292,6 +292,31 @@ static void errors(void)
     ok(strstr(load_errors("/a?x=1&x=2 /b\n"), "rules.txt:1:8: a query parameter is named twice") !=
            NULL,
        "a query parameter named twice");
+    {
+        /* issue 9: the line that overflowed the template compiler's stack (32 placeholders
+         * and a tail), and 33, which is one too many: refused at the 33rd's column */
+        char line[512];
+        size_t n = (size_t)snprintf(line, sizeof(line), "/u/:id  ");
+        for (int i = 0; i < 32; i++)
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "/:id");
+        snprintf(line + n, sizeof(line) - n, "/end\n");
+        is_str(load_errors(line), "", "32 placeholders and a tail load");
+        struct dt_table *t = table(line);
+        char want[300];
+        size_t w = 0;
+        for (int i = 0; i < 32; i++)
+            w += (size_t)snprintf(want + w, sizeof(want) - w, "/42");
+        snprintf(want + w, sizeof(want) - w, "/end");
+        is_str(loc(t, "h", "/u/42"), want, "and fill every one");
+        dt_table_free(t);
+        n = (size_t)snprintf(line, sizeof(line), "/u/:id  ");
+        for (int i = 0; i < 33; i++)
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "/:id");
+        snprintf(line + n, sizeof(line) - n, "/end\n");
+        is_str(load_errors(line),
+               "rules.txt:1:138: too many placeholders in one target (at most 32)\n",
+               "33 placeholders: an error naming file, line and column");
+    }
     ok(strstr(load_errors("ex ample.com/a /b\n"), "rules.txt:1:") != NULL, "bad host");
     ok(strstr(load_errors("example.com:8080/a /b\n"), "has no port") != NULL, "port in a host");
     ok(strstr(load_errors("ftp://h/a /b\n"), "http or https") != NULL, "bad source scheme");

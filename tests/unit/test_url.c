@@ -132,6 +132,86 @@ static void templates(void)
     is_int(rc, DT_ESYNTAX, "empty target");
 }
 
+/* Issue 9: a target with the most placeholders and text after the last one wrote past the
+ * compiler's stack array (ASan: stack-buffer-overflow in dt_template_compile). */
+static size_t many_holes(unsigned holes, const char *tail, char *out, int *rc, struct dt_diag *d)
+{
+    char text[1024];
+    size_t len = 0;
+    for (unsigned i = 0; i < holes; i++)
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "/:id");
+    snprintf(text + len, sizeof(text) - len, "%s", tail);
+    struct dt_arena a;
+    dt_arena_init(&a, 0);
+    struct dt_template t;
+    struct dt_str names[1] = {DT_STR("id")};
+    struct dt_tpl_source src = {.nnames = 1, .names = names};
+    *rc = dt_template_compile(dt_str_make(text, strlen(text)), &src, &a, &t, d);
+    size_t n = 0;
+    if (*rc == 0) {
+        struct dt_str named[1] = {DT_STR("7")};
+        struct dt_tpl_values v = {.named = named};
+        n = dt_template_render(&t, &v, out);
+    }
+    dt_arena_dispose(&a);
+    return n;
+}
+
+static void template_limits(void)
+{
+    char out[1024], want[1024];
+    int rc;
+    struct dt_diag d;
+    for (unsigned holes = 31; holes <= 32; holes++) {
+        size_t n = many_holes(holes, "/end", out, &rc, &d);
+        is_int(rc, 0, holes == 31 ? "31 placeholders and a tail compile"
+                                  : "32 placeholders (the most) and a tail compile");
+        size_t wl = 0;
+        for (unsigned i = 0; i < holes; i++)
+            wl += (size_t)snprintf(want + wl, sizeof(want) - wl, "/7");
+        snprintf(want + wl, sizeof(want) - wl, "/end");
+        is_strn(out, n, want, "every placeholder filled, the tail kept");
+    }
+    size_t n = many_holes(32, "", out, &rc, &d);
+    is_int(rc, 0, "32 placeholders without a tail compile");
+    ok(n == 64 && !memcmp(out + 62, "/7", 2), "and render");
+    many_holes(33, "/end", out, &rc, &d);
+    is_int(rc, DT_ESYNTAX, "33 placeholders are refused");
+    is_int(d.offset, 32 * 4 + 1, "the diagnostic points at the 33rd");
+    ok(strstr(d.msg, "at most 32") != NULL, "and says the limit");
+    many_holes(33, "", out, &rc, &d);
+    is_int(rc, DT_ESYNTAX, "33 placeholders without a tail are refused");
+}
+
+/* Issue 9: a Location with spaces or raw UTF-8 is percent-encoded as browsers do. */
+static void encodes_reference(const char *ref, const char *want, size_t want_n)
+{
+    struct dt_buf out;
+    dt_buf_init(&out);
+    size_t n = dt_url_encode_reference(&out, dt_str_make(ref, strlen(ref)));
+    char name[200];
+    snprintf(name, sizeof(name), "encode_reference: %s", ref);
+    is_strn(out.ptr ? out.ptr : "", out.len, want, name);
+    is_int(n, want_n, "bytes encoded");
+    dt_buf_dispose(&out);
+}
+
+static void encode_reference(void)
+{
+    encodes_reference("/a b", "/a%20b", 1);
+    encodes_reference("/caf\xc3\xa9?q=\xc3\xa9 x#fr ag", "/caf%C3%A9?q=%C3%A9%20x#fr%20ag", 6);
+    encodes_reference("https://h.example/x y", "https://h.example/x%20y", 1);
+    encodes_reference("https://h ex/x y", "https://h ex/x%20y", 1);
+    encodes_reference("//h/\"<>^`{|}[]", "//h/%22%3C%3E%5E%60%7B%7C%7D%5B%5D", 10);
+    encodes_reference("/ok/%41%zz", "/ok/%41%25zz", 1);
+    encodes_reference("/a?b?c#d#e", "/a?b?c#d%23e", 1);
+    encodes_reference("/a\\b", "/a\\b", 0);
+    encodes_reference("/plain?x=1#f", "/plain?x=1#f", 0);
+    encodes_reference("rel path", "rel%20path", 1);
+    encodes_reference("mailto:a b", "mailto:a%20b", 1);
+    encodes_reference("", "", 0);
+}
+
 /* Resolves ref against base and compares with want. */
 static void resolves(const char *base, const char *ref, const char *want)
 {
@@ -216,5 +296,7 @@ int main(void)
     resolve();
     encode();
     templates();
+    template_limits();
+    encode_reference();
     return done_testing();
 }
