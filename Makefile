@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all bootstrap detour run test test-release test-asan fuzz bench format clean
+.PHONY: all bootstrap detour run test test-release test-clock test-asan fuzz bench format clean
 
 all: detour
 
@@ -35,8 +35,20 @@ test-asan: bootstrap $(ASAN_BUILD)/CMakeCache.txt
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ctest --output-on-failure -j $(JOBS) --timeout 300
 
-# Every test, then the same under ASan+UBSan (which also replays the fuzz corpora).
-test: test-release test-asan
+# The release suite again with the wall clock two years ahead and one year back
+# (libfaketime): no test may depend on today's date, and no code on the clock where its
+# caller passes a time. The monotonic clock is left alone (timeouts measure real time).
+CLOCK_SHIFTS ?= +2y -1y
+test-clock: detour
+	@for shift in $(CLOCK_SHIFTS); do \
+	    echo "== the release suite with the clock moved $$shift"; \
+	    (cd $(BUILD) && FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f "$$shift" \
+	        ctest --output-on-failure -j $(JOBS) --timeout 300) || exit 1; \
+	done
+
+# Every test, the release suite with the clock moved, then every test under ASan+UBSan
+# (which also replays the fuzz corpora).
+test: test-release test-clock test-asan
 
 # Runs each libFuzzer target for FUZZ_SECONDS (default 60), growing its corpus.
 FUZZ_SECONDS ?= 60

@@ -1,6 +1,6 @@
-/* fuzz_url: URI parsing and target templates. A template that compiles must render
- * values from the input within its bound, as a valid URI reference whose scheme and host
- * are the template's own. */
+/* fuzz_url: URI parsing, target templates and Location encoding. A template that compiles
+ * must render values from the input within its bound, as a valid URI reference whose scheme
+ * and host are the template's own; encoding a reference twice is encoding it once. */
 #include "url/url.h"
 
 #include <stdlib.h>
@@ -23,6 +23,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct dt_url u;
     (void)dt_url_parse(text, &u, NULL);
+    /* a Location percent-encoded as browsers do: encoding again changes nothing, and the
+     * scheme and authority stay as they were */
+    struct dt_buf once, twice;
+    dt_buf_init(&once);
+    dt_buf_init(&twice);
+    size_t n1 = dt_url_encode_reference(&once, text);
+    size_t n2 = dt_url_encode_reference(&twice, dt_str_make(once.ptr ? once.ptr : "", once.len));
+    if (n2 != 0 || once.len != twice.len || once.len > 3 * text.len ||
+        (once.len && memcmp(once.ptr, twice.ptr, once.len) != 0) ||
+        (n1 == 0 && (once.len != text.len || (text.len && memcmp(once.ptr, text.ptr, text.len)))))
+        abort();
+    dt_buf_dispose(&once);
+    dt_buf_dispose(&twice);
     struct dt_arena a;
     dt_arena_init(&a, 0);
     struct dt_template t;

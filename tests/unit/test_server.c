@@ -4,35 +4,39 @@
 #include "tap.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
 /* ---- hooks: the server is known to its owner before the admin thread runs ---------------- */
 
+/* Decided by counting threads, not by sleeping against the tick: the started hook counts
+ * the process's threads, the admin thread's first tick counts them again. Had the admin
+ * thread started before the hook, both counts would be equal. The first tick also stops
+ * the server, so the test takes no longer than a start and a stop. */
 static atomic_int started_done;
 static atomic_int first_tick_saw = -1; /* started_done as the admin thread's first tick saw it */
-static pthread_t stopper;
+static atomic_int threads_at_started = -1, threads_at_first_tick = -1;
 
-static void *stop_soon(void *arg)
+static int threads_now(void)
 {
-    (void)arg;
-    usleep(1500 * 1000);
-    kill(getpid(), SIGTERM); /* blocked here as in every server thread: sigwaitinfo takes it */
-    return NULL;
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
 }
 
 static void on_started(void *ctx, struct dt_server *srv)
 {
     (void)ctx;
     (void)srv;
-    /* Slower than the admin thread's first tick (about a second): had that thread started
-     * first, it would tick before this returns. */
-    usleep(1200 * 1000);
+    atomic_store(&threads_at_started, threads_now());
     atomic_store(&started_done, 1);
-    pthread_create(&stopper, NULL, stop_soon, NULL);
 }
 
 static void on_tick(void *ctx, time_t now)
@@ -40,7 +44,10 @@ static void on_tick(void *ctx, time_t now)
     (void)ctx;
     (void)now;
     int unset = -1;
-    atomic_compare_exchange_strong(&first_tick_saw, &unset, atomic_load(&started_done));
+    if (atomic_compare_exchange_strong(&first_tick_saw, &unset, atomic_load(&started_done))) {
+        atomic_store(&threads_at_first_tick, threads_now());
+        kill(getpid(), SIGTERM); /* blocked here as in every server thread: sigwaitinfo takes it */
+    }
 }
 
 /* Bug: the started hook (which hands the server to the admin side) ran after the admin thread
@@ -67,9 +74,11 @@ static void hooks_order(void)
     c.hooks.started = on_started;
     c.hooks.tick = on_tick;
     is_int(dt_server_run(&c), 0, "the server runs and stops on SIGTERM");
-    pthread_join(stopper, NULL);
     is_int(atomic_load(&first_tick_saw), 1,
            "the started hook has returned before the admin thread's first hook call");
+    ok(atomic_load(&threads_at_started) > 0, "threads counted in the started hook");
+    is_int(atomic_load(&threads_at_first_tick), atomic_load(&threads_at_started) + 1,
+           "the admin thread did not exist yet while the started hook ran");
 }
 
 static int parse(const char *s, struct dt_listen_addr *a)
