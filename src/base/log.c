@@ -21,7 +21,7 @@ void dt_log(enum dt_log_level level, const char *fmt, ...)
     int saved_errno = errno;
     char line[2048];
     char stamp[21];
-    dt_fmt_rfc3339(stamp, time(NULL));
+    dt_fmt_rfc3339(stamp, dt_wall_now());
     int n = snprintf(line, sizeof(line), "%s detour[%d] %s: ", stamp, (int)getpid(),
                      names[level]);
     va_list ap;
