@@ -201,6 +201,29 @@ static void print_chain(const struct dt_client_result *r)
     }
 }
 
+/* A JSON string for text received from a server, which need not be UTF-8 (a Location or a
+ * field value with Latin-1 bytes): as it is when it is valid UTF-8, else with every byte
+ * above 127 written as \xHH, so that nothing is dropped from the document. NULL: null. */
+static json_t *json_text(const char *s)
+{
+    if (!s)
+        return json_null();
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    struct dt_buf b;
+    dt_buf_init(&b);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x80)
+            dt_buf_append(&b, p, 1);
+        else
+            dt_buf_appendf(&b, "\\x%02x", *p);
+    }
+    j = json_stringn(b.ptr ? b.ptr : "", b.len);
+    dt_buf_dispose(&b);
+    return j ? j : json_null();
+}
+
 static void print_json(const struct dt_client_result *r, int rc)
 {
     static const char *const kinds[] = {"network", "hsts", "cache"};
@@ -210,25 +233,24 @@ static void print_json(const struct dt_client_result *r, int rc)
         json_t *o = json_object();
         json_object_set_new(o, "kind", json_string(kinds[h->kind]));
         json_object_set_new(o, "method", json_string(h->method));
-        json_object_set_new(o, "url", json_string(h->url));
+        json_object_set_new(o, "url", json_text(h->url));
         json_object_set_new(o, "status", h->status ? json_integer(h->status) : json_null());
-        json_object_set_new(o, "location", h->location ? json_string(h->location) : json_null());
+        json_object_set_new(o, "location", json_text(h->location));
         json_object_set_new(o, "followed", json_boolean(h->followed));
-        json_object_set_new(o, "next_url", h->next_url ? json_string(h->next_url) : json_null());
-        json_object_set_new(o, "next_method",
-                            h->next_method ? json_string(h->next_method) : json_null());
-        json_object_set_new(o, "note", h->note ? json_string(h->note) : json_null());
+        json_object_set_new(o, "next_url", json_text(h->next_url));
+        json_object_set_new(o, "next_method", json_text(h->next_method));
+        json_object_set_new(o, "note", json_text(h->note));
         json_object_set_new(o, "body_length", json_integer(h->body_len));
         json_array_append_new(hops, o);
     }
     json_t *headers = json_array();
     for (size_t i = 0; i < r->nheaders; i++)
-        json_array_append_new(headers,
-                              json_pack("[ss]", r->headers[i].name, r->headers[i].value));
+        json_array_append_new(headers, json_pack("[oo]", json_text(r->headers[i].name),
+                                                 json_text(r->headers[i].value)));
     json_t *doc = json_pack("{s:o, s:o, s:o, s:o, s:o}", "hops", hops, "status",
                             r->status ? json_integer(r->status) : json_null(), "url",
-                            r->url ? json_string(r->url) : json_null(), "headers", headers,
-                            "error", rc ? json_string(r->error) : json_null());
+                            json_text(r->url), "headers", headers, "error",
+                            rc ? json_text(r->error) : json_null());
     json_dumpf(doc, stdout, JSON_INDENT(2));
     fputc('\n', stdout);
     json_decref(doc);

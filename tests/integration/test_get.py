@@ -1110,6 +1110,21 @@ class Issue9Locations(Base):
         self.assertEqual(hop["next_url"], fx.url("/new%20page/caf%C3%A9?q=a%20b#x%20y"))
         self.assertIn("Location percent-encoded", hop["note"])
 
+    def test_c6_latin1_location_in_json(self):
+        """C6: a Location in Latin-1 (not UTF-8) is encoded and followed; --json still
+        writes every hop and field, the bytes that are not UTF-8 as \\xHH."""
+        fx = self.fx({"/a": redirect(307, "/caf\u00e9", headers=[("X-Name", "Jos\u00e9")])},
+                     default=ok(b"here"))
+        res = self.get("--json", fx.url("/a"))
+        self.assertExit(res, 0)
+        self.assertEqual(fx.targets(), ["/a", "/caf%E9"])
+        doc = res.json()
+        self.assertEqual(doc["hops"][0]["location"], "/caf\\xe9")
+        self.assertEqual(doc["hops"][0]["next_url"], fx.url("/caf%E9"))
+        fx.routes["/b"] = (200, [("X-Name", "Jos\u00e9")], b"b")
+        doc = self.get("--json", fx.url("/b")).json()
+        self.assertIn(["X-Name", "Jos\\xe9"], doc["headers"])
+
     def test_c6_backslash_refused(self):
         """C6: browsers read '\\' as '/', so '/\\host' would name another host: refused."""
         fx = self.fx({"/a": redirect(307, "/\\evil.example/x")}, default=ok())
