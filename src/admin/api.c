@@ -339,7 +339,7 @@ static bool rule_in_apply(struct rule_in *in, json_t *obj, bool full, struct dt_
         return false;
     if ((v = json_object_get(obj, "status"))) {
         json_int_t s = json_is_integer(v) ? json_integer_value(v) : 0;
-        if (!(s == 301 || s == 302 || s == 303 || s == 307 || s == 308)) {
+        if (!dt_http_is_redirect(s)) {
             reply_error(rep, 400, "status", "'status' must be 301, 302, 303, 307 or 308");
             return false;
         }
@@ -878,7 +878,7 @@ static void list_rules(struct admin *a, const struct dt_admin_request *req,
         !query_int(rep, q, "after", 0, INT64_MAX, &after) ||
         !query_int(rep, q, "limit", 1, PAGE_MAX, &limit))
         return;
-    if (status && !dt_http_is_redirect((int)status)) {
+    if (status && !dt_http_is_redirect(status)) {
         reply_error(rep, 400, "status", "status must be 301, 302, 303, 307 or 308");
         return;
     }
@@ -1240,7 +1240,7 @@ static void import_rules(struct admin *a, const struct dt_admin_request *req,
     int64_t dstatus = 0;
     if (!query_int(rep, q, "status", 301, 308, &dstatus))
         return;
-    if (dstatus && !dt_http_is_redirect((int)dstatus)) {
+    if (dstatus && !dt_http_is_redirect(dstatus)) {
         reply_error(rep, 400, "status", "status must be 301, 302, 303, 307 or 308");
         return;
     }

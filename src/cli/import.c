@@ -54,7 +54,7 @@ int dt_cmd_import(int argc, char **argv)
         case O_STATUS:
             if (dt_opt_uint("import", "--status", optarg, 300, 399, &v))
                 return DT_EXIT_USAGE;
-            if (!(v == 301 || v == 302 || v == 303 || v == 307 || v == 308))
+            if (!dt_http_is_redirect(v))
                 return dt_usage_error("import", "--status: %s is not 301, 302, 303, 307 or 308",
                                       optarg);
             status = (int)v;

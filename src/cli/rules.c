@@ -2,6 +2,7 @@
  * lists, shows, adds, changes, removes, imports and exports the store's rules, and reads its
  * versions. One libcurl handle, JSON through jansson; nothing is kept between runs. */
 #include "cli/cli.h"
+#include "http/http.h"
 #include "rules/import.h"
 
 #include <curl/curl.h>
@@ -242,11 +243,6 @@ static char *rule_text(json_t *r)
     char *s = clean_dup(b.ptr ? b.ptr : "");
     dt_buf_dispose(&b);
     return s;
-}
-
-static bool is_redirect_status(int64_t s)
-{
-    return s == 301 || s == 302 || s == 303 || s == 307 || s == 308;
 }
 
 /* A usage error with the command's synopsis: "detour rules CMD: message", "Usage: ...",
@@ -996,7 +992,7 @@ static int put_field(const struct command *cmd, json_t *rule, const char *arg, b
     json_t *v;
     int64_t n;
     if (!strcmp(key, "status")) {
-        if (dt_parse_int(dt_str_make(val, strlen(val)), 0, 999, &n) || !is_redirect_status(n))
+        if (dt_parse_int(dt_str_make(val, strlen(val)), 0, 999, &n) || !dt_http_is_redirect(n))
             return usage(cmd, "status: '%.*s' is not 301, 302, 303, 307 or 308", SHOWN_MAX, val);
         v = json_integer(n);
     } else if (!strcmp(key, "cache") && clear) {
@@ -1059,7 +1055,7 @@ static int cmd_add(struct client *c, const struct args *a)
                 rc = usage(current, "the status must follow the target, once: '%.*s'", SHOWN_MAX,
                            arg);
             else if (dt_parse_int(dt_str_make(arg, strlen(arg)), 0, 999, &s) ||
-                     !is_redirect_status(s))
+                     !dt_http_is_redirect(s))
                 rc = usage(current, "'%.*s' is not 301, 302, 303, 307 or 308", SHOWN_MAX, arg);
             else
                 json_object_set_new(rule, "status", json_integer(s));
@@ -1663,7 +1659,7 @@ static int take_option(const struct command *cmd, int opt, char **argv, struct a
     case O_STATUS:
         if (dt_opt_uint(label, "--status", optarg, 300, 399, &v))
             return DT_EXIT_USAGE;
-        if (!is_redirect_status((int64_t)v))
+        if (!dt_http_is_redirect(v))
             return usage(cmd, "--status: %s is not 301, 302, 303, 307 or 308", optarg);
         a->status = (int)v;
         break;

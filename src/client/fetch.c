@@ -309,11 +309,6 @@ static int copy_final(struct chain *c, struct xfer_response *x)
     return r->url ? 0 : DT_CLIENT_ENOMEM;
 }
 
-static bool is_redirect_status(int s)
-{
-    return s == 301 || s == 302 || s == 303 || s == 307 || s == 308;
-}
-
 /* Ends the chain at this answer, with a note for the hop and (code != 0) an error. */
 static bool stop(struct decision *d, int code, const char *note, const char *fmt, ...)
     DT_PRINTF(4, 5);
@@ -410,7 +405,7 @@ static bool decide(void *ud, struct xfer_response *x)
      * an http:// Location of a known host is an https:// one) */
     learn_sts(c, x);
     /* C6: only the redirect statuses with a Location go on */
-    if (!is_redirect_status(x->status) || !x->location)
+    if (!dt_http_is_redirect(x->status) || !x->location)
         return stop(d, 0, x->location ? "final (not a redirect status)" : "final", NULL);
     char why[700], a[240], b[240];
     shown(a, sizeof(a), x->location, x->location_len);

@@ -6,6 +6,7 @@
 
 #include "base/base.h"
 #include "detour/client.h"
+#include "http/http.h"
 #include "url/url.h"
 
 #include <curl/curl.h>

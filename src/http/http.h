@@ -17,10 +17,11 @@ enum {
     DT_HTTP_PERMANENT_REDIRECT = 308,
 };
 
-/* The RFC 9110 reason phrase of a status ("Temporary Redirect" for 307), or "Unknown". */
+/* The RFC 9110 reason phrase of a status ("Temporary Redirect" for 307), or an empty span for
+ * a status RFC 9110 does not name. The span is a NUL-terminated literal. Any thread. */
 struct dt_str dt_http_reason(int status);
 /* True for the statuses a redirect rule may answer with: 301, 302, 303, 307, 308. */
-bool dt_http_is_redirect(int status);
+bool dt_http_is_redirect(int64_t status);
 
 /* ---- request parsing ------------------------------------------------------------------- */
 

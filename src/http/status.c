@@ -52,10 +52,10 @@ struct dt_str dt_http_reason(int status)
     case 504: return DT_STR("Gateway Timeout");
     case 505: return DT_STR("HTTP Version Not Supported");
     }
-    return DT_STR("Unknown");
+    return DT_STR("");
 }
 
-bool dt_http_is_redirect(int status)
+bool dt_http_is_redirect(int64_t status)
 {
     return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }

@@ -232,11 +232,6 @@ static void put_encoded(struct conv *c, struct dt_str s)
     put(c, dt_str_make(s.ptr + run, s.len - run));
 }
 
-static bool redirect_status(int64_t s)
-{
-    return s == 301 || s == 302 || s == 303 || s == 307 || s == 308;
-}
-
 static bool is_blank(char ch)
 {
     return ch == ' ' || ch == '\t';
@@ -955,7 +950,7 @@ static void csv_convert_row(struct csv *cv)
     struct dt_str st = csv_value(cv, cv->col[COL_STATUS]);
     if (st.len) {
         int64_t n;
-        if (dt_parse_int(st, 0, 999, &n) != 0 || !redirect_status(n)) {
+        if (dt_parse_int(st, 0, 999, &n) != 0 || !dt_http_is_redirect(n)) {
             fail(c, cv->fields[cv->col[COL_STATUS]].start,
                  "status '%.*s' is not a redirect status (301, 302, 303, 307 or 308)", shown(st),
                  st.ptr);
@@ -1542,7 +1537,7 @@ static void netlify_line(struct conv *c, size_t start, size_t end)
             fail(c, offset_of(c, w.ptr), "'%.*s' is not a status", shown(w), w.ptr);
             return;
         }
-        if (!redirect_status(n)) {
+        if (!dt_http_is_redirect(n)) {
             if (n >= 300 && n < 400)
                 fail(c, offset_of(c, w.ptr),
                      "status %d is not a redirect status (301, 302, 303, 307 or 308)", (int)n);
@@ -1596,7 +1591,7 @@ int dt_import_convert(enum dt_rule_format f, const char *name, struct dt_str tex
 {
     if ((int)f < (int)DT_FORMAT_DETOUR || (int)f > (int)DT_FORMAT_NETLIFY)
         return DT_EINVAL;
-    if (default_status != 0 && !redirect_status(default_status))
+    if (default_status != 0 && !dt_http_is_redirect(default_status))
         return DT_EINVAL;
     if (!name)
         name = "-";

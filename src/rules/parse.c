@@ -148,8 +148,7 @@ int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *s, struct dt_dia
                 if (have_status || nfields != 3)
                     return bad(d, line, field.ptr,
                                "the status must follow the target, once: '%.*s'", field);
-                if (dt_parse_int(field, 0, 999, &st) != 0 || !(st == 301 || st == 302 ||
-                                                                st == 303 || st == 307 || st == 308))
+                if (dt_parse_int(field, 0, 999, &st) != 0 || !dt_http_is_redirect(st))
                     return bad(d, line, field.ptr,
                                "unknown status %.*s (expected 301, 302, 303, 307 or 308)", field);
                 s->status = (int)st;

@@ -7,6 +7,7 @@
 #define DT_RULES_H
 
 #include "base/base.h"
+#include "http/http.h" /* the status table: which statuses a rule may answer with */
 #include "url/url.h"
 
 /* ---- one rule, as written ---------------------------------------------------------------- */

@@ -732,8 +732,7 @@ int dt_table_add(struct dt_table *t, const struct dt_rule_spec *spec, int file, 
         dt_diag_set(d, 0, "the table is already finished");
         return DT_EINVAL;
     }
-    if (!(spec->status == 301 || spec->status == 302 || spec->status == 303 ||
-          spec->status == 307 || spec->status == 308)) {
+    if (!dt_http_is_redirect(spec->status)) {
         dt_diag_set(d, 0, "unknown status %d (expected 301, 302, 303, 307 or 308)",
                     spec->status);
         return DT_ESYNTAX;

@@ -153,6 +153,7 @@ class Rules(unittest.TestCase):
                 ({"source": "/a", "target": "/b", "colour": "red"}, "colour"),
                 ({"source": "/a", "target": "/b", "status": 200}, "status"),
                 ({"source": "/a", "target": "/b", "status": "307"}, "status"),
+                ({"source": "/a", "target": "/b", "status": 2 ** 32 + 307}, "status"),
                 ({"source": "/a", "target": "/b", "query": "maybe"}, "query"),
                 ({"source": "/a", "target": "/b", "cache": -1}, "cache"),
                 ({"source": "/a", "target": "/b", "until": "soon"}, "until"),
