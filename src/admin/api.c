@@ -1453,20 +1453,18 @@ static void match(struct admin *a, const struct dt_admin_request *req, struct dt
             reply_error(rep, 400, "method", "method must be a token such as GET or POST");
             return;
         }
-    char host[256];
-    size_t hl = u.host.len < sizeof(host) - 1 ? u.host.len : sizeof(host) - 1;
-    memcpy(host, u.host.ptr, hl);
-    dt_ascii_lower(host, hl);
-    while (hl && host[hl - 1] == '.')
-        hl--;
-    struct dt_str path = u.path.len ? u.path : DT_STR("/");
-    struct dt_str query = u.has_query ? u.query : DT_STR_NULL;
-    enum dt_scheme scheme = dt_str_ieq(u.scheme, "https") ? DT_SCHEME_HTTPS : DT_SCHEME_HTTP;
-    struct dt_match m;
-    const struct dt_table *t = NULL;
-    time_t now = a->now;
+    /* the URL's host as a request's Host is read (the url is at most 8 KiB) */
+    char host[8192];
+    memcpy(host, u.host.ptr, u.host.len);
+    struct dt_answer_query q = {
+        .scheme = dt_str_ieq(u.scheme, "https") ? DT_SCHEME_HTTPS : DT_SCHEME_HTTP,
+        .host = dt_str_make(host, dt_url_host_key(host, u.host.len)),
+        .path = u.path.len ? u.path : DT_STR("/"),
+        .query = u.has_query ? u.query : DT_STR_NULL,
+        .now = a->now,
+    };
     char date[29];
-    dt_http_date(date, now);
+    dt_http_date(date, q.now);
     bool is_head = !strcmp(method, "HEAD");
     struct dt_http_reply r = {.date = date, .method = is_head ? DT_STR("GET")
                                                               : dt_str_make(method, strlen(method)),
@@ -1475,25 +1473,23 @@ static void match(struct admin *a, const struct dt_admin_request *req, struct dt
     dt_buf_init(&out);
     json_t *rule = json_null();
     pthread_mutex_lock(&a->live.mu);
-    const struct dt_rule *hit = dt_ruleset_match(a->live.current, scheme, dt_str_make(host, hl),
-                                                 path, query, now, &m, &t);
-    int status = 404;
+    struct dt_answer ans;
+    int status = dt_answer_find(a->live.current, &q, &ans);
+    dt_server_write_answer(&out, &ans, &q, &r);
     json_t *location = json_null();
-    if (hit) {
-        status = dt_rule_status_at(t, hit, now);
-        r.max_age = dt_rule_max_age(t, hit);
-        size_t max = dt_table_location_max(t, &m, query);
-        char *loc = dt_http_redirect_begin(&out, status, max);
-        size_t n = dt_table_location(t, &m, query, loc);
-        location = json_stringn(loc, n);
-        dt_http_redirect_end(&out, status, n, &r);
+    if (ans.rule) {
+        const struct dt_table *t = ans.table;
+        const struct dt_rule *hit = ans.rule;
+        char *loc = dt_xmalloc(dt_answer_location_max(&ans, &q) + 1);
+        location = json_stringn(loc, dt_answer_location(&ans, &q, loc));
+        free(loc);
         struct dt_buf src, tgt;
         dt_buf_init(&src);
         dt_buf_init(&tgt);
         dt_rule_source(t, hit, &src);
         dt_rule_target(t, hit, &tgt);
         struct dt_rule_origin o = dt_rule_origin(t, hit);
-        bool from_store = t != a->live.current->files;
+        bool from_store = ans.layer != DT_LAYER_FILES;
         rule = json_pack("{s:s#,s:s#,s:i}", "source", src.ptr, (int)src.len, "target", tgt.ptr,
                          (int)tgt.len, "status", status);
         if (from_store)
@@ -1504,9 +1500,6 @@ static void match(struct admin *a, const struct dt_admin_request *req, struct dt
         }
         dt_buf_dispose(&src);
         dt_buf_dispose(&tgt);
-    } else {
-        dt_http_write_page(&out, 404, &r, "No redirect is configured for <code>", path,
-                           "</code>.");
     }
     pthread_mutex_unlock(&a->live.mu);
     json_t *j = json_pack("{s:o,s:i,s:o,s:s#}", "rule", rule, "status", status, "location",

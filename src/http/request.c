@@ -278,13 +278,9 @@ static bool authority_host(char *s, size_t n, struct dt_str *host)
         *host = dt_str_make(s, 0);
         return n == 0; /* ":80" alone has no host */
     }
-    struct dt_str h = {s, hend};
-    if (!dt_url_host_valid(h))
+    if (!dt_url_host_valid(dt_str_make(s, hend)))
         return false;
-    dt_ascii_lower(s, hend);
-    if (h.len > 1 && h.ptr[h.len - 1] == '.' && s[0] != '[')
-        h.len--;
-    *host = h;
+    *host = dt_str_make(s, dt_url_host_key(s, hend));
     return true;
 }
 

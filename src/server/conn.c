@@ -260,37 +260,24 @@ static void answer(struct conn *c, const struct dt_request *req)
         .max_age = -1,
     };
     size_t start = ob->len;
-    int answered;
     const struct dt_ruleset *rs = atomic_load_explicit(&w->srv->rules, memory_order_acquire);
-    struct dt_match m;
-    const struct dt_table *t;
-    const struct dt_rule *rule = dt_ruleset_match(rs, DT_SCHEME_HTTP, req->host, req->path,
-                                                  req->query, w->now_s, &m, &t);
-    if (rule) {
-        int status = dt_rule_status_at(t, rule, w->now_s);
-        unsigned k = t == rs->files ? 0 : t == rs->store ? 1 : t == rs->overlay ? 2 : 3;
-        STAT_ADD(w->stats.source[k ? DT_SRC_STORE : DT_SRC_FILES], 1);
-        STAT_ADD(w->stats.status[status == 301   ? DT_ST_301
-                                 : status == 302 ? DT_ST_302
-                                 : status == 303 ? DT_ST_303
-                                 : status == 307 ? DT_ST_307
-                                                 : DT_ST_308],
+    struct dt_answer_query q = {DT_SCHEME_HTTP, req->host, req->path, req->query, w->now_s};
+    struct dt_answer a;
+    int answered = dt_answer_find(rs, &q, &a);
+    if (a.rule) {
+        STAT_ADD(w->stats.source[a.layer == DT_LAYER_FILES ? DT_SRC_FILES : DT_SRC_STORE], 1);
+        STAT_ADD(w->stats.status[answered == 301   ? DT_ST_301
+                                 : answered == 302 ? DT_ST_302
+                                 : answered == 303 ? DT_ST_303
+                                 : answered == 307 ? DT_ST_307
+                                                   : DT_ST_308],
                  1);
-        if (rs->hits[k])
-            dt_hits_add(rs->hits[k], w->id, (size_t)(rule - dt_table_rule(t, 0)), w->now_s);
-        r.max_age = dt_rule_max_age(t, rule);
-        size_t max = dt_table_location_max(t, &m, req->query);
-        char *loc = dt_http_redirect_begin(ob, status, max);
-        size_t n = dt_table_location(t, &m, req->query, loc);
-        dt_http_redirect_end(ob, status, n, &r);
-        answered = status;
+        dt_answer_count(rs, &a, w->id, w->now_s);
     } else {
-        answered = 404;
         STAT_ADD(w->stats.source[DT_SRC_NONE], 1);
         STAT_ADD(w->stats.status[DT_ST_404], 1);
-        dt_http_write_page(ob, 404, &r, "No redirect is configured for <code>", req->path,
-                           "</code>.");
     }
+    dt_server_write_answer(ob, &a, &q, &r);
     if (w->srv->alog)
         dt_alog_line(w, c, req, answered, ob->len - start);
     c->served++;

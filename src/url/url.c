@@ -298,3 +298,11 @@ size_t dt_url_encode_reference(struct dt_buf *out, struct dt_str ref)
     }
     return encoded;
 }
+
+size_t dt_url_host_key(char *host, size_t len)
+{
+    dt_ascii_lower(host, len);
+    if (len > 1 && host[len - 1] == '.' && host[0] != '[')
+        len--;
+    return len;
+}

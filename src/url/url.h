@@ -30,6 +30,11 @@ DT_MUST_CHECK int dt_url_parse(struct dt_str s, struct dt_url *u, struct dt_diag
  * empty host is not valid here. */
 bool dt_url_host_valid(struct dt_str host);
 
+/* Makes a valid host (dt_url_host_valid, no port) the key rules match by, in place:
+ * lower-cased, and a fully qualified name without its final dot ("Example.COM." ->
+ * "example.com"). Returns the key's length. Any thread. */
+size_t dt_url_host_key(char *host, size_t len);
+
 /* Character classes of RFC 3986 2.2-2.3, as a table of bit flags. */
 enum {
     DT_URL_UNRESERVED = 1, /* ALPHA DIGIT - . _ ~ */

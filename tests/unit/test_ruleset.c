@@ -2,6 +2,7 @@
  * hidden, and an overlay of changed store rules must answer every request exactly as one
  * table holding the same rules (store rules by id, then the file rules) would. Checked on
  * fixed cases, then on thousands of random rule sets and requests. */
+#include "rules/answer.h"
 #include "rules/rules.h"
 #include "tap.h"
 
@@ -303,6 +304,66 @@ static void fixed(void)
     dt_table_free(ov);
 }
 
+/* Issue 10: the one answer function: status after promotion, Location, caching, layer, hits. */
+static void answers(void)
+{
+    struct dt_table *ft = dt_table_new(), *st = dt_table_new(), *ov = dt_table_new(),
+                    *rt = dt_table_new();
+    dt_table_add_file(ft, "rules.txt");
+    add_line(ft, "/f /file 301 cache=60", 1);
+    add_line(ft, "example.com/h/* https://new.example/:splat 308 query=drop", 2);
+    dt_table_finish(ft);
+    add_line(st, "/s /store 307 since=2000-01-01T00:00:00Z promote-after=1d", 4);
+    dt_table_finish(st);
+    add_line(ov, "/o /overlay 302", 5);
+    dt_table_finish(ov);
+    add_line(rt, "/r /recent 303", 6);
+    dt_table_finish(rt);
+    struct dt_ruleset rs = {.files = ft, .store = st, .overlay = ov, .recent = rt};
+    struct dt_hits *hits = dt_hits_new(1, 2);
+    rs.hits[DT_LAYER_STORE] = hits;
+    time_t now = 4102444800; /* 2100-01-01 */
+    struct dt_answer_query q = {DT_SCHEME_HTTP, DT_STR(""), DT_STR("/f"), DT_STR_NULL, now};
+    struct dt_answer a;
+    char loc[256];
+    is_int(dt_answer_find(&rs, &q, &a), 301, "answer: a file rule's status");
+    ok(a.layer == DT_LAYER_FILES && a.max_age == 60, "answer: its layer and cache=");
+    is_strn(loc, dt_answer_location(&a, &q, loc), "/file", "answer: its Location");
+    q.host = DT_STR("example.com");
+    q.path = DT_STR("/h/x");
+    q.query = DT_STR("a=1");
+    is_int(dt_answer_find(&rs, &q, &a), 308, "answer: a host rule");
+    ok(dt_answer_location_max(&a, &q) >= 23, "answer: the bound holds the Location");
+    is_strn(loc, dt_answer_location(&a, &q, loc), "https://new.example/x",
+            "answer: query=drop, the splat filled in");
+    q.host = DT_STR("");
+    q.path = DT_STR("/s");
+    q.query = DT_STR_NULL;
+    is_int(dt_answer_find(&rs, &q, &a), 308, "answer: a 307 promoted by now answers 308");
+    ok(a.layer == DT_LAYER_STORE && a.max_age == -1, "answer: the store layer, no caching");
+    dt_answer_count(&rs, &a, 1, now);
+    uint32_t last = 0;
+    is_int(dt_hits_get(hits, 0, &last), 1, "answer: the hit is counted in its layer");
+    is_int(last, (uint32_t)now, "answer: at now");
+    q.now = 946684800 + 3600; /* an hour after since=: not yet */
+    is_int(dt_answer_find(&rs, &q, &a), 307, "answer: before promote-after, 307");
+    q.path = DT_STR("/o");
+    is_int(dt_answer_find(&rs, &q, &a), 302, "answer: an overlay rule");
+    is_int(a.layer, DT_LAYER_OVERLAY, "answer: the overlay layer");
+    dt_answer_count(&rs, &a, 0, now); /* no counters there: nothing happens */
+    q.path = DT_STR("/r");
+    is_int(dt_answer_find(&rs, &q, &a), 303, "answer: a recent change");
+    is_int(a.layer, DT_LAYER_RECENT, "answer: the recent layer");
+    q.path = DT_STR("/none");
+    is_int(dt_answer_find(&rs, &q, &a), 404, "answer: no rule, 404");
+    ok(a.rule == NULL && a.max_age == -1, "answer: nothing to write but the 404");
+    dt_hits_free(hits);
+    dt_table_free(ft);
+    dt_table_free(st);
+    dt_table_free(ov);
+    dt_table_free(rt);
+}
+
 static void sources(void)
 {
     /* find_source compares canonical sources: host, wildcard, scheme, kind, conditions */
@@ -424,6 +485,7 @@ int main(void)
 {
     dt_log_set_level(DT_LOG_ERROR); /* random rule sets have duplicate sources by design */
     fixed();
+    answers();
     sources();
     rule_in();
     int failed = 0;

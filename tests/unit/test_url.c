@@ -44,6 +44,17 @@ static void parse(void)
     ok(!dt_url_host_valid(DT_STR("[::1")), "unclosed literal invalid");
 }
 
+static void host_key(void)
+{
+    char h[64];
+    strcpy(h, "Example.COM.");
+    is_strn(h, dt_url_host_key(h, strlen(h)), "example.com", "host key: lower case, no final dot");
+    strcpy(h, "[::1]");
+    is_strn(h, dt_url_host_key(h, strlen(h)), "[::1]", "host key: an IP literal as it is");
+    strcpy(h, ".");
+    is_strn(h, dt_url_host_key(h, strlen(h)), ".", "host key: a lone dot stays");
+}
+
 static void encode(void)
 {
     char out[64];
@@ -295,6 +306,7 @@ int main(void)
     parse();
     resolve();
     encode();
+    host_key();
     templates();
     template_limits();
     encode_reference();
