@@ -167,6 +167,85 @@ int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *s, struct dt_dia
     return 1;
 }
 
+int dt_rule_parse_options(struct dt_str text, struct dt_rule_spec *s, struct dt_diag *d)
+{
+    unsigned seen = 0;
+    size_t i = 0;
+    for (;;) {
+        while (i < text.len && is_space(text.ptr[i]))
+            i++;
+        if (i == text.len)
+            return 0;
+        size_t start = i;
+        while (i < text.len && !is_space(text.ptr[i])) {
+            unsigned char c = (unsigned char)text.ptr[i];
+            if (c < 0x20 || c == 0x7f)
+                return bad(d, text, text.ptr + i, "control character in a rule%.*s", DT_STR(""));
+            i++;
+        }
+        int rc = option(s, dt_str_make(text.ptr + start, i - start), text, &seen, d);
+        if (rc)
+            return rc;
+    }
+}
+
+size_t dt_rule_format_age(char out[24], int64_t seconds)
+{
+    static const struct {
+        int64_t unit;
+        char name;
+    } units[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}};
+    size_t k = 0;
+    while (k + 1 < DT_ARRAY_LEN(units) && seconds % units[k].unit != 0)
+        k++;
+    size_t n = dt_fmt_u64(out, (uint64_t)(seconds / units[k].unit));
+    out[n++] = units[k].name;
+    out[n] = '\0';
+    return n;
+}
+
+/* Appends " key=" and a time. */
+static void put_time(struct dt_buf *out, const char *key, time_t t)
+{
+    char stamp[21];
+    dt_fmt_rfc3339(stamp, t);
+    dt_buf_append(out, key, strlen(key));
+    dt_buf_append(out, stamp, strlen(stamp));
+}
+
+void dt_rule_format_options(struct dt_buf *out, const struct dt_rule_spec *s, unsigned flags)
+{
+    /* built with copies, not printf: a store's rule set of a million is formatted at once */
+    char digits[24];
+    if (s->query_drop)
+        dt_buf_append(out, " query=drop", 11);
+    if (s->max_age >= 0) {
+        dt_buf_append(out, " cache=", 7);
+        dt_buf_append(out, digits, dt_fmt_u64(digits, (uint64_t)s->max_age));
+    }
+    if (s->has_from)
+        put_time(out, " from=", s->from);
+    if (s->has_until)
+        put_time(out, " until=", s->until);
+    if (s->has_since && (flags & DT_RULE_OPT_SINCE))
+        put_time(out, " since=", s->since);
+    if (s->promote_after > 0) {
+        dt_buf_append(out, " promote-after=", 15);
+        dt_buf_append(out, digits, dt_rule_format_age(digits, s->promote_after));
+    }
+}
+
+void dt_rule_format(struct dt_buf *out, const struct dt_rule_spec *s)
+{
+    char digits[24];
+    dt_buf_append_str(out, s->source);
+    dt_buf_append(out, " ", 1);
+    dt_buf_append_str(out, s->target);
+    dt_buf_append(out, " ", 1);
+    dt_buf_append(out, digits, dt_fmt_u64(digits, (uint64_t)s->status));
+    dt_rule_format_options(out, s, DT_RULE_OPT_SINCE);
+}
+
 void dt_errors_init(struct dt_errors *e)
 {
     memset(e, 0, sizeof(*e));

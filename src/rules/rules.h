@@ -39,6 +39,32 @@ void dt_rule_spec_init(struct dt_rule_spec *s);
 DT_MUST_CHECK int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *spec,
                                      struct dt_diag *diag);
 
+/* ---- the rule codec: fields to a line and back ----------------------------------------- */
+
+/* Parses options alone ("query=drop cache=60", the fields after a rule's status) into s,
+ * which keeps its other fields. Returns 0, or DT_ESYNTAX with diag->offset in text. */
+DT_MUST_CHECK int dt_rule_parse_options(struct dt_str text, struct dt_rule_spec *s,
+                                        struct dt_diag *diag);
+
+/* Which options dt_rule_format_options writes. */
+enum {
+    DT_RULE_OPT_SINCE = 1, /* since= (a store keeps it in a column of its own) */
+};
+
+/* Appends the options of s in rule-file syntax, each after a space, in one fixed order:
+ * query=drop cache=N from=T until=T since=T promote-after=AGE (times in UTC, RFC 3339;
+ * AGE in its largest exact unit). since= only with DT_RULE_OPT_SINCE. Nothing for the
+ * defaults. dt_rule_parse_options reads them back to the same fields. Any thread. */
+void dt_rule_format_options(struct dt_buf *out, const struct dt_rule_spec *s, unsigned flags);
+
+/* Appends s as one line of a rule file: SOURCE TARGET STATUS and every option (since=
+ * included). dt_rule_parse_line reads it back to the same fields. Any thread. */
+void dt_rule_format(struct dt_buf *out, const struct dt_rule_spec *s);
+
+/* Writes an age of promote-after= (seconds, > 0) in its largest exact unit, "90d", "36h",
+ * "90m", "45s", NUL-terminated; returns its length. */
+size_t dt_rule_format_age(char out[24], int64_t seconds);
+
 /* ---- the table ----------------------------------------------------------------------------- */
 
 enum dt_rule_kind {
