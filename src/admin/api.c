@@ -171,11 +171,10 @@ static struct admin *answering;
 
 static json_t *rule_json(const struct dt_store_rule *r)
 {
-    /* The options are rule-file syntax: read them back with the rule parser. */
-    char *line = dt_live_line(r);
+    /* The options are rule-file syntax: the rule codec reads them. */
     struct dt_rule_spec spec;
     struct dt_diag d;
-    bool parsed = dt_rule_parse_line(dt_str_make(line, strlen(line)), &spec, &d) == 1;
+    bool parsed = dt_live_spec(r, &spec, &d) == 0;
     json_t *j = json_pack("{s:I,s:s,s:s,s:i}", "id", (json_int_t)r->id, "source", r->source,
                           "target", r->target, "status", r->status);
     json_object_set_new(j, "query", json_string(parsed && spec.query_drop ? "drop" : "keep"));
@@ -184,9 +183,23 @@ static json_t *rule_json(const struct dt_store_rule *r)
     json_object_set_new(j, "from", parsed && spec.has_from ? time_json(spec.from) : json_null());
     json_object_set_new(j, "until",
                         parsed && spec.has_until ? time_json(spec.until) : json_null());
-    const char *pa = r->options ? strstr(r->options, "promote-after=") : NULL;
+    char age[24];
     json_object_set_new(j, "promote_after",
-                        pa ? json_stringn(pa + 14, strcspn(pa + 14, " ")) : json_null());
+                        parsed && spec.promote_after
+                            ? json_stringn(age, dt_rule_format_age(age, spec.promote_after))
+                            : json_null());
+    /* the rule as `detour rules export` writes it: since= only where promote-after= counts
+     * from it (a 307's since, else when it was last changed) */
+    if (parsed) {
+        spec.has_since = spec.promote_after > 0;
+        if (spec.has_since && !spec.since)
+            spec.since = (time_t)r->updated;
+        struct dt_buf line;
+        dt_buf_init(&line);
+        dt_rule_format(&line, &spec);
+        json_object_set_new(j, "text", json_stringn(line.ptr, line.len));
+        dt_buf_dispose(&line);
+    }
     json_object_set_new(j, "note", json_string(r->note ? r->note : ""));
     json_object_set_new(j, "created", time_json(r->created));
     json_object_set_new(j, "updated", time_json(r->updated));
@@ -200,7 +213,6 @@ static json_t *rule_json(const struct dt_store_rule *r)
         json_object_set_new(j, "hits", json_integer((json_int_t)hits));
         json_object_set_new(j, "last_hit", time_json(last));
     }
-    free(line);
     return j;
 }
 
@@ -224,7 +236,7 @@ struct rule_in {
     int64_t cache; /* -1: none */
     bool has_from, has_until;
     time_t from, until;
-    char promote[32]; /* promote-after=AGE, "" for none */
+    int64_t promote_after; /* seconds; 0 for none */
     struct dt_buf options;
 };
 
@@ -246,19 +258,15 @@ static int rule_in_from_store(void *ctx, const struct dt_store_rule *r)
     in->status = r->status;
     struct dt_rule_spec spec;
     struct dt_diag d;
-    char *line = dt_live_line(r);
-    if (dt_rule_parse_line(dt_str_make(line, strlen(line)), &spec, &d) == 1) {
+    if (dt_live_spec(r, &spec, &d) == 0) {
         in->query_drop = spec.query_drop;
         in->cache = spec.max_age;
         in->has_from = spec.has_from;
         in->from = spec.from;
         in->has_until = spec.has_until;
         in->until = spec.until;
+        in->promote_after = spec.promote_after;
     }
-    const char *pa = r->options ? strstr(r->options, "promote-after=") : NULL;
-    if (pa)
-        snprintf(in->promote, sizeof(in->promote), "%.*s", (int)strcspn(pa + 14, " "), pa + 14);
-    free(line);
     return 0;
 }
 
@@ -371,14 +379,13 @@ static bool rule_in_apply(struct rule_in *in, json_t *obj, bool full, struct dt_
         return false;
     if ((v = json_object_get(obj, "promote_after"))) {
         if (json_is_null(v)) {
-            in->promote[0] = '\0';
-        } else if (!json_is_string(v) || json_string_length(v) >= sizeof(in->promote) ||
-                   strchr(json_string_value(v), ' ')) {
+            in->promote_after = 0;
+        } else if (!json_is_string(v) ||
+                   dt_rule_parse_age(dt_str_make(json_string_value(v), json_string_length(v)),
+                                     &in->promote_after) != 0) {
             reply_error(rep, 400, "promote_after", "'promote_after' must be an age such as "
-                                                   "\"90d\", or null");
+                                                   "\"90d\", \"12h\", \"30m\" or \"45s\", or null");
             return false;
-        } else {
-            snprintf(in->promote, sizeof(in->promote), "%s", json_string_value(v));
         }
     }
     if ((v = json_object_get(obj, "until")) &&
@@ -387,36 +394,38 @@ static bool rule_in_apply(struct rule_in *in, json_t *obj, bool full, struct dt_
     return true;
 }
 
-/* Checks the rule as the table would load it; builds in->options. On an error sends 400
- * naming the field. */
-/* The options of a store rule in rule-file syntax, in a fixed order. since= is never among
- * them: the store keeps it. */
-static void options_text(struct dt_buf *out, bool query_drop, int64_t cache, bool has_from,
-                         time_t from, bool has_until, time_t until, const char *promote)
+/* The options of a store rule in rule-file syntax, as the rule codec writes them: since= is
+ * never among them (the store keeps it). */
+static void options_text(struct dt_buf *out, const struct dt_rule_spec *s)
 {
     out->len = 0;
-    if (query_drop)
-        dt_buf_appendf(out, "query=drop");
-    if (cache >= 0)
-        dt_buf_appendf(out, "%scache=%lld", out->len ? " " : "", (long long)cache);
-    char t[21];
-    if (has_from) {
-        dt_fmt_rfc3339(t, from);
-        dt_buf_appendf(out, "%sfrom=%s", out->len ? " " : "", t);
-    }
-    if (has_until) {
-        dt_fmt_rfc3339(t, until);
-        dt_buf_appendf(out, "%suntil=%s", out->len ? " " : "", t);
-    }
-    if (promote && promote[0])
-        dt_buf_appendf(out, "%spromote-after=%s", out->len ? " " : "", promote);
+    dt_rule_format_options(out, s, 0);
     dt_buf_terminate(out);
 }
 
+/* The rule spec of a rule being written (spans into in). */
+static void rule_in_spec(const struct rule_in *in, struct dt_rule_spec *s)
+{
+    dt_rule_spec_init(s);
+    s->source = dt_str_make(in->source, strlen(in->source));
+    s->target = dt_str_make(in->target, strlen(in->target));
+    s->status = in->status;
+    s->query_drop = in->query_drop;
+    s->max_age = in->cache;
+    s->has_from = in->has_from;
+    s->from = in->from;
+    s->has_until = in->has_until;
+    s->until = in->until;
+    s->promote_after = in->promote_after;
+}
+
+/* Checks the rule as the table would load it; builds in->options. On an error sends 400
+ * naming the field. */
 static bool rule_in_check(struct rule_in *in, struct dt_admin_reply *rep)
 {
-    options_text(&in->options, in->query_drop, in->cache, in->has_from, in->from,
-                 in->has_until, in->until, in->promote);
+    struct dt_rule_spec spec;
+    rule_in_spec(in, &spec);
+    options_text(&in->options, &spec);
     for (const char *f = in->source; *f; f++)
         if ((unsigned char)*f <= ' ' || *f == '#') {
             reply_error(rep, 400, "source", "'source' must not contain white space, control "
@@ -434,14 +443,14 @@ static bool rule_in_check(struct rule_in *in, struct dt_admin_reply *rep)
         reply_error(rep, 400, f, "'%s' must not be empty", f);
         return false;
     }
+    /* the line the codec makes of it, read back as a rule file's would be: an error names
+     * the field its column falls in */
+    spec.has_since = spec.promote_after > 0; /* the store sets the real one */
+    spec.since = 946684800;
     struct dt_buf line;
     dt_buf_init(&line);
-    dt_buf_appendf(&line, "%s %s %d%s%s", in->source, in->target, in->status,
-                   in->options.len ? " " : "", in->options.ptr);
-    if (in->promote[0])
-        dt_buf_appendf(&line, " since=2000-01-01T00:00:00Z"); /* the store sets the real one */
+    dt_rule_format(&line, &spec);
     size_t target_at = strlen(in->source) + 1, status_at = target_at + strlen(in->target) + 1;
-    struct dt_rule_spec spec;
     struct dt_diag d;
     int rc = dt_rule_parse_line(dt_str_make(line.ptr, line.len), &spec, &d);
     if (rc == 1) {
@@ -454,10 +463,10 @@ static bool rule_in_check(struct rule_in *in, struct dt_admin_reply *rep)
     }
     bool ok = rc == 0;
     if (!ok) {
-        const char *field = d.offset < target_at   ? "source"
-                            : d.offset < status_at ? "target"
-                            : strstr(d.msg, "promote-after") ? "promote_after"
-                                                             : "options";
+        const char *field = d.offset < target_at                           ? "source"
+                            : d.offset < status_at                         ? "target"
+                            : spec.promote_at && d.offset == spec.promote_at ? "promote_after"
+                                                                             : "options";
         reply_error(rep, 400, field, "%s: %s", field, d.msg);
     }
     dt_buf_dispose(&line);
@@ -1296,19 +1305,12 @@ static void import_rules(struct admin *a, const struct dt_admin_request *req,
         tgt[sp->target.len] = '\0';
         rules[i] = (struct dt_store_rule){.source = src, .target = tgt, .status = sp->status,
                                           .options = "", .note = NULL};
-        int64_t pa = sp->promote_after;
-        if (!sp->query_drop && sp->max_age < 0 && !sp->has_from && !sp->has_until && !pa)
+        if (!sp->query_drop && sp->max_age < 0 && !sp->has_from && !sp->has_until &&
+            !sp->promote_after)
             continue;
-        char promote[32] = "";
-        if (pa)
-            snprintf(promote, sizeof(promote), "%lld%c",
-                     (long long)(pa % 86400 == 0 ? pa / 86400 : pa % 3600 == 0 ? pa / 3600
-                                 : pa % 60 == 0 ? pa / 60 : pa),
-                     pa % 86400 == 0 ? 'd' : pa % 3600 == 0 ? 'h' : pa % 60 == 0 ? 'm' : 's');
         struct dt_buf opt;
         dt_buf_init(&opt);
-        options_text(&opt, sp->query_drop, sp->max_age, sp->has_from, sp->from, sp->has_until,
-                     sp->until, promote);
+        options_text(&opt, sp);
         rules[i].options = opt.ptr;
     }
     bool replace = !strcmp(mode, "replace");
@@ -1492,6 +1494,15 @@ static void match(struct admin *a, const struct dt_admin_request *req, struct dt
         bool from_store = ans.layer != DT_LAYER_FILES;
         rule = json_pack("{s:s#,s:s#,s:i}", "source", src.ptr, (int)src.len, "target", tgt.ptr,
                          (int)tgt.len, "status", status);
+        struct dt_rule_spec spec;
+        struct dt_buf fields, line;
+        dt_buf_init(&fields);
+        dt_buf_init(&line);
+        dt_rule_spec_of(t, hit, &fields, &spec);
+        dt_rule_format(&line, &spec);
+        json_object_set_new(rule, "text", json_stringn(line.ptr, line.len));
+        dt_buf_dispose(&fields);
+        dt_buf_dispose(&line);
         if (from_store)
             json_object_set_new(rule, "id", json_integer(o.line));
         else {
@@ -1779,22 +1790,18 @@ static int promote_one(void *ctx, const struct dt_store_rule *r)
     out->note = dt_xstrndup(r->note ? r->note : "", strlen(r->note ? r->note : ""));
     out->status = r->status;
     /* the options without promote-after=AGE */
+    struct dt_rule_spec spec;
+    struct dt_diag d;
     struct dt_buf b;
     dt_buf_init(&b);
-    const char *p = r->options ? r->options : "";
-    while (*p) {
-        while (*p == ' ')
-            p++;
-        const char *e = p;
-        while (*e && *e != ' ')
-            e++;
-        if (e > p && strncmp(p, "promote-after=", 14) != 0)
-            dt_buf_appendf(&b, "%s%.*s", b.len ? " " : "", (int)(e - p), p);
-        p = e;
+    if (dt_live_spec(r, &spec, &d) == 0) {
+        out->version = spec.promote_after > 0;
+        spec.promote_after = 0;
+        options_text(&b, &spec);
+    } else {
+        dt_buf_appendf(&b, "%s", r->options ? r->options : ""); /* as it is: not promoted */
     }
-    dt_buf_terminate(&b);
-    out->options = b.ptr;
-    out->version = strstr(r->options ? r->options : "", "promote-after=") != NULL;
+    out->options = b.ptr ? b.ptr : dt_xstrndup("", 0);
     return 0;
 }
 

@@ -67,7 +67,12 @@ struct live {
     int64_t merge_version;
 };
 
-/* The rule line of a store rule, as the table reads it (malloc'd). */
+/* A store rule's fields as the rule codec reads them: its options parsed, and since= as
+ * promotions count it (a 307's since, a 302's last change). Spans point into r. Returns 0,
+ * or DT_ESYNTAX with d (options no write would have stored). */
+int dt_live_spec(const struct dt_store_rule *r, struct dt_rule_spec *s, struct dt_diag *d);
+/* The rule line of a store rule, as the table reads it (malloc'd): the codec's format of
+ * dt_live_spec. */
 char *dt_live_line(const struct dt_store_rule *r);
 /* Builds a finished table of the store's rules of version (0: newest; inside a transaction,
  * its view) in order of id, each with line = id, under a file named "store". NULL with err

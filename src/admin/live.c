@@ -25,48 +25,42 @@ static uint64_t now_us(void)
 
 /* S10 and promote-after=: since when the rule has answered this way (0: no since=). The
  * store keeps it for 307s; a 302 counts from its last change. */
-static int64_t rule_since(const struct dt_store_rule *r)
+static int64_t store_since(const struct dt_store_rule *r, int64_t promote_after)
 {
-    int64_t since = r->status == 307 ? r->since : 0;
-    if (r->status == 302 && r->options && strstr(r->options, "promote-after="))
-        since = r->updated;
-    return since;
+    return r->status == 307 ? r->since : r->status == 302 && promote_after ? r->updated : 0;
+}
+
+int dt_live_spec(const struct dt_store_rule *r, struct dt_rule_spec *s, struct dt_diag *d)
+{
+    dt_rule_spec_init(s);
+    s->source = dt_str_make(r->source, strlen(r->source));
+    s->target = dt_str_make(r->target, strlen(r->target));
+    s->status = r->status;
+    const char *opt = r->options ? r->options : "";
+    int rc = dt_rule_parse_options(dt_str_make(opt, strlen(opt)), s, d);
+    int64_t since = store_since(r, s->promote_after);
+    if (since > 0) {
+        s->has_since = true;
+        s->since = (time_t)since;
+    }
+    return rc;
 }
 
 char *dt_live_line(const struct dt_store_rule *r)
 {
-    int64_t since = rule_since(r);
-    /* built with copies, not printf: a merge makes a million of these */
-    size_t ls = strlen(r->source), lt = strlen(r->target);
-    size_t lo = r->options ? strlen(r->options) : 0;
-    char *line = dt_xmalloc(ls + lt + lo + 48);
-    char *p = line;
-    memcpy(p, r->source, ls);
-    p += ls;
-    *p++ = ' ';
-    memcpy(p, r->target, lt);
-    p += lt;
-    *p++ = ' ';
-    int st = r->status >= 100 && r->status <= 999 ? r->status : 0;
-    *p++ = (char)('0' + st / 100);
-    *p++ = (char)('0' + st / 10 % 10);
-    *p++ = (char)('0' + st % 10);
-    if (lo) {
-        *p++ = ' ';
-        memcpy(p, r->options, lo);
-        p += lo;
+    struct dt_rule_spec s;
+    struct dt_diag d;
+    struct dt_buf b;
+    dt_buf_init(&b);
+    if (dt_live_spec(r, &s, &d) == 0) {
+        dt_rule_format(&b, &s);
+    } else {
+        /* a row no write makes: as it is, so that loading it says what is wrong */
+        dt_buf_appendf(&b, "%s %s %d %s", r->source, r->target, r->status,
+                       r->options ? r->options : "");
     }
-    if (since > 0) {
-        memcpy(p, " since=", 7);
-        p += 7;
-        char t[21];
-        dt_fmt_rfc3339(t, (time_t)since);
-        size_t n = strlen(t);
-        memcpy(p, t, n);
-        p += n;
-    }
-    *p = '\0';
-    return line;
+    dt_buf_terminate(&b);
+    return b.ptr;
 }
 
 /* Adds one store rule to an unfinished table. */
@@ -102,15 +96,16 @@ static int build_one(void *ctx, const struct dt_store_rule *r)
     struct build_ctx *b = ctx;
     if (b->moot && (++b->n & 4095) == 0 && atomic_load(b->moot))
         return 1;
-    char *line = dt_live_line(r);
-    /* A rule that does not load (none should: every write is checked) is left out and
-     * logged; the others are served. */
-    if (add_store_rule(b->t, r->id, line, NULL) != 0) {
+    /* The row's fields go into the table as they are, through the codec (no line is made
+     * and read back: a merge does this a million times). A rule that does not load (none
+     * should: every write is checked) is left out and logged; the others are served. */
+    struct dt_rule_spec spec;
+    struct dt_diag d;
+    if (dt_live_spec(r, &spec, &d) != 0 || dt_table_add(b->t, &spec, 0, (uint32_t)r->id, &d) != 0) {
         if (b->bad++ < 10)
             dt_log(DT_LOG_ERROR, "store rule %lld does not load and is left out: %s",
-                   (long long)r->id, line);
+                   (long long)r->id, d.msg);
     }
-    free(line);
     return 0;
 }
 
@@ -171,7 +166,7 @@ struct dt_table *dt_live_table_of(const struct dt_store_rule *rules, size_t n,
         /* the spec the rule was made from, with the since= the store gave it: what its
          * rule line would parse to, without making and parsing the line */
         struct dt_rule_spec spec = specs[from[i]];
-        int64_t since = rule_since(&rules[i]);
+        int64_t since = store_since(&rules[i], spec.promote_after);
         spec.has_since = since > 0;
         spec.since = (time_t)since;
         struct dt_diag d;

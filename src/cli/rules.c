@@ -207,30 +207,11 @@ static json_int_t jint(json_t *obj, const char *key)
     return json_integer_value(json_object_get(obj, key));
 }
 
-/* A rule as a rule-file line: SOURCE TARGET STATUS [query=drop] [cache=N] [from=T] [until=T]
- * [since=T promote-after=AGE] (docs/rules.md), the form `detour rules export` writes and
- * `import` reads. */
+/* A rule as a rule-file line (docs/rules.md), the form `detour rules export` writes and
+ * `import` reads: the API gives it as the rule's "text", written by the rule codec. */
 static void rule_line(struct dt_buf *out, json_t *r)
 {
-    dt_buf_appendf(out, "%s %s %lld", jstr(r, "source"), jstr(r, "target"),
-                   (long long)jint(r, "status"));
-    if (!strcmp(jstr(r, "query"), "drop"))
-        dt_buf_appendf(out, " query=drop");
-    json_t *cache = json_object_get(r, "cache");
-    if (json_is_integer(cache))
-        dt_buf_appendf(out, " cache=%lld", (long long)json_integer_value(cache));
-    if (*jstr(r, "from"))
-        dt_buf_appendf(out, " from=%s", jstr(r, "from"));
-    if (*jstr(r, "until"))
-        dt_buf_appendf(out, " until=%s", jstr(r, "until"));
-    if (*jstr(r, "promote_after")) {
-        /* A rule file's promote-after= counts from its since=; the store counts a 307's
-         * from its since and a 302's from when it was updated. */
-        const char *from = *jstr(r, "since") ? jstr(r, "since") : jstr(r, "updated");
-        if (*from)
-            dt_buf_appendf(out, " since=%s", from);
-        dt_buf_appendf(out, " promote-after=%s", jstr(r, "promote_after"));
-    }
+    dt_buf_appendf(out, "%s", jstr(r, "text"));
     dt_buf_terminate(out);
 }
 

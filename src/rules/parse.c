@@ -33,6 +33,19 @@ static int bad(struct dt_diag *d, struct dt_str line, const char *at, const char
     return DT_ESYNTAX;
 }
 
+int dt_rule_parse_age(struct dt_str age, int64_t *seconds)
+{
+    /* a number and a unit: s, m, h or d (90d) */
+    char u = age.len ? age.ptr[age.len - 1] : 0;
+    int64_t mult = u == 's' ? 1 : u == 'm' ? 60 : u == 'h' ? 3600 : u == 'd' ? 86400 : 0;
+    int64_t n;
+    if (!mult || dt_parse_int(dt_str_make(age.ptr, age.len - 1), 1, 100LL * 365 * 86400, &n) != 0 ||
+        n > 100LL * 365 * 86400 / mult)
+        return DT_EINVAL;
+    *seconds = n * mult;
+    return 0;
+}
+
 static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str line,
                   unsigned *seen, struct dt_diag *d)
 {
@@ -72,20 +85,13 @@ static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str lin
                        "cache= takes a number of seconds from 0 to 2147483647, not '%.*s'", val);
         s->max_age = n;
         break;
-    case 5: {
-        /* AGE: a number and a unit: s, m, h or d (90d) */
-        int64_t mult = 0;
-        char u = val.len ? val.ptr[val.len - 1] : 0;
-        mult = u == 's' ? 1 : u == 'm' ? 60 : u == 'h' ? 3600 : u == 'd' ? 86400 : 0;
-        if (!mult || dt_parse_int(dt_str_make(val.ptr, val.len - 1), 1, 100LL * 365 * 86400,
-                                  &n) != 0 ||
-            n > 100LL * 365 * 86400 / mult)
+    case 5:
+        if (dt_rule_parse_age(val, &s->promote_after) != 0)
             return bad(d, line, val.ptr,
                        "promote-after= takes an age such as 90d, 12h, 30m or 45s, not '%.*s'",
                        val);
-        s->promote_after = n * mult;
+        s->promote_at = (uint32_t)(key.ptr - line.ptr);
         break;
-    }
     case 2:
     case 3:
     case 4: {
@@ -204,33 +210,41 @@ size_t dt_rule_format_age(char out[24], int64_t seconds)
     return n;
 }
 
-/* Appends " key=" and a time. */
-static void put_time(struct dt_buf *out, const char *key, time_t t)
+/* Appends one option: a space first unless it is the first one (written from start). */
+static void put_key(struct dt_buf *out, size_t start, const char *key)
+{
+    if (out->len > start)
+        dt_buf_append(out, " ", 1);
+    dt_buf_append(out, key, strlen(key));
+}
+
+static void put_time(struct dt_buf *out, size_t start, const char *key, time_t t)
 {
     char stamp[21];
     dt_fmt_rfc3339(stamp, t);
-    dt_buf_append(out, key, strlen(key));
+    put_key(out, start, key);
     dt_buf_append(out, stamp, strlen(stamp));
 }
 
 void dt_rule_format_options(struct dt_buf *out, const struct dt_rule_spec *s, unsigned flags)
 {
     /* built with copies, not printf: a store's rule set of a million is formatted at once */
+    size_t start = out->len;
     char digits[24];
     if (s->query_drop)
-        dt_buf_append(out, " query=drop", 11);
+        put_key(out, start, "query=drop");
     if (s->max_age >= 0) {
-        dt_buf_append(out, " cache=", 7);
+        put_key(out, start, "cache=");
         dt_buf_append(out, digits, dt_fmt_u64(digits, (uint64_t)s->max_age));
     }
     if (s->has_from)
-        put_time(out, " from=", s->from);
+        put_time(out, start, "from=", s->from);
     if (s->has_until)
-        put_time(out, " until=", s->until);
+        put_time(out, start, "until=", s->until);
     if (s->has_since && (flags & DT_RULE_OPT_SINCE))
-        put_time(out, " since=", s->since);
+        put_time(out, start, "since=", s->since);
     if (s->promote_after > 0) {
-        dt_buf_append(out, " promote-after=", 15);
+        put_key(out, start, "promote-after=");
         dt_buf_append(out, digits, dt_rule_format_age(digits, s->promote_after));
     }
 }
@@ -243,7 +257,11 @@ void dt_rule_format(struct dt_buf *out, const struct dt_rule_spec *s)
     dt_buf_append_str(out, s->target);
     dt_buf_append(out, " ", 1);
     dt_buf_append(out, digits, dt_fmt_u64(digits, (uint64_t)s->status));
+    dt_buf_append(out, " ", 1);
+    size_t before = out->len;
     dt_rule_format_options(out, s, DT_RULE_OPT_SINCE);
+    if (out->len == before)
+        out->len--; /* no option: no space */
 }
 
 void dt_errors_init(struct dt_errors *e)

@@ -28,6 +28,7 @@ struct dt_rule_spec {
     time_t since;         /* since=: when this (temporary) redirect was put in place (S10) */
     int64_t promote_after; /* promote-after=: seconds after since= when a 307 answers 308 and
                               a 302 answers 301; 0 for never */
+    uint32_t promote_at;   /* offset of "promote-after=" in line, for diagnostics (0: none) */
 };
 
 void dt_rule_spec_init(struct dt_rule_spec *s);
@@ -51,7 +52,7 @@ enum {
     DT_RULE_OPT_SINCE = 1, /* since= (a store keeps it in a column of its own) */
 };
 
-/* Appends the options of s in rule-file syntax, each after a space, in one fixed order:
+/* Appends the options of s in rule-file syntax, separated by spaces, in one fixed order:
  * query=drop cache=N from=T until=T since=T promote-after=AGE (times in UTC, RFC 3339;
  * AGE in its largest exact unit). since= only with DT_RULE_OPT_SINCE. Nothing for the
  * defaults. dt_rule_parse_options reads them back to the same fields. Any thread. */
@@ -60,6 +61,10 @@ void dt_rule_format_options(struct dt_buf *out, const struct dt_rule_spec *s, un
 /* Appends s as one line of a rule file: SOURCE TARGET STATUS and every option (since=
  * included). dt_rule_parse_line reads it back to the same fields. Any thread. */
 void dt_rule_format(struct dt_buf *out, const struct dt_rule_spec *s);
+
+/* Parses an AGE of promote-after= (90d, 12h, 30m, 45s: at most 100 years) into seconds.
+ * Returns 0 or DT_EINVAL. */
+DT_MUST_CHECK int dt_rule_parse_age(struct dt_str age, int64_t *seconds);
 
 /* Writes an age of promote-after= (seconds, > 0) in its largest exact unit, "90d", "36h",
  * "90m", "45s", NUL-terminated; returns its length. */
@@ -206,6 +211,11 @@ bool dt_rule_since(const struct dt_table *t, const struct dt_rule *r, time_t *si
 /* The rule's window: false without from= or until=. */
 bool dt_rule_window(const struct dt_table *t, const struct dt_rule *r, time_t *from,
                     time_t *until);
+/* A table's rule as the fields it was made from, for the codec (dt_rule_format writes a line
+ * that loads as the same rule): source and target are appended to text (cleared first), and
+ * the spec's spans point there, valid while text is not changed. Any thread. */
+void dt_rule_spec_of(const struct dt_table *t, const struct dt_rule *r, struct dt_buf *text,
+                     struct dt_rule_spec *s);
 /* The rule at index i (0 <= i < dt_table_size): rules are in the order they were added. */
 const struct dt_rule *dt_table_rule(const struct dt_table *t, size_t i);
 /* Bytes the table holds (for reports). */

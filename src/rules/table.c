@@ -738,13 +738,7 @@ int dt_table_add(struct dt_table *t, const struct dt_rule_spec *spec, int file, 
         return DT_ESYNTAX;
     }
     if (spec->promote_after) {
-        /* point at the option when the spans are in the line */
-        size_t at = 0;
-        for (size_t i = 0; spec->line.len >= 14 && i + 14 <= spec->line.len; i++)
-            if (!memcmp(spec->line.ptr + i, "promote-after=", 14)) {
-                at = i;
-                break;
-            }
+        size_t at = spec->promote_at; /* where the parser found the option */
         if (spec->status != 302 && spec->status != 307) {
             dt_diag_set(d, at, "promote-after= applies to 307 (which becomes 308) and 302 "
                                "(which becomes 301), not to %d", spec->status);
@@ -1680,6 +1674,31 @@ bool dt_rule_since(const struct dt_table *t, const struct dt_rule *r, time_t *si
         return false;
     *since = (time_t)e->since;
     return true;
+}
+
+void dt_rule_spec_of(const struct dt_table *t, const struct dt_rule *r, struct dt_buf *text,
+                     struct dt_rule_spec *s)
+{
+    dt_rule_spec_init(s);
+    text->len = 0;
+    dt_rule_source(t, r, text);
+    size_t src_len = text->len;
+    dt_rule_target(t, r, text);
+    s->source = dt_str_make(text->ptr, src_len);
+    s->target = dt_str_make(text->ptr + src_len, text->len - src_len);
+    s->status = dt_rule_status(r);
+    s->query_drop = (r->_bits & B_QUERY_DROP) != 0;
+    s->max_age = dt_rule_max_age(t, r);
+    const struct rule_ext *e = ext_of(t, r);
+    if (e) {
+        s->has_from = e->from != INT64_MIN;
+        s->from = s->has_from ? (time_t)e->from : 0;
+        s->has_until = e->until != INT64_MAX;
+        s->until = s->has_until ? (time_t)e->until : 0;
+        s->has_since = e->since != INT64_MIN;
+        s->since = s->has_since ? (time_t)e->since : 0;
+        s->promote_after = e->promote_after;
+    }
 }
 
 bool dt_rule_window(const struct dt_table *t, const struct dt_rule *r, time_t *from,

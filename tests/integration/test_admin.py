@@ -503,6 +503,24 @@ class Lifecycle(unittest.TestCase):
                                                          "status": 302, "promote_after": "90d"})
             self.assertEqual(st, 201, body)
 
+    def test_rule_text_is_the_codecs_line(self):
+        """Issue 10: a rule's "text" is the rule-file line the codec writes (options in one
+        order, an age in its largest exact unit), and it reads back to the same rule."""
+        with Server("") as srv:
+            st, _, body = srv.api("POST", "/api/rules", {
+                "source": "/s", "target": "/t", "status": 307, "promote_after": "1440m",
+                "until": "2099-01-01T00:00:00Z", "cache": 60, "query": "drop"})
+            self.assertEqual(st, 201, body)
+            rule = body["rule"]
+            self.assertEqual(rule["promote_after"], "1d")
+            self.assertEqual(rule["text"], "/s /t 307 query=drop cache=60 "
+                             "until=2099-01-01T00:00:00Z since=%s promote-after=1d"
+                             % rule["since"])
+            st, _, body = srv.api("POST", "/api/import?mode=replace", rule["text"] + "\n")
+            self.assertEqual((st, body["changed"], body["added"]), (200, 0, 0), body)
+            st, _, m = srv.api("GET", "/api/match?url=http://x/s")
+            self.assertEqual(m["rule"]["text"], rule["text"], "the table's rule, whole")
+
 
 class Start(unittest.TestCase):
     def test_bad_rule_file_exits_2_before_creating_a_store(self):
