@@ -5,8 +5,8 @@
 int dt_answer_find(const struct dt_ruleset *rs, const struct dt_answer_query *q,
                    struct dt_answer *a)
 {
-    a->rule = dt_ruleset_match(rs, q->scheme, q->host, q->path, q->query, q->now, &a->match,
-                               &a->table);
+    a->rule =
+        dt_ruleset_match(rs, q->scheme, q->host, q->path, q->query, q->now, &a->match, &a->table);
     if (!a->rule) {
         a->status = 404;
         a->table = NULL;
@@ -33,8 +33,7 @@ size_t dt_answer_location(const struct dt_answer *a, const struct dt_answer_quer
     return dt_table_location(a->table, &a->match, q->query, out);
 }
 
-void dt_answer_count(const struct dt_ruleset *rs, const struct dt_answer *a, unsigned w,
-                     time_t now)
+void dt_answer_count(const struct dt_ruleset *rs, const struct dt_answer *a, unsigned w, time_t now)
 {
     struct dt_hits *h = rs->hits[a->layer];
     if (h && a->rule)

@@ -1,8 +1,9 @@
-/* conn: one client connection: read, parse, answer, send, keep alive or close.
+/* conn: one client connection: read, parse, hand each request to the listener's handler,
+ * send, keep alive or close. conn knows no handler.
  *
- * The hot path reads into the connection's buffer, parses in place, looks the rule up in
- * the current table and writes the whole answer into the worker's batch buffer; a batch
- * of pipelined answers goes out in one send. Nothing is allocated per request. */
+ * The hot path reads into the connection's buffer, parses in place, and the handler writes
+ * the whole answer into the worker's batch buffer; a batch of pipelined answers goes out in
+ * one send. Nothing is allocated per request. */
 #include "server/internal.h"
 
 #include <errno.h>
@@ -17,7 +18,7 @@
 
 static bool conn_read(struct conn *c);
 
-struct conn *conn_new(struct worker *w, int fd)
+struct conn *conn_new(struct worker *w, int fd, const struct handler *h)
 {
     struct conn *c = w->free_conns;
     if (c) {
@@ -42,17 +43,13 @@ struct conn *conn_new(struct worker *w, int fd)
     c->pending.len = 0;
     c->pending_off = 0;
     c->peer[0] = '\0';
+    c->awaiting = false;
     dt_http_parser_init(&c->parser, w->limits);
-    if (w->admin) {
-        if (!c->adm) {
-            c->adm = dt_xcalloc(1, sizeof(*c->adm));
-            dt_buf_init(&c->adm->head);
-            dt_buf_init(&c->adm->body);
-        }
-        c->adm->pending = false;
-        c->adm->head.len = c->adm->body.len = 0;
-        c->parser.body = &c->adm->body;
-    }
+    if (c->h != h && c->h && c->h->release)
+        c->h->release(c, true); /* the struct served another handler */
+    c->h = h;
+    if (h->init)
+        h->init(c);
     w->nconns++;
     return c;
 }
@@ -72,8 +69,8 @@ void conn_close(struct conn *c)
     }
     if (c->pending.cap > 64 * 1024)
         dt_buf_dispose(&c->pending);
-    if (c->adm && c->adm->body.cap > 64 * 1024)
-        dt_buf_dispose(&c->adm->body);
+    if (c->h->release)
+        c->h->release(c, false);
     c->tag = 0;
     c->tnext = w->free_conns;
     w->free_conns = c;
@@ -84,8 +81,7 @@ static size_t unsent(const struct conn *c)
     return c->pending.len - c->pending_off;
 }
 
-/* Where answers go: after output still waiting for the socket, or into the batch. */
-static struct dt_buf *out_buf(struct conn *c)
+struct dt_buf *conn_out(struct conn *c)
 {
     return unsent(c) ? &c->pending : &c->w->out;
 }
@@ -148,144 +144,14 @@ static bool flush(struct conn *c)
 static void answer_error(struct conn *c, int status, const char *reason)
 {
     struct worker *w = c->w;
-    if (!w->admin)
+    if (c->h->metrics)
         STAT_ADD(w->stats.status[status >= 500 ? DT_ST_5XX : DT_ST_4XX], 1);
     /* RFC 9110 9.3.2: an answer to HEAD has no content, errors included. */
     struct dt_http_reply r = {
         .date = w->date, .close = true, .max_age = -1, .head = dt_http_parser_head(&c->parser)};
-    dt_http_write_page(out_buf(c), status, &r, "", dt_str_make(reason, strlen(reason)), "");
+    dt_http_write_page(conn_out(c), status, &r, "", dt_str_make(reason, strlen(reason)), "");
     c->close_after = true;
     c->dirty_close = true;
-}
-
-/* The admin thread: a request head arrived. Its head is copied (the input buffer moves as
- * the content arrives) and the answer waits for the whole content. */
-static void admin_head(struct conn *c, const struct dt_request *req)
-{
-    struct admin_req *a = c->adm;
-    struct worker *w = c->w;
-    a->head.len = a->body.len = 0;
-    dt_buf_append_str(&a->head, req->method);
-    dt_buf_append_str(&a->head, req->target);
-    dt_buf_append_str(&a->head, req->authorization);
-    a->method_len = req->method.len;
-    a->target_len = req->target.len;
-    a->auth_len = req->authorization.len;
-    dt_buf_append_str(&a->head, req->path);
-    dt_buf_append_str(&a->head, req->query);
-    a->path_len = req->path.len;
-    a->query_len = req->query.len;
-    a->is_head = req->head;
-    a->too_large = req->body_too_large;
-    a->close = !req->keep_alive || req->body_too_large || w->stopping;
-    a->keep_alive_10 = !a->close && req->version_minor == 0;
-    a->pending = true;
-    if (req->body_too_large) {
-        /* Content-Length over the limit: answer at once and close, unread. */
-        a->pending = false;
-        struct dt_http_reply r = {.date = w->date, .close = true, .head = req->head,
-                                  .max_age = -1};
-        static const char msg[] = "{\"error\":\"the request content is over the limit\"}\n";
-        dt_http_write_response(out_buf(c), 413, &r, "application/json", DT_STR_NULL,
-                               dt_str_make(msg, sizeof(msg) - 1));
-        c->close_after = c->dirty_close = true;
-        return;
-    }
-    if (req->expect_continue && req->has_body && req->version_minor == 1)
-        dt_buf_append(out_buf(c), "HTTP/1.1 100 Continue\r\n\r\n", 25);
-}
-
-/* The admin thread: the content is complete; the hook answers. */
-static void admin_dispatch(struct conn *c)
-{
-    struct admin_req *a = c->adm;
-    struct worker *w = c->w;
-    a->pending = false;
-    const char *h = a->head.ptr;
-    struct dt_admin_request req = {
-        .method = dt_str_make(h, a->method_len),
-        .target = dt_str_make(h + a->method_len, a->target_len),
-        .authorization = dt_str_make(h + a->method_len + a->target_len, a->auth_len),
-        .body = dt_str_make(a->body.ptr ? a->body.ptr : "", a->body.len),
-        .head = a->is_head,
-        .now = w->now_s,
-    };
-    size_t off = a->method_len + a->target_len + a->auth_len;
-    req.path = dt_str_make(h + off, a->path_len);
-    req.query = dt_str_make(h + off + a->path_len, a->query_len);
-    struct dt_admin_reply rep = {.status = 500, .content_type = NULL};
-    dt_buf_init(&rep.headers);
-    dt_buf_init(&rep.body);
-    const struct dt_server_hooks *hk = &w->srv->cfg->hooks;
-    if (hk->admin)
-        hk->admin(hk->ctx, &req, &rep);
-    struct dt_http_reply r = {.date = w->date, .close = a->close || w->stopping,
-                              .keep_alive_10 = a->keep_alive_10, .head = a->is_head,
-                              .max_age = -1};
-    dt_http_write_response(out_buf(c), rep.status, &r, rep.content_type,
-                           dt_str_make(rep.headers.ptr ? rep.headers.ptr : "", rep.headers.len),
-                           dt_str_make(rep.body.ptr ? rep.body.ptr : "", rep.body.len));
-    dt_buf_dispose(&rep.headers);
-    dt_buf_dispose(&rep.body);
-    c->served++;
-    if (r.close)
-        c->close_after = true;
-    a->body.len = 0;
-    if (a->body.cap > 64 * 1024)
-        dt_buf_dispose(&a->body); /* a large upload's buffer does not stay with the connection */
-}
-
-/* Answers one request head: the rule's redirect, or 404. */
-static void answer(struct conn *c, const struct dt_request *req)
-{
-    struct worker *w = c->w;
-    if (w->admin) {
-        admin_head(c, req);
-        return;
-    }
-    struct dt_buf *ob = out_buf(c);
-    /* RFC 9110 10.1.1: with Expect: 100-continue the client may or may not send the
-     * content after a final answer; closing keeps the connection from going out of step. */
-    bool close = !req->keep_alive || req->body_too_large ||
-                 (req->expect_continue && req->has_body) || w->stopping;
-    struct dt_http_reply r = {
-        .date = w->date,
-        /* S3, RFC 9110 9.3.2: HEAD gets the headers GET would, so the note it does not
-         * send is GET's, and Content-Length is that note's length. */
-        .method = req->head ? DT_STR("GET") : req->method,
-        .head = req->head,
-        .close = close,
-        .keep_alive_10 = !close && req->version_minor == 0,
-        .had_body = req->has_body,
-        .max_age = -1,
-    };
-    size_t start = ob->len;
-    const struct dt_ruleset *rs = atomic_load_explicit(&w->srv->rules, memory_order_acquire);
-    struct dt_answer_query q = {DT_SCHEME_HTTP, req->host, req->path, req->query, w->now_s};
-    struct dt_answer a;
-    int answered = dt_answer_find(rs, &q, &a);
-    if (a.rule) {
-        STAT_ADD(w->stats.source[a.layer == DT_LAYER_FILES ? DT_SRC_FILES : DT_SRC_STORE], 1);
-        STAT_ADD(w->stats.status[answered == 301   ? DT_ST_301
-                                 : answered == 302 ? DT_ST_302
-                                 : answered == 303 ? DT_ST_303
-                                 : answered == 307 ? DT_ST_307
-                                                   : DT_ST_308],
-                 1);
-        dt_answer_count(rs, &a, w->id, w->now_s);
-    } else {
-        STAT_ADD(w->stats.source[DT_SRC_NONE], 1);
-        STAT_ADD(w->stats.status[DT_ST_404], 1);
-    }
-    dt_server_write_answer(ob, &a, &q, &r);
-    if (w->srv->alog)
-        dt_alog_line(w, c, req, answered, ob->len - start);
-    c->served++;
-    if (close) {
-        c->close_after = true;
-        if (req->has_body)
-            c->dirty_close = true; /* the content may still be arriving */
-    }
 }
 
 static bool process_requests(struct conn *c);
@@ -313,7 +179,7 @@ static bool process(struct conn *c)
     uint64_t t0 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     uint32_t before = c->served;
     bool alive = process_requests(c);
-    if (!w->admin && c->served != before)
+    if (c->h->metrics && c->served != before)
         count_latency(w, t0, c->served - before);
     return alive;
 }
@@ -332,16 +198,17 @@ static bool process_requests(struct conn *c)
         enum dt_http_event ev = dt_http_parse(&c->parser, c->in, c->in_len, &req);
         if (ev == DT_HTTP_NEED_MORE)
             break;
-        if (ev == DT_HTTP_HEAD)
-            answer(c, &req);
-        else if (ev == DT_HTTP_DONE && c->adm && c->adm->pending)
-            admin_dispatch(c);
-        else if (ev == DT_HTTP_ERROR)
+        if (ev == DT_HTTP_HEAD) {
+            c->h->head(c, &req);
+        } else if (ev == DT_HTTP_DONE && c->awaiting) {
+            c->awaiting = false;
+            c->h->done(c);
+        } else if (ev == DT_HTTP_ERROR) {
             answer_error(c, c->parser.status, c->parser.reason);
-        else if (ev == DT_HTTP_ABORT) {
-            if (c->adm && c->adm->pending) {
-                /* an admin request is answered only once its content is whole */
-                c->adm->pending = false;
+        } else if (ev == DT_HTTP_ABORT) {
+            if (c->awaiting) {
+                /* the handler waited for the content, which broke: answer the error */
+                c->awaiting = false;
                 answer_error(c, c->parser.status, c->parser.reason);
             }
             c->close_after = c->dirty_close = true;

@@ -21,10 +21,32 @@ struct tlist {
     struct conn *head, *tail;
 };
 
+/* What a listener's connections answer (as h2o's handlers). conn.c reads, parses, sends and
+ * keeps connections alive; a handler decides what each request gets, writing its answer with
+ * conn_out. The redirect handler answers at the head; the admin API's waits for the content.
+ * The ACME challenge responder and the console's assets are handlers too. */
+struct handler {
+    const char *name;
+    bool metrics; /* its answers count in the redirect metrics (statuses, latency) */
+    /* A connection starts, or ends (with all, for good: its state too). May be NULL. The
+     * state a handler keeps per connection is in c->hstate, kept for the next connection
+     * of the same handler that reuses the struct. */
+    void (*init)(struct conn *c);
+    void (*release)(struct conn *c, bool all);
+    /* A request head arrived: answer it, or keep what it needs and set c->awaiting: done
+     * is called once its content is whole (an error before that is answered by conn). */
+    void (*head)(struct conn *c, const struct dt_request *req);
+    void (*done)(struct conn *c);
+};
+
+extern const struct handler dt_handler_redirect; /* redirect.c */
+extern const struct handler dt_handler_admin;    /* adminhttp.c */
+
 struct listener {
     uint8_t tag;
     int fd;
     bool paused; /* out of file descriptors: accepting again after a pause */
+    const struct handler *handler;
 };
 
 struct dt_server;
@@ -74,16 +96,6 @@ struct dt_server {
     atomic_bool stopping;
 };
 
-/* An admin request being received: its head copied out of the input buffer, its content
- * gathered by the parser. */
-struct admin_req {
-    struct dt_buf head; /* method, target, authorization, one after the other */
-    size_t method_len, target_len, auth_len, path_len, query_len;
-    struct dt_buf body;
-    bool pending;       /* a head arrived: answer when the content is complete */
-    bool close, keep_alive_10, is_head, too_large;
-};
-
 struct conn {
     uint8_t tag;
     uint8_t tlist;      /* which timer list it is on */
@@ -95,6 +107,7 @@ struct conn {
     bool lingering;     /* write side shut: reading and dropping until EOF or timeout */
     bool read_blocked;  /* too much unsent output: reading paused */
     bool eof;           /* the client shut its write side */
+    bool awaiting;      /* the handler answers once the request's content is whole */
     int fd;
     uint32_t served;    /* requests answered */
     struct worker *w;
@@ -105,7 +118,8 @@ struct conn {
     struct dt_buf pending; /* output not yet accepted by the socket */
     size_t pending_off;
     struct dt_http_parser parser;
-    struct admin_req *adm; /* admin connections only */
+    const struct handler *h;
+    void *hstate;          /* the handler's, per connection */
     char peer[48];         /* the client's address, with an access log */
 };
 
@@ -134,7 +148,10 @@ void timer_set(struct conn *c, int list);
 void timer_unlink(struct conn *c);
 
 /* conn.c */
-struct conn *conn_new(struct worker *w, int fd);
+struct conn *conn_new(struct worker *w, int fd, const struct handler *h);
+/* Where a handler writes an answer: after output still waiting for the socket, or into the
+ * worker's batch. */
+struct dt_buf *conn_out(struct conn *c);
 void conn_start(struct conn *c);
 void conn_event(struct conn *c, uint32_t events);
 void conn_expire(struct conn *c, int list);

@@ -174,7 +174,8 @@ static int add_to_epoll(int epfd, int fd, uint32_t events, void *ptr)
 /* Opens a worker's listeners, one per address. The first worker's sockets learn the ports
  * the kernel chose for port 0, so that every other worker binds the same. Returns 0, or -1
  * after logging. */
-static int open_worker_listeners(struct worker *w, const struct dt_listen_addr *given,
+static int open_worker_listeners(struct worker *w, const struct handler *h,
+                                 const struct dt_listen_addr *given,
                                  struct dt_listen_addr *addrs, size_t n, bool first,
                                  char *names, size_t names_len, size_t *used)
 {
@@ -184,6 +185,7 @@ static int open_worker_listeners(struct worker *w, const struct dt_listen_addr *
     for (size_t i = 0; i < n; i++) {
         struct listener *l = &w->listeners[i];
         l->tag = TAG_LISTENER;
+        l->handler = h;
         l->fd = dt_listen_open(&addrs[i], c->backlog);
         if (l->fd < 0) {
             dt_log(DT_LOG_ERROR, "cannot listen on %s: %s", given[i].text, strerror(-l->fd));
@@ -218,7 +220,7 @@ static int open_listeners(struct dt_server *s, struct dt_listen_addr *addrs, cha
     size_t used = 0;
     names[0] = '\0';
     for (unsigned wi = 0; wi < s->nworkers; wi++)
-        if (open_worker_listeners(&s->workers[wi], c->listen, addrs, c->nlisten, wi == 0,
+        if (open_worker_listeners(&s->workers[wi], &dt_handler_redirect, c->listen, addrs, c->nlisten, wi == 0,
                                   names, names_len, &used) != 0)
             return -1;
     return 0;
@@ -286,11 +288,8 @@ static void free_worker(struct worker *w)
         w->free_conns = c->tnext;
         free(c->in);
         dt_buf_dispose(&c->pending);
-        if (c->adm) {
-            dt_buf_dispose(&c->adm->head);
-            dt_buf_dispose(&c->adm->body);
-            free(c->adm);
-        }
+        if (c->h && c->h->release)
+            c->h->release(c, true);
         free(c);
     }
 }
@@ -382,7 +381,7 @@ int dt_server_run(const struct dt_server_config *c)
         s.admin->limits = &c->admin_limits;
         memcpy(addrs + c->nlisten, c->admin, c->nadmin * sizeof(*addrs));
         size_t used = 0;
-        if (open_worker_listeners(s.admin, c->admin, addrs + c->nlisten, c->nadmin, true,
+        if (open_worker_listeners(s.admin, &dt_handler_admin, c->admin, addrs + c->nlisten, c->nadmin, true,
                                   admin_names, sizeof(admin_names), &used) != 0) {
             status = 1;
             goto out;

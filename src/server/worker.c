@@ -121,7 +121,7 @@ static void accept_some(struct worker *w, struct listener *l)
                          want_peer ? &sl : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             STAT_ADD(w->stats.connections, 1);
-            struct conn *c = conn_new(w, fd);
+            struct conn *c = conn_new(w, fd, l->handler);
             if (want_peer)
                 peer_name(&ss, c->peer, sizeof(c->peer));
             conn_start(c);

@@ -1,0 +1,74 @@
+/* redirect: the redirect listeners' handler: a request head is answered at once from the
+ * rule set by the one answer function, and written as HTTP/1.1 (the admin API's /api/match
+ * writes the same bytes with dt_server_write_answer). */
+#include "server/internal.h"
+
+void dt_server_write_answer(struct dt_buf *out, const struct dt_answer *a,
+                            const struct dt_answer_query *q, const struct dt_http_reply *r)
+{
+    struct dt_http_reply rr = *r;
+    rr.max_age = a->max_age;
+    if (!a->rule) {
+        dt_http_write_page(out, 404, &rr, "No redirect is configured for <code>", q->path,
+                           "</code>.");
+        return;
+    }
+    char *loc = dt_http_redirect_begin(out, a->status, dt_answer_location_max(a, q));
+    size_t n = dt_answer_location(a, q, loc);
+    dt_http_redirect_end(out, a->status, n, &rr);
+}
+
+/* Answers one request head: the rule's redirect, or 404. */
+static void redirect_head(struct conn *c, const struct dt_request *req)
+{
+    struct worker *w = c->w;
+    struct dt_buf *ob = conn_out(c);
+    /* RFC 9110 10.1.1: with Expect: 100-continue the client may or may not send the
+     * content after a final answer; closing keeps the connection from going out of step. */
+    bool close = !req->keep_alive || req->body_too_large ||
+                 (req->expect_continue && req->has_body) || w->stopping;
+    struct dt_http_reply r = {
+        .date = w->date,
+        /* S3, RFC 9110 9.3.2: HEAD gets the headers GET would, so the note it does not
+         * send is GET's, and Content-Length is that note's length. */
+        .method = req->head ? DT_STR("GET") : req->method,
+        .head = req->head,
+        .close = close,
+        .keep_alive_10 = !close && req->version_minor == 0,
+        .had_body = req->has_body,
+        .max_age = -1,
+    };
+    size_t start = ob->len;
+    const struct dt_ruleset *rs = atomic_load_explicit(&w->srv->rules, memory_order_acquire);
+    struct dt_answer_query q = {DT_SCHEME_HTTP, req->host, req->path, req->query, w->now_s};
+    struct dt_answer a;
+    int answered = dt_answer_find(rs, &q, &a);
+    if (a.rule) {
+        STAT_ADD(w->stats.source[a.layer == DT_LAYER_FILES ? DT_SRC_FILES : DT_SRC_STORE], 1);
+        STAT_ADD(w->stats.status[answered == 301   ? DT_ST_301
+                                 : answered == 302 ? DT_ST_302
+                                 : answered == 303 ? DT_ST_303
+                                 : answered == 307 ? DT_ST_307
+                                                   : DT_ST_308],
+                 1);
+        dt_answer_count(rs, &a, w->id, w->now_s);
+    } else {
+        STAT_ADD(w->stats.source[DT_SRC_NONE], 1);
+        STAT_ADD(w->stats.status[DT_ST_404], 1);
+    }
+    dt_server_write_answer(ob, &a, &q, &r);
+    if (w->srv->alog)
+        dt_alog_line(w, c, req, answered, ob->len - start);
+    c->served++;
+    if (close) {
+        c->close_after = true;
+        if (req->has_body)
+            c->dirty_close = true; /* the content may still be arriving */
+    }
+}
+
+const struct handler dt_handler_redirect = {
+    .name = "redirect",
+    .metrics = true,
+    .head = redirect_head,
+};
