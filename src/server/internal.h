@@ -142,10 +142,14 @@ void dt_alog_flush(struct worker *w);
 
 /* worker.c */
 void *dt_worker_main(void *arg);
+
+/* timer.c */
 /* Puts c on a timer list with the deadline now + that list's timeout (moving it to the
  * tail if it is on one). */
 void timer_set(struct conn *c, int list);
 void timer_unlink(struct conn *c);
+/* The earliest deadline of w's connections (milliseconds of dt_now_ms), or UINT64_MAX. */
+uint64_t timer_earliest(const struct worker *w);
 
 /* conn.c */
 struct conn *conn_new(struct worker *w, int fd, const struct handler *h);

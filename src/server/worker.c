@@ -1,5 +1,6 @@
 /* worker: one thread's event loop: its own epoll, its own listeners (SO_REUSEPORT), its
- * connections and their timers. Workers share nothing but the published rule table. */
+ * connections, expiring their timers (timer.c). Workers share nothing but the published
+ * rule table. */
 #include "server/internal.h"
 
 #include <arpa/inet.h>
@@ -16,39 +17,6 @@
 #define ACCEPTS_PER_WAKE 64 /* then other connections get their turn */
 #define ACCEPT_PAUSE_MS 100 /* out of file descriptors: try accepting again after this */
 
-void timer_unlink(struct conn *c)
-{
-    if (c->tlist == TL_NONE)
-        return;
-    struct tlist *l = &c->w->timers[c->tlist];
-    if (c->tprev)
-        c->tprev->tnext = c->tnext;
-    else
-        l->head = c->tnext;
-    if (c->tnext)
-        c->tnext->tprev = c->tprev;
-    else
-        l->tail = c->tprev;
-    c->tprev = c->tnext = NULL;
-    c->tlist = TL_NONE;
-}
-
-void timer_set(struct conn *c, int list)
-{
-    struct worker *w = c->w;
-    timer_unlink(c);
-    struct tlist *l = &w->timers[list];
-    c->deadline = w->now_ms + w->timeout_ms[list];
-    c->tlist = (uint8_t)list;
-    c->tprev = l->tail;
-    c->tnext = NULL;
-    if (l->tail)
-        l->tail->tnext = c;
-    else
-        l->head = c;
-    l->tail = c;
-}
-
 static void clock_update(struct worker *w)
 {
     w->now_ms = dt_now_ms();
@@ -62,10 +30,7 @@ static void clock_update(struct worker *w)
 /* Milliseconds until the next deadline, or -1 for none. */
 static int next_timeout(const struct worker *w)
 {
-    uint64_t next = UINT64_MAX;
-    for (int i = TL_HEADER; i < TL_COUNT; i++)
-        if (w->timers[i].head && w->timers[i].head->deadline < next)
-            next = w->timers[i].head->deadline;
+    uint64_t next = timer_earliest(w);
     if (w->accept_resume_ms && w->accept_resume_ms < next)
         next = w->accept_resume_ms;
     if (w->stopping && w->stop_deadline_ms < next)
