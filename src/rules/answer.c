@@ -22,20 +22,3 @@ int dt_answer_find(const struct dt_ruleset *rs, const struct dt_answer_query *q,
                                          : DT_LAYER_RECENT;
     return a->status;
 }
-
-size_t dt_answer_location_max(const struct dt_answer *a, const struct dt_answer_query *q)
-{
-    return dt_table_location_max(a->table, &a->match, q->query);
-}
-
-size_t dt_answer_location(const struct dt_answer *a, const struct dt_answer_query *q, char *out)
-{
-    return dt_table_location(a->table, &a->match, q->query, out);
-}
-
-void dt_answer_count(const struct dt_ruleset *rs, const struct dt_answer *a, unsigned w, time_t now)
-{
-    struct dt_hits *h = rs->hits[a->layer];
-    if (h && a->rule)
-        dt_hits_add(h, w, (size_t)(a->rule - dt_table_rule(a->table, 0)), now);
-}

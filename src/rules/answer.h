@@ -40,12 +40,26 @@ int dt_answer_find(const struct dt_ruleset *rs, const struct dt_answer_query *q,
 
 /* The Location of a redirect answer: an upper bound of its length, then the bytes written
  * to out (room for the bound), returned as their length. Any thread. */
-size_t dt_answer_location_max(const struct dt_answer *a, const struct dt_answer_query *q);
-size_t dt_answer_location(const struct dt_answer *a, const struct dt_answer_query *q, char *out);
+static inline size_t dt_answer_location_max(const struct dt_answer *a,
+                                            const struct dt_answer_query *q)
+{
+    return dt_table_location_max(a->table, &a->match, q->query);
+}
+
+static inline size_t dt_answer_location(const struct dt_answer *a,
+                                        const struct dt_answer_query *q, char *out)
+{
+    return dt_table_location(a->table, &a->match, q->query, out);
+}
 
 /* Counts a hit of the rule that answered (a redirect answer) in rs's counters of its layer,
- * by worker w, at q->now. Worker threads. */
-void dt_answer_count(const struct dt_ruleset *rs, const struct dt_answer *a, unsigned w,
-                     time_t now);
+ * by worker w, at now. Worker threads. */
+static inline void dt_answer_count(const struct dt_ruleset *rs, const struct dt_answer *a,
+                                   unsigned w, time_t now)
+{
+    struct dt_hits *h = rs->hits[a->layer];
+    if (h && a->rule)
+        dt_hits_add(h, w, (size_t)(a->rule - dt_table_rule(a->table, 0)), now);
+}
 
 #endif

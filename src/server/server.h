@@ -14,9 +14,9 @@
 
 /* Writes the HTTP/1.1 response for an answer of dt_answer_find to out: the redirect with
  * its Location, caching and note (S1-S4), or 404 naming q's path. r says how (date, method,
- * HEAD, connection); its max_age is the answer's. Any thread. */
+ * HEAD, connection); its max_age is set to the answer's. Any thread. */
 void dt_server_write_answer(struct dt_buf *out, const struct dt_answer *a,
-                            const struct dt_answer_query *q, const struct dt_http_reply *r);
+                            const struct dt_answer_query *q, struct dt_http_reply *r);
 
 /* ---- listen addresses ------------------------------------------------------------------ */
 
