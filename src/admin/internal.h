@@ -1,5 +1,5 @@
 /* internal: the admin module's private types: the live rule set (live.c), the API
- * (api.c), the token (token.c). Not part of any API. */
+ * (api.c, json.c, write.c, imports.c), the token (token.c). Not part of any API. */
 #ifndef DT_ADMIN_INTERNAL_H
 #define DT_ADMIN_INTERNAL_H
 
@@ -7,6 +7,7 @@
 #include "rules/rules.h"
 #include "store/store.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -40,30 +41,30 @@ struct change {
 /* The rules being served and how they change. Every field is guarded by mu. */
 struct live {
     pthread_mutex_t mu;
-    struct dt_server *srv;             /* NULL until the server runs */
+    struct dt_server *srv; /* NULL until the server runs */
     const struct dt_server_config *cfg;
     struct dt_store *store;
-    struct dt_table *files;            /* the rule files' rules */
-    struct dt_table *store_t;          /* the store's rules as of store_version */
+    struct dt_table *files;   /* the rule files' rules */
+    struct dt_table *store_t; /* the store's rules as of store_version */
     int64_t store_version;
-    struct change *changes;            /* since store_version, sorted by id */
+    struct change *changes; /* since store_version, sorted by id */
     size_t nchanges, cap_changes;
-    struct dt_table *overlay;          /* the changed rules that exist, as of the last fold */
-    uint64_t *hidden;                  /* store_t's rules that were changed or removed */
-    struct dt_table *recent;           /* the changes since the last fold that exist */
-    uint64_t *hidden_overlay;          /* overlay rules changed again since */
+    struct dt_table *overlay; /* the changed rules that exist, as of the last fold */
+    uint64_t *hidden;         /* store_t's rules that were changed or removed */
+    struct dt_table *recent;  /* the changes since the last fold that exist */
+    uint64_t *hidden_overlay; /* overlay rules changed again since */
     struct dt_hits *files_hits, *store_hits, *overlay_hits, *recent_hits; /* per table */
     unsigned nworkers;
-    const struct dt_ruleset *current;  /* what the workers answer from */
+    const struct dt_ruleset *current; /* what the workers answer from */
     uint64_t merges, publishes, reloads, reload_failures;
-    uint64_t last_publish_us;          /* server time of the last publish */
-    int64_t next_due;                  /* the next promotion (promote-after=); 0: look */
-    struct dt_store *merge_store;      /* the merge thread's own connection (NULL: merge
-                                          in the caller's thread, as for :memory:) */
+    uint64_t last_publish_us;     /* server time of the last publish */
+    int64_t next_due;             /* the next promotion (promote-after=); 0: look */
+    struct dt_store *merge_store; /* the merge thread's own connection (NULL: merge
+                                     in the caller's thread, as for :memory:) */
     pthread_t merge_thread;
     bool merging, merge_joinable, closing;
-    atomic_bool merge_moot;            /* the merge in flight will not be installed: it stops
-                                          (read by the merge thread without mu) */
+    atomic_bool merge_moot; /* the merge in flight will not be installed: it stops
+                               (read by the merge thread without mu) */
     int64_t merge_version;
 };
 
@@ -83,13 +84,12 @@ struct dt_table *dt_live_store_table(struct dt_store *s, int64_t version, struct
  * from[i] >= 0 are added from specs[from[i]], the rule they were made from, rather than
  * from their rule line (as dt_store_bulk says); one of those that does not load is passed
  * to bad (if not NULL) instead of being logged. */
-struct dt_table *dt_live_table_of(const struct dt_store_rule *rules, size_t n,
-                                  const int64_t *from, const struct dt_rule_spec *specs,
+struct dt_table *dt_live_table_of(const struct dt_store_rule *rules, size_t n, const int64_t *from,
+                                  const struct dt_rule_spec *specs,
                                   void (*bad)(void *ctx, int64_t from, const struct dt_diag *d),
                                   void *bad_ctx);
 /* Adds the store's rules of version to an unfinished table (as dt_live_store_table). */
-int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version,
-                       struct dt_buf *err);
+int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version, struct dt_buf *err);
 
 /* The rule files' table (an empty one without files), or NULL when a file does not load
  * (the errors are logged). */
@@ -110,8 +110,8 @@ struct dt_live_preview {
     uint64_t *hidden, *hidden_overlay;
     struct change *changes; /* the lines of l's changes are shared, not copied */
     size_t nchanges;
-    bool *fresh;            /* changes[i] is one of the preview's own (its line is owned) */
-    char **replaced;        /* lines of l's changes superseded, freed on install */
+    bool *fresh;     /* changes[i] is one of the preview's own (its line is owned) */
+    char **replaced; /* lines of l's changes superseded, freed on install */
     size_t nreplaced;
     struct dt_ruleset rs;
 };
@@ -151,5 +151,99 @@ uint64_t dt_live_hits(const struct live *l, int64_t id, uint32_t *last);
 int dt_admin_token_load(const char *path, char *out, size_t cap, struct dt_buf *err);
 /* Constant-time check of an Authorization value against "Bearer TOKEN". */
 bool dt_admin_token_ok(struct dt_str authorization, const char *token);
+
+/* ---- the API (api.c: routing and endpoints; json.c: replies, query strings, rules as
+ * JSON; write.c: the write pipeline and a bulk import's rows; imports.c: POST /api/import).
+ * Admin thread only, but for the settle thread's dt_admin_settle_on. ---------------------- */
+
+#define PAGE_DEFAULT 100
+#define PAGE_MAX 10000
+#define ERRORS_SHOWN 100
+
+struct admin {
+    struct live live;
+    struct dt_store *store;
+    const struct dt_admin_options *opt;
+    const struct dt_server_config *cfg;
+    char token[256];
+    time_t started;
+    time_t now; /* the request being answered's (or the tick's) time: every date decision's */
+    uint64_t requests, writes, refused_auth, errors;
+    int64_t store_count;   /* the store's rules, kept by every commit (health, metrics) */
+    int64_t old_temporary; /* the last count of S10 rules (metrics); -1: none yet */
+    /* The rows of a bulk import are written after its answer by a thread of their own, on a
+     * connection of their own (NULL for :memory:, where the admin thread's tick does it):
+     * meanwhile every request that reads or writes rules waits for it, the others (health,
+     * metrics, match) are answered. */
+    struct dt_store *settle_store;
+    pthread_t settle_thread;
+    atomic_bool settling; /* the thread runs */
+    bool settle_joinable; /* it was started and not joined (admin thread only) */
+};
+
+/* The admin whose request is being answered: dt_admin_rule_json adds hit counts from its
+ * live rule set (NULL otherwise). */
+extern struct admin *dt_admin_answering;
+
+/* A rule being written: its fields as text, and the line they make. */
+struct rule_in {
+    char source[8300], target[8300], note[1024];
+    int status;
+    bool query_drop;
+    int64_t cache; /* -1: none */
+    bool has_from, has_until;
+    time_t from, until;
+    int64_t promote_after; /* seconds; 0 for none */
+    struct dt_buf options;
+};
+
+/* What an open write changes: the store's changes (for the live rule set) and their diff. */
+struct pending {
+    json_t *added, *changed, *removed;
+    struct change *ch;
+    size_t n, cap;
+    int64_t *ids; /* every changed id, in order */
+    size_t nids, cap_ids;
+    bool diff; /* build the JSON diff */
+    int64_t nadded, nchanged, nremoved;
+};
+
+/* json.c: replies, the query string, rules as JSON, a rule being written */
+void dt_admin_reply_json(struct dt_admin_reply *rep, int status, json_t *j);
+void dt_admin_reply_error(struct dt_admin_reply *rep, int status, const char *field,
+                          const char *fmt, ...) DT_PRINTF(4, 5);
+json_t *dt_admin_time_json(int64_t t);
+bool dt_admin_query_get(struct dt_str q, const char *key, char *out, size_t cap);
+bool dt_admin_query_known(struct dt_admin_reply *rep, struct dt_str q, const char *allowed);
+bool dt_admin_query_flag(struct dt_str q, const char *key);
+bool dt_admin_query_int(struct dt_admin_reply *rep, struct dt_str q, const char *key, int64_t min,
+                        int64_t max, int64_t *out);
+json_t *dt_admin_rule_json(const struct dt_store_rule *r);
+int dt_admin_collect_rule(void *ctx, const struct dt_store_rule *r);
+int dt_admin_get_rule(void *ctx, const struct dt_store_rule *r);
+void dt_admin_rule_in_init(struct rule_in *in);
+int dt_admin_rule_in_from_store(void *ctx, const struct dt_store_rule *r);
+bool dt_admin_rule_in_apply(struct rule_in *in, json_t *obj, bool full, struct dt_admin_reply *rep);
+void dt_admin_options_text(struct dt_buf *out, const struct dt_rule_spec *s);
+bool dt_admin_rule_in_check(struct rule_in *in, struct dt_admin_reply *rep);
+struct dt_store_rule dt_admin_rule_in_store(const struct rule_in *in);
+
+/* write.c: one transaction, diff, lint, commit, publish; a bulk import's rows */
+void dt_admin_settle_on(struct dt_store *s, const char *retry);
+void dt_admin_start_settle(struct admin *a);
+void dt_admin_wait_settle(struct admin *a);
+int dt_admin_collect_change(void *ctx, const struct dt_store_change *c);
+void dt_admin_pending_dispose(struct pending *p);
+void dt_admin_commit_write(struct admin *a, struct dt_admin_reply *rep, struct pending *p,
+                           struct dt_live_preview *pv, bool refuse_errors, bool force, int status,
+                           json_t *extra, int64_t rule_id);
+void dt_admin_finish_write(struct admin *a, struct dt_admin_reply *rep, bool dry_run,
+                           bool refuse_errors, bool force, int status, json_t *extra,
+                           int64_t rule_id);
+bool dt_admin_begin(struct admin *a, struct dt_admin_reply *rep, const char *actor);
+
+/* imports.c: POST /api/import */
+void dt_admin_import_rules(struct admin *a, const struct dt_admin_request *req,
+                           struct dt_admin_reply *rep);
 
 #endif
