@@ -1,4 +1,4 @@
-/* Unit tests for src/rules/import.c: format names and guessing, and each converter (CSV,
+/* Unit tests for src/rules/import*.c: format names and guessing, and each converter (CSV,
  * nginx map, Netlify _redirects) line by line, its errors with line:column, whole sample
  * files against tests/data/import/ *.expected, and the examples of docs/import.md. */
 #include "rules/import.h"
