@@ -1,6 +1,8 @@
-/* fuzz_bulk: the store's bulk records (store/sqlite.c): any bytes either decode change by
+/* fuzz_bulk: the store's bulk records (store/record.c): any bytes either decode change by
  * change within their end or are refused; what decodes, encoded again, decodes the same. */
-#include "store/sqlite.c"
+#include "store/record.h"
+
+#include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -12,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dt_buf_init(&again_texts[k]);
         dt_buf_terminate(&again_texts[k]);
     }
-    struct record rec;
+    struct dt_record rec;
     memset(&rec, 0, sizeof(rec));
     const unsigned char *p = data, *end = data + size;
     size_t n = 0;
@@ -21,11 +23,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bool removed;
         struct dt_store_rule r = {0};
         const unsigned char *at = p;
-        if (!get_change(&p, end, &id, &r, &removed, texts))
+        if (!dt_record_get(&p, end, &id, &r, &removed, texts))
             break;
         if (p <= at || p > end)
             abort();
-        put_change(&rec, id, removed ? NULL : &r);
+        dt_record_put(&rec, id, removed ? NULL : &r);
         n++;
     }
     /* the changes read, written again: the same changes, and the whole of it read */
@@ -36,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int64_t id1, id2;
         bool rm1, rm2;
         struct dt_store_rule a = {0}, b = {0};
-        if (!get_change(&p2, end2, &id1, &a, &rm1, texts) ||
-            !get_change(&q, qend, &id2, &b, &rm2, again_texts))
+        if (!dt_record_get(&p2, end2, &id1, &a, &rm1, texts) ||
+            !dt_record_get(&q, qend, &id2, &b, &rm2, again_texts))
             abort();
         if (id1 != id2 || rm1 != rm2)
             abort();

@@ -1,6 +1,7 @@
 /* store/sqlite.c: the rule store in SQLite: the schema and its migrations, one numbered version
  * per write transaction, rule rows that are closed and replaced rather than updated, and the
  * reads of any version, of the history and of a transaction's pending changes. */
+#include "store/record.h"
 #include "store/store.h"
 
 #include <pthread.h>
@@ -1117,112 +1118,8 @@ int dt_store_remove(struct dt_store *s, int64_t id, struct dt_buf *err)
 
 #define BULK_CHUNK (4u << 20) /* the size of a bulk record's chunks (rows of bulk_pending) */
 
-/* A bulk record is a list of changes, in chunks that each read on their own: 'r' and a rule
- * id (removed), or 'w', a rule id, its status, created and since, then source, target,
- * options and note (the rule's new row; updated is the version's time). Numbers are
- * unsigned LEB128 varints; each text is the length of the prefix it shares with the same
- * text of the chunk's previous 'w', then the rest and a NUL (a bulk import's rules are
- * alike: a million of them take tens of megabytes less, to write and to sync). */
-struct record {
-    struct dt_buf buf;
-    size_t n;              /* the changes in buf */
-    struct dt_buf prev[4]; /* the texts of the last 'w' of the chunk */
-};
-
-static void put_varint(struct dt_buf *b, uint64_t v)
-{
-    unsigned char c[10];
-    int n = 0;
-    do {
-        c[n] = (unsigned char)(v & 0x7f);
-        v >>= 7;
-        if (v)
-            c[n] |= 0x80;
-        n++;
-    } while (v);
-    dt_buf_append(b, c, (size_t)n);
-}
-
-static void put_text(struct dt_buf *b, struct dt_buf *prev, const char *t)
-{
-    size_t len = strlen(t), same = 0;
-    while (same < len && same < prev->len && prev->ptr[same] == t[same])
-        same++;
-    put_varint(b, same);
-    dt_buf_append(b, t + same, len - same + 1);
-    prev->len = 0;
-    dt_buf_append(prev, t, len);
-}
-
-static void put_change(struct record *rec, int64_t id, const struct dt_store_rule *r)
-{
-    struct dt_buf *b = &rec->buf;
-    rec->n++;
-    dt_buf_append(b, r ? "w" : "r", 1);
-    put_varint(b, (uint64_t)id);
-    if (!r)
-        return;
-    put_varint(b, (uint64_t)r->status);
-    put_varint(b, (uint64_t)r->created);
-    put_varint(b, (uint64_t)r->since);
-    const char *text[4] = {r->source, r->target, or_empty(r->options), or_empty(r->note)};
-    for (int k = 0; k < 4; k++)
-        put_text(b, &rec->prev[k], text[k]);
-}
-
-static bool get_varint(const unsigned char **p, const unsigned char *end, uint64_t *v)
-{
-    *v = 0;
-    for (int shift = 0; *p < end && shift < 64; shift += 7) {
-        unsigned char c = *(*p)++;
-        *v |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80))
-            return true;
-    }
-    return false;
-}
-
-/* Reads one change at *p (before end) into *id and r (*removed for an 'r'; r's texts live in
- * texts, the chunk's previous ones); false when the record is damaged. */
-static bool get_change(const unsigned char **p, const unsigned char *end, int64_t *id,
-                       struct dt_store_rule *r, bool *removed, struct dt_buf texts[4])
-{
-    if (*p >= end || (**p != 'r' && **p != 'w'))
-        return false;
-    *removed = *(*p)++ == 'r';
-    uint64_t v[4];
-    if (!get_varint(p, end, &v[0]))
-        return false;
-    *id = (int64_t)v[0];
-    if (*removed)
-        return true;
-    for (int k = 1; k < 4; k++)
-        if (!get_varint(p, end, &v[k]))
-            return false;
-    r->status = (int)v[1];
-    r->created = (int64_t)v[2];
-    r->since = (int64_t)v[3];
-    for (int k = 0; k < 4; k++) {
-        uint64_t same;
-        if (!get_varint(p, end, &same) || same > texts[k].len)
-            return false;
-        const unsigned char *nul = memchr(*p, 0, (size_t)(end - *p));
-        if (!nul)
-            return false;
-        texts[k].len = (size_t)same;
-        dt_buf_append(&texts[k], *p, (size_t)(nul - *p));
-        dt_buf_terminate(&texts[k]);
-        *p = nul + 1;
-    }
-    r->source = texts[0].ptr;
-    r->target = texts[1].ptr;
-    r->options = texts[2].ptr;
-    r->note = texts[3].ptr;
-    return true;
-}
-
 /* Writes the record's chunk as a row of bulk_pending, and starts the next. */
-static int flush_chunk(struct dt_store *s, struct record *rec, struct dt_buf *err)
+static int flush_chunk(struct dt_store *s, struct dt_record *rec, struct dt_buf *err)
 {
     struct dt_buf *b = &rec->buf;
     for (int k = 0; k < 4; k++)
@@ -1399,7 +1296,7 @@ int dt_store_bulk(struct dt_store *s, const struct dt_store_rule *rules, size_t 
     /* The new rule set, in c.r's place (rule k is read before slot w <= k is written), and the
      * record of its changes. */
     out->from = dt_xmalloc((ncur + nnew + 1) * sizeof(*out->from));
-    struct record rec;
+    struct dt_record rec;
     memset(&rec, 0, sizeof(rec));
     size_t w = 0;
     for (size_t k = 0; k < ncur + nnew && rc == 0; k++) {
@@ -1407,7 +1304,7 @@ int dt_store_bulk(struct dt_store *s, const struct dt_store_rule *rules, size_t 
         bool had = k < ncur;
         if (had && last[k] < 0) {
             if (replace) {
-                put_change(&rec, old.id, NULL);
+                dt_record_put(&rec, old.id, NULL);
                 out->removed++;
             } else {
                 out->from[w] = -1;
@@ -1431,7 +1328,7 @@ int dt_store_bulk(struct dt_store *s, const struct dt_store_rule *rules, size_t 
             r.since = r.status != 307 ? 0
                       : had && old.status == 307 && old.since > 0 ? old.since : s->now;
             r.version = s->txn_version;
-            put_change(&rec, r.id, &r);
+            dt_record_put(&rec, r.id, &r);
             out->from[w] = last[k];
             c.r[w++] = r;
             if (had)
@@ -1506,7 +1403,7 @@ static int settle_chunk(struct dt_store *s, const unsigned char *p, size_t len, 
         int64_t id;
         bool removed;
         struct dt_store_rule r = {0};
-        if (!get_change(&p, end, &id, &r, &removed, texts)) {
+        if (!dt_record_get(&p, end, &id, &r, &removed, texts)) {
             rc = fail(s, err, DT_EIO, "%s: the record of bulk version %lld is damaged",
                       s->path, (long long)s->txn_version);
             break;
