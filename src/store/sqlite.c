@@ -1,8 +1,7 @@
 /* store/sqlite.c: the rule store in SQLite: the schema and its migrations, one numbered version
  * per write transaction, rule rows that are closed and replaced rather than updated, and the
  * reads of any version, of the history and of a transaction's pending changes. */
-#include "store/record.h"
-#include "store/store.h"
+#include "store/sqlite.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -107,65 +106,6 @@ static const char *const migrations[] = {
 
 /* ---- statements -------------------------------------------------------------------------- */
 
-/* The columns of a rule row, in the order read_rule expects. */
-#define COLS "rid, source, target, status, options, note, created, updated, since, v_from, row_id"
-#define O_COLS                                                                                     \
-    "o.rid, o.source, o.target, o.status, o.options, o.note, o.created, o.updated, o.since, "      \
-    "o.v_from, o.row_id"
-#define N_COLS                                                                                     \
-    "n.rid, n.source, n.target, n.status, n.options, n.note, n.created, n.updated, n.since, "      \
-    "n.v_from, n.row_id"
-#define NO_COLS "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-enum {
-    C_RID,
-    C_SOURCE,
-    C_TARGET,
-    C_STATUS,
-    C_OPTIONS,
-    C_NOTE,
-    C_CREATED,
-    C_UPDATED,
-    C_SINCE,
-    C_FROM,
-    C_ROW,
-    C_N
-};
-
-enum {
-    ST_BEGIN,
-    ST_BEGIN_READ,
-    ST_COMMIT,
-    ST_ROLLBACK,
-    ST_MAX_VERSION,
-    ST_VERSION_EXISTS,
-    ST_RID_GET,
-    ST_RID_SET,
-    ST_COUNT,
-    ST_INSERT,
-    ST_CLOSE,
-    ST_DELETE,
-    ST_REOPEN,
-    ST_GET,
-    ST_FIND,
-    ST_PREV,
-    ST_BY_ROW,
-    ST_CURRENT,
-    ST_AT,
-    ST_WRITTEN,
-    ST_CLOSED,
-    ST_WRITTEN_RIDS,
-    ST_CLOSED_RIDS,
-    ST_VERSION_ADD,
-    ST_VERSIONS,
-    ST_RULE_HISTORY,
-    ST_BULK_ANY,
-    ST_BULK_ADD,
-    ST_BULK_NEXT,
-    ST_BULK_DONE,
-    ST_VERSION_AT,
-    ST_N
-};
-
 static const char *const statement_sql[ST_N] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_BEGIN_READ] = "BEGIN",
@@ -219,39 +159,12 @@ static const char *const statement_sql[ST_N] = {
     [ST_VERSION_AT] = "SELECT at FROM versions WHERE version = ?1",
 };
 
-/* The filters of dt_store_list, as bits of the index of its cached statements. */
-enum { F_TEXT = 1, F_HOST = 2, F_STATUS = 4, F_OLDER = 8, F_N = 16 };
-
-struct dt_store {
-    sqlite3 *db;
-    char *path;
-    sqlite3_stmt *stmt[ST_N]; /* prepared on first use, kept until close */
-    sqlite3_stmt *page[F_N];  /* dt_store_list: a page, by filters */
-    sqlite3_stmt *total[F_N]; /* dt_store_list: the count, by filters */
-    int walking;              /* > 0 while a callback runs (see store.h) */
-    /* The open write transaction. */
-    bool in_txn;
-    bool broken;         /* a write failed half-way: only abort is left */
-    bool closed_rows;    /* it has closed rows of the last version */
-    int64_t txn_version; /* the version it becomes */
-    int64_t now;
-    int64_t next_rid, first_rid; /* meta's next_rid now and at begin */
-    char *actor, *comment;
-    bool wrote;          /* a write was made (or tried) */
-    bool bulk;           /* it is a bulk write: no other write, counts from bulk_n */
-    int64_t bulk_n[3];   /* a bulk write's added, changed, removed */
-    bool unsettled;      /* bulk_pending has records to write (see store.h) */
-    /* Scratch space, reused. */
-    struct dt_buf host, pattern, copy;
-    struct dt_buf error; /* the message of the last failure */
-};
 
 /* ---- errors ------------------------------------------------------------------------------ */
 
 /* Records a message for the failure (in s->error, and appended to err when given) and
  * returns code. */
-static int DT_PRINTF(4, 5)
-    fail(struct dt_store *s, struct dt_buf *err, int code, const char *fmt, ...)
+int dt_sql_fail(struct dt_store *s, struct dt_buf *err, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -274,13 +187,13 @@ static int DT_PRINTF(4, 5)
 }
 
 /* A failure of SQLite itself: DT_EIO with the path and SQLite's message. */
-static int fail_sql(struct dt_store *s, struct dt_buf *err, const char *what)
+int dt_sql_fail_sql(struct dt_store *s, struct dt_buf *err, const char *what)
 {
-    return fail(s, err, DT_EIO, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+    return dt_sql_fail(s, err, DT_EIO, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
 /* Fails a write that has already changed something: the transaction can only be aborted. */
-static int broke(struct dt_store *s, int rc)
+int dt_sql_broke(struct dt_store *s, int rc)
 {
     if (rc < 0)
         s->broken = true;
@@ -293,7 +206,7 @@ static sqlite3_stmt *prepare(struct dt_store *s, const char *sql, struct dt_buf 
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
-        fail_sql(s, err, "preparing a statement");
+        dt_sql_fail_sql(s, err, "preparing a statement");
         sqlite3_finalize(st);
         return NULL;
     }
@@ -301,7 +214,7 @@ static sqlite3_stmt *prepare(struct dt_store *s, const char *sql, struct dt_buf 
 }
 
 /* The cached statement id, prepared on first use; NULL (with the message set) on failure. */
-static sqlite3_stmt *stmt(struct dt_store *s, int id, struct dt_buf *err)
+sqlite3_stmt *dt_sql_stmt(struct dt_store *s, int id, struct dt_buf *err)
 {
     if (!s->stmt[id])
         s->stmt[id] = prepare(s, statement_sql[id], err);
@@ -309,30 +222,30 @@ static sqlite3_stmt *stmt(struct dt_store *s, int id, struct dt_buf *err)
 }
 
 /* Steps st: 1 for a row, 0 when done, DT_EIO (message set, st reset) on failure. */
-static int step(struct dt_store *s, sqlite3_stmt *st, struct dt_buf *err)
+int dt_sql_step(struct dt_store *s, sqlite3_stmt *st, struct dt_buf *err)
 {
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         return 1;
     if (rc == SQLITE_DONE)
         return 0;
-    fail_sql(s, err, "query failed");
+    dt_sql_fail_sql(s, err, "query failed");
     sqlite3_reset(st);
     return DT_EIO;
 }
 
 /* Runs a statement that returns no rows (or whose rows do not matter). */
-static int run(struct dt_store *s, sqlite3_stmt *st, struct dt_buf *err)
+int dt_sql_run(struct dt_store *s, sqlite3_stmt *st, struct dt_buf *err)
 {
-    int rc = step(s, st, err);
+    int rc = dt_sql_step(s, st, err);
     sqlite3_reset(st);
     return rc < 0 ? rc : 0;
 }
 
 /* Runs cached statement id with up to two integer parameters. */
-static int run_id(struct dt_store *s, int id, int64_t a, int64_t b, struct dt_buf *err)
+int dt_sql_run_id(struct dt_store *s, int id, int64_t a, int64_t b, struct dt_buf *err)
 {
-    sqlite3_stmt *st = stmt(s, id, err);
+    sqlite3_stmt *st = dt_sql_stmt(s, id, err);
     if (!st)
         return DT_EIO;
     int n = sqlite3_bind_parameter_count(st);
@@ -340,26 +253,26 @@ static int run_id(struct dt_store *s, int id, int64_t a, int64_t b, struct dt_bu
         sqlite3_bind_int64(st, 1, a);
     if (n >= 2)
         sqlite3_bind_int64(st, 2, b);
-    return run(s, st, err);
+    return dt_sql_run(s, st, err);
 }
 
 /* The first column of the single row of cached statement id (bound to a, if it has a
  * parameter) in *out: 1 if there was a row, 0 if none, DT_EIO. */
-static int query_int(struct dt_store *s, int id, int64_t a, int64_t *out, struct dt_buf *err)
+int dt_sql_query_int(struct dt_store *s, int id, int64_t a, int64_t *out, struct dt_buf *err)
 {
-    sqlite3_stmt *st = stmt(s, id, err);
+    sqlite3_stmt *st = dt_sql_stmt(s, id, err);
     if (!st)
         return DT_EIO;
     if (sqlite3_bind_parameter_count(st) >= 1)
         sqlite3_bind_int64(st, 1, a);
-    int rc = step(s, st, err);
+    int rc = dt_sql_step(s, st, err);
     if (rc == 1)
         *out = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return rc;
 }
 
-static const char *column_text(sqlite3_stmt *st, int col)
+const char *dt_sql_column_text(sqlite3_stmt *st, int col)
 {
     const char *p = (const char *)sqlite3_column_text(st, col);
     return p ? p : "";
@@ -367,16 +280,16 @@ static const char *column_text(sqlite3_stmt *st, int col)
 
 /* Reads the rule row at columns col.. of st into r (strings owned by st until its next step);
  * false when the row is NULL (the missing side of a change). */
-static bool read_rule(sqlite3_stmt *st, int col, struct dt_store_rule *r)
+bool dt_sql_read_rule(sqlite3_stmt *st, int col, struct dt_store_rule *r)
 {
     if (sqlite3_column_type(st, col + C_RID) == SQLITE_NULL)
         return false;
     r->id = sqlite3_column_int64(st, col + C_RID);
-    r->source = column_text(st, col + C_SOURCE);
-    r->target = column_text(st, col + C_TARGET);
+    r->source = dt_sql_column_text(st, col + C_SOURCE);
+    r->target = dt_sql_column_text(st, col + C_TARGET);
     r->status = sqlite3_column_int(st, col + C_STATUS);
-    r->options = column_text(st, col + C_OPTIONS);
-    r->note = column_text(st, col + C_NOTE);
+    r->options = dt_sql_column_text(st, col + C_OPTIONS);
+    r->note = dt_sql_column_text(st, col + C_NOTE);
     r->created = sqlite3_column_int64(st, col + C_CREATED);
     r->updated = sqlite3_column_int64(st, col + C_UPDATED);
     r->since = sqlite3_column_int64(st, col + C_SINCE);
@@ -384,7 +297,7 @@ static bool read_rule(sqlite3_stmt *st, int col, struct dt_store_rule *r)
     return true;
 }
 
-static const char *or_empty(const char *p)
+const char *dt_sql_or_empty(const char *p)
 {
     return p ? p : "";
 }
@@ -393,34 +306,34 @@ static const char *or_empty(const char *p)
 static bool same_content(sqlite3_stmt *st, const struct dt_store_rule *r)
 {
     return sqlite3_column_int(st, C_STATUS) == r->status &&
-           strcmp(column_text(st, C_SOURCE), r->source) == 0 &&
-           strcmp(column_text(st, C_TARGET), r->target) == 0 &&
-           strcmp(column_text(st, C_OPTIONS), or_empty(r->options)) == 0 &&
-           strcmp(column_text(st, C_NOTE), or_empty(r->note)) == 0;
+           strcmp(dt_sql_column_text(st, C_SOURCE), r->source) == 0 &&
+           strcmp(dt_sql_column_text(st, C_TARGET), r->target) == 0 &&
+           strcmp(dt_sql_column_text(st, C_OPTIONS), dt_sql_or_empty(r->options)) == 0 &&
+           strcmp(dt_sql_column_text(st, C_NOTE), dt_sql_or_empty(r->note)) == 0;
 }
 
 /* ---- guards ------------------------------------------------------------------------------ */
 
-static int not_walking(struct dt_store *s, const char *fn, struct dt_buf *err)
+int dt_sql_not_walking(struct dt_store *s, const char *fn, struct dt_buf *err)
 {
     if (s->walking)
-        return fail(s, err, DT_EINVAL, "%s called from a callback of the store", fn);
+        return dt_sql_fail(s, err, DT_EINVAL, "%s called from a callback of the store", fn);
     return 0;
 }
 
 /* A write must be inside an open transaction that no earlier failure broke. */
-static int need_txn(struct dt_store *s, const char *fn, struct dt_buf *err)
+int dt_sql_need_txn(struct dt_store *s, const char *fn, struct dt_buf *err)
 {
-    int rc = not_walking(s, fn, err);
+    int rc = dt_sql_not_walking(s, fn, err);
     if (rc)
         return rc;
     if (!s->in_txn)
-        return fail(s, err, DT_EINVAL, "%s: no transaction is open (dt_store_begin first)", fn);
+        return dt_sql_fail(s, err, DT_EINVAL, "%s: no transaction is open (dt_store_begin first)", fn);
     if (s->broken || sqlite3_get_autocommit(s->db))
-        return fail(s, err, DT_EIO,
+        return dt_sql_fail(s, err, DT_EIO,
                     "%s: an earlier error left the transaction incomplete: abort it", fn);
     if (s->bulk)
-        return fail(s, err, DT_EINVAL, "%s: the transaction is a bulk write's: commit it first",
+        return dt_sql_fail(s, err, DT_EINVAL, "%s: the transaction is a bulk write's: commit it first",
                     fn);
     s->wrote = true;
     return 0;
@@ -435,35 +348,35 @@ static int settled(struct dt_store *s)
 }
 
 /* The store does not parse rules (the caller has), but it keeps its rows well-formed. */
-static int check_rule(struct dt_store *s, const struct dt_store_rule *r, struct dt_buf *err)
+int dt_sql_check_rule(struct dt_store *s, const struct dt_store_rule *r, struct dt_buf *err)
 {
     if (!r || !r->source || !r->source[0] || !r->target)
-        return fail(s, err, DT_EINVAL, "a rule needs a source and a target");
+        return dt_sql_fail(s, err, DT_EINVAL, "a rule needs a source and a target");
     if (r->status != 301 && r->status != 302 && r->status != 303 && r->status != 307 &&
         r->status != 308)
-        return fail(s, err, DT_EINVAL, "rule %s: status %d is not 301, 302, 303, 307 or 308",
+        return dt_sql_fail(s, err, DT_EINVAL, "rule %s: status %d is not 301, 302, 303, 307 or 308",
                     r->source, r->status);
-    const char *field[] = {r->source, r->target, or_empty(r->options), or_empty(r->note)};
+    const char *field[] = {r->source, r->target, dt_sql_or_empty(r->options), dt_sql_or_empty(r->note)};
     static const char *const name[] = {"source", "target", "options", "note"};
     for (size_t i = 0; i < DT_ARRAY_LEN(field); i++)
         if (strlen(field[i]) > DT_STORE_TEXT_MAX)
-            return fail(s, err, DT_ELIMIT, "a rule's %s is longer than %d bytes", name[i],
+            return dt_sql_fail(s, err, DT_ELIMIT, "a rule's %s is longer than %d bytes", name[i],
                         DT_STORE_TEXT_MAX);
     return 0;
 }
 
 /* ---- opening ----------------------------------------------------------------------------- */
 
-static int exec(struct dt_store *s, const char *sql, struct dt_buf *err)
+int dt_sql_exec(struct dt_store *s, const char *sql, struct dt_buf *err)
 {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) == SQLITE_OK)
         return 0;
     int code = sqlite3_errcode(s->db);
     if (code == SQLITE_NOTADB)
-        fail(s, err, DT_EIO, "%s: not a SQLite database", s->path);
+        dt_sql_fail(s, err, DT_EIO, "%s: not a SQLite database", s->path);
     else
-        fail(s, err, DT_EIO, "%s: %s", s->path, msg ? msg : sqlite3_errstr(code));
+        dt_sql_fail(s, err, DT_EIO, "%s: %s", s->path, msg ? msg : sqlite3_errstr(code));
     sqlite3_free(msg);
     return DT_EIO;
 }
@@ -474,18 +387,18 @@ static int schema_version(struct dt_store *s, int64_t *have, struct dt_buf *err)
 {
     const int64_t newest = (int64_t)DT_ARRAY_LEN(migrations);
     sqlite3_stmt *st = prepare(s, "PRAGMA user_version", NULL);
-    int rc = st ? step(s, st, NULL) : DT_EIO;
+    int rc = st ? dt_sql_step(s, st, NULL) : DT_EIO;
     *have = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
     if (rc < 0 && sqlite3_errcode(s->db) == SQLITE_NOTADB)
-        return fail(s, err, DT_EIO, "%s: not a SQLite database", s->path);
+        return dt_sql_fail(s, err, DT_EIO, "%s: not a SQLite database", s->path);
     if (rc < 0)
-        return fail_sql(s, err, "cannot read the schema version");
+        return dt_sql_fail_sql(s, err, "cannot read the schema version");
     if (*have < 0)
-        return fail(s, err, DT_EINVAL, "%s: unknown schema version %lld", s->path,
+        return dt_sql_fail(s, err, DT_EINVAL, "%s: unknown schema version %lld", s->path,
                     (long long)*have);
     if (*have > newest)
-        return fail(s, err, DT_EINVAL,
+        return dt_sql_fail(s, err, DT_EINVAL,
                     "%s: schema version %lld is newer than this detour knows (%lld): use a "
                     "newer detour or another database",
                     s->path, (long long)*have, (long long)newest);
@@ -497,7 +410,7 @@ static int schema_version(struct dt_store *s, int64_t *have, struct dt_buf *err)
 static int migrate(struct dt_store *s, struct dt_buf *err)
 {
     const int64_t newest = (int64_t)DT_ARRAY_LEN(migrations);
-    int rc = exec(s, "BEGIN IMMEDIATE", err);
+    int rc = dt_sql_exec(s, "BEGIN IMMEDIATE", err);
     if (rc)
         return rc;
     /* Again, inside the transaction: another process may have migrated meanwhile. */
@@ -505,16 +418,16 @@ static int migrate(struct dt_store *s, struct dt_buf *err)
     if ((rc = schema_version(s, &have, err)) != 0)
         goto fail;
     for (int64_t v = have; v < newest; v++) {
-        if ((rc = exec(s, migrations[v], err)) != 0)
+        if ((rc = dt_sql_exec(s, migrations[v], err)) != 0)
             goto fail;
     }
     if (have < newest) {
         char sql[64];
         snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)newest);
-        if ((rc = exec(s, sql, err)) != 0)
+        if ((rc = dt_sql_exec(s, sql, err)) != 0)
             goto fail;
     }
-    return exec(s, "COMMIT", err);
+    return dt_sql_exec(s, "COMMIT", err);
 fail:
     if (!sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -550,9 +463,9 @@ struct dt_store *dt_store_open(const char *path, struct dt_buf *err)
                              NULL);
     if (rc != SQLITE_OK) {
         if (s->db)
-            fail(s, err, DT_EIO, "%s: cannot open: %s", path, sqlite3_errmsg(s->db));
+            dt_sql_fail(s, err, DT_EIO, "%s: cannot open: %s", path, sqlite3_errmsg(s->db));
         else
-            fail(s, err, DT_EIO, "%s: cannot open: %s", path, sqlite3_errstr(rc));
+            dt_sql_fail(s, err, DT_EIO, "%s: cannot open: %s", path, sqlite3_errstr(rc));
         goto fail;
     }
     sqlite3_extended_result_codes(s->db, 1);
@@ -567,21 +480,21 @@ struct dt_store *dt_store_open(const char *path, struct dt_buf *err)
      * dt_store_commit durable. */
     sqlite3_stmt *st = prepare(s, "PRAGMA journal_mode = WAL", NULL);
     if (!st) {
-        fail_sql(s, err, "cannot set the WAL journal");
+        dt_sql_fail_sql(s, err, "cannot set the WAL journal");
         goto fail;
     }
-    rc = step(s, st, NULL);
-    bool wal = rc == 1 && (strcmp(column_text(st, 0), "wal") == 0 ||
-                           strcmp(column_text(st, 0), "memory") == 0);
+    rc = dt_sql_step(s, st, NULL);
+    bool wal = rc == 1 && (strcmp(dt_sql_column_text(st, 0), "wal") == 0 ||
+                           strcmp(dt_sql_column_text(st, 0), "memory") == 0);
     char mode[16];
-    snprintf(mode, sizeof(mode), "%s", rc == 1 ? column_text(st, 0) : "");
+    snprintf(mode, sizeof(mode), "%s", rc == 1 ? dt_sql_column_text(st, 0) : "");
     sqlite3_finalize(st);
     if (rc < 0) {
-        fail_sql(s, err, "cannot set the WAL journal");
+        dt_sql_fail_sql(s, err, "cannot set the WAL journal");
         goto fail;
     }
     if (!wal) {
-        fail(s, err, DT_EIO, "%s: the WAL journal is not available (journal mode '%s')", path,
+        dt_sql_fail(s, err, DT_EIO, "%s: the WAL journal is not available (journal mode '%s')", path,
              mode);
         goto fail;
     }
@@ -590,11 +503,11 @@ struct dt_store *dt_store_open(const char *path, struct dt_buf *err)
              "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -%d;"
              " PRAGMA journal_size_limit = %d; PRAGMA temp_store = MEMORY;",
              CACHE_KIB, WAL_KEEP_BYTES);
-    if (exec(s, pragmas, err) != 0 || migrate(s, err) != 0)
+    if (dt_sql_exec(s, pragmas, err) != 0 || migrate(s, err) != 0)
         goto fail;
     /* A bulk write committed before a crash (or a stop) gets its rows now. */
     int64_t one = 0;
-    if ((rc = query_int(s, ST_BULK_ANY, 0, &one, err)) < 0)
+    if ((rc = dt_sql_query_int(s, ST_BULK_ANY, 0, &one, err)) < 0)
         goto fail;
     s->unsettled = rc == 1;
     if (s->unsettled && dt_store_settle(s, err) != 0)
@@ -620,7 +533,7 @@ void dt_store_abort(struct dt_store *s)
 {
     if (!s || !s->in_txn || s->walking)
         return;
-    if (!sqlite3_get_autocommit(s->db) && run_id(s, ST_ROLLBACK, 0, 0, NULL) != 0)
+    if (!sqlite3_get_autocommit(s->db) && dt_sql_run_id(s, ST_ROLLBACK, 0, 0, NULL) != 0)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     end_txn(s);
 }
@@ -654,7 +567,7 @@ const char *dt_store_error(const struct dt_store *s)
 int64_t dt_store_version(struct dt_store *s)
 {
     int64_t v = 0;
-    int rc = query_int(s, ST_MAX_VERSION, 0, &v, NULL);
+    int rc = dt_sql_query_int(s, ST_MAX_VERSION, 0, &v, NULL);
     return rc < 0 ? rc : v;
 }
 
@@ -663,7 +576,7 @@ int64_t dt_store_count(struct dt_store *s)
     int64_t n = 0;
     int rc = settled(s);
     if (rc == 0)
-        rc = query_int(s, ST_COUNT, 0, &n, NULL);
+        rc = dt_sql_query_int(s, ST_COUNT, 0, &n, NULL);
     return rc < 0 ? rc : n;
 }
 
@@ -676,24 +589,24 @@ static int read_begin(struct dt_store *s, bool *started)
     *started = false;
     if (s->in_txn || !sqlite3_get_autocommit(s->db))
         return 0;
-    int rc = run_id(s, ST_BEGIN_READ, 0, 0, NULL);
+    int rc = dt_sql_run_id(s, ST_BEGIN_READ, 0, 0, NULL);
     *started = rc == 0;
     return rc;
 }
 
 static void read_end(struct dt_store *s, bool started)
 {
-    if (started && !sqlite3_get_autocommit(s->db) && run_id(s, ST_COMMIT, 0, 0, NULL) != 0)
+    if (started && !sqlite3_get_autocommit(s->db) && dt_sql_run_id(s, ST_COMMIT, 0, 0, NULL) != 0)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* Calls fn with the rules of the rows of st (bound, not yet stepped), then resets st. */
-static int each_row(struct dt_store *s, sqlite3_stmt *st, dt_store_rule_fn fn, void *ctx)
+int dt_sql_each_row(struct dt_store *s, sqlite3_stmt *st, dt_store_rule_fn fn, void *ctx)
 {
     int rc;
-    while ((rc = step(s, st, NULL)) == 1) {
+    while ((rc = dt_sql_step(s, st, NULL)) == 1) {
         struct dt_store_rule r;
-        read_rule(st, 0, &r);
+        dt_sql_read_rule(st, 0, &r);
         s->walking++;
         rc = fn(ctx, &r);
         s->walking--;
@@ -728,10 +641,10 @@ static bool source_host(struct dt_store *s, const char *source)
 }
 
 /* Inserts a row of rule rid written by the open transaction. Returns SQLite's result code. */
-static int insert_row(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
+int dt_sql_insert_row(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
                       int64_t created, int64_t since)
 {
-    sqlite3_stmt *st = stmt(s, ST_INSERT, NULL);
+    sqlite3_stmt *st = dt_sql_stmt(s, ST_INSERT, NULL);
     if (!st)
         return SQLITE_ERROR;
     int rc = sqlite3_bind_int64(st, 1, rid);
@@ -742,8 +655,8 @@ static int insert_row(struct dt_store *s, int64_t rid, const struct dt_store_rul
         rc |= sqlite3_bind_null(st, 3);
     rc |= sqlite3_bind_text(st, 4, r->target, -1, SQLITE_STATIC);
     rc |= sqlite3_bind_int(st, 5, r->status);
-    rc |= sqlite3_bind_text(st, 6, or_empty(r->options), -1, SQLITE_STATIC);
-    rc |= sqlite3_bind_text(st, 7, or_empty(r->note), -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, 6, dt_sql_or_empty(r->options), -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, 7, dt_sql_or_empty(r->note), -1, SQLITE_STATIC);
     rc |= sqlite3_bind_int64(st, 8, created);
     rc |= sqlite3_bind_int64(st, 9, s->now);
     rc |= sqlite3_bind_int64(st, 10, since);
@@ -759,33 +672,25 @@ static int insert_row(struct dt_store *s, int64_t rid, const struct dt_store_rul
 static int source_taken(struct dt_store *s, const char *source, struct dt_buf *err)
 {
     int64_t other = 0;
-    sqlite3_stmt *st = stmt(s, ST_FIND, err);
+    sqlite3_stmt *st = dt_sql_stmt(s, ST_FIND, err);
     if (st) {
         sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
-        if (step(s, st, NULL) == 1)
+        if (dt_sql_step(s, st, NULL) == 1)
             other = sqlite3_column_int64(st, C_RID);
         sqlite3_reset(st);
     }
-    return fail(s, err, DT_EEXIST, "rule %lld already has the source %s", (long long)other, source);
+    return dt_sql_fail(s, err, DT_EEXIST, "rule %lld already has the source %s", (long long)other, source);
 }
 
 /* Ends the life of a current row in the open transaction. A row that the transaction itself
  * wrote was never part of a version, so it goes; any other is closed. */
-static int close_row(struct dt_store *s, int64_t row, int64_t v_from, struct dt_buf *err)
+int dt_sql_close_row(struct dt_store *s, int64_t row, int64_t v_from, struct dt_buf *err)
 {
     if (v_from == s->txn_version)
-        return run_id(s, ST_DELETE, row, 0, err);
+        return dt_sql_run_id(s, ST_DELETE, row, 0, err);
     s->closed_rows = true;
-    return run_id(s, ST_CLOSE, row, s->txn_version, err);
+    return dt_sql_run_id(s, ST_CLOSE, row, s->txn_version, err);
 }
-
-/* What a write knows of the row the open transaction closed for the rule, if any: the rule
- * as of the last version. */
-struct prev {
-    enum { PREV_NONE, PREV_KNOWN, PREV_LOOKUP } kind; /* none, known and differs, unknown */
-    int status;
-    int64_t since;
-};
 
 /* Makes r the current row of rule rid, which has none at the moment; created is the rule's.
  *
@@ -793,25 +698,25 @@ struct prev {
  * (S10: kept while the rule stays 307, now when it becomes 307, 0 otherwise). If it says what
  * r says, it is reopened instead, so that undoing a change inside a transaction leaves no
  * change behind. */
-static int write_current(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
+int dt_sql_write_current(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
                          int64_t created, struct prev p, struct dt_buf *err)
 {
     bool had = p.kind == PREV_KNOWN;
     int prev_status = p.status;
     int64_t prev_since = p.since;
     if (p.kind == PREV_LOOKUP) {
-        sqlite3_stmt *st = stmt(s, ST_PREV, err);
+        sqlite3_stmt *st = dt_sql_stmt(s, ST_PREV, err);
         if (!st)
             return DT_EIO;
         sqlite3_bind_int64(st, 1, rid);
         sqlite3_bind_int64(st, 2, s->txn_version);
-        int rc = step(s, st, err);
+        int rc = dt_sql_step(s, st, err);
         if (rc < 0)
             return rc;
         if (rc == 1 && same_content(st, r)) {
             int64_t row = sqlite3_column_int64(st, C_ROW);
             sqlite3_reset(st);
-            return run_id(s, ST_REOPEN, row, 0, err);
+            return dt_sql_run_id(s, ST_REOPEN, row, 0, err);
         }
         if (rc == 1) {
             had = true;
@@ -823,47 +728,47 @@ static int write_current(struct dt_store *s, int64_t rid, const struct dt_store_
     int64_t since = 0;
     if (r->status == 307)
         since = had && prev_status == 307 && prev_since > 0 ? prev_since : s->now;
-    int rc = insert_row(s, rid, r, created, since);
+    int rc = dt_sql_insert_row(s, rid, r, created, since);
     if (rc == SQLITE_DONE)
         return 0;
     if (rc == SQLITE_CONSTRAINT_UNIQUE)
         return source_taken(s, r->source, err);
-    return fail_sql(s, err, "cannot write a rule");
+    return dt_sql_fail_sql(s, err, "cannot write a rule");
 }
 
 int dt_store_begin(struct dt_store *s, int64_t now, const char *actor, const char *comment,
                    struct dt_buf *err)
 {
-    int rc = not_walking(s, "dt_store_begin", err);
+    int rc = dt_sql_not_walking(s, "dt_store_begin", err);
     if (rc)
         return rc;
     if (s->in_txn)
-        return fail(s, err, DT_EINVAL, "dt_store_begin: a transaction is already open");
+        return dt_sql_fail(s, err, DT_EINVAL, "dt_store_begin: a transaction is already open");
     if (s->unsettled && (rc = dt_store_settle(s, err)) != 0)
         return rc;
-    actor = or_empty(actor);
-    comment = or_empty(comment);
+    actor = dt_sql_or_empty(actor);
+    comment = dt_sql_or_empty(comment);
     if (strlen(actor) > DT_STORE_TEXT_MAX || strlen(comment) > DT_STORE_TEXT_MAX)
-        return fail(s, err, DT_ELIMIT, "an actor or a comment is longer than %d bytes",
+        return dt_sql_fail(s, err, DT_ELIMIT, "an actor or a comment is longer than %d bytes",
                     DT_STORE_TEXT_MAX);
-    sqlite3_stmt *st = stmt(s, ST_BEGIN, err);
+    sqlite3_stmt *st = dt_sql_stmt(s, ST_BEGIN, err);
     if (!st)
         return DT_EIO;
     if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = fail_sql(s, err, "cannot start a transaction");
+        rc = dt_sql_fail_sql(s, err, "cannot start a transaction");
         sqlite3_reset(st);
         return rc;
     }
     sqlite3_reset(st);
     int64_t current = 0, next_rid = 0;
-    if (query_int(s, ST_MAX_VERSION, 0, &current, err) < 0 ||
-        (rc = query_int(s, ST_RID_GET, 0, &next_rid, err)) < 0) {
+    if (dt_sql_query_int(s, ST_MAX_VERSION, 0, &current, err) < 0 ||
+        (rc = dt_sql_query_int(s, ST_RID_GET, 0, &next_rid, err)) < 0) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return DT_EIO;
     }
     if (rc == 0 || next_rid < 1) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        return fail(s, err, DT_EIO, "%s: the next rule id is missing from meta", s->path);
+        return dt_sql_fail(s, err, DT_EIO, "%s: the next rule id is missing from meta", s->path);
     }
     s->in_txn = true;
     s->broken = false;
@@ -881,21 +786,21 @@ int dt_store_begin(struct dt_store *s, int64_t now, const char *actor, const cha
  * straight from their indexes, so this is one merge. */
 static int count_changes(struct dt_store *s, int64_t n[3], struct dt_buf *err)
 {
-    sqlite3_stmt *w = stmt(s, ST_WRITTEN_RIDS, err), *c = stmt(s, ST_CLOSED_RIDS, err);
+    sqlite3_stmt *w = dt_sql_stmt(s, ST_WRITTEN_RIDS, err), *c = dt_sql_stmt(s, ST_CLOSED_RIDS, err);
     if (!w || !c)
         return DT_EIO;
     sqlite3_bind_int64(w, 1, s->txn_version);
     sqlite3_bind_int64(c, 1, s->txn_version);
     n[0] = n[1] = n[2] = 0;
-    int rw = step(s, w, err), rc = rw < 0 ? rw : step(s, c, err);
+    int rw = dt_sql_step(s, w, err), rc = rw < 0 ? rw : dt_sql_step(s, c, err);
     while ((rw == 1 || rc == 1) && rw >= 0 && rc >= 0) {
         int64_t a = rw == 1 ? sqlite3_column_int64(w, 0) : INT64_MAX;
         int64_t b = rc == 1 ? sqlite3_column_int64(c, 0) : INT64_MAX;
         n[a == b ? 1 : a < b ? 0 : 2]++;
         if (a <= b)
-            rw = step(s, w, err);
+            rw = dt_sql_step(s, w, err);
         if (b <= a)
-            rc = step(s, c, err);
+            rc = dt_sql_step(s, c, err);
     }
     sqlite3_reset(w);
     sqlite3_reset(c);
@@ -904,27 +809,27 @@ static int count_changes(struct dt_store *s, int64_t n[3], struct dt_buf *err)
 
 int dt_store_commit(struct dt_store *s, int64_t *version, struct dt_buf *err)
 {
-    int rc = not_walking(s, "dt_store_commit", err);
+    int rc = dt_sql_not_walking(s, "dt_store_commit", err);
     if (rc)
         return rc;
     if (!s->in_txn)
-        return fail(s, err, DT_EINVAL, "dt_store_commit: no transaction is open");
+        return dt_sql_fail(s, err, DT_EINVAL, "dt_store_commit: no transaction is open");
     if (s->broken || sqlite3_get_autocommit(s->db)) {
-        fail(s, err, DT_EIO,
+        dt_sql_fail(s, err, DT_EIO,
              "%s: an earlier error left the transaction incomplete: nothing "
              "was committed",
              s->path);
         rc = DT_EIO;
         goto fail;
     }
-    if (s->next_rid != s->first_rid && (rc = run_id(s, ST_RID_SET, s->next_rid, 0, err)) != 0)
+    if (s->next_rid != s->first_rid && (rc = dt_sql_run_id(s, ST_RID_SET, s->next_rid, 0, err)) != 0)
         goto fail;
     int64_t n[3] = {s->bulk_n[0], s->bulk_n[1], s->bulk_n[2]};
     if (!s->bulk && (rc = count_changes(s, n, err)) != 0)
         goto fail;
     bool changed = n[0] + n[1] + n[2] > 0;
     if (changed) {
-        sqlite3_stmt *st = stmt(s, ST_VERSION_ADD, err);
+        sqlite3_stmt *st = dt_sql_stmt(s, ST_VERSION_ADD, err);
         if (!st) {
             rc = DT_EIO;
             goto fail;
@@ -935,13 +840,13 @@ int dt_store_commit(struct dt_store *s, int64_t *version, struct dt_buf *err)
         sqlite3_bind_text(st, 4, s->comment, -1, SQLITE_STATIC);
         for (int i = 0; i < 3; i++)
             sqlite3_bind_int64(st, 5 + i, n[i]);
-        if ((rc = run(s, st, err)) != 0)
+        if ((rc = dt_sql_run(s, st, err)) != 0)
             goto fail;
     }
     /* The version is durable once COMMIT returns (WAL, synchronous=FULL). A bulk write's
      * commit does not also copy the WAL into the database (a checkpoint): the next commit,
      * its rows', does. */
-    sqlite3_stmt *st = stmt(s, ST_COMMIT, err);
+    sqlite3_stmt *st = dt_sql_stmt(s, ST_COMMIT, err);
     if (!st) {
         rc = DT_EIO;
         goto fail;
@@ -952,7 +857,7 @@ int dt_store_commit(struct dt_store *s, int64_t *version, struct dt_buf *err)
     if (s->bulk)
         sqlite3_wal_autocheckpoint(s->db, WAL_CHECKPOINT_PAGES);
     if (done != SQLITE_DONE) {
-        rc = fail_sql(s, err, "commit failed");
+        rc = dt_sql_fail_sql(s, err, "commit failed");
         sqlite3_reset(st);
         goto fail;
     }
@@ -970,11 +875,11 @@ fail:
 
 int dt_store_add(struct dt_store *s, const struct dt_store_rule *r, int64_t *id, struct dt_buf *err)
 {
-    int rc = need_txn(s, "dt_store_add", err);
-    if (rc || (rc = check_rule(s, r, err)) != 0)
+    int rc = dt_sql_need_txn(s, "dt_store_add", err);
+    if (rc || (rc = dt_sql_check_rule(s, r, err)) != 0)
         return rc;
     /* One statement: a failure (a source that exists) leaves the transaction as it was. */
-    rc = write_current(s, s->next_rid, r, s->now, (struct prev){PREV_NONE, 0, 0}, err);
+    rc = dt_sql_write_current(s, s->next_rid, r, s->now, (struct prev){PREV_NONE, 0, 0}, err);
     if (rc)
         return rc;
     if (id)
@@ -1005,47 +910,47 @@ static struct current read_current(struct dt_store *s, sqlite3_stmt *st)
 static int rewrite(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
                    struct current c, struct dt_buf *err)
 {
-    int rc = close_row(s, c.row, c.v_from, err);
+    int rc = dt_sql_close_row(s, c.row, c.v_from, err);
     if (rc == 0)
-        rc = write_current(s, rid, r, c.created, c.prev, err);
-    return broke(s, rc);
+        rc = dt_sql_write_current(s, rid, r, c.created, c.prev, err);
+    return dt_sql_broke(s, rc);
 }
 
 int dt_store_replace(struct dt_store *s, int64_t id, const struct dt_store_rule *r,
                      struct dt_buf *err)
 {
-    int rc = need_txn(s, "dt_store_replace", err);
-    if (rc || (rc = check_rule(s, r, err)) != 0)
+    int rc = dt_sql_need_txn(s, "dt_store_replace", err);
+    if (rc || (rc = dt_sql_check_rule(s, r, err)) != 0)
         return rc;
-    sqlite3_stmt *st = stmt(s, ST_GET, err);
+    sqlite3_stmt *st = dt_sql_stmt(s, ST_GET, err);
     if (!st)
         return DT_EIO;
     sqlite3_bind_int64(st, 1, id);
-    if ((rc = step(s, st, err)) <= 0) {
+    if ((rc = dt_sql_step(s, st, err)) <= 0) {
         sqlite3_reset(st);
-        return rc < 0 ? rc : fail(s, err, DT_ENOENT, "no rule %lld", (long long)id);
+        return rc < 0 ? rc : dt_sql_fail(s, err, DT_ENOENT, "no rule %lld", (long long)id);
     }
     if (same_content(st, r)) {
         sqlite3_reset(st);
         return 0;
     }
     struct current cur = read_current(s, st);
-    bool moved = strcmp(column_text(st, C_SOURCE), r->source) != 0;
+    bool moved = strcmp(dt_sql_column_text(st, C_SOURCE), r->source) != 0;
     sqlite3_reset(st);
     if (moved) {
         int64_t other = 0;
-        sqlite3_stmt *f = stmt(s, ST_FIND, err);
+        sqlite3_stmt *f = dt_sql_stmt(s, ST_FIND, err);
         if (!f)
             return DT_EIO;
         sqlite3_bind_text(f, 1, r->source, -1, SQLITE_STATIC);
-        rc = step(s, f, err);
+        rc = dt_sql_step(s, f, err);
         if (rc == 1)
             other = sqlite3_column_int64(f, C_RID);
         sqlite3_reset(f);
         if (rc < 0)
             return rc;
         if (rc == 1 && other != id)
-            return fail(s, err, DT_EEXIST, "rule %lld already has the source %s", (long long)other,
+            return dt_sql_fail(s, err, DT_EEXIST, "rule %lld already has the source %s", (long long)other,
                         r->source);
     }
     return rewrite(s, id, r, cur, err);
@@ -1056,20 +961,20 @@ int dt_store_put(struct dt_store *s, const struct dt_store_rule *r, int64_t *id,
 {
     if (again)
         *again = false;
-    int rc = need_txn(s, "dt_store_put", err);
-    if (rc || (rc = check_rule(s, r, err)) != 0)
+    int rc = dt_sql_need_txn(s, "dt_store_put", err);
+    if (rc || (rc = dt_sql_check_rule(s, r, err)) != 0)
         return rc;
     /* one lookup by source gives all a replace needs */
-    sqlite3_stmt *st = stmt(s, ST_FIND, err);
+    sqlite3_stmt *st = dt_sql_stmt(s, ST_FIND, err);
     if (!st)
         return DT_EIO;
     sqlite3_bind_text(st, 1, r->source, -1, SQLITE_STATIC);
-    if ((rc = step(s, st, err)) <= 0) {
+    if ((rc = dt_sql_step(s, st, err)) <= 0) {
         sqlite3_reset(st);
         if (rc < 0)
             return rc;
         struct dt_store_rule a = *r;
-        a.note = or_empty(r->note);
+        a.note = dt_sql_or_empty(r->note);
         return dt_store_add(s, &a, id, err);
     }
     int64_t rid = sqlite3_column_int64(st, C_RID);
@@ -1081,7 +986,7 @@ int dt_store_put(struct dt_store *s, const struct dt_store_rule *r, int64_t *id,
     char *note = NULL;
     if (!r->note) {
         /* the current rule's note stays: copied, as the row is read no further */
-        const char *old = column_text(st, C_NOTE);
+        const char *old = dt_sql_column_text(st, C_NOTE);
         nr.note = old[0] ? (note = dt_xstrndup(old, strlen(old))) : "";
     }
     if (same_content(st, &nr)) {
@@ -1098,556 +1003,20 @@ int dt_store_put(struct dt_store *s, const struct dt_store_rule *r, int64_t *id,
 
 int dt_store_remove(struct dt_store *s, int64_t id, struct dt_buf *err)
 {
-    int rc = need_txn(s, "dt_store_remove", err);
+    int rc = dt_sql_need_txn(s, "dt_store_remove", err);
     if (rc)
         return rc;
-    sqlite3_stmt *st = stmt(s, ST_GET, err);
+    sqlite3_stmt *st = dt_sql_stmt(s, ST_GET, err);
     if (!st)
         return DT_EIO;
     sqlite3_bind_int64(st, 1, id);
-    if ((rc = step(s, st, err)) <= 0) {
+    if ((rc = dt_sql_step(s, st, err)) <= 0) {
         sqlite3_reset(st);
-        return rc < 0 ? rc : fail(s, err, DT_ENOENT, "no rule %lld", (long long)id);
+        return rc < 0 ? rc : dt_sql_fail(s, err, DT_ENOENT, "no rule %lld", (long long)id);
     }
     int64_t row = sqlite3_column_int64(st, C_ROW), v_from = sqlite3_column_int64(st, C_FROM);
     sqlite3_reset(st);
-    return broke(s, close_row(s, row, v_from, err));
-}
-
-/* ---- bulk writes ------------------------------------------------------------------------ */
-
-#define BULK_CHUNK (4u << 20) /* the size of a bulk record's chunks (rows of bulk_pending) */
-
-/* Writes the record's chunk as a row of bulk_pending, and starts the next. */
-static int flush_chunk(struct dt_store *s, struct dt_record *rec, struct dt_buf *err)
-{
-    struct dt_buf *b = &rec->buf;
-    for (int k = 0; k < 4; k++)
-        rec->prev[k].len = 0;
-    if (!b->len)
-        return 0;
-    sqlite3_stmt *st = stmt(s, ST_BULK_ADD, err);
-    if (!st)
-        return DT_EIO;
-    sqlite3_bind_int64(st, 1, s->txn_version);
-    sqlite3_bind_int64(st, 2, (int64_t)rec->n);
-    sqlite3_bind_blob(st, 3, b->ptr, (int)b->len, SQLITE_STATIC);
-    int rc = run(s, st, err);
-    sqlite3_clear_bindings(st);
-    b->len = 0;
-    rec->n = 0;
-    return rc;
-}
-
-/* The rules of the open transaction's view, in memory (r, in order of id; room is left
- * after them for the new rules of a bulk write), found by source with a hash table built on
- * demand: a slot holds k + 1 for the rule r[k] (k < n) or for the bulk write's new source
- * number k - n. */
-struct current_set {
-    struct dt_store_rule *r;
-    size_t n, cap;
-    uint64_t *slot; /* open addressing: the hash's top 32 bits, then k + 1; 0 for empty */
-    size_t nslots;
-    struct dt_arena mem; /* the strings of r */
-};
-
-static uint64_t hash_text(const char *t)
-{
-    uint64_t h = 1469598103934665603u; /* FNV-1a */
-    for (; *t; t++)
-        h = (h ^ (unsigned char)*t) * 1099511628211u;
-    return h;
-}
-
-/* The slot of source: where it is, or the empty slot where it would go. */
-/* The slot of source: where it is, or the empty slot where it would go (*tag is what the
- * slot's top half holds for source). A slot whose tag differs is passed over without
- * reading its rule. */
-static size_t find_slot(const struct current_set *c, const struct dt_store_rule *in,
-                        const int64_t *first, const char *source, uint64_t *tag)
-{
-    uint64_t h = hash_text(source);
-    size_t mask = c->nslots - 1, i = (size_t)h & mask;
-    *tag = h & 0xffffffff00000000u;
-    for (; c->slot[i]; i = (i + 1) & mask) {
-        if ((c->slot[i] & 0xffffffff00000000u) != *tag)
-            continue;
-        size_t k = (size_t)(c->slot[i] & 0xffffffffu) - 1;
-        if (!strcmp(k < c->n ? c->r[k].source : in[first[k - c->n]].source, source))
-            break;
-    }
-    return i;
-}
-
-/* Keeps a copy of a current rule (the row's strings live until the next step). */
-static int read_all(void *ctx, const struct dt_store_rule *r)
-{
-    struct current_set *c = ctx;
-    if (c->n == c->cap) {
-        c->cap = c->cap ? 2 * c->cap : 1024;
-        c->r = dt_xrealloc(c->r, c->cap * sizeof(*c->r));
-    }
-    struct dt_store_rule *k = &c->r[c->n++];
-    *k = *r;
-    size_t ls = strlen(r->source) + 1, lt = strlen(r->target) + 1;
-    size_t lo = strlen(r->options) + 1, ln = strlen(r->note) + 1;
-    char *p = dt_arena_alloc(&c->mem, ls + lt + lo + ln);
-    k->source = memcpy(p, r->source, ls);
-    k->target = memcpy(p + ls, r->target, lt);
-    k->options = memcpy(p + ls + lt, r->options, lo);
-    k->note = memcpy(p + ls + lt + lo, r->note, ln);
-    return 0;
-}
-
-void dt_store_bulk_dispose(struct dt_store_bulk *b)
-{
-    if (!b)
-        return;
-    free(b->rules);
-    free(b->from);
-    if (b->_mem) {
-        dt_arena_dispose(b->_mem);
-        free(b->_mem);
-    }
-    memset(b, 0, sizeof(*b));
-}
-
-int dt_store_bulk(struct dt_store *s, const struct dt_store_rule *rules, size_t n, bool replace,
-                  struct dt_store_bulk *out, struct dt_buf *err)
-{
-    memset(out, 0, sizeof(*out));
-    if (s->in_txn && (s->wrote || s->bulk))
-        return fail(s, err, DT_EINVAL, "dt_store_bulk: the transaction has written already");
-    int rc = need_txn(s, "dt_store_bulk", err);
-    if (rc)
-        return rc;
-    s->wrote = false; /* not yet: a bad rule leaves the transaction as it was */
-    for (size_t i = 0; i < n; i++)
-        if ((rc = check_rule(s, &rules[i], err)) != 0)
-            return rc;
-
-    /* The rules as they are. */
-    struct current_set c = {0};
-    dt_arena_init(&c.mem, 1 << 20);
-    int64_t count = 0;
-    if ((rc = query_int(s, ST_COUNT, 0, &count, err)) < 0)
-        goto fail;
-    if ((uint64_t)count + n >= UINT32_MAX / 2) {
-        rc = fail(s, err, DT_ELIMIT, "dt_store_bulk: too many rules (%zu)", n);
-        goto fail;
-    }
-    c.cap = (size_t)count + n + 1;
-    c.r = dt_xmalloc(c.cap * sizeof(*c.r));
-    sqlite3_stmt *st = stmt(s, ST_CURRENT, err);
-    rc = st ? each_row(s, st, read_all, &c) : DT_EIO;
-    if (rc) {
-        if (rc > 0 || !err || !err->len)
-            fail(s, err, DT_EIO, "%s: cannot read the rules: %s", s->path, sqlite3_errmsg(s->db));
-        rc = DT_EIO;
-        goto fail;
-    }
-    if (c.cap < c.n + n + 1) {
-        c.cap = c.n + n + 1;
-        c.r = dt_xrealloc(c.r, c.cap * sizeof(*c.r));
-    }
-    size_t ncur = c.n, nnew = 0;
-
-    /* Which rule each of rules puts: last[k] is the last of rules to put rule k (k < ncur:
-     * c.r[k]; else the k - ncur-th new source), noted[k] the last of them with a note, -1
-     * for none. An import of the rules as exported (in order of id, each once) is seen
-     * without a lookup; any other order looks each source up. */
-    int64_t *last = dt_xmalloc((ncur + n + 1) * sizeof(*last));
-    int64_t *noted = dt_xmalloc((ncur + n + 1) * sizeof(*noted));
-    int64_t *first = dt_xmalloc((n + 1) * sizeof(*first)); /* a new source's first giver */
-    for (size_t k = 0; k < ncur + n + 1; k++)
-        last[k] = noted[k] = -1;
-    size_t same = 0;
-    while (same < n && same < ncur && !strcmp(rules[same].source, c.r[same].source))
-        same++;
-    if (same == n) {
-        for (size_t i = 0; i < n; i++) {
-            last[i] = (int64_t)i;
-            noted[i] = rules[i].note ? (int64_t)i : -1;
-        }
-    } else {
-        for (c.nslots = 1024; c.nslots < 2 * (ncur + n); c.nslots *= 2)
-            ;
-        c.slot = dt_xcalloc(c.nslots, sizeof(*c.slot));
-        uint64_t tag;
-        for (size_t k = 0; k < ncur; k++) {
-            size_t at = find_slot(&c, rules, first, c.r[k].source, &tag);
-            c.slot[at] = tag | (k + 1);
-        }
-        for (size_t i = 0; i < n; i++) {
-            size_t at = find_slot(&c, rules, first, rules[i].source, &tag);
-            if (!c.slot[at]) {
-                first[nnew] = (int64_t)i;
-                c.slot[at] = tag | (ncur + nnew++ + 1);
-            }
-            size_t k = (size_t)(c.slot[at] & 0xffffffffu) - 1;
-            last[k] = (int64_t)i;
-            if (rules[i].note)
-                noted[k] = (int64_t)i;
-        }
-    }
-    free(c.slot);
-    c.slot = NULL;
-
-    /* The new rule set, in c.r's place (rule k is read before slot w <= k is written), and the
-     * record of its changes. */
-    out->from = dt_xmalloc((ncur + nnew + 1) * sizeof(*out->from));
-    struct dt_record rec;
-    memset(&rec, 0, sizeof(rec));
-    size_t w = 0;
-    for (size_t k = 0; k < ncur + nnew && rc == 0; k++) {
-        struct dt_store_rule old = k < ncur ? c.r[k] : (struct dt_store_rule){0};
-        bool had = k < ncur;
-        if (had && last[k] < 0) {
-            if (replace) {
-                dt_record_put(&rec, old.id, NULL);
-                out->removed++;
-            } else {
-                out->from[w] = -1;
-                c.r[w++] = old;
-            }
-        } else {
-            struct dt_store_rule r = rules[last[k]];
-            /* as successive puts: a NULL note keeps the one an earlier put gave */
-            r.note = noted[k] >= 0 ? rules[noted[k]].note : had ? old.note : "";
-            r.options = or_empty(r.options);
-            if (had && old.status == r.status && !strcmp(old.target, r.target) &&
-                !strcmp(old.options, r.options) && !strcmp(old.note, r.note)) {
-                out->from[w] = -1;
-                c.r[w++] = old;
-                continue;
-            }
-            /* as write_current: since kept while it stays 307 */
-            r.id = had ? old.id : s->next_rid++;
-            r.created = had ? old.created : s->now;
-            r.updated = s->now;
-            r.since = r.status != 307 ? 0
-                      : had && old.status == 307 && old.since > 0 ? old.since : s->now;
-            r.version = s->txn_version;
-            dt_record_put(&rec, r.id, &r);
-            out->from[w] = last[k];
-            c.r[w++] = r;
-            if (had)
-                out->changed_count++;
-            else
-                out->added++;
-        }
-        if (rec.buf.len >= BULK_CHUNK)
-            rc = flush_chunk(s, &rec, err);
-    }
-    if (rc == 0)
-        rc = flush_chunk(s, &rec, err);
-    dt_buf_dispose(&rec.buf);
-    for (int k = 0; k < 4; k++)
-        dt_buf_dispose(&rec.prev[k]);
-    free(last);
-    free(noted);
-    free(first);
-    out->rules = c.r;
-    out->n = w;
-    out->_mem = dt_xmalloc(sizeof(struct dt_arena));
-    memcpy(out->_mem, &c.mem, sizeof(c.mem));
-    if (rc) {
-        dt_store_bulk_dispose(out);
-        return broke(s, rc);
-    }
-    s->wrote = s->bulk = true;
-    s->bulk_n[0] = out->added;
-    s->bulk_n[1] = out->changed_count;
-    s->bulk_n[2] = out->removed;
-    return 0;
-fail:
-    free(c.r);
-    dt_arena_dispose(&c.mem);
-    return rc;
-}
-
-/* One change of a bulk record: rule id's current row closed, r (if any) its new one. */
-static int settle_one(struct dt_store *s, int64_t id, const struct dt_store_rule *r,
-                      struct dt_buf *err)
-{
-    sqlite3_stmt *st = stmt(s, ST_GET, err);
-    if (!st)
-        return DT_EIO;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = step(s, st, err);
-    int64_t row = rc == 1 ? sqlite3_column_int64(st, C_ROW) : 0;
-    sqlite3_reset(st);
-    if (rc < 0)
-        return rc;
-    if (rc == 1 && (rc = run_id(s, ST_CLOSE, row, s->txn_version, err)) != 0)
-        return rc;
-    if (r && insert_row(s, id, r, r->created, r->since) != SQLITE_DONE)
-        return fail_sql(s, err, "cannot write a rule of a bulk version");
-    return 0;
-}
-
-/* Writes the rows of one chunk of a bulk record (of the version the transaction stands
- * for): closes each changed rule's current row and writes its new one. */
-static int settle_chunk(struct dt_store *s, const unsigned char *p, size_t len, int64_t entries,
-                        struct dt_buf *err)
-{
-    const unsigned char *end = p + len;
-    int64_t n = 0;
-    struct dt_buf texts[4];
-    for (int k = 0; k < 4; k++) {
-        dt_buf_init(&texts[k]);
-        dt_buf_terminate(&texts[k]);
-    }
-    int rc = 0;
-    while (p < end && rc == 0) {
-        int64_t id;
-        bool removed;
-        struct dt_store_rule r = {0};
-        if (!dt_record_get(&p, end, &id, &r, &removed, texts)) {
-            rc = fail(s, err, DT_EIO, "%s: the record of bulk version %lld is damaged",
-                      s->path, (long long)s->txn_version);
-            break;
-        }
-        rc = settle_one(s, id, removed ? NULL : &r, err);
-        n++;
-    }
-    if (rc == 0 && n != entries)
-        rc = fail(s, err, DT_EIO, "%s: the record of bulk version %lld is damaged (%lld changes "
-                                  "of %lld)", s->path, (long long)s->txn_version, (long long)n,
-                  (long long)entries);
-    for (int k = 0; k < 4; k++)
-        dt_buf_dispose(&texts[k]);
-    return rc;
-}
-
-int dt_store_settle(struct dt_store *s, struct dt_buf *err)
-{
-    int rc = not_walking(s, "dt_store_settle", err);
-    if (rc)
-        return rc;
-    if (s->in_txn)
-        return fail(s, err, DT_EINVAL, "dt_store_settle: a transaction is open");
-    /* another connection's bulk write is this one's to settle too */
-    int64_t one = 0;
-    if (!s->unsettled && (rc = query_int(s, ST_BULK_ANY, 0, &one, err)) <= 0)
-        return rc;
-    if ((rc = exec(s, "BEGIN IMMEDIATE", err)) != 0)
-        return rc;
-    struct dt_buf body;
-    dt_buf_init(&body);
-    for (;;) {
-        sqlite3_stmt *st = stmt(s, ST_BULK_NEXT, err);
-        if (!st) {
-            rc = DT_EIO;
-            break;
-        }
-        if ((rc = step(s, st, err)) <= 0)
-            break; /* done, or failed */
-        int64_t chunk = sqlite3_column_int64(st, 0);
-        s->txn_version = sqlite3_column_int64(st, 1);
-        int64_t entries = sqlite3_column_int64(st, 3);
-        body.len = 0;
-        dt_buf_append(&body, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2));
-        sqlite3_reset(st);
-        if ((rc = query_int(s, ST_VERSION_AT, s->txn_version, &s->now, err)) <= 0) {
-            if (rc == 0)
-                rc = fail(s, err, DT_EIO, "%s: bulk version %lld has no versions row", s->path,
-                          (long long)s->txn_version);
-            break;
-        }
-        const char *bytes = body.ptr ? body.ptr : ""; /* an empty chunk (damaged) has none */
-        if ((rc = settle_chunk(s, (const unsigned char *)bytes, body.len, entries, err)) != 0 ||
-            (rc = run_id(s, ST_BULK_DONE, chunk, 0, err)) != 0)
-            break;
-    }
-    dt_buf_dispose(&body);
-    if (rc == 0 && (rc = exec(s, "COMMIT", err)) == 0)
-        s->unsettled = false;
-    if (rc && !sqlite3_get_autocommit(s->db))
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
-}
-
-bool dt_store_unsettled(const struct dt_store *s)
-{
-    return s->unsettled;
-}
-
-/* A rollback's list of rows to close or to bring back. */
-struct rows {
-    struct row_step {
-        int64_t row, v_from; /* the row, and the version that wrote it */
-        struct prev prev;    /* for a row to bring back */
-    } * item;
-    size_t n, cap;
-};
-
-static void rows_push(struct rows *l, int64_t row, int64_t v_from, struct prev prev)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 256;
-        l->item = dt_xrealloc(l->item, l->cap * sizeof(*l->item));
-    }
-    l->item[l->n++] = (struct row_step){row, v_from, prev};
-}
-
-/* True when the rows at column 0 of a and b say the same (source, target, status, options,
- * note). */
-static bool same_rows(sqlite3_stmt *a, sqlite3_stmt *b)
-{
-    static const int text[] = {C_SOURCE, C_TARGET, C_OPTIONS, C_NOTE};
-    if (sqlite3_column_int(a, C_STATUS) != sqlite3_column_int(b, C_STATUS))
-        return false;
-    for (size_t i = 0; i < DT_ARRAY_LEN(text); i++)
-        if (strcmp(column_text(a, text[i]), column_text(b, text[i])) != 0)
-            return false;
-    return true;
-}
-
-/* Writes the rule of an old row (row) as the current row of its id. */
-static int restore_row(struct dt_store *s, int64_t row, struct prev prev, struct dt_buf *err)
-{
-    sqlite3_stmt *st = stmt(s, ST_BY_ROW, err);
-    if (!st)
-        return DT_EIO;
-    sqlite3_bind_int64(st, 1, row);
-    int rc = step(s, st, err);
-    if (rc <= 0) {
-        sqlite3_reset(st);
-        return rc < 0 ? rc : fail(s, err, DT_EIO, "%s: row %lld vanished", s->path, (long long)row);
-    }
-    /* The strings are copied: the statement is reset before the table is written. */
-    struct dt_store_rule r;
-    read_rule(st, 0, &r);
-    const char *field[] = {r.source, r.target, r.options, r.note};
-    size_t at[4];
-    s->copy.len = 0;
-    for (int i = 0; i < 4; i++) {
-        at[i] = s->copy.len;
-        dt_buf_append(&s->copy, field[i], strlen(field[i]) + 1);
-    }
-    sqlite3_reset(st);
-    r.source = s->copy.ptr + at[0];
-    r.target = s->copy.ptr + at[1];
-    r.options = s->copy.ptr + at[2];
-    r.note = s->copy.ptr + at[3];
-    return write_current(s, r.id, &r, r.created, prev, err);
-}
-
-int dt_store_rollback(struct dt_store *s, int64_t version, struct dt_buf *err)
-{
-    int rc = need_txn(s, "dt_store_rollback", err);
-    if (rc)
-        return rc;
-    int64_t one = 0;
-    if (version < 0 ||
-        (version > 0 && (rc = query_int(s, ST_VERSION_EXISTS, version, &one, err)) == 0))
-        return fail(s, err, DT_ENOENT, "no version %lld", (long long)version);
-    if (rc < 0)
-        return rc;
-
-    /* Compare the rules now with those of the version, both in order of id, and list what
-     * must go and what must come back. The table is only written once both lists are
-     * complete, and everything that goes goes first: the sources of the version's rules
-     * are then free, whatever moved between the two. */
-    struct rows gone = {0}, back = {0};
-    /* Before this, has the transaction closed rows whose rules could come back? */
-    bool closed = s->closed_rows;
-    sqlite3_stmt *cur = stmt(s, ST_CURRENT, err), *old = stmt(s, ST_AT, err);
-    if (!cur || !old)
-        return DT_EIO;
-    sqlite3_bind_int64(old, 1, version);
-    int rn = step(s, cur, err), ro = rn < 0 ? rn : step(s, old, err);
-    while ((rn == 1 || ro == 1) && rn >= 0 && ro >= 0) {
-        int64_t a = rn == 1 ? sqlite3_column_int64(cur, C_RID) : INT64_MAX;
-        int64_t b = ro == 1 ? sqlite3_column_int64(old, C_RID) : INT64_MAX;
-        if (a == b && same_rows(cur, old)) {
-            /* unchanged */
-        } else {
-            int64_t v_from = a <= b ? sqlite3_column_int64(cur, C_FROM) : 0;
-            if (a <= b)
-                rows_push(&gone, sqlite3_column_int64(cur, C_ROW), v_from,
-                          (struct prev){PREV_NONE, 0, 0});
-            /* As in dt_store_replace: a current row of the last version is the one that
-             * will be closed, and it differs. */
-            struct prev p = {closed ? PREV_LOOKUP : PREV_NONE, 0, 0};
-            if (a == b)
-                p = v_from != s->txn_version
-                        ? (struct prev){PREV_KNOWN, sqlite3_column_int(cur, C_STATUS),
-                                        sqlite3_column_int64(cur, C_SINCE)}
-                        : (struct prev){PREV_LOOKUP, 0, 0};
-            if (b <= a)
-                rows_push(&back, sqlite3_column_int64(old, C_ROW), 0, p);
-        }
-        if (a <= b)
-            rn = step(s, cur, err);
-        if (b <= a)
-            ro = step(s, old, err);
-    }
-    sqlite3_reset(cur);
-    sqlite3_reset(old);
-    rc = rn < 0 ? rn : ro < 0 ? ro : 0;
-    for (size_t i = 0; rc == 0 && i < gone.n; i++)
-        rc = broke(s, close_row(s, gone.item[i].row, gone.item[i].v_from, err));
-    for (size_t i = 0; rc == 0 && i < back.n; i++)
-        rc = broke(s, restore_row(s, back.item[i].row, back.item[i].prev, err));
-    free(gone.item);
-    free(back.item);
-    return rc;
-}
-
-/* Calls fn with the changes of version v in order of rule id: the rows it wrote merged with
- * the rows it closed. *left is the number of changes still wanted (SIZE_MAX: all), counted
- * down. Returns 0, DT_EIO, or fn's non-zero value. */
-static int walk_version(struct dt_store *s, int64_t v, int64_t at, const char *actor, size_t *left,
-                        dt_store_change_fn fn, void *ctx)
-{
-    sqlite3_stmt *w = stmt(s, ST_WRITTEN, NULL), *c = stmt(s, ST_CLOSED, NULL);
-    if (!w || !c)
-        return DT_EIO;
-    sqlite3_bind_int64(w, 1, v);
-    sqlite3_bind_int64(c, 1, v);
-    int rw = step(s, w, NULL), rc = rw < 0 ? rw : step(s, c, NULL), stop = 0;
-    while ((rw == 1 || rc == 1) && rw >= 0 && rc >= 0 && *left > 0) {
-        int64_t a = rw == 1 ? sqlite3_column_int64(w, C_RID) : INT64_MAX;
-        int64_t b = rc == 1 ? sqlite3_column_int64(c, C_RID) : INT64_MAX;
-        struct dt_store_rule old_rule, new_rule;
-        struct dt_store_change ch = {v, at, actor, NULL, NULL, NULL};
-        if (a <= b)
-            ch.new_rule = read_rule(w, 0, &new_rule) ? &new_rule : NULL;
-        if (b <= a)
-            ch.old_rule = read_rule(c, 0, &old_rule) ? &old_rule : NULL;
-        ch.kind = a == b ? "changed" : a < b ? "added" : "removed";
-        (*left)--;
-        s->walking++;
-        stop = fn(ctx, &ch);
-        s->walking--;
-        if (stop)
-            break;
-        if (a <= b)
-            rw = step(s, w, NULL);
-        if (b <= a)
-            rc = step(s, c, NULL);
-    }
-    sqlite3_reset(w);
-    sqlite3_reset(c);
-    if (stop)
-        return stop;
-    return rw < 0 ? rw : rc < 0 ? rc : 0;
-}
-
-int dt_store_pending(struct dt_store *s, dt_store_change_fn fn, void *ctx)
-{
-    int rc = not_walking(s, "dt_store_pending", NULL);
-    if (rc)
-        return rc;
-    if (!s->in_txn)
-        return fail(s, NULL, DT_EINVAL, "dt_store_pending: no transaction is open");
-    if (s->bulk)
-        return fail(s, NULL, DT_EINVAL, "dt_store_pending: a bulk write's changes are in its "
-                                        "result");
-    size_t left = SIZE_MAX;
-    return walk_version(s, s->txn_version, s->now, s->actor, &left, fn, ctx);
+    return dt_sql_broke(s, dt_sql_close_row(s, row, v_from, err));
 }
 
 /* ---- reading ----------------------------------------------------------------------------- */
@@ -1659,21 +1028,21 @@ static int get_one(struct dt_store *s, int id, const char *text, int64_t n, dt_s
     int rc = settled(s);
     if (rc)
         return rc;
-    sqlite3_stmt *st = stmt(s, id, NULL);
+    sqlite3_stmt *st = dt_sql_stmt(s, id, NULL);
     if (!st)
         return DT_EIO;
     /* Called again from its own callback: the rule the outer call shows lives in st. */
     if (sqlite3_stmt_busy(st))
-        return fail(s, NULL, DT_EINVAL, "%s called from its own callback",
+        return dt_sql_fail(s, NULL, DT_EINVAL, "%s called from its own callback",
                     id == ST_GET ? "dt_store_get" : "dt_store_find");
     if (text)
         sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
     else
         sqlite3_bind_int64(st, 1, n);
-    rc = step(s, st, NULL);
+    rc = dt_sql_step(s, st, NULL);
     if (rc == 1) {
         struct dt_store_rule r;
-        read_rule(st, 0, &r);
+        dt_sql_read_rule(st, 0, &r);
         s->walking++;
         rc = fn(ctx, &r);
         s->walking--;
@@ -1698,7 +1067,7 @@ int dt_store_find(struct dt_store *s, const char *source, dt_store_rule_fn fn, v
 
 int dt_store_each(struct dt_store *s, int64_t version, dt_store_rule_fn fn, void *ctx)
 {
-    int rc = not_walking(s, "dt_store_each", NULL);
+    int rc = dt_sql_not_walking(s, "dt_store_each", NULL);
     if (rc || (rc = settled(s)) != 0)
         return rc;
     bool started;
@@ -1706,20 +1075,20 @@ int dt_store_each(struct dt_store *s, int64_t version, dt_store_rule_fn fn, void
         return rc;
     int64_t one = 0;
     if (version < 0 ||
-        (version > 0 && (rc = query_int(s, ST_VERSION_EXISTS, version, &one, NULL)) == 0)) {
-        rc = fail(s, NULL, DT_ENOENT, "no version %lld", (long long)version);
+        (version > 0 && (rc = dt_sql_query_int(s, ST_VERSION_EXISTS, version, &one, NULL)) == 0)) {
+        rc = dt_sql_fail(s, NULL, DT_ENOENT, "no version %lld", (long long)version);
         goto done;
     }
     if (rc < 0)
         goto done;
-    sqlite3_stmt *st = stmt(s, version == 0 ? ST_CURRENT : ST_AT, NULL);
+    sqlite3_stmt *st = dt_sql_stmt(s, version == 0 ? ST_CURRENT : ST_AT, NULL);
     if (!st) {
         rc = DT_EIO;
         goto done;
     }
     if (version > 0)
         sqlite3_bind_int64(st, 1, version);
-    rc = each_row(s, st, fn, ctx);
+    rc = dt_sql_each_row(s, st, fn, ctx);
 done:
     read_end(s, started);
     return rc;
@@ -1770,7 +1139,7 @@ static void bind_named_text(sqlite3_stmt *st, const char *name, const struct dt_
 int dt_store_list(struct dt_store *s, const struct dt_store_query *q, dt_store_rule_fn fn,
                   void *ctx, int64_t *total)
 {
-    int rc = not_walking(s, "dt_store_list", NULL);
+    int rc = dt_sql_not_walking(s, "dt_store_list", NULL);
     if (rc || (rc = settled(s)) != 0)
         return rc;
     static const struct dt_store_query all = {0};
@@ -1780,7 +1149,7 @@ int dt_store_list(struct dt_store *s, const struct dt_store_query *q, dt_store_r
     if (q->text && q->text[0]) {
         filters |= F_TEXT;
         if (strlen(q->text) > DT_STORE_TEXT_MAX)
-            return fail(s, NULL, DT_ELIMIT, "a search text is longer than %d bytes",
+            return dt_sql_fail(s, NULL, DT_ELIMIT, "a search text is longer than %d bytes",
                         DT_STORE_TEXT_MAX);
         /* LIKE: '%' and '_' in the text are literal; ASCII case is ignored. */
         s->pattern.len = 0;
@@ -1795,7 +1164,7 @@ int dt_store_list(struct dt_store *s, const struct dt_store_query *q, dt_store_r
     if (q->host && q->host[0]) {
         filters |= F_HOST;
         if (strlen(q->host) > DT_STORE_TEXT_MAX)
-            return fail(s, NULL, DT_ELIMIT, "a host is longer than %d bytes", DT_STORE_TEXT_MAX);
+            return dt_sql_fail(s, NULL, DT_ELIMIT, "a host is longer than %d bytes", DT_STORE_TEXT_MAX);
         s->host.len = 0;
         dt_buf_append(&s->host, q->host, strlen(q->host));
         dt_ascii_lower(s->host.ptr, s->host.len);
@@ -1825,9 +1194,9 @@ int dt_store_list(struct dt_store *s, const struct dt_store_query *q, dt_store_r
         bind_named_int(st, ":limit",
                        q->limit == 0 || q->limit > INT64_MAX ? -1 : (int64_t)q->limit);
         if (!count) {
-            rc = each_row(s, st, fn, ctx);
+            rc = dt_sql_each_row(s, st, fn, ctx);
         } else {
-            rc = step(s, st, NULL);
+            rc = dt_sql_step(s, st, NULL);
             if (rc == 1) {
                 *total = sqlite3_column_int64(st, 0);
                 rc = 0;
@@ -1842,20 +1211,20 @@ int dt_store_list(struct dt_store *s, const struct dt_store_query *q, dt_store_r
 int dt_store_versions(struct dt_store *s, int64_t before, size_t limit, dt_store_version_fn fn,
                       void *ctx)
 {
-    int rc = not_walking(s, "dt_store_versions", NULL);
+    int rc = dt_sql_not_walking(s, "dt_store_versions", NULL);
     if (rc)
         return rc;
-    sqlite3_stmt *st = stmt(s, ST_VERSIONS, NULL);
+    sqlite3_stmt *st = dt_sql_stmt(s, ST_VERSIONS, NULL);
     if (!st)
         return DT_EIO;
     sqlite3_bind_int64(st, 1, before > 0 ? before : INT64_MAX);
     sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit);
-    while ((rc = step(s, st, NULL)) == 1) {
+    while ((rc = dt_sql_step(s, st, NULL)) == 1) {
         struct dt_store_version v = {
             .version = sqlite3_column_int64(st, 0),
             .at = sqlite3_column_int64(st, 1),
-            .actor = column_text(st, 2),
-            .comment = column_text(st, 3),
+            .actor = dt_sql_column_text(st, 2),
+            .comment = dt_sql_column_text(st, 3),
             .added = sqlite3_column_int64(st, 4),
             .changed = sqlite3_column_int64(st, 5),
             .removed = sqlite3_column_int64(st, 6),
@@ -1874,22 +1243,22 @@ int dt_store_versions(struct dt_store *s, int64_t before, size_t limit, dt_store
 static int rule_history(struct dt_store *s, int64_t id, int64_t before, size_t limit,
                         dt_store_change_fn fn, void *ctx)
 {
-    sqlite3_stmt *st = stmt(s, ST_RULE_HISTORY, NULL);
+    sqlite3_stmt *st = dt_sql_stmt(s, ST_RULE_HISTORY, NULL);
     if (!st)
         return DT_EIO;
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, before);
     sqlite3_bind_int64(st, 3, limit == SIZE_MAX || limit > INT64_MAX ? -1 : (int64_t)limit);
     int rc;
-    while ((rc = step(s, st, NULL)) == 1) {
+    while ((rc = dt_sql_step(s, st, NULL)) == 1) {
         struct dt_store_rule old_rule, new_rule;
         struct dt_store_change ch = {
             .version = sqlite3_column_int64(st, 0),
             .at = sqlite3_column_int64(st, 1),
-            .actor = column_text(st, 2),
+            .actor = dt_sql_column_text(st, 2),
         };
-        ch.old_rule = read_rule(st, 3, &old_rule) ? &old_rule : NULL;
-        ch.new_rule = read_rule(st, 3 + C_N, &new_rule) ? &new_rule : NULL;
+        ch.old_rule = dt_sql_read_rule(st, 3, &old_rule) ? &old_rule : NULL;
+        ch.new_rule = dt_sql_read_rule(st, 3 + C_N, &new_rule) ? &new_rule : NULL;
         ch.kind = !ch.old_rule ? "added" : !ch.new_rule ? "removed" : "changed";
         s->walking++;
         rc = fn(ctx, &ch);
@@ -1904,11 +1273,11 @@ static int rule_history(struct dt_store *s, int64_t id, int64_t before, size_t l
 int dt_store_history(struct dt_store *s, int64_t id, int64_t before, size_t limit,
                      dt_store_change_fn fn, void *ctx)
 {
-    int rc = not_walking(s, "dt_store_history", NULL);
+    int rc = dt_sql_not_walking(s, "dt_store_history", NULL);
     if (rc || (rc = settled(s)) != 0)
         return rc;
     if (id < 0)
-        return fail(s, NULL, DT_EINVAL, "dt_store_history: rule id %lld", (long long)id);
+        return dt_sql_fail(s, NULL, DT_EINVAL, "dt_store_history: rule id %lld", (long long)id);
     if (before <= 0)
         before = INT64_MAX;
     size_t left = limit ? limit : SIZE_MAX;
@@ -1921,16 +1290,16 @@ int dt_store_history(struct dt_store *s, int64_t id, int64_t before, size_t limi
     }
     /* Version by version, newest first, each in order of rule id; both lists come from
      * indexes, so a page of the newest changes costs only what it returns. */
-    sqlite3_stmt *vs = stmt(s, ST_VERSIONS, NULL);
+    sqlite3_stmt *vs = dt_sql_stmt(s, ST_VERSIONS, NULL);
     if (!vs) {
         rc = DT_EIO;
         goto done;
     }
     sqlite3_bind_int64(vs, 1, before);
     sqlite3_bind_int64(vs, 2, -1);
-    while (left > 0 && (rc = step(s, vs, NULL)) == 1) {
-        rc = walk_version(s, sqlite3_column_int64(vs, 0), sqlite3_column_int64(vs, 1),
-                          column_text(vs, 2), &left, fn, ctx);
+    while (left > 0 && (rc = dt_sql_step(s, vs, NULL)) == 1) {
+        rc = dt_sql_walk_version(s, sqlite3_column_int64(vs, 0), sqlite3_column_int64(vs, 1),
+                          dt_sql_column_text(vs, 2), &left, fn, ctx);
         if (rc)
             break;
     }
