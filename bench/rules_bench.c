@@ -38,8 +38,8 @@ static double measure(const struct dt_table *t, char **paths, size_t n, size_t l
     double t0 = now_ns();
     for (size_t i = 0; i < lookups; i++) {
         const char *p = paths[(i * 2654435761u) % n];
-        if (!dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, dt_str_make(p, strlen(p)),
-                            DT_STR_NULL, 0, &m))
+        if (!dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, dt_str_make(p, strlen(p)), DT_STR_NULL,
+                            0, &m))
             misses++;
     }
     double ns = (now_ns() - t0) / (double)lookups;

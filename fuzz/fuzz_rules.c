@@ -16,8 +16,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* a refusal always says why */
     if (rc == 0) {
         dt_table_finish(t);
-        static const char *const paths[] = {"/", "/a", "/a/b", "/old/url/x", "//evil", "/x",
-                                            "/users/42/posts/7", "/item/123", "/..//x"};
+        static const char *const paths[] = {
+            "/",         "/a",    "/a/b", "/old/url/x", "//evil", "/x", "/users/42/posts/7",
+            "/item/123", "/..//x"};
         static const char *const hosts[] = {"", "example.com", "a.example.com"};
         for (size_t i = 0; i < sizeof(paths) / sizeof(*paths); i++) {
             for (size_t h = 0; h < sizeof(hosts) / sizeof(*hosts); h++) {

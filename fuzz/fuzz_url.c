@@ -43,8 +43,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct dt_tpl_source src = {.splat = true, .ncaptures = 2, .nnames = 1, .names = names};
     if (dt_template_compile(text, &src, &a, &t, NULL) == 0) {
         struct dt_str caps[3] = {value, value, DT_STR_NULL};
-        struct dt_tpl_values v = {.splat = value, .named = names, .captures = caps,
-                                  .ncaptures = 3, .query = query, .keep_query = true};
+        struct dt_tpl_values v = {.splat = value,
+                                  .named = names,
+                                  .captures = caps,
+                                  .ncaptures = 3,
+                                  .query = query,
+                                  .keep_query = true};
         names[0] = value;
         size_t max = dt_template_max_len(&t, &v);
         char *out = malloc(max + 1);

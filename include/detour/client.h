@@ -85,7 +85,7 @@ struct dt_client_request {
     const char *url;            /* http:// or https://; user:password@ becomes credentials */
     const char *const *headers; /* "Name: value" */
     size_t nheaders;
-    const char *credentials;    /* "user:password" sent as Basic, to the first origin only */
+    const char *credentials; /* "user:password" sent as Basic, to the first origin only */
     struct dt_client_body body;
 };
 
@@ -112,23 +112,23 @@ struct dt_client_hsts;  /* an HSTS store (C7) */
 struct dt_client_cache; /* a permanent-redirect cache (C5) */
 
 struct dt_client_policy {
-    unsigned max_redirs;      /* default 20 */
-    bool keep_method;         /* C3: 301 and 302 keep POST */
-    bool assume_yes;          /* C4: send unsafe requests again without asking */
+    unsigned max_redirs; /* default 20 */
+    bool keep_method;    /* C3: 301 and 302 keep POST */
+    bool assume_yes;     /* C4: send unsafe requests again without asking */
     dt_client_confirm_fn confirm;
     void *confirm_ud;
-    bool allow_downgrade;     /* follow https -> http */
+    bool allow_downgrade; /* follow https -> http */
     struct dt_client_hsts *hsts;
     struct dt_client_cache *cache;
-    const char *cacert;       /* CA bundle for https (NULL: the system's) */
-    bool insecure;            /* do not verify certificates (nothing is learnt for HSTS) */
-    size_t replay_limit;      /* DT_BODY_READER bodies kept for replay: default 16 MiB */
-    long timeout_ms;          /* per transfer; 0: none */
-    const char *user_agent;   /* default "detour/VERSION" */
+    const char *cacert;     /* CA bundle for https (NULL: the system's) */
+    bool insecure;          /* do not verify certificates (nothing is learnt for HSTS) */
+    size_t replay_limit;    /* DT_BODY_READER bodies kept for replay: default 16 MiB */
+    long timeout_ms;        /* per transfer; 0: none */
+    const char *user_agent; /* default "detour/VERSION" */
     dt_client_trace_fn trace;
     void *trace_ud;
-    time_t now;               /* the time HSTS entries are judged and learnt at (C7); 0: the
-                               * wall clock when dt_client_fetch starts */
+    time_t now; /* the time HSTS entries are judged and learnt at (C7); 0: the
+                 * wall clock when dt_client_fetch starts */
 };
 
 DETOUR_API void dt_client_policy_init(struct dt_client_policy *p);
@@ -144,8 +144,7 @@ DETOUR_API void dt_client_hsts_free(struct dt_client_hsts *h);
 DETOUR_API int dt_client_hsts_load(struct dt_client_hsts *h, const char *path, time_t now);
 /* Writes the entries unexpired at now to path in the same format (atomically: a new file
  * renamed over the old one). */
-DETOUR_API int dt_client_hsts_save(const struct dt_client_hsts *h, const char *path,
-                                   time_t now);
+DETOUR_API int dt_client_hsts_save(const struct dt_client_hsts *h, const char *path, time_t now);
 /* Records what a Strict-Transport-Security value received from host over a verified HTTPS
  * connection says (RFC 6797 6.1, 8.1): max-age=0 forgets the host. IP addresses are never
  * recorded. Returns 0, or DT_CLIENT_EINVAL for a value without a valid max-age. */
@@ -178,8 +177,8 @@ struct dt_client_hop {
     char *next_url;    /* where the chain went next; NULL at its end */
     char *next_method; /* the method of the next request; NULL at the end */
     bool followed;
-    char *note;        /* why it was followed or not: "method and body kept", ... */
-    int64_t body_len;  /* body bytes sent with this request */
+    char *note;       /* why it was followed or not: "method and body kept", ... */
+    int64_t body_len; /* body bytes sent with this request */
 };
 
 struct dt_client_header {
@@ -190,11 +189,11 @@ struct dt_client_header {
 struct dt_client_result {
     struct dt_client_hop *hops; /* in order; the last one is the final answer */
     size_t nhops;
-    int status;                 /* the final status; 0 when nothing was answered */
-    char *url;                  /* the final URL */
+    int status;                       /* the final status; 0 when nothing was answered */
+    char *url;                        /* the final URL */
     struct dt_client_header *headers; /* the final answer's header fields */
     size_t nheaders;
-    char error[512];            /* when dt_client_fetch fails: what, and at which hop */
+    char error[512]; /* when dt_client_fetch fails: what, and at which hop */
 };
 
 /* Receives the final answer's body; returns 0, or nonzero to abort the transfer. */

@@ -35,9 +35,12 @@ static void list_rules(struct admin *a, const struct dt_admin_request *req,
         }
         older = (int64_t)a->now - a->opt->max_temporary_age;
     }
-    struct dt_store_query sq = {.text = has_text ? text : NULL, .host = has_host ? host : NULL,
-                                .status = (int)status, .older_than = older,
-                                .after_id = after, .limit = (size_t)limit};
+    struct dt_store_query sq = {.text = has_text ? text : NULL,
+                                .host = has_host ? host : NULL,
+                                .status = (int)status,
+                                .older_than = older,
+                                .after_id = after,
+                                .limit = (size_t)limit};
     json_t *rules = json_array();
     int64_t total = 0;
     int rc = dt_store_list(a->store, &sq, dt_admin_collect_rule, rules, &total);
@@ -51,8 +54,9 @@ static void list_rules(struct admin *a, const struct dt_admin_request *req,
     if (n == (size_t)limit && n)
         next = json_object_get(json_array_get(rules, n - 1), "id");
     json_incref(next);
-    dt_admin_reply_json(rep, 200, json_pack("{s:o,s:I,s:o}", "rules", rules, "total", (json_int_t)total,
-                                   "next_after", next));
+    dt_admin_reply_json(
+        rep, 200,
+        json_pack("{s:o,s:I,s:o}", "rules", rules, "total", (json_int_t)total, "next_after", next));
 }
 
 static bool parse_id(struct dt_str s, int64_t *id)
@@ -65,8 +69,8 @@ static json_t *parse_body(const struct dt_admin_request *req, struct dt_admin_re
     json_error_t e;
     json_t *j = json_loadb(req->body.ptr, req->body.len, JSON_REJECT_DUPLICATES, &e);
     if (!j)
-        dt_admin_reply_error(rep, 400, NULL, "invalid JSON at line %d, column %d: %s", e.line, e.column,
-                    e.text);
+        dt_admin_reply_error(rep, 400, NULL, "invalid JSON at line %d, column %d: %s", e.line,
+                             e.column, e.text);
     return j;
 }
 
@@ -83,7 +87,8 @@ static void one_rule(struct admin *a, const struct dt_admin_request *req,
         dt_admin_reply_json(rep, 200, j);
         return;
     }
-    bool put = dt_str_eq(req->method, DT_STR("PUT")), patch = dt_str_eq(req->method, DT_STR("PATCH"));
+    bool put = dt_str_eq(req->method, DT_STR("PUT")),
+         patch = dt_str_eq(req->method, DT_STR("PATCH"));
     if (dt_str_eq(req->method, DT_STR("DELETE"))) {
         if (!dt_admin_begin(a, rep, "api"))
             return;
@@ -93,18 +98,19 @@ static void one_rule(struct admin *a, const struct dt_admin_request *req,
         dt_buf_dispose(&err);
         if (rc) {
             dt_store_abort(a->store);
-            dt_admin_reply_error(rep, rc == DT_ENOENT ? 404 : 500, NULL, "no rule %lld", (long long)id);
+            dt_admin_reply_error(rep, rc == DT_ENOENT ? 404 : 500, NULL, "no rule %lld",
+                                 (long long)id);
             return;
         }
-        dt_admin_finish_write(a, rep, dry, false, false, 200, json_pack("{s:I}", "id", (json_int_t)id),
-                     0);
+        dt_admin_finish_write(a, rep, dry, false, false, 200,
+                              json_pack("{s:I}", "id", (json_int_t)id), 0);
         return;
     }
     if (!put && !patch) {
         rep->status = 405;
         dt_buf_appendf(&rep->headers, "Allow: GET, HEAD, PUT, PATCH, DELETE\r\n");
         dt_admin_reply_error(rep, 405, NULL, "%.*s is not allowed here", (int)req->method.len,
-                    req->method.ptr);
+                             req->method.ptr);
         return;
     }
     json_t *body = parse_body(req, rep);
@@ -129,14 +135,16 @@ static void one_rule(struct admin *a, const struct dt_admin_request *req,
         if (rc == DT_ENOENT)
             dt_admin_reply_error(rep, 404, NULL, "no rule %lld", (long long)id);
         else if (rc == DT_EEXIST)
-            dt_admin_reply_error(rep, 409, "source", "another rule has the source '%s'", in->source);
+            dt_admin_reply_error(rep, 409, "source", "another rule has the source '%s'",
+                                 in->source);
         else
             dt_admin_reply_error(rep, 500, NULL, "the store failed: %s", err.ptr ? err.ptr : "");
         dt_buf_dispose(&err);
         goto out;
     }
     dt_buf_dispose(&err);
-    dt_admin_finish_write(a, rep, dry, false, false, 200, json_pack("{s:I}", "id", (json_int_t)id), id);
+    dt_admin_finish_write(a, rep, dry, false, false, 200, json_pack("{s:I}", "id", (json_int_t)id),
+                          id);
 out:
     json_decref(body);
     dt_buf_dispose(&in->options);
@@ -152,7 +160,8 @@ static void create_rule(struct admin *a, const struct dt_admin_request *req,
         return;
     struct rule_in *in = dt_xmalloc(sizeof(*in));
     dt_admin_rule_in_init(in);
-    if (!dt_admin_rule_in_apply(in, body, true, rep) || !dt_admin_rule_in_check(in, rep) || !dt_admin_begin(a, rep, "api"))
+    if (!dt_admin_rule_in_apply(in, body, true, rep) || !dt_admin_rule_in_check(in, rep) ||
+        !dt_admin_begin(a, rep, "api"))
         goto out;
     struct dt_store_rule r = dt_admin_rule_in_store(in);
     int64_t id = 0;
@@ -162,14 +171,16 @@ static void create_rule(struct admin *a, const struct dt_admin_request *req,
     if (rc) {
         dt_store_abort(a->store);
         if (rc == DT_EEXIST)
-            dt_admin_reply_error(rep, 409, "source", "a rule with the source '%s' exists", in->source);
+            dt_admin_reply_error(rep, 409, "source", "a rule with the source '%s' exists",
+                                 in->source);
         else
             dt_admin_reply_error(rep, 500, NULL, "the store failed: %s", err.ptr ? err.ptr : "");
         dt_buf_dispose(&err);
         goto out;
     }
     dt_buf_dispose(&err);
-    dt_admin_finish_write(a, rep, dry, false, false, 201, json_pack("{s:I}", "id", (json_int_t)id), id);
+    dt_admin_finish_write(a, rep, dry, false, false, 201, json_pack("{s:I}", "id", (json_int_t)id),
+                          id);
     if (!dry && rep->status == 201)
         dt_buf_appendf(&rep->headers, "Location: /api/rules/%lld\r\n", (long long)id);
 out:
@@ -210,20 +221,20 @@ static void rollback(struct admin *a, const struct dt_admin_request *req,
     if (rc) {
         dt_store_abort(a->store);
         dt_admin_reply_error(rep, rc == DT_ENOENT ? 404 : 500, "version", "%s",
-                    rc == DT_ENOENT ? "no such version" : (err.ptr ? err.ptr : "failed"));
+                             rc == DT_ENOENT ? "no such version" : (err.ptr ? err.ptr : "failed"));
         dt_buf_dispose(&err);
         return;
     }
     dt_buf_dispose(&err);
     dt_admin_finish_write(a, rep, dt_admin_query_flag(req->query, "dry_run"), false, false, 200,
-                 json_pack("{s:I}", "to", (json_int_t)version), 0);
+                          json_pack("{s:I}", "to", (json_int_t)version), 0);
 }
 
 static int collect_version(void *ctx, const struct dt_store_version *v)
 {
     json_array_append_new(ctx, json_pack("{s:I,s:o,s:s,s:s,s:I,s:I,s:I}", "version",
-                                         (json_int_t)v->version, "at", dt_admin_time_json(v->at), "actor",
-                                         v->actor, "comment", v->comment, "added",
+                                         (json_int_t)v->version, "at", dt_admin_time_json(v->at),
+                                         "actor", v->actor, "comment", v->comment, "added",
                                          (json_int_t)v->added, "changed", (json_int_t)v->changed,
                                          "removed", (json_int_t)v->removed));
     return 0;
@@ -231,17 +242,16 @@ static int collect_version(void *ctx, const struct dt_store_version *v)
 
 static int collect_history(void *ctx, const struct dt_store_change *c)
 {
-    json_array_append_new(ctx, json_pack("{s:I,s:o,s:s,s:s,s:o,s:o}", "version",
-                                         (json_int_t)c->version, "at", dt_admin_time_json(c->at), "actor",
-                                         c->actor, "kind", c->kind, "old",
-                                         c->old_rule ? dt_admin_rule_json(c->old_rule) : json_null(),
-                                         "new",
-                                         c->new_rule ? dt_admin_rule_json(c->new_rule) : json_null()));
+    json_array_append_new(
+        ctx, json_pack("{s:I,s:o,s:s,s:s,s:o,s:o}", "version", (json_int_t)c->version, "at",
+                       dt_admin_time_json(c->at), "actor", c->actor, "kind", c->kind, "old",
+                       c->old_rule ? dt_admin_rule_json(c->old_rule) : json_null(), "new",
+                       c->new_rule ? dt_admin_rule_json(c->new_rule) : json_null()));
     return 0;
 }
 
-static void history(struct admin *a, const struct dt_admin_request *req,
-                    struct dt_admin_reply *rep, bool versions)
+static void history(struct admin *a, const struct dt_admin_request *req, struct dt_admin_reply *rep,
+                    bool versions)
 {
     int64_t id = 0, before = 0, limit = PAGE_DEFAULT;
     if (!dt_admin_query_int(rep, req->query, "id", 1, INT64_MAX, &id) ||
@@ -253,9 +263,9 @@ static void history(struct admin *a, const struct dt_admin_request *req,
         dt_store_versions(a->store, before, (size_t)limit, collect_version, list);
     else
         dt_store_history(a->store, id, before, (size_t)limit, collect_history, list);
-    dt_admin_reply_json(rep, 200, json_pack("{s:I,s:o}", "current",
-                                   (json_int_t)dt_store_version(a->store),
-                                   versions ? "versions" : "changes", list));
+    dt_admin_reply_json(rep, 200,
+                        json_pack("{s:I,s:o}", "current", (json_int_t)dt_store_version(a->store),
+                                  versions ? "versions" : "changes", list));
 }
 
 /* GET /api/match?url=URL&method=M: which rule answers, and the exact response. */
@@ -292,9 +302,11 @@ static void match(struct admin *a, const struct dt_admin_request *req, struct dt
     char date[29];
     dt_http_date(date, q.now);
     bool is_head = !strcmp(method, "HEAD");
-    struct dt_http_reply r = {.date = date, .method = is_head ? DT_STR("GET")
-                                                              : dt_str_make(method, strlen(method)),
-                              .head = is_head, .max_age = -1};
+    struct dt_http_reply r = {.date = date,
+                              .method =
+                                  is_head ? DT_STR("GET") : dt_str_make(method, strlen(method)),
+                              .head = is_head,
+                              .max_age = -1};
     struct dt_buf out;
     dt_buf_init(&out);
     json_t *rule = json_null();
@@ -347,13 +359,12 @@ static void health(struct admin *a, struct dt_admin_reply *rep)
 {
     pthread_mutex_lock(&a->live.mu);
     const struct dt_ruleset *rs = a->live.current;
-    json_t *j = json_pack("{s:s,s:I,s:{s:I,s:I,s:I},s:I}", "status", "ok", "version",
-                          (json_int_t)dt_store_version(a->store), "rules", "files",
-                          (json_int_t)dt_table_size(rs->files), "store",
-                          (json_int_t)a->store_count, "overlay",
-                          (json_int_t)(dt_table_size(rs->overlay) +
-                                       dt_table_size(rs->recent)), "uptime",
-                          (json_int_t)(a->now - a->started));
+    json_t *j =
+        json_pack("{s:s,s:I,s:{s:I,s:I,s:I},s:I}", "status", "ok", "version",
+                  (json_int_t)dt_store_version(a->store), "rules", "files",
+                  (json_int_t)dt_table_size(rs->files), "store", (json_int_t)a->store_count,
+                  "overlay", (json_int_t)(dt_table_size(rs->overlay) + dt_table_size(rs->recent)),
+                  "uptime", (json_int_t)(a->now - a->started));
     pthread_mutex_unlock(&a->live.mu);
     dt_admin_reply_json(rep, 200, j);
 }
@@ -365,27 +376,31 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
     struct dt_buf *b = &rep->body;
     pthread_mutex_lock(&a->live.mu);
     const struct dt_ruleset *rs = a->live.current;
-    dt_buf_appendf(b, "# HELP detour_rules Rules loaded, by where they come from.\n"
-                      "# TYPE detour_rules gauge\n"
-                      "detour_rules{source=\"files\"} %zu\n"
-                      "detour_rules{source=\"store\"} %lld\n",
+    dt_buf_appendf(b,
+                   "# HELP detour_rules Rules loaded, by where they come from.\n"
+                   "# TYPE detour_rules gauge\n"
+                   "detour_rules{source=\"files\"} %zu\n"
+                   "detour_rules{source=\"store\"} %lld\n",
                    dt_table_size(rs->files), (long long)a->store_count);
-    dt_buf_appendf(b, "# HELP detour_store_version The store's newest version.\n"
-                      "# TYPE detour_store_version gauge\ndetour_store_version %lld\n",
+    dt_buf_appendf(b,
+                   "# HELP detour_store_version The store's newest version.\n"
+                   "# TYPE detour_store_version gauge\ndetour_store_version %lld\n",
                    (long long)dt_store_version(a->store));
-    dt_buf_appendf(b, "# HELP detour_reloads_total Reloads of the rule files (SIGHUP).\n"
-                      "# TYPE detour_reloads_total counter\ndetour_reloads_total %llu\n"
-                      "# HELP detour_reload_failures_total Reloads that kept the old rules.\n"
-                      "# TYPE detour_reload_failures_total counter\n"
-                      "detour_reload_failures_total %llu\n",
+    dt_buf_appendf(b,
+                   "# HELP detour_reloads_total Reloads of the rule files (SIGHUP).\n"
+                   "# TYPE detour_reloads_total counter\ndetour_reloads_total %llu\n"
+                   "# HELP detour_reload_failures_total Reloads that kept the old rules.\n"
+                   "# TYPE detour_reload_failures_total counter\n"
+                   "detour_reload_failures_total %llu\n",
                    (unsigned long long)a->live.reloads,
                    (unsigned long long)a->live.reload_failures);
-    dt_buf_appendf(b, "# HELP detour_api_writes_total Admin API writes committed.\n"
-                      "# TYPE detour_api_writes_total counter\ndetour_api_writes_total %llu\n"
-                      "# HELP detour_publishes_total Rule sets published to the workers.\n"
-                      "# TYPE detour_publishes_total counter\ndetour_publishes_total %llu\n"
-                      "# HELP detour_merges_total Rebuilds of the store's table.\n"
-                      "# TYPE detour_merges_total counter\ndetour_merges_total %llu\n",
+    dt_buf_appendf(b,
+                   "# HELP detour_api_writes_total Admin API writes committed.\n"
+                   "# TYPE detour_api_writes_total counter\ndetour_api_writes_total %llu\n"
+                   "# HELP detour_publishes_total Rule sets published to the workers.\n"
+                   "# TYPE detour_publishes_total counter\ndetour_publishes_total %llu\n"
+                   "# HELP detour_merges_total Rebuilds of the store's table.\n"
+                   "# TYPE detour_merges_total counter\ndetour_merges_total %llu\n",
                    (unsigned long long)a->writes, (unsigned long long)a->live.publishes,
                    (unsigned long long)a->live.merges);
     pthread_mutex_unlock(&a->live.mu);
@@ -393,9 +408,9 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
         /* while a bulk import's rows are written, the count from before it */
         if (!a->settle_joinable || !atomic_load(&a->settling)) {
             dt_admin_wait_settle(a);
-            struct dt_store_query sq = {.older_than =
-                                            (int64_t)a->now - a->opt->max_temporary_age,
-                                        .status = 307, .limit = 1};
+            struct dt_store_query sq = {.older_than = (int64_t)a->now - a->opt->max_temporary_age,
+                                        .status = 307,
+                                        .limit = 1};
             json_t *tmp = json_array();
             if (dt_store_list(a->store, &sq, dt_admin_collect_rule, tmp, &a->old_temporary) != 0)
                 a->old_temporary = -1;
@@ -404,11 +419,13 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
         /* (none counted yet, when the first scrape comes while rows are written: left out
          * until the next) */
         if (a->old_temporary >= 0)
-            dt_buf_appendf(b, "# HELP detour_old_temporary_rules Store rules dt_admin_answering 307 for "
-                              "longer than --max-temporary-age (S10).\n"
-                              "# TYPE detour_old_temporary_rules gauge\n"
-                              "detour_old_temporary_rules %lld\n",
-                           (long long)a->old_temporary);
+            dt_buf_appendf(
+                b,
+                "# HELP detour_old_temporary_rules Store rules dt_admin_answering 307 for "
+                "longer than --max-temporary-age (S10).\n"
+                "# TYPE detour_old_temporary_rules gauge\n"
+                "detour_old_temporary_rules %lld\n",
+                (long long)a->old_temporary);
     }
     pthread_mutex_lock(&a->live.mu);
     struct dt_server *srv = a->live.srv;
@@ -428,8 +445,8 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
                           "dt_admin_answering rule came from (none: no rule, 404).\n"
                           "# TYPE detour_requests_by_source_total counter\n");
         for (int k = 0; k < DT_SRC_COUNT; k++)
-            dt_buf_appendf(b, "detour_requests_by_source_total{source=\"%s\"} %llu\n",
-                           srcs[k], (unsigned long long)st.source[k]);
+            dt_buf_appendf(b, "detour_requests_by_source_total{source=\"%s\"} %llu\n", srcs[k],
+                           (unsigned long long)st.source[k]);
         dt_buf_appendf(b, "# HELP detour_request_duration_seconds Time from reading a request "
                           "to its answer being ready.\n"
                           "# TYPE detour_request_duration_seconds histogram\n");
@@ -443,20 +460,23 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
                 dt_buf_appendf(b, "detour_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
                                (unsigned long long)cum);
         }
-        dt_buf_appendf(b, "detour_request_duration_seconds_sum %.9f\n"
-                          "detour_request_duration_seconds_count %llu\n",
+        dt_buf_appendf(b,
+                       "detour_request_duration_seconds_sum %.9f\n"
+                       "detour_request_duration_seconds_count %llu\n",
                        st.latency_sum_ns / 1e9, (unsigned long long)cum);
-        dt_buf_appendf(b, "# HELP detour_connections_total Connections accepted.\n"
-                          "# TYPE detour_connections_total counter\n"
-                          "detour_connections_total %llu\n",
+        dt_buf_appendf(b,
+                       "# HELP detour_connections_total Connections accepted.\n"
+                       "# TYPE detour_connections_total counter\n"
+                       "detour_connections_total %llu\n",
                        (unsigned long long)st.connections);
     }
-    dt_buf_appendf(b, "# HELP detour_admin_requests_total Admin API requests.\n"
-                      "# TYPE detour_admin_requests_total counter\n"
-                      "detour_admin_requests_total %llu\n"
-                      "# HELP detour_admin_unauthorized_total Admin API requests refused 401.\n"
-                      "# TYPE detour_admin_unauthorized_total counter\n"
-                      "detour_admin_unauthorized_total %llu\n",
+    dt_buf_appendf(b,
+                   "# HELP detour_admin_requests_total Admin API requests.\n"
+                   "# TYPE detour_admin_requests_total counter\n"
+                   "detour_admin_requests_total %llu\n"
+                   "# HELP detour_admin_unauthorized_total Admin API requests refused 401.\n"
+                   "# TYPE detour_admin_unauthorized_total counter\n"
+                   "detour_admin_unauthorized_total %llu\n",
                    (unsigned long long)a->requests, (unsigned long long)a->refused_auth);
 }
 
@@ -484,8 +504,8 @@ static bool method_in(struct dt_admin_reply *rep, struct dt_str m, const char *a
         if (*c == ' ')
             *c = ',';
     dt_buf_appendf(&rep->headers, "Allow: %s\r\n", list);
-    dt_admin_reply_error(rep, 405, NULL, "%.*s is not allowed here (allowed: %s)", (int)m.len, m.ptr,
-                allowed);
+    dt_admin_reply_error(rep, 405, NULL, "%.*s is not allowed here (allowed: %s)", (int)m.len,
+                         m.ptr, allowed);
     return false;
 }
 
@@ -508,8 +528,9 @@ static void handle_one(struct admin *a, const struct dt_admin_request *req,
     if (!dt_admin_token_ok(req->authorization, a->token)) {
         a->refused_auth++;
         dt_buf_appendf(&rep->headers, "WWW-Authenticate: Bearer realm=\"detour\"\r\n");
-        dt_admin_reply_error(rep, 401, NULL, "a valid bearer token is required (Authorization: Bearer "
-                                    "TOKEN, the token is in the token file)");
+        dt_admin_reply_error(rep, 401, NULL,
+                             "a valid bearer token is required (Authorization: Bearer "
+                             "TOKEN, the token is in the token file)");
         return;
     }
     struct dt_str p = req->path;
@@ -551,7 +572,8 @@ static void handle_one(struct admin *a, const struct dt_admin_request *req,
     } else if (p.len > 11 && !memcmp(p.ptr, "/api/rules/", 11)) {
         int64_t id;
         if (!parse_id(dt_str_make(p.ptr + 11, p.len - 11), &id)) {
-            dt_admin_reply_error(rep, 404, NULL, "no such rule: rules are /api/rules/ID with a number");
+            dt_admin_reply_error(rep, 404, NULL,
+                                 "no such rule: rules are /api/rules/ID with a number");
             return;
         }
         one_rule(a, req, rep, id);
@@ -571,8 +593,8 @@ static void handle_one(struct admin *a, const struct dt_admin_request *req,
         if (method_in(rep, req->method, "GET"))
             history(a, req, rep, false);
     } else {
-        dt_admin_reply_error(rep, 404, NULL, "no such endpoint: %.*s (see docs/admin.md)", (int)p.len,
-                    p.ptr);
+        dt_admin_reply_error(rep, 404, NULL, "no such endpoint: %.*s (see docs/admin.md)",
+                             (int)p.len, p.ptr);
     }
     if (rep->status >= 500)
         a->errors++;
@@ -671,8 +693,8 @@ static void on_tick(void *ctx, time_t now)
         free((char *)r.options);
     }
     free(ids);
-    struct pending p = {json_array(), json_array(), json_array(), NULL, 0, 0, NULL, 0, 0,
-                        false, 0, 0, 0};
+    struct pending p = {
+        json_array(), json_array(), json_array(), NULL, 0, 0, NULL, 0, 0, false, 0, 0, 0};
     dt_store_pending(a->store, dt_admin_collect_change, &p);
     int64_t version = 0;
     if (dt_store_commit(a->store, &version, &err) == 0) {
@@ -749,15 +771,20 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
     if (strcmp(o->db_path, ":memory:") != 0) {
         a->settle_store = dt_store_open(o->db_path, &err);
         if (!a->settle_store) {
-            dt_log(DT_LOG_WARN, "no connection to the store for bulk imports' rows (%s): the "
-                                "admin thread writes them", err.ptr ? err.ptr : "");
+            dt_log(DT_LOG_WARN,
+                   "no connection to the store for bulk imports' rows (%s): the "
+                   "admin thread writes them",
+                   err.ptr ? err.ptr : "");
             err.len = 0;
         }
     }
     cfg->initial = a->live.current;
     cfg->initial_load_ms = dt_now_ms() - t0;
-    cfg->hooks = (struct dt_server_hooks){.ctx = a, .started = on_started, .reload = on_reload,
-                                          .stopping = on_stopping, .admin = handle,
+    cfg->hooks = (struct dt_server_hooks){.ctx = a,
+                                          .started = on_started,
+                                          .reload = on_reload,
+                                          .stopping = on_stopping,
+                                          .admin = handle,
                                           .tick = on_tick};
     status = dt_server_run(cfg);
     dt_admin_wait_settle(a);

@@ -125,8 +125,7 @@ static int fill_store(struct dt_table *t, struct dt_store *s, int64_t version, a
     return 0;
 }
 
-int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version,
-                       struct dt_buf *err)
+int dt_live_fill_store(struct dt_table *t, struct dt_store *s, int64_t version, struct dt_buf *err)
 {
     return fill_store(t, s, version, NULL, err);
 }
@@ -150,8 +149,8 @@ struct dt_table *dt_live_store_table(struct dt_store *s, int64_t version, struct
     return store_table(s, version, NULL, err);
 }
 
-struct dt_table *dt_live_table_of(const struct dt_store_rule *rules, size_t n,
-                                  const int64_t *from, const struct dt_rule_spec *specs,
+struct dt_table *dt_live_table_of(const struct dt_store_rule *rules, size_t n, const int64_t *from,
+                                  const struct dt_rule_spec *specs,
                                   void (*bad)(void *ctx, int64_t from, const struct dt_diag *d),
                                   void *bad_ctx)
 {
@@ -210,8 +209,7 @@ static bool has_id(const struct dt_table *t, int64_t id)
  * table is published; not those of ids that table except has (their hits go there). Hits
  * counted on the old table after this, until the publish, are lost: a few at most. */
 static void carry_hits(const struct dt_table *ot, const struct dt_hits *oh,
-                       const struct dt_table *nt, struct dt_hits *nh,
-                       const struct dt_table *except)
+                       const struct dt_table *nt, struct dt_hits *nh, const struct dt_table *except)
 {
     if (!ot || !oh || !nt || !nh)
         return;
@@ -337,8 +335,7 @@ static void refresh_hits(struct live *l)
         /* a fold: the recent table's counts go to the overlay with the overlay's own; after
          * a merge, the rules the store table lacks (added since the version it was built
          * from) keep theirs in the overlay (the others' went to the store table) */
-        l->overlay_hits = l->overlay ? dt_hits_new(dt_table_size(l->overlay), l->nworkers)
-                                     : NULL;
+        l->overlay_hits = l->overlay ? dt_hits_new(dt_table_size(l->overlay), l->nworkers) : NULL;
         const struct dt_table *except = new_store ? l->store_t : NULL;
         if (old && l->overlay) {
             carry_hits(old->overlay, old->hits[2], l->overlay, l->overlay_hits, except);
@@ -526,9 +523,9 @@ int dt_live_preview(struct live *l, const struct change *c, size_t n, bool whole
         }
         nrecent++;
         pv->fresh[k] = true;
-        pv->changes[k++] = (struct change){
-            c[j].id, c[j].version, c[j].line ? dt_xstrndup(c[j].line, strlen(c[j].line)) : NULL,
-            true};
+        pv->changes[k++] =
+            (struct change){c[j].id, c[j].version,
+                            c[j].line ? dt_xstrndup(c[j].line, strlen(c[j].line)) : NULL, true};
         j++;
     }
     pv->nchanges = k;
@@ -645,8 +642,8 @@ void dt_live_apply(struct live *l, const struct change *c, size_t n)
 
 /* Adds the store ids of t's rules promoted by now to ids; returns the earliest promotion
  * still to come (INT64_MAX for none). Rules hidden in the store table are skipped. */
-static int64_t scan_due(const struct dt_table *t, const uint64_t *hidden, time_t now,
-                        int64_t **ids, size_t *n, size_t *cap)
+static int64_t scan_due(const struct dt_table *t, const uint64_t *hidden, time_t now, int64_t **ids,
+                        size_t *n, size_t *cap)
 {
     int64_t next = INT64_MAX;
     for (size_t i = 0; i < dt_table_size(t); i++) {
@@ -680,8 +677,8 @@ size_t dt_live_due(struct live *l, time_t now, int64_t **ids)
         return 0;
     size_t n = 0, cap = 0;
     int64_t a = scan_due(l->store_t, l->hidden, now, ids, &n, &cap);
-    int64_t b = l->overlay ? scan_due(l->overlay, l->hidden_overlay, now, ids, &n, &cap)
-                           : INT64_MAX;
+    int64_t b =
+        l->overlay ? scan_due(l->overlay, l->hidden_overlay, now, ids, &n, &cap) : INT64_MAX;
     int64_t c = l->recent ? scan_due(l->recent, NULL, now, ids, &n, &cap) : INT64_MAX;
     l->next_due = a < b ? a : b;
     if (c < l->next_due)
@@ -720,8 +717,10 @@ int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_s
     if (strcmp(db_path, ":memory:") != 0) {
         l->merge_store = dt_store_open(db_path, err);
         if (!l->merge_store) {
-            dt_log(DT_LOG_WARN, "no second connection to the store (%s): merging in the "
-                                "admin thread", err->ptr ? err->ptr : "");
+            dt_log(DT_LOG_WARN,
+                   "no second connection to the store (%s): merging in the "
+                   "admin thread",
+                   err->ptr ? err->ptr : "");
             err->len = 0;
         }
     }

@@ -22,8 +22,7 @@ void dt_log(enum dt_log_level level, const char *fmt, ...)
     char line[2048];
     char stamp[21];
     dt_fmt_rfc3339(stamp, dt_wall_now());
-    int n = snprintf(line, sizeof(line), "%s detour[%d] %s: ", stamp, (int)getpid(),
-                     names[level]);
+    int n = snprintf(line, sizeof(line), "%s detour[%d] %s: ", stamp, (int)getpid(), names[level]);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

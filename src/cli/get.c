@@ -247,10 +247,10 @@ static void print_json(const struct dt_client_result *r, int rc)
     for (size_t i = 0; i < r->nheaders; i++)
         json_array_append_new(headers, json_pack("[oo]", json_text(r->headers[i].name),
                                                  json_text(r->headers[i].value)));
-    json_t *doc = json_pack("{s:o, s:o, s:o, s:o, s:o}", "hops", hops, "status",
-                            r->status ? json_integer(r->status) : json_null(), "url",
-                            json_text(r->url), "headers", headers, "error",
-                            rc ? json_text(r->error) : json_null());
+    json_t *doc =
+        json_pack("{s:o, s:o, s:o, s:o, s:o}", "hops", hops, "status",
+                  r->status ? json_integer(r->status) : json_null(), "url", json_text(r->url),
+                  "headers", headers, "error", rc ? json_text(r->error) : json_null());
     json_dumpf(doc, stdout, JSON_INDENT(2));
     fputc('\n', stdout);
     json_decref(doc);
@@ -393,8 +393,8 @@ int dt_cmd_get(int argc, char **argv)
                 dt_buf_append(&body, data[i], strlen(data[i]));
             }
         }
-        req.body = (struct dt_client_body){.kind = DT_BODY_MEMORY, .data = body.ptr ? body.ptr : "",
-                                           .len = body.len};
+        req.body = (struct dt_client_body){
+            .kind = DT_BODY_MEMORY, .data = body.ptr ? body.ptr : "", .len = body.len};
     }
     if (ndata) {
         /* as curl does for -d */

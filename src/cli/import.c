@@ -1,6 +1,6 @@
 /* import: `detour import --from FORMAT FILE`, foreign redirect lists in detour's syntax. */
-#include "cli/cli.h"
 #include "rules/import.h"
+#include "cli/cli.h"
 #include "rules/rules.h"
 
 #include <errno.h>

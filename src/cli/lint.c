@@ -62,15 +62,15 @@ static void print_json(const struct dt_lint_report *r, size_t rules)
     json_t *items = json_array();
     for (size_t i = 0; i < r->n; i++) {
         const struct dt_lint_finding *f = &r->findings[i];
-        json_array_append_new(
-            items, json_pack("{s:o, s:o, s:s, s:s, s:s}", "file",
-                             f->file ? json_string(f->file) : json_null(), "line",
-                             f->line ? json_integer(f->line) : json_null(), "severity",
-                             f->severity == DT_LINT_ERROR ? "error" : "warning", "kind", f->kind,
-                             "message", f->message));
+        json_array_append_new(items,
+                              json_pack("{s:o, s:o, s:s, s:s, s:s}", "file",
+                                        f->file ? json_string(f->file) : json_null(), "line",
+                                        f->line ? json_integer(f->line) : json_null(), "severity",
+                                        f->severity == DT_LINT_ERROR ? "error" : "warning", "kind",
+                                        f->kind, "message", f->message));
     }
-    json_t *doc = json_pack("{s:o, s:I, s:i, s:i}", "findings", items, "rules",
-                            (json_int_t)rules, "errors", r->errors, "warnings", r->warnings);
+    json_t *doc = json_pack("{s:o, s:I, s:i, s:i}", "findings", items, "rules", (json_int_t)rules,
+                            "errors", r->errors, "warnings", r->warnings);
     json_dumpf(doc, stdout, JSON_INDENT(2));
     fputc('\n', stdout);
     json_decref(doc);

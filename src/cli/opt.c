@@ -22,8 +22,8 @@ int dt_opt_size(const char *cmd, const char *opt, const char *val, uint64_t min,
     int rc = dt_parse_size(val, max, out);
     if (rc == 0 && *out >= min)
         return 0;
-    dt_usage_error(cmd, "%s: '%s' is not a size from %llu to %llu bytes (suffixes k, m, g)",
-                   opt, val, (unsigned long long)min, (unsigned long long)max);
+    dt_usage_error(cmd, "%s: '%s' is not a size from %llu to %llu bytes (suffixes k, m, g)", opt,
+                   val, (unsigned long long)min, (unsigned long long)max);
     return DT_EINVAL;
 }
 
@@ -56,8 +56,7 @@ int dt_cli_load_rules(struct dt_table *t, const char *path, const char *format,
 {
     enum dt_rule_format f = dt_rule_format_guess(path);
     if (format && dt_rule_format_parse(format, &f) != 0) {
-        dt_usage_error("lint", "--rules-format: '%s' is not detour, csv, nginx or netlify",
-                       format);
+        dt_usage_error("lint", "--rules-format: '%s' is not detour, csv, nginx or netlify", format);
         return DT_EINVAL;
     }
     return dt_table_load_file_as(t, path, (int)f, 0, errs);

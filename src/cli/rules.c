@@ -401,14 +401,16 @@ static int set_server(struct client *c, const char *server)
     if (!strncmp(server, "unix:", 5) || server[0] == '/' || server[0] == '.') {
         const char *path = strncmp(server, "unix:", 5) ? server : server + 5;
         if (!*path)
-            return dt_rcli_usage(NULL, "--server: unix: needs a socket's path (unix:/run/detour.sock)");
+            return dt_rcli_usage(NULL,
+                                 "--server: unix: needs a socket's path (unix:/run/detour.sock)");
         c->socket_path = dt_xstrndup(path, strlen(path));
         c->base = dt_xstrndup("http://localhost", 16);
         return 0;
     }
     const char *sep = strstr(server, "://");
     if (sep && strncmp(server, "http://", 7) && strncmp(server, "https://", 8))
-        return dt_rcli_usage(NULL, "--server: '%.*s' is not http://, https:// or unix:", SHOWN_MAX, server);
+        return dt_rcli_usage(NULL, "--server: '%.*s' is not http://, https:// or unix:", SHOWN_MAX,
+                             server);
     if (!*server || (sep && !sep[3]))
         return dt_rcli_usage(NULL, "--server: no address");
     struct dt_buf b;
@@ -520,7 +522,7 @@ int dt_cmd_rules(int argc, char **argv)
     }
     if (optind >= argc)
         return dt_rcli_usage(NULL, "which command? list, get, add, set, rm, import, export, match, "
-                           "history, versions or rollback");
+                                   "history, versions or rollback");
     const struct command *cmd = NULL;
     for (size_t i = 0; i < DT_ARRAY_LEN(commands); i++)
         if (!strcmp(argv[optind], commands[i].name))
@@ -531,9 +533,9 @@ int dt_cmd_rules(int argc, char **argv)
             return DT_EXIT_OK;
         }
         return dt_rcli_usage(NULL,
-                     "unknown command '%.*s' (list, get, add, set, rm, import, export, "
-                     "match, history, versions, rollback)",
-                     SHOWN_MAX, argv[optind]);
+                             "unknown command '%.*s' (list, get, add, set, rm, import, export, "
+                             "match, history, versions, rollback)",
+                             SHOWN_MAX, argv[optind]);
     }
     dt_rcli_current = cmd;
     /* The command's options and arguments, in any order; the global options too. */

@@ -116,28 +116,28 @@ static void pct_decode(char *s)
 
 /* What the chain does after the answer whose head just arrived. */
 struct decision {
-    bool made;        /* a final (non-1xx) head arrived */
-    bool follow;      /* go on to next; else this answer ends the chain */
-    int code;         /* when it ends: 0, or the DT_CLIENT_E* it ends with */
+    bool made;   /* a final (non-1xx) head arrived */
+    bool follow; /* go on to next; else this answer ends the chain */
+    int code;    /* when it ends: 0, or the DT_CLIENT_E* it ends with */
     struct plan plan;
-    struct dt_buf next; /* the resolved Location */
+    struct dt_buf next;     /* the resolved Location */
     struct dt_buf upgraded; /* next as HSTS makes it (https), when it does */
-    char note[512];   /* for the hop */
-    char error[512];  /* for the result when code != 0 */
+    char note[512];         /* for the hop */
+    char error[512];        /* for the result when code != 0 */
 };
 
 struct chain {
     const struct dt_client_policy *p;
     struct dt_client_result *res;
-    struct dt_buf url;      /* the current URL, NUL-terminated */
+    struct dt_buf url; /* the current URL, NUL-terminated */
     char method[64];
     struct strings headers; /* the request's header lines, as they stand now */
     char *authorization;    /* "Authorization: Basic ..." from credentials, until dropped */
     struct body_src body;
     bool has_body;
-    struct strings seen;    /* requests already made, for loop detection */
-    unsigned redirects;     /* followed so far */
-    struct decision d;      /* for the transfer under way */
+    struct strings seen; /* requests already made, for loop detection */
+    unsigned redirects;  /* followed so far */
+    struct decision d;   /* for the transfer under way */
 };
 
 static int fail(struct chain *c, int code, const char *fmt, ...) DT_PRINTF(3, 4);
@@ -160,8 +160,10 @@ static void note(struct chain *c, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    c->p->trace(c->p->trace_ud, '*', line, n < 0 ? 0 : (size_t)n < sizeof(line) ? (size_t)n :
-                                                                             sizeof(line) - 1);
+    c->p->trace(c->p->trace_ud, '*', line,
+                n < 0                      ? 0
+                : (size_t)n < sizeof(line) ? (size_t)n
+                                           : sizeof(line) - 1);
 }
 
 static struct dt_client_hop *add_hop(struct chain *c, enum dt_client_hop_kind kind, int status)
@@ -453,8 +455,7 @@ static bool decide(void *ud, struct xfer_response *x)
         if (!encoded) {
             snprintf(why, sizeof(why), "not followed: Location '%s' is not a valid URI (%s)", a,
                      diag.msg);
-            return stop(d, DT_CLIENT_EREFUSED, why, "%d from %s: %s", x->status, c->url.ptr,
-                        why);
+            return stop(d, DT_CLIENT_EREFUSED, why, "%d from %s: %s", x->status, c->url.ptr, why);
         }
     }
     /* C7: a known host's http:// is planned as the https:// it becomes (the internal 307

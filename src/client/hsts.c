@@ -113,8 +113,7 @@ bool dt_client_hsts_known(const struct dt_client_hsts *h, const char *host, time
     }
 }
 
-int dt_client_hsts_learn(struct dt_client_hsts *h, const char *host, const char *value,
-                         time_t now)
+int dt_client_hsts_learn(struct dt_client_hsts *h, const char *host, const char *value, time_t now)
 {
     char name[256];
     if (!normalize(host, name, sizeof(name)))

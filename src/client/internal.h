@@ -26,14 +26,14 @@ bool dt_client_same_origin(const struct origin *a, const struct origin *b);
 
 /* What to do with a 3xx that has a Location. */
 struct plan {
-    bool follow;          /* false: refusal says why, the 3xx is final */
-    const char *refusal;  /* static text */
-    const char *method;   /* the next request's method (static or the current one) */
-    bool keep_body;       /* send the same body again (C1) */
+    bool follow;            /* false: refusal says why, the 3xx is final */
+    const char *refusal;    /* static text */
+    const char *method;     /* the next request's method (static or the current one) */
+    bool keep_body;         /* send the same body again (C1) */
     bool drop_body_headers; /* the body is gone: Content-Type and the like go too (C2) */
-    bool needs_confirm;   /* an unsafe method would be sent again (C4) */
-    bool origin_changed;  /* credentials must not follow */
-    const char *note;     /* static text for the hop */
+    bool needs_confirm;     /* an unsafe method would be sent again (C4) */
+    bool origin_changed;    /* credentials must not follow */
+    const char *note;       /* static text for the hop */
 };
 
 /* Decides what a redirect means for the next request: status (301, 302, 303, 307 or 308),
@@ -96,18 +96,18 @@ struct xfer_response {
     int status;
     struct dt_client_header *headers;
     size_t nheaders, cap_headers;
-    char *location;            /* first Location field: location_len bytes (a NUL in it is
-                                * kept, and ends nothing) */
+    char *location; /* first Location field: location_len bytes (a NUL in it is
+                     * kept, and ends nothing) */
     size_t location_len;
-    char *location_other;      /* a later Location field with another value, or NULL */
+    char *location_other; /* a later Location field with another value, or NULL */
     size_t location_other_len;
-    char *sts;                 /* first Strict-Transport-Security field */
-    bool deliver;              /* the body goes to write (a final answer), else is dropped */
+    char *sts;    /* first Strict-Transport-Security field */
+    bool deliver; /* the body goes to write (a final answer), else is dropped */
     /* Called when a head is complete (status >= 200): true if this answer is final, so
      * that its body goes to write; false if the chain goes on and it is dropped. */
     bool (*decide)(void *ud, struct xfer_response *r);
     void *decide_ud;
-    dt_client_write_fn write;  /* where a final answer's body goes */
+    dt_client_write_fn write; /* where a final answer's body goes */
     void *write_ud;
     bool write_failed;
     char error[CURL_ERROR_SIZE];

@@ -13,15 +13,24 @@ const char *dt_client_reason(int status)
 const char *dt_client_strerror(int code)
 {
     switch (code) {
-    case 0: return "success";
-    case DT_CLIENT_ENOMEM: return "out of memory";
-    case DT_CLIENT_EINVAL: return "invalid argument";
-    case DT_CLIENT_ETRANSFER: return "transfer failed";
-    case DT_CLIENT_EREFUSED: return "redirect refused by policy";
-    case DT_CLIENT_ELOOP: return "redirect loop";
-    case DT_CLIENT_ETOOMANY: return "too many redirects";
-    case DT_CLIENT_EREPLAY: return "the request body cannot be sent again";
-    case DT_CLIENT_EIO: return "input/output error";
+    case 0:
+        return "success";
+    case DT_CLIENT_ENOMEM:
+        return "out of memory";
+    case DT_CLIENT_EINVAL:
+        return "invalid argument";
+    case DT_CLIENT_ETRANSFER:
+        return "transfer failed";
+    case DT_CLIENT_EREFUSED:
+        return "redirect refused by policy";
+    case DT_CLIENT_ELOOP:
+        return "redirect loop";
+    case DT_CLIENT_ETOOMANY:
+        return "too many redirects";
+    case DT_CLIENT_EREPLAY:
+        return "the request body cannot be sent again";
+    case DT_CLIENT_EIO:
+        return "input/output error";
     }
     return "unknown error";
 }
@@ -155,6 +164,5 @@ bool dt_client_header_is_body(struct dt_str line)
     return dt_str_ieq(n, "content-type") || dt_str_ieq(n, "content-length") ||
            dt_str_ieq(n, "content-encoding") || dt_str_ieq(n, "content-language") ||
            dt_str_ieq(n, "content-location") || dt_str_ieq(n, "transfer-encoding") ||
-           dt_str_ieq(n, "expect") || dt_str_ieq(n, "digest") ||
-           dt_str_ieq(n, "content-digest");
+           dt_str_ieq(n, "expect") || dt_str_ieq(n, "digest") || dt_str_ieq(n, "content-digest");
 }

@@ -138,8 +138,10 @@ static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *
 {
     (void)h;
     const struct dt_client_policy *p = ud;
-    char kind = type == CURLINFO_TEXT ? '*' : type == CURLINFO_HEADER_OUT ? '>' :
-                type == CURLINFO_HEADER_IN ? '<' : 0;
+    char kind = type == CURLINFO_TEXT         ? '*'
+                : type == CURLINFO_HEADER_OUT ? '>'
+                : type == CURLINFO_HEADER_IN  ? '<'
+                                              : 0;
     if (!kind)
         return 0;
     /* One call per line of the trace. */
@@ -199,8 +201,7 @@ int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_cli
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
         curl_easy_setopt(h, CURLOPT_READDATA, req->body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t)body_wire_length(req->body));
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_wire_length(req->body));
         if (strcmp(req->method, "POST") != 0)
             curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
     } else if (head) {

@@ -32,7 +32,10 @@ struct dt_http_limits {
     uint32_t max_header_fields; /* header fields: beyond, 431 */
     uint64_t max_body;          /* request content drained: beyond, answer then close */
 };
-#define DT_HTTP_LIMITS_DEFAULT {8 * 1024, 32 * 1024, 100, 1024 * 1024}
+#define DT_HTTP_LIMITS_DEFAULT                                                                     \
+    {                                                                                              \
+        8 * 1024, 32 * 1024, 100, 1024 * 1024                                                      \
+    }
 
 /* A parsed request head. Spans point into the caller's buffer and stay valid until the
  * caller moves or frees it; host is lower-cased in place. */
@@ -42,14 +45,14 @@ struct dt_request {
     struct dt_str path;   /* origin-form path; "/" for an absolute-form target without one */
     struct dt_str query;  /* after '?', without it */
     struct dt_str host;   /* from the target (absolute-form) or Host; no port, no final dot */
-    struct dt_str authorization; /* the Authorization field's value (empty when absent) */
+    struct dt_str authorization;       /* the Authorization field's value (empty when absent) */
     struct dt_str referer, user_agent; /* for the access log (empty when absent) */
-    uint8_t version_minor;   /* HTTP/1.0 or HTTP/1.1 */
-    bool keep_alive;         /* the client wants the connection kept (RFC 9112 9.3) */
-    bool head;               /* HEAD: same headers, no content (S3) */
-    bool has_body;           /* Content-Length > 0 or chunked */
-    bool body_too_large;     /* Content-Length beyond max_body: answer, then close */
-    bool expect_continue;    /* Expect: 100-continue */
+    uint8_t version_minor;             /* HTTP/1.0 or HTTP/1.1 */
+    bool keep_alive;                   /* the client wants the connection kept (RFC 9112 9.3) */
+    bool head;                         /* HEAD: same headers, no content (S3) */
+    bool has_body;                     /* Content-Length > 0 or chunked */
+    bool body_too_large;               /* Content-Length beyond max_body: answer, then close */
+    bool expect_continue;              /* Expect: 100-continue */
     bool absolute_form;
     uint64_t content_length; /* 0 when chunked */
 };
@@ -69,11 +72,11 @@ enum dt_http_event {
 struct dt_http_parser {
     llhttp_t _ll;
     const struct dt_http_limits *_lim;
-    char *_buf;        /* the buffer of the current call */
-    size_t off;        /* bytes of the buffer consumed; where the next call starts */
-    size_t _start;     /* where the current request starts */
-    size_t _scanned;   /* request-line bytes already searched for LF, from _start */
-    size_t _hdr_start; /* where the header block starts, from _start */
+    char *_buf;             /* the buffer of the current call */
+    size_t off;             /* bytes of the buffer consumed; where the next call starts */
+    size_t _start;          /* where the current request starts */
+    size_t _scanned;        /* request-line bytes already searched for LF, from _start */
+    size_t _hdr_start;      /* where the header block starts, from _start */
     uint64_t _body_seen;    /* content bytes drained */
     uint64_t _remaining;    /* of the Content-Length, or of the current chunk */
     uint32_t _framing_seen; /* chunk sizes, extensions and trailers: counted as headers */
@@ -95,8 +98,8 @@ struct dt_http_parser {
     bool _expect_continue;
     struct dt_buf *body; /* NULL, or where the content of each request is appended (the
                             caller empties it between requests) */
-    int status;         /* with DT_HTTP_ERROR/ABORT: the status to send (400, 414, ...) */
-    const char *reason; /* with DT_HTTP_ERROR/ABORT: why, in English (static) */
+    int status;          /* with DT_HTTP_ERROR/ABORT: the status to send (400, 414, ...) */
+    const char *reason;  /* with DT_HTTP_ERROR/ABORT: why, in English (static) */
 };
 
 void dt_http_parser_init(struct dt_http_parser *p, const struct dt_http_limits *lim);
@@ -122,13 +125,13 @@ bool dt_http_parser_head(const struct dt_http_parser *p);
 
 /* How a response ends its message and what the note should say. */
 struct dt_http_reply {
-    const char *date;    /* 29-byte IMF-fixdate, cached by the caller */
+    const char *date;     /* 29-byte IMF-fixdate, cached by the caller */
     struct dt_str method; /* the request's method, named in the note (S2) */
-    bool head;           /* HEAD: headers only (S3) */
-    bool close;          /* "Connection: close": the connection ends after this */
-    bool keep_alive_10;  /* HTTP/1.0 with keep-alive: "Connection: keep-alive" */
-    bool had_body;       /* the note asks to send the same body again */
-    int64_t max_age;     /* >= 0: "Cache-Control: max-age=N" (S4); -1: no caching headers */
+    bool head;            /* HEAD: headers only (S3) */
+    bool close;           /* "Connection: close": the connection ends after this */
+    bool keep_alive_10;   /* HTTP/1.0 with keep-alive: "Connection: keep-alive" */
+    bool had_body;        /* the note asks to send the same body again */
+    int64_t max_age;      /* >= 0: "Cache-Control: max-age=N" (S4); -1: no caching headers */
 };
 
 /* Writes the start of a redirect (status line and "Location: ") to out, reserves

@@ -65,17 +65,16 @@ struct note {
 
 static const struct note *note_for(int status)
 {
-    static const struct note n301 = {"The resource has moved permanently to ",
-                                      ". Repeat your ", " request there and update your links.",
-                                      false};
+    static const struct note n301 = {"The resource has moved permanently to ", ". Repeat your ",
+                                     " request there and update your links.", false};
     static const struct note n302 = {"The resource is temporarily at ", ". Repeat your ",
-                                      " request there.", false};
+                                     " request there.", false};
     static const struct note n303 = {"See ", ": fetch it with GET. Your ",
-                                      " request has been received.", false};
+                                     " request has been received.", false};
     static const struct note n307 = {"The resource is temporarily at ", ". Repeat your ",
-                                      " request there", true};
-    static const struct note n308 = {"The resource has moved permanently to ",
-                                      ". Repeat your ", " request there", true};
+                                     " request there", true};
+    static const struct note n308 = {"The resource has moved permanently to ", ". Repeat your ",
+                                     " request there", true};
     switch (status) {
     case 301:
         return &n301;
@@ -89,8 +88,7 @@ static const struct note *note_for(int status)
     return &n302;
 }
 
-#define BODY_HEAD                                                                              \
-    "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>"
+#define BODY_HEAD "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>"
 #define BODY_MID "</title></head>\n<body><h1>"
 #define BODY_P "</h1>\n<p>"
 #define BODY_END "</p>\n</body></html>\n"
@@ -125,10 +123,9 @@ void dt_http_redirect_end(struct dt_buf *out, int status, size_t location_len,
     size_t loc_esc = dt_html_escaped_len(location);
     size_t method_esc = dt_html_escaped_len(r->method);
     size_t body_len = sizeof(BODY_HEAD) - 1 + 4 + reason.len + sizeof(BODY_MID) - 1 + 4 +
-                      reason.len + sizeof(BODY_P) - 1 + strlen(n->lead) +
-                      sizeof("<a href=\"\">") - 1 + 2 * loc_esc + sizeof("</a>") - 1 +
-                      strlen(n->after) + method_esc + strlen(n->tail) +
-                      (same_body ? sizeof(SAME_BODY) - 1 : 0) + strlen(closing) +
+                      reason.len + sizeof(BODY_P) - 1 + strlen(n->lead) + sizeof("<a href=\"\">") -
+                      1 + 2 * loc_esc + sizeof("</a>") - 1 + strlen(n->after) + method_esc +
+                      strlen(n->tail) + (same_body ? sizeof(SAME_BODY) - 1 : 0) + strlen(closing) +
                       sizeof(BODY_END) - 1;
 
     dt_buf_reserve(out, location_len + 2 + HEADERS_MAX + (r->head ? 0 : body_len));
@@ -162,8 +159,8 @@ void dt_http_write_page(struct dt_buf *out, int status, const struct dt_http_rep
     struct dt_str reason = dt_http_reason(status);
     size_t text_esc = dt_html_escaped_len(text);
     size_t body_len = sizeof(BODY_HEAD) - 1 + 4 + reason.len + sizeof(BODY_MID) - 1 + 4 +
-                      reason.len + sizeof(BODY_P) - 1 + strlen(before) + text_esc +
-                      strlen(after) + sizeof(BODY_END) - 1;
+                      reason.len + sizeof(BODY_P) - 1 + strlen(before) + text_esc + strlen(after) +
+                      sizeof(BODY_END) - 1;
     dt_buf_reserve(out, 64 + HEADERS_MAX + body_len);
     char *o = put_status_line(out->ptr + out->len, status);
     o = put_common_headers(o, r, body_len);

@@ -46,8 +46,8 @@ static inline size_t dt_answer_location_max(const struct dt_answer *a,
     return dt_table_location_max(a->table, &a->match, q->query);
 }
 
-static inline size_t dt_answer_location(const struct dt_answer *a,
-                                        const struct dt_answer_query *q, char *out)
+static inline size_t dt_answer_location(const struct dt_answer *a, const struct dt_answer_query *q,
+                                        char *out)
 {
     return dt_table_location(a->table, &a->match, q->query, out);
 }

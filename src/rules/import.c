@@ -119,7 +119,6 @@ static uint32_t locate(struct conv *c, size_t off, size_t *col)
     return c->seen_line;
 }
 
-
 /* Reports an entry that cannot be converted, at a byte offset of the text. */
 void dt_import_fail(struct conv *c, size_t off, const char *fmt, ...)
 {

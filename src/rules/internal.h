@@ -18,17 +18,17 @@
 
 /* _bits of a rule */
 enum {
-    B_STATUS = 0x7,    /* index into statuses[] */
-    B_KIND_SHIFT = 3,  /* 2 bits: enum dt_rule_kind */
+    B_STATUS = 0x7,     /* index into statuses[] */
+    B_KIND_SHIFT = 3,   /* 2 bits: enum dt_rule_kind */
     B_SCHEME_SHIFT = 5, /* 2 bits: enum dt_scheme */
     B_QUERY_DROP = 1 << 7,
-    B_EXT = 1 << 8,       /* has a rule_ext */
-    B_WINDOW = 1 << 9,    /* from= or until= */
-    B_HOLES = 1 << 10,    /* the target has :splat, :name or $N */
-    B_TGT_ABS = 1 << 11,  /* the target is an absolute URL */
+    B_EXT = 1 << 8,        /* has a rule_ext */
+    B_WINDOW = 1 << 9,     /* from= or until= */
+    B_HOLES = 1 << 10,     /* the target has :splat, :name or $N */
+    B_TGT_ABS = 1 << 11,   /* the target is an absolute URL */
     B_TGT_QUERY = 1 << 12, /* the target has its own query */
-    B_CONDS = 1 << 13,    /* query conditions */
-    B_PROMOTE = 1 << 14,  /* promote-after= */
+    B_CONDS = 1 << 13,     /* query conditions */
+    B_PROMOTE = 1 << 14,   /* promote-after= */
 };
 
 /* A segment of a placeholder pattern: literal text in the blob, or a placeholder. */
@@ -132,9 +132,8 @@ const struct dt_rule *dt_rules_match_host(const struct dt_table *t, enum dt_sche
 /* dt_ruleset_match, with or without the rules for any host. */
 const struct dt_rule *dt_rules_ruleset_match(const struct dt_ruleset *rs, enum dt_scheme scheme,
                                              struct dt_str host, struct dt_str path,
-                                             struct dt_str query, time_t now,
-                                             struct dt_match *m, const struct dt_table **table,
-                                             bool any_host);
+                                             struct dt_str query, time_t now, struct dt_match *m,
+                                             const struct dt_table **table, bool any_host);
 /* The longest prefix rule of section sec whose prefix starts path and that always answers
  * (no window, condition or scheme of its own), or NULL. */
 const struct dt_rule *dt_rules_longest_prefix(const struct dt_table *t, uint32_t sec,

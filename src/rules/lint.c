@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <strings.h>
 
-#define MAX_CHAIN 20          /* hops followed from one rule */
+#define MAX_CHAIN 20             /* hops followed from one rule */
 #define LINT_HOST "lint.invalid" /* the host of a request to a rule for any host */
 
 void dt_lint_add(struct dt_lint_report *r, int severity, const char *kind, const char *file,
@@ -192,8 +192,8 @@ static void duplicates(struct ctx *c)
                 dt_lint_add(c->r, DT_LINT_ERROR, "conflict", a.file, a.line,
                             "same source as %s:%u, which answers %d %.*s first: this rule "
                             "(%d %.*s) never answers",
-                            b.file ? b.file : "(api)", b.line, dt_rule_status(first),
-                            (int)d2.len, d2.ptr, dt_rule_status(r), (int)d1.len, d1.ptr);
+                            b.file ? b.file : "(api)", b.line, dt_rule_status(first), (int)d2.len,
+                            d2.ptr, dt_rule_status(r), (int)d1.len, d1.ptr);
             goto next;
         }
         slots[s] = (uint32_t)i + 1;
@@ -292,8 +292,8 @@ static bool sample(const struct dt_table *t, const struct dt_rule *r, struct dt_
         break;
     case DT_RULE_REGEX: {
         char buf[1024];
-        struct dt_str lit = dt_rules_regex_prefix(
-            dt_str_make(t->blob.ptr + r->_src, r->_src_len), buf, sizeof(buf));
+        struct dt_str lit = dt_rules_regex_prefix(dt_str_make(t->blob.ptr + r->_src, r->_src_len),
+                                                  buf, sizeof(buf));
         static const char *const tails[] = {"", "x", "1", "x/x", "x.html", "1/x"};
         pcre2_match_data *md = pcre2_match_data_create_from_pattern(e->re, NULL);
         bool found = false;
@@ -338,10 +338,10 @@ static bool is_http_url(struct dt_str s)
            (s.len >= 8 && !strncasecmp(s.ptr, "https://", 8));
 }
 
-static bool next_request(const struct dt_table *t, const struct dt_match *m,
-                         enum dt_scheme *scheme, struct dt_buf *host, struct dt_buf *path,
-                         struct dt_buf *query, struct dt_buf *loc, struct dt_buf *base,
-                         struct dt_buf *to, bool *same_host)
+static bool next_request(const struct dt_table *t, const struct dt_match *m, enum dt_scheme *scheme,
+                         struct dt_buf *host, struct dt_buf *path, struct dt_buf *query,
+                         struct dt_buf *loc, struct dt_buf *base, struct dt_buf *to,
+                         bool *same_host)
 {
     struct dt_str q = dt_str_make(query->ptr, query->len);
     loc->len = 0;
@@ -399,13 +399,12 @@ static uint32_t follow(struct ctx *c, const struct dt_rule *r, struct dt_buf *lo
     loc->len = 0;
     if (!sample(t, r, &host, &path, &query))
         goto out;
-    enum dt_scheme scheme = dt_rules_scheme(r) ? (enum dt_scheme)dt_rules_scheme(r)
-                                               : DT_SCHEME_HTTP;
+    enum dt_scheme scheme =
+        dt_rules_scheme(r) ? (enum dt_scheme)dt_rules_scheme(r) : DT_SCHEME_HTTP;
     struct dt_match m;
     struct dt_str q = dt_str_make(query.ptr, query.len);
-    const struct dt_rule *got =
-        dt_table_match(t, scheme, dt_str_make(host.ptr, host.len), dt_str_make(path.ptr, path.len),
-                       q, c->o->now, &m);
+    const struct dt_rule *got = dt_table_match(t, scheme, dt_str_make(host.ptr, host.len),
+                                               dt_str_make(path.ptr, path.len), q, c->o->now, &m);
     if (got != r)
         goto out; /* the sample is answered by another rule (or none): nothing to follow */
     bool same_host;
@@ -415,9 +414,8 @@ static uint32_t follow(struct ctx *c, const struct dt_rule *r, struct dt_buf *lo
      * some rule names it (a catch-all to https://new.example/ is no loop). */
     struct dt_str nh = dt_str_make(host.ptr, host.len), np = dt_str_make(path.ptr, path.len),
                   nq = dt_str_make(query.ptr, query.len);
-    const struct dt_rule *n = same_host
-                                  ? dt_table_match(t, scheme, nh, np, nq, c->o->now, &m)
-                                  : dt_rules_match_host(t, scheme, nh, np, nq, c->o->now, &m);
+    const struct dt_rule *n = same_host ? dt_table_match(t, scheme, nh, np, nq, c->o->now, &m)
+                                        : dt_rules_match_host(t, scheme, nh, np, nq, c->o->now, &m);
     if (n)
         next = (uint32_t)(n - t->rules);
 out:
@@ -591,15 +589,14 @@ static void per_rule(struct ctx *c)
 
 void dt_lint_scratch_dispose(struct dt_lint_scratch *sc)
 {
-    struct dt_buf *b[] = {&sc->host, &sc->path, &sc->query, &sc->loc, &sc->text, &sc->base,
-                          &sc->to};
+    struct dt_buf *b[] = {&sc->host, &sc->path, &sc->query, &sc->loc,
+                          &sc->text, &sc->base, &sc->to};
     for (size_t i = 0; i < DT_ARRAY_LEN(b); i++)
         dt_buf_dispose(b[i]);
 }
 
-int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
-                    const struct dt_rule *r, time_t now, struct dt_buf *msg,
-                    struct dt_lint_scratch *scratch)
+int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t, const struct dt_rule *r,
+                    time_t now, struct dt_buf *msg, struct dt_lint_scratch *scratch)
 {
     struct dt_lint_scratch own;
     memset(&own, 0, sizeof(own));
@@ -613,14 +610,15 @@ int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
     unsigned nseen = 0;
     int found = DT_LINT_RULE_OK;
     size_t idx = (size_t)(r - t->rules);
-    const uint64_t *hidden = t == rs->store ? rs->hidden : t == rs->overlay ? rs->hidden_overlay
-                                                                           : NULL;
+    const uint64_t *hidden = t == rs->store     ? rs->hidden
+                             : t == rs->overlay ? rs->hidden_overlay
+                                                : NULL;
     if (hidden && (hidden[idx / 64] >> (idx % 64) & 1))
         goto out; /* changed or removed since: it answers nothing */
     if (!sample(t, r, host, path, query))
         goto out;
-    enum dt_scheme scheme = dt_rules_scheme(r) ? (enum dt_scheme)dt_rules_scheme(r)
-                                               : DT_SCHEME_HTTP;
+    enum dt_scheme scheme =
+        dt_rules_scheme(r) ? (enum dt_scheme)dt_rules_scheme(r) : DT_SCHEME_HTTP;
     /* the sample must reach r itself in the whole rule set (else r never answers it) */
     struct dt_match m;
     const struct dt_table *mt = NULL;
@@ -645,8 +643,9 @@ int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
             if (a.len != b.len || memcmp(a.ptr, b.ptr, a.len) ||
                 dt_rule_status(r) != dt_rule_status(cur)) {
                 found = DT_LINT_RULE_CONFLICT;
-                dt_buf_appendf(msg, "same source as a rule that answers %d %.*s first: "
-                                    "this rule (%d %.*s) never answers",
+                dt_buf_appendf(msg,
+                               "same source as a rule that answers %d %.*s first: "
+                               "this rule (%d %.*s) never answers",
                                dt_rule_status(cur), (int)b.len, b.ptr, dt_rule_status(r),
                                (int)a.len, a.ptr);
             }
@@ -680,8 +679,7 @@ int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
         nseen++;
         /* where cur sends the request it answered */
         bool same_host;
-        if (!next_request(mt, &m, &scheme, host, path, query, loc, &sc->base, &sc->to,
-                          &same_host))
+        if (!next_request(mt, &m, &scheme, host, path, query, loc, &sc->base, &sc->to, &same_host))
             break;
         /* another host is only known to come here if some rule names it */
         cur = dt_rules_ruleset_match(rs, scheme, dt_str_make(host->ptr, host->len),

@@ -10,9 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_ERRORS 50               /* errors reported per load before giving up */
-#define MAX_LINE (16 * 1024)        /* longest rule line */
-#define MAX_FILE (4ULL << 30)       /* largest rule file (offsets are 32-bit) */
+#define MAX_ERRORS 50         /* errors reported per load before giving up */
+#define MAX_LINE (16 * 1024)  /* longest rule line */
+#define MAX_FILE (4ULL << 30) /* largest rule file (offsets are 32-bit) */
 
 void dt_errors_init(struct dt_errors *e)
 {

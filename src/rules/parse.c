@@ -36,18 +36,16 @@ int dt_rule_parse_age(struct dt_str age, int64_t *seconds)
     return 0;
 }
 
-static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str line,
-                  unsigned *seen, struct dt_diag *d)
+static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str line, unsigned *seen,
+                  struct dt_diag *d)
 {
     const char *eq = memchr(field.ptr, '=', field.len);
     if (!eq)
         return bad(d, line, field.ptr,
-                   "expected STATUS or KEY=VALUE, got '%.*s' (a comment starts with '#')",
-                   field);
+                   "expected STATUS or KEY=VALUE, got '%.*s' (a comment starts with '#')", field);
     struct dt_str key = {field.ptr, (size_t)(eq - field.ptr)};
     struct dt_str val = {eq + 1, field.len - key.len - 1};
-    static const char *const keys[] = {"query", "cache", "from", "until", "since",
-                                       "promote-after"};
+    static const char *const keys[] = {"query", "cache", "from", "until", "since", "promote-after"};
     unsigned k = 0;
     while (k < DT_ARRAY_LEN(keys) && !dt_str_eq(key, dt_str_make(keys[k], strlen(keys[k]))))
         k++;
@@ -78,8 +76,7 @@ static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str lin
     case 5:
         if (dt_rule_parse_age(val, &s->promote_after) != 0)
             return bad(d, line, val.ptr,
-                       "promote-after= takes an age such as 90d, 12h, 30m or 45s, not '%.*s'",
-                       val);
+                       "promote-after= takes an age such as 90d, 12h, 30m or 45s, not '%.*s'", val);
         s->promote_at = (uint32_t)(key.ptr - line.ptr);
         break;
     case 2:

@@ -23,9 +23,9 @@ struct dt_rule_spec {
     bool query_drop;      /* query=drop: never append the request's query */
     int64_t max_age;      /* cache=N: Cache-Control max-age; -1: no caching headers (S4) */
     bool has_from, has_until;
-    time_t from, until;   /* the rule matches only in [from, until) */
+    time_t from, until; /* the rule matches only in [from, until) */
     bool has_since;
-    time_t since;         /* since=: when this (temporary) redirect was put in place (S10) */
+    time_t since;          /* since=: when this (temporary) redirect was put in place (S10) */
     int64_t promote_after; /* promote-after=: seconds after since= when a 307 answers 308 and
                               a 302 answers 301; 0 for never */
     uint32_t promote_at;   /* offset of "promote-after=" in line, for diagnostics (0: none) */
@@ -88,7 +88,7 @@ struct dt_rule {
     uint16_t _bits;   /* status, kind, scheme and flags */
     uint16_t _origin; /* interned scheme://authority of the target, 0 for none */
     uint32_t _section;
-    uint32_t line;    /* line in its file, 1-based (0 when not from a file) */
+    uint32_t line; /* line in its file, 1-based (0 when not from a file) */
 };
 
 /* The status a rule answers with (301, 302, 303, 307, 308), before any promotion. */
@@ -119,9 +119,9 @@ int dt_table_add_file(struct dt_table *t, const char *name);
 
 /* One error from loading rules. */
 struct dt_error {
-    char *file; /* owned; NULL when not about a file */
+    char *file;            /* owned; NULL when not about a file */
     uint32_t line, column; /* 0 when not about a line */
-    char *message; /* owned, without the location */
+    char *message;         /* owned, without the location */
 };
 
 /* Errors from loading files: one message per bad line, "FILE:LINE:COL: message", as text
@@ -168,11 +168,11 @@ bool dt_table_has_windows(const struct dt_table *t);
 /* What a rule matched: filled in by dt_table_match, read by dt_table_location. */
 struct dt_match {
     const struct dt_rule *rule;
-    struct dt_str splat;                       /* what the '*' matched */
-    struct dt_str named[DT_TPL_MAX_NAMES];     /* :name values, placeholders then query */
-    struct dt_str captures[DT_MAX_CAPTURES];   /* $0..$9 of a regex */
+    struct dt_str splat;                     /* what the '*' matched */
+    struct dt_str named[DT_TPL_MAX_NAMES];   /* :name values, placeholders then query */
+    struct dt_str captures[DT_MAX_CAPTURES]; /* $0..$9 of a regex */
     uint8_t ncaptures;
-    const uint64_t *_hidden;                   /* dt_ruleset_match: base rules to skip */
+    const uint64_t *_hidden; /* dt_ruleset_match: base rules to skip */
 };
 
 /* Finds the rule that answers a request: the host's own rules first, then wildcard hosts
@@ -209,8 +209,7 @@ bool dt_rule_promotion(const struct dt_table *t, const struct dt_rule *r, time_t
 /* The rule's since= (S10), or false without one. */
 bool dt_rule_since(const struct dt_table *t, const struct dt_rule *r, time_t *since);
 /* The rule's window: false without from= or until=. */
-bool dt_rule_window(const struct dt_table *t, const struct dt_rule *r, time_t *from,
-                    time_t *until);
+bool dt_rule_window(const struct dt_table *t, const struct dt_rule *r, time_t *from, time_t *until);
 /* A table's rule as the fields it was made from, for the codec (dt_rule_format writes a line
  * that loads as the same rule): source and target are appended to text (cleared first), and
  * the spec's spans point there, valid while text is not changed. Any thread. */
@@ -267,15 +266,14 @@ struct dt_ruleset {
 /* The rule that answers a request (as dt_table_match) and the table it belongs to (for
  * dt_table_location and the accessors). Any thread. */
 const struct dt_rule *dt_ruleset_match(const struct dt_ruleset *rs, enum dt_scheme scheme,
-                                       struct dt_str host, struct dt_str path,
-                                       struct dt_str query, time_t now, struct dt_match *m,
+                                       struct dt_str host, struct dt_str path, struct dt_str query,
+                                       time_t now, struct dt_match *m,
                                        const struct dt_table **table);
 
 /* Calls fn with the index of every rule of t whose canonical source (dt_rule_source) is the
  * same as that of rule r of table rt. Returns how many there were. */
 size_t dt_table_find_source(const struct dt_table *t, const struct dt_table *rt,
-                            const struct dt_rule *r, void (*fn)(void *ctx, size_t idx),
-                            void *ctx);
+                            const struct dt_rule *r, void (*fn)(void *ctx, size_t idx), void *ctx);
 
 /* ---- lint --------------------------------------------------------------------------------- */
 
@@ -287,7 +285,7 @@ struct dt_lint_finding {
                          open-redirect, expired, old-temporary, syntax */
     const char *file; /* the table's (or the caller's) string; NULL when not from a file */
     uint32_t line;
-    char *message;    /* owned by the report */
+    char *message; /* owned by the report */
 };
 
 struct dt_lint_report {
@@ -327,9 +325,8 @@ struct dt_lint_scratch {
 };
 void dt_lint_scratch_dispose(struct dt_lint_scratch *sc);
 /* scratch may be NULL (the call uses buffers of its own). */
-int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t,
-                    const struct dt_rule *r, time_t now, struct dt_buf *msg,
-                    struct dt_lint_scratch *scratch);
+int dt_lint_rule_in(const struct dt_ruleset *rs, const struct dt_table *t, const struct dt_rule *r,
+                    time_t now, struct dt_buf *msg, struct dt_lint_scratch *scratch);
 /* Adds a finding (the caller's, e.g. a line that did not load). */
 void dt_lint_add(struct dt_lint_report *r, int severity, const char *kind, const char *file,
                  uint32_t line, const char *fmt, ...) DT_PRINTF(6, 7);

@@ -120,8 +120,8 @@ static void map_slot(struct str_map *m, uint64_t h, uint32_t idx)
     m->count++;
 }
 
-static void map_put(const struct dt_table *t, struct str_map *m, key_of_fn key_of,
-                    struct dt_str k, uint32_t idx)
+static void map_put(const struct dt_table *t, struct str_map *m, key_of_fn key_of, struct dt_str k,
+                    uint32_t idx)
 {
     if (!m->slots || (m->count + 1) * 2 > m->mask + 1) {
         size_t size = m->slots ? (m->mask + 1) * 2 : 16;
@@ -293,7 +293,7 @@ struct source {
     bool wildcard, apex_too; /* *.host, or .host (the host and its subdomains) */
     struct dt_str path;      /* as written, without the trailing '*'; the regex for ~ */
     enum dt_rule_kind kind;
-    struct dt_str query;     /* conditions, after '?' */
+    struct dt_str query; /* conditions, after '?' */
     struct seg segs[64];
     unsigned nsegs;
     struct dt_str names[DT_TPL_MAX_NAMES];
@@ -444,8 +444,7 @@ static int parse_source(const struct dt_rule_spec *spec, struct source *src, str
         if (host.len > MAX_HOST)
             return src_error(d, spec, rest, "host name longer than 255 bytes");
         if (memchr(host.ptr, '*', host.len))
-            return src_error(d, spec, rest,
-                             "'*' in a host may only start it, as in *.example.com");
+            return src_error(d, spec, rest, "'*' in a host may only start it, as in *.example.com");
         if (host.len && host.ptr[0] != '[' && memchr(host.ptr, ':', host.len))
             return src_error(d, spec, rest,
                              "a source host has no port: rules match the host name alone");
@@ -490,8 +489,7 @@ static int parse_source(const struct dt_rule_spec *spec, struct source *src, str
         return src_error(d, spec, path.ptr, "source path longer than 8192 bytes");
     src->path = path;
     if (placeholders) {
-        if (src->kind == DT_RULE_PREFIX &&
-            (path.len == 0 || path.ptr[path.len - 1] != '/'))
+        if (src->kind == DT_RULE_PREFIX && (path.len == 0 || path.ptr[path.len - 1] != '/'))
             return src_error(d, spec, path.ptr + path.len,
                              "in a pattern, '*' must follow a '/': /users/:id/*");
         int rc = parse_pattern(src, spec, d);
@@ -661,9 +659,9 @@ static int add_one(struct dt_table *t, const struct dt_rule_spec *spec, struct s
         if (src->nnames) {
             struct dt_str *names = dt_arena_alloc(&t->arena, src->nnames * sizeof(*names));
             for (unsigned i = 0; i < src->nnames; i++)
-                names[i] = dt_str_make(dt_arena_strndup(&t->arena, src->names[i].ptr,
-                                                        src->names[i].len),
-                                       src->names[i].len);
+                names[i] =
+                    dt_str_make(dt_arena_strndup(&t->arena, src->names[i].ptr, src->names[i].len),
+                                src->names[i].len);
             e->names = names;
             e->nnames = (uint8_t)src->nnames;
         }
@@ -680,12 +678,12 @@ static int add_one(struct dt_table *t, const struct dt_rule_spec *spec, struct s
             struct qcond *conds = dt_arena_alloc(&t->arena, src->nconds * sizeof(*conds));
             for (unsigned i = 0; i < src->nconds; i++) {
                 conds[i] = src->conds[i];
-                conds[i].key = dt_str_make(
-                    dt_arena_strndup(&t->arena, conds[i].key.ptr, conds[i].key.len),
-                    conds[i].key.len);
-                conds[i].value = dt_str_make(
-                    dt_arena_strndup(&t->arena, conds[i].value.ptr, conds[i].value.len),
-                    conds[i].value.len);
+                conds[i].key =
+                    dt_str_make(dt_arena_strndup(&t->arena, conds[i].key.ptr, conds[i].key.len),
+                                conds[i].key.len);
+                conds[i].value =
+                    dt_str_make(dt_arena_strndup(&t->arena, conds[i].value.ptr, conds[i].value.len),
+                                conds[i].value.len);
             }
             e->conds = conds;
             e->nconds = (uint8_t)src->nconds;
@@ -733,20 +731,22 @@ int dt_table_add(struct dt_table *t, const struct dt_rule_spec *spec, int file, 
         return DT_EINVAL;
     }
     if (!dt_http_is_redirect(spec->status)) {
-        dt_diag_set(d, 0, "unknown status %d (expected 301, 302, 303, 307 or 308)",
-                    spec->status);
+        dt_diag_set(d, 0, "unknown status %d (expected 301, 302, 303, 307 or 308)", spec->status);
         return DT_ESYNTAX;
     }
     if (spec->promote_after) {
         size_t at = spec->promote_at; /* where the parser found the option */
         if (spec->status != 302 && spec->status != 307) {
-            dt_diag_set(d, at, "promote-after= applies to 307 (which becomes 308) and 302 "
-                               "(which becomes 301), not to %d", spec->status);
+            dt_diag_set(d, at,
+                        "promote-after= applies to 307 (which becomes 308) and 302 "
+                        "(which becomes 301), not to %d",
+                        spec->status);
             return DT_ESYNTAX;
         }
         if (!spec->has_since) {
-            dt_diag_set(d, at, "promote-after= counts from since=: give the time the rule "
-                               "was put in place");
+            dt_diag_set(d, at,
+                        "promote-after= counts from since=: give the time the rule "
+                        "was put in place");
             return DT_ESYNTAX;
         }
     }
@@ -937,13 +937,12 @@ static void build_section(struct dt_table *t, struct section *s)
         char buf[512];
         for (uint32_t i = 0; i < s->nregexes; i++) {
             const struct dt_rule *r = &t->rules[s->regexes[i]];
-            struct dt_str p = regex_prefix(dt_str_make(blob_at(t, r->_src), r->_src_len), buf,
-                                           sizeof(buf));
+            struct dt_str p =
+                regex_prefix(dt_str_make(blob_at(t, r->_src), r->_src_len), buf, sizeof(buf));
             if (p.len) {
-                s->re_prefix[s->nre_prefix++] =
-                    (struct keyed){((uint64_t)p.len << 48) |
-                                       (hash_bytes(hash_seed(0), p.ptr, p.len) >> 16),
-                                   s->regexes[i]};
+                s->re_prefix[s->nre_prefix++] = (struct keyed){
+                    ((uint64_t)p.len << 48) | (hash_bytes(hash_seed(0), p.ptr, p.len) >> 16),
+                    s->regexes[i]};
                 lens[nlens++] = (uint16_t)p.len;
             } else {
                 s->re_any[s->nre_any++] = s->regexes[i];
@@ -1078,8 +1077,8 @@ static bool active(const struct dt_table *t, const struct dt_rule *r, enum dt_sc
  * (section, path[0, len) + "/"). */
 static const struct dt_rule *probe(const struct dt_table *t, const uint64_t *tab, size_t size,
                                    uint64_t h, uint32_t section, const char *path, size_t len,
-                                   bool dir, enum dt_scheme scheme, struct dt_str query,
-                                   time_t now, struct dt_match *m)
+                                   bool dir, enum dt_scheme scheme, struct dt_str query, time_t now,
+                                   struct dt_match *m)
 {
     uint32_t tag = (uint32_t)(h >> 32);
     size_t klen = len + dir;
@@ -1200,8 +1199,8 @@ static bool try_rule(const struct dt_table *t, uint32_t idx, enum dt_scheme sche
 {
     const struct dt_rule *r = &t->rules[idx];
     const struct rule_ext *e = ext_of(t, r);
-    bool hit = kind_of(r) == DT_RULE_PATTERN ? pattern_matches(t, e, path, m)
-                                             : regex_matches(e, path, m);
+    bool hit =
+        kind_of(r) == DT_RULE_PATTERN ? pattern_matches(t, e, path, m) : regex_matches(e, path, m);
     return hit && active(t, r, scheme, query, now, m);
 }
 
@@ -1260,8 +1259,8 @@ static const struct dt_rule *match_patterns(const struct dt_table *t, const stru
     if (path.len && s->npat_first)
         nfirst = keyed_range(s->pat_first, s->npat_first,
                              hash_bytes(hash_seed(0), path.ptr + 1, i - 1), &first);
-    return try_in_order(t, first, NULL, nfirst, s->pat_any, s->npat_any, scheme, path, query,
-                        now, m);
+    return try_in_order(t, first, NULL, nfirst, s->pat_any, s->npat_any, scheme, path, query, now,
+                        m);
 }
 
 static const struct dt_rule *match_regexes(const struct dt_table *t, const struct section *s,
@@ -1273,8 +1272,8 @@ static const struct dt_rule *match_regexes(const struct dt_table *t, const struc
     uint32_t cand[256];
     size_t nc = 0;
     for (uint32_t k = 0; k < s->nrlens && s->rlens[k] <= path.len; k++) {
-        uint64_t key = ((uint64_t)s->rlens[k] << 48) |
-                       (hash_bytes(hash_seed(0), path.ptr, s->rlens[k]) >> 16);
+        uint64_t key =
+            ((uint64_t)s->rlens[k] << 48) | (hash_bytes(hash_seed(0), path.ptr, s->rlens[k]) >> 16);
         const struct keyed *v;
         size_t n = keyed_range(s->re_prefix, s->nre_prefix, key, &v);
         for (size_t j = 0; j < n && nc < DT_ARRAY_LEN(cand); j++)
@@ -1282,8 +1281,7 @@ static const struct dt_rule *match_regexes(const struct dt_table *t, const struc
     }
     if (nc == DT_ARRAY_LEN(cand)) {
         /* too many candidates to sort here: try every regex in order */
-        return try_in_order(t, NULL, s->regexes, s->nregexes, NULL, 0, scheme, path, query, now,
-                            m);
+        return try_in_order(t, NULL, s->regexes, s->nregexes, NULL, 0, scheme, path, query, now, m);
     }
     /* sort the candidates (a few) by rule index */
     for (size_t a = 1; a < nc; a++) {
@@ -1466,8 +1464,8 @@ static bool prec_before(struct prec a, struct prec b)
 }
 
 const struct dt_rule *dt_ruleset_match(const struct dt_ruleset *rs, enum dt_scheme scheme,
-                                       struct dt_str host, struct dt_str path,
-                                       struct dt_str query, time_t now, struct dt_match *m,
+                                       struct dt_str host, struct dt_str path, struct dt_str query,
+                                       time_t now, struct dt_match *m,
                                        const struct dt_table **table)
 {
     return dt_rules_ruleset_match(rs, scheme, host, path, query, now, m, table, true);
@@ -1475,9 +1473,8 @@ const struct dt_rule *dt_ruleset_match(const struct dt_ruleset *rs, enum dt_sche
 
 const struct dt_rule *dt_rules_ruleset_match(const struct dt_ruleset *rs, enum dt_scheme scheme,
                                              struct dt_str host, struct dt_str path,
-                                             struct dt_str query, time_t now,
-                                             struct dt_match *m, const struct dt_table **table,
-                                             bool any_host)
+                                             struct dt_str query, time_t now, struct dt_match *m,
+                                             const struct dt_table **table, bool any_host)
 {
     /* The common cases, one table holding rules, take one lookup. */
     const struct dt_table *tabs[4] = {rs->recent, rs->overlay, rs->store, rs->files};
@@ -1541,8 +1538,7 @@ uint64_t dt_hits_get(const struct dt_hits *h, size_t i, uint32_t *last)
 }
 
 size_t dt_table_find_source(const struct dt_table *t, const struct dt_table *rt,
-                            const struct dt_rule *r, void (*fn)(void *ctx, size_t idx),
-                            void *ctx)
+                            const struct dt_rule *r, void (*fn)(void *ctx, size_t idx), void *ctx)
 {
     const struct section *rs = &rt->sections[r->_section];
     uint32_t sec = 0;
@@ -1701,8 +1697,7 @@ void dt_rule_spec_of(const struct dt_table *t, const struct dt_rule *r, struct d
     }
 }
 
-bool dt_rule_window(const struct dt_table *t, const struct dt_rule *r, time_t *from,
-                    time_t *until)
+bool dt_rule_window(const struct dt_table *t, const struct dt_rule *r, time_t *from, time_t *until)
 {
     const struct rule_ext *e = ext_of(t, r);
     if (!e || !(r->_bits & B_WINDOW))
@@ -1790,9 +1785,9 @@ const struct dt_rule *dt_rules_longest_prefix(const struct dt_table *t, uint32_t
         for (size_t i = slot_of(h, t->prefix_size); t->prefix[i];
              i = i + 1 == t->prefix_size ? 0 : i + 1) {
             const struct dt_rule *r = &t->rules[(uint32_t)t->prefix[i] - 1];
-            if ((uint32_t)(t->prefix[i] >> 32) == tag && r->_section == sec &&
-                r->_src_len == len && !memcmp(blob_at(t, r->_src), path.ptr, len) &&
-                !(r->_bits & (B_WINDOW | B_CONDS)) && !scheme_of(r))
+            if ((uint32_t)(t->prefix[i] >> 32) == tag && r->_section == sec && r->_src_len == len &&
+                !memcmp(blob_at(t, r->_src), path.ptr, len) && !(r->_bits & (B_WINDOW | B_CONDS)) &&
+                !scheme_of(r))
                 return r;
         }
     }

@@ -49,8 +49,10 @@ static void *alog_main(void *arg)
             pthread_mutex_unlock(&a->mu);
             int fd = open_log(a->path);
             if (fd < 0) {
-                dt_log(DT_LOG_ERROR, "access log %s: cannot reopen: %s; writing on to the old "
-                                     "file", a->path, strerror(errno));
+                dt_log(DT_LOG_ERROR,
+                       "access log %s: cannot reopen: %s; writing on to the old "
+                       "file",
+                       a->path, strerror(errno));
             } else {
                 close(a->fd);
                 a->fd = fd;
@@ -121,8 +123,8 @@ void dt_alog_close(struct dt_alog *a)
     pthread_mutex_unlock(&a->mu);
     pthread_join(a->thread, NULL);
     if (a->dropped_lines)
-        dt_log(DT_LOG_WARN, "access log %s: %llu lines dropped (the disk was too slow)",
-               a->path, (unsigned long long)a->dropped_lines);
+        dt_log(DT_LOG_WARN, "access log %s: %llu lines dropped (the disk was too slow)", a->path,
+               (unsigned long long)a->dropped_lines);
     close(a->fd);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cond);
@@ -191,8 +193,8 @@ static void put_escaped(struct dt_buf *b, struct dt_str s)
     }
 }
 
-void dt_alog_line(struct worker *w, const struct conn *c, const struct dt_request *req,
-                  int status, size_t bytes)
+void dt_alog_line(struct worker *w, const struct conn *c, const struct dt_request *req, int status,
+                  size_t bytes)
 {
     if (w->alog_stamp_s != w->now_s) {
         struct tm tm;

@@ -12,9 +12,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define IN_INITIAL 4096            /* input buffer of a new connection */
-#define PENDING_HIGH (256 * 1024)  /* unsent output beyond which reading pauses */
-#define BATCH_FLUSH (64 * 1024)    /* a batch this large is sent before parsing on */
+#define IN_INITIAL 4096           /* input buffer of a new connection */
+#define PENDING_HIGH (256 * 1024) /* unsent output beyond which reading pauses */
+#define BATCH_FLUSH (64 * 1024)   /* a batch this large is sent before parsing on */
 
 static bool conn_read(struct conn *c);
 
@@ -93,8 +93,7 @@ static bool arm_output(struct conn *c)
     c->want_out = true;
     if (!c->registered)
         return true; /* conn_start registers with EPOLLOUT */
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                             .data.ptr = c};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
     return epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0;
 }
 
@@ -368,8 +367,8 @@ void conn_start(struct conn *c)
      * and a connection answered and closed at once never touches epoll. */
     if (!conn_read(c))
         return;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (c->want_out ? EPOLLOUT : 0),
-                             .data.ptr = c};
+    struct epoll_event ev = {
+        .events = EPOLLIN | EPOLLRDHUP | EPOLLET | (c->want_out ? EPOLLOUT : 0), .data.ptr = c};
     if (epoll_ctl(c->w->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
         dt_log(DT_LOG_ERROR, "epoll_ctl: %s", strerror(errno));
         conn_close(c);

@@ -77,7 +77,7 @@ struct worker {
     uint64_t accept_resume_ms;
     /* Counters only this worker writes (relaxed stores), others read. */
     _Alignas(64) struct dt_server_stats stats;
-    struct dt_buf alog;                  /* access log lines not yet handed over */
+    struct dt_buf alog; /* access log lines not yet handed over */
     uint32_t alog_lines;
     time_t alog_stamp_s, alog_flushed_s;
     char alog_stamp[32];                 /* "24/Nov/2026:18:00:00 +0000" of alog_stamp_s */
@@ -91,25 +91,25 @@ struct dt_server {
     _Atomic(const struct dt_ruleset *) rules;
     struct worker *workers; /* the redirect workers */
     unsigned nworkers;
-    struct worker *admin;   /* the admin thread's loop, or NULL */
-    struct dt_alog *alog;   /* the access log, or NULL */
+    struct worker *admin; /* the admin thread's loop, or NULL */
+    struct dt_alog *alog; /* the access log, or NULL */
     atomic_bool stopping;
 };
 
 struct conn {
     uint8_t tag;
-    uint8_t tlist;      /* which timer list it is on */
-    bool registered;    /* added to epoll */
-    bool close_after;   /* close once the pending output is sent */
-    bool dirty_close;   /* the client may still be sending: linger before closing */
-    bool want_out;      /* EPOLLOUT is armed */
-    bool head_timer;    /* the header timer runs for the request now arriving */
-    bool lingering;     /* write side shut: reading and dropping until EOF or timeout */
-    bool read_blocked;  /* too much unsent output: reading paused */
-    bool eof;           /* the client shut its write side */
-    bool awaiting;      /* the handler answers once the request's content is whole */
+    uint8_t tlist;     /* which timer list it is on */
+    bool registered;   /* added to epoll */
+    bool close_after;  /* close once the pending output is sent */
+    bool dirty_close;  /* the client may still be sending: linger before closing */
+    bool want_out;     /* EPOLLOUT is armed */
+    bool head_timer;   /* the header timer runs for the request now arriving */
+    bool lingering;    /* write side shut: reading and dropping until EOF or timeout */
+    bool read_blocked; /* too much unsent output: reading paused */
+    bool eof;          /* the client shut its write side */
+    bool awaiting;     /* the handler answers once the request's content is whole */
     int fd;
-    uint32_t served;    /* requests answered */
+    uint32_t served; /* requests answered */
     struct worker *w;
     struct conn *tprev, *tnext;
     uint64_t deadline;
@@ -119,14 +119,13 @@ struct conn {
     size_t pending_off;
     struct dt_http_parser parser;
     const struct handler *h;
-    void *hstate;          /* the handler's, per connection */
-    char peer[48];         /* the client's address, with an access log */
+    void *hstate;  /* the handler's, per connection */
+    char peer[48]; /* the client's address, with an access log */
 };
 
 /* Adds one to a counter only the calling worker writes. */
-#define STAT_ADD(field, n)                                                                     \
-    __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n),            \
-                     __ATOMIC_RELAXED)
+#define STAT_ADD(field, n)                                                                         \
+    __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
 
 /* accesslog.c */
 struct dt_alog *dt_alog_open(const char *path);
@@ -135,8 +134,8 @@ void dt_alog_reopen(struct dt_alog *a);
 void dt_alog_submit(struct dt_alog *a, struct dt_buf *b, uint32_t lines);
 uint64_t dt_alog_dropped(struct dt_alog *a);
 /* Formats one line into the worker's buffer (handed over when full). */
-void dt_alog_line(struct worker *w, const struct conn *c, const struct dt_request *req,
-                  int status, size_t bytes);
+void dt_alog_line(struct worker *w, const struct conn *c, const struct dt_request *req, int status,
+                  size_t bytes);
 /* Hands the worker's buffered lines to the log thread. */
 void dt_alog_flush(struct worker *w);
 

@@ -72,7 +72,8 @@ int dt_listen_parse(const char *s, struct dt_listen_addr *a, char *err, size_t e
         snprintf(err, errlen, "'%s': the port must be a number from 0 to 65535", s);
         return DT_EINVAL;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, port, &hints, &res);
@@ -125,9 +126,8 @@ int dt_listen_open(const struct dt_listen_addr *a, int backlog)
      * ever wakes for a connection another one takes. For port 0 the option is set after
      * bind: set before, the kernel may hand out a port another process's SO_REUSEPORT
      * socket (of the same user) already listens on, and the two would share connections. */
-    uint16_t port = a->ss.ss_family == AF_INET6
-                        ? ((const struct sockaddr_in6 *)&a->ss)->sin6_port
-                        : ((const struct sockaddr_in *)&a->ss)->sin_port;
+    uint16_t port = a->ss.ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)&a->ss)->sin6_port
+                                                : ((const struct sockaddr_in *)&a->ss)->sin_port;
     if (port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
         goto fail;
     if (a->ss.ss_family == AF_INET6)

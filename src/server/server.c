@@ -87,8 +87,8 @@ static void wait_quiescent(struct dt_server *s)
 
 static unsigned cpu_count(void);
 
-const uint32_t dt_latency_bounds_us[DT_LATENCY_BUCKETS] = {1,   2,   5,   10,   25,
-                                                            50,  100, 250, 1000, 10000};
+const uint32_t dt_latency_bounds_us[DT_LATENCY_BUCKETS] = {1,  2,   5,   10,   25,
+                                                           50, 100, 250, 1000, 10000};
 
 void dt_server_get_stats(struct dt_server *s, struct dt_server_stats *out)
 {
@@ -143,8 +143,8 @@ static void reload(struct dt_server *s)
     const struct dt_ruleset *old = dt_server_publish(s, rs);
     dt_table_free((struct dt_table *)old->files);
     free((void *)old);
-    dt_log(DT_LOG_INFO, "reloaded %zu rules (was %zu) from %s in %llu ms", dt_table_size(t),
-           before, files, (unsigned long long)(mono_ms() - t0));
+    dt_log(DT_LOG_INFO, "reloaded %zu rules (was %zu) from %s in %llu ms", dt_table_size(t), before,
+           files, (unsigned long long)(mono_ms() - t0));
 }
 
 static void raise_fd_limit(void)
@@ -175,9 +175,8 @@ static int add_to_epoll(int epfd, int fd, uint32_t events, void *ptr)
  * the kernel chose for port 0, so that every other worker binds the same. Returns 0, or -1
  * after logging. */
 static int open_worker_listeners(struct worker *w, const struct handler *h,
-                                 const struct dt_listen_addr *given,
-                                 struct dt_listen_addr *addrs, size_t n, bool first,
-                                 char *names, size_t names_len, size_t *used)
+                                 const struct dt_listen_addr *given, struct dt_listen_addr *addrs,
+                                 size_t n, bool first, char *names, size_t names_len, size_t *used)
 {
     const struct dt_server_config *c = w->srv->cfg;
     w->listeners = dt_xcalloc(n ? n : 1, sizeof(*w->listeners));
@@ -205,8 +204,7 @@ static int open_worker_listeners(struct worker *w, const struct handler *h,
         }
         char name[120];
         dt_listen_name(l->fd, name, sizeof(name));
-        *used += (size_t)snprintf(names + *used, names_len - *used, "%s%s", *used ? " " : "",
-                                  name);
+        *used += (size_t)snprintf(names + *used, names_len - *used, "%s%s", *used ? " " : "", name);
         if (*used >= names_len)
             *used = names_len - 1;
     }
@@ -220,8 +218,8 @@ static int open_listeners(struct dt_server *s, struct dt_listen_addr *addrs, cha
     size_t used = 0;
     names[0] = '\0';
     for (unsigned wi = 0; wi < s->nworkers; wi++)
-        if (open_worker_listeners(&s->workers[wi], &dt_handler_redirect, c->listen, addrs, c->nlisten, wi == 0,
-                                  names, names_len, &used) != 0)
+        if (open_worker_listeners(&s->workers[wi], &dt_handler_redirect, c->listen, addrs,
+                                  c->nlisten, wi == 0, names, names_len, &used) != 0)
             return -1;
     return 0;
 }
@@ -381,8 +379,8 @@ int dt_server_run(const struct dt_server_config *c)
         s.admin->limits = &c->admin_limits;
         memcpy(addrs + c->nlisten, c->admin, c->nadmin * sizeof(*addrs));
         size_t used = 0;
-        if (open_worker_listeners(s.admin, &dt_handler_admin, c->admin, addrs + c->nlisten, c->nadmin, true,
-                                  admin_names, sizeof(admin_names), &used) != 0) {
+        if (open_worker_listeners(s.admin, &dt_handler_admin, c->admin, addrs + c->nlisten,
+                                  c->nadmin, true, admin_names, sizeof(admin_names), &used) != 0) {
             status = 1;
             goto out;
         }
@@ -407,8 +405,8 @@ int dt_server_run(const struct dt_server_config *c)
     dt_log(DT_LOG_INFO,
            "detour " DETOUR_VERSION " started: %zu rules from %s%s loaded in %llu ms; "
            "listening on %s; %u workers%s%s",
-           nrules, files, c->initial ? " and the store" : "", (unsigned long long)load_ms,
-           names, s.nworkers, s.admin ? "; admin API on " : "", admin_names);
+           nrules, files, c->initial ? " and the store" : "", (unsigned long long)load_ms, names,
+           s.nworkers, s.admin ? "; admin API on " : "", admin_names);
 
     for (;;) {
         siginfo_t si;

@@ -55,9 +55,9 @@ struct dt_admin_request {
     struct dt_str method, target, path, query;
     struct dt_str authorization; /* the Authorization field, empty when absent */
     struct dt_str body;
-    bool head;                   /* HEAD: the reply's body is not sent */
-    time_t now;                  /* the wall clock when the request was read: the time every
-                                  * date decision of its answer is made at */
+    bool head;  /* HEAD: the reply's body is not sent */
+    time_t now; /* the wall clock when the request was read: the time every
+                 * date decision of its answer is made at */
 };
 
 /* What the admin hook answers: status, Content-Type, extra header lines, body. */
@@ -119,8 +119,17 @@ int dt_server_run(const struct dt_server_config *c);
 /* ---- statistics ------------------------------------------------------------------------- */
 
 /* Answers by status: the redirect statuses, 404, other 4xx (bad requests), 5xx. */
-enum { DT_ST_301, DT_ST_302, DT_ST_303, DT_ST_307, DT_ST_308, DT_ST_404, DT_ST_4XX, DT_ST_5XX,
-       DT_ST_COUNT };
+enum {
+    DT_ST_301,
+    DT_ST_302,
+    DT_ST_303,
+    DT_ST_307,
+    DT_ST_308,
+    DT_ST_404,
+    DT_ST_4XX,
+    DT_ST_5XX,
+    DT_ST_COUNT
+};
 /* Answers by where the rule came from. */
 enum { DT_SRC_FILES, DT_SRC_STORE, DT_SRC_NONE, DT_SRC_COUNT };
 /* Time from reading a request to its answer being ready, in buckets with these upper bounds

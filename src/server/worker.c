@@ -82,8 +82,8 @@ static void accept_some(struct worker *w, struct listener *l)
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         bool want_peer = w->srv->alog != NULL;
-        int fd = accept4(l->fd, want_peer ? (struct sockaddr *)&ss : NULL,
-                         want_peer ? &sl : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->fd, want_peer ? (struct sockaddr *)&ss : NULL, want_peer ? &sl : NULL,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             STAT_ADD(w->stats.connections, 1);
             struct conn *c = conn_new(w, fd, l->handler);

@@ -13,7 +13,8 @@
  * default of 2 MiB, 3.7 s with this. */
 #define CACHE_KIB 65536
 #define WAL_KEEP_BYTES (64 << 20) /* the WAL file is truncated to this after a checkpoint */
-#define WAL_CHECKPOINT_PAGES 1000 /* SQLite's default: a commit past this many WAL pages checkpoints */
+#define WAL_CHECKPOINT_PAGES                                                                       \
+    1000 /* SQLite's default: a commit past this many WAL pages checkpoints */
 
 /* ---- schema ------------------------------------------------------------------------------ */
 
@@ -158,7 +159,6 @@ static const char *const statement_sql[ST_N] = {
     [ST_BULK_DONE] = "DELETE FROM bulk_pending WHERE chunk = ?1",
     [ST_VERSION_AT] = "SELECT at FROM versions WHERE version = ?1",
 };
-
 
 /* ---- errors ------------------------------------------------------------------------------ */
 
@@ -328,13 +328,14 @@ int dt_sql_need_txn(struct dt_store *s, const char *fn, struct dt_buf *err)
     if (rc)
         return rc;
     if (!s->in_txn)
-        return dt_sql_fail(s, err, DT_EINVAL, "%s: no transaction is open (dt_store_begin first)", fn);
+        return dt_sql_fail(s, err, DT_EINVAL, "%s: no transaction is open (dt_store_begin first)",
+                           fn);
     if (s->broken || sqlite3_get_autocommit(s->db))
         return dt_sql_fail(s, err, DT_EIO,
-                    "%s: an earlier error left the transaction incomplete: abort it", fn);
+                           "%s: an earlier error left the transaction incomplete: abort it", fn);
     if (s->bulk)
-        return dt_sql_fail(s, err, DT_EINVAL, "%s: the transaction is a bulk write's: commit it first",
-                    fn);
+        return dt_sql_fail(s, err, DT_EINVAL,
+                           "%s: the transaction is a bulk write's: commit it first", fn);
     s->wrote = true;
     return 0;
 }
@@ -355,13 +356,14 @@ int dt_sql_check_rule(struct dt_store *s, const struct dt_store_rule *r, struct 
     if (r->status != 301 && r->status != 302 && r->status != 303 && r->status != 307 &&
         r->status != 308)
         return dt_sql_fail(s, err, DT_EINVAL, "rule %s: status %d is not 301, 302, 303, 307 or 308",
-                    r->source, r->status);
-    const char *field[] = {r->source, r->target, dt_sql_or_empty(r->options), dt_sql_or_empty(r->note)};
+                           r->source, r->status);
+    const char *field[] = {r->source, r->target, dt_sql_or_empty(r->options),
+                           dt_sql_or_empty(r->note)};
     static const char *const name[] = {"source", "target", "options", "note"};
     for (size_t i = 0; i < DT_ARRAY_LEN(field); i++)
         if (strlen(field[i]) > DT_STORE_TEXT_MAX)
             return dt_sql_fail(s, err, DT_ELIMIT, "a rule's %s is longer than %d bytes", name[i],
-                        DT_STORE_TEXT_MAX);
+                               DT_STORE_TEXT_MAX);
     return 0;
 }
 
@@ -396,12 +398,12 @@ static int schema_version(struct dt_store *s, int64_t *have, struct dt_buf *err)
         return dt_sql_fail_sql(s, err, "cannot read the schema version");
     if (*have < 0)
         return dt_sql_fail(s, err, DT_EINVAL, "%s: unknown schema version %lld", s->path,
-                    (long long)*have);
+                           (long long)*have);
     if (*have > newest)
         return dt_sql_fail(s, err, DT_EINVAL,
-                    "%s: schema version %lld is newer than this detour knows (%lld): use a "
-                    "newer detour or another database",
-                    s->path, (long long)*have, (long long)newest);
+                           "%s: schema version %lld is newer than this detour knows (%lld): use a "
+                           "newer detour or another database",
+                           s->path, (long long)*have, (long long)newest);
     return 0;
 }
 
@@ -458,9 +460,8 @@ struct dt_store *dt_store_open(const char *path, struct dt_buf *err)
     s->path = dt_xstrndup(path, strlen(path));
     /* NOMUTEX: a connection is only ever used by one thread at a time (the admin thread's,
      * the merge thread's), so SQLite need not lock around every call. */
-    int rc = sqlite3_open_v2(path, &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         if (s->db)
             dt_sql_fail(s, err, DT_EIO, "%s: cannot open: %s", path, sqlite3_errmsg(s->db));
@@ -494,8 +495,8 @@ struct dt_store *dt_store_open(const char *path, struct dt_buf *err)
         goto fail;
     }
     if (!wal) {
-        dt_sql_fail(s, err, DT_EIO, "%s: the WAL journal is not available (journal mode '%s')", path,
-             mode);
+        dt_sql_fail(s, err, DT_EIO, "%s: the WAL journal is not available (journal mode '%s')",
+                    path, mode);
         goto fail;
     }
     char pragmas[256];
@@ -679,7 +680,8 @@ static int source_taken(struct dt_store *s, const char *source, struct dt_buf *e
             other = sqlite3_column_int64(st, C_RID);
         sqlite3_reset(st);
     }
-    return dt_sql_fail(s, err, DT_EEXIST, "rule %lld already has the source %s", (long long)other, source);
+    return dt_sql_fail(s, err, DT_EEXIST, "rule %lld already has the source %s", (long long)other,
+                       source);
 }
 
 /* Ends the life of a current row in the open transaction. A row that the transaction itself
@@ -750,7 +752,7 @@ int dt_store_begin(struct dt_store *s, int64_t now, const char *actor, const cha
     comment = dt_sql_or_empty(comment);
     if (strlen(actor) > DT_STORE_TEXT_MAX || strlen(comment) > DT_STORE_TEXT_MAX)
         return dt_sql_fail(s, err, DT_ELIMIT, "an actor or a comment is longer than %d bytes",
-                    DT_STORE_TEXT_MAX);
+                           DT_STORE_TEXT_MAX);
     sqlite3_stmt *st = dt_sql_stmt(s, ST_BEGIN, err);
     if (!st)
         return DT_EIO;
@@ -786,7 +788,8 @@ int dt_store_begin(struct dt_store *s, int64_t now, const char *actor, const cha
  * straight from their indexes, so this is one merge. */
 static int count_changes(struct dt_store *s, int64_t n[3], struct dt_buf *err)
 {
-    sqlite3_stmt *w = dt_sql_stmt(s, ST_WRITTEN_RIDS, err), *c = dt_sql_stmt(s, ST_CLOSED_RIDS, err);
+    sqlite3_stmt *w = dt_sql_stmt(s, ST_WRITTEN_RIDS, err),
+                 *c = dt_sql_stmt(s, ST_CLOSED_RIDS, err);
     if (!w || !c)
         return DT_EIO;
     sqlite3_bind_int64(w, 1, s->txn_version);
@@ -816,13 +819,14 @@ int dt_store_commit(struct dt_store *s, int64_t *version, struct dt_buf *err)
         return dt_sql_fail(s, err, DT_EINVAL, "dt_store_commit: no transaction is open");
     if (s->broken || sqlite3_get_autocommit(s->db)) {
         dt_sql_fail(s, err, DT_EIO,
-             "%s: an earlier error left the transaction incomplete: nothing "
-             "was committed",
-             s->path);
+                    "%s: an earlier error left the transaction incomplete: nothing "
+                    "was committed",
+                    s->path);
         rc = DT_EIO;
         goto fail;
     }
-    if (s->next_rid != s->first_rid && (rc = dt_sql_run_id(s, ST_RID_SET, s->next_rid, 0, err)) != 0)
+    if (s->next_rid != s->first_rid &&
+        (rc = dt_sql_run_id(s, ST_RID_SET, s->next_rid, 0, err)) != 0)
         goto fail;
     int64_t n[3] = {s->bulk_n[0], s->bulk_n[1], s->bulk_n[2]};
     if (!s->bulk && (rc = count_changes(s, n, err)) != 0)
@@ -898,8 +902,10 @@ struct current {
 
 static struct current read_current(struct dt_store *s, sqlite3_stmt *st)
 {
-    struct current c = {sqlite3_column_int64(st, C_ROW), sqlite3_column_int64(st, C_FROM),
-                        sqlite3_column_int64(st, C_CREATED), {PREV_LOOKUP, 0, 0}};
+    struct current c = {sqlite3_column_int64(st, C_ROW),
+                        sqlite3_column_int64(st, C_FROM),
+                        sqlite3_column_int64(st, C_CREATED),
+                        {PREV_LOOKUP, 0, 0}};
     if (c.v_from != s->txn_version)
         c.prev = (struct prev){PREV_KNOWN, sqlite3_column_int(st, C_STATUS),
                                sqlite3_column_int64(st, C_SINCE)};
@@ -907,8 +913,8 @@ static struct current read_current(struct dt_store *s, sqlite3_stmt *st)
 }
 
 /* Makes r rule rid's current row in place of c. */
-static int rewrite(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
-                   struct current c, struct dt_buf *err)
+static int rewrite(struct dt_store *s, int64_t rid, const struct dt_store_rule *r, struct current c,
+                   struct dt_buf *err)
 {
     int rc = dt_sql_close_row(s, c.row, c.v_from, err);
     if (rc == 0)
@@ -950,8 +956,8 @@ int dt_store_replace(struct dt_store *s, int64_t id, const struct dt_store_rule 
         if (rc < 0)
             return rc;
         if (rc == 1 && other != id)
-            return dt_sql_fail(s, err, DT_EEXIST, "rule %lld already has the source %s", (long long)other,
-                        r->source);
+            return dt_sql_fail(s, err, DT_EEXIST, "rule %lld already has the source %s",
+                               (long long)other, r->source);
     }
     return rewrite(s, id, r, cur, err);
 }
@@ -1034,7 +1040,7 @@ static int get_one(struct dt_store *s, int id, const char *text, int64_t n, dt_s
     /* Called again from its own callback: the rule the outer call shows lives in st. */
     if (sqlite3_stmt_busy(st))
         return dt_sql_fail(s, NULL, DT_EINVAL, "%s called from its own callback",
-                    id == ST_GET ? "dt_store_get" : "dt_store_find");
+                           id == ST_GET ? "dt_store_get" : "dt_store_find");
     if (text)
         sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
     else
@@ -1150,7 +1156,7 @@ int dt_store_list(struct dt_store *s, const struct dt_store_query *q, dt_store_r
         filters |= F_TEXT;
         if (strlen(q->text) > DT_STORE_TEXT_MAX)
             return dt_sql_fail(s, NULL, DT_ELIMIT, "a search text is longer than %d bytes",
-                        DT_STORE_TEXT_MAX);
+                               DT_STORE_TEXT_MAX);
         /* LIKE: '%' and '_' in the text are literal; ASCII case is ignored. */
         s->pattern.len = 0;
         dt_buf_append(&s->pattern, "%", 1);
@@ -1164,7 +1170,8 @@ int dt_store_list(struct dt_store *s, const struct dt_store_query *q, dt_store_r
     if (q->host && q->host[0]) {
         filters |= F_HOST;
         if (strlen(q->host) > DT_STORE_TEXT_MAX)
-            return dt_sql_fail(s, NULL, DT_ELIMIT, "a host is longer than %d bytes", DT_STORE_TEXT_MAX);
+            return dt_sql_fail(s, NULL, DT_ELIMIT, "a host is longer than %d bytes",
+                               DT_STORE_TEXT_MAX);
         s->host.len = 0;
         dt_buf_append(&s->host, q->host, strlen(q->host));
         dt_ascii_lower(s->host.ptr, s->host.len);
@@ -1299,7 +1306,7 @@ int dt_store_history(struct dt_store *s, int64_t id, int64_t before, size_t limi
     sqlite3_bind_int64(vs, 2, -1);
     while (left > 0 && (rc = dt_sql_step(s, vs, NULL)) == 1) {
         rc = dt_sql_walk_version(s, sqlite3_column_int64(vs, 0), sqlite3_column_int64(vs, 1),
-                          dt_sql_column_text(vs, 2), &left, fn, ctx);
+                                 dt_sql_column_text(vs, 2), &left, fn, ctx);
         if (rc)
             break;
     }

@@ -147,8 +147,7 @@ int dt_url_resolve(struct dt_str base, struct dt_str ref, struct dt_buf *out, st
                                 break;
                             }
                         if (slash)
-                            dt_buf_append(&merged, b.path.ptr,
-                                          (size_t)(slash - b.path.ptr) + 1);
+                            dt_buf_append(&merged, b.path.ptr, (size_t)(slash - b.path.ptr) + 1);
                     }
                     put(&merged, r.path);
                     put_dots_removed(out, dt_str_make(merged.ptr, merged.len));

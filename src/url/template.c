@@ -27,8 +27,8 @@ static size_t hole_len(struct dt_str text, size_t i)
     return k - i;
 }
 
-int dt_template_compile(struct dt_str text, const struct dt_tpl_source *src,
-                        struct dt_arena *arena, struct dt_template *t, struct dt_diag *diag)
+int dt_template_compile(struct dt_str text, const struct dt_tpl_source *src, struct dt_arena *arena,
+                        struct dt_template *t, struct dt_diag *diag)
 {
     memset(t, 0, sizeof(*t));
     if (text.len == 0) {
@@ -123,8 +123,8 @@ int dt_template_compile(struct dt_str text, const struct dt_tpl_source *src,
         }
         nholes++;
         if (i > lit)
-            parts[nparts++] = (struct dt_tpl_part){DT_TPL_LITERAL, 0, (uint16_t)(i - lit),
-                                                   (uint32_t)lit};
+            parts[nparts++] =
+                (struct dt_tpl_part){DT_TPL_LITERAL, 0, (uint16_t)(i - lit), (uint32_t)lit};
         parts[nparts++] = hole;
         lit = i + hl;
         i += hl - 1;
@@ -133,8 +133,8 @@ int dt_template_compile(struct dt_str text, const struct dt_tpl_source *src,
     t->len = (uint32_t)text.len;
     if (nparts) {
         if (lit < text.len)
-            parts[nparts++] = (struct dt_tpl_part){DT_TPL_LITERAL, 0, (uint16_t)(text.len - lit),
-                                                   (uint32_t)lit};
+            parts[nparts++] =
+                (struct dt_tpl_part){DT_TPL_LITERAL, 0, (uint16_t)(text.len - lit), (uint32_t)lit};
         struct dt_tpl_part *p = dt_arena_alloc(arena, nparts * sizeof(*p));
         memcpy(p, parts, nparts * sizeof(*p));
         t->parts = p;
@@ -166,8 +166,8 @@ size_t dt_template_max_len(const struct dt_template *t, const struct dt_tpl_valu
 }
 
 /* Writes the part of the template that lies in [from, to) of its text. */
-static char *render_range(const struct dt_template *t, const struct dt_tpl_values *v,
-                          size_t from, size_t to, char *o)
+static char *render_range(const struct dt_template *t, const struct dt_tpl_values *v, size_t from,
+                          size_t to, char *o)
 {
     if (t->nparts == 0) {
         memcpy(o, t->text + from, to - from);

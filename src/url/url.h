@@ -111,7 +111,7 @@ struct dt_template {
 /* What the source of a rule can fill in: a splat, placeholder names, regex captures. */
 struct dt_tpl_source {
     bool splat;
-    bool regex;        /* $0 (the whole match) and $1..$ncaptures are valid */
+    bool regex; /* $0 (the whole match) and $1..$ncaptures are valid */
     uint8_t ncaptures;
     uint8_t nnames;
     const struct dt_str *names;

@@ -23,29 +23,29 @@ static inline int tap_report(int pass, const char *file, int line, const char *n
 
 #define ok(cond, name) tap_report(!!(cond), __FILE__, __LINE__, (name))
 
-#define is_int(got, want, name)                                                                \
-    do {                                                                                       \
-        long long g_ = (long long)(got), w_ = (long long)(want);                               \
-        if (!tap_report(g_ == w_, __FILE__, __LINE__, (name)))                                 \
-            printf("#        got: %lld\n#   expected: %lld\n", g_, w_);                        \
+#define is_int(got, want, name)                                                                    \
+    do {                                                                                           \
+        long long g_ = (long long)(got), w_ = (long long)(want);                                   \
+        if (!tap_report(g_ == w_, __FILE__, __LINE__, (name)))                                     \
+            printf("#        got: %lld\n#   expected: %lld\n", g_, w_);                            \
     } while (0)
 
 /* Compares a span (pointer and length) with a NUL-terminated string. */
-#define is_strn(gotp, gotlen, want, name)                                                      \
-    do {                                                                                       \
-        const char *gp_ = (gotp), *wp_ = (want);                                               \
-        size_t gl_ = gp_ ? (size_t)(gotlen) : 0, wl_ = wp_ ? strlen(wp_) : 0;                  \
-        int pass_ = (gp_ == NULL) == (wp_ == NULL) && gl_ == wl_ &&                            \
-                    (gl_ == 0 || memcmp(gp_, wp_, gl_) == 0);                                  \
-        if (!tap_report(pass_, __FILE__, __LINE__, (name)))                                    \
-            printf("#        got: '%.*s'\n#   expected: '%s'\n", (int)gl_, gp_ ? gp_ : "(null)", \
-                   wp_ ? wp_ : "(null)");                                                      \
+#define is_strn(gotp, gotlen, want, name)                                                          \
+    do {                                                                                           \
+        const char *gp_ = (gotp), *wp_ = (want);                                                   \
+        size_t gl_ = gp_ ? (size_t)(gotlen) : 0, wl_ = wp_ ? strlen(wp_) : 0;                      \
+        int pass_ = (gp_ == NULL) == (wp_ == NULL) && gl_ == wl_ &&                                \
+                    (gl_ == 0 || memcmp(gp_, wp_, gl_) == 0);                                      \
+        if (!tap_report(pass_, __FILE__, __LINE__, (name)))                                        \
+            printf("#        got: '%.*s'\n#   expected: '%s'\n", (int)gl_, gp_ ? gp_ : "(null)",   \
+                   wp_ ? wp_ : "(null)");                                                          \
     } while (0)
 
-#define is_str(got, want, name)                                                                \
-    do {                                                                                       \
-        const char *gs_ = (got);                                                               \
-        is_strn(gs_, gs_ ? strlen(gs_) : 0, (want), (name));                                   \
+#define is_str(got, want, name)                                                                    \
+    do {                                                                                           \
+        const char *gs_ = (got);                                                                   \
+        is_strn(gs_, gs_ ? strlen(gs_) : 0, (want), (name));                                       \
     } while (0)
 
 #define is_span(span, want, name) is_strn((span).ptr, (span).len, (want), (name))

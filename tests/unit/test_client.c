@@ -13,8 +13,8 @@
 
 /* ---- policy ----------------------------------------------------------------------------- */
 
-static struct plan plan(int status, const char *method, bool body, const char *from,
-                        const char *to, const struct dt_client_policy *p)
+static struct plan plan(int status, const char *method, bool body, const char *from, const char *to,
+                        const struct dt_client_policy *p)
 {
     struct plan pl;
     dt_client_plan(status, method, body, dt_str_make(from, strlen(from)),
@@ -92,8 +92,7 @@ static void policy(void)
     ok(plan(307, "GET", false, a, "http://b.example/x", &p).origin_changed, "another host");
     ok(plan(307, "GET", false, a, "http://a.example:8080/x", &p).origin_changed,
        "another port (curl CVE-2022-27776)");
-    ok(plan(307, "GET", false, a, "https://a.example/x", &p).origin_changed,
-       "another scheme");
+    ok(plan(307, "GET", false, a, "https://a.example/x", &p).origin_changed, "another scheme");
 
     ok(dt_client_header_is_sensitive(DT_STR("Authorization: Basic x")) &&
            dt_client_header_is_sensitive(DT_STR("cookie: a=1")) &&

@@ -79,8 +79,7 @@ static struct run parse_in_steps(const char *input, size_t len, size_t step,
 }
 
 /* Parses input whole and one byte at a time; checks both agree. */
-static struct run parse_both(const char *input, const struct dt_http_limits *lim,
-                             const char *name)
+static struct run parse_both(const char *input, const struct dt_http_limits *lim, const char *name)
 {
     size_t len = strlen(input);
     struct run whole = parse_in_steps(input, len, 0, lim);
@@ -197,8 +196,9 @@ static void good_requests(void)
     is_int(r.heads, 1, "OPTIONS * is a request");
     is_str(r.path, "*", "asterisk path");
 
-    r = parse_both("POST /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n",
-                   &limits, "expect");
+    r = parse_both(
+        "POST /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n", &limits,
+        "expect");
     ok(r.expect, "S6: Expect: 100-continue noticed");
     is_int(r.heads, 1, "S6: the head is ready before the body");
     is_int(r.dones, 0, "the body has not arrived");
@@ -243,12 +243,12 @@ static void bad_requests(void)
     is_int(status_of("GET / HTTP/1.1\r\nHost: a:99x\r\n\r\n"), 400, "bad port in Host");
     is_int(status_of("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"), 501,
            "TE gzip: 501");
-    is_int(status_of("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
-           501, "TE gzip, chunked: 501");
+    is_int(status_of("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501,
+           "TE gzip, chunked: 501");
     is_int(status_of("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
            400, "chunked twice: 400");
-    is_int(status_of("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
-           501, "chunked, gzip: 501 (gzip is a coding we do not implement)");
+    is_int(status_of("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), 501,
+           "chunked, gzip: 501 (gzip is a coding we do not implement)");
     is_int(status_of("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
                      "Transfer-Encoding: chunked\r\n\r\n"),
            400, "chunked in two fields: 400");
@@ -302,8 +302,7 @@ static void bad_requests(void)
     is_int(parse_both("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n", &lim, "3 fields")
                .error_status,
            0, "fields at the limit: fine");
-    is_int(parse_both("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", &lim,
-                      "4 fields")
+    is_int(parse_both("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", &lim, "4 fields")
                .error_status,
            431, "one field over: 431");
     lim = limits;

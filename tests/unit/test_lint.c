@@ -28,8 +28,8 @@ static const char *lint(const char *text, int64_t max_age)
         printf("# load errors: %s", e.text.ptr);
     dt_table_finish(t);
     struct dt_lint_report r = {0};
-    struct dt_lint_options o = {.now = NOW, .max_temporary_age = max_age,
-                                .focus = focus_line ? focus_on : NULL};
+    struct dt_lint_options o = {
+        .now = NOW, .max_temporary_age = max_age, .focus = focus_line ? focus_on : NULL};
     dt_lint_run(t, &o, &r);
     size_t n = 0;
     out[0] = '\0';
@@ -71,8 +71,7 @@ int main(void)
     is_str(lint("/a /a\n", -1), "1:E:loop\n", "a rule that sends to itself");
     is_str(lint("/x/* /y/:splat\n/y/* /x/:splat\n", -1), "1:E:loop\n2:E:loop\n",
            "a loop through prefixes");
-    is_str(lint("a.example/* https://b.example/:splat\nb.example/* http://a.example/:splat\n",
-                -1),
+    is_str(lint("a.example/* https://b.example/:splat\nb.example/* http://a.example/:splat\n", -1),
            "1:E:loop\n2:E:loop\n", "a loop across hosts");
     is_str(lint("/p/:id /q/:id\n/q/* /p/:splat\n", -1), "1:E:loop\n2:E:loop\n",
            "a loop through a pattern");

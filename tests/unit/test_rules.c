@@ -43,11 +43,10 @@ static void parse_lines(void)
     is_int(dt_rule_parse_line(DT_STR("/a /b query=maybe"), &s, &d), DT_ESYNTAX, "bad query=");
     is_int(d.offset, 12, "error points at the value");
     is_int(dt_rule_parse_line(DT_STR("/a /b cache=-1"), &s, &d), DT_ESYNTAX, "negative cache");
-    is_int(dt_rule_parse_line(DT_STR("/a /b cache=1 cache=2"), &s, &d), DT_ESYNTAX,
-           "option twice");
+    is_int(dt_rule_parse_line(DT_STR("/a /b cache=1 cache=2"), &s, &d), DT_ESYNTAX, "option twice");
     is_int(dt_rule_parse_line(DT_STR("/a /b until=soon"), &s, &d), DT_ESYNTAX, "bad time");
-    is_int(dt_rule_parse_line(DT_STR("/a /b from=2026-02-01 until=2026-01-01"), &s, &d),
-           DT_ESYNTAX, "empty window");
+    is_int(dt_rule_parse_line(DT_STR("/a /b from=2026-02-01 until=2026-01-01"), &s, &d), DT_ESYNTAX,
+           "empty window");
     is_int(dt_rule_parse_line(DT_STR("/a /b word"), &s, &d), DT_ESYNTAX, "stray word");
     is_int(dt_rule_parse_line(DT_STR("/a\x01 /b"), &s, &d), DT_ESYNTAX, "control character");
 }
@@ -135,15 +134,16 @@ static void precedence(void)
 
 static void hosts(void)
 {
-    struct dt_table *t = table("/robots.txt                 /any-robots\n"
-                               "/*                          /any\n"
-                               "shop.example.com/*          https://example.com/shop/:splat\n"
-                               "Shop.Example.com/exact      /shop-exact\n"
-                               "*.example.com/*             /wild\n"
-                               "*.deep.example.com/*        /deeper\n"
-                               "http://secure.example.com/*  https://secure.example.com/:splat 308\n"
-                               "secure.example.com/*        /plain-rule\n"
-                               "https://only.example.net/x  /tls-only\n");
+    struct dt_table *t =
+        table("/robots.txt                 /any-robots\n"
+              "/*                          /any\n"
+              "shop.example.com/*          https://example.com/shop/:splat\n"
+              "Shop.Example.com/exact      /shop-exact\n"
+              "*.example.com/*             /wild\n"
+              "*.deep.example.com/*        /deeper\n"
+              "http://secure.example.com/*  https://secure.example.com/:splat 308\n"
+              "secure.example.com/*        /plain-rule\n"
+              "https://only.example.net/x  /tls-only\n");
     is_str(loc(t, "shop.example.com", "/a/b?c=1"), "https://example.com/shop/a/b?c=1",
            "host rule, absolute target");
     is_str(loc(t, "shop.example.com", "/exact"), "/shop-exact", "host names are case-insensitive");
@@ -167,10 +167,10 @@ static void hosts(void)
 
 static void windows(void)
 {
-    struct dt_table *t = table(
-        "/sale  /winter-sale  from=2026-12-01T00:00:00Z until=2027-01-01T00:00:00Z\n"
-        "/sale  /no-sale\n"
-        "/maintenance  /status  307  cache=60  until=2026-12-01T06:00:00Z\n");
+    struct dt_table *t =
+        table("/sale  /winter-sale  from=2026-12-01T00:00:00Z until=2027-01-01T00:00:00Z\n"
+              "/sale  /no-sale\n"
+              "/maintenance  /status  307  cache=60  until=2026-12-01T06:00:00Z\n");
     ok(dt_table_has_windows(t), "table knows it has windows");
     int status;
     time_t before = 1796083200 - 1; /* 2026-11-30T23:59:59Z */
@@ -187,9 +187,8 @@ static void windows(void)
     is_str(answer(t, DT_SCHEME_HTTP, "", "/maintenance", during + 6 * 3600, &status), "404",
            "after until= the rule is gone");
     struct dt_match m;
-    const struct dt_rule *r =
-        dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/maintenance"), DT_STR_NULL, during,
-                       &m);
+    const struct dt_rule *r = dt_table_match(t, DT_SCHEME_HTTP, DT_STR_NULL, DT_STR("/maintenance"),
+                                             DT_STR_NULL, during, &m);
     is_int(r ? dt_rule_max_age(t, r) : -2, 60, "S4: cache=60 reaches the rule");
     dt_table_free(t);
 }
@@ -225,8 +224,9 @@ static void promotion(void)
     is_int(s.promote_after, 90 * 86400, "90d is 90 days");
     struct dt_table *u = dt_table_new();
     struct dt_diag e;
-    is_int(dt_rule_parse_line(DT_STR("/a /b 301 since=2026-01-01T00:00:00Z promote-after=1d"), &s,
-                              &d), 1, "parses");
+    is_int(
+        dt_rule_parse_line(DT_STR("/a /b 301 since=2026-01-01T00:00:00Z promote-after=1d"), &s, &d),
+        1, "parses");
     is_int(dt_table_add(u, &s, -1, 1, &e), DT_ESYNTAX, "promote-after= on a 301 is an error");
     ok(strstr(e.msg, "307") != NULL, "the message says what it applies to");
     is_int(dt_rule_parse_line(DT_STR("/a /b 307 promote-after=1d"), &s, &d), 1, "parses");
@@ -283,11 +283,10 @@ static void errors(void)
     ok(strstr(e, "rules.txt:3:4: target scheme must be http or https") != NULL,
        "target errors point into the target (line 3)");
     ok(strstr(e, "rules.txt:4:11: ") != NULL, "line 4 reported too");
-    ok(strstr(load_errors("/a /x/:splat\n"), "rules.txt:1:7: :splat needs a source ending in '*'") !=
-           NULL,
+    ok(strstr(load_errors("/a /x/:splat\n"),
+              "rules.txt:1:7: :splat needs a source ending in '*'") != NULL,
        ":splat without a prefix");
-    ok(strstr(load_errors("/a* /b\n/a*b /c\n"), "rules.txt:2:3: '*' may only end a source") !=
-           NULL,
+    ok(strstr(load_errors("/a* /b\n/a*b /c\n"), "rules.txt:2:3: '*' may only end a source") != NULL,
        "'*' in the middle");
     ok(strstr(load_errors("/a?x=1&x=2 /b\n"), "rules.txt:1:8: a query parameter is named twice") !=
            NULL,
@@ -321,7 +320,7 @@ static void errors(void)
     ok(strstr(load_errors("example.com:8080/a /b\n"), "has no port") != NULL, "port in a host");
     ok(strstr(load_errors("ftp://h/a /b\n"), "http or https") != NULL, "bad source scheme");
     ok(strstr(load_errors("~^/x($ /b\n"), "rules.txt:1:7: invalid regular expression: missing "
-                                           "closing parenthesis") != NULL,
+                                          "closing parenthesis") != NULL,
        "a bad regex is reported with its column");
     ok(strstr(load_errors("/caf\xc3\xa9 /b\n"), "percent-encode non-ASCII") != NULL,
        "raw UTF-8 source refused with a hint");
@@ -470,7 +469,7 @@ static void language(void)
        "a pattern star after a placeholder");
     ok(strstr(load_errors("/a/:x/:x /b\n"), "used twice") != NULL, "a name used twice");
     ok(strstr(load_errors("~^/(a) /x/$2\n"), "rules.txt:1:11: $2: the regular expression has "
-                                           "only 1 group") != NULL,
+                                             "only 1 group") != NULL,
        "a capture beyond the groups");
     ok(strstr(load_errors("/a /x/$0\n"), "needs a regular-expression source") != NULL,
        "$0 without a regex");
@@ -517,11 +516,11 @@ static void safety(void)
 static bool same_spec(const struct dt_rule_spec *a, const struct dt_rule_spec *b)
 {
     return dt_str_eq(a->source, b->source) && dt_str_eq(a->target, b->target) &&
-           a->status == b->status && a->query_drop == b->query_drop &&
-           a->max_age == b->max_age && a->has_from == b->has_from &&
-           (!a->has_from || a->from == b->from) && a->has_until == b->has_until &&
-           (!a->has_until || a->until == b->until) && a->has_since == b->has_since &&
-           (!a->has_since || a->since == b->since) && a->promote_after == b->promote_after;
+           a->status == b->status && a->query_drop == b->query_drop && a->max_age == b->max_age &&
+           a->has_from == b->has_from && (!a->has_from || a->from == b->from) &&
+           a->has_until == b->has_until && (!a->has_until || a->until == b->until) &&
+           a->has_since == b->has_since && (!a->has_since || a->since == b->since) &&
+           a->promote_after == b->promote_after;
 }
 
 static uint64_t codec_rng = 0x2545f4914f6cdd1dull;
@@ -548,7 +547,7 @@ static void codec(void)
     s.query_drop = true;
     s.max_age = 60;
     s.has_from = s.has_until = s.has_since = true;
-    s.from = 946684800;  /* 2000-01-01 */
+    s.from = 946684800;   /* 2000-01-01 */
     s.until = 4102444800; /* 2100-01-01 */
     s.since = 946684800;
     s.promote_after = 90 * 86400;
@@ -581,11 +580,17 @@ static void codec(void)
     is_strn(age, dt_rule_format_age(age, 86400 + 1), "86401s", "codec: inexact: seconds");
 
     /* property: random rules of every kind and option come back whole */
-    static const char *const sources[] = {"/a", "/p/*", "/u/:id", "~^/i/([0-9]+)$",
-                                          "example.com/x", "*.example.com/*",
-                                          "https://h.example/s", "/q?id=:id", ".example.org/y"};
-    static const char *const targets[] = {"/b", "/n/:splat", "/v/:id", "/items/$1",
-                                          "https://t.example/x?y=1#f", "/z#top"};
+    static const char *const sources[] = {"/a",
+                                          "/p/*",
+                                          "/u/:id",
+                                          "~^/i/([0-9]+)$",
+                                          "example.com/x",
+                                          "*.example.com/*",
+                                          "https://h.example/s",
+                                          "/q?id=:id",
+                                          ".example.org/y"};
+    static const char *const targets[] = {
+        "/b", "/n/:splat", "/v/:id", "/items/$1", "https://t.example/x?y=1#f", "/z#top"};
     static const int statuses[] = {301, 302, 303, 307, 308};
     unsigned bad = 0, tabled = 0;
     for (unsigned i = 0; i < 5000; i++) {
@@ -600,7 +605,8 @@ static void codec(void)
         if ((s.has_from = codec_rnd(2)))
             s.from = (time_t)codec_rnd(4102444800ull);
         if ((s.has_until = codec_rnd(2)))
-            s.until = s.has_from ? s.from + 1 + (time_t)codec_rnd(1000000) : (time_t)codec_rnd(4102444800ull);
+            s.until = s.has_from ? s.from + 1 + (time_t)codec_rnd(1000000)
+                                 : (time_t)codec_rnd(4102444800ull);
         if ((s.has_since = codec_rnd(2)))
             s.since = (time_t)codec_rnd(4102444800ull);
         if (codec_rnd(2))

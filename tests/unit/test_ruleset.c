@@ -50,11 +50,11 @@ static void render(const struct dt_table *t, const struct dt_match *m, const str
     snprintf(out, cap, "%d %.*s", dt_rule_status(r), (int)n, loc);
 }
 
-static const char *hosts_src[] = {"", "a.com", "*.a.com", "x.a.com", ".a.com", "*.x.a.com", "http://a.com",
-                                  "https://x.a.com"};
-static const char *paths_src[] = {"/p1", "/p1/q", "/p1/*", "/p*", "/p1/:id", "/:x/q",
-                                  "/p1/:id/*", "/p1?k=1", "/p1?k", "/p1/*?k=2", "~^/p([0-9])",
-                                  "~^/p1/(.*)$", "/q", "/q/*"};
+static const char *hosts_src[] = {"",       "a.com",     "*.a.com",      "x.a.com",
+                                  ".a.com", "*.x.a.com", "http://a.com", "https://x.a.com"};
+static const char *paths_src[] = {"/p1",         "/p1/q",       "/p1/*",   "/p*",   "/p1/:id",
+                                  "/:x/q",       "/p1/:id/*",   "/p1?k=1", "/p1?k", "/p1/*?k=2",
+                                  "~^/p([0-9])", "~^/p1/(.*)$", "/q",      "/q/*"};
 static const char *req_hosts[] = {"", "a.com", "x.a.com", "y.x.a.com", "b.com"};
 static const char *req_paths[] = {"/p1", "/p1/", "/p1/q", "/p2", "/p1/q/r", "/q", "/q/z", "/p"};
 static const char *req_queries[] = {"", "k=1", "k=2", "k", "z=1&k=2"};
@@ -199,8 +199,12 @@ static int trial(unsigned nf, unsigned ns, unsigned nreq)
         dt_buf_dispose(&tgt);
     }
 
-    struct dt_ruleset rs = {.files = ft, .store = st, .hidden = hidden, .overlay = ov,
-                            .hidden_overlay = hidden_ov, .recent = rc};
+    struct dt_ruleset rs = {.files = ft,
+                            .store = st,
+                            .hidden = hidden,
+                            .overlay = ov,
+                            .hidden_overlay = hidden_ov,
+                            .recent = rc};
     int failures = 0;
     for (unsigned q = 0; q < nreq && failures < 3; q++) {
         const char *host = req_hosts[rnd(DT_ARRAY_LEN(req_hosts))];
@@ -275,19 +279,16 @@ static void fixed(void)
     r = dt_ruleset_match(&rs, DT_SCHEME_HTTP, DT_STR(""), DT_STR("/a"), DT_STR_NULL, 0, &m, &t);
     render(t, &m, r, DT_STR_NULL, out, sizeof(out));
     is_str(out, "307 /from-file", "S5: with the store rule removed, the file rule answers");
-    r = dt_ruleset_match(&rs, DT_SCHEME_HTTP, DT_STR(""), DT_STR("/c/d/e"), DT_STR_NULL, 0, &m,
-                         &t);
+    r = dt_ruleset_match(&rs, DT_SCHEME_HTTP, DT_STR(""), DT_STR("/c/d/e"), DT_STR_NULL, 0, &m, &t);
     render(t, &m, r, DT_STR_NULL, out, sizeof(out));
     is_str(out, "307 /store-cd//e", "longest prefix across tables");
-    r = dt_ruleset_match(&rs, DT_SCHEME_HTTP, DT_STR(""), DT_STR("/c/x"), DT_STR_NULL, 0, &m,
-                         &t);
+    r = dt_ruleset_match(&rs, DT_SCHEME_HTTP, DT_STR(""), DT_STR("/c/x"), DT_STR_NULL, 0, &m, &t);
     render(t, &m, r, DT_STR_NULL, out, sizeof(out));
     is_str(out, "307 /file-c//x", "a file prefix when the store has none that fits");
     r = dt_ruleset_match(&rs, DT_SCHEME_HTTP, DT_STR(""), DT_STR("/z"), DT_STR_NULL, 0, &m, &t);
     ok(r == NULL && t == NULL, "no rule: NULL");
     struct dt_ruleset empty = {0};
-    r = dt_ruleset_match(&empty, DT_SCHEME_HTTP, DT_STR(""), DT_STR("/a"), DT_STR_NULL, 0, &m,
-                         &t);
+    r = dt_ruleset_match(&empty, DT_SCHEME_HTTP, DT_STR(""), DT_STR("/a"), DT_STR_NULL, 0, &m, &t);
     ok(r == NULL, "an empty ruleset answers nothing");
 
     /* finding rules by source across tables */
@@ -368,9 +369,8 @@ static void sources(void)
 {
     /* find_source compares canonical sources: host, wildcard, scheme, kind, conditions */
     struct dt_table *a = dt_table_new(), *b = dt_table_new();
-    const char *lines[] = {"/x /1",        "a.com/x /2",    "*.a.com/x /3", "http://a.com/x /4",
-                           "/x?k=1 /5",    "/x* /6",        "/x/:id /7",    "~^/x$ /8",
-                           ".b.com/x /9"};
+    const char *lines[] = {"/x /1",  "a.com/x /2", "*.a.com/x /3", "http://a.com/x /4", "/x?k=1 /5",
+                           "/x* /6", "/x/:id /7",  "~^/x$ /8",     ".b.com/x /9"};
     for (size_t i = 0; i < DT_ARRAY_LEN(lines); i++)
         add_line(a, lines[i], (uint32_t)i + 1);
     dt_table_finish(a);
@@ -399,15 +399,15 @@ static void rule_in(void)
     add_line(ft, "/a /b", 1);
     dt_table_finish(ft);
     dt_table_add_file(st, "store");
-    add_line(st, "/b /a", 1);      /* with the file's /a -> /b: a loop */
-    add_line(st, "/c /d", 2);      /* goes nowhere else */
-    add_line(st, "/e /one", 4);    /* the first of two with one source */
-    add_line(st, "/e /two", 5);    /* never answers: a conflict */
+    add_line(st, "/b /a", 1);   /* with the file's /a -> /b: a loop */
+    add_line(st, "/c /d", 2);   /* goes nowhere else */
+    add_line(st, "/e /one", 4); /* the first of two with one source */
+    add_line(st, "/e /two", 5); /* never answers: a conflict */
     add_line(st, "/f /same", 6);
-    add_line(st, "/f /same", 7);   /* a copy: a warning for lint, not an error */
-    add_line(st, "/g /a", 8);      /* runs into the loop of /a and /b, which is theirs */
-    add_line(st, "/s /s?x=1", 9);  /* to itself */
-    add_line(st, "/h /h2", 10);    /* hidden below: its overlay version loops */
+    add_line(st, "/f /same", 7);  /* a copy: a warning for lint, not an error */
+    add_line(st, "/g /a", 8);     /* runs into the loop of /a and /b, which is theirs */
+    add_line(st, "/s /s?x=1", 9); /* to itself */
+    add_line(st, "/h /h2", 10);   /* hidden below: its overlay version loops */
     dt_table_finish(st);
     dt_table_add_file(ov, "store");
     add_line(ov, "/h /h", 10);
@@ -416,9 +416,8 @@ static void rule_in(void)
     struct dt_ruleset rs = {.files = ft, .store = st, .hidden = hidden, .overlay = ov};
     struct dt_buf msg;
     dt_buf_init(&msg);
-    const int want[] = {DT_LINT_RULE_LOOP, DT_LINT_RULE_OK, DT_LINT_RULE_OK,
-                        DT_LINT_RULE_CONFLICT, DT_LINT_RULE_OK, DT_LINT_RULE_OK,
-                        DT_LINT_RULE_OK, DT_LINT_RULE_LOOP};
+    const int want[] = {DT_LINT_RULE_LOOP, DT_LINT_RULE_OK, DT_LINT_RULE_OK, DT_LINT_RULE_CONFLICT,
+                        DT_LINT_RULE_OK,   DT_LINT_RULE_OK, DT_LINT_RULE_OK, DT_LINT_RULE_LOOP};
     const char *what[] = {"a store rule that loops through a file rule",
                           "a rule that leads nowhere else",
                           "the first of two rules with one source",
@@ -436,7 +435,8 @@ static void rule_in(void)
         is_int(got, want[i], what[i]);
     }
     msg.len = 0;
-    is_int(dt_lint_rule_in(&rs, st, dt_table_rule(st, 0), 0, &msg, NULL), DT_LINT_RULE_LOOP, "loop");
+    is_int(dt_lint_rule_in(&rs, st, dt_table_rule(st, 0), 0, &msg, NULL), DT_LINT_RULE_LOOP,
+           "loop");
     dt_buf_terminate(&msg);
     ok(strstr(msg.ptr, "/b -> /a -> /b") != NULL, "the loop's message names its sources");
     msg.len = 0;
@@ -453,12 +453,12 @@ static void rule_in(void)
      * resolved), with and without a reused scratch */
     struct dt_table *ht = dt_table_new();
     dt_table_add_file(ht, "store");
-    add_line(ht, "example.com/a https://example.com/x/../a", 1);  /* to itself, dots */
-    add_line(ht, "example.com/b HTTPS://EXAMPLE.COM/c", 2);       /* case */
-    add_line(ht, "example.com/c https://example.com/b", 3);       /* back: a loop */
-    add_line(ht, "example.com/d https://other.example/d", 4);     /* another host */
-    add_line(ht, "other.example/d https://example.com/./d", 5);   /* and back, dots */
-    add_line(ht, "example.com/e https://example.com/f", 6);       /* nowhere */
+    add_line(ht, "example.com/a https://example.com/x/../a", 1); /* to itself, dots */
+    add_line(ht, "example.com/b HTTPS://EXAMPLE.COM/c", 2);      /* case */
+    add_line(ht, "example.com/c https://example.com/b", 3);      /* back: a loop */
+    add_line(ht, "example.com/d https://other.example/d", 4);    /* another host */
+    add_line(ht, "other.example/d https://example.com/./d", 5);  /* and back, dots */
+    add_line(ht, "example.com/e https://example.com/f", 6);      /* nowhere */
     dt_table_finish(ht);
     struct dt_ruleset hs = {.store = ht};
     const int hwant[] = {DT_LINT_RULE_LOOP, DT_LINT_RULE_LOOP, DT_LINT_RULE_LOOP,
@@ -468,8 +468,8 @@ static void rule_in(void)
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < DT_ARRAY_LEN(hwant); i++) {
             msg.len = 0;
-            int got = dt_lint_rule_in(&hs, ht, dt_table_rule(ht, i), 0, &msg,
-                                      pass ? &scratch : NULL);
+            int got =
+                dt_lint_rule_in(&hs, ht, dt_table_rule(ht, i), 0, &msg, pass ? &scratch : NULL);
             dt_buf_terminate(&msg);
             if (got != hwant[i])
                 printf("# rule %zu: %s\n", i, msg.len ? msg.ptr : "(no message)");

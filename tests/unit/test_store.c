@@ -1608,7 +1608,8 @@ static void test_bulk_same_as_put(void)
                 in[n++] = (struct dt_store_rule){.source = sources[rnd(40)],
                                                  .target = targets[rnd(3)],
                                                  .status = statuses[rnd(4)],
-                                                 .options = options[rnd(3)], .note = NULL};
+                                                 .options = options[rnd(3)],
+                                                 .note = NULL};
         }
         /* a: dt_store_put of each, then the unnamed removed */
         begin(a, now);
@@ -1729,11 +1730,12 @@ static void test_bulk_damaged(void)
         bool cut_short = cut % 2 == 0 && cut < len;
         char sql[200];
         if (cut % 2)
-            snprintf(sql, sizeof(sql), "UPDATE bulk_pending SET body = substr(body, 1, %d) || "
-                                       "x'ff' || substr(body, %d)", cut, cut + 2);
+            snprintf(sql, sizeof(sql),
+                     "UPDATE bulk_pending SET body = substr(body, 1, %d) || "
+                     "x'ff' || substr(body, %d)",
+                     cut, cut + 2);
         else
-            snprintf(sql, sizeof(sql), "UPDATE bulk_pending SET body = substr(body, 1, %d)",
-                     cut);
+            snprintf(sql, sizeof(sql), "UPDATE bulk_pending SET body = substr(body, 1, %d)", cut);
         sql_rows(s, sql);
         shorts += cut_short;
         err.len = 0;

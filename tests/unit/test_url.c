@@ -66,8 +66,8 @@ static void encode(void)
 }
 
 /* Compiles text for a source and renders it with the given splat and query. */
-static size_t render(const char *text, bool splat, const char *value, const char *query,
-                     bool keep, char *out, int *rc, struct dt_diag *d)
+static size_t render(const char *text, bool splat, const char *value, const char *query, bool keep,
+                     char *out, int *rc, struct dt_diag *d)
 {
     struct dt_arena a;
     dt_arena_init(&a, 0);
@@ -175,8 +175,9 @@ static void template_limits(void)
     struct dt_diag d;
     for (unsigned holes = 31; holes <= 32; holes++) {
         size_t n = many_holes(holes, "/end", out, &rc, &d);
-        is_int(rc, 0, holes == 31 ? "31 placeholders and a tail compile"
-                                  : "32 placeholders (the most) and a tail compile");
+        is_int(rc, 0,
+               holes == 31 ? "31 placeholders and a tail compile"
+                           : "32 placeholders (the most) and a tail compile");
         size_t wl = 0;
         for (unsigned i = 0; i < holes; i++)
             wl += (size_t)snprintf(want + wl, sizeof(want) - wl, "/7");
@@ -230,8 +231,8 @@ static void resolves(const char *base, const char *ref, const char *want)
     dt_buf_init(&out);
     char name[200];
     snprintf(name, sizeof(name), "C6: %s + %s", base, ref);
-    int rc = dt_url_resolve(dt_str_make(base, strlen(base)), dt_str_make(ref, strlen(ref)), &out,
-                            NULL);
+    int rc =
+        dt_url_resolve(dt_str_make(base, strlen(base)), dt_str_make(ref, strlen(ref)), &out, NULL);
     if (rc == 0)
         is_strn(out.ptr, out.len, want, name);
     else
