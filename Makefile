@@ -5,7 +5,8 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all bootstrap detour run test test-release test-clock test-asan fuzz bench format clean
+.PHONY: all bootstrap detour run test test-release test-clock test-asan test-format fuzz bench \
+        format clean
 
 all: detour
 
@@ -48,9 +49,15 @@ test-clock: detour
 	        ctest --output-on-failure -j $(JOBS) --timeout 300) || exit 1; \
 	done
 
-# Every test, the release suite with the clock moved, then every test under ASan+UBSan
-# (which also replays the fuzz corpora).
-test: test-release test-clock test-asan
+# Every C file as the repository's .clang-format writes it (`make format` fixes them).
+C_FILES = $(shell find src include tests fuzz bench -name '*.[ch]')
+test-format: bootstrap
+	@clang-format --dry-run --Werror $(C_FILES) && \
+	    echo "format: $(words $(C_FILES)) C files as .clang-format writes them"
+
+# The format, every test, the release suite with the clock moved, then every test under
+# ASan+UBSan (which also replays the fuzz corpora).
+test: test-format test-release test-clock test-asan
 
 # Runs each libFuzzer target for FUZZ_SECONDS (default 60), growing its corpus.
 FUZZ_SECONDS ?= 60
@@ -66,7 +73,7 @@ bench: detour
 	./bench/run
 
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	clang-format -i $(C_FILES)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
