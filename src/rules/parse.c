@@ -106,6 +106,30 @@ static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str lin
     return 0;
 }
 
+/* The next blank-separated field of line from *i (a '#' where a field would start ends the
+ * line when comments): 1 with field, 0 at the end, or DT_ESYNTAX for a control character. */
+static int next_field(struct dt_str line, size_t *i, bool comments, struct dt_str *field,
+                      struct dt_diag *d)
+{
+    size_t k = *i;
+    while (k < line.len && is_space(line.ptr[k]))
+        k++;
+    if (k == line.len || (comments && line.ptr[k] == '#')) {
+        *i = k;
+        return 0;
+    }
+    size_t start = k;
+    while (k < line.len && !is_space(line.ptr[k])) {
+        unsigned char c = (unsigned char)line.ptr[k];
+        if (c < 0x20 || c == 0x7f)
+            return bad(d, line, line.ptr + k, "control character in a rule%.*s", DT_STR(""));
+        k++;
+    }
+    *field = dt_str_make(line.ptr + start, k - start);
+    *i = k;
+    return 1;
+}
+
 int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *s, struct dt_diag *d)
 {
     dt_rule_spec_init(s);
@@ -115,19 +139,9 @@ int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *s, struct dt_dia
     unsigned nfields = 0, seen = 0;
     bool have_status = false;
     size_t i = 0;
-    for (;;) {
-        while (i < line.len && is_space(line.ptr[i]))
-            i++;
-        if (i == line.len || line.ptr[i] == '#')
-            break;
-        size_t start = i;
-        while (i < line.len && !is_space(line.ptr[i])) {
-            unsigned char c = (unsigned char)line.ptr[i];
-            if (c < 0x20 || c == 0x7f)
-                return bad(d, line, line.ptr + i, "control character in a rule%.*s", DT_STR(""));
-            i++;
-        }
-        struct dt_str field = {line.ptr + start, i - start};
+    struct dt_str field;
+    int more;
+    while ((more = next_field(line, &i, true, &field, d)) > 0) {
         switch (nfields++) {
         case 0:
             s->source = field;
@@ -153,6 +167,8 @@ int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *s, struct dt_dia
             }
         }
     }
+    if (more < 0)
+        return more;
     if (nfields == 0)
         return 0;
     if (nfields == 1)
@@ -164,22 +180,14 @@ int dt_rule_parse_options(struct dt_str text, struct dt_rule_spec *s, struct dt_
 {
     unsigned seen = 0;
     size_t i = 0;
-    for (;;) {
-        while (i < text.len && is_space(text.ptr[i]))
-            i++;
-        if (i == text.len)
-            return 0;
-        size_t start = i;
-        while (i < text.len && !is_space(text.ptr[i])) {
-            unsigned char c = (unsigned char)text.ptr[i];
-            if (c < 0x20 || c == 0x7f)
-                return bad(d, text, text.ptr + i, "control character in a rule%.*s", DT_STR(""));
-            i++;
-        }
-        int rc = option(s, dt_str_make(text.ptr + start, i - start), text, &seen, d);
+    struct dt_str field;
+    int more;
+    while ((more = next_field(text, &i, false, &field, d)) > 0) {
+        int rc = option(s, field, text, &seen, d);
         if (rc)
             return rc;
     }
+    return more;
 }
 
 size_t dt_rule_format_age(char out[24], int64_t seconds)
