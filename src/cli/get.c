@@ -256,188 +256,194 @@ static void print_json(const struct dt_client_result *r, int rc)
     json_decref(doc);
 }
 
-int dt_cmd_get(int argc, char **argv)
-{
+/* What the command line asks for. */
+struct get_args {
     struct dt_client_policy pol;
-    dt_client_policy_init(&pol);
-    struct dt_client_request req = {0};
-    const char **headers = NULL;
-    size_t nheaders = 0;
-    const char **data = NULL;
-    size_t ndata = 0;
-    const char *output = NULL, *hsts_path = NULL;
-    bool include = false, verbose = false, silent = false, json = false;
-    struct dt_buf body;
-    dt_buf_init(&body);
-    struct dt_client_hsts *hsts = NULL;
-    FILE *out = stdout;
-    int stdin_fd = 0;
-    int status = DT_EXIT_USAGE;
-    uint64_t v;
+    struct dt_client_request req;
+    const char **headers; /* malloc'd; the strings are argv's */
+    size_t nheaders;
+    const char **data; /* the -d values, malloc'd */
+    size_t ndata;
+    const char *output, *hsts_path;
+    bool include, verbose, silent, json;
+};
 
+/* Reads the options into g. Returns -1 to go on, or the exit status (after --help, or a
+ * usage error that has been reported). */
+static int parse_args(int argc, char **argv, struct get_args *g)
+{
+    struct dt_client_policy *pol = &g->pol;
+    uint64_t v;
     optind = 1;
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, ":X:H:d:u:o:ivsykLh", options, NULL)) != -1) {
         switch (opt) {
         case 'X':
-            req.method = optarg;
+            g->req.method = optarg;
             break;
         case 'H':
-            headers = dt_xrealloc(headers, (nheaders + 1) * sizeof(*headers));
-            headers[nheaders++] = optarg;
+            g->headers = dt_xrealloc(g->headers, (g->nheaders + 1) * sizeof(*g->headers));
+            g->headers[g->nheaders++] = optarg;
             break;
         case 'd':
         case O_DATA_BINARY:
-            data = dt_xrealloc(data, (ndata + 1) * sizeof(*data));
-            data[ndata++] = optarg;
+            g->data = dt_xrealloc(g->data, (g->ndata + 1) * sizeof(*g->data));
+            g->data[g->ndata++] = optarg;
             break;
         case 'u':
-            req.credentials = optarg;
+            g->req.credentials = optarg;
             break;
         case 'o':
-            output = optarg;
+            g->output = optarg;
             break;
         case 'i':
-            include = true;
+            g->include = true;
             break;
         case 'v':
-            verbose = true;
+            g->verbose = true;
             break;
         case 's':
-            silent = true;
+            g->silent = true;
             break;
         case O_JSON:
-            json = true;
+            g->json = true;
             break;
         case O_MAX_REDIRS:
             if (dt_opt_uint("get", "--max-redirs", optarg, 0, 1000, &v))
-                goto out;
-            pol.max_redirs = (unsigned)v;
+                return DT_EXIT_USAGE;
+            pol->max_redirs = (unsigned)v;
             break;
         case 'y':
-            pol.assume_yes = true;
+            pol->assume_yes = true;
             break;
         case O_KEEP_METHOD:
-            pol.keep_method = true;
+            pol->keep_method = true;
             break;
         case O_ALLOW_DOWNGRADE:
-            pol.allow_downgrade = true;
+            pol->allow_downgrade = true;
             break;
         case O_HSTS:
-            hsts_path = optarg;
+            g->hsts_path = optarg;
             break;
         case O_CACERT:
-            pol.cacert = optarg;
+            pol->cacert = optarg;
             break;
         case 'k':
-            pol.insecure = true;
+            pol->insecure = true;
             break;
         case O_MAX_TIME:
             if (dt_opt_duration("get", "--max-time", optarg, 1, 24ULL * 3600 * 1000, &v))
-                goto out;
-            pol.timeout_ms = (long)v;
+                return DT_EXIT_USAGE;
+            pol->timeout_ms = (long)v;
             break;
         case O_REPLAY_LIMIT:
             if (dt_opt_size("get", "--replay-limit", optarg, 0, 1ULL << 32, &v))
-                goto out;
-            pol.replay_limit = (size_t)v;
+                return DT_EXIT_USAGE;
+            pol->replay_limit = (size_t)v;
             break;
         case 'L':
             break;
         case 'h':
             fputs(help, stdout);
-            status = DT_EXIT_OK;
-            goto out;
+            return DT_EXIT_OK;
         case ':':
             dt_usage_error("get", "%s needs a value", argv[optind - 1]);
-            goto out;
+            return DT_EXIT_USAGE;
         default:
             dt_usage_error("get", "unknown option '%s'", argv[optind - 1]);
-            goto out;
+            return DT_EXIT_USAGE;
         }
     }
     if (optind != argc - 1) {
         dt_usage_error("get", optind == argc ? "a URL is needed" : "one URL only, got '%s'",
                        optind < argc ? argv[optind + 1] : "");
-        goto out;
+        return DT_EXIT_USAGE;
     }
-    req.url = argv[optind];
-    req.headers = headers;
-    req.nheaders = nheaders;
+    g->req.url = argv[optind];
+    return -1;
+}
 
-    /* The body: one -d @FILE is re-read for every hop that sends it, one -d @- is read
-     * once and kept for replays; anything else is joined in memory. */
-    if (ndata == 1 && data[0][0] == '@' && strcmp(data[0], "@-") != 0) {
+/* The request's body from the -d values: one -d @FILE is re-read for every hop that sends
+ * it, one -d @- is read once (from *stdin_fd) and kept for replays; anything else is joined
+ * in memory (body). Adds curl's Content-Type for -d when none is given. Returns 0, or
+ * EXIT_TRANSFER after saying which file cannot be read. */
+static int make_body(struct get_args *g, struct dt_buf *body, int *stdin_fd)
+{
+    struct dt_client_request *req = &g->req;
+    const char **data = g->data;
+    if (g->ndata == 1 && data[0][0] == '@' && strcmp(data[0], "@-") != 0) {
         if (access(data[0] + 1, R_OK) != 0) {
             fprintf(stderr, "detour get: cannot read %s: %s\n", data[0] + 1, strerror(errno));
-            status = EXIT_TRANSFER;
-            goto out;
+            return EXIT_TRANSFER;
         }
-        req.body = (struct dt_client_body){.kind = DT_BODY_FILE, .path = data[0] + 1};
-    } else if (ndata == 1 && !strcmp(data[0], "@-")) {
-        req.body = (struct dt_client_body){
-            .kind = DT_BODY_READER, .read = read_fd, .read_ud = &stdin_fd, .length = -1};
-    } else if (ndata) {
-        for (size_t i = 0; i < ndata; i++) {
+        req->body = (struct dt_client_body){.kind = DT_BODY_FILE, .path = data[0] + 1};
+    } else if (g->ndata == 1 && !strcmp(data[0], "@-")) {
+        req->body = (struct dt_client_body){
+            .kind = DT_BODY_READER, .read = read_fd, .read_ud = stdin_fd, .length = -1};
+    } else if (g->ndata) {
+        for (size_t i = 0; i < g->ndata; i++) {
             if (i)
-                dt_buf_append(&body, "&", 1);
+                dt_buf_append(body, "&", 1);
             if (data[i][0] == '@') {
-                if (slurp(data[i] + 1, &body) != 0) {
+                if (slurp(data[i] + 1, body) != 0) {
                     fprintf(stderr, "detour get: cannot read %s: %s\n", data[i] + 1,
                             strerror(errno));
-                    status = EXIT_TRANSFER;
-                    goto out;
+                    return EXIT_TRANSFER;
                 }
             } else {
-                dt_buf_append(&body, data[i], strlen(data[i]));
+                dt_buf_append(body, data[i], strlen(data[i]));
             }
         }
-        req.body = (struct dt_client_body){
-            .kind = DT_BODY_MEMORY, .data = body.ptr ? body.ptr : "", .len = body.len};
+        req->body = (struct dt_client_body){
+            .kind = DT_BODY_MEMORY, .data = body->ptr ? body->ptr : "", .len = body->len};
     }
-    if (ndata) {
+    if (g->ndata) {
         /* as curl does for -d */
         bool typed = false;
-        for (size_t i = 0; i < nheaders; i++)
-            if (!strncasecmp(headers[i], "content-type:", 13))
+        for (size_t i = 0; i < g->nheaders; i++)
+            if (!strncasecmp(g->headers[i], "content-type:", 13))
                 typed = true;
         if (!typed) {
-            headers = dt_xrealloc(headers, (nheaders + 1) * sizeof(*headers));
-            headers[nheaders++] = "Content-Type: application/x-www-form-urlencoded";
-            req.headers = headers;
-            req.nheaders = nheaders;
+            g->headers = dt_xrealloc(g->headers, (g->nheaders + 1) * sizeof(*g->headers));
+            g->headers[g->nheaders++] = "Content-Type: application/x-www-form-urlencoded";
         }
     }
-    if (hsts_path) {
-        hsts = dt_client_hsts_new();
-        if (!hsts || dt_client_hsts_load(hsts, hsts_path, dt_wall_now()) != 0) {
-            fprintf(stderr, "detour get: cannot read the HSTS store %s: %s\n", hsts_path,
-                    strerror(errno));
-            status = EXIT_TRANSFER;
-            goto out;
-        }
-        pol.hsts = hsts;
-    }
-    if (output && !(out = fopen(output, "wb"))) {
-        fprintf(stderr, "detour get: cannot write %s: %s\n", output, strerror(errno));
-        out = stdout;
-        status = EXIT_TRANSFER;
-        goto out;
-    }
-    pol.confirm = ask;
-    if (verbose)
-        pol.trace = trace;
+    req->headers = g->headers;
+    req->nheaders = g->nheaders;
+    return 0;
+}
 
+/* The exit status for a fetch's result (docs/client.md). */
+static int exit_status(int rc, const struct dt_client_result *res)
+{
+    switch (rc) {
+    case 0:
+        return res->status >= 400 ? EXIT_HTTP_ERROR : DT_EXIT_OK;
+    case DT_CLIENT_EREFUSED:
+    case DT_CLIENT_ELOOP:
+    case DT_CLIENT_ETOOMANY:
+        return EXIT_REFUSED;
+    case DT_CLIENT_EINVAL:
+        return DT_EXIT_USAGE;
+    default:
+        return EXIT_TRANSFER;
+    }
+}
+
+/* Follows the chain, writes the final body to out (with -i, its head first), then the chain
+ * to stderr or the JSON document to stdout. Returns the exit status. */
+static int fetch(const struct get_args *g, FILE *out)
+{
     struct dt_client_result res;
-    FILE *sink = json && !output ? NULL : out;
+    FILE *sink = g->json && !g->output ? NULL : out;
     int rc;
-    if (include && !json) {
+    if (g->include && !g->json) {
         /* The head goes before the body: collect the body, print both at the end. */
         struct dt_buf held;
         dt_buf_init(&held);
         FILE *mem = open_memstream(&held.ptr, &held.len);
-        rc = dt_client_fetch(&req, &pol, write_out, mem, &res);
+        rc = dt_client_fetch(&g->req, &g->pol, write_out, mem, &res);
         fclose(mem);
         if (res.status) {
             fprintf(out, "HTTP/1.1 %d %s\r\n", res.status, dt_client_reason(res.status));
@@ -448,42 +454,62 @@ int dt_cmd_get(int argc, char **argv)
         fwrite(held.ptr, 1, held.len, out);
         free(held.ptr);
     } else {
-        rc = dt_client_fetch(&req, &pol, sink ? write_out : NULL, sink, &res);
+        rc = dt_client_fetch(&g->req, &g->pol, sink ? write_out : NULL, sink, &res);
     }
     if (fflush(out) != 0)
         fprintf(stderr, "detour get: writing the body failed: %s\n", strerror(errno));
-    if (json)
+    if (g->json)
         print_json(&res, rc);
-    else if (!silent)
+    else if (!g->silent)
         print_chain(&res);
     if (rc)
         fprintf(stderr, "detour get: %s\n", res.error);
-    if (hsts && dt_client_hsts_save(hsts, hsts_path, dt_wall_now()) != 0)
-        fprintf(stderr, "detour get: cannot save the HSTS store %s: %s\n", hsts_path,
-                strerror(errno));
-
-    switch (rc) {
-    case 0:
-        status = res.status >= 400 ? EXIT_HTTP_ERROR : DT_EXIT_OK;
-        break;
-    case DT_CLIENT_EREFUSED:
-    case DT_CLIENT_ELOOP:
-    case DT_CLIENT_ETOOMANY:
-        status = EXIT_REFUSED;
-        break;
-    case DT_CLIENT_EINVAL:
-        status = DT_EXIT_USAGE;
-        break;
-    default:
-        status = EXIT_TRANSFER;
-    }
+    int status = exit_status(rc, &res);
     dt_client_result_free(&res);
+    return status;
+}
+
+int dt_cmd_get(int argc, char **argv)
+{
+    struct get_args g = {0};
+    dt_client_policy_init(&g.pol);
+    struct dt_buf body;
+    dt_buf_init(&body);
+    struct dt_client_hsts *hsts = NULL;
+    FILE *out = stdout;
+    int stdin_fd = 0;
+    int status = parse_args(argc, argv, &g);
+    if (status >= 0 || (status = make_body(&g, &body, &stdin_fd)) != 0)
+        goto out;
+    if (g.hsts_path) {
+        hsts = dt_client_hsts_new();
+        if (!hsts || dt_client_hsts_load(hsts, g.hsts_path, dt_wall_now()) != 0) {
+            fprintf(stderr, "detour get: cannot read the HSTS store %s: %s\n", g.hsts_path,
+                    strerror(errno));
+            status = EXIT_TRANSFER;
+            goto out;
+        }
+        g.pol.hsts = hsts;
+    }
+    if (g.output && !(out = fopen(g.output, "wb"))) {
+        fprintf(stderr, "detour get: cannot write %s: %s\n", g.output, strerror(errno));
+        out = stdout;
+        status = EXIT_TRANSFER;
+        goto out;
+    }
+    g.pol.confirm = ask;
+    if (g.verbose)
+        g.pol.trace = trace;
+    status = fetch(&g, out);
+    if (hsts && dt_client_hsts_save(hsts, g.hsts_path, dt_wall_now()) != 0)
+        fprintf(stderr, "detour get: cannot save the HSTS store %s: %s\n", g.hsts_path,
+                strerror(errno));
 out:
     if (out != stdout)
         fclose(out);
     dt_client_hsts_free(hsts);
     dt_buf_dispose(&body);
-    free(headers);
-    free(data);
+    free(g.headers);
+    free(g.data);
     return status;
 }
