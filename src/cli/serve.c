@@ -105,173 +105,210 @@ static const struct option options[] = {
 
 #define DAY_MS (24ULL * 3600 * 1000)
 
-int dt_cmd_serve(int argc, char **argv)
-{
+/* What the command line asks for. */
+struct serve_args {
     struct dt_server_config cfg;
-    dt_server_config_init(&cfg);
-    struct dt_listen_addr *listen = NULL;
-    size_t nlisten = 0;
-    struct dt_rule_file *rules = NULL;
-    size_t nrules = 0;
-    int format = -1; /* -1: by file name */
-    bool check = false;
-    int status = DT_EXIT_USAGE;
+    struct dt_listen_addr *listen; /* malloc'd */
+    size_t nlisten;
+    struct dt_rule_file *rules; /* malloc'd */
+    size_t nrules;
+    int format; /* of the next --rules: -1, by file name */
+    bool check;
+    struct dt_admin_options ao;
+    const char *admin;
+};
+
+/* The options that set a limit or a timeout of the server. Returns 1 when opt is one of them
+ * and was set, 0 when it is not one of them, -1 after a usage error. */
+static int limit_option(int opt, struct dt_server_config *cfg)
+{
+    uint64_t v;
+    switch (opt) {
+    case O_ADMIN_MAX_BODY:
+        if (dt_opt_size("serve", "--admin-max-body", optarg, 1024, 1ULL << 34, &v))
+            return -1;
+        cfg->admin_limits.max_body = v;
+        return 1;
+    case O_MAX_LINE:
+        if (dt_opt_size("serve", "--max-request-line", optarg, 256, 1 << 20, &v))
+            return -1;
+        cfg->limits.max_request_line = (uint32_t)v;
+        return 1;
+    case O_MAX_HEADER:
+        if (dt_opt_size("serve", "--max-header-size", optarg, 1024, 1 << 20, &v))
+            return -1;
+        cfg->limits.max_header_bytes = (uint32_t)v;
+        return 1;
+    case O_MAX_FIELDS:
+        if (dt_opt_uint("serve", "--max-header-fields", optarg, 1, 10000, &v))
+            return -1;
+        cfg->limits.max_header_fields = (uint32_t)v;
+        return 1;
+    case O_MAX_BODY:
+        if (dt_opt_size("serve", "--max-body", optarg, 0, 1ULL << 40, &v))
+            return -1;
+        cfg->limits.max_body = v;
+        return 1;
+    case O_HEADER_TIMEOUT:
+        return dt_opt_duration("serve", "--header-timeout", optarg, 10, DAY_MS,
+                               &cfg->header_timeout_ms)
+                   ? -1
+                   : 1;
+    case O_IDLE_TIMEOUT:
+        return dt_opt_duration("serve", "--idle-timeout", optarg, 10, DAY_MS, &cfg->idle_timeout_ms)
+                   ? -1
+                   : 1;
+    case O_SHUTDOWN_TIMEOUT:
+        return dt_opt_duration("serve", "--shutdown-timeout", optarg, 0, 3600 * 1000,
+                               &cfg->shutdown_timeout_ms)
+                   ? -1
+                   : 1;
+    }
+    return 0;
+}
+
+/* --log-level: returns 0, or -1 after a usage error. */
+static int log_level(const char *name)
+{
+    static const struct {
+        const char *name;
+        int level;
+    } levels[] = {{"debug", DT_LOG_DEBUG},
+                  {"info", DT_LOG_INFO},
+                  {"warn", DT_LOG_WARN},
+                  {"error", DT_LOG_ERROR}};
+    for (size_t i = 0; i < DT_ARRAY_LEN(levels); i++)
+        if (!strcmp(name, levels[i].name)) {
+            dt_log_set_level(levels[i].level);
+            return 0;
+        }
+    dt_usage_error("serve", "--log-level: '%s' is not debug, info, warn or error", name);
+    return -1;
+}
+
+/* Reads the options into a. Returns -1 to go on, or the exit status (after --help, or a
+ * usage error that has been reported). */
+static int parse_args(int argc, char **argv, struct serve_args *a)
+{
     uint64_t v;
     char err[256];
-    struct dt_admin_options ao;
-    dt_admin_options_init(&ao);
-    const char *admin = "127.0.0.1:9307";
-    struct dt_listen_addr admin_addr;
-    cfg.admin_limits = cfg.limits;
-    cfg.admin_limits.max_body = 256ULL << 20;
-
     optind = 1;
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+        int limit = limit_option(opt, &a->cfg);
+        if (limit < 0)
+            return DT_EXIT_USAGE;
+        if (limit)
+            continue;
         switch (opt) {
         case O_LISTEN:
-            listen = dt_xrealloc(listen, (nlisten + 1) * sizeof(*listen));
-            if (dt_listen_parse(optarg, &listen[nlisten], err, sizeof(err)) != 0) {
+            a->listen = dt_xrealloc(a->listen, (a->nlisten + 1) * sizeof(*a->listen));
+            if (dt_listen_parse(optarg, &a->listen[a->nlisten], err, sizeof(err)) != 0) {
                 dt_usage_error("serve", "--listen %s", err);
-                goto out;
+                return DT_EXIT_USAGE;
             }
-            nlisten++;
+            a->nlisten++;
             break;
         case O_RULES:
-            rules = dt_xrealloc(rules, (nrules + 1) * sizeof(*rules));
-            rules[nrules].path = optarg;
-            rules[nrules++].format = format >= 0 ? format : (int)dt_rule_format_guess(optarg);
+            a->rules = dt_xrealloc(a->rules, (a->nrules + 1) * sizeof(*a->rules));
+            a->rules[a->nrules].path = optarg;
+            a->rules[a->nrules++].format =
+                a->format >= 0 ? a->format : (int)dt_rule_format_guess(optarg);
             break;
         case O_RULES_FORMAT: {
             enum dt_rule_format f;
             if (dt_rule_format_parse(optarg, &f) != 0) {
                 dt_usage_error("serve", "--rules-format: '%s' is not detour, csv, nginx or netlify",
                                optarg);
-                goto out;
+                return DT_EXIT_USAGE;
             }
-            format = (int)f;
+            a->format = (int)f;
             break;
         }
         case O_DB:
             if (!optarg[0]) {
                 dt_usage_error("serve", "--db needs a path (or :memory:)");
-                goto out;
+                return DT_EXIT_USAGE;
             }
-            ao.db_path = optarg;
+            a->ao.db_path = optarg;
             break;
         case O_ADMIN:
-            admin = optarg;
+            a->admin = optarg;
             break;
         case O_ACCESS_LOG:
-            cfg.access_log = optarg;
+            a->cfg.access_log = optarg;
             break;
         case O_TOKEN_FILE:
-            ao.token_file = optarg;
-            break;
-        case O_ADMIN_MAX_BODY:
-            if (dt_opt_size("serve", "--admin-max-body", optarg, 1024, 1ULL << 34, &v))
-                goto out;
-            cfg.admin_limits.max_body = v;
+            a->ao.token_file = optarg;
             break;
         case O_MAX_TEMP_AGE:
             if (!strcmp(optarg, "off")) {
-                ao.max_temporary_age = -1;
+                a->ao.max_temporary_age = -1;
                 break;
             }
             if (dt_opt_duration("serve", "--max-temporary-age", optarg, 0,
                                 100ULL * 365 * 86400 * 1000, &v))
-                goto out;
-            ao.max_temporary_age = (int64_t)(v / 1000);
+                return DT_EXIT_USAGE;
+            a->ao.max_temporary_age = (int64_t)(v / 1000);
             break;
         case O_WORKERS:
             if (dt_opt_uint("serve", "--workers", optarg, 1, 1024, &v))
-                goto out;
-            cfg.workers = (unsigned)v;
+                return DT_EXIT_USAGE;
+            a->cfg.workers = (unsigned)v;
             break;
         case O_CHECK:
-            check = true;
-            break;
-        case O_MAX_LINE:
-            if (dt_opt_size("serve", "--max-request-line", optarg, 256, 1 << 20, &v))
-                goto out;
-            cfg.limits.max_request_line = (uint32_t)v;
-            break;
-        case O_MAX_HEADER:
-            if (dt_opt_size("serve", "--max-header-size", optarg, 1024, 1 << 20, &v))
-                goto out;
-            cfg.limits.max_header_bytes = (uint32_t)v;
-            break;
-        case O_MAX_FIELDS:
-            if (dt_opt_uint("serve", "--max-header-fields", optarg, 1, 10000, &v))
-                goto out;
-            cfg.limits.max_header_fields = (uint32_t)v;
-            break;
-        case O_MAX_BODY:
-            if (dt_opt_size("serve", "--max-body", optarg, 0, 1ULL << 40, &v))
-                goto out;
-            cfg.limits.max_body = v;
-            break;
-        case O_HEADER_TIMEOUT:
-            if (dt_opt_duration("serve", "--header-timeout", optarg, 10, DAY_MS,
-                                &cfg.header_timeout_ms))
-                goto out;
-            break;
-        case O_IDLE_TIMEOUT:
-            if (dt_opt_duration("serve", "--idle-timeout", optarg, 10, DAY_MS,
-                                &cfg.idle_timeout_ms))
-                goto out;
-            break;
-        case O_SHUTDOWN_TIMEOUT:
-            if (dt_opt_duration("serve", "--shutdown-timeout", optarg, 0, 3600 * 1000,
-                                &cfg.shutdown_timeout_ms))
-                goto out;
+            a->check = true;
             break;
         case O_LOG_LEVEL:
-            if (!strcmp(optarg, "debug"))
-                dt_log_set_level(DT_LOG_DEBUG);
-            else if (!strcmp(optarg, "info"))
-                dt_log_set_level(DT_LOG_INFO);
-            else if (!strcmp(optarg, "warn"))
-                dt_log_set_level(DT_LOG_WARN);
-            else if (!strcmp(optarg, "error"))
-                dt_log_set_level(DT_LOG_ERROR);
-            else {
-                dt_usage_error("serve", "--log-level: '%s' is not debug, info, warn or error",
-                               optarg);
-                goto out;
-            }
+            if (log_level(optarg) != 0)
+                return DT_EXIT_USAGE;
             break;
         case 'h':
             fputs(help, stdout);
-            status = DT_EXIT_OK;
-            goto out;
+            return DT_EXIT_OK;
         case ':':
             dt_usage_error("serve", "%s needs a value", argv[optind - 1]);
-            goto out;
+            return DT_EXIT_USAGE;
         default:
             dt_usage_error("serve", "unknown option '%s'", argv[optind - 1]);
-            goto out;
+            return DT_EXIT_USAGE;
         }
     }
     if (optind < argc) {
         dt_usage_error("serve", "unexpected argument '%s'", argv[optind]);
-        goto out;
+        return DT_EXIT_USAGE;
     }
-    if (!nlisten) {
-        listen = dt_xcalloc(1, sizeof(*listen));
-        if (dt_listen_parse("127.0.0.1:8307", &listen[0], err, sizeof(err)) != 0) {
+    return -1;
+}
+
+int dt_cmd_serve(int argc, char **argv)
+{
+    struct serve_args a = {.format = -1, .admin = "127.0.0.1:9307"};
+    dt_server_config_init(&a.cfg);
+    dt_admin_options_init(&a.ao);
+    a.cfg.admin_limits = a.cfg.limits;
+    a.cfg.admin_limits.max_body = 256ULL << 20;
+    struct dt_listen_addr admin_addr;
+    char err[256];
+    int status = parse_args(argc, argv, &a);
+    if (status >= 0)
+        goto out;
+    status = DT_EXIT_USAGE;
+    if (!a.nlisten) {
+        a.listen = dt_xcalloc(1, sizeof(*a.listen));
+        if (dt_listen_parse("127.0.0.1:8307", &a.listen[0], err, sizeof(err)) != 0) {
             dt_usage_error("serve", "%s", err);
             goto out;
         }
-        nlisten = 1;
+        a.nlisten = 1;
     }
-    cfg.listen = listen;
-    cfg.nlisten = nlisten;
-    cfg.rules = rules;
-    cfg.nrules = nrules;
-    if (check) {
-        struct dt_table *t = dt_server_load_rules(&cfg);
+    a.cfg.listen = a.listen;
+    a.cfg.nlisten = a.nlisten;
+    a.cfg.rules = a.rules;
+    a.cfg.nrules = a.nrules;
+    if (a.check) {
+        struct dt_table *t = dt_server_load_rules(&a.cfg);
         if (!t) {
             status = 2;
             goto out;
@@ -281,21 +318,21 @@ int dt_cmd_serve(int argc, char **argv)
         status = DT_EXIT_OK;
         goto out;
     }
-    if (strcmp(admin, "off") != 0) {
-        if (dt_listen_parse(admin, &admin_addr, err, sizeof(err)) != 0) {
+    if (strcmp(a.admin, "off") != 0) {
+        if (dt_listen_parse(a.admin, &admin_addr, err, sizeof(err)) != 0) {
             dt_usage_error("serve", "--admin %s", err);
             goto out;
         }
-        cfg.admin = &admin_addr;
-        cfg.nadmin = 1;
+        a.cfg.admin = &admin_addr;
+        a.cfg.nadmin = 1;
     }
     /* the admin API's header limits are the server's; only its content limit is its own */
-    uint64_t admin_body = cfg.admin_limits.max_body;
-    cfg.admin_limits = cfg.limits;
-    cfg.admin_limits.max_body = admin_body;
-    status = dt_admin_run(&cfg, &ao);
+    uint64_t admin_body = a.cfg.admin_limits.max_body;
+    a.cfg.admin_limits = a.cfg.limits;
+    a.cfg.admin_limits.max_body = admin_body;
+    status = dt_admin_run(&a.cfg, &a.ao);
 out:
-    free(listen);
-    free(rules);
+    free(a.listen);
+    free(a.rules);
     return status;
 }
