@@ -11,7 +11,7 @@
 #define BULK_CHUNK (4u << 20) /* the size of a bulk record's chunks (rows of bulk_pending) */
 
 /* Writes the record's chunk as a row of bulk_pending, and starts the next. */
-static int flush_chunk(struct dt_store *s, struct dt_record *rec, struct dt_buf *err)
+static int flush_chunk(struct sq_store *s, struct dt_record *rec, struct dt_buf *err)
 {
     struct dt_buf *b = &rec->buf;
     for (int k = 0; k < 4; k++)
@@ -104,9 +104,10 @@ void dt_store_bulk_dispose(struct dt_store_bulk *b)
     memset(b, 0, sizeof(*b));
 }
 
-int dt_store_bulk(struct dt_store *s, const struct dt_store_rule *rules, size_t n, bool replace,
-                  struct dt_store_bulk *out, struct dt_buf *err)
+int dt_sqlite_bulk(struct dt_store *store, const struct dt_store_rule *rules, size_t n,
+                   bool replace, struct dt_store_bulk *out, struct dt_buf *err)
 {
+    struct sq_store *s = sq(store);
     memset(out, 0, sizeof(*out));
     if (s->in_txn && (s->wrote || s->bulk))
         return dt_sql_fail(s, err, DT_EINVAL, "dt_store_bulk: the transaction has written already");
@@ -261,7 +262,7 @@ fail:
 }
 
 /* One change of a bulk record: rule id's current row closed, r (if any) its new one. */
-static int settle_one(struct dt_store *s, int64_t id, const struct dt_store_rule *r,
+static int settle_one(struct sq_store *s, int64_t id, const struct dt_store_rule *r,
                       struct dt_buf *err)
 {
     sqlite3_stmt *st = dt_sql_stmt(s, ST_GET, err);
@@ -282,7 +283,7 @@ static int settle_one(struct dt_store *s, int64_t id, const struct dt_store_rule
 
 /* Writes the rows of one chunk of a bulk record (of the version the transaction stands
  * for): closes each changed rule's current row and writes its new one. */
-static int settle_chunk(struct dt_store *s, const unsigned char *p, size_t len, int64_t entries,
+static int settle_chunk(struct sq_store *s, const unsigned char *p, size_t len, int64_t entries,
                         struct dt_buf *err)
 {
     const unsigned char *end = p + len;
@@ -315,8 +316,9 @@ static int settle_chunk(struct dt_store *s, const unsigned char *p, size_t len, 
     return rc;
 }
 
-int dt_store_settle(struct dt_store *s, struct dt_buf *err)
+int dt_sqlite_settle(struct dt_store *store, struct dt_buf *err)
 {
+    struct sq_store *s = sq(store);
     int rc = dt_sql_not_walking(s, "dt_store_settle", err);
     if (rc)
         return rc;
@@ -363,8 +365,9 @@ int dt_store_settle(struct dt_store *s, struct dt_buf *err)
     return rc;
 }
 
-bool dt_store_unsettled(const struct dt_store *s)
+bool dt_sqlite_unsettled(const struct dt_store *store)
 {
+    const struct sq_store *s = sq_c(store);
     return s->unsettled;
 }
 
@@ -400,7 +403,7 @@ static bool same_rows(sqlite3_stmt *a, sqlite3_stmt *b)
 }
 
 /* Writes the rule of an old row (row) as the current row of its id. */
-static int restore_row(struct dt_store *s, int64_t row, struct prev prev, struct dt_buf *err)
+static int restore_row(struct sq_store *s, int64_t row, struct prev prev, struct dt_buf *err)
 {
     sqlite3_stmt *st = dt_sql_stmt(s, ST_BY_ROW, err);
     if (!st)
@@ -431,8 +434,9 @@ static int restore_row(struct dt_store *s, int64_t row, struct prev prev, struct
     return dt_sql_write_current(s, r.id, &r, r.created, prev, err);
 }
 
-int dt_store_rollback(struct dt_store *s, int64_t version, struct dt_buf *err)
+int dt_sqlite_rollback(struct dt_store *store, int64_t version, struct dt_buf *err)
 {
+    struct sq_store *s = sq(store);
     int rc = dt_sql_need_txn(s, "dt_store_rollback", err);
     if (rc)
         return rc;
@@ -496,7 +500,7 @@ int dt_store_rollback(struct dt_store *s, int64_t version, struct dt_buf *err)
 /* Calls fn with the changes of version v in order of rule id: the rows it wrote merged with
  * the rows it closed. *left is the number of changes still wanted (SIZE_MAX: all), counted
  * down. Returns 0, DT_EIO, or fn's non-zero value. */
-int dt_sql_walk_version(struct dt_store *s, int64_t v, int64_t at, const char *actor, size_t *left,
+int dt_sql_walk_version(struct sq_store *s, int64_t v, int64_t at, const char *actor, size_t *left,
                         dt_store_change_fn fn, void *ctx)
 {
     sqlite3_stmt *w = dt_sql_stmt(s, ST_WRITTEN, NULL), *c = dt_sql_stmt(s, ST_CLOSED, NULL);
@@ -533,8 +537,9 @@ int dt_sql_walk_version(struct dt_store *s, int64_t v, int64_t at, const char *a
     return rw < 0 ? rw : rc < 0 ? rc : 0;
 }
 
-int dt_store_pending(struct dt_store *s, dt_store_change_fn fn, void *ctx)
+int dt_sqlite_pending(struct dt_store *store, dt_store_change_fn fn, void *ctx)
 {
+    struct sq_store *s = sq(store);
     int rc = dt_sql_not_walking(s, "dt_store_pending", NULL);
     if (rc)
         return rc;

@@ -164,7 +164,7 @@ static const char *const statement_sql[ST_N] = {
 
 /* Records a message for the failure (in s->error, and appended to err when given) and
  * returns code. */
-int dt_sql_fail(struct dt_store *s, struct dt_buf *err, int code, const char *fmt, ...)
+int dt_sql_fail(struct sq_store *s, struct dt_buf *err, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -187,13 +187,13 @@ int dt_sql_fail(struct dt_store *s, struct dt_buf *err, int code, const char *fm
 }
 
 /* A failure of SQLite itself: DT_EIO with the path and SQLite's message. */
-int dt_sql_fail_sql(struct dt_store *s, struct dt_buf *err, const char *what)
+int dt_sql_fail_sql(struct sq_store *s, struct dt_buf *err, const char *what)
 {
     return dt_sql_fail(s, err, DT_EIO, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
 /* Fails a write that has already changed something: the transaction can only be aborted. */
-int dt_sql_broke(struct dt_store *s, int rc)
+int dt_sql_broke(struct sq_store *s, int rc)
 {
     if (rc < 0)
         s->broken = true;
@@ -202,7 +202,7 @@ int dt_sql_broke(struct dt_store *s, int rc)
 
 /* ---- statements -------------------------------------------------------------------------- */
 
-static sqlite3_stmt *prepare(struct dt_store *s, const char *sql, struct dt_buf *err)
+static sqlite3_stmt *prepare(struct sq_store *s, const char *sql, struct dt_buf *err)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
@@ -214,7 +214,7 @@ static sqlite3_stmt *prepare(struct dt_store *s, const char *sql, struct dt_buf 
 }
 
 /* The cached statement id, prepared on first use; NULL (with the message set) on failure. */
-sqlite3_stmt *dt_sql_stmt(struct dt_store *s, int id, struct dt_buf *err)
+sqlite3_stmt *dt_sql_stmt(struct sq_store *s, int id, struct dt_buf *err)
 {
     if (!s->stmt[id])
         s->stmt[id] = prepare(s, statement_sql[id], err);
@@ -222,7 +222,7 @@ sqlite3_stmt *dt_sql_stmt(struct dt_store *s, int id, struct dt_buf *err)
 }
 
 /* Steps st: 1 for a row, 0 when done, DT_EIO (message set, st reset) on failure. */
-int dt_sql_step(struct dt_store *s, sqlite3_stmt *st, struct dt_buf *err)
+int dt_sql_step(struct sq_store *s, sqlite3_stmt *st, struct dt_buf *err)
 {
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
@@ -235,7 +235,7 @@ int dt_sql_step(struct dt_store *s, sqlite3_stmt *st, struct dt_buf *err)
 }
 
 /* Runs a statement that returns no rows (or whose rows do not matter). */
-int dt_sql_run(struct dt_store *s, sqlite3_stmt *st, struct dt_buf *err)
+int dt_sql_run(struct sq_store *s, sqlite3_stmt *st, struct dt_buf *err)
 {
     int rc = dt_sql_step(s, st, err);
     sqlite3_reset(st);
@@ -243,7 +243,7 @@ int dt_sql_run(struct dt_store *s, sqlite3_stmt *st, struct dt_buf *err)
 }
 
 /* Runs cached statement id with up to two integer parameters. */
-int dt_sql_run_id(struct dt_store *s, int id, int64_t a, int64_t b, struct dt_buf *err)
+int dt_sql_run_id(struct sq_store *s, int id, int64_t a, int64_t b, struct dt_buf *err)
 {
     sqlite3_stmt *st = dt_sql_stmt(s, id, err);
     if (!st)
@@ -258,7 +258,7 @@ int dt_sql_run_id(struct dt_store *s, int id, int64_t a, int64_t b, struct dt_bu
 
 /* The first column of the single row of cached statement id (bound to a, if it has a
  * parameter) in *out: 1 if there was a row, 0 if none, DT_EIO. */
-int dt_sql_query_int(struct dt_store *s, int id, int64_t a, int64_t *out, struct dt_buf *err)
+int dt_sql_query_int(struct sq_store *s, int id, int64_t a, int64_t *out, struct dt_buf *err)
 {
     sqlite3_stmt *st = dt_sql_stmt(s, id, err);
     if (!st)
@@ -314,7 +314,7 @@ static bool same_content(sqlite3_stmt *st, const struct dt_store_rule *r)
 
 /* ---- guards ------------------------------------------------------------------------------ */
 
-int dt_sql_not_walking(struct dt_store *s, const char *fn, struct dt_buf *err)
+int dt_sql_not_walking(struct sq_store *s, const char *fn, struct dt_buf *err)
 {
     if (s->walking)
         return dt_sql_fail(s, err, DT_EINVAL, "%s called from a callback of the store", fn);
@@ -322,7 +322,7 @@ int dt_sql_not_walking(struct dt_store *s, const char *fn, struct dt_buf *err)
 }
 
 /* A write must be inside an open transaction that no earlier failure broke. */
-int dt_sql_need_txn(struct dt_store *s, const char *fn, struct dt_buf *err)
+int dt_sql_need_txn(struct sq_store *s, const char *fn, struct dt_buf *err)
 {
     int rc = dt_sql_not_walking(s, fn, err);
     if (rc)
@@ -341,15 +341,15 @@ int dt_sql_need_txn(struct dt_store *s, const char *fn, struct dt_buf *err)
 }
 
 /* Before a read or a write of rules: the rows of committed bulk writes are written first. */
-static int settled(struct dt_store *s)
+static int settled(struct sq_store *s)
 {
     if (!s->unsettled || s->in_txn || s->walking)
         return 0;
-    return dt_store_settle(s, NULL);
+    return dt_sqlite_settle(&s->base, NULL);
 }
 
 /* The store does not parse rules (the caller has), but it keeps its rows well-formed. */
-int dt_sql_check_rule(struct dt_store *s, const struct dt_store_rule *r, struct dt_buf *err)
+int dt_sql_check_rule(struct sq_store *s, const struct dt_store_rule *r, struct dt_buf *err)
 {
     if (!r || !r->source || !r->source[0] || !r->target)
         return dt_sql_fail(s, err, DT_EINVAL, "a rule needs a source and a target");
@@ -369,7 +369,7 @@ int dt_sql_check_rule(struct dt_store *s, const struct dt_store_rule *r, struct 
 
 /* ---- opening ----------------------------------------------------------------------------- */
 
-int dt_sql_exec(struct dt_store *s, const char *sql, struct dt_buf *err)
+int dt_sql_exec(struct sq_store *s, const char *sql, struct dt_buf *err)
 {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) == SQLITE_OK)
@@ -385,7 +385,7 @@ int dt_sql_exec(struct dt_store *s, const char *sql, struct dt_buf *err)
 
 /* Reads the schema version (user_version) into *have and refuses one this code does not
  * know. The first read of the file: one that is not a database fails here. */
-static int schema_version(struct dt_store *s, int64_t *have, struct dt_buf *err)
+static int schema_version(struct sq_store *s, int64_t *have, struct dt_buf *err)
 {
     const int64_t newest = (int64_t)DT_ARRAY_LEN(migrations);
     sqlite3_stmt *st = prepare(s, "PRAGMA user_version", NULL);
@@ -409,7 +409,7 @@ static int schema_version(struct dt_store *s, int64_t *have, struct dt_buf *err)
 
 /* Brings the schema to the newest version in one transaction, so that a failed migration
  * leaves the database as it was. */
-static int migrate(struct dt_store *s, struct dt_buf *err)
+static int migrate(struct sq_store *s, struct dt_buf *err)
 {
     const int64_t newest = (int64_t)DT_ARRAY_LEN(migrations);
     int rc = dt_sql_exec(s, "BEGIN IMMEDIATE", err);
@@ -446,7 +446,7 @@ static void configure(void)
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
-struct dt_store *dt_store_open(const char *path, struct dt_buf *err)
+struct dt_store *dt_sqlite_open(const char *path, struct dt_buf *err)
 {
     if (!path || !path[0]) {
         if (err) {
@@ -456,7 +456,8 @@ struct dt_store *dt_store_open(const char *path, struct dt_buf *err)
         return NULL;
     }
     pthread_once(&configured, configure);
-    struct dt_store *s = dt_xcalloc(1, sizeof(*s));
+    struct sq_store *s = dt_xcalloc(1, sizeof(*s));
+    s->base.backend = &dt_sqlite_backend;
     s->path = dt_xstrndup(path, strlen(path));
     /* NOMUTEX: a connection is only ever used by one thread at a time (the admin thread's,
      * the merge thread's), so SQLite need not lock around every call. */
@@ -511,15 +512,15 @@ struct dt_store *dt_store_open(const char *path, struct dt_buf *err)
     if ((rc = dt_sql_query_int(s, ST_BULK_ANY, 0, &one, err)) < 0)
         goto fail;
     s->unsettled = rc == 1;
-    if (s->unsettled && dt_store_settle(s, err) != 0)
+    if (s->unsettled && dt_sqlite_settle(&s->base, err) != 0)
         goto fail;
-    return s;
+    return &s->base;
 fail:
-    dt_store_close(s);
+    dt_sqlite_close(&s->base);
     return NULL;
 }
 
-static void end_txn(struct dt_store *s)
+static void end_txn(struct sq_store *s)
 {
     s->in_txn = false;
     s->broken = false;
@@ -530,8 +531,9 @@ static void end_txn(struct dt_store *s)
     s->actor = s->comment = NULL;
 }
 
-void dt_store_abort(struct dt_store *s)
+void dt_sqlite_abort(struct dt_store *store)
 {
+    struct sq_store *s = sq(store);
     if (!s || !s->in_txn || s->walking)
         return;
     if (!sqlite3_get_autocommit(s->db) && dt_sql_run_id(s, ST_ROLLBACK, 0, 0, NULL) != 0)
@@ -539,12 +541,13 @@ void dt_store_abort(struct dt_store *s)
     end_txn(s);
 }
 
-void dt_store_close(struct dt_store *s)
+void dt_sqlite_close(struct dt_store *store)
 {
+    struct sq_store *s = sq(store);
     if (!s)
         return;
     s->walking = 0;
-    dt_store_abort(s);
+    dt_sqlite_abort(&s->base);
     for (int i = 0; i < ST_N; i++)
         sqlite3_finalize(s->stmt[i]);
     for (int i = 0; i < F_N; i++) {
@@ -560,20 +563,23 @@ void dt_store_close(struct dt_store *s)
     free(s);
 }
 
-const char *dt_store_error(const struct dt_store *s)
+const char *dt_sqlite_error(const struct dt_store *store)
 {
+    const struct sq_store *s = sq_c(store);
     return s->error.ptr ? s->error.ptr : "";
 }
 
-int64_t dt_store_version(struct dt_store *s)
+int64_t dt_sqlite_version(struct dt_store *store)
 {
+    struct sq_store *s = sq(store);
     int64_t v = 0;
     int rc = dt_sql_query_int(s, ST_MAX_VERSION, 0, &v, NULL);
     return rc < 0 ? rc : v;
 }
 
-int64_t dt_store_count(struct dt_store *s)
+int64_t dt_sqlite_count(struct dt_store *store)
 {
+    struct sq_store *s = sq(store);
     int64_t n = 0;
     int rc = settled(s);
     if (rc == 0)
@@ -585,7 +591,7 @@ int64_t dt_store_count(struct dt_store *s)
 
 /* Outside a write transaction, a read of several statements runs in a read transaction so
  * that it sees one version throughout. */
-static int read_begin(struct dt_store *s, bool *started)
+static int read_begin(struct sq_store *s, bool *started)
 {
     *started = false;
     if (s->in_txn || !sqlite3_get_autocommit(s->db))
@@ -595,14 +601,14 @@ static int read_begin(struct dt_store *s, bool *started)
     return rc;
 }
 
-static void read_end(struct dt_store *s, bool started)
+static void read_end(struct sq_store *s, bool started)
 {
     if (started && !sqlite3_get_autocommit(s->db) && dt_sql_run_id(s, ST_COMMIT, 0, 0, NULL) != 0)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* Calls fn with the rules of the rows of st (bound, not yet stepped), then resets st. */
-int dt_sql_each_row(struct dt_store *s, sqlite3_stmt *st, dt_store_rule_fn fn, void *ctx)
+int dt_sql_each_row(struct sq_store *s, sqlite3_stmt *st, dt_store_rule_fn fn, void *ctx)
 {
     int rc;
     while ((rc = dt_sql_step(s, st, NULL)) == 1) {
@@ -622,7 +628,7 @@ int dt_sql_each_row(struct dt_store *s, sqlite3_stmt *st, dt_store_rule_fn fn, v
 
 /* The host of a canonical source, lower-cased into s->host: the part before the first '/'
  * after an optional "scheme://". false for a source for any host ("/path", "~regex"). */
-static bool source_host(struct dt_store *s, const char *source)
+static bool source_host(struct sq_store *s, const char *source)
 {
     if (source[0] == '/' || source[0] == '~' || source[0] == '\0')
         return false;
@@ -642,7 +648,7 @@ static bool source_host(struct dt_store *s, const char *source)
 }
 
 /* Inserts a row of rule rid written by the open transaction. Returns SQLite's result code. */
-int dt_sql_insert_row(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
+int dt_sql_insert_row(struct sq_store *s, int64_t rid, const struct dt_store_rule *r,
                       int64_t created, int64_t since)
 {
     sqlite3_stmt *st = dt_sql_stmt(s, ST_INSERT, NULL);
@@ -670,7 +676,7 @@ int dt_sql_insert_row(struct dt_store *s, int64_t rid, const struct dt_store_rul
 }
 
 /* The message for a source that another current rule has. */
-static int source_taken(struct dt_store *s, const char *source, struct dt_buf *err)
+static int source_taken(struct sq_store *s, const char *source, struct dt_buf *err)
 {
     int64_t other = 0;
     sqlite3_stmt *st = dt_sql_stmt(s, ST_FIND, err);
@@ -686,7 +692,7 @@ static int source_taken(struct dt_store *s, const char *source, struct dt_buf *e
 
 /* Ends the life of a current row in the open transaction. A row that the transaction itself
  * wrote was never part of a version, so it goes; any other is closed. */
-int dt_sql_close_row(struct dt_store *s, int64_t row, int64_t v_from, struct dt_buf *err)
+int dt_sql_close_row(struct sq_store *s, int64_t row, int64_t v_from, struct dt_buf *err)
 {
     if (v_from == s->txn_version)
         return dt_sql_run_id(s, ST_DELETE, row, 0, err);
@@ -700,7 +706,7 @@ int dt_sql_close_row(struct dt_store *s, int64_t row, int64_t v_from, struct dt_
  * (S10: kept while the rule stays 307, now when it becomes 307, 0 otherwise). If it says what
  * r says, it is reopened instead, so that undoing a change inside a transaction leaves no
  * change behind. */
-int dt_sql_write_current(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
+int dt_sql_write_current(struct sq_store *s, int64_t rid, const struct dt_store_rule *r,
                          int64_t created, struct prev p, struct dt_buf *err)
 {
     bool had = p.kind == PREV_KNOWN;
@@ -738,15 +744,16 @@ int dt_sql_write_current(struct dt_store *s, int64_t rid, const struct dt_store_
     return dt_sql_fail_sql(s, err, "cannot write a rule");
 }
 
-int dt_store_begin(struct dt_store *s, int64_t now, const char *actor, const char *comment,
-                   struct dt_buf *err)
+int dt_sqlite_begin(struct dt_store *store, int64_t now, const char *actor, const char *comment,
+                    struct dt_buf *err)
 {
+    struct sq_store *s = sq(store);
     int rc = dt_sql_not_walking(s, "dt_store_begin", err);
     if (rc)
         return rc;
     if (s->in_txn)
         return dt_sql_fail(s, err, DT_EINVAL, "dt_store_begin: a transaction is already open");
-    if (s->unsettled && (rc = dt_store_settle(s, err)) != 0)
+    if (s->unsettled && (rc = dt_sqlite_settle(&s->base, err)) != 0)
         return rc;
     actor = dt_sql_or_empty(actor);
     comment = dt_sql_or_empty(comment);
@@ -786,7 +793,7 @@ int dt_store_begin(struct dt_store *s, int64_t now, const char *actor, const cha
 /* Counts the changes of the open transaction: rules with a written row and no closed one are
  * added, with both changed, with a closed row only removed. Both lists come in order of id
  * straight from their indexes, so this is one merge. */
-static int count_changes(struct dt_store *s, int64_t n[3], struct dt_buf *err)
+static int count_changes(struct sq_store *s, int64_t n[3], struct dt_buf *err)
 {
     sqlite3_stmt *w = dt_sql_stmt(s, ST_WRITTEN_RIDS, err),
                  *c = dt_sql_stmt(s, ST_CLOSED_RIDS, err);
@@ -810,8 +817,9 @@ static int count_changes(struct dt_store *s, int64_t n[3], struct dt_buf *err)
     return rw < 0 ? rw : rc < 0 ? rc : 0;
 }
 
-int dt_store_commit(struct dt_store *s, int64_t *version, struct dt_buf *err)
+int dt_sqlite_commit(struct dt_store *store, int64_t *version, struct dt_buf *err)
 {
+    struct sq_store *s = sq(store);
     int rc = dt_sql_not_walking(s, "dt_store_commit", err);
     if (rc)
         return rc;
@@ -873,12 +881,14 @@ int dt_store_commit(struct dt_store *s, int64_t *version, struct dt_buf *err)
     end_txn(s);
     return 0;
 fail:
-    dt_store_abort(s);
+    dt_sqlite_abort(&s->base);
     return rc;
 }
 
-int dt_store_add(struct dt_store *s, const struct dt_store_rule *r, int64_t *id, struct dt_buf *err)
+int dt_sqlite_add(struct dt_store *store, const struct dt_store_rule *r, int64_t *id,
+                  struct dt_buf *err)
 {
+    struct sq_store *s = sq(store);
     int rc = dt_sql_need_txn(s, "dt_store_add", err);
     if (rc || (rc = dt_sql_check_rule(s, r, err)) != 0)
         return rc;
@@ -900,7 +910,7 @@ struct current {
                        * closed one (if any) is looked up */
 };
 
-static struct current read_current(struct dt_store *s, sqlite3_stmt *st)
+static struct current read_current(struct sq_store *s, sqlite3_stmt *st)
 {
     struct current c = {sqlite3_column_int64(st, C_ROW),
                         sqlite3_column_int64(st, C_FROM),
@@ -913,7 +923,7 @@ static struct current read_current(struct dt_store *s, sqlite3_stmt *st)
 }
 
 /* Makes r rule rid's current row in place of c. */
-static int rewrite(struct dt_store *s, int64_t rid, const struct dt_store_rule *r, struct current c,
+static int rewrite(struct sq_store *s, int64_t rid, const struct dt_store_rule *r, struct current c,
                    struct dt_buf *err)
 {
     int rc = dt_sql_close_row(s, c.row, c.v_from, err);
@@ -922,9 +932,10 @@ static int rewrite(struct dt_store *s, int64_t rid, const struct dt_store_rule *
     return dt_sql_broke(s, rc);
 }
 
-int dt_store_replace(struct dt_store *s, int64_t id, const struct dt_store_rule *r,
-                     struct dt_buf *err)
+int dt_sqlite_replace(struct dt_store *store, int64_t id, const struct dt_store_rule *r,
+                      struct dt_buf *err)
 {
+    struct sq_store *s = sq(store);
     int rc = dt_sql_need_txn(s, "dt_store_replace", err);
     if (rc || (rc = dt_sql_check_rule(s, r, err)) != 0)
         return rc;
@@ -962,9 +973,10 @@ int dt_store_replace(struct dt_store *s, int64_t id, const struct dt_store_rule 
     return rewrite(s, id, r, cur, err);
 }
 
-int dt_store_put(struct dt_store *s, const struct dt_store_rule *r, int64_t *id, bool *again,
-                 struct dt_buf *err)
+int dt_sqlite_put(struct dt_store *store, const struct dt_store_rule *r, int64_t *id, bool *again,
+                  struct dt_buf *err)
 {
+    struct sq_store *s = sq(store);
     if (again)
         *again = false;
     int rc = dt_sql_need_txn(s, "dt_store_put", err);
@@ -981,7 +993,7 @@ int dt_store_put(struct dt_store *s, const struct dt_store_rule *r, int64_t *id,
             return rc;
         struct dt_store_rule a = *r;
         a.note = dt_sql_or_empty(r->note);
-        return dt_store_add(s, &a, id, err);
+        return dt_sqlite_add(&s->base, &a, id, err);
     }
     int64_t rid = sqlite3_column_int64(st, C_RID);
     if (id)
@@ -1007,8 +1019,9 @@ int dt_store_put(struct dt_store *s, const struct dt_store_rule *r, int64_t *id,
     return rc;
 }
 
-int dt_store_remove(struct dt_store *s, int64_t id, struct dt_buf *err)
+int dt_sqlite_remove(struct dt_store *store, int64_t id, struct dt_buf *err)
 {
+    struct sq_store *s = sq(store);
     int rc = dt_sql_need_txn(s, "dt_store_remove", err);
     if (rc)
         return rc;
@@ -1028,7 +1041,7 @@ int dt_store_remove(struct dt_store *s, int64_t id, struct dt_buf *err)
 /* ---- reading ----------------------------------------------------------------------------- */
 
 /* Calls fn with the row of cached statement id (bound to text or to n); DT_ENOENT if none. */
-static int get_one(struct dt_store *s, int id, const char *text, int64_t n, dt_store_rule_fn fn,
+static int get_one(struct sq_store *s, int id, const char *text, int64_t n, dt_store_rule_fn fn,
                    void *ctx)
 {
     int rc = settled(s);
@@ -1059,20 +1072,23 @@ static int get_one(struct dt_store *s, int id, const char *text, int64_t n, dt_s
     return rc;
 }
 
-int dt_store_get(struct dt_store *s, int64_t id, dt_store_rule_fn fn, void *ctx)
+int dt_sqlite_get(struct dt_store *store, int64_t id, dt_store_rule_fn fn, void *ctx)
 {
+    struct sq_store *s = sq(store);
     return get_one(s, ST_GET, NULL, id, fn, ctx);
 }
 
-int dt_store_find(struct dt_store *s, const char *source, dt_store_rule_fn fn, void *ctx)
+int dt_sqlite_find(struct dt_store *store, const char *source, dt_store_rule_fn fn, void *ctx)
 {
+    struct sq_store *s = sq(store);
     if (!source)
         return DT_ENOENT;
     return get_one(s, ST_FIND, source, 0, fn, ctx);
 }
 
-int dt_store_each(struct dt_store *s, int64_t version, dt_store_rule_fn fn, void *ctx)
+int dt_sqlite_each(struct dt_store *store, int64_t version, dt_store_rule_fn fn, void *ctx)
 {
+    struct sq_store *s = sq(store);
     int rc = dt_sql_not_walking(s, "dt_store_each", NULL);
     if (rc || (rc = settled(s)) != 0)
         return rc;
@@ -1103,7 +1119,7 @@ done:
 /* The cached statement of dt_store_list for a set of filters: a page (total false) or the
  * count of all matches. Each set of filters has its own SQL so that the planner sees which
  * apply (the host filter has an index). */
-static sqlite3_stmt *list_stmt(struct dt_store *s, unsigned filters, bool total)
+static sqlite3_stmt *list_stmt(struct sq_store *s, unsigned filters, bool total)
 {
     sqlite3_stmt **slot = total ? &s->total[filters] : &s->page[filters];
     if (*slot)
@@ -1142,9 +1158,10 @@ static void bind_named_text(sqlite3_stmt *st, const char *name, const struct dt_
         sqlite3_bind_text(st, i, b->ptr, (int)b->len, SQLITE_STATIC);
 }
 
-int dt_store_list(struct dt_store *s, const struct dt_store_query *q, dt_store_rule_fn fn,
-                  void *ctx, int64_t *total)
+int dt_sqlite_list(struct dt_store *store, const struct dt_store_query *q, dt_store_rule_fn fn,
+                   void *ctx, int64_t *total)
 {
+    struct sq_store *s = sq(store);
     int rc = dt_sql_not_walking(s, "dt_store_list", NULL);
     if (rc || (rc = settled(s)) != 0)
         return rc;
@@ -1215,9 +1232,10 @@ int dt_store_list(struct dt_store *s, const struct dt_store_query *q, dt_store_r
     return rc;
 }
 
-int dt_store_versions(struct dt_store *s, int64_t before, size_t limit, dt_store_version_fn fn,
-                      void *ctx)
+int dt_sqlite_versions(struct dt_store *store, int64_t before, size_t limit, dt_store_version_fn fn,
+                       void *ctx)
 {
+    struct sq_store *s = sq(store);
     int rc = dt_sql_not_walking(s, "dt_store_versions", NULL);
     if (rc)
         return rc;
@@ -1247,7 +1265,7 @@ int dt_store_versions(struct dt_store *s, int64_t before, size_t limit, dt_store
 }
 
 /* The history of one rule, from ST_RULE_HISTORY. */
-static int rule_history(struct dt_store *s, int64_t id, int64_t before, size_t limit,
+static int rule_history(struct sq_store *s, int64_t id, int64_t before, size_t limit,
                         dt_store_change_fn fn, void *ctx)
 {
     sqlite3_stmt *st = dt_sql_stmt(s, ST_RULE_HISTORY, NULL);
@@ -1277,9 +1295,10 @@ static int rule_history(struct dt_store *s, int64_t id, int64_t before, size_t l
     return rc;
 }
 
-int dt_store_history(struct dt_store *s, int64_t id, int64_t before, size_t limit,
-                     dt_store_change_fn fn, void *ctx)
+int dt_sqlite_history(struct dt_store *store, int64_t id, int64_t before, size_t limit,
+                      dt_store_change_fn fn, void *ctx)
 {
+    struct sq_store *s = sq(store);
     int rc = dt_sql_not_walking(s, "dt_store_history", NULL);
     if (rc || (rc = settled(s)) != 0)
         return rc;
@@ -1315,3 +1334,31 @@ done:
     read_end(s, started);
     return rc;
 }
+
+/* ---- the backend ------------------------------------------------------------------------- */
+
+const struct dt_store_backend dt_sqlite_backend = {
+    .name = "sqlite",
+    .close = dt_sqlite_close,
+    .error = dt_sqlite_error,
+    .version = dt_sqlite_version,
+    .count = dt_sqlite_count,
+    .begin = dt_sqlite_begin,
+    .commit = dt_sqlite_commit,
+    .abort = dt_sqlite_abort,
+    .add = dt_sqlite_add,
+    .replace = dt_sqlite_replace,
+    .put = dt_sqlite_put,
+    .remove = dt_sqlite_remove,
+    .rollback = dt_sqlite_rollback,
+    .pending = dt_sqlite_pending,
+    .bulk = dt_sqlite_bulk,
+    .settle = dt_sqlite_settle,
+    .unsettled = dt_sqlite_unsettled,
+    .get = dt_sqlite_get,
+    .find = dt_sqlite_find,
+    .each = dt_sqlite_each,
+    .list = dt_sqlite_list,
+    .versions = dt_sqlite_versions,
+    .history = dt_sqlite_history,
+};

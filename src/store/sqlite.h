@@ -71,7 +71,8 @@ enum {
 /* The filters of dt_store_list, as bits of the index of its cached statements. */
 enum { F_TEXT = 1, F_HOST = 2, F_STATUS = 4, F_OLDER = 8, F_N = 16 };
 
-struct dt_store {
+struct sq_store {
+    struct dt_store base; /* first: the backend-independent handle (store.h) */
     sqlite3 *db;
     char *path;
     sqlite3_stmt *stmt[ST_N]; /* prepared on first use, kept until close */
@@ -103,31 +104,75 @@ struct prev {
     int64_t since;
 };
 
-int dt_sql_fail_sql(struct dt_store *s, struct dt_buf *err, const char *what);
-int dt_sql_broke(struct dt_store *s, int rc);
-sqlite3_stmt *dt_sql_stmt(struct dt_store *s, int id, struct dt_buf *err);
-int dt_sql_step(struct dt_store *s, sqlite3_stmt *st, struct dt_buf *err);
-int dt_sql_run(struct dt_store *s, sqlite3_stmt *st, struct dt_buf *err);
-int dt_sql_run_id(struct dt_store *s, int id, int64_t a, int64_t b, struct dt_buf *err);
-int dt_sql_query_int(struct dt_store *s, int id, int64_t a, int64_t *out, struct dt_buf *err);
+int dt_sql_fail_sql(struct sq_store *s, struct dt_buf *err, const char *what);
+int dt_sql_broke(struct sq_store *s, int rc);
+sqlite3_stmt *dt_sql_stmt(struct sq_store *s, int id, struct dt_buf *err);
+int dt_sql_step(struct sq_store *s, sqlite3_stmt *st, struct dt_buf *err);
+int dt_sql_run(struct sq_store *s, sqlite3_stmt *st, struct dt_buf *err);
+int dt_sql_run_id(struct sq_store *s, int id, int64_t a, int64_t b, struct dt_buf *err);
+int dt_sql_query_int(struct sq_store *s, int id, int64_t a, int64_t *out, struct dt_buf *err);
 const char *dt_sql_column_text(sqlite3_stmt *st, int col);
 bool dt_sql_read_rule(sqlite3_stmt *st, int col, struct dt_store_rule *r);
 const char *dt_sql_or_empty(const char *p);
-int dt_sql_not_walking(struct dt_store *s, const char *fn, struct dt_buf *err);
-int dt_sql_need_txn(struct dt_store *s, const char *fn, struct dt_buf *err);
-int dt_sql_check_rule(struct dt_store *s, const struct dt_store_rule *r, struct dt_buf *err);
-int dt_sql_exec(struct dt_store *s, const char *sql, struct dt_buf *err);
-int dt_sql_each_row(struct dt_store *s, sqlite3_stmt *st, dt_store_rule_fn fn, void *ctx);
-int dt_sql_insert_row(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
+int dt_sql_not_walking(struct sq_store *s, const char *fn, struct dt_buf *err);
+int dt_sql_need_txn(struct sq_store *s, const char *fn, struct dt_buf *err);
+int dt_sql_check_rule(struct sq_store *s, const struct dt_store_rule *r, struct dt_buf *err);
+int dt_sql_exec(struct sq_store *s, const char *sql, struct dt_buf *err);
+int dt_sql_each_row(struct sq_store *s, sqlite3_stmt *st, dt_store_rule_fn fn, void *ctx);
+int dt_sql_insert_row(struct sq_store *s, int64_t rid, const struct dt_store_rule *r,
                       int64_t created, int64_t since);
-int dt_sql_close_row(struct dt_store *s, int64_t row, int64_t v_from, struct dt_buf *err);
-int dt_sql_write_current(struct dt_store *s, int64_t rid, const struct dt_store_rule *r,
+int dt_sql_close_row(struct sq_store *s, int64_t row, int64_t v_from, struct dt_buf *err);
+int dt_sql_write_current(struct sq_store *s, int64_t rid, const struct dt_store_rule *r,
                          int64_t created, struct prev p, struct dt_buf *err);
-int dt_sql_walk_version(struct dt_store *s, int64_t v, int64_t at, const char *actor, size_t *left,
+int dt_sql_walk_version(struct sq_store *s, int64_t v, int64_t at, const char *actor, size_t *left,
                         dt_store_change_fn fn, void *ctx);
 /* Records a message for the failure (in s->error, and appended to err when given) and
  * returns code. */
-int dt_sql_fail(struct dt_store *s, struct dt_buf *err, int code, const char *fmt, ...)
+int dt_sql_fail(struct sq_store *s, struct dt_buf *err, int code, const char *fmt, ...)
     DT_PRINTF(4, 5);
+
+static inline struct sq_store *sq(struct dt_store *store)
+{
+    return (struct sq_store *)store; /* base is its first member */
+}
+
+static inline const struct sq_store *sq_c(const struct dt_store *store)
+{
+    return (const struct sq_store *)store;
+}
+
+/* The SQLite backend of store.h (its functions, as the backend table names them). */
+extern const struct dt_store_backend dt_sqlite_backend;
+struct dt_store *dt_sqlite_open(const char *path, struct dt_buf *err);
+void dt_sqlite_abort(struct dt_store *store);
+void dt_sqlite_close(struct dt_store *store);
+const char *dt_sqlite_error(const struct dt_store *store);
+int64_t dt_sqlite_version(struct dt_store *store);
+int64_t dt_sqlite_count(struct dt_store *store);
+int dt_sqlite_begin(struct dt_store *store, int64_t now, const char *actor, const char *comment,
+                    struct dt_buf *err);
+int dt_sqlite_commit(struct dt_store *store, int64_t *version, struct dt_buf *err);
+int dt_sqlite_add(struct dt_store *store, const struct dt_store_rule *r, int64_t *id,
+                  struct dt_buf *err);
+int dt_sqlite_replace(struct dt_store *store, int64_t id, const struct dt_store_rule *r,
+                      struct dt_buf *err);
+int dt_sqlite_put(struct dt_store *store, const struct dt_store_rule *r, int64_t *id, bool *again,
+                  struct dt_buf *err);
+int dt_sqlite_remove(struct dt_store *store, int64_t id, struct dt_buf *err);
+int dt_sqlite_get(struct dt_store *store, int64_t id, dt_store_rule_fn fn, void *ctx);
+int dt_sqlite_find(struct dt_store *store, const char *source, dt_store_rule_fn fn, void *ctx);
+int dt_sqlite_each(struct dt_store *store, int64_t version, dt_store_rule_fn fn, void *ctx);
+int dt_sqlite_list(struct dt_store *store, const struct dt_store_query *q, dt_store_rule_fn fn,
+                   void *ctx, int64_t *total);
+int dt_sqlite_versions(struct dt_store *store, int64_t before, size_t limit, dt_store_version_fn fn,
+                       void *ctx);
+int dt_sqlite_history(struct dt_store *store, int64_t id, int64_t before, size_t limit,
+                      dt_store_change_fn fn, void *ctx);
+int dt_sqlite_bulk(struct dt_store *store, const struct dt_store_rule *rules, size_t n,
+                   bool replace, struct dt_store_bulk *out, struct dt_buf *err);
+int dt_sqlite_settle(struct dt_store *store, struct dt_buf *err);
+bool dt_sqlite_unsettled(const struct dt_store *store);
+int dt_sqlite_rollback(struct dt_store *store, int64_t version, struct dt_buf *err);
+int dt_sqlite_pending(struct dt_store *store, dt_store_change_fn fn, void *ctx);
 
 #endif

@@ -65,9 +65,10 @@ struct dt_store;
 /* The longest source, target, options, note, actor, comment or search text (DT_ELIMIT). */
 #define DT_STORE_TEXT_MAX 65536
 
-/* Opens (creating if needed) the database at path, sets WAL and synchronous=FULL, and
- * brings its schema to the current version (migrations run in one transaction). Returns
- * NULL with a message in err (which names the path). */
+/* Opens the store at path with its backend: a SQLite file (created if needed; WAL,
+ * synchronous=FULL, its schema brought to the current version in one transaction), or,
+ * for "postgresql://..." (a store several servers share), PostgreSQL. Returns NULL with a
+ * message in err (which names the path). */
 struct dt_store *dt_store_open(const char *path, struct dt_buf *err);
 /* Closes the store (aborting an open transaction); s may be NULL. */
 void dt_store_close(struct dt_store *s);
@@ -206,5 +207,52 @@ int dt_store_versions(struct dt_store *s, int64_t before, size_t limit, dt_store
  * newest), at most limit changes (0: all). Returns 0 or the callback's non-zero value. */
 int dt_store_history(struct dt_store *s, int64_t id, int64_t before, size_t limit,
                      dt_store_change_fn fn, void *ctx);
+
+/* ---- backends ----------------------------------------------------------------------------
+ *
+ * A backend implements every call above, with the same guarantees (a commit returns once
+ * durable; a version is one transaction; readers never see half a write), and its handle
+ * starts with struct dt_store. dt_store_open picks the backend; the calls above dispatch
+ * to it. tests/unit/test_store.c checks the contract. */
+struct dt_store_backend {
+    const char *name;
+    void (*close)(struct dt_store *s);
+    const char *(*error)(const struct dt_store *s);
+    int64_t (*version)(struct dt_store *s);
+    int64_t (*count)(struct dt_store *s);
+    int (*begin)(struct dt_store *s, int64_t now, const char *actor, const char *comment,
+                 struct dt_buf *err);
+    int (*commit)(struct dt_store *s, int64_t *version, struct dt_buf *err);
+    void (*abort)(struct dt_store *s);
+    int (*add)(struct dt_store *s, const struct dt_store_rule *r, int64_t *id, struct dt_buf *err);
+    int (*replace)(struct dt_store *s, int64_t id, const struct dt_store_rule *r,
+                   struct dt_buf *err);
+    int (*put)(struct dt_store *s, const struct dt_store_rule *r, int64_t *id, bool *again,
+               struct dt_buf *err);
+    int (*remove)(struct dt_store *s, int64_t id, struct dt_buf *err);
+    int (*rollback)(struct dt_store *s, int64_t version, struct dt_buf *err);
+    int (*pending)(struct dt_store *s, dt_store_change_fn fn, void *ctx);
+    int (*bulk)(struct dt_store *s, const struct dt_store_rule *rules, size_t n, bool replace,
+                struct dt_store_bulk *out, struct dt_buf *err);
+    int (*settle)(struct dt_store *s, struct dt_buf *err);
+    bool (*unsettled)(const struct dt_store *s);
+    int (*get)(struct dt_store *s, int64_t id, dt_store_rule_fn fn, void *ctx);
+    int (*find)(struct dt_store *s, const char *source, dt_store_rule_fn fn, void *ctx);
+    int (*each)(struct dt_store *s, int64_t version, dt_store_rule_fn fn, void *ctx);
+    int (*list)(struct dt_store *s, const struct dt_store_query *q, dt_store_rule_fn fn, void *ctx,
+                int64_t *total);
+    int (*versions)(struct dt_store *s, int64_t before, size_t limit, dt_store_version_fn fn,
+                    void *ctx);
+    int (*history)(struct dt_store *s, int64_t id, int64_t before, size_t limit,
+                   dt_store_change_fn fn, void *ctx);
+};
+
+/* What every backend's handle starts with. */
+struct dt_store {
+    const struct dt_store_backend *backend;
+};
+
+/* The name of s's backend ("sqlite"). */
+const char *dt_store_backend_name(const struct dt_store *s);
 
 #endif

@@ -308,7 +308,7 @@ static const char *pragma(struct dt_store *s, const char *name)
     snprintf(sql, sizeof(sql), "PRAGMA %s", name);
     sqlite3_stmt *st = NULL;
     out[0] = '\0';
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(sq(s)->db, sql, -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         snprintf(out, sizeof(out), "%s", (const char *)sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
@@ -321,8 +321,8 @@ static const char *sql_rows(struct dt_store *s, const char *sql)
     static struct dt_buf out;
     out.len = 0;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        dt_buf_appendf(&out, "SQL ERROR %s", sqlite3_errmsg(s->db));
+    if (sqlite3_prepare_v2(sq(s)->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        dt_buf_appendf(&out, "SQL ERROR %s", sqlite3_errmsg(sq(s)->db));
     } else {
         int rows = 0;
         while (sqlite3_step(st) == SQLITE_ROW) {
@@ -370,6 +370,13 @@ static void test_new_store(void)
     if (!s)
         return;
     ok(access(in_dir("new.db"), F_OK) == 0, "the file exists");
+    is_str(dt_store_backend_name(s), "sqlite", "issue 10: a file path opens the SQLite backend");
+    struct dt_buf perr;
+    dt_buf_init(&perr);
+    ok(dt_store_open("postgresql://db.example/detour", &perr) == NULL && perr.ptr &&
+           strstr(perr.ptr, "postgresql://db.example/detour: this detour has no PostgreSQL"),
+       "a postgresql:// store is refused with a message naming it (no backend yet)");
+    dt_buf_dispose(&perr);
     is_int(dt_store_version(s), 0, "a new store is at version 0");
     is_int(dt_store_count(s), 0, "with no rules");
     is_str(rules_at(s, 0), "", "each(0): nothing");
@@ -407,7 +414,7 @@ static void test_new_store(void)
        "the row a transaction closed, from rules_closed");
     ok(plan_uses(s, statement_sql[ST_RULE_HISTORY], "INDEX rules_rid (rid=?)"),
        "a rule's history comes from rules_rid");
-    sqlite3_stmt *host_page = list_stmt(s, F_HOST, false);
+    sqlite3_stmt *host_page = list_stmt(sq(s), F_HOST, false);
     ok(host_page &&
            plan_uses(s, sqlite3_sql(host_page), "INDEX rules_current_host (host=? AND rid>?)"),
        "the host filter uses rules_current_host");
@@ -1131,7 +1138,7 @@ static void test_two_writers(void)
         dt_store_close(t);
         return;
     }
-    sqlite3_busy_timeout(t->db, 100); /* not the 5 s a writer waits */
+    sqlite3_busy_timeout(sq(t)->db, 100); /* not the 5 s a writer waits */
     begin(s, 1);
     add(s, "/a", "/b", 307);
     err.len = 0;
@@ -1160,7 +1167,7 @@ static void test_lost_transaction(void)
         return;
     begin(s, 1);
     add(s, "/a", "/b", 307);
-    is_int(sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK,
+    is_int(sqlite3_exec(sq(s)->db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK,
            "the transaction is rolled back behind the store");
     struct dt_store_rule r = rule("/c", "/d", 307);
     err.len = 0;
