@@ -577,6 +577,33 @@ int64_t dt_sqlite_version(struct dt_store *store)
     return rc < 0 ? rc : v;
 }
 
+/* SQLite tells no one of a commit: the newest version is read again every WAIT_POLL_MS (a
+ * read of the versions table's last row; WAL readers do not block the writer). */
+#define WAIT_POLL_MS 20
+
+int dt_sqlite_wait(struct dt_store *store, int64_t after, int timeout_ms, int64_t *version)
+{
+    struct sq_store *s = sq(store);
+    if (s->in_txn)
+        return dt_sql_fail(s, NULL, DT_EINVAL, "dt_store_wait inside a transaction");
+    uint64_t deadline = dt_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    for (;;) {
+        int64_t v = dt_sqlite_version(store);
+        if (v < 0)
+            return (int)v;
+        if (v > after) {
+            *version = v;
+            return 1;
+        }
+        uint64_t now = dt_now_ms();
+        if (now >= deadline)
+            return 0;
+        uint64_t ms = deadline - now < WAIT_POLL_MS ? deadline - now : WAIT_POLL_MS;
+        struct timespec ts = {0, (long)ms * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int64_t dt_sqlite_count(struct dt_store *store)
 {
     struct sq_store *s = sq(store);
@@ -1343,6 +1370,7 @@ const struct dt_store_backend dt_sqlite_backend = {
     .error = dt_sqlite_error,
     .version = dt_sqlite_version,
     .count = dt_sqlite_count,
+    .wait = dt_sqlite_wait,
     .begin = dt_sqlite_begin,
     .commit = dt_sqlite_commit,
     .abort = dt_sqlite_abort,

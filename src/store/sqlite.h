@@ -149,6 +149,7 @@ void dt_sqlite_close(struct dt_store *store);
 const char *dt_sqlite_error(const struct dt_store *store);
 int64_t dt_sqlite_version(struct dt_store *store);
 int64_t dt_sqlite_count(struct dt_store *store);
+int dt_sqlite_wait(struct dt_store *store, int64_t after, int timeout_ms, int64_t *version);
 int dt_sqlite_begin(struct dt_store *store, int64_t now, const char *actor, const char *comment,
                     struct dt_buf *err);
 int dt_sqlite_commit(struct dt_store *store, int64_t *version, struct dt_buf *err);

@@ -46,6 +46,11 @@ int64_t dt_store_count(struct dt_store *s)
     return s->backend->count(s);
 }
 
+int dt_store_wait(struct dt_store *s, int64_t after, int timeout_ms, int64_t *version)
+{
+    return s->backend->wait(s, after, timeout_ms, version);
+}
+
 int dt_store_begin(struct dt_store *s, int64_t now, const char *actor, const char *comment,
                    struct dt_buf *err)
 {

@@ -81,6 +81,11 @@ int64_t dt_store_version(struct dt_store *s);
 /* The number of rules in the newest version (in the open transaction: as it stands), or a
  * negative DT_E* code. */
 int64_t dt_store_count(struct dt_store *s);
+/* Waits, at most timeout_ms, for a version newer than after, committed by any connection to
+ * the store (another thread's, another process's, another server's): returns 1 with
+ * *version the newest, 0 when none came in time, or a negative DT_E* code. Not inside a
+ * transaction (DT_EINVAL). How a server sharing its store learns of the others' writes. */
+int dt_store_wait(struct dt_store *s, int64_t after, int timeout_ms, int64_t *version);
 
 /* ---- writing: one transaction is one version ------------------------------------------------ */
 
@@ -220,6 +225,7 @@ struct dt_store_backend {
     const char *(*error)(const struct dt_store *s);
     int64_t (*version)(struct dt_store *s);
     int64_t (*count)(struct dt_store *s);
+    int (*wait)(struct dt_store *s, int64_t after, int timeout_ms, int64_t *version);
     int (*begin)(struct dt_store *s, int64_t now, const char *actor, const char *comment,
                  struct dt_buf *err);
     int (*commit)(struct dt_store *s, int64_t *version, struct dt_buf *err);

@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1929,6 +1930,44 @@ static void test_bulk_kill(void)
     dt_store_close(s);
 }
 
+/* ---- issue 10: a new version is noticed by every connection (dt_store_wait) ------------- */
+
+static void *write_later(void *arg)
+{
+    struct dt_store *w = arg;
+    struct timespec ts = {0, 100 * 1000000};
+    nanosleep(&ts, NULL);
+    begin(w, 1000);
+    add(w, "/waited", "/for", 307);
+    commit(w);
+    return NULL;
+}
+
+static void test_wait(void)
+{
+    struct dt_store *r = open_store("wait.db"), *w = open_store("wait.db");
+    if (!r || !w) {
+        ok(0, "two connections open");
+        return;
+    }
+    int64_t v = -1;
+    double t0 = seconds();
+    is_int(dt_store_wait(r, 0, 50, &v), 0, "wait: nothing new within the time: 0");
+    ok(seconds() - t0 >= 0.04, "wait: and it waited for it");
+    pthread_t th;
+    pthread_create(&th, NULL, write_later, w);
+    is_int(dt_store_wait(r, 0, 10000, &v), 1, "wait: another connection's commit: 1");
+    is_int(v, 1, "wait: with the newest version");
+    pthread_join(th, NULL);
+    ok(seconds() - t0 < 5, "wait: as soon as it is committed, not at the timeout");
+    is_int(dt_store_wait(r, 0, 0, &v), 1, "wait: an older version than the newest: at once");
+    begin(r, 1001);
+    is_int(dt_store_wait(r, 1, 10, &v), DT_EINVAL, "wait: not inside a transaction");
+    dt_store_abort(r);
+    dt_store_close(r);
+    dt_store_close(w);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -1955,6 +1994,7 @@ int main(void)
     test_list();
     test_callbacks();
     test_two_writers();
+    test_wait();
     test_lost_transaction();
     test_kill();
     test_reopen();
