@@ -738,7 +738,7 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
         free(a);
         return 2;
     }
-    a->store = dt_store_open(o->db_path, &err);
+    a->store = dt_store_open(o->db_path, dt_rule_source_host, &err);
     if (!a->store) {
         dt_log(DT_LOG_ERROR, "cannot open the store: %s", err.ptr ? err.ptr : o->db_path);
         goto out;
@@ -769,7 +769,7 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
     }
     a->store_count = dt_store_count(a->store);
     if (strcmp(o->db_path, ":memory:") != 0) {
-        a->settle_store = dt_store_open(o->db_path, &err);
+        a->settle_store = dt_store_open(o->db_path, dt_rule_source_host, &err);
         if (!a->settle_store) {
             dt_log(DT_LOG_WARN,
                    "no connection to the store for bulk imports' rows (%s): the "

@@ -715,7 +715,7 @@ int dt_live_init(struct live *l, const struct dt_server_config *cfg, struct dt_s
     }
     dt_live_publish(l);
     if (strcmp(db_path, ":memory:") != 0) {
-        l->merge_store = dt_store_open(db_path, err);
+        l->merge_store = dt_store_open(db_path, dt_rule_source_host, err);
         if (!l->merge_store) {
             dt_log(DT_LOG_WARN,
                    "no second connection to the store (%s): merging in the "

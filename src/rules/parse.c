@@ -23,6 +23,23 @@ static int bad(struct dt_diag *d, struct dt_str line, const char *at, const char
     return DT_ESYNTAX;
 }
 
+size_t dt_rule_source_host(const char *source, char *out, size_t cap)
+{
+    if (source[0] == '/' || source[0] == '~' || source[0] == '\0')
+        return 0;
+    const char *p = source;
+    const char *sep = strstr(p, "://");
+    size_t first_slash = strcspn(p, "/");
+    if (sep && (size_t)(sep - p) < first_slash)
+        p = sep + 3;
+    size_t n = strcspn(p, "/");
+    if (n == 0 || n > cap)
+        return 0;
+    memcpy(out, p, n);
+    dt_ascii_lower(out, n);
+    return n;
+}
+
 int dt_rule_parse_age(struct dt_str age, int64_t *seconds)
 {
     /* a number and a unit: s, m, h or d (90d) */

@@ -62,6 +62,12 @@ void dt_rule_format_options(struct dt_buf *out, const struct dt_rule_spec *s, un
  * included). dt_rule_parse_line reads it back to the same fields. Any thread. */
 void dt_rule_format(struct dt_buf *out, const struct dt_rule_spec *s);
 
+/* The host a rule's source names ("example.com/a", "https://Example.com/a",
+ * "*.example.com/a", ".example.com/a"), lower-cased into out (room for cap bytes), as its
+ * length: the part before the first '/' after an optional "scheme://". 0 for a source for
+ * any host ("/path", "~regex") or one longer than cap. Any thread. */
+size_t dt_rule_source_host(const char *source, char *out, size_t cap);
+
 /* Parses an AGE of promote-after= (90d, 12h, 30m, 45s: at most 100 years) into seconds.
  * Returns 0 or DT_EINVAL. */
 DT_MUST_CHECK int dt_rule_parse_age(struct dt_str age, int64_t *seconds);

@@ -653,23 +653,16 @@ int dt_sql_each_row(struct sq_store *s, sqlite3_stmt *st, dt_store_rule_fn fn, v
 
 /* ---- writing ----------------------------------------------------------------------------- */
 
-/* The host of a canonical source, lower-cased into s->host: the part before the first '/'
- * after an optional "scheme://". false for a source for any host ("/path", "~regex"). */
+/* The host of a source, lower-cased into s->host, as the opener's host_of says (the store
+ * knows no rule grammar). false for a source for any host. */
 static bool source_host(struct sq_store *s, const char *source)
 {
-    if (source[0] == '/' || source[0] == '~' || source[0] == '\0')
-        return false;
-    const char *p = source;
-    const char *sep = strstr(p, "://");
-    size_t first_slash = strcspn(p, "/");
-    if (sep && (size_t)(sep - p) < first_slash)
-        p = sep + 3;
-    size_t n = strcspn(p, "/");
+    char host[256];
+    size_t n = s->base.host_of ? s->base.host_of(source, host, sizeof(host)) : 0;
     if (n == 0)
         return false;
     s->host.len = 0;
-    dt_buf_append(&s->host, p, n);
-    dt_ascii_lower(s->host.ptr, n);
+    dt_buf_append(&s->host, host, n);
     dt_buf_terminate(&s->host);
     return true;
 }

@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-struct dt_store *dt_store_open(const char *path, struct dt_buf *err)
+struct dt_store *dt_store_open(const char *path, dt_store_host_fn host_of, struct dt_buf *err)
 {
     if (path && !strncmp(path, "postgresql://", 13)) {
         if (err) {
@@ -17,7 +17,10 @@ struct dt_store *dt_store_open(const char *path, struct dt_buf *err)
         }
         return NULL;
     }
-    return dt_sqlite_open(path, err);
+    struct dt_store *s = dt_sqlite_open(path, err);
+    if (s)
+        s->host_of = host_of;
+    return s;
 }
 
 const char *dt_store_backend_name(const struct dt_store *s)

@@ -65,11 +65,17 @@ struct dt_store;
 /* The longest source, target, options, note, actor, comment or search text (DT_ELIMIT). */
 #define DT_STORE_TEXT_MAX 65536
 
+/* What the store needs of the rule grammar, which it does not know: the host a rule's source
+ * names, lower-cased into out (room for cap bytes), as its length; 0 for a source for any
+ * host (or one longer than cap). Given by the opener (the rule codec's dt_rule_source_host);
+ * it decides dt_store_query.host. */
+typedef size_t (*dt_store_host_fn)(const char *source, char *out, size_t cap);
+
 /* Opens the store at path with its backend: a SQLite file (created if needed; WAL,
  * synchronous=FULL, its schema brought to the current version in one transaction), or,
- * for "postgresql://..." (a store several servers share), PostgreSQL. Returns NULL with a
- * message in err (which names the path). */
-struct dt_store *dt_store_open(const char *path, struct dt_buf *err);
+ * for "postgresql://..." (a store several servers share), PostgreSQL. host_of may be NULL
+ * (no rule has a host then). Returns NULL with a message in err (which names the path). */
+struct dt_store *dt_store_open(const char *path, dt_store_host_fn host_of, struct dt_buf *err);
 /* Closes the store (aborting an open transaction); s may be NULL. */
 void dt_store_close(struct dt_store *s);
 /* The message of the last failure of any call on s ("" before the first), for the calls that
@@ -256,6 +262,7 @@ struct dt_store_backend {
 /* What every backend's handle starts with. */
 struct dt_store {
     const struct dt_store_backend *backend;
+    dt_store_host_fn host_of; /* given at open; may be NULL */
 };
 
 /* The name of s's backend ("sqlite"). */

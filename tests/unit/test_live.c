@@ -65,7 +65,7 @@ static void test_hits_across_a_merge(void)
     struct dt_server_config cfg;
     memset(&cfg, 0, sizeof(cfg));
     cfg.workers = 1;
-    struct dt_store *s = dt_store_open(":memory:", &err);
+    struct dt_store *s = dt_store_open(":memory:", dt_rule_source_host, &err);
     if (!ok(s != NULL, "a store"))
         return;
     int64_t a = add_rule(s, 10, "/a", "/ta");
@@ -115,7 +115,7 @@ static void test_moot_merge(void)
     if (!ok(mkdtemp(dir) != NULL, "a directory"))
         return;
     snprintf(path, sizeof(path), "%s/m.db", dir);
-    struct dt_store *s = dt_store_open(path, &err);
+    struct dt_store *s = dt_store_open(path, dt_rule_source_host, &err);
     if (!ok(s != NULL, "a store"))
         return;
     struct dt_server_config cfg;

@@ -573,6 +573,16 @@ static void codec(void)
     is_int(dt_rule_parse_options(DT_STR("query=drop nope"), &back, &d), DT_ESYNTAX,
            "codec: a bad option is refused");
     is_int(d.offset, 11, "codec: with its offset");
+    char host[64];
+    is_strn(host, dt_rule_source_host("Example.COM/a", host, sizeof(host)), "example.com",
+            "source host: lower-cased");
+    is_strn(host, dt_rule_source_host("https://Shop.example.com/x/*", host, sizeof(host)),
+            "shop.example.com", "source host: after the scheme");
+    is_strn(host, dt_rule_source_host("*.example.org/y", host, sizeof(host)), "*.example.org",
+            "source host: a wildcard is a host of its own");
+    is_int(dt_rule_source_host("/a/b", host, sizeof(host)), 0, "source host: none for a path");
+    is_int(dt_rule_source_host("~^/x://y", host, sizeof(host)), 0, "source host: none for a regex");
+    is_int(dt_rule_source_host("toolong.example/x", host, 4), 0, "source host: longer than cap");
     char age[24];
     is_strn(age, dt_rule_format_age(age, 36 * 3600), "36h", "codec: age in hours");
     is_strn(age, dt_rule_format_age(age, 90 * 60), "90m", "codec: in minutes");
