@@ -317,6 +317,55 @@ static void init_worker(struct dt_server *s, struct worker *w, unsigned id)
     w->timeout_ms[TL_LINGER] = LINGER_MS;
 }
 
+/* The rules of every table of rs. */
+static size_t ruleset_size(const struct dt_ruleset *rs)
+{
+    return dt_table_size(rs->files) + dt_table_size(rs->store) + dt_table_size(rs->overlay) +
+           dt_table_size(rs->recent);
+}
+
+/* The admin thread's loop and its listeners (their names into names). Returns 0 or -1. */
+static int open_admin(struct dt_server *s, struct dt_listen_addr *addrs, char *names,
+                      size_t names_len)
+{
+    const struct dt_server_config *c = s->cfg;
+    s->admin = dt_xcalloc(1, sizeof(*s->admin));
+    init_worker(s, s->admin, s->nworkers);
+    s->admin->admin = true;
+    s->admin->limits = &c->admin_limits;
+    memcpy(addrs + c->nlisten, c->admin, c->nadmin * sizeof(*addrs));
+    size_t used = 0;
+    return open_worker_listeners(s->admin, &dt_handler_admin, c->admin, addrs + c->nlisten,
+                                 c->nadmin, true, names, names_len, &used);
+}
+
+/* The control thread's wait: SIGHUP reloads, SIGUSR1 reopens the access log, SIGTERM and
+ * SIGINT return (set: the signals blocked for every thread). */
+static void wait_for_signals(struct dt_server *s, const sigset_t *set)
+{
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(set, &si);
+        if (sig < 0) {
+            if (errno == EINTR)
+                continue;
+            dt_log(DT_LOG_ERROR, "sigwaitinfo: %s", strerror(errno));
+            return;
+        }
+        if (sig == SIGHUP) {
+            reload(s);
+            continue;
+        }
+        if (sig == SIGUSR1) {
+            dt_alog_reopen(s->alog); /* logrotate moved the file */
+            continue;
+        }
+        dt_log(DT_LOG_INFO, "%s: stopping; finishing requests in flight",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        return;
+    }
+}
+
 int dt_server_run(const struct dt_server_config *c)
 {
     char files[512];
@@ -331,10 +380,7 @@ int dt_server_run(const struct dt_server_config *c)
         own->files = table;
     }
     const struct dt_ruleset *initial = c->initial ? c->initial : own;
-    size_t nrules = (initial->files ? dt_table_size(initial->files) : 0) +
-                    (initial->store ? dt_table_size(initial->store) : 0) +
-                    (initial->overlay ? dt_table_size(initial->overlay) : 0) +
-                    (initial->recent ? dt_table_size(initial->recent) : 0);
+    size_t nrules = ruleset_size(initial);
     uint64_t load_ms = mono_ms() - t0 + (c->initial ? c->initial_load_ms : 0);
 
     /* Signals go to this thread only: block them before any worker starts. */
@@ -372,18 +418,9 @@ int dt_server_run(const struct dt_server_config *c)
         status = 1;
         goto out;
     }
-    if (c->nadmin) {
-        s.admin = dt_xcalloc(1, sizeof(*s.admin));
-        init_worker(&s, s.admin, s.nworkers);
-        s.admin->admin = true;
-        s.admin->limits = &c->admin_limits;
-        memcpy(addrs + c->nlisten, c->admin, c->nadmin * sizeof(*addrs));
-        size_t used = 0;
-        if (open_worker_listeners(s.admin, &dt_handler_admin, c->admin, addrs + c->nlisten,
-                                  c->nadmin, true, admin_names, sizeof(admin_names), &used) != 0) {
-            status = 1;
-            goto out;
-        }
+    if (c->nadmin && open_admin(&s, addrs, admin_names, sizeof(admin_names)) != 0) {
+        status = 1;
+        goto out;
     }
     started = start_workers(&s);
     if (started != s.nworkers) {
@@ -408,27 +445,7 @@ int dt_server_run(const struct dt_server_config *c)
            nrules, files, c->initial ? " and the store" : "", (unsigned long long)load_ms, names,
            s.nworkers, s.admin ? "; admin API on " : "", admin_names);
 
-    for (;;) {
-        siginfo_t si;
-        int sig = sigwaitinfo(&set, &si);
-        if (sig < 0) {
-            if (errno == EINTR)
-                continue;
-            dt_log(DT_LOG_ERROR, "sigwaitinfo: %s", strerror(errno));
-            break;
-        }
-        if (sig == SIGHUP) {
-            reload(&s);
-            continue;
-        }
-        if (sig == SIGUSR1) {
-            dt_alog_reopen(s.alog); /* logrotate moved the file */
-            continue;
-        }
-        dt_log(DT_LOG_INFO, "%s: stopping; finishing requests in flight",
-               sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        break;
-    }
+    wait_for_signals(&s, &set);
     if (c->hooks.stopping)
         c->hooks.stopping(c->hooks.ctx);
 stop:
