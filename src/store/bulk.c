@@ -104,6 +104,77 @@ void dt_store_bulk_dispose(struct dt_store_bulk *b)
     memset(b, 0, sizeof(*b));
 }
 
+/* Reads the rules as they are into c (room left for n more). Returns 0 or an error. */
+static int read_current_set(struct sq_store *s, struct current_set *c, size_t n, struct dt_buf *err)
+{
+    int64_t count = 0;
+    int rc = dt_sql_query_int(s, ST_COUNT, 0, &count, err);
+    if (rc < 0)
+        return rc;
+    if ((uint64_t)count + n >= UINT32_MAX / 2)
+        return dt_sql_fail(s, err, DT_ELIMIT, "dt_store_bulk: too many rules (%zu)", n);
+    c->cap = (size_t)count + n + 1;
+    c->r = dt_xmalloc(c->cap * sizeof(*c->r));
+    sqlite3_stmt *st = dt_sql_stmt(s, ST_CURRENT, err);
+    rc = st ? dt_sql_each_row(s, st, read_all, c) : DT_EIO;
+    if (rc) {
+        if (rc > 0 || !err || !err->len)
+            dt_sql_fail(s, err, DT_EIO, "%s: cannot read the rules: %s", s->path,
+                        sqlite3_errmsg(s->db));
+        return DT_EIO;
+    }
+    if (c->cap < c->n + n + 1) {
+        c->cap = c->n + n + 1;
+        c->r = dt_xrealloc(c->r, c->cap * sizeof(*c->r));
+    }
+    return 0;
+}
+
+/* Which rule each of rules puts: last[k] is the last of rules to put rule k (k < ncur:
+ * c->r[k]; else the k - ncur-th new source), noted[k] the last of them with a note, -1 for
+ * none; first[j] the first of rules to give the j-th new source. An import of the rules as
+ * exported (in order of id, each once) is seen without a lookup; any other order looks each
+ * source up. Returns the number of new sources. */
+static size_t match_sources(struct current_set *c, size_t ncur, const struct dt_store_rule *rules,
+                            size_t n, int64_t *last, int64_t *noted, int64_t *first)
+{
+    size_t nnew = 0;
+    for (size_t k = 0; k < ncur + n + 1; k++)
+        last[k] = noted[k] = -1;
+    size_t same = 0;
+    while (same < n && same < ncur && !strcmp(rules[same].source, c->r[same].source))
+        same++;
+    if (same == n) {
+        for (size_t i = 0; i < n; i++) {
+            last[i] = (int64_t)i;
+            noted[i] = rules[i].note ? (int64_t)i : -1;
+        }
+        return 0;
+    }
+    for (c->nslots = 1024; c->nslots < 2 * (ncur + n); c->nslots *= 2)
+        ;
+    c->slot = dt_xcalloc(c->nslots, sizeof(*c->slot));
+    uint64_t tag;
+    for (size_t k = 0; k < ncur; k++) {
+        size_t at = find_slot(c, rules, first, c->r[k].source, &tag);
+        c->slot[at] = tag | (k + 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t at = find_slot(c, rules, first, rules[i].source, &tag);
+        if (!c->slot[at]) {
+            first[nnew] = (int64_t)i;
+            c->slot[at] = tag | (ncur + nnew++ + 1);
+        }
+        size_t k = (size_t)(c->slot[at] & 0xffffffffu) - 1;
+        last[k] = (int64_t)i;
+        if (rules[i].note)
+            noted[k] = (int64_t)i;
+    }
+    free(c->slot);
+    c->slot = NULL;
+    return nnew;
+}
+
 int dt_sqlite_bulk(struct dt_store *store, const struct dt_store_rule *rules, size_t n,
                    bool replace, struct dt_store_bulk *out, struct dt_buf *err)
 {
@@ -122,70 +193,13 @@ int dt_sqlite_bulk(struct dt_store *store, const struct dt_store_rule *rules, si
     /* The rules as they are. */
     struct current_set c = {0};
     dt_arena_init(&c.mem, 1 << 20);
-    int64_t count = 0;
-    if ((rc = dt_sql_query_int(s, ST_COUNT, 0, &count, err)) < 0)
+    if ((rc = read_current_set(s, &c, n, err)) != 0)
         goto fail;
-    if ((uint64_t)count + n >= UINT32_MAX / 2) {
-        rc = dt_sql_fail(s, err, DT_ELIMIT, "dt_store_bulk: too many rules (%zu)", n);
-        goto fail;
-    }
-    c.cap = (size_t)count + n + 1;
-    c.r = dt_xmalloc(c.cap * sizeof(*c.r));
-    sqlite3_stmt *st = dt_sql_stmt(s, ST_CURRENT, err);
-    rc = st ? dt_sql_each_row(s, st, read_all, &c) : DT_EIO;
-    if (rc) {
-        if (rc > 0 || !err || !err->len)
-            dt_sql_fail(s, err, DT_EIO, "%s: cannot read the rules: %s", s->path,
-                        sqlite3_errmsg(s->db));
-        rc = DT_EIO;
-        goto fail;
-    }
-    if (c.cap < c.n + n + 1) {
-        c.cap = c.n + n + 1;
-        c.r = dt_xrealloc(c.r, c.cap * sizeof(*c.r));
-    }
-    size_t ncur = c.n, nnew = 0;
-
-    /* Which rule each of rules puts: last[k] is the last of rules to put rule k (k < ncur:
-     * c.r[k]; else the k - ncur-th new source), noted[k] the last of them with a note, -1
-     * for none. An import of the rules as exported (in order of id, each once) is seen
-     * without a lookup; any other order looks each source up. */
+    size_t ncur = c.n;
     int64_t *last = dt_xmalloc((ncur + n + 1) * sizeof(*last));
     int64_t *noted = dt_xmalloc((ncur + n + 1) * sizeof(*noted));
     int64_t *first = dt_xmalloc((n + 1) * sizeof(*first)); /* a new source's first giver */
-    for (size_t k = 0; k < ncur + n + 1; k++)
-        last[k] = noted[k] = -1;
-    size_t same = 0;
-    while (same < n && same < ncur && !strcmp(rules[same].source, c.r[same].source))
-        same++;
-    if (same == n) {
-        for (size_t i = 0; i < n; i++) {
-            last[i] = (int64_t)i;
-            noted[i] = rules[i].note ? (int64_t)i : -1;
-        }
-    } else {
-        for (c.nslots = 1024; c.nslots < 2 * (ncur + n); c.nslots *= 2)
-            ;
-        c.slot = dt_xcalloc(c.nslots, sizeof(*c.slot));
-        uint64_t tag;
-        for (size_t k = 0; k < ncur; k++) {
-            size_t at = find_slot(&c, rules, first, c.r[k].source, &tag);
-            c.slot[at] = tag | (k + 1);
-        }
-        for (size_t i = 0; i < n; i++) {
-            size_t at = find_slot(&c, rules, first, rules[i].source, &tag);
-            if (!c.slot[at]) {
-                first[nnew] = (int64_t)i;
-                c.slot[at] = tag | (ncur + nnew++ + 1);
-            }
-            size_t k = (size_t)(c.slot[at] & 0xffffffffu) - 1;
-            last[k] = (int64_t)i;
-            if (rules[i].note)
-                noted[k] = (int64_t)i;
-        }
-    }
-    free(c.slot);
-    c.slot = NULL;
+    size_t nnew = match_sources(&c, ncur, rules, n, last, noted, first);
 
     /* The new rule set, in c.r's place (rule k is read before slot w <= k is written), and the
      * record of its changes. */
