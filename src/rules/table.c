@@ -565,6 +565,71 @@ static uint16_t bits_status(int status)
 }
 
 /* Adds one compiled rule for section sec. */
+/* Keeps what a rule has beyond its 20 bytes (holes, a window, caching, since=, query
+ * conditions, placeholders, a regex) in an extension of the table, and marks r as having
+ * one. */
+static void add_ext(struct dt_table *t, struct dt_rule *r, const struct dt_rule_spec *spec,
+                    const struct source *src, const struct dt_template *tpl, pcre2_code *re,
+                    unsigned ncaptures, bool splat, bool window)
+{
+    if (t->next == t->cap_ext) {
+        t->cap_ext = t->cap_ext ? t->cap_ext * 2 : 64;
+        t->ext = dt_xrealloc(t->ext, t->cap_ext * sizeof(*t->ext));
+    }
+    struct rule_ext *e = &t->ext[t->next++];
+    memset(e, 0, sizeof(*e));
+    e->rule = (uint32_t)t->nrules;
+    e->parts = tpl->parts;
+    e->nparts = tpl->nparts;
+    e->max_age = spec->max_age;
+    e->from = spec->has_from ? (int64_t)spec->from : INT64_MIN;
+    e->until = spec->has_until ? (int64_t)spec->until : INT64_MAX;
+    e->since = spec->has_since ? (int64_t)spec->since : INT64_MIN;
+    e->promote_after = spec->promote_after;
+    e->re = re;
+    e->ncaptures = (uint8_t)ncaptures;
+    e->splat = splat;
+    if (src->nnames) {
+        struct dt_str *names = dt_arena_alloc(&t->arena, src->nnames * sizeof(*names));
+        for (unsigned i = 0; i < src->nnames; i++)
+            names[i] =
+                dt_str_make(dt_arena_strndup(&t->arena, src->names[i].ptr, src->names[i].len),
+                            src->names[i].len);
+        e->names = names;
+        e->nnames = (uint8_t)src->nnames;
+    }
+    if (src->kind == DT_RULE_PATTERN) {
+        struct seg *segs = dt_arena_alloc(&t->arena, src->nsegs * sizeof(*segs));
+        for (unsigned i = 0; i < src->nsegs; i++) {
+            segs[i] = src->segs[i];
+            segs[i].off += r->_src; /* now blob offsets */
+        }
+        e->segs = segs;
+        e->nsegs = (uint8_t)src->nsegs;
+    }
+    if (src->nconds) {
+        struct qcond *conds = dt_arena_alloc(&t->arena, src->nconds * sizeof(*conds));
+        for (unsigned i = 0; i < src->nconds; i++) {
+            conds[i] = src->conds[i];
+            conds[i].key = dt_str_make(
+                dt_arena_strndup(&t->arena, conds[i].key.ptr, conds[i].key.len), conds[i].key.len);
+            conds[i].value =
+                dt_str_make(dt_arena_strndup(&t->arena, conds[i].value.ptr, conds[i].value.len),
+                            conds[i].value.len);
+        }
+        e->conds = conds;
+        e->nconds = (uint8_t)src->nconds;
+        r->_bits |= B_CONDS;
+    }
+    r->_bits |= B_EXT;
+    if (tpl->nparts)
+        r->_bits |= B_HOLES;
+    if (window) {
+        r->_bits |= B_WINDOW;
+        t->has_windows = true;
+    }
+}
+
 static int add_one(struct dt_table *t, const struct dt_rule_spec *spec, struct source *src,
                    uint32_t sec, uint32_t line, struct dt_diag *d)
 {
@@ -638,65 +703,8 @@ static int add_one(struct dt_table *t, const struct dt_rule_spec *spec, struct s
         r._bits |= B_PROMOTE;
     }
     if (tpl.nparts || window || spec->max_age >= 0 || spec->has_since || src->nconds ||
-        src->kind == DT_RULE_PATTERN || re || spec->promote_after) {
-        if (t->next == t->cap_ext) {
-            t->cap_ext = t->cap_ext ? t->cap_ext * 2 : 64;
-            t->ext = dt_xrealloc(t->ext, t->cap_ext * sizeof(*t->ext));
-        }
-        struct rule_ext *e = &t->ext[t->next++];
-        memset(e, 0, sizeof(*e));
-        e->rule = (uint32_t)t->nrules;
-        e->parts = tpl.parts;
-        e->nparts = tpl.nparts;
-        e->max_age = spec->max_age;
-        e->from = spec->has_from ? (int64_t)spec->from : INT64_MIN;
-        e->until = spec->has_until ? (int64_t)spec->until : INT64_MAX;
-        e->since = spec->has_since ? (int64_t)spec->since : INT64_MIN;
-        e->promote_after = spec->promote_after;
-        e->re = re;
-        e->ncaptures = (uint8_t)ncaptures;
-        e->splat = tsrc.splat;
-        if (src->nnames) {
-            struct dt_str *names = dt_arena_alloc(&t->arena, src->nnames * sizeof(*names));
-            for (unsigned i = 0; i < src->nnames; i++)
-                names[i] =
-                    dt_str_make(dt_arena_strndup(&t->arena, src->names[i].ptr, src->names[i].len),
-                                src->names[i].len);
-            e->names = names;
-            e->nnames = (uint8_t)src->nnames;
-        }
-        if (src->kind == DT_RULE_PATTERN) {
-            struct seg *segs = dt_arena_alloc(&t->arena, src->nsegs * sizeof(*segs));
-            for (unsigned i = 0; i < src->nsegs; i++) {
-                segs[i] = src->segs[i];
-                segs[i].off += r._src; /* now blob offsets */
-            }
-            e->segs = segs;
-            e->nsegs = (uint8_t)src->nsegs;
-        }
-        if (src->nconds) {
-            struct qcond *conds = dt_arena_alloc(&t->arena, src->nconds * sizeof(*conds));
-            for (unsigned i = 0; i < src->nconds; i++) {
-                conds[i] = src->conds[i];
-                conds[i].key =
-                    dt_str_make(dt_arena_strndup(&t->arena, conds[i].key.ptr, conds[i].key.len),
-                                conds[i].key.len);
-                conds[i].value =
-                    dt_str_make(dt_arena_strndup(&t->arena, conds[i].value.ptr, conds[i].value.len),
-                                conds[i].value.len);
-            }
-            e->conds = conds;
-            e->nconds = (uint8_t)src->nconds;
-            r._bits |= B_CONDS;
-        }
-        r._bits |= B_EXT;
-        if (tpl.nparts)
-            r._bits |= B_HOLES;
-        if (window) {
-            r._bits |= B_WINDOW;
-            t->has_windows = true;
-        }
-    }
+        src->kind == DT_RULE_PATTERN || re || spec->promote_after)
+        add_ext(t, &r, spec, src, &tpl, re, ncaptures, tsrc.splat, window);
     struct section *s = &t->sections[sec];
     uint32_t idx = (uint32_t)t->nrules;
     switch (src->kind) {
