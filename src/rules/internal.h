@@ -151,4 +151,119 @@ static inline unsigned dt_rules_scheme(const struct dt_rule *r)
     return (r->_bits >> B_SCHEME_SHIFT) & 3;
 }
 
+/* ---- small helpers of the table's build and lookups (table.c, match.c, ruleset.c) ---- */
+
+typedef struct dt_str (*key_of_fn)(const struct dt_table *t, uint32_t idx);
+
+static inline uint64_t dt_rules_hash_seed(uint32_t section)
+{
+    return 0x2545F4914F6CDD1DULL ^ ((uint64_t)section * 0x9E3779B97F4A7C15ULL);
+}
+
+static inline uint64_t dt_rules_load64(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static inline uint64_t dt_rules_hash_word(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 32);
+}
+
+/* The hash of the first n bytes, given the state after their whole words. */
+static inline uint64_t dt_rules_hash_finish(uint64_t h, const char *p, size_t n)
+{
+    size_t tail = n & 7;
+    uint64_t w = 0;
+    if (tail)
+        memcpy(&w, p + (n & ~(size_t)7), tail);
+    h = dt_rules_hash_word(h, w ^ ((uint64_t)n << 56));
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static inline uint64_t dt_rules_hash_bytes(uint64_t seed, const char *p, size_t n)
+{
+    uint64_t h = seed;
+    for (size_t i = 0; i + 8 <= n; i += 8)
+        h = dt_rules_hash_word(h, dt_rules_load64(p + i));
+    return dt_rules_hash_finish(h, p, n);
+}
+
+/* Index of a 64-bit hash in a table of size slots (any size: multiply and shift). */
+static inline size_t dt_rules_slot_of(uint64_t h, size_t size)
+{
+    return (size_t)(((unsigned __int128)(uint32_t)h * size) >> 32);
+}
+
+static inline const char *dt_rules_blob_at(const struct dt_table *t, uint32_t off)
+{
+    return t->blob.ptr + off;
+}
+
+static inline struct dt_str dt_rules_section_key(const struct dt_table *t, uint32_t idx)
+{
+    const struct section *s = &t->sections[idx];
+    return dt_str_make(dt_rules_blob_at(t, s->host), s->host_len);
+}
+
+static inline uint32_t dt_rules_map_get(const struct dt_table *t, const struct str_map *m,
+                                        key_of_fn key_of, struct dt_str k)
+{
+    if (!m->count)
+        return NONE;
+    uint64_t h = dt_rules_hash_bytes(dt_rules_hash_seed(0), k.ptr, k.len);
+    uint32_t tag = (uint32_t)(h >> 32);
+    for (size_t i = h & m->mask;; i = (i + 1) & m->mask) {
+        uint64_t slot = m->slots[i];
+        if (!slot)
+            return NONE;
+        if ((uint32_t)(slot >> 32) == tag && dt_str_eq(key_of(t, (uint32_t)slot - 1), k))
+            return (uint32_t)slot - 1;
+    }
+}
+
+static inline int dt_rules_cmp_u16(const void *a, const void *b)
+{
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+static inline const struct rule_ext *dt_rules_ext_of(const struct dt_table *t,
+                                                     const struct dt_rule *r)
+{
+    if (!(r->_bits & B_EXT))
+        return NULL;
+    uint32_t idx = (uint32_t)(r - t->rules);
+    size_t lo = 0, hi = t->next;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (t->ext[mid].rule < idx)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < t->next && t->ext[lo].rule == idx ? &t->ext[lo] : NULL;
+}
+
+/* The priority of a rule among rules with the same key: query conditions first, then a
+ * scheme of its own, then the others. */
+static inline unsigned dt_rules_rank(const struct dt_rule *r)
+{
+    return (r->_bits & B_CONDS ? 0 : 2) + (dt_rules_scheme(r) ? 0 : 1);
+}
+
+/* match.c, used by the others */
+const struct dt_rule *dt_rules_probe(const struct dt_table *t, const uint64_t *tab, size_t size,
+                                     uint64_t h, uint32_t section, const char *path, size_t len,
+                                     bool dir, enum dt_scheme scheme, struct dt_str query,
+                                     time_t now, struct dt_match *m);
+const struct dt_rule *dt_rules_match(const struct dt_table *t, enum dt_scheme scheme,
+                                     struct dt_str host, struct dt_str path, struct dt_str query,
+                                     time_t now, struct dt_match *m, bool any_host);
+
 #endif

@@ -20,58 +20,7 @@ static const uint16_t statuses[] = {301, 302, 303, 307, 308};
 
 /* ---- hashing: word at a time, with a finish at any length --------------------------------- */
 
-static inline uint64_t hash_seed(uint32_t section)
-{
-    return 0x2545F4914F6CDD1DULL ^ ((uint64_t)section * 0x9E3779B97F4A7C15ULL);
-}
-
-static inline uint64_t load64(const char *p)
-{
-    uint64_t w;
-    memcpy(&w, p, 8);
-    return w;
-}
-
-static inline uint64_t hash_word(uint64_t h, uint64_t w)
-{
-    h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
-    return h ^ (h >> 32);
-}
-
-/* The hash of the first n bytes, given the state after their whole words. */
-static inline uint64_t hash_finish(uint64_t h, const char *p, size_t n)
-{
-    size_t tail = n & 7;
-    uint64_t w = 0;
-    if (tail)
-        memcpy(&w, p + (n & ~(size_t)7), tail);
-    h = hash_word(h, w ^ ((uint64_t)n << 56));
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    return h;
-}
-
-static uint64_t hash_bytes(uint64_t seed, const char *p, size_t n)
-{
-    uint64_t h = seed;
-    for (size_t i = 0; i + 8 <= n; i += 8)
-        h = hash_word(h, load64(p + i));
-    return hash_finish(h, p, n);
-}
-
-/* Index of a 64-bit hash in a table of size slots (any size: multiply and shift). */
-static inline size_t slot_of(uint64_t h, size_t size)
-{
-    return (size_t)(((unsigned __int128)(uint32_t)h * size) >> 32);
-}
-
 /* ---- blob and string maps ----------------------------------------------------------------- */
-
-static const char *blob_at(const struct dt_table *t, uint32_t off)
-{
-    return t->blob.ptr + off;
-}
 
 static uint32_t blob_put(struct dt_table *t, const char *p, size_t n)
 {
@@ -82,33 +31,9 @@ static uint32_t blob_put(struct dt_table *t, const char *p, size_t n)
     return off;
 }
 
-typedef struct dt_str (*key_of_fn)(const struct dt_table *t, uint32_t idx);
-
-static struct dt_str section_key(const struct dt_table *t, uint32_t idx)
-{
-    const struct section *s = &t->sections[idx];
-    return dt_str_make(blob_at(t, s->host), s->host_len);
-}
-
 static struct dt_str origin_key(const struct dt_table *t, uint32_t idx)
 {
-    return dt_str_make(blob_at(t, t->origins[idx].off), t->origins[idx].len);
-}
-
-static uint32_t map_get(const struct dt_table *t, const struct str_map *m, key_of_fn key_of,
-                        struct dt_str k)
-{
-    if (!m->count)
-        return NONE;
-    uint64_t h = hash_bytes(hash_seed(0), k.ptr, k.len);
-    uint32_t tag = (uint32_t)(h >> 32);
-    for (size_t i = h & m->mask;; i = (i + 1) & m->mask) {
-        uint64_t slot = m->slots[i];
-        if (!slot)
-            return NONE;
-        if ((uint32_t)(slot >> 32) == tag && dt_str_eq(key_of(t, (uint32_t)slot - 1), k))
-            return (uint32_t)slot - 1;
-    }
+    return dt_str_make(dt_rules_blob_at(t, t->origins[idx].off), t->origins[idx].len);
 }
 
 static void map_slot(struct str_map *m, uint64_t h, uint32_t idx)
@@ -131,12 +56,12 @@ static void map_put(const struct dt_table *t, struct str_map *m, key_of_fn key_o
                 continue;
             uint32_t old = (uint32_t)m->slots[i] - 1;
             struct dt_str ok = key_of(t, old);
-            map_slot(&grown, hash_bytes(hash_seed(0), ok.ptr, ok.len), old);
+            map_slot(&grown, dt_rules_hash_bytes(dt_rules_hash_seed(0), ok.ptr, ok.len), old);
         }
         free(m->slots);
         *m = grown;
     }
-    map_slot(m, hash_bytes(hash_seed(0), k.ptr, k.len), idx);
+    map_slot(m, dt_rules_hash_bytes(dt_rules_hash_seed(0), k.ptr, k.len), idx);
 }
 
 /* ---- building ----------------------------------------------------------------------------- */
@@ -206,7 +131,7 @@ static uint32_t section_for(struct dt_table *t, struct dt_str host, bool wildcar
     if (host.len == 0)
         return 0;
     struct str_map *m = wildcard ? &t->wild : &t->hosts;
-    uint32_t idx = map_get(t, m, section_key, host);
+    uint32_t idx = dt_rules_map_get(t, m, dt_rules_section_key, host);
     if (idx != NONE)
         return idx;
     if (t->nsections == t->cap_sections) {
@@ -219,14 +144,14 @@ static uint32_t section_for(struct dt_table *t, struct dt_str host, bool wildcar
     s->host = blob_put(t, host.ptr, host.len);
     s->host_len = (uint16_t)host.len;
     s->wildcard = wildcard;
-    map_put(t, m, section_key, host, idx);
+    map_put(t, m, dt_rules_section_key, host, idx);
     return idx;
 }
 
 /* Interns "scheme://authority"; returns its id, or 0 when the table of origins is full. */
 static uint16_t origin_for(struct dt_table *t, struct dt_str o)
 {
-    uint32_t idx = map_get(t, &t->origin_map, origin_key, o);
+    uint32_t idx = dt_rules_map_get(t, &t->origin_map, origin_key, o);
     if (idx != NONE)
         return (uint16_t)idx;
     if (t->norigins > MAX_ORIGINS)
@@ -771,11 +696,6 @@ int dt_table_add(struct dt_table *t, const struct dt_rule_spec *spec, int file, 
 
 /* ---- finishing ---------------------------------------------------------------------------- */
 
-static int cmp_u16(const void *a, const void *b)
-{
-    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
-}
-
 static int cmp_keyed(const void *a, const void *b)
 {
     const struct keyed *x = a, *y = b;
@@ -788,7 +708,7 @@ static uint16_t sort_unique(uint16_t *v, uint32_t n)
 {
     if (!n)
         return 0;
-    qsort(v, n, sizeof(*v), cmp_u16);
+    qsort(v, n, sizeof(*v), dt_rules_cmp_u16);
     uint32_t k = 1;
     for (uint32_t i = 1; i < n; i++)
         if (v[i] != v[k - 1])
@@ -796,41 +716,16 @@ static uint16_t sort_unique(uint16_t *v, uint32_t n)
     return (uint16_t)k;
 }
 
-static inline enum dt_rule_kind kind_of(const struct dt_rule *r)
-{
-    return (enum dt_rule_kind)((r->_bits >> B_KIND_SHIFT) & 3);
-}
-
-static inline unsigned scheme_of(const struct dt_rule *r)
-{
-    return (r->_bits >> B_SCHEME_SHIFT) & 3;
-}
-
-static const struct rule_ext *ext_of(const struct dt_table *t, const struct dt_rule *r)
-{
-    if (!(r->_bits & B_EXT))
-        return NULL;
-    uint32_t idx = (uint32_t)(r - t->rules);
-    size_t lo = 0, hi = t->next;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (t->ext[mid].rule < idx)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < t->next && t->ext[lo].rule == idx ? &t->ext[lo] : NULL;
-}
-
 static uint64_t rule_hash(const struct dt_table *t, const struct dt_rule *r)
 {
-    return hash_bytes(hash_seed(r->_section), blob_at(t, r->_src), r->_src_len);
+    return dt_rules_hash_bytes(dt_rules_hash_seed(r->_section), dt_rules_blob_at(t, r->_src),
+                               r->_src_len);
 }
 
 static bool same_key(const struct dt_table *t, const struct dt_rule *a, const struct dt_rule *b)
 {
     return a->_section == b->_section && a->_src_len == b->_src_len &&
-           memcmp(blob_at(t, a->_src), blob_at(t, b->_src), a->_src_len) == 0;
+           memcmp(dt_rules_blob_at(t, a->_src), dt_rules_blob_at(t, b->_src), a->_src_len) == 0;
 }
 
 /* Puts rule idx after every rule of the same key; counts (and logs the first ten) rules that
@@ -840,12 +735,12 @@ static void place(struct dt_table *t, uint64_t *tab, size_t size, uint64_t h, ui
 {
     const struct dt_rule *r = &t->rules[idx];
     bool reported = false;
-    size_t i = slot_of(h, size);
+    size_t i = dt_rules_slot_of(h, size);
     for (; tab[i]; i = i + 1 == size ? 0 : i + 1) {
         if ((uint32_t)(tab[i] >> 32) != (uint32_t)(h >> 32))
             continue;
         const struct dt_rule *o = &t->rules[(uint32_t)tab[i] - 1];
-        if (!reported && same_key(t, o, r) && scheme_of(o) == scheme_of(r) &&
+        if (!reported && same_key(t, o, r) && dt_rules_scheme(o) == dt_rules_scheme(r) &&
             !(o->_bits & (B_WINDOW | B_CONDS)) && !(r->_bits & B_CONDS)) {
             reported = true;
             if ((*warned)++ < 10) {
@@ -865,16 +760,9 @@ static uint64_t *make_index(size_t n, size_t *size)
     return dt_xcalloc(*size, sizeof(uint64_t));
 }
 
-/* The priority of a rule among rules with the same key: query conditions first, then a
- * scheme of its own, then the others. */
-static unsigned rank(const struct dt_rule *r)
-{
-    return (r->_bits & B_CONDS ? 0 : 2) + (scheme_of(r) ? 0 : 1);
-}
-
 static void place_rule(struct dt_table *t, uint64_t h, uint32_t idx, unsigned *warned)
 {
-    if (kind_of(&t->rules[idx]) == DT_RULE_EXACT)
+    if (dt_rules_kind(&t->rules[idx]) == DT_RULE_EXACT)
         place(t, t->exact, t->exact_size, h, idx, warned);
     else
         place(t, t->prefix, t->prefix_size, h, idx, warned);
@@ -894,14 +782,14 @@ static void build_hash_indexes(struct dt_table *t)
         unsigned head = 0, n = 0;
         for (size_t i = 0; i < t->nrules; i++) {
             const struct dt_rule *r = &t->rules[i];
-            enum dt_rule_kind k = kind_of(r);
-            if ((k != DT_RULE_EXACT && k != DT_RULE_PREFIX) || rank(r) != pass)
+            enum dt_rule_kind k = dt_rules_kind(r);
+            if ((k != DT_RULE_EXACT && k != DT_RULE_PREFIX) || dt_rules_rank(r) != pass)
                 continue;
             uint64_t h = rule_hash(t, r);
             if (k == DT_RULE_EXACT)
-                __builtin_prefetch(&t->exact[slot_of(h, t->exact_size)], 1);
+                __builtin_prefetch(&t->exact[dt_rules_slot_of(h, t->exact_size)], 1);
             else
-                __builtin_prefetch(&t->prefix[slot_of(h, t->prefix_size)], 1);
+                __builtin_prefetch(&t->prefix[dt_rules_slot_of(h, t->prefix_size)], 1);
             if (n == AHEAD) {
                 place_rule(t, ring_h[head], ring_i[head], &warned);
                 head = (head + 1) % AHEAD;
@@ -927,10 +815,11 @@ static void build_section(struct dt_table *t, struct section *s)
         s->pat_any = dt_xcalloc(s->npatterns, sizeof(*s->pat_any));
         for (uint32_t i = 0; i < s->npatterns; i++) {
             const struct dt_rule *r = &t->rules[s->patterns[i]];
-            const struct rule_ext *e = ext_of(t, r);
+            const struct rule_ext *e = dt_rules_ext_of(t, r);
             if (e->nsegs && e->segs[0].name < 0)
                 s->pat_first[s->npat_first++] = (struct keyed){
-                    hash_bytes(hash_seed(0), blob_at(t, e->segs[0].off), e->segs[0].len),
+                    dt_rules_hash_bytes(dt_rules_hash_seed(0), dt_rules_blob_at(t, e->segs[0].off),
+                                        e->segs[0].len),
                     s->patterns[i]};
             else
                 s->pat_any[s->npat_any++] = s->patterns[i];
@@ -945,11 +834,12 @@ static void build_section(struct dt_table *t, struct section *s)
         char buf[512];
         for (uint32_t i = 0; i < s->nregexes; i++) {
             const struct dt_rule *r = &t->rules[s->regexes[i]];
-            struct dt_str p =
-                regex_prefix(dt_str_make(blob_at(t, r->_src), r->_src_len), buf, sizeof(buf));
+            struct dt_str p = regex_prefix(dt_str_make(dt_rules_blob_at(t, r->_src), r->_src_len),
+                                           buf, sizeof(buf));
             if (p.len) {
                 s->re_prefix[s->nre_prefix++] = (struct keyed){
-                    ((uint64_t)p.len << 48) | (hash_bytes(hash_seed(0), p.ptr, p.len) >> 16),
+                    ((uint64_t)p.len << 48) |
+                        (dt_rules_hash_bytes(dt_rules_hash_seed(0), p.ptr, p.len) >> 16),
                     s->regexes[i]};
                 lens[nlens++] = (uint16_t)p.len;
             } else {
@@ -1004,7 +894,7 @@ bool dt_rule_promotion(const struct dt_table *t, const struct dt_rule *r, time_t
 {
     if (!(r->_bits & B_PROMOTE))
         return false;
-    const struct rule_ext *e = ext_of(t, r);
+    const struct rule_ext *e = dt_rules_ext_of(t, r);
     *at = (time_t)(e->since + e->promote_after);
     *to = dt_rule_status(r) == 307 ? 308 : 301;
     return true;
@@ -1014,7 +904,7 @@ int dt_rule_status_at(const struct dt_table *t, const struct dt_rule *r, time_t 
 {
     int status = statuses[r->_bits & B_STATUS];
     if (DT_UNLIKELY(r->_bits & B_PROMOTE)) {
-        const struct rule_ext *e = ext_of(t, r);
+        const struct rule_ext *e = dt_rules_ext_of(t, r);
         if ((int64_t)now >= e->since + e->promote_after)
             return status == 307 ? 308 : 301;
     }
@@ -1023,588 +913,7 @@ int dt_rule_status_at(const struct dt_table *t, const struct dt_rule *r, time_t 
 
 enum dt_rule_kind dt_rule_kind(const struct dt_rule *r)
 {
-    return kind_of(r);
-}
-
-/* ---- matching ------------------------------------------------------------------------------ */
-
-/* Finds a query parameter; returns its raw value (empty if it has none). */
-static bool query_param(struct dt_str query, struct dt_str key, struct dt_str *value)
-{
-    size_t i = 0;
-    while (i <= query.len) {
-        size_t start = i;
-        while (i < query.len && query.ptr[i] != '&')
-            i++;
-        struct dt_str part = {query.ptr + start, i - start};
-        const char *eq = memchr(part.ptr, '=', part.len);
-        struct dt_str k = {part.ptr, eq ? (size_t)(eq - part.ptr) : part.len};
-        if (dt_str_eq(k, key)) {
-            *value = eq ? dt_str_make(eq + 1, part.len - k.len - 1) : dt_str_make(part.ptr, 0);
-            return true;
-        }
-        i++;
-    }
-    return false;
-}
-
-/* Checks scheme, window and query conditions; fills query captures into m. */
-static bool active(const struct dt_table *t, const struct dt_rule *r, enum dt_scheme scheme,
-                   struct dt_str query, time_t now, struct dt_match *m)
-{
-    unsigned want = scheme_of(r);
-    if (want && want != (unsigned)scheme)
-        return false;
-    if (DT_UNLIKELY(m->_hidden)) {
-        size_t i = (size_t)(r - t->rules);
-        if (m->_hidden[i / 64] >> (i % 64) & 1)
-            return false;
-    }
-    if (!(r->_bits & (B_WINDOW | B_CONDS)))
-        return true;
-    const struct rule_ext *e = ext_of(t, r);
-    if ((r->_bits & B_WINDOW) && ((int64_t)now < e->from || (int64_t)now >= e->until))
-        return false;
-    for (unsigned i = 0; i < e->nconds; i++) {
-        const struct qcond *c = &e->conds[i];
-        struct dt_str v;
-        if (!query.len || !query_param(query, c->key, &v))
-            return false;
-        if (c->name >= 0) {
-            if (!v.len)
-                return false; /* a placeholder takes a value */
-            m->named[c->name] = v;
-        } else if (c->has_value && !dt_str_eq(v, c->value)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Finds the first active rule whose key is (section, path[0, len)), or with dir set,
- * (section, path[0, len) + "/"). */
-static const struct dt_rule *probe(const struct dt_table *t, const uint64_t *tab, size_t size,
-                                   uint64_t h, uint32_t section, const char *path, size_t len,
-                                   bool dir, enum dt_scheme scheme, struct dt_str query, time_t now,
-                                   struct dt_match *m)
-{
-    uint32_t tag = (uint32_t)(h >> 32);
-    size_t klen = len + dir;
-    for (size_t i = slot_of(h, size);; i = i + 1 == size ? 0 : i + 1) {
-        uint64_t slot = tab[i];
-        if (!slot)
-            return NULL;
-        if ((uint32_t)(slot >> 32) != tag)
-            continue;
-        const struct dt_rule *r = &t->rules[(uint32_t)slot - 1];
-        if (r->_section != section || r->_src_len != klen)
-            continue;
-        const char *src = blob_at(t, r->_src);
-        if (memcmp(src, path, len) != 0 || (dir && src[len] != '/'))
-            continue;
-        if (active(t, r, scheme, query, now, m))
-            return r;
-    }
-}
-
-/* Matches a placeholder pattern against path; fills names and splat. */
-static bool pattern_matches(const struct dt_table *t, const struct rule_ext *e, struct dt_str path,
-                            struct dt_match *m)
-{
-    size_t i = 0;
-    for (unsigned k = 0; k < e->nsegs; k++) {
-        if (i >= path.len || path.ptr[i] != '/')
-            return false;
-        size_t start = ++i;
-        while (i < path.len && path.ptr[i] != '/')
-            i++;
-        const struct seg *s = &e->segs[k];
-        struct dt_str v = {path.ptr + start, i - start};
-        if (s->name >= 0) {
-            if (!v.len)
-                return false;
-            m->named[s->name] = v;
-        } else if (!dt_str_eq(v, dt_str_make(blob_at(t, s->off), s->len))) {
-            return false;
-        }
-    }
-    if (e->splat) {
-        /* a pattern ending in a star: the rest after the slash, or nothing (like a prefix) */
-        if (i == path.len) {
-            m->splat = dt_str_make(path.ptr + i, 0);
-            return true;
-        }
-        if (path.ptr[i] != '/')
-            return false;
-        m->splat = dt_str_make(path.ptr + i + 1, path.len - i - 1);
-        return true;
-    }
-    return i == path.len;
-}
-
-struct regex_tls {
-    pcre2_match_data *md;
-    pcre2_match_context *mc;
-};
-
-static pthread_key_t regex_key;
-static pthread_once_t regex_once = PTHREAD_ONCE_INIT;
-
-static void regex_tls_free(void *p)
-{
-    struct regex_tls *x = p;
-    pcre2_match_data_free(x->md);
-    pcre2_match_context_free(x->mc);
-    free(x);
-}
-
-static void regex_key_init(void)
-{
-    pthread_key_create(&regex_key, regex_tls_free);
-}
-
-/* The calling thread's match data: created once per thread, never per request. */
-static struct regex_tls *regex_tls(void)
-{
-    pthread_once(&regex_once, regex_key_init);
-    struct regex_tls *x = pthread_getspecific(regex_key);
-    if (!x) {
-        x = dt_xcalloc(1, sizeof(*x));
-        x->md = pcre2_match_data_create(DT_MAX_CAPTURES + 1, NULL);
-        x->mc = pcre2_match_context_create(NULL);
-        if (!x->md || !x->mc)
-            dt_oom();
-        /* A regex that backtracks this much is taken as not matching, so that no request
-         * can make a worker spin. */
-        pcre2_set_match_limit(x->mc, REGEX_MATCH_LIMIT);
-        pcre2_set_depth_limit(x->mc, REGEX_MATCH_LIMIT);
-        pthread_setspecific(regex_key, x);
-    }
-    return x;
-}
-
-static bool regex_matches(const struct rule_ext *e, struct dt_str path, struct dt_match *m)
-{
-    struct regex_tls *x = regex_tls();
-    int rc = pcre2_match(e->re, (PCRE2_SPTR)path.ptr, path.len, 0, 0, x->md, x->mc);
-    if (rc <= 0)
-        return false;
-    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(x->md);
-    unsigned n = e->ncaptures + 1;
-    for (unsigned k = 0; k < n && k < DT_MAX_CAPTURES; k++) {
-        if ((int)k < rc && ov[2 * k] != PCRE2_UNSET)
-            m->captures[k] = dt_str_make(path.ptr + ov[2 * k], ov[2 * k + 1] - ov[2 * k]);
-        else
-            m->captures[k] = dt_str_make(path.ptr, 0);
-    }
-    m->ncaptures = (uint8_t)n;
-    return true;
-}
-
-/* Tries one pattern or regex rule. */
-static bool try_rule(const struct dt_table *t, uint32_t idx, enum dt_scheme scheme,
-                     struct dt_str path, struct dt_str query, time_t now, struct dt_match *m)
-{
-    const struct dt_rule *r = &t->rules[idx];
-    const struct rule_ext *e = ext_of(t, r);
-    bool hit =
-        kind_of(r) == DT_RULE_PATTERN ? pattern_matches(t, e, path, m) : regex_matches(e, path, m);
-    return hit && active(t, r, scheme, query, now, m);
-}
-
-/* Tries, in rule order, the union of two lists sorted by rule index: a (a keyed range or
- * plain indexes, whichever is given) and b. */
-static const struct dt_rule *try_in_order(const struct dt_table *t, const struct keyed *ka,
-                                          const uint32_t *a, size_t na, const uint32_t *b,
-                                          size_t nb, enum dt_scheme scheme, struct dt_str path,
-                                          struct dt_str query, time_t now, struct dt_match *m)
-{
-    size_t i = 0, j = 0;
-    while (i < na || j < nb) {
-        uint32_t ai = i < na ? (ka ? ka[i].rule : a[i]) : NONE;
-        uint32_t idx;
-        if (j >= nb || ai < b[j]) {
-            idx = ai;
-            i++;
-        } else {
-            idx = b[j++];
-        }
-        if (try_rule(t, idx, scheme, path, query, now, m))
-            return &t->rules[idx];
-    }
-    return NULL;
-}
-
-/* The entries of a sorted keyed array whose key is k; returns their count. */
-static size_t keyed_range(const struct keyed *v, size_t n, uint64_t k, const struct keyed **out)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (v[mid].key < k)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    size_t end = lo;
-    while (end < n && v[end].key == k)
-        end++;
-    *out = v + lo;
-    return end - lo;
-}
-
-static const struct dt_rule *match_patterns(const struct dt_table *t, const struct section *s,
-                                            enum dt_scheme scheme, struct dt_str path,
-                                            struct dt_str query, time_t now, struct dt_match *m)
-{
-    /* Candidates: the patterns whose first segment is the path's (sorted by rule within one
-     * key), and those that start with a placeholder. */
-    size_t i = 1;
-    while (i < path.len && path.ptr[i] != '/')
-        i++;
-    const struct keyed *first = NULL;
-    size_t nfirst = 0;
-    if (path.len && s->npat_first)
-        nfirst = keyed_range(s->pat_first, s->npat_first,
-                             hash_bytes(hash_seed(0), path.ptr + 1, i - 1), &first);
-    return try_in_order(t, first, NULL, nfirst, s->pat_any, s->npat_any, scheme, path, query, now,
-                        m);
-}
-
-static const struct dt_rule *match_regexes(const struct dt_table *t, const struct section *s,
-                                           enum dt_scheme scheme, struct dt_str path,
-                                           struct dt_str query, time_t now, struct dt_match *m)
-{
-    /* candidates: regexes whose literal prefix the path starts with, and those without one;
-     * merged in rule order */
-    uint32_t cand[256];
-    size_t nc = 0;
-    for (uint32_t k = 0; k < s->nrlens && s->rlens[k] <= path.len; k++) {
-        uint64_t key =
-            ((uint64_t)s->rlens[k] << 48) | (hash_bytes(hash_seed(0), path.ptr, s->rlens[k]) >> 16);
-        const struct keyed *v;
-        size_t n = keyed_range(s->re_prefix, s->nre_prefix, key, &v);
-        for (size_t j = 0; j < n && nc < DT_ARRAY_LEN(cand); j++)
-            cand[nc++] = v[j].rule;
-    }
-    if (nc == DT_ARRAY_LEN(cand)) {
-        /* too many candidates to sort here: try every regex in order */
-        return try_in_order(t, NULL, s->regexes, s->nregexes, NULL, 0, scheme, path, query, now, m);
-    }
-    /* sort the candidates (a few) by rule index */
-    for (size_t a = 1; a < nc; a++) {
-        uint32_t x = cand[a];
-        size_t b = a;
-        while (b > 0 && cand[b - 1] > x) {
-            cand[b] = cand[b - 1];
-            b--;
-        }
-        cand[b] = x;
-    }
-    return try_in_order(t, NULL, cand, nc, s->re_any, s->nre_any, scheme, path, query, now, m);
-}
-
-static const struct dt_rule *match_section(const struct dt_table *t, uint32_t sec,
-                                           enum dt_scheme scheme, struct dt_str path,
-                                           struct dt_str query, time_t now, struct dt_match *m)
-{
-    const struct section *s = &t->sections[sec];
-    const struct dt_rule *r;
-    uint64_t seed = hash_seed(sec);
-    uint64_t at_len[STACK_LENS];
-    size_t nat = 0;
-    uint32_t j = 0;
-    bool one_pass = s->nplens <= STACK_LENS;
-    /* One pass over the path's words: the state at each word boundary is finished at every
-     * prefix length this section has. */
-    uint64_t h = seed;
-    size_t w = 0; /* bytes hashed into h, a multiple of 8 */
-    if (one_pass) {
-        for (; j < s->nplens && s->plens[j] <= path.len; j++) {
-            size_t len = s->plens[j];
-            for (; w + 8 <= len; w += 8)
-                h = hash_word(h, load64(path.ptr + w));
-            at_len[nat++] = hash_finish(h, path.ptr, len);
-        }
-    }
-    for (; w + 8 <= path.len; w += 8)
-        h = hash_word(h, load64(path.ptr + w));
-    if (t->nexact) {
-        r = probe(t, t->exact, t->exact_size, hash_finish(h, path.ptr, path.len), sec, path.ptr,
-                  path.len, false, scheme, query, now, m);
-        if (r) {
-            m->splat = DT_STR_NULL;
-            return r;
-        }
-    }
-    if (s->nplens) {
-        /* A prefix rule for "/dir/" also answers "/dir" itself, with an empty splat. */
-        if (path.len && path.ptr[path.len - 1] != '/' && path.len + 1 <= MAX_SOURCE_PATH &&
-            bsearch(&(uint16_t){(uint16_t)(path.len + 1)}, s->plens, s->nplens, sizeof(uint16_t),
-                    cmp_u16)) {
-            char dir[MAX_SOURCE_PATH + 1];
-            memcpy(dir, path.ptr, path.len);
-            dir[path.len] = '/';
-            r = probe(t, t->prefix, t->prefix_size, hash_bytes(seed, dir, path.len + 1), sec,
-                      path.ptr, path.len, true, scheme, query, now, m);
-            if (r) {
-                m->splat = dt_str_make(path.ptr + path.len, 0);
-                return r;
-            }
-        }
-        if (one_pass) {
-            while (nat--) {
-                size_t len = s->plens[nat];
-                r = probe(t, t->prefix, t->prefix_size, at_len[nat], sec, path.ptr, len, false,
-                          scheme, query, now, m);
-                if (r) {
-                    m->splat = dt_str_make(path.ptr + len, path.len - len);
-                    return r;
-                }
-            }
-        } else {
-            for (size_t k = s->nplens; k--;) {
-                size_t len = s->plens[k];
-                if (len > path.len)
-                    continue;
-                r = probe(t, t->prefix, t->prefix_size, hash_bytes(seed, path.ptr, len), sec,
-                          path.ptr, len, false, scheme, query, now, m);
-                if (r) {
-                    m->splat = dt_str_make(path.ptr + len, path.len - len);
-                    return r;
-                }
-            }
-        }
-    }
-    if (s->npatterns && (r = match_patterns(t, s, scheme, path, query, now, m)))
-        return r;
-    if (s->nregexes && (r = match_regexes(t, s, scheme, path, query, now, m)))
-        return r;
-    return NULL;
-}
-
-static const struct dt_rule *match(const struct dt_table *t, enum dt_scheme scheme,
-                                   struct dt_str host, struct dt_str path, struct dt_str query,
-                                   time_t now, struct dt_match *m, bool any_host);
-
-const struct dt_rule *dt_table_match(const struct dt_table *t, enum dt_scheme scheme,
-                                     struct dt_str host, struct dt_str path, struct dt_str query,
-                                     time_t now, struct dt_match *m)
-{
-    m->_hidden = NULL;
-    return match(t, scheme, host, path, query, now, m, true);
-}
-
-const struct dt_rule *dt_rules_match_host(const struct dt_table *t, enum dt_scheme scheme,
-                                          struct dt_str host, struct dt_str path,
-                                          struct dt_str query, time_t now, struct dt_match *m)
-{
-    m->_hidden = NULL;
-    return match(t, scheme, host, path, query, now, m, false);
-}
-
-static const struct dt_rule *match(const struct dt_table *t, enum dt_scheme scheme,
-                                   struct dt_str host, struct dt_str path, struct dt_str query,
-                                   time_t now, struct dt_match *m, bool any_host)
-{
-    const struct dt_rule *r;
-    m->rule = NULL;
-    m->ncaptures = 0;
-    if (host.len && t->hosts.count) {
-        uint32_t sec = map_get(t, &t->hosts, section_key, host);
-        if (sec != NONE && (r = match_section(t, sec, scheme, path, query, now, m)))
-            return m->rule = r;
-    }
-    if (host.len && t->wild.count) {
-        /* a.b.example.com: try *.b.example.com, then *.example.com, then *.com */
-        for (size_t i = 0; i < host.len; i++) {
-            if (host.ptr[i] != '.')
-                continue;
-            struct dt_str suffix = {host.ptr + i + 1, host.len - i - 1};
-            uint32_t sec = map_get(t, &t->wild, section_key, suffix);
-            if (sec != NONE && (r = match_section(t, sec, scheme, path, query, now, m)))
-                return m->rule = r;
-        }
-    }
-    r = any_host ? match_section(t, 0, scheme, path, query, now, m) : NULL;
-    return m->rule = r;
-}
-
-/* ---- live rule sets ------------------------------------------------------------------------ */
-
-/* Where a matched rule stands in the order match() tries rules, as a key to compare rules of
- * different tables: the section (the host's own, then wildcards from the longest suffix, then
- * any host), the kind, a prefix's length (longest first), the rank among rules with the same
- * key, then the order of the rules (store rules by id before file rules by index). */
-struct prec {
-    uint32_t section, kind, len, rank;
-    uint64_t order;
-};
-
-static struct prec prec_of(const struct dt_table *t, const struct dt_rule *r, struct dt_str host,
-                           bool store)
-{
-    const struct section *s = &t->sections[r->_section];
-    enum dt_rule_kind k = kind_of(r);
-    struct prec p = {
-        .section = r->_section == 0 ? UINT32_MAX
-                   : !s->wildcard   ? 0
-                                    : 1 + (uint32_t)(host.len - s->host_len),
-        .kind = (uint32_t)k,
-        .len = k == DT_RULE_PREFIX ? UINT16_MAX - r->_src_len : 0,
-        .rank = k == DT_RULE_EXACT || k == DT_RULE_PREFIX ? rank(r) : 0,
-        .order = store ? r->line : ((uint64_t)1 << 32) + (uint64_t)(r - t->rules),
-    };
-    return p;
-}
-
-static bool prec_before(struct prec a, struct prec b)
-{
-    if (a.section != b.section)
-        return a.section < b.section;
-    if (a.kind != b.kind)
-        return a.kind < b.kind;
-    if (a.len != b.len)
-        return a.len < b.len;
-    if (a.rank != b.rank)
-        return a.rank < b.rank;
-    return a.order < b.order;
-}
-
-const struct dt_rule *dt_ruleset_match(const struct dt_ruleset *rs, enum dt_scheme scheme,
-                                       struct dt_str host, struct dt_str path, struct dt_str query,
-                                       time_t now, struct dt_match *m,
-                                       const struct dt_table **table)
-{
-    return dt_rules_ruleset_match(rs, scheme, host, path, query, now, m, table, true);
-}
-
-const struct dt_rule *dt_rules_ruleset_match(const struct dt_ruleset *rs, enum dt_scheme scheme,
-                                             struct dt_str host, struct dt_str path,
-                                             struct dt_str query, time_t now, struct dt_match *m,
-                                             const struct dt_table **table, bool any_host)
-{
-    /* The common cases, one table holding rules, take one lookup. */
-    const struct dt_table *tabs[4] = {rs->recent, rs->overlay, rs->store, rs->files};
-    const uint64_t *hidden[4] = {NULL, rs->hidden_overlay, rs->hidden, NULL};
-    const struct dt_rule *best = NULL;
-    const struct dt_table *best_t = NULL;
-    struct prec best_p = {0};
-    struct dt_match tmp;
-    for (int i = 0; i < 4; i++) {
-        const struct dt_table *t = tabs[i];
-        if (!t || !t->nrules)
-            continue;
-        /* The first candidate is matched straight into m; later ones into tmp. */
-        struct dt_match *mm = best ? &tmp : m;
-        mm->_hidden = hidden[i];
-        const struct dt_rule *r = match(t, scheme, host, path, query, now, mm, any_host);
-        if (!r)
-            continue;
-        struct prec p = prec_of(t, r, host, i < 3);
-        if (best && !prec_before(p, best_p))
-            continue;
-        if (best)
-            *m = tmp;
-        best = r;
-        best_t = t;
-        best_p = p;
-    }
-    m->rule = best;
-    *table = best_t;
-    return best;
-}
-
-struct dt_hits *dt_hits_new(size_t nrules, unsigned nworkers)
-{
-    struct dt_hits *h = dt_xcalloc(1, sizeof(*h));
-    h->nrules = nrules;
-    h->nworkers = nworkers ? nworkers : 1;
-    /* calloc: pages of rules never hit stay untouched, so they cost no memory */
-    h->count = dt_xcalloc((size_t)h->nworkers * (nrules ? nrules : 1), sizeof(uint64_t));
-    h->last = dt_xcalloc(nrules ? nrules : 1, sizeof(uint32_t));
-    return h;
-}
-
-void dt_hits_free(struct dt_hits *h)
-{
-    if (!h)
-        return;
-    free(h->count);
-    free(h->last);
-    free(h);
-}
-
-uint64_t dt_hits_get(const struct dt_hits *h, size_t i, uint32_t *last)
-{
-    uint64_t n = 0;
-    for (unsigned w = 0; w < h->nworkers; w++)
-        n += __atomic_load_n(&h->count[(size_t)w * h->nrules + i], __ATOMIC_RELAXED);
-    if (last)
-        *last = __atomic_load_n(&h->last[i], __ATOMIC_RELAXED);
-    return n;
-}
-
-size_t dt_table_find_source(const struct dt_table *t, const struct dt_table *rt,
-                            const struct dt_rule *r, void (*fn)(void *ctx, size_t idx), void *ctx)
-{
-    const struct section *rs = &rt->sections[r->_section];
-    uint32_t sec = 0;
-    if (rs->host_len) {
-        struct dt_str host = dt_str_make(blob_at(rt, rs->host), rs->host_len);
-        sec = map_get(t, rs->wildcard ? &t->wild : &t->hosts, section_key, host);
-        if (sec == NONE)
-            return 0;
-    }
-    struct dt_buf want, have;
-    dt_buf_init(&want);
-    dt_buf_init(&have);
-    dt_rule_source(rt, r, &want);
-    size_t found = 0;
-    enum dt_rule_kind k = kind_of(r);
-    const struct section *s = &t->sections[sec];
-    /* Candidates: the rules of the same key (exact, prefix) or of the section (others). */
-    const uint64_t *tab = k == DT_RULE_EXACT ? t->exact : t->prefix;
-    size_t size = k == DT_RULE_EXACT ? t->exact_size : t->prefix_size;
-    const uint32_t *list = k == DT_RULE_PATTERN ? s->patterns : s->regexes;
-    size_t n = k == DT_RULE_PATTERN ? s->npatterns : k == DT_RULE_REGEX ? s->nregexes : 0;
-    size_t start = 0;
-    uint64_t h = 0;
-    if (k == DT_RULE_EXACT || k == DT_RULE_PREFIX) {
-        if (!size)
-            n = 0;
-        else {
-            h = hash_bytes(hash_seed(sec), blob_at(rt, r->_src), r->_src_len);
-            start = slot_of(h, size);
-            n = size;
-        }
-    }
-    for (size_t j = 0; j < n; j++) {
-        uint32_t idx;
-        if (k == DT_RULE_EXACT || k == DT_RULE_PREFIX) {
-            uint64_t slot = tab[(start + j) % size];
-            if (!slot)
-                break;
-            if ((uint32_t)(slot >> 32) != (uint32_t)(h >> 32))
-                continue;
-            idx = (uint32_t)slot - 1;
-        } else {
-            idx = list[j];
-        }
-        const struct dt_rule *o = &t->rules[idx];
-        if (o->_section != sec || o->_src_len != r->_src_len || kind_of(o) != k ||
-            memcmp(blob_at(t, o->_src), blob_at(rt, r->_src), r->_src_len) != 0)
-            continue;
-        have.len = 0;
-        dt_rule_source(t, o, &have);
-        if (have.len == want.len && !memcmp(have.ptr, want.ptr, want.len)) {
-            fn(ctx, idx);
-            found++;
-        }
-    }
-    dt_buf_dispose(&want);
-    dt_buf_dispose(&have);
-    return found;
+    return dt_rules_kind(r);
 }
 
 /* ---- answers -------------------------------------------------------------------------------- */
@@ -1613,7 +922,7 @@ size_t dt_table_find_source(const struct dt_table *t, const struct dt_table *rt,
 static void template_of(const struct dt_table *t, const struct dt_rule *r, struct dt_template *tpl,
                         struct dt_str *origin)
 {
-    tpl->text = blob_at(t, r->_src + r->_src_len);
+    tpl->text = dt_rules_blob_at(t, r->_src + r->_src_len);
     tpl->len = r->_tgt_len;
     const char *hash = memchr(tpl->text, '#', tpl->len);
     tpl->fragment = hash ? (uint32_t)(hash - tpl->text) : tpl->len;
@@ -1622,7 +931,7 @@ static void template_of(const struct dt_table *t, const struct dt_rule *r, struc
     tpl->parts = NULL;
     tpl->nparts = 0;
     if (r->_bits & B_HOLES) {
-        const struct rule_ext *e = ext_of(t, r);
+        const struct rule_ext *e = dt_rules_ext_of(t, r);
         tpl->parts = e->parts;
         tpl->nparts = e->nparts;
     }
@@ -1667,13 +976,13 @@ size_t dt_table_location(const struct dt_table *t, const struct dt_match *m, str
 
 int64_t dt_rule_max_age(const struct dt_table *t, const struct dt_rule *r)
 {
-    const struct rule_ext *e = ext_of(t, r);
+    const struct rule_ext *e = dt_rules_ext_of(t, r);
     return e ? e->max_age : -1;
 }
 
 bool dt_rule_since(const struct dt_table *t, const struct dt_rule *r, time_t *since)
 {
-    const struct rule_ext *e = ext_of(t, r);
+    const struct rule_ext *e = dt_rules_ext_of(t, r);
     if (!e || e->since == INT64_MIN)
         return false;
     *since = (time_t)e->since;
@@ -1693,7 +1002,7 @@ void dt_rule_spec_of(const struct dt_table *t, const struct dt_rule *r, struct d
     s->status = dt_rule_status(r);
     s->query_drop = (r->_bits & B_QUERY_DROP) != 0;
     s->max_age = dt_rule_max_age(t, r);
-    const struct rule_ext *e = ext_of(t, r);
+    const struct rule_ext *e = dt_rules_ext_of(t, r);
     if (e) {
         s->has_from = e->from != INT64_MIN;
         s->from = s->has_from ? (time_t)e->from : 0;
@@ -1707,7 +1016,7 @@ void dt_rule_spec_of(const struct dt_table *t, const struct dt_rule *r, struct d
 
 bool dt_rule_window(const struct dt_table *t, const struct dt_rule *r, time_t *from, time_t *until)
 {
-    const struct rule_ext *e = ext_of(t, r);
+    const struct rule_ext *e = dt_rules_ext_of(t, r);
     if (!e || !(r->_bits & B_WINDOW))
         return false;
     *from = (time_t)e->from;
@@ -1734,22 +1043,23 @@ struct dt_rule_origin dt_rule_origin(const struct dt_table *t, const struct dt_r
 
 void dt_rule_source(const struct dt_table *t, const struct dt_rule *r, struct dt_buf *out)
 {
-    if (kind_of(r) == DT_RULE_REGEX) {
+    if (dt_rules_kind(r) == DT_RULE_REGEX) {
         dt_buf_append(out, "~", 1);
-        dt_buf_append(out, blob_at(t, r->_src), r->_src_len);
+        dt_buf_append(out, dt_rules_blob_at(t, r->_src), r->_src_len);
         return;
     }
-    unsigned scheme = scheme_of(r);
+    unsigned scheme = dt_rules_scheme(r);
     if (scheme)
         dt_buf_appendf(out, "%s://", scheme == DT_SCHEME_HTTP ? "http" : "https");
     const struct section *s = &t->sections[r->_section];
     if (s->host_len)
         dt_buf_appendf(out, "%s%.*s", s->wildcard ? "*." : "", (int)s->host_len,
-                       blob_at(t, s->host));
-    dt_buf_append(out, blob_at(t, r->_src), r->_src_len);
-    if (kind_of(r) == DT_RULE_PREFIX || (kind_of(r) == DT_RULE_PATTERN && ext_of(t, r)->splat))
+                       dt_rules_blob_at(t, s->host));
+    dt_buf_append(out, dt_rules_blob_at(t, r->_src), r->_src_len);
+    if (dt_rules_kind(r) == DT_RULE_PREFIX ||
+        (dt_rules_kind(r) == DT_RULE_PATTERN && dt_rules_ext_of(t, r)->splat))
         dt_buf_append(out, "*", 1);
-    const struct rule_ext *e = ext_of(t, r);
+    const struct rule_ext *e = dt_rules_ext_of(t, r);
     for (unsigned i = 0; e && i < e->nconds; i++) {
         const struct qcond *c = &e->conds[i];
         dt_buf_appendf(out, "%c%.*s", i ? '&' : '?', (int)c->key.len, c->key.ptr);
@@ -1762,12 +1072,12 @@ void dt_rule_target(const struct dt_table *t, const struct dt_rule *r, struct dt
 {
     if (r->_origin)
         dt_buf_append_str(out, origin_key(t, r->_origin));
-    dt_buf_append(out, blob_at(t, r->_src + r->_src_len), r->_tgt_len);
+    dt_buf_append(out, dt_rules_blob_at(t, r->_src + r->_src_len), r->_tgt_len);
 }
 
 const struct rule_ext *dt_rules_ext(const struct dt_table *t, const struct dt_rule *r)
 {
-    return ext_of(t, r);
+    return dt_rules_ext_of(t, r);
 }
 
 const struct section *dt_rules_section(const struct dt_table *t, const struct dt_rule *r)
@@ -1788,14 +1098,14 @@ const struct dt_rule *dt_rules_longest_prefix(const struct dt_table *t, uint32_t
         size_t len = s->plens[k];
         if (len > path.len)
             continue;
-        uint64_t h = hash_bytes(hash_seed(sec), path.ptr, len);
+        uint64_t h = dt_rules_hash_bytes(dt_rules_hash_seed(sec), path.ptr, len);
         uint32_t tag = (uint32_t)(h >> 32);
-        for (size_t i = slot_of(h, t->prefix_size); t->prefix[i];
+        for (size_t i = dt_rules_slot_of(h, t->prefix_size); t->prefix[i];
              i = i + 1 == t->prefix_size ? 0 : i + 1) {
             const struct dt_rule *r = &t->rules[(uint32_t)t->prefix[i] - 1];
             if ((uint32_t)(t->prefix[i] >> 32) == tag && r->_section == sec && r->_src_len == len &&
-                !memcmp(blob_at(t, r->_src), path.ptr, len) && !(r->_bits & (B_WINDOW | B_CONDS)) &&
-                !scheme_of(r))
+                !memcmp(dt_rules_blob_at(t, r->_src), path.ptr, len) &&
+                !(r->_bits & (B_WINDOW | B_CONDS)) && !dt_rules_scheme(r))
                 return r;
         }
     }
