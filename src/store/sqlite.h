@@ -9,6 +9,9 @@
 
 #include <sqlite3.h>
 
+#define WAL_CHECKPOINT_PAGES                                                                       \
+    1000 /* SQLite's default: a commit past this many WAL pages checkpoints */
+
 /* The columns of a rule row, in the order read_rule expects. */
 #define COLS "rid, source, target, status, options, note, created, updated, since, v_from, row_id"
 #define O_COLS                                                                                     \
@@ -175,5 +178,16 @@ int dt_sqlite_settle(struct dt_store *store, struct dt_buf *err);
 bool dt_sqlite_unsettled(const struct dt_store *store);
 int dt_sqlite_rollback(struct dt_store *store, int64_t version, struct dt_buf *err);
 int dt_sqlite_pending(struct dt_store *store, dt_store_change_fn fn, void *ctx);
+
+/* sqlite.c: statements, transactions for reading, what a write shares */
+sqlite3_stmt *dt_sql_prepare(struct sq_store *s, const char *sql, struct dt_buf *err);
+bool dt_sql_same_content(sqlite3_stmt *st, const struct dt_store_rule *r);
+int dt_sql_settled(struct sq_store *s);
+void dt_sql_end_txn(struct sq_store *s);
+int dt_sql_read_begin(struct sq_store *s, bool *started);
+void dt_sql_read_end(struct sq_store *s, bool started);
+
+/* sqlite_read.c: the cached statement of a dt_store_list page (or its count), by filters */
+sqlite3_stmt *dt_sql_list_stmt(struct sq_store *s, unsigned filters, bool total);
 
 #endif

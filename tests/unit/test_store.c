@@ -431,7 +431,7 @@ static void test_new_store(void)
        "the row a transaction closed, from rules_closed");
     ok(plan_uses(s, statement_sql[ST_RULE_HISTORY], "INDEX rules_rid (rid=?)"),
        "a rule's history comes from rules_rid");
-    sqlite3_stmt *host_page = list_stmt(sq(s), F_HOST, false);
+    sqlite3_stmt *host_page = dt_sql_list_stmt(sq(s), F_HOST, false);
     ok(host_page &&
            plan_uses(s, sqlite3_sql(host_page), "INDEX rules_current_host (host=? AND rid>?)"),
        "the host filter uses rules_current_host");
