@@ -47,36 +47,45 @@ json_t *dt_admin_time_json(int64_t t)
 
 /* ---- the query string --------------------------------------------------------------------- */
 
+/* The parameter of a query string at *i (moved past it): its name and its raw value (empty
+ * without '='). False at the end. */
+static bool next_param(struct dt_str q, size_t *i, struct dt_str *name, struct dt_str *value)
+{
+    if (*i >= q.len)
+        return false;
+    size_t end = *i;
+    while (end < q.len && q.ptr[end] != '&')
+        end++;
+    const char *eq = memchr(q.ptr + *i, '=', end - *i);
+    const char *vstart = eq ? eq + 1 : q.ptr + end;
+    *name = dt_str_make(q.ptr + *i, (size_t)((eq ? eq : q.ptr + end) - (q.ptr + *i)));
+    *value = dt_str_make(vstart, (size_t)(q.ptr + end - vstart));
+    *i = end + 1;
+    return true;
+}
+
 /* The decoded value of key in a query string; false when absent. */
 bool dt_admin_query_get(struct dt_str q, const char *key, char *out, size_t cap)
 {
-    size_t klen = strlen(key);
-    size_t i = 0;
-    while (i < q.len) {
-        size_t end = i;
-        while (end < q.len && q.ptr[end] != '&')
-            end++;
-        const char *eq = memchr(q.ptr + i, '=', end - i);
-        size_t nlen = eq ? (size_t)(eq - q.ptr - i) : end - i;
-        if (nlen == klen && !memcmp(q.ptr + i, key, klen)) {
-            size_t o = 0;
-            for (size_t k = eq ? (size_t)(eq - q.ptr) + 1 : end; k < end && o + 1 < cap; k++) {
-                char c = q.ptr[k];
-                if (c == '+')
-                    c = ' ';
-                else if (c == '%' && k + 2 < end + 0 + 1 &&
-                         dt_hexval((unsigned char)q.ptr[k + 1]) >= 0 && k + 2 < q.len &&
-                         dt_hexval((unsigned char)q.ptr[k + 2]) >= 0) {
-                    c = (char)(dt_hexval((unsigned char)q.ptr[k + 1]) * 16 +
-                               dt_hexval((unsigned char)q.ptr[k + 2]));
-                    k += 2;
-                }
-                out[o++] = c;
+    struct dt_str name, v;
+    for (size_t i = 0; next_param(q, &i, &name, &v);) {
+        if (!dt_str_eq(name, dt_str_make(key, strlen(key))))
+            continue;
+        size_t o = 0;
+        for (size_t k = 0; k < v.len && o + 1 < cap; k++) {
+            char c = v.ptr[k];
+            if (c == '+') {
+                c = ' ';
+            } else if (c == '%' && k + 2 < v.len && dt_hexval((unsigned char)v.ptr[k + 1]) >= 0 &&
+                       dt_hexval((unsigned char)v.ptr[k + 2]) >= 0) {
+                c = (char)(dt_hexval((unsigned char)v.ptr[k + 1]) * 16 +
+                           dt_hexval((unsigned char)v.ptr[k + 2]));
+                k += 2;
             }
-            out[o] = '\0';
-            return true;
+            out[o++] = c;
         }
-        i = end + 1;
+        out[o] = '\0';
+        return true;
     }
     return false;
 }
@@ -86,30 +95,25 @@ bool dt_admin_query_get(struct dt_str q, const char *key, char *out, size_t cap)
  * ignored, and a filter or a mode silently not applied). */
 bool dt_admin_query_known(struct dt_admin_reply *rep, struct dt_str q, const char *allowed)
 {
-    size_t i = 0;
-    while (i < q.len) {
-        size_t end = i;
-        while (end < q.len && q.ptr[end] != '&')
-            end++;
-        const char *eq = memchr(q.ptr + i, '=', end - i);
-        size_t nlen = eq ? (size_t)(eq - q.ptr - i) : end - i;
+    struct dt_str param, value;
+    for (size_t i = 0; next_param(q, &i, &param, &value);) {
+        size_t nlen = param.len;
         bool known = nlen == 0; /* an empty parameter ("a=1&&b=2") names nothing */
         for (const char *a = allowed; !known && *a;) {
             size_t alen = strcspn(a, " ");
-            known = alen == nlen && !memcmp(a, q.ptr + i, nlen);
+            known = alen == nlen && !memcmp(a, param.ptr, nlen);
             a += alen;
             while (*a == ' ')
                 a++;
         }
         if (!known) {
             char name[64];
-            snprintf(name, sizeof(name), "%.*s", (int)(nlen < 60 ? nlen : 60), q.ptr + i);
+            snprintf(name, sizeof(name), "%.*s", (int)(nlen < 60 ? nlen : 60), param.ptr);
             dt_admin_reply_error(
                 rep, 400, name, "unknown parameter '%s'%s%s", name,
                 allowed[0] ? "; this endpoint takes: " : " (this endpoint takes none)", allowed);
             return false;
         }
-        i = end + 1;
     }
     return true;
 }

@@ -121,8 +121,7 @@ struct dt_table {
     bool has_windows, finished;
 };
 
-/* Helpers for lint.c (defined in table.c). */
-const struct rule_ext *dt_rules_ext(const struct dt_table *t, const struct dt_rule *r);
+/* Helpers for lint.c (defined in table.c and match.c). */
 const struct section *dt_rules_section(const struct dt_table *t, const struct dt_rule *r);
 /* dt_table_match without the rules for any host: which rule a host's own rules (or
  * wildcards) give. */
@@ -265,5 +264,9 @@ const struct dt_rule *dt_rules_probe(const struct dt_table *t, const uint64_t *t
 const struct dt_rule *dt_rules_match(const struct dt_table *t, enum dt_scheme scheme,
                                      struct dt_str host, struct dt_str path, struct dt_str query,
                                      time_t now, struct dt_match *m, bool any_host);
+
+/* table.c, for finish.c */
+void dt_rules_place(struct dt_table *t, uint64_t *tab, size_t size, uint64_t h, uint32_t idx,
+                    unsigned *warned);
 
 #endif

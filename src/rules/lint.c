@@ -120,7 +120,7 @@ static bool has_window(const struct dt_table *t, const struct dt_rule *r)
 static void source_key(const struct dt_table *t, const struct dt_rule *r, struct dt_buf *k)
 {
     k->len = 0;
-    const struct rule_ext *e = dt_rules_ext(t, r);
+    const struct rule_ext *e = dt_rules_ext_of(t, r);
     dt_buf_appendf(k, "%u|%d|%u|", r->_section, (int)dt_rules_kind(r), dt_rules_scheme(r));
     if (dt_rules_kind(r) == DT_RULE_PATTERN) {
         for (unsigned i = 0; i < e->nsegs; i++) {
@@ -214,7 +214,7 @@ static void duplicates(struct ctx *c)
 static struct dt_str literal_prefix(const struct dt_table *t, const struct dt_rule *r, char *buf,
                                     size_t cap)
 {
-    const struct rule_ext *e = dt_rules_ext(t, r);
+    const struct rule_ext *e = dt_rules_ext_of(t, r);
     if (dt_rules_kind(r) == DT_RULE_REGEX)
         return dt_rules_regex_prefix(dt_str_make(t->blob.ptr + r->_src, r->_src_len), buf, cap);
     /* a pattern: up to the slash before its first placeholder */
@@ -271,7 +271,7 @@ static bool sample(const struct dt_table *t, const struct dt_rule *r, struct dt_
         dt_buf_append(host, LINT_HOST, strlen(LINT_HOST));
     }
     dt_buf_terminate(host);
-    const struct rule_ext *e = dt_rules_ext(t, r);
+    const struct rule_ext *e = dt_rules_ext_of(t, r);
     switch (dt_rules_kind(r)) {
     case DT_RULE_EXACT:
         dt_buf_append(path, t->blob.ptr + r->_src, r->_src_len);
@@ -542,7 +542,7 @@ static void per_rule(struct ctx *c)
             continue;
         const struct dt_rule *r = &t->rules[i];
         struct dt_rule_origin o = where(c, r);
-        const struct rule_ext *e = dt_rules_ext(t, r);
+        const struct rule_ext *e = dt_rules_ext_of(t, r);
         if (e && e->nparts) {
             tgt.len = 0;
             dt_rule_target(t, r, &tgt);

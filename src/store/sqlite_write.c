@@ -306,6 +306,21 @@ static int rewrite(struct sq_store *s, int64_t rid, const struct dt_store_rule *
     return dt_sql_broke(s, rc);
 }
 
+/* Steps *st to the current row of rule id (reset it when done). Returns 0, DT_ENOENT when
+ * there is none, or another error. */
+static int current_row(struct sq_store *s, int64_t id, sqlite3_stmt **st, struct dt_buf *err)
+{
+    *st = dt_sql_stmt(s, ST_GET, err);
+    if (!*st)
+        return DT_EIO;
+    sqlite3_bind_int64(*st, 1, id);
+    int rc = dt_sql_step(s, *st, err);
+    if (rc > 0)
+        return 0;
+    sqlite3_reset(*st);
+    return rc < 0 ? rc : dt_sql_fail(s, err, DT_ENOENT, "no rule %lld", (long long)id);
+}
+
 int dt_sqlite_replace(struct dt_store *store, int64_t id, const struct dt_store_rule *r,
                       struct dt_buf *err)
 {
@@ -313,14 +328,9 @@ int dt_sqlite_replace(struct dt_store *store, int64_t id, const struct dt_store_
     int rc = dt_sql_need_txn(s, "dt_store_replace", err);
     if (rc || (rc = dt_sql_check_rule(s, r, err)) != 0)
         return rc;
-    sqlite3_stmt *st = dt_sql_stmt(s, ST_GET, err);
-    if (!st)
-        return DT_EIO;
-    sqlite3_bind_int64(st, 1, id);
-    if ((rc = dt_sql_step(s, st, err)) <= 0) {
-        sqlite3_reset(st);
-        return rc < 0 ? rc : dt_sql_fail(s, err, DT_ENOENT, "no rule %lld", (long long)id);
-    }
+    sqlite3_stmt *st;
+    if ((rc = current_row(s, id, &st, err)) != 0)
+        return rc;
     if (dt_sql_same_content(st, r)) {
         sqlite3_reset(st);
         return 0;
@@ -399,14 +409,9 @@ int dt_sqlite_remove(struct dt_store *store, int64_t id, struct dt_buf *err)
     int rc = dt_sql_need_txn(s, "dt_store_remove", err);
     if (rc)
         return rc;
-    sqlite3_stmt *st = dt_sql_stmt(s, ST_GET, err);
-    if (!st)
-        return DT_EIO;
-    sqlite3_bind_int64(st, 1, id);
-    if ((rc = dt_sql_step(s, st, err)) <= 0) {
-        sqlite3_reset(st);
-        return rc < 0 ? rc : dt_sql_fail(s, err, DT_ENOENT, "no rule %lld", (long long)id);
-    }
+    sqlite3_stmt *st;
+    if ((rc = current_row(s, id, &st, err)) != 0)
+        return rc;
     int64_t row = sqlite3_column_int64(st, C_ROW), v_from = sqlite3_column_int64(st, C_FROM);
     sqlite3_reset(st);
     return dt_sql_broke(s, dt_sql_close_row(s, row, v_from, err));
