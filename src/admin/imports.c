@@ -271,6 +271,7 @@ void dt_admin_import_rules(struct admin *a, const struct dt_admin_request *req,
         tgt[sp->target.len] = '\0';
         rules[i] = (struct dt_store_rule){
             .source = src, .target = tgt, .status = sp->status, .options = "", .note = NULL};
+        sp->query_set = false; /* the store keeps what a rule does: query=keep is implied */
         if (!sp->query_drop && sp->max_age < 0 && !sp->has_from && !sp->has_until &&
             !sp->promote_after)
             continue;

@@ -15,8 +15,11 @@ struct conv {
     int status; /* the status of entries that carry none */
     struct dt_import *out;
     struct dt_errors *errs;
-    struct dt_buf rule; /* the rule line being written */
-    struct dt_buf aux;  /* scratch space of a format's entry */
+    struct dt_buf rule;       /* the rule's source, then its target (from target_at on) */
+    size_t target_at;         /* SIZE_MAX: rule holds a whole detour line, copied as it is */
+    struct dt_rule_spec spec; /* the rule's status and options: the codec writes the line */
+    struct dt_buf line;       /* the line the codec wrote */
+    struct dt_buf aux;        /* scratch space of a format's entry */
     /* Where locate() last stopped: entries come in order, so finding lines stays linear. */
     size_t seen_off, seen_line_start;
     uint32_t seen_line;
@@ -56,7 +59,8 @@ int dt_import_shown(struct dt_str v);
 void dt_import_emit(struct conv *c, size_t at);
 void dt_import_put(struct conv *c, struct dt_str s);
 void dt_import_put_cstr(struct conv *c, const char *s);
-void dt_import_put_status(struct conv *c, int status);
+void dt_import_begin(struct conv *c);
+void dt_import_begin_target(struct conv *c);
 void dt_import_put_encoded(struct conv *c, struct dt_str s);
 bool dt_import_check_chars(struct dt_str v, const char *what, struct dt_diag *d);
 size_t dt_import_http_scheme_len(struct dt_str v);

@@ -151,9 +151,34 @@ int dt_import_shown(struct dt_str v)
     return (int)n;
 }
 
-/* Adds the rule written in c->rule to the output, as coming from the line of offset at. */
+/* Starts a converted rule: an empty source, and the status of entries that carry none. */
+void dt_import_begin(struct conv *c)
+{
+    c->rule.len = 0;
+    c->target_at = SIZE_MAX;
+    dt_rule_spec_init(&c->spec);
+    c->spec.status = c->status;
+}
+
+/* Ends the rule's source: what is written from now on is its target. */
+void dt_import_begin_target(struct conv *c)
+{
+    c->target_at = c->rule.len;
+}
+
+/* Adds the rule to the output, as coming from the line of offset at: the source and target
+ * written in c->rule with c->spec's status and options, as the rule codec writes a line. */
 void dt_import_emit(struct conv *c, size_t at)
 {
+    if (c->target_at != SIZE_MAX) {
+        c->spec.source = dt_str_make(c->rule.ptr, c->target_at);
+        c->spec.target = dt_str_make(c->rule.ptr + c->target_at, c->rule.len - c->target_at);
+        c->line.len = 0;
+        dt_rule_format(&c->line, &c->spec);
+        struct dt_buf t = c->rule;
+        c->rule = c->line;
+        c->line = t;
+    }
     if (c->rule.len > DT_IMPORT_MAX_LINE) {
         dt_import_fail(c, at, "the converted rule is longer than %d bytes", DT_IMPORT_MAX_LINE);
         return;
@@ -186,15 +211,6 @@ static void put_lower(struct conv *c, struct dt_str s)
     size_t at = c->rule.len;
     dt_import_put(c, s);
     dt_ascii_lower(c->rule.ptr + at, s.len);
-}
-
-/* Writes " STATUS". */
-void dt_import_put_status(struct conv *c, int status)
-{
-    char digits[24];
-    size_t n = dt_fmt_u64(digits + 1, (uint64_t)status);
-    digits[0] = ' ';
-    dt_buf_append(&c->rule, digits, n + 1);
 }
 
 /* Writes s with its bytes above 127 percent-encoded, as clients send them (RFC 3986 2.1). */
@@ -439,7 +455,7 @@ static void convert_detour(struct conv *c)
             dt_import_fail(c, k, "control character in a rule");
             continue;
         }
-        c->rule.len = 0;
+        dt_import_begin(c);
         dt_import_put(c, dt_str_make(t + s, e - s));
         dt_import_emit(c, s);
     }
@@ -478,6 +494,7 @@ int dt_import_convert(enum dt_rule_format f, const char *name, struct dt_str tex
         .seen_line = 1,
     };
     dt_buf_init(&c.rule);
+    dt_buf_init(&c.line);
     dt_buf_init(&c.aux);
     unsigned before = errs->count;
     switch (f) {
@@ -495,6 +512,7 @@ int dt_import_convert(enum dt_rule_format f, const char *name, struct dt_str tex
         break;
     }
     dt_buf_dispose(&c.rule);
+    dt_buf_dispose(&c.line);
     dt_buf_dispose(&c.aux);
     return errs->count > before ? DT_ESYNTAX : 0;
 }

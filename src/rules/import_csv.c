@@ -257,79 +257,21 @@ static bool csv_bool(struct csv *cv, enum csv_col col, const char *name, bool *o
     return false;
 }
 
-static const char *const option_keys[] = {"query", "cache", "from", "until", "since"};
-
-/* Checks one detour option KEY=VALUE; seen holds a bit for each key already given. */
-static bool check_option(struct dt_str opt, unsigned *seen, struct dt_diag *d)
-{
-    const char *eq = memchr(opt.ptr, '=', opt.len);
-    if (!eq) {
-        dt_diag_set(d, 0, "expected an option KEY=VALUE, not '%.*s'", dt_import_shown(opt),
-                    opt.ptr);
-        return false;
-    }
-    struct dt_str key = dt_str_make(opt.ptr, (size_t)(eq - opt.ptr));
-    struct dt_str val = dt_str_make(eq + 1, opt.len - key.len - 1);
-    size_t k = 0;
-    while (k < DT_ARRAY_LEN(option_keys) &&
-           !dt_str_eq(key, dt_str_make(option_keys[k], strlen(option_keys[k]))))
-        k++;
-    if (k == DT_ARRAY_LEN(option_keys)) {
-        dt_diag_set(d, 0, "unknown option '%.*s' (known: query, cache, from, until, since)",
-                    dt_import_shown(key), key.ptr);
-        return false;
-    }
-    if (*seen & (1u << k)) {
-        dt_diag_set(d, 0, "option '%s' given twice", option_keys[k]);
-        return false;
-    }
-    *seen |= 1u << k;
-    size_t at = key.len + 1;
-    int64_t n;
-    time_t when;
-    if (k == 0 && !dt_str_eq(val, DT_STR("keep")) && !dt_str_eq(val, DT_STR("drop"))) {
-        dt_diag_set(d, at, "query= takes keep or drop, not '%.*s'", dt_import_shown(val), val.ptr);
-        return false;
-    }
-    if (k == 1 && dt_parse_int(val, 0, INT32_MAX, &n) != 0) {
-        dt_diag_set(d, at, "cache= takes a number of seconds, not '%.*s'", dt_import_shown(val),
-                    val.ptr);
-        return false;
-    }
-    if (k >= 2 && dt_parse_rfc3339(val, &when) != 0) {
-        dt_diag_set(d, at, "%s= takes an RFC 3339 time such as 2026-12-01T06:00:00Z, not '%.*s'",
-                    option_keys[k], dt_import_shown(val), val.ptr);
-        return false;
-    }
-    return true;
-}
-
-static bool is_option_sep(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == ';';
-}
-
-/* Writes the options of field i (separated by blanks or ';'), checking each. */
-static bool csv_options(struct csv *cv, int i, unsigned seen)
+/* Reads the options of field i (separated by blanks or ';') into the rule, with the rule
+ * codec: the options of a rule line, each at most once. */
+static bool csv_options(struct csv *cv, int i)
 {
     struct dt_str v = csv_value(cv, i);
-    size_t k = 0;
-    while (k < v.len) {
-        while (k < v.len && is_option_sep(v.ptr[k]))
-            k++;
-        if (k == v.len)
-            break;
-        size_t start = k;
-        while (k < v.len && !is_option_sep(v.ptr[k]))
-            k++;
-        struct dt_str opt = dt_str_make(v.ptr + start, k - start);
-        struct dt_diag d;
-        if (!check_option(opt, &seen, &d)) {
-            dt_import_fail(cv->c, csv_offset(cv, i, start + d.offset), "%s", d.msg);
-            return false;
-        }
-        dt_import_put_cstr(cv->c, " ");
-        dt_import_put(cv->c, opt);
+    struct dt_buf *b = &cv->c->aux;
+    b->len = 0;
+    dt_buf_append_str(b, v);
+    for (size_t k = 0; k < b->len; k++)
+        if (b->ptr[k] == ';' || b->ptr[k] == '\r' || b->ptr[k] == '\n')
+            b->ptr[k] = ' ';
+    struct dt_diag d;
+    if (dt_rule_parse_options(dt_str_make(b->ptr, b->len), &cv->c->spec, &d) != 0) {
+        dt_import_fail(cv->c, csv_offset(cv, i, d.offset), "%s", d.msg);
+        return false;
     }
     return true;
 }
@@ -421,7 +363,7 @@ static void csv_convert_row(struct csv *cv)
     int si = cv->col[COL_SOURCE], ti = cv->col[COL_TARGET];
     struct dt_str src = csv_value(cv, si), tgt = csv_value(cv, ti);
     struct dt_diag d;
-    c->rule.len = 0;
+    dt_import_begin(c);
     if (src.len && src.ptr[0] == '~') {
         if (!dt_import_check_chars(src, "source", &d)) {
             csv_fail(cv, si, &d);
@@ -463,7 +405,7 @@ static void csv_convert_row(struct csv *cv)
             csv_fail(cv, ti, &d);
         return;
     }
-    dt_import_put_cstr(c, " ");
+    dt_import_begin_target(c);
     if (subpath && suffix)
         put_target_splat(c, tgt);
     else
@@ -481,14 +423,12 @@ static void csv_convert_row(struct csv *cv)
         }
         status = (int)n;
     }
-    dt_import_put_status(c, status);
-
-    unsigned seen = 0;
+    c->spec.status = status;
     if (cv->col[COL_PRESERVE_QUERY] >= 0) {
-        dt_import_put_cstr(c, keep_query ? " query=keep" : " query=drop");
-        seen |= 1u; /* the bit of "query" in option_keys */
+        c->spec.query_set = true;
+        c->spec.query_drop = !keep_query;
     }
-    if (cv->col[COL_OPTIONS] >= 0 && !csv_options(cv, cv->col[COL_OPTIONS], seen))
+    if (cv->col[COL_OPTIONS] >= 0 && !csv_options(cv, cv->col[COL_OPTIONS]))
         return;
     dt_import_emit(c, cv->fields[0].start);
 }

@@ -115,15 +115,15 @@ static void netlify_line(struct conv *c, size_t start, size_t end)
                            "unexpected '%.*s' at the end of the rule", dt_import_shown(w), w.ptr);
         return;
     }
-    c->rule.len = 0;
+    dt_import_begin(c);
     dt_import_put_source(c, &s, false);
     if (query->len) {
         dt_import_put_cstr(c, memchr(s.path.ptr, '?', s.path.len) ? "&" : "?");
         dt_import_put(c, dt_str_make(query->ptr, query->len));
     }
-    dt_import_put_cstr(c, " ");
+    dt_import_begin_target(c);
     dt_import_put_target(c, to);
-    dt_import_put_status(c, status);
+    c->spec.status = status;
     dt_import_emit(c, at);
 }
 

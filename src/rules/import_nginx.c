@@ -390,17 +390,16 @@ static void ngx_entry(struct ngx *x)
         return; /* an empty value is nginx's "no redirect" */
     struct dt_diag d;
     bool regex;
-    c->rule.len = 0;
+    dt_import_begin(c);
     if (!ngx_key(x, key, &regex, &d)) {
         dt_import_fail(c, at, "%s", d.msg);
         return;
     }
-    dt_import_put_cstr(c, " ");
+    dt_import_begin_target(c);
     if (!ngx_target(x, value, regex, &d)) {
         dt_import_fail(c, at, "%s", d.msg);
         return;
     }
-    dt_import_put_status(c, c->status);
     dt_import_emit(c, at);
 }
 

@@ -53,16 +53,29 @@ int dt_rule_parse_age(struct dt_str age, int64_t *seconds)
     return 0;
 }
 
-static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str line, unsigned *seen,
+/* The options' keys, in the order dt_rule_format_options writes them. */
+static const char *const keys[] = {"query", "cache", "from", "until", "since", "promote-after"};
+
+/* Which options s has already (one bit a key of keys[]): they count as given. */
+static unsigned options_set(const struct dt_rule_spec *s)
+{
+    return (s->query_set || s->query_drop ? 1u : 0) | (s->max_age >= 0 ? 2u : 0) |
+           (s->has_from ? 4u : 0) | (s->has_until ? 8u : 0) | (s->has_since ? 16u : 0) |
+           (s->promote_after > 0 ? 32u : 0);
+}
+
+/* One KEY=VALUE into s; in_line: a field of a rule line (where a status may stand too). */
+static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str line, bool in_line,
                   struct dt_diag *d)
 {
     const char *eq = memchr(field.ptr, '=', field.len);
     if (!eq)
         return bad(d, line, field.ptr,
-                   "expected STATUS or KEY=VALUE, got '%.*s' (a comment starts with '#')", field);
+                   in_line ? "expected STATUS or KEY=VALUE, got '%.*s' (a comment starts with '#')"
+                           : "expected an option KEY=VALUE, not '%.*s'",
+                   field);
     struct dt_str key = {field.ptr, (size_t)(eq - field.ptr)};
     struct dt_str val = {eq + 1, field.len - key.len - 1};
-    static const char *const keys[] = {"query", "cache", "from", "until", "since", "promote-after"};
     unsigned k = 0;
     while (k < DT_ARRAY_LEN(keys) && !dt_str_eq(key, dt_str_make(keys[k], strlen(keys[k]))))
         k++;
@@ -71,9 +84,8 @@ static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str lin
                    "unknown option '%.*s' (known: query=keep|drop, cache=SECONDS, from=TIME, "
                    "until=TIME, since=TIME, promote-after=AGE)",
                    key);
-    if (*seen & (1u << k))
+    if (options_set(s) & (1u << k))
         return bad(d, line, key.ptr, "option '%.*s' given twice", key);
-    *seen |= 1u << k;
     int64_t n;
     switch (k) {
     case 0:
@@ -83,11 +95,11 @@ static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str lin
             s->query_drop = true;
         else
             return bad(d, line, val.ptr, "query= takes keep or drop, not '%.*s'", val);
+        s->query_set = true;
         break;
     case 1:
         if (dt_parse_int(val, 0, INT32_MAX, &n) != 0)
-            return bad(d, line, val.ptr,
-                       "cache= takes a number of seconds from 0 to 2147483647, not '%.*s'", val);
+            return bad(d, line, val.ptr, "cache= takes a number of seconds, not '%.*s'", val);
         s->max_age = n;
         break;
     case 5:
@@ -100,9 +112,12 @@ static int option(struct dt_rule_spec *s, struct dt_str field, struct dt_str lin
     case 3:
     case 4: {
         time_t t;
-        if (dt_parse_rfc3339(val, &t) != 0)
-            return bad(d, line, val.ptr,
-                       "expected an RFC 3339 time such as 2026-12-01T06:00:00Z, not '%.*s'", val);
+        if (dt_parse_rfc3339(val, &t) != 0) {
+            dt_diag_set(d, (size_t)(val.ptr - line.ptr),
+                        "%s= takes an RFC 3339 time such as 2026-12-01T06:00:00Z, not '%.*s'",
+                        keys[k], (int)val.len, val.ptr);
+            return DT_ESYNTAX;
+        }
         if (k == 2) {
             s->has_from = true;
             s->from = t;
@@ -153,7 +168,7 @@ int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *s, struct dt_dia
     s->line = line;
     if (line.len && line.ptr[line.len - 1] == '\r')
         line.len--; /* CRLF files */
-    unsigned nfields = 0, seen = 0;
+    unsigned nfields = 0;
     bool have_status = false;
     size_t i = 0;
     struct dt_str field;
@@ -178,7 +193,7 @@ int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *s, struct dt_dia
                 s->status = (int)st;
                 have_status = true;
             } else {
-                int rc = option(s, field, line, &seen, d);
+                int rc = option(s, field, line, true, d);
                 if (rc)
                     return rc;
             }
@@ -195,12 +210,11 @@ int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *s, struct dt_dia
 
 int dt_rule_parse_options(struct dt_str text, struct dt_rule_spec *s, struct dt_diag *d)
 {
-    unsigned seen = 0;
     size_t i = 0;
     struct dt_str field;
     int more;
     while ((more = next_field(text, &i, false, &field, d)) > 0) {
-        int rc = option(s, field, text, &seen, d);
+        int rc = option(s, field, text, false, d);
         if (rc)
             return rc;
     }
@@ -243,8 +257,8 @@ void dt_rule_format_options(struct dt_buf *out, const struct dt_rule_spec *s, un
     /* built with copies, not printf: a store's rule set of a million is formatted at once */
     size_t start = out->len;
     char digits[24];
-    if (s->query_drop)
-        put_key(out, start, "query=drop");
+    if (s->query_drop || s->query_set)
+        put_key(out, start, s->query_drop ? "query=drop" : "query=keep");
     if (s->max_age >= 0) {
         put_key(out, start, "cache=");
         dt_buf_append(out, digits, dt_fmt_u64(digits, (uint64_t)s->max_age));

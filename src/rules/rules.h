@@ -21,6 +21,7 @@ struct dt_rule_spec {
     struct dt_str target; /* "/path" or "https://host/path", with :splat */
     int status;           /* 301, 302, 303, 307 (default) or 308 */
     bool query_drop;      /* query=drop: never append the request's query */
+    bool query_set;       /* query= was written (query=keep is written back, not implied) */
     int64_t max_age;      /* cache=N: Cache-Control max-age; -1: no caching headers (S4) */
     bool has_from, has_until;
     time_t from, until; /* the rule matches only in [from, until) */
@@ -43,7 +44,8 @@ DT_MUST_CHECK int dt_rule_parse_line(struct dt_str line, struct dt_rule_spec *sp
 /* ---- the rule codec: fields to a line and back ----------------------------------------- */
 
 /* Parses options alone ("query=drop cache=60", the fields after a rule's status) into s,
- * which keeps its other fields. Returns 0, or DT_ESYNTAX with diag->offset in text. */
+ * which keeps its other fields; an option s has already counts as given (a second one is
+ * an error). Returns 0, or DT_ESYNTAX with diag->offset in text. */
 DT_MUST_CHECK int dt_rule_parse_options(struct dt_str text, struct dt_rule_spec *s,
                                         struct dt_diag *diag);
 
@@ -55,7 +57,8 @@ enum {
 /* Appends the options of s in rule-file syntax, separated by spaces, in one fixed order:
  * query=drop cache=N from=T until=T since=T promote-after=AGE (times in UTC, RFC 3339;
  * AGE in its largest exact unit). since= only with DT_RULE_OPT_SINCE. Nothing for the
- * defaults. dt_rule_parse_options reads them back to the same fields. Any thread. */
+ * defaults, except query=keep where query_set says it was written. dt_rule_parse_options reads them
+ * back to the same fields. Any thread. */
 void dt_rule_format_options(struct dt_buf *out, const struct dt_rule_spec *s, unsigned flags);
 
 /* Appends s as one line of a rule file: SOURCE TARGET STATUS and every option (since=

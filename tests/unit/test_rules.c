@@ -516,11 +516,12 @@ static void safety(void)
 static bool same_spec(const struct dt_rule_spec *a, const struct dt_rule_spec *b)
 {
     return dt_str_eq(a->source, b->source) && dt_str_eq(a->target, b->target) &&
-           a->status == b->status && a->query_drop == b->query_drop && a->max_age == b->max_age &&
-           a->has_from == b->has_from && (!a->has_from || a->from == b->from) &&
-           a->has_until == b->has_until && (!a->has_until || a->until == b->until) &&
-           a->has_since == b->has_since && (!a->has_since || a->since == b->since) &&
-           a->promote_after == b->promote_after;
+           a->status == b->status && a->query_drop == b->query_drop &&
+           (a->query_set || a->query_drop) == (b->query_set || b->query_drop) &&
+           a->max_age == b->max_age && a->has_from == b->has_from &&
+           (!a->has_from || a->from == b->from) && a->has_until == b->has_until &&
+           (!a->has_until || a->until == b->until) && a->has_since == b->has_since &&
+           (!a->has_since || a->since == b->since) && a->promote_after == b->promote_after;
 }
 
 static uint64_t codec_rng = 0x2545f4914f6cdd1dull;
@@ -570,9 +571,28 @@ static void codec(void)
     ok(back.query_drop && back.max_age == 60 && back.from == s.from && back.until == s.until &&
            !back.has_since && back.promote_after == s.promote_after,
        "codec: options alone come back");
+    dt_rule_spec_init(&back);
     is_int(dt_rule_parse_options(DT_STR("query=drop nope"), &back, &d), DT_ESYNTAX,
            "codec: a bad option is refused");
     is_int(d.offset, 11, "codec: with its offset");
+    is_int(dt_rule_parse_options(DT_STR("cache=5"), &back, &d), 0, "codec: options into a spec");
+    is_int(dt_rule_parse_options(DT_STR("until=2030-01-01T00:00:00Z cache=6"), &back, &d),
+           DT_ESYNTAX, "codec: an option the spec has already counts as given");
+    is_str(d.msg, "option 'cache' given twice", "codec: and says so");
+    is_int(d.offset, 27, "codec: at the second one");
+    is_int(dt_rule_parse_line(DT_STR("/a /b query=keep"), &back, &d), 1, "codec: query=keep");
+    ok(back.query_set && !back.query_drop, "codec: query=keep is remembered as written");
+    out.len = 0;
+    dt_rule_format(&out, &back);
+    is_strn(out.ptr, out.len, "/a /b 307 query=keep", "codec: and written back");
+    is_int(dt_rule_parse_options(DT_STR("query=keep"), &back, &d), DT_ESYNTAX,
+           "codec: query=keep twice is refused");
+    is_int(dt_rule_parse_line(DT_STR("/a /b 307 until=soon"), &back, &d), DT_ESYNTAX,
+           "codec: a bad time");
+    is_str(d.msg, "until= takes an RFC 3339 time such as 2026-12-01T06:00:00Z, not 'soon'",
+           "codec: names the option");
+    is_int(dt_rule_parse_options(DT_STR("fast"), &back, &d), DT_ESYNTAX, "codec: no '='");
+    is_str(d.msg, "expected an option KEY=VALUE, not 'fast'", "codec: options alone say so");
     char host[64];
     is_strn(host, dt_rule_source_host("Example.COM/a", host, sizeof(host)), "example.com",
             "source host: lower-cased");
@@ -611,6 +631,7 @@ static void codec(void)
         s.target = dt_str_make(targets[k], strlen(targets[k]));
         s.status = statuses[codec_rnd(5)];
         s.query_drop = codec_rnd(2);
+        s.query_set = codec_rnd(2); /* query=keep written: it comes back written */
         s.max_age = codec_rnd(3) ? -1 : (int64_t)codec_rnd(INT32_MAX + 1ull);
         if ((s.has_from = codec_rnd(2)))
             s.from = (time_t)codec_rnd(4102444800ull);
@@ -641,7 +662,8 @@ static void codec(void)
         dt_buf_init(&fields);
         struct dt_rule_spec of;
         dt_rule_spec_of(t, dt_table_rule(t, 0), &fields, &of);
-        of.source = s.source; /* the table's source is canonical: compared by lookups */
+        of.source = s.source;       /* the table's source is canonical: compared by lookups */
+        of.query_set = s.query_set; /* it keeps what a rule does, not whether keep was written */
         if (!same_spec(&s, &of) && bad++ < 3)
             printf("# the table's rule is not the one given: %.*s\n", (int)out.len, out.ptr);
         tabled++;
