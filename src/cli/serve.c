@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "rules/import.h"
 #include "server/server.h"
+#include "tls/tls.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -13,13 +14,26 @@ static const char help[] =
     "\n"
     "Answers HTTP requests with redirects (307 Temporary Redirect by default) by the rules\n"
     "in the rule files and in the store, which the admin API changes while the server runs\n"
-    "(docs/admin.md). SIGHUP re-reads the rule files (a bad file keeps the rules in use);\n"
+    "(docs/admin.md). SIGHUP re-reads the rule files and certificates (a bad file keeps\n"
+    "the ones in use);\n"
     "SIGTERM or SIGINT stops accepting, finishes what is in flight and exits 0.\n"
     "\n"
     "Options:\n"
     "  --listen ADDR:PORT        listen here; repeatable (default 127.0.0.1:8307);\n"
     "                            [::1]:8307 for IPv6, *:8307 for every IPv4 address,\n"
     "                            port 0 for any free port (the log line says which)\n"
+    "  --listen-tls ADDR:PORT    listen here with TLS (HTTPS); repeatable; needs --cert\n"
+    "                            or --cert-dir (the default --listen applies only when\n"
+    "                            no listener is given)\n"
+    "  --cert FILE               a PEM file with a certificate, its chain and its key (or\n"
+    "                            the key in NAME.key beside NAME.pem); repeatable; the\n"
+    "                            client's server name (SNI) picks one, else the first\n"
+    "  --cert-dir DIR            every *.pem file in DIR, as --cert\n"
+    "  --hsts VALUE              send Strict-Transport-Security: VALUE on every answer\n"
+    "                            over TLS (never over plain HTTP), VALUE being\n"
+    "                            'max-age=N[; includeSubDomains][; preload]'\n"
+    "  --redirect-to-https       a plain-HTTP request for a host a certificate names gets\n"
+    "                            308 to the same https URL\n"
     "  --rules FILE              read rules from FILE; repeatable (syntax: docs/rules.md)\n"
     "  --rules-format FORMAT     read the --rules files that follow as detour, csv, nginx\n"
     "                            or netlify (default: by name: *.csv, *.map, _redirects;\n"
@@ -77,6 +91,11 @@ enum {
     O_ADMIN_MAX_BODY,
     O_MAX_TEMP_AGE,
     O_ACCESS_LOG,
+    O_LISTEN_TLS,
+    O_CERT,
+    O_CERT_DIR,
+    O_HSTS,
+    O_REDIRECT_HTTPS,
 };
 
 static const struct option options[] = {
@@ -99,6 +118,11 @@ static const struct option options[] = {
     {"admin-max-body", required_argument, NULL, O_ADMIN_MAX_BODY},
     {"max-temporary-age", required_argument, NULL, O_MAX_TEMP_AGE},
     {"access-log", required_argument, NULL, O_ACCESS_LOG},
+    {"listen-tls", required_argument, NULL, O_LISTEN_TLS},
+    {"cert", required_argument, NULL, O_CERT},
+    {"cert-dir", required_argument, NULL, O_CERT_DIR},
+    {"hsts", required_argument, NULL, O_HSTS},
+    {"redirect-to-https", no_argument, NULL, O_REDIRECT_HTTPS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -116,7 +140,55 @@ struct serve_args {
     bool check;
     struct dt_admin_options ao;
     const char *admin;
+    const char **certs; /* malloc'd */
+    size_t ncerts;
+    char hsts[128];
 };
+
+/* --hsts: 'max-age=N[; includeSubDomains][; preload]' (RFC 6797 6.1; directive names in
+ * any case, blanks around ';'), written back in that form. Returns 0 or -1. */
+static int parse_hsts(const char *v, char *out, size_t outlen)
+{
+    int64_t age = -1;
+    bool sub = false, preload = false;
+    const char *p = v;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t n = strcspn(p, ";");
+        size_t m = n;
+        while (m && (p[m - 1] == ' ' || p[m - 1] == '\t'))
+            m--;
+        struct dt_str d = dt_str_make(p, m);
+        if (m > 8 && dt_str_ieq(dt_str_make(p, 8), "max-age=") && age < 0) {
+            struct dt_str num = dt_str_make(p + 8, m - 8);
+            if (num.len > 1 && num.ptr[0] == '"' && num.ptr[num.len - 1] == '"')
+                num = dt_str_make(num.ptr + 1, num.len - 2);
+            if (dt_parse_int(num, 0, 100LL * 365 * 86400, &age) != 0)
+                goto bad;
+        } else if (dt_str_ieq(d, "includeSubDomains") && !sub) {
+            sub = true;
+        } else if (dt_str_ieq(d, "preload") && !preload) {
+            preload = true;
+        } else {
+            goto bad;
+        }
+        if (!p[n])
+            break;
+        p += n + 1;
+    }
+    if (age < 0)
+        goto bad;
+    snprintf(out, outlen, "max-age=%lld%s%s", (long long)age, sub ? "; includeSubDomains" : "",
+             preload ? "; preload" : "");
+    return 0;
+bad:
+    dt_usage_error("serve",
+                   "--hsts: '%s' is not 'max-age=SECONDS[; includeSubDomains][; preload]' "
+                   "(each directive once)",
+                   v);
+    return -1;
+}
 
 /* The options that set a limit or a timeout of the server. Returns 1 when opt is one of them
  * and was set, 0 when it is not one of them, -1 after a usage error. */
@@ -203,12 +275,38 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
             continue;
         switch (opt) {
         case O_LISTEN:
+        case O_LISTEN_TLS:
             a->listen = dt_xrealloc(a->listen, (a->nlisten + 1) * sizeof(*a->listen));
             if (dt_listen_parse(optarg, &a->listen[a->nlisten], err, sizeof(err)) != 0) {
-                dt_usage_error("serve", "--listen %s", err);
+                dt_usage_error("serve", "%s %s", opt == O_LISTEN ? "--listen" : "--listen-tls",
+                               err);
                 return DT_EXIT_USAGE;
             }
-            a->nlisten++;
+            if (opt == O_LISTEN_TLS && a->listen[a->nlisten].ss.ss_family == AF_UNIX) {
+                dt_usage_error("serve", "--listen-tls %s: TLS listens on TCP, not a Unix socket",
+                               optarg);
+                return DT_EXIT_USAGE;
+            }
+            a->listen[a->nlisten++].tls = opt == O_LISTEN_TLS;
+            break;
+        case O_CERT:
+            a->certs = dt_xrealloc(a->certs, (a->ncerts + 1) * sizeof(*a->certs));
+            a->certs[a->ncerts++] = optarg;
+            break;
+        case O_CERT_DIR:
+            if (a->cfg.cert_dir) {
+                dt_usage_error("serve", "--cert-dir given twice");
+                return DT_EXIT_USAGE;
+            }
+            a->cfg.cert_dir = optarg;
+            break;
+        case O_HSTS:
+            if (parse_hsts(optarg, a->hsts, sizeof(a->hsts)) != 0)
+                return DT_EXIT_USAGE;
+            a->cfg.hsts = a->hsts;
+            break;
+        case O_REDIRECT_HTTPS:
+            a->cfg.redirect_to_https = true;
             break;
         case O_RULES:
             a->rules = dt_xrealloc(a->rules, (a->nrules + 1) * sizeof(*a->rules));
@@ -279,6 +377,23 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
         dt_usage_error("serve", "unexpected argument '%s'", argv[optind]);
         return DT_EXIT_USAGE;
     }
+    bool tls = false;
+    for (size_t i = 0; i < a->nlisten; i++)
+        tls |= a->listen[i].tls;
+    if (tls && !a->ncerts && !a->cfg.cert_dir) {
+        dt_usage_error("serve", "--listen-tls needs a certificate: --cert FILE or --cert-dir DIR");
+        return DT_EXIT_USAGE;
+    }
+    if (!tls && (a->ncerts || a->cfg.cert_dir || a->cfg.hsts || a->cfg.redirect_to_https)) {
+        dt_usage_error("serve", "%s needs a TLS listener: --listen-tls ADDR:PORT",
+                       a->ncerts           ? "--cert"
+                       : a->cfg.cert_dir   ? "--cert-dir"
+                       : a->cfg.hsts       ? "--hsts"
+                                           : "--redirect-to-https");
+        return DT_EXIT_USAGE;
+    }
+    a->cfg.certs = a->certs;
+    a->cfg.ncerts = a->ncerts;
     return -1;
 }
 
@@ -313,8 +428,27 @@ int dt_cmd_serve(int argc, char **argv)
             status = 2;
             goto out;
         }
-        printf("ok: %zu rules\n", dt_table_size(t));
+        size_t nrules = dt_table_size(t);
         dt_table_free(t);
+        size_t ncerts = 0;
+        if (a.ncerts || a.cfg.cert_dir) {
+            struct dt_buf e;
+            dt_buf_init(&e);
+            struct dt_tls_set *set = dt_tls_load(a.certs, a.ncerts, a.cfg.cert_dir, false, &e);
+            if (!set) {
+                fprintf(stderr, "detour serve: certificates: %.*s\n", (int)e.len, e.ptr);
+                dt_buf_dispose(&e);
+                status = 2;
+                goto out;
+            }
+            ncerts = dt_tls_set_count(set);
+            dt_tls_set_unref(set);
+            dt_buf_dispose(&e);
+        }
+        if (ncerts)
+            printf("ok: %zu rules, %zu certificates\n", nrules, ncerts);
+        else
+            printf("ok: %zu rules\n", nrules);
         status = DT_EXIT_OK;
         goto out;
     }
@@ -334,5 +468,6 @@ int dt_cmd_serve(int argc, char **argv)
 out:
     free(a.listen);
     free(a.rules);
+    free(a.certs);
     return status;
 }

@@ -132,7 +132,11 @@ struct dt_http_reply {
     bool keep_alive_10;   /* HTTP/1.0 with keep-alive: "Connection: keep-alive" */
     bool had_body;        /* the note asks to send the same body again */
     int64_t max_age;      /* >= 0: "Cache-Control: max-age=N" (S4); -1: no caching headers */
+    struct dt_str extra;  /* complete "Name: value\r\n" lines sent with every answer (the
+                             Strict-Transport-Security field over TLS, S9); at most
+                             DT_HTTP_EXTRA_MAX bytes */
 };
+#define DT_HTTP_EXTRA_MAX 256
 
 /* Writes the start of a redirect (status line and "Location: ") to out, reserves
  * max_location bytes and returns where the location goes. Finish with

@@ -25,7 +25,7 @@ static char *put_status_line(char *o, int status)
 }
 
 /* Headers after Location up to the blank line; at most HEADERS_MAX bytes. */
-#define HEADERS_MAX 256
+#define HEADERS_MAX (256 + DT_HTTP_EXTRA_MAX)
 static char *put_common_headers(char *o, const struct dt_http_reply *r, size_t content_length)
 {
     o = PUT_LIT(o, "Date: ");
@@ -43,6 +43,8 @@ static char *put_common_headers(char *o, const struct dt_http_reply *r, size_t c
         o = PUT_LIT(o, "Connection: close\r\n");
     else if (r->keep_alive_10)
         o = PUT_LIT(o, "Connection: keep-alive\r\n");
+    if (r->extra.len)
+        o = put(o, r->extra.ptr, r->extra.len);
     return PUT_LIT(o, "\r\n");
 }
 
@@ -178,7 +180,7 @@ void dt_http_write_response(struct dt_buf *out, int status, const struct dt_http
                             const char *content_type, struct dt_str headers, struct dt_str body)
 {
     size_t ct = content_type ? strlen(content_type) : 0;
-    dt_buf_reserve(out, 128 + ct + headers.len + (r->head ? 0 : body.len));
+    dt_buf_reserve(out, 128 + ct + headers.len + r->extra.len + (r->head ? 0 : body.len));
     char *o = put_status_line(out->ptr + out->len, status);
     o = PUT_LIT(o, "Date: ");
     o = put(o, r->date, 29);
@@ -197,6 +199,8 @@ void dt_http_write_response(struct dt_buf *out, int status, const struct dt_http
         o = PUT_LIT(o, "Connection: keep-alive\r\n");
     if (headers.len)
         o = put(o, headers.ptr, headers.len);
+    if (r->extra.len)
+        o = put(o, r->extra.ptr, r->extra.len);
     o = PUT_LIT(o, "\r\n");
     if (!r->head && body.len)
         o = put(o, body.ptr, body.len);

@@ -7,9 +7,11 @@
 #include "server/internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define IN_INITIAL 4096           /* input buffer of a new connection */
@@ -18,7 +20,7 @@
 
 static bool conn_read(struct conn *c);
 
-struct conn *conn_new(struct worker *w, int fd, const struct handler *h)
+struct conn *conn_new(struct worker *w, int fd, const struct handler *h, struct dt_tls_set *tls)
 {
     struct conn *c = w->free_conns;
     if (c) {
@@ -44,6 +46,8 @@ struct conn *conn_new(struct worker *w, int fd, const struct handler *h)
     c->pending_off = 0;
     c->peer[0] = '\0';
     c->awaiting = false;
+    c->tls_ready = c->tls_read_out = false;
+    c->tls = tls ? dt_tls_accept(tls, fd) : NULL;
     dt_http_parser_init(&c->parser, w->limits);
     if (c->h != h && c->h && c->h->release)
         c->h->release(c, true); /* the struct served another handler */
@@ -54,10 +58,24 @@ struct conn *conn_new(struct worker *w, int fd, const struct handler *h)
     return c;
 }
 
+/* A handshake that did not finish, counted once by why. */
+static void tls_failed(struct conn *c, enum dt_tls_failure why)
+{
+    if (c->tls && !c->tls_ready) {
+        c->tls_ready = true; /* counted */
+        STAT_ADD(c->w->stats.handshakes_failed[why], 1);
+    }
+}
+
 void conn_close(struct conn *c)
 {
     struct worker *w = c->w;
     timer_unlink(c);
+    if (c->tls) {
+        tls_failed(c, DT_TLS_FAIL_CLOSED);
+        dt_tls_free(c->tls);
+        c->tls = NULL;
+    }
     close(c->fd);
     c->fd = -1;
     w->nconns--;
@@ -86,6 +104,72 @@ struct dt_buf *conn_out(struct conn *c)
     return unsent(c) ? &c->pending : &c->w->out;
 }
 
+static bool arm_output(struct conn *c);
+
+/* The answer to plain HTTP sent to a TLS port (as nginx's), sent as it is and the
+ * connection closed. */
+static void answer_plain_http(struct conn *c)
+{
+    static const char page[] = "<p>This port speaks HTTPS: use an https:// URL.</p>\n";
+    char head[160];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 400 Bad Request\r\nContent-Type: text/html; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                     sizeof(page) - 1);
+    struct iovec iov[2] = {{head, (size_t)n}, {(void *)page, sizeof(page) - 1}};
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+    (void)sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* The handshake is done: count it. */
+static void tls_established(struct conn *c)
+{
+    c->tls_ready = true;
+    if (dt_tls_resumed(c->tls))
+        STAT_ADD(c->w->stats.handshakes_resumed, 1);
+    else
+        STAT_ADD(c->w->stats.handshakes_full, 1);
+}
+
+/* Reads from the client, through TLS on a TLS connection: > 0 bytes, 0 at its end, or -1
+ * with errno (EAGAIN: wait for the socket). */
+static ssize_t conn_recv(struct conn *c, void *buf, size_t n)
+{
+    if (!c->tls)
+        return recv(c->fd, buf, n, 0);
+    ssize_t r = dt_tls_read(c->tls, buf, n);
+    if (!c->tls_ready && dt_tls_established(c->tls))
+        tls_established(c);
+    c->tls_read_out = false;
+    if (r >= 0)
+        return r;
+    errno = EAGAIN;
+    if (r == DT_TLS_WANT_READ)
+        return -1;
+    if (r == DT_TLS_WANT_WRITE) {
+        c->tls_read_out = true; /* the handshake has more to send first */
+        return arm_output(c) ? -1 : (errno = EPROTO, -1);
+    }
+    tls_failed(c, dt_tls_failure(c->tls));
+    if (r == DT_TLS_PLAIN_HTTP)
+        answer_plain_http(c);
+    errno = EPROTO;
+    return -1;
+}
+
+/* Sends to the client, through TLS on a TLS connection: the bytes written (maybe fewer),
+ * or -1 with errno (EAGAIN: wait; a retry starts with the same bytes). */
+static ssize_t conn_send(struct conn *c, const void *buf, size_t n)
+{
+    if (!c->tls)
+        return send(c->fd, buf, n, MSG_NOSIGNAL);
+    ssize_t r = dt_tls_write(c->tls, buf, n);
+    if (r > 0)
+        return r;
+    errno = r == DT_TLS_ERROR ? EPIPE : EAGAIN;
+    return -1;
+}
+
 static bool arm_output(struct conn *c)
 {
     if (c->want_out)
@@ -102,7 +186,7 @@ static bool flush(struct conn *c)
 {
     struct worker *w = c->w;
     if (unsent(c)) {
-        ssize_t n = send(c->fd, c->pending.ptr + c->pending_off, unsent(c), MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, c->pending.ptr + c->pending_off, unsent(c));
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             w->out.len = 0;
             conn_close(c);
@@ -121,7 +205,7 @@ static bool flush(struct conn *c)
     }
     if (!w->out.len)
         return true;
-    ssize_t n = send(c->fd, w->out.ptr, w->out.len, MSG_NOSIGNAL);
+    ssize_t n = conn_send(c, w->out.ptr, w->out.len);
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
         w->out.len = 0;
         conn_close(c);
@@ -146,8 +230,11 @@ static void answer_error(struct conn *c, int status, const char *reason)
     if (c->h->metrics)
         STAT_ADD(w->stats.status[status >= 500 ? DT_ST_5XX : DT_ST_4XX], 1);
     /* RFC 9110 9.3.2: an answer to HEAD has no content, errors included. */
-    struct dt_http_reply r = {
-        .date = w->date, .close = true, .max_age = -1, .head = dt_http_parser_head(&c->parser)};
+    struct dt_http_reply r = {.date = w->date,
+                              .close = true,
+                              .max_age = -1,
+                              .head = dt_http_parser_head(&c->parser),
+                              .extra = c->tls ? w->srv->hsts : (struct dt_str){0}};
     dt_http_write_page(conn_out(c), status, &r, "", dt_str_make(reason, strlen(reason)), "");
     c->close_after = true;
     c->dirty_close = true;
@@ -261,6 +348,8 @@ static bool finish(struct conn *c)
         conn_close(c);
         return false;
     }
+    if (c->tls)
+        dt_tls_close_notify(c->tls);
     shutdown(c->fd, SHUT_WR);
     c->lingering = true;
     timer_set(c, TL_LINGER);
@@ -278,14 +367,16 @@ static bool read_some(struct conn *c)
         if (c->in_len == c->in_cap)
             make_room(c);
         size_t space = c->in_cap - c->in_len;
-        ssize_t n = recv(c->fd, c->in + c->in_len, space, 0);
+        ssize_t n = conn_recv(c, c->in + c->in_len, space);
         if (n > 0) {
             c->in_len += (uint32_t)n;
             if (!process(c))
                 return false;
             /* A short read emptied the socket; with edge-triggered epoll the next byte to
-             * arrive wakes us again, so there is no need to read until EAGAIN. */
-            if ((size_t)n < space)
+             * arrive wakes us again, so there is no need to read until EAGAIN. Not so
+             * through TLS: it reads a record at a time and may leave the next in the
+             * socket. */
+            if ((size_t)n < space && !c->tls)
                 break;
             continue;
         }
@@ -392,6 +483,8 @@ void conn_event(struct conn *c, uint32_t events)
             return;
         }
     }
+    if ((events & EPOLLOUT) && c->tls_read_out)
+        events |= EPOLLIN; /* the TLS read that waited to write goes on */
     if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
         conn_read(c);
 }
@@ -405,6 +498,8 @@ void conn_expire(struct conn *c, int list)
         (void)after_io(c);
         return;
     }
+    if (list == TL_HEADER)
+        tls_failed(c, DT_TLS_FAIL_TIMEOUT);
     c->w->out.len = 0;
     conn_close(c);
 }

@@ -4,6 +4,7 @@
 #define DT_SERVER_INTERNAL_H
 
 #include "server/server.h"
+#include "tls/tls.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -46,6 +47,7 @@ struct listener {
     uint8_t tag;
     int fd;
     bool paused; /* out of file descriptors: accepting again after a pause */
+    bool tls;
     const struct handler *handler;
 };
 
@@ -94,6 +96,12 @@ struct dt_server {
     struct worker *admin; /* the admin thread's loop, or NULL */
     struct dt_alog *alog; /* the access log, or NULL */
     atomic_bool stopping;
+    /* The certificates: workers read the pointer as they accept (a replaced set is released
+     * once every worker has passed a quiet point); other threads take tls_lock. */
+    _Atomic(struct dt_tls_set *) tls;
+    pthread_mutex_t tls_lock;
+    struct dt_str hsts;     /* "Strict-Transport-Security: ...\r\n", or empty */
+    char https_port[8];     /* ":8443" for a Location to https, "" for 443 */
 };
 
 struct conn {
@@ -108,6 +116,8 @@ struct conn {
     bool read_blocked; /* too much unsent output: reading paused */
     bool eof;          /* the client shut its write side */
     bool awaiting;     /* the handler answers once the request's content is whole */
+    bool tls_ready;    /* its TLS handshake is done (and counted) */
+    bool tls_read_out; /* a TLS read waits for the socket to be writable */
     int fd;
     uint32_t served; /* requests answered */
     struct worker *w;
@@ -119,7 +129,8 @@ struct conn {
     size_t pending_off;
     struct dt_http_parser parser;
     const struct handler *h;
-    void *hstate;  /* the handler's, per connection */
+    struct dt_tls_conn *tls; /* NULL on a plain connection */
+    void *hstate;            /* the handler's, per connection */
     char peer[48]; /* the client's address, with an access log */
 };
 
@@ -151,7 +162,7 @@ void timer_unlink(struct conn *c);
 uint64_t timer_earliest(const struct worker *w);
 
 /* conn.c */
-struct conn *conn_new(struct worker *w, int fd, const struct handler *h);
+struct conn *conn_new(struct worker *w, int fd, const struct handler *h, struct dt_tls_set *tls);
 /* Where a handler writes an answer: after output still waiting for the socket, or into the
  * worker's batch. */
 struct dt_buf *conn_out(struct conn *c);

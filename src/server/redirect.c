@@ -17,6 +17,36 @@ void dt_server_write_answer(struct dt_buf *out, const struct dt_answer *a,
     dt_http_redirect_end(out, a->status, n, r);
 }
 
+/* --redirect-to-https: a plain request for a host a certificate names gets 308 to the same
+ * URL with https (and the TLS listener's port unless 443). Returns true if it answered. */
+static bool to_https(struct conn *c, const struct dt_request *req, struct dt_buf *ob,
+                     const struct dt_http_reply *r)
+{
+    struct dt_server *s = c->w->srv;
+    if (c->tls || !s->cfg->redirect_to_https || !req->host.len ||
+        !dt_tls_set_covers(atomic_load_explicit(&s->tls, memory_order_acquire), req->host))
+        return false;
+    size_t port = strlen(s->https_port);
+    size_t max = 8 + req->host.len + port + req->path.len + 1 + req->query.len;
+    char *loc = dt_http_redirect_begin(ob, 308, max);
+    char *o = loc;
+    memcpy(o, "https://", 8);
+    o += 8;
+    memcpy(o, req->host.ptr, req->host.len);
+    o += req->host.len;
+    memcpy(o, s->https_port, port);
+    o += port;
+    memcpy(o, req->path.ptr, req->path.len);
+    o += req->path.len;
+    if (req->query.len) {
+        *o++ = '?';
+        memcpy(o, req->query.ptr, req->query.len);
+        o += req->query.len;
+    }
+    dt_http_redirect_end(ob, 308, (size_t)(o - loc), r);
+    return true;
+}
+
 /* Answers one request head: the rule's redirect, or 404. */
 static void redirect_head(struct conn *c, const struct dt_request *req)
 {
@@ -36,13 +66,21 @@ static void redirect_head(struct conn *c, const struct dt_request *req)
         .keep_alive_10 = !close && req->version_minor == 0,
         .had_body = req->has_body,
         .max_age = -1,
+        .extra = c->tls ? w->srv->hsts : (struct dt_str){0},
     };
     size_t start = ob->len;
+    STAT_ADD(w->stats.requests_h1, 1);
+    if (c->tls)
+        STAT_ADD(w->stats.requests_tls, 1);
     const struct dt_ruleset *rs = atomic_load_explicit(&w->srv->rules, memory_order_acquire);
-    struct dt_answer_query q = {DT_SCHEME_HTTP, req->host, req->path, req->query, w->now_s};
+    struct dt_answer_query q = {c->tls ? DT_SCHEME_HTTPS : DT_SCHEME_HTTP, req->host, req->path,
+                                req->query, w->now_s};
     struct dt_answer a;
-    int answered = dt_answer_find(rs, &q, &a);
-    if (a.rule) {
+    int answered;
+    if (to_https(c, req, ob, &r)) {
+        answered = 308;
+        STAT_ADD(w->stats.status[DT_ST_308], 1);
+    } else if ((answered = dt_answer_find(rs, &q, &a)), a.rule) {
         STAT_ADD(w->stats.source[a.layer == DT_LAYER_FILES ? DT_SRC_FILES : DT_SRC_STORE], 1);
         STAT_ADD(w->stats.status[answered == 301   ? DT_ST_301
                                  : answered == 302 ? DT_ST_302
@@ -51,11 +89,12 @@ static void redirect_head(struct conn *c, const struct dt_request *req)
                                                    : DT_ST_308],
                  1);
         dt_answer_count(rs, &a, w->id, w->now_s);
+        dt_server_write_answer(ob, &a, &q, &r);
     } else {
         STAT_ADD(w->stats.source[DT_SRC_NONE], 1);
         STAT_ADD(w->stats.status[DT_ST_404], 1);
+        dt_server_write_answer(ob, &a, &q, &r);
     }
-    dt_server_write_answer(ob, &a, &q, &r);
     if (w->srv->alog)
         dt_alog_line(w, c, req, answered, ob->len - start);
     c->served++;

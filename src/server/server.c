@@ -103,6 +103,83 @@ void dt_server_get_stats(struct dt_server *s, struct dt_server_stats *out)
             out->latency[k] += __atomic_load_n(&w->latency[k], __ATOMIC_RELAXED);
         out->latency_sum_ns += __atomic_load_n(&w->latency_sum_ns, __ATOMIC_RELAXED);
         out->connections += __atomic_load_n(&w->connections, __ATOMIC_RELAXED);
+        out->requests_h1 += __atomic_load_n(&w->requests_h1, __ATOMIC_RELAXED);
+        out->requests_tls += __atomic_load_n(&w->requests_tls, __ATOMIC_RELAXED);
+        out->handshakes_full += __atomic_load_n(&w->handshakes_full, __ATOMIC_RELAXED);
+        out->handshakes_resumed += __atomic_load_n(&w->handshakes_resumed, __ATOMIC_RELAXED);
+        for (int k = 0; k < DT_TLS_FAIL_COUNT; k++)
+            out->handshakes_failed[k] +=
+                __atomic_load_n(&w->handshakes_failed[k], __ATOMIC_RELAXED);
+    }
+}
+
+/* ---- certificates ------------------------------------------------------------------------ */
+
+#define TICKET_PERIOD (12 * 3600) /* a ticket key encrypts this long, then decrypts twice as long */
+
+static bool has_tls_listener(const struct dt_server_config *c)
+{
+    for (size_t i = 0; i < c->nlisten; i++)
+        if (c->listen[i].tls)
+            return true;
+    return false;
+}
+
+/* Reads the certificates of c; logs why not and returns NULL when they do not load. */
+static struct dt_tls_set *load_certs(const struct dt_server_config *c)
+{
+    struct dt_buf err;
+    dt_buf_init(&err);
+    struct dt_tls_set *set = dt_tls_load(c->certs, c->ncerts, c->cert_dir, false, &err);
+    if (!set)
+        dt_log(DT_LOG_ERROR, "certificates: %.*s", (int)err.len, err.ptr);
+    dt_buf_dispose(&err);
+    return set;
+}
+
+/* SIGHUP: the certificates again; a set that does not load keeps the one in use. */
+static void reload_certs(struct dt_server *s)
+{
+    const struct dt_server_config *c = s->cfg;
+    if (!c->ncerts && !c->cert_dir)
+        return;
+    struct dt_tls_set *set = load_certs(c);
+    if (!set) {
+        dt_log(DT_LOG_ERROR, "reload: keeping the certificates in use");
+        return;
+    }
+    pthread_mutex_lock(&s->tls_lock);
+    struct dt_tls_set *old = atomic_exchange(&s->tls, set);
+    pthread_mutex_unlock(&s->tls_lock);
+    wait_quiescent(s); /* no worker is between reading the pointer and taking a reference */
+    dt_tls_set_unref(old);
+    dt_log(DT_LOG_INFO, "reloaded %zu certificates", dt_tls_set_count(set));
+}
+
+void dt_server_each_cert(struct dt_server *s,
+                         void (*fn)(void *ctx, const char *name, time_t not_after), void *ctx)
+{
+    pthread_mutex_lock(&s->tls_lock);
+    struct dt_tls_set *set = atomic_load(&s->tls);
+    if (set)
+        dt_tls_set_each_name(set, fn, ctx);
+    pthread_mutex_unlock(&s->tls_lock);
+}
+
+/* The port of the first TLS listener, as a Location to https writes it. */
+static void set_https_port(struct dt_server *s, const struct dt_listen_addr *addrs)
+{
+    const struct dt_server_config *c = s->cfg;
+    for (size_t i = 0; i < c->nlisten; i++) {
+        if (!addrs[i].tls)
+            continue;
+        const struct sockaddr_storage *ss = &addrs[i].ss;
+        unsigned port = ntohs(ss->ss_family == AF_INET6
+                                  ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                  : ((const struct sockaddr_in *)ss)->sin_port);
+        if (port != 443)
+            snprintf(s->https_port, sizeof(s->https_port), ":%u", port);
+        return;
     }
 }
 
@@ -123,6 +200,7 @@ const struct dt_ruleset *dt_server_publish(struct dt_server *s, const struct dt_
 static void reload(struct dt_server *s)
 {
     const struct dt_server_config *c = s->cfg;
+    reload_certs(s);
     if (c->hooks.reload) {
         c->hooks.reload(c->hooks.ctx, s);
         return;
@@ -185,6 +263,7 @@ static int open_worker_listeners(struct worker *w, const struct handler *h,
         struct listener *l = &w->listeners[i];
         l->tag = TAG_LISTENER;
         l->handler = h;
+        l->tls = addrs[i].tls;
         l->fd = dt_listen_open(&addrs[i], c->backlog);
         if (l->fd < 0) {
             dt_log(DT_LOG_ERROR, "cannot listen on %s: %s", given[i].text, strerror(-l->fd));
@@ -204,7 +283,8 @@ static int open_worker_listeners(struct worker *w, const struct handler *h,
         }
         char name[120];
         dt_listen_name(l->fd, name, sizeof(name));
-        *used += (size_t)snprintf(names + *used, names_len - *used, "%s%s", *used ? " " : "", name);
+        *used += (size_t)snprintf(names + *used, names_len - *used, "%s%s%s", *used ? " " : "",
+                                  l->tls ? "tls:" : "", name);
         if (*used >= names_len)
             *used = names_len - 1;
     }
@@ -345,9 +425,12 @@ static void wait_for_signals(struct dt_server *s, const sigset_t *set)
 {
     for (;;) {
         siginfo_t si;
-        int sig = sigwaitinfo(set, &si);
+        struct timespec minute = {60, 0};
+        int sig = sigtimedwait(set, &si, &minute);
         if (sig < 0) {
-            if (errno == EINTR)
+            if (errno == EAGAIN && atomic_load(&s->tls))
+                dt_tls_rotate_tickets(dt_wall_now(), TICKET_PERIOD);
+            if (errno == EINTR || errno == EAGAIN)
                 continue;
             dt_log(DT_LOG_ERROR, "sigwaitinfo: %s", strerror(errno));
             return;
@@ -395,7 +478,38 @@ int dt_server_run(const struct dt_server_config *c)
     raise_fd_limit();
 
     struct dt_server s = {.cfg = c};
+    pthread_mutex_init(&s.tls_lock, NULL);
+    atomic_init(&s.tls, NULL);
+    if (c->ncerts || c->cert_dir) {
+        struct dt_tls_set *certs = load_certs(c);
+        if (!certs) {
+            pthread_mutex_destroy(&s.tls_lock);
+            if (own) {
+                dt_table_free((struct dt_table *)own->files);
+                free(own);
+            }
+            return 2;
+        }
+        atomic_store(&s.tls, certs);
+        dt_tls_rotate_tickets(dt_wall_now(), TICKET_PERIOD);
+    } else if (has_tls_listener(c)) {
+        dt_log(DT_LOG_ERROR, "a TLS listener needs a certificate: --cert or --cert-dir");
+        pthread_mutex_destroy(&s.tls_lock);
+        if (own) {
+            dt_table_free((struct dt_table *)own->files);
+            free(own);
+        }
+        return 2;
+    }
+    char hsts_line[DT_HTTP_EXTRA_MAX];
+    if (c->hsts) {
+        int n = snprintf(hsts_line, sizeof(hsts_line), "Strict-Transport-Security: %s\r\n",
+                         c->hsts);
+        s.hsts = dt_str_make(hsts_line, n > 0 && (size_t)n < sizeof(hsts_line) ? (size_t)n : 0);
+    }
     if (c->access_log && !(s.alog = dt_alog_open(c->access_log))) {
+        dt_tls_set_unref(atomic_load(&s.tls));
+        pthread_mutex_destroy(&s.tls_lock);
         if (own) {
             dt_table_free((struct dt_table *)own->files);
             free(own);
@@ -418,6 +532,7 @@ int dt_server_run(const struct dt_server_config *c)
         status = 1;
         goto out;
     }
+    set_https_port(&s, addrs);
     if (c->nadmin && open_admin(&s, addrs, admin_names, sizeof(admin_names)) != 0) {
         status = 1;
         goto out;
@@ -460,6 +575,8 @@ out:
     free_workers(&s);
     free(addrs);
     dt_alog_close(s.alog);
+    dt_tls_set_unref(atomic_load(&s.tls));
+    pthread_mutex_destroy(&s.tls_lock);
     if (!c->initial) {
         const struct dt_ruleset *last = atomic_load(&s.rules);
         dt_table_free((struct dt_table *)last->files);

@@ -24,6 +24,7 @@ struct dt_listen_addr {
     struct sockaddr_storage ss;
     socklen_t len;
     char text[80]; /* as the user wrote it, then with the real port once bound */
+    bool tls;      /* a TLS listener (--listen-tls) */
 };
 
 /* Parses ADDR:PORT ("127.0.0.1:8307", "[::1]:8307", "*:8307", "localhost:8307"), or a Unix
@@ -107,6 +108,14 @@ struct dt_server_config {
     struct dt_listen_addr *admin; /* the admin listeners (hooks.admin answers) */
     size_t nadmin;
     struct dt_http_limits admin_limits;
+    /* TLS: the certificate files and directory (read at start and on SIGHUP), the value of
+     * Strict-Transport-Security sent over TLS (NULL: none; S9), and whether plain requests
+     * for a host a certificate names get a 308 to https. */
+    const char *const *certs;
+    size_t ncerts;
+    const char *cert_dir;
+    const char *hsts;
+    bool redirect_to_https;
 };
 
 void dt_server_config_init(struct dt_server_config *c);
@@ -143,6 +152,9 @@ struct dt_server_stats {
     uint64_t latency[DT_LATENCY_BUCKETS + 1];
     uint64_t latency_sum_ns;
     uint64_t connections; /* accepted */
+    uint64_t requests_h1, requests_tls; /* requests by protocol (h1 over TLS counts in both) */
+    uint64_t handshakes_full, handshakes_resumed;
+    uint64_t handshakes_failed[6]; /* by enum dt_tls_failure of tls/tls.h */
 };
 
 /* The redirect workers' counters, summed. Any thread. */
@@ -154,6 +166,11 @@ unsigned dt_server_worker_count(const struct dt_server_config *c);
  * the ruleset it replaces, and returns that one (the caller frees what it no longer needs).
  * Any thread but a worker's; callers serialise their publishes. */
 const struct dt_ruleset *dt_server_publish(struct dt_server *s, const struct dt_ruleset *rs);
+
+/* Calls fn for every name of the certificates in use, with the end of its validity. Any
+ * thread but a worker's. */
+void dt_server_each_cert(struct dt_server *s,
+                         void (*fn)(void *ctx, const char *name, time_t not_after), void *ctx);
 
 /* Loads the rule files of c into a finished table; prints errors to stderr. Returns NULL
  * if any file has an error. Control thread. */
