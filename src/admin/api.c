@@ -4,6 +4,7 @@
  * The endpoints are described in docs/admin.md. */
 #include "admin/internal.h"
 #include "rules/import.h"
+#include "tls/tls.h"
 
 #include <malloc.h>
 #include <stdio.h>
@@ -369,6 +370,13 @@ static void health(struct admin *a, struct dt_admin_reply *rep)
     dt_admin_reply_json(rep, 200, j);
 }
 
+static void cert_expiry(void *ctx, const char *name, time_t not_after)
+{
+    /* a name is letters, digits, '-', '.' and '*': nothing to escape in a label */
+    dt_buf_appendf(ctx, "detour_certificate_expiry_seconds{name=\"%s\"} %lld\n", name,
+                   (long long)not_after);
+}
+
 static void metrics(struct admin *a, struct dt_admin_reply *rep)
 {
     rep->status = 200;
@@ -442,7 +450,7 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
                            (unsigned long long)st.status[k]);
         static const char *const srcs[DT_SRC_COUNT] = {"files", "store", "none"};
         dt_buf_appendf(b, "# HELP detour_requests_by_source_total Requests by where the "
-                          "dt_admin_answering rule came from (none: no rule, 404).\n"
+                          "answering rule came from (none: no rule, 404).\n"
                           "# TYPE detour_requests_by_source_total counter\n");
         for (int k = 0; k < DT_SRC_COUNT; k++)
             dt_buf_appendf(b, "detour_requests_by_source_total{source=\"%s\"} %llu\n", srcs[k],
@@ -469,6 +477,31 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
                        "# TYPE detour_connections_total counter\n"
                        "detour_connections_total %llu\n",
                        (unsigned long long)st.connections);
+        dt_buf_appendf(b,
+                       "# HELP detour_requests_by_protocol_total Requests by protocol (https: "
+                       "over TLS, whichever HTTP version).\n"
+                       "# TYPE detour_requests_by_protocol_total counter\n"
+                       "detour_requests_by_protocol_total{protocol=\"h1\"} %llu\n"
+                       "detour_requests_by_protocol_total{protocol=\"h2\"} %llu\n"
+                       "detour_requests_by_protocol_total{protocol=\"https\"} %llu\n"
+                       "# HELP detour_tls_handshakes_total TLS handshakes done, full or "
+                       "resumed (a session ticket).\n"
+                       "# TYPE detour_tls_handshakes_total counter\n"
+                       "detour_tls_handshakes_total{kind=\"full\"} %llu\n"
+                       "detour_tls_handshakes_total{kind=\"resumed\"} %llu\n"
+                       "# HELP detour_tls_handshake_failures_total TLS handshakes that did not "
+                       "finish, by why.\n"
+                       "# TYPE detour_tls_handshake_failures_total counter\n",
+                       (unsigned long long)st.requests_h1, (unsigned long long)st.requests_h2,
+                       (unsigned long long)st.requests_tls, (unsigned long long)st.handshakes_full,
+                       (unsigned long long)st.handshakes_resumed);
+        for (int k = 0; k < DT_TLS_FAIL_COUNT; k++)
+            dt_buf_appendf(b, "detour_tls_handshake_failures_total{reason=\"%s\"} %llu\n",
+                           dt_tls_failure_names[k], (unsigned long long)st.handshakes_failed[k]);
+        dt_buf_appendf(b, "# HELP detour_certificate_expiry_seconds When a certificate for a "
+                          "name stops being valid (Unix time).\n"
+                          "# TYPE detour_certificate_expiry_seconds gauge\n");
+        dt_server_each_cert(srv, cert_expiry, b);
     }
     dt_buf_appendf(b,
                    "# HELP detour_admin_requests_total Admin API requests.\n"

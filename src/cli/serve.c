@@ -386,10 +386,10 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
     }
     if (!tls && (a->ncerts || a->cfg.cert_dir || a->cfg.hsts || a->cfg.redirect_to_https)) {
         dt_usage_error("serve", "%s needs a TLS listener: --listen-tls ADDR:PORT",
-                       a->ncerts           ? "--cert"
-                       : a->cfg.cert_dir   ? "--cert-dir"
-                       : a->cfg.hsts       ? "--hsts"
-                                           : "--redirect-to-https");
+                       a->ncerts         ? "--cert"
+                       : a->cfg.cert_dir ? "--cert-dir"
+                       : a->cfg.hsts     ? "--hsts"
+                                         : "--redirect-to-https");
         return DT_EXIT_USAGE;
     }
     a->cfg.certs = a->certs;

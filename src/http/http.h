@@ -115,6 +115,10 @@ size_t dt_http_parser_discardable(const struct dt_http_parser *p);
  * (n <= dt_http_parser_discardable). */
 void dt_http_parser_shift(struct dt_http_parser *p, size_t n);
 /* True while no byte of a request has arrived since the last one ended. */
+/* Splits an authority, host[:port] (a Host field, HTTP/2's :authority), in place: validates
+ * it, lower-cases the host and drops a final dot into *host. False for an invalid value. */
+bool dt_http_authority_host(char *s, size_t n, struct dt_str *host);
+
 bool dt_http_parser_idle(const struct dt_http_parser *p);
 /* True while the parser is reading a request's content (after its head). */
 bool dt_http_parser_in_body(const struct dt_http_parser *p);

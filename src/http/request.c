@@ -252,9 +252,7 @@ static enum dt_http_event request_line(struct dt_http_parser *p, const char *lin
     return DT_HTTP_HEAD; /* "line accepted" */
 }
 
-/* Splits host[:port] in place: validates it, lower-cases the host, drops a final dot.
- * Returns false for an invalid value. */
-static bool authority_host(char *s, size_t n, struct dt_str *host)
+bool dt_http_authority_host(char *s, size_t n, struct dt_str *host)
 {
     size_t hend = n;
     if (n && s[0] == '[') {
@@ -296,7 +294,7 @@ static enum dt_http_event fill(struct dt_http_parser *p, char *buf, struct dt_re
     req->version_minor = p->_version_minor;
     req->head = p->_is_head;
 
-    if (p->_nhost == 1 && !authority_host(line + p->_host_off, p->_host_len, &req->host))
+    if (p->_nhost == 1 && !dt_http_authority_host(line + p->_host_off, p->_host_len, &req->host))
         return fail(p, 400, "invalid Host header field");
     if (p->_auth_len)
         req->authorization = dt_str_make(line + p->_auth_off, p->_auth_len);
@@ -327,7 +325,7 @@ static enum dt_http_event fill(struct dt_http_parser *p, char *buf, struct dt_re
             alen++;
         if (memchr(auth, '@', alen))
             return fail(p, 400, "userinfo in the request target");
-        if (alen == 0 || !authority_host(auth, alen, &req->host) || req->host.len == 0)
+        if (alen == 0 || !dt_http_authority_host(auth, alen, &req->host) || req->host.len == 0)
             return fail(p, 400, "invalid host in the request target");
         req->absolute_form = true;
         path = auth + alen;

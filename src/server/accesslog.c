@@ -207,7 +207,10 @@ void dt_alog_line(struct worker *w, const struct conn *c, const struct dt_reques
     put_escaped(b, req->method);
     dt_buf_append(b, " ", 1);
     put_escaped(b, req->target);
-    dt_buf_appendf(b, " HTTP/1.%u\" %d %zu \"", req->version_minor, status, bytes);
+    if (c->h2)
+        dt_buf_appendf(b, " HTTP/2.0\" %d %zu \"", status, bytes);
+    else
+        dt_buf_appendf(b, " HTTP/1.%u\" %d %zu \"", req->version_minor, status, bytes);
     if (req->referer.len)
         put_escaped(b, req->referer);
     else

@@ -46,7 +46,8 @@ struct conn *conn_new(struct worker *w, int fd, const struct handler *h, struct 
     c->pending_off = 0;
     c->peer[0] = '\0';
     c->awaiting = false;
-    c->tls_ready = c->tls_read_out = false;
+    c->tls_ready = c->tls_read_out = c->h2_answering = false;
+    c->h2 = NULL;
     c->tls = tls ? dt_tls_accept(tls, fd) : NULL;
     dt_http_parser_init(&c->parser, w->limits);
     if (c->h != h && c->h && c->h->release)
@@ -71,6 +72,7 @@ void conn_close(struct conn *c)
 {
     struct worker *w = c->w;
     timer_unlink(c);
+    dt_h2_free(c);
     if (c->tls) {
         tls_failed(c, DT_TLS_FAIL_CLOSED);
         dt_tls_free(c->tls);
@@ -101,6 +103,8 @@ static size_t unsent(const struct conn *c)
 
 struct dt_buf *conn_out(struct conn *c)
 {
+    if (c->h2_answering)
+        return &c->w->h2out;
     return unsent(c) ? &c->pending : &c->w->out;
 }
 
@@ -129,6 +133,8 @@ static void tls_established(struct conn *c)
         STAT_ADD(c->w->stats.handshakes_resumed, 1);
     else
         STAT_ADD(c->w->stats.handshakes_full, 1);
+    if (dt_tls_h2(c->tls) && !dt_h2_start(c))
+        c->close_after = true; /* out of memory */
 }
 
 /* Reads from the client, through TLS on a TLS connection: > 0 bytes, 0 at its end, or -1
@@ -151,8 +157,13 @@ static ssize_t conn_recv(struct conn *c, void *buf, size_t n)
         return arm_output(c) ? -1 : (errno = EPROTO, -1);
     }
     tls_failed(c, dt_tls_failure(c->tls));
-    if (r == DT_TLS_PLAIN_HTTP)
+    if (r == DT_TLS_PLAIN_HTTP) {
+        /* answered as it is; then a lingering close, so that the request left unread does
+         * not reset the connection before the client has read the answer */
         answer_plain_http(c);
+        c->close_after = c->dirty_close = true;
+        return -1;
+    }
     errno = EPROTO;
     return -1;
 }
@@ -163,11 +174,21 @@ static ssize_t conn_send(struct conn *c, const void *buf, size_t n)
 {
     if (!c->tls)
         return send(c->fd, buf, n, MSG_NOSIGNAL);
-    ssize_t r = dt_tls_write(c->tls, buf, n);
-    if (r > 0)
-        return r;
-    errno = r == DT_TLS_ERROR ? EPIPE : EAGAIN;
-    return -1;
+    /* TLS writes a record at a time: write on until all is out or the socket is full, so
+     * that fewer bytes than asked means what it means for send (EPOLLOUT will come) */
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = dt_tls_write(c->tls, (const char *)buf + done, n - done);
+        if (r > 0) {
+            done += (size_t)r;
+            continue;
+        }
+        if (done)
+            break;
+        errno = r == DT_TLS_ERROR ? EPIPE : EAGAIN;
+        return -1;
+    }
+    return (ssize_t)done;
 }
 
 static bool arm_output(struct conn *c)
@@ -270,9 +291,34 @@ static bool process(struct conn *c)
     return alive;
 }
 
+/* The HTTP/2 connection preface on a plain connection's first bytes (prior knowledge,
+ * RFC 9113 3.3): 1 it is there, 0 it is not, -1 too few bytes to tell. */
+static int h2_preface(const struct conn *c)
+{
+    if (c->tls || c->served || !c->h->h2 || !dt_http_parser_idle(&c->parser))
+        return 0;
+    size_t n = c->in_len < DT_H2_PREFACE_LEN ? c->in_len : DT_H2_PREFACE_LEN;
+    if (memcmp(c->in, dt_h2_preface, n) != 0)
+        return 0;
+    return n == DT_H2_PREFACE_LEN ? 1 : -1;
+}
+
 static bool process_requests(struct conn *c)
 {
     struct worker *w = c->w;
+    if (!c->h2 && c->in_len > c->parser.off) {
+        int pre = h2_preface(c);
+        if (pre < 0)
+            return true; /* wait for the rest of the preface */
+        if (pre > 0 && !dt_h2_start(c)) {
+            c->close_after = true;
+            return true;
+        }
+    }
+    if (c->h2) {
+        dt_h2_input(c);
+        return true;
+    }
     while (!c->close_after) {
         if (unsent(c) > PENDING_HIGH) {
             c->read_blocked = true; /* the client is not reading: stop parsing for it */
@@ -409,6 +455,18 @@ static enum next after_io(struct conn *c)
     }
     if (c->close_after)
         return finish(c) ? WAIT : CLOSED;
+    if (c->h2) {
+        if (c->eof) {
+            conn_close(c);
+            return CLOSED;
+        }
+        if (c->read_blocked) {
+            c->read_blocked = false;
+            return READ_AGAIN;
+        }
+        timer_set(c, TL_IDLE); /* an HTTP/2 connection idles out as a kept-alive one */
+        return WAIT;
+    }
     bool idle = dt_http_parser_idle(&c->parser);
     if (c->eof || (w->stopping && idle)) {
         conn_close(c);
@@ -506,6 +564,11 @@ void conn_expire(struct conn *c, int list)
 
 void conn_shutdown_idle(struct conn *c)
 {
+    if (c->h2 && !c->lingering) {
+        dt_h2_input(c); /* GOAWAY, sent before closing */
+        (void)after_io(c);
+        return;
+    }
     if (!c->lingering && !unsent(c) && dt_http_parser_idle(&c->parser) &&
         c->in_len == c->parser.off)
         conn_close(c);

@@ -38,6 +38,7 @@ struct handler {
      * is called once its content is whole (an error before that is answered by conn). */
     void (*head)(struct conn *c, const struct dt_request *req);
     void (*done)(struct conn *c);
+    bool h2; /* answers HTTP/2 too (head alone: no awaited content) */
 };
 
 extern const struct handler dt_handler_redirect; /* redirect.c */
@@ -65,7 +66,8 @@ struct worker {
     struct dt_server *srv;
     struct listener *listeners;
     size_t nlisteners;
-    struct dt_buf out; /* responses of one batch, before they are sent */
+    struct dt_buf out;   /* responses of one batch, before they are sent */
+    struct dt_buf h2out; /* one HTTP/2 answer as the handler writes it (h2.c) */
     struct tlist timers[TL_COUNT];
     uint64_t timeout_ms[TL_COUNT];
     uint64_t now_ms;
@@ -100,8 +102,8 @@ struct dt_server {
      * once every worker has passed a quiet point); other threads take tls_lock. */
     _Atomic(struct dt_tls_set *) tls;
     pthread_mutex_t tls_lock;
-    struct dt_str hsts;     /* "Strict-Transport-Security: ...\r\n", or empty */
-    char https_port[8];     /* ":8443" for a Location to https, "" for 443 */
+    struct dt_str hsts; /* "Strict-Transport-Security: ...\r\n", or empty */
+    char https_port[8]; /* ":8443" for a Location to https, "" for 443 */
 };
 
 struct conn {
@@ -118,6 +120,7 @@ struct conn {
     bool awaiting;     /* the handler answers once the request's content is whole */
     bool tls_ready;    /* its TLS handshake is done (and counted) */
     bool tls_read_out; /* a TLS read waits for the socket to be writable */
+    bool h2_answering; /* h2.c has the handler write into the worker's h2out */
     int fd;
     uint32_t served; /* requests answered */
     struct worker *w;
@@ -130,8 +133,9 @@ struct conn {
     struct dt_http_parser parser;
     const struct handler *h;
     struct dt_tls_conn *tls; /* NULL on a plain connection */
+    struct h2 *h2;           /* HTTP/2 (h2.c), or NULL for HTTP/1.1 */
     void *hstate;            /* the handler's, per connection */
-    char peer[48]; /* the client's address, with an access log */
+    char peer[48];           /* the client's address, with an access log */
 };
 
 /* Adds one to a counter only the calling worker writes. */
@@ -149,6 +153,16 @@ void dt_alog_line(struct worker *w, const struct conn *c, const struct dt_reques
                   size_t bytes);
 /* Hands the worker's buffered lines to the log thread. */
 void dt_alog_flush(struct worker *w);
+
+/* h2.c: HTTP/2 on a connection. */
+#define DT_H2_PREFACE_LEN 24
+extern const char dt_h2_preface[DT_H2_PREFACE_LEN]; /* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
+/* Makes c an HTTP/2 connection (its SETTINGS queued). False if out of memory. */
+bool dt_h2_start(struct conn *c);
+void dt_h2_free(struct conn *c);
+/* Reads c->in (all of it), answers the requests whole, and writes the frames to send;
+ * sets c->close_after when the session is over. */
+void dt_h2_input(struct conn *c);
 
 /* worker.c */
 void *dt_worker_main(void *arg);

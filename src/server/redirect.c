@@ -69,7 +69,10 @@ static void redirect_head(struct conn *c, const struct dt_request *req)
         .extra = c->tls ? w->srv->hsts : (struct dt_str){0},
     };
     size_t start = ob->len;
-    STAT_ADD(w->stats.requests_h1, 1);
+    if (c->h2)
+        STAT_ADD(w->stats.requests_h2, 1);
+    else
+        STAT_ADD(w->stats.requests_h1, 1);
     if (c->tls)
         STAT_ADD(w->stats.requests_tls, 1);
     const struct dt_ruleset *rs = atomic_load_explicit(&w->srv->rules, memory_order_acquire);
@@ -109,4 +112,5 @@ const struct handler dt_handler_redirect = {
     .name = "redirect",
     .metrics = true,
     .head = redirect_head,
+    .h2 = true,
 };

@@ -104,6 +104,8 @@ void dt_server_get_stats(struct dt_server *s, struct dt_server_stats *out)
         out->latency_sum_ns += __atomic_load_n(&w->latency_sum_ns, __ATOMIC_RELAXED);
         out->connections += __atomic_load_n(&w->connections, __ATOMIC_RELAXED);
         out->requests_h1 += __atomic_load_n(&w->requests_h1, __ATOMIC_RELAXED);
+        out->requests_h2 += __atomic_load_n(&w->requests_h2, __ATOMIC_RELAXED);
+        out->connections_h2 += __atomic_load_n(&w->connections_h2, __ATOMIC_RELAXED);
         out->requests_tls += __atomic_load_n(&w->requests_tls, __ATOMIC_RELAXED);
         out->handshakes_full += __atomic_load_n(&w->handshakes_full, __ATOMIC_RELAXED);
         out->handshakes_resumed += __atomic_load_n(&w->handshakes_resumed, __ATOMIC_RELAXED);
@@ -115,7 +117,8 @@ void dt_server_get_stats(struct dt_server *s, struct dt_server_stats *out)
 
 /* ---- certificates ------------------------------------------------------------------------ */
 
-#define TICKET_PERIOD (12 * 3600) /* a ticket key encrypts this long, then decrypts twice as long */
+/* A session ticket key encrypts this long, then decrypts twice as long. */
+#define TICKET_PERIOD (12 * 3600)
 
 static bool has_tls_listener(const struct dt_server_config *c)
 {
@@ -130,7 +133,7 @@ static struct dt_tls_set *load_certs(const struct dt_server_config *c)
 {
     struct dt_buf err;
     dt_buf_init(&err);
-    struct dt_tls_set *set = dt_tls_load(c->certs, c->ncerts, c->cert_dir, false, &err);
+    struct dt_tls_set *set = dt_tls_load(c->certs, c->ncerts, c->cert_dir, true, &err);
     if (!set)
         dt_log(DT_LOG_ERROR, "certificates: %.*s", (int)err.len, err.ptr);
     dt_buf_dispose(&err);
@@ -174,9 +177,9 @@ static void set_https_port(struct dt_server *s, const struct dt_listen_addr *add
         if (!addrs[i].tls)
             continue;
         const struct sockaddr_storage *ss = &addrs[i].ss;
-        unsigned port = ntohs(ss->ss_family == AF_INET6
-                                  ? ((const struct sockaddr_in6 *)ss)->sin6_port
-                                  : ((const struct sockaddr_in *)ss)->sin_port);
+        unsigned port =
+            ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                            : ((const struct sockaddr_in *)ss)->sin_port);
         if (port != 443)
             snprintf(s->https_port, sizeof(s->https_port), ":%u", port);
         return;
@@ -360,6 +363,7 @@ static void free_worker(struct worker *w)
     if (w->wakefd > 0)
         close(w->wakefd);
     dt_buf_dispose(&w->out);
+    dt_buf_dispose(&w->h2out);
     dt_buf_dispose(&w->alog);
     while (w->free_conns) {
         struct conn *c = w->free_conns;
@@ -391,6 +395,7 @@ static void init_worker(struct dt_server *s, struct worker *w, unsigned id)
     w->epfd = w->wakefd = -1;
     w->limits = &c->limits;
     dt_buf_init(&w->out);
+    dt_buf_init(&w->h2out);
     dt_buf_reserve(&w->out, 128 * 1024);
     w->timeout_ms[TL_HEADER] = c->header_timeout_ms;
     w->timeout_ms[TL_IDLE] = c->idle_timeout_ms;
@@ -503,8 +508,8 @@ int dt_server_run(const struct dt_server_config *c)
     }
     char hsts_line[DT_HTTP_EXTRA_MAX];
     if (c->hsts) {
-        int n = snprintf(hsts_line, sizeof(hsts_line), "Strict-Transport-Security: %s\r\n",
-                         c->hsts);
+        int n =
+            snprintf(hsts_line, sizeof(hsts_line), "Strict-Transport-Security: %s\r\n", c->hsts);
         s.hsts = dt_str_make(hsts_line, n > 0 && (size_t)n < sizeof(hsts_line) ? (size_t)n : 0);
     }
     if (c->access_log && !(s.alog = dt_alog_open(c->access_log))) {

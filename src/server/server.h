@@ -151,8 +151,9 @@ struct dt_server_stats {
     uint64_t source[DT_SRC_COUNT];
     uint64_t latency[DT_LATENCY_BUCKETS + 1];
     uint64_t latency_sum_ns;
-    uint64_t connections; /* accepted */
-    uint64_t requests_h1, requests_tls; /* requests by protocol (h1 over TLS counts in both) */
+    uint64_t connections;                            /* accepted */
+    uint64_t requests_h1, requests_h2, requests_tls; /* by protocol (TLS counts with h1/h2) */
+    uint64_t connections_h2;
     uint64_t handshakes_full, handshakes_resumed;
     uint64_t handshakes_failed[6]; /* by enum dt_tls_failure of tls/tls.h */
 };

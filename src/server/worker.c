@@ -86,9 +86,8 @@ static void accept_some(struct worker *w, struct listener *l)
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             STAT_ADD(w->stats.connections, 1);
-            struct dt_tls_set *tls = l->tls ? atomic_load_explicit(&w->srv->tls,
-                                                                   memory_order_acquire)
-                                            : NULL;
+            struct dt_tls_set *tls =
+                l->tls ? atomic_load_explicit(&w->srv->tls, memory_order_acquire) : NULL;
             struct conn *c = conn_new(w, fd, l->handler, tls);
             if (tls && !c->tls) {
                 conn_close(c); /* out of memory for its TLS state */

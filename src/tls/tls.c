@@ -27,8 +27,8 @@
 #define CIPHERS_TLS13 "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define GROUPS "X25519:P-256:P-384"
 
-const char *const dt_tls_failure_names[DT_TLS_FAIL_COUNT] = {
-    "protocol", "cipher", "closed", "timeout", "plain_http", "other"};
+const char *const dt_tls_failure_names[DT_TLS_FAIL_COUNT] = {"protocol", "cipher",     "closed",
+                                                             "timeout",  "plain_http", "other"};
 
 /* A name of a certificate and the context that answers it ("*.example.com" for a
  * wildcard). */
@@ -42,8 +42,8 @@ struct dt_tls_set {
     _Atomic unsigned refs;
     bool h2;
     SSL_CTX **ctxs;
-    char **ctx_keys; /* a context's names, sorted and joined: certificates with the same
-                        names (an RSA and an ECDSA one) share it */
+    char **ctx_keys;     /* a context's names, sorted and joined: certificates with the same
+                            names (an RSA and an ECDSA one) share it */
     unsigned *ctx_types; /* the key types a context has: 1 RSA, 2 EC, 4 other */
     size_t nctx;
     struct name *names; /* sorted by name */
@@ -258,8 +258,13 @@ static void loaded_free(struct loaded *l)
 
 static void add_name(struct loaded *l, const char *n, size_t len)
 {
-    if (len == 0 || len > 253 || memchr(n, '\0', len))
+    if (len == 0 || len > 253)
         return;
+    for (size_t i = 0; i < len; i++) /* a host name, or a wildcard: nothing else matches */
+        if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') ||
+              (n[i] >= '0' && n[i] <= '9') || n[i] == '-' || n[i] == '.' || n[i] == '*' ||
+              n[i] == '_'))
+            return;
     for (size_t i = 0; i < l->nnames; i++)
         if (strlen(l->names[i]) == len && !strncasecmp(l->names[i], n, len))
             return;
@@ -416,10 +421,9 @@ static bool add_cert(struct dt_tls_set *s, const char *path, struct loaded *l, s
     s->ncerts++;
     for (size_t k = 0; k < l->nnames; k++) {
         s->names = dt_xrealloc(s->names, (s->nnames + 1) * sizeof(*s->names));
-        s->names[s->nnames++] =
-            (struct name){.name = dt_xstrndup(l->names[k], strlen(l->names[k])),
-                          .ctx = i,
-                          .not_after = l->not_after};
+        s->names[s->nnames++] = (struct name){.name = dt_xstrndup(l->names[k], strlen(l->names[k])),
+                                              .ctx = i,
+                                              .not_after = l->not_after};
     }
     return true;
 }

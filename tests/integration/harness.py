@@ -18,11 +18,74 @@ DETOUR = os.environ.get("DETOUR_BIN", os.path.join(ROOT, "build", "detour"))
 DATA = os.path.join(ROOT, "tests", "data")
 
 
+class TestPKI:
+    """A test CA and certificates it signs, made with the openssl command in a temporary
+    directory. cert(name, names, key) makes NAME.pem (chain and key in one file, or the key
+    in NAME.key beside it with key_apart) for the DNS names given."""
+
+    def __init__(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="detour-pki-")
+        self.dir = self.tmp.name
+        self.ca = os.path.join(self.dir, "ca.pem")
+        self.ca_key = os.path.join(self.dir, "ca.key")
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                      "-nodes", "-keyout", self.ca_key, "-out", self.ca, "-days", "3650",
+                      "-subj", "/CN=detour test CA")
+
+    def _openssl(self, *args):
+        subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    def cert(self, name, names, key="ec", key_apart=False, days=365, ips=()):
+        base = os.path.join(self.dir, name)
+        keyfile = base + ".key"
+        newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if key == "ec" \
+            else ["-newkey", "rsa:2048"]
+        self._openssl("req", *newkey, "-nodes", "-keyout", keyfile, "-out", base + ".csr",
+                      "-subj", "/CN=" + names[0])
+        ext = base + ".ext"
+        with open(ext, "w", encoding="ascii") as f:
+            f.write("subjectAltName=" + ",".join(["DNS:" + n for n in names] +
+                                                 ["IP:" + i for i in ips]) + "\n")
+        self._openssl("x509", "-req", "-in", base + ".csr", "-CA", self.ca, "-CAkey",
+                      self.ca_key, "-CAcreateserial", "-out", base + ".crt", "-days", str(days),
+                      "-extfile", ext)
+        with open(base + ".pem", "w", encoding="ascii") as out:
+            with open(base + ".crt", encoding="ascii") as f:
+                out.write(f.read())
+            if not key_apart:
+                with open(keyfile, encoding="ascii") as f:
+                    out.write(f.read())
+        if not key_apart:
+            os.unlink(keyfile)
+        return base + ".pem"
+
+    def client_context(self):
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.ca)
+        return ctx
+
+
+_pki = None
+
+
+def test_pki():
+    """One TestPKI for the process, with a certificate for localhost and 127.0.0.1."""
+    global _pki
+    if _pki is None:
+        _pki = TestPKI()
+        _pki.localhost = _pki.cert("localhost", ["localhost"], ips=("127.0.0.1", "::1"))
+    return _pki
+
+
 class Server:
-    """A `detour serve` process. Use as a context manager, or call start()/stop()."""
+    """A `detour serve` process. Use as a context manager, or call start()/stop().
+
+    With tls=True it also listens with TLS (a certificate for localhost from test_pki()),
+    and connect() and url() use that listener."""
 
     def __init__(self, rules="", args=(), workers=1, listen=("127.0.0.1:0",), rule_files=None,
-                 admin="127.0.0.1:0", db=None, token_file=None, env=None):
+                 admin="127.0.0.1:0", db=None, token_file=None, env=None, tls=False):
         self.tmp = tempfile.TemporaryDirectory(prefix="detour-test-")
         self.env = env  # variables set (or, with None, removed) over this environment
         # The store and the admin API: a fresh database and token in the test's directory,
@@ -38,6 +101,9 @@ class Server:
             rule_files = [path]
         self.rule_files = list(rule_files)
         self.args = list(args)
+        self.via_tls = tls
+        if tls:
+            self.args += ["--listen-tls", "127.0.0.1:0", "--cert", test_pki().localhost]
         self.workers = workers
         self.listen = list(listen)
         self.proc = None
@@ -45,6 +111,7 @@ class Server:
         self.log = []
         self.log_cond = threading.Condition()
         self.addrs = []
+        self.tls_addrs = []  # the --listen-tls listeners, as the log line names them
 
     @property
     def rules_path(self):
@@ -86,8 +153,9 @@ class Server:
             raise RuntimeError("detour did not start: " + "\n".join(self.log))
         listening = re.search(r"listening on (.*?);", line).group(1).split()
         for a in listening:
-            host, port = a.rsplit(":", 1)
-            self.addrs.append((host.strip("[]"), int(port)))
+            tls = a.startswith("tls:")
+            host, port = a[4 if tls else 0:].rsplit(":", 1)
+            (self.tls_addrs if tls else self.addrs).append((host.strip("[]"), int(port)))
         m = re.search(r"admin API on (\S+)", line)
         if m:
             self.admin_addr = m.group(1)
@@ -162,22 +230,44 @@ class Server:
 
     @property
     def port(self):
-        return self.addrs[0][1]
+        return (self.tls_addrs if self.via_tls else self.addrs)[0][1]
 
     @property
     def host(self):
-        return self.addrs[0][0]
+        return (self.tls_addrs if self.via_tls else self.addrs)[0][0]
 
     def url(self, path="/"):
+        if self.via_tls:
+            return "https://localhost:%d%s" % (self.port, path)
         return "http://%s:%d%s" % (self.host, self.port, path)
 
+    def curl_args(self):
+        """What curl needs to reach url(): the test CA, and localhost on loopback."""
+        if not self.via_tls:
+            return []
+        return ["--cacert", test_pki().ca, "--resolve", "localhost:%d:127.0.0.1" % self.port]
+
+    def http_connection(self, timeout=5):
+        import http.client
+        if self.via_tls:
+            c = http.client.HTTPSConnection("localhost", self.port, timeout=timeout,
+                                            context=test_pki().client_context())
+            # the name the certificate has; the address the server listens on
+            c._create_connection = lambda addr, *a, **k: socket.create_connection(
+                (self.host, addr[1]), *a, **k)
+            return c
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
     def connect(self, timeout=5, index=0):
-        host, port = self.addrs[index]
+        host, port = (self.tls_addrs if self.via_tls else self.addrs)[index]
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         s = socket.socket(family, socket.SOCK_STREAM)
         s.settimeout(timeout)
         self.sockets.append(s)
         s.connect((host, port))
+        if self.via_tls:
+            s = test_pki().client_context().wrap_socket(s, server_hostname="localhost")
+            self.sockets.append(s)
         return s
 
     def reload(self, timeout=10):

@@ -129,11 +129,11 @@ class Case:
 _servers = {}
 
 
-def server_for(rules, args):
-    key = (rules, args)
+def server_for(rules, args, tls=False):
+    key = (rules, args, tls)
     srv = _servers.get(key)
     if srv is None or srv.proc.poll() is not None:
-        srv = Server(rules=rules, args=list(args))
+        srv = Server(rules=rules, args=list(args), tls=tls)
         srv.start()
         _servers[key] = srv
     return srv
@@ -169,10 +169,11 @@ class HttpCases(unittest.TestCase):
     """One test per case file; methods are added below from the files found."""
 
     maxDiff = None
+    tls = False
 
     def run_case(self, path):
         case = Case(path).parse()
-        srv = server_for(case.rules, case.args)
+        srv = server_for(case.rules, case.args, self.tls)
         sock = srv.connect()
         try:
             self._exchange(case, sock)
@@ -262,6 +263,12 @@ def _add_tests():
 
 
 _add_tests()
+
+
+class HttpCasesOverTLS(HttpCases):
+    """Every case again, over TLS (issue 11): the same bytes, the same answers."""
+
+    tls = True
 
 
 class CaseFiles(unittest.TestCase):

@@ -35,7 +35,7 @@ class Serve(unittest.TestCase):
         cls.server.close()
 
     def get(self, method, path, headers=None, body=None):
-        c = http.client.HTTPConnection(self.server.host, self.server.port, timeout=5)
+        c = self.server.http_connection()
         c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()
         data = r.read()
@@ -210,7 +210,7 @@ class Serve(unittest.TestCase):
         s.close()
 
     def test_many_keepalive_requests(self):
-        c = http.client.HTTPConnection(self.server.host, self.server.port, timeout=5)
+        c = self.server.http_connection()
         for i in range(200):
             c.request("GET", "/docs/%d" % i)
             r = c.getresponse()
@@ -232,8 +232,8 @@ class Serve(unittest.TestCase):
     @unittest.skipUnless(CURL, "curl not installed")
     def test_curl_post(self):
         """The README's example: curl POST to /old/url/x gets 307 with Location and a note."""
-        out = subprocess.run([CURL, "-si", "-X", "POST", "-d", "a=1",
-                              self.server.url("/old/url/x")],
+        out = subprocess.run([CURL, "-si", "-X", "POST", "-d", "a=1"] + self.server.curl_args() +
+                             [self.server.url("/old/url/x")],
                              capture_output=True, timeout=10).stdout.decode()
         self.assertTrue(out.startswith("HTTP/1.1 307 Temporary Redirect\r\n"), out)
         self.assertIn("\r\nLocation: /new/url\r\n", out)
@@ -243,8 +243,8 @@ class Serve(unittest.TestCase):
     def test_curl_follows_keeping_method(self):
         """A real client (curl -L) follows the 307, keeping method and body."""
         r = subprocess.run([CURL, "-s", "-o", "/dev/null", "-w", "%{http_code} %{num_redirects}",
-                            "-L", "--max-redirs", "1", "-X", "POST", "-d", "a=1",
-                            self.server.url("/old/url/x")],
+                            "-L", "--max-redirs", "1", "-X", "POST", "-d", "a=1"] +
+                           self.server.curl_args() + [self.server.url("/old/url/x")],
                            capture_output=True, timeout=10)
         # /new/url has no rule: the followed request gets 404
         self.assertEqual(r.stdout.decode(), "404 1")
