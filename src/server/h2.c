@@ -20,6 +20,7 @@
 
 #define MAX_STREAMS 100 /* SETTINGS_MAX_CONCURRENT_STREAMS */
 #define BUDGET 1000     /* resets, SETTINGS, PINGs and empty frames a second */
+#define MAX_CONTINUATIONS 6
 
 const char dt_h2_preface[DT_H2_PREFACE_LEN] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -43,8 +44,9 @@ struct h2 {
     struct conn *c;
     uint64_t window_ms; /* the second the budget counts in */
     unsigned spent;
-    bool calm;   /* GOAWAY(ENHANCE_YOUR_CALM) sent */
-    bool goaway; /* GOAWAY(NO_ERROR) sent: the server stops */
+    bool calm;              /* GOAWAY(ENHANCE_YOUR_CALM) sent */
+    bool goaway;            /* GOAWAY(NO_ERROR) sent: the server stops */
+    unsigned continuations; /* CONTINUATION frames of the header block being read */
 };
 
 static nghttp2_session_callbacks *callbacks;
@@ -57,6 +59,15 @@ static struct dt_str field(const struct stream *s, int k)
                                  : dt_str_make("", 0);
 }
 
+/* Ends the connection for misbehaving: GOAWAY(ENHANCE_YOUR_CALM), once. */
+static void calm_down(struct h2 *h)
+{
+    if (!h->calm) {
+        h->calm = true;
+        nghttp2_session_terminate_session(h->session, NGHTTP2_ENHANCE_YOUR_CALM);
+    }
+}
+
 /* Spends one of the connection's budget; false (and GOAWAY) when it is spent. */
 static bool spend(struct h2 *h)
 {
@@ -67,11 +78,21 @@ static bool spend(struct h2 *h)
     }
     if (++h->spent <= BUDGET)
         return true;
-    if (!h->calm) {
-        h->calm = true;
-        nghttp2_session_terminate_session(h->session, NGHTTP2_ENHANCE_YOUR_CALM);
-    }
+    calm_down(h);
     return false;
+}
+
+/* CVE-2024-27316: a header block is one HEADERS and a few CONTINUATION frames at most (our
+ * header limit fits in 2 of the smallest frame size); more is a flood. */
+static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user)
+{
+    (void)session;
+    struct h2 *h = user;
+    if (hd->type == NGHTTP2_HEADERS)
+        h->continuations = 0;
+    else if (hd->type == NGHTTP2_CONTINUATION && ++h->continuations > MAX_CONTINUATIONS)
+        calm_down(h);
+    return 0;
 }
 
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
@@ -299,15 +320,19 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
 static void setup(void)
 {
     nghttp2_session_callbacks_new(&callbacks);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, on_begin_frame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
     nghttp2_option_new(&options);
-    /* a client that does not read our SETTINGS and PING acknowledgements is flooding */
-    nghttp2_option_set_max_outbound_ack(options, 100);
+    /* Our own budget (BUDGET a second) answers floods with GOAWAY first; nghttp2's limits,
+     * set beyond ours, stay as a second line. */
+    nghttp2_option_set_max_outbound_ack(options, 4 * BUDGET);
     nghttp2_option_set_max_settings(options, 32);
+    nghttp2_option_set_max_continuations(options, 4 * MAX_CONTINUATIONS);
+    nghttp2_option_set_stream_reset_rate_limit(options, 4 * BUDGET, BUDGET);
 }
 
 /* ---- the connection's side ---------------------------------------------------------------- */

@@ -245,7 +245,8 @@ class Server:
         """What curl needs to reach url(): the test CA, and localhost on loopback."""
         if not self.via_tls:
             return []
-        return ["--cacert", test_pki().ca, "--resolve", "localhost:%d:127.0.0.1" % self.port]
+        return ["--http1.1", "--cacert", test_pki().ca, "--resolve",
+                "localhost:%d:127.0.0.1" % self.port]
 
     def http_connection(self, timeout=5):
         import http.client

@@ -68,7 +68,7 @@ class TLS(unittest.TestCase):
 
     def curl(self, url, *args, host="a.example"):
         port = self.tls_port if url.startswith("https") else self.plain_port
-        p = subprocess.run([CURL, "-si", "--cacert", self.pki.ca, "--resolve",
+        p = subprocess.run([CURL, "-si", "--http1.1", "--cacert", self.pki.ca, "--resolve",
                             "%s:%d:127.0.0.1" % (host, port)] + list(args) + [url],
                            capture_output=True, timeout=10)
         return p.returncode, p.stdout.decode("utf-8", "replace")
@@ -178,10 +178,12 @@ class TLS(unittest.TestCase):
         self.assertIn("Compression: NONE", out)
 
     def test_alpn(self):
-        """ALPN: http/1.1 is chosen; a client offering only another protocol is refused
-        (RFC 7301 3.2)."""
+        """ALPN: h2 first, then http/1.1; a client offering only another protocol is
+        refused (RFC 7301 3.2)."""
         out = s_client(self.tls_port, "-servername", "a.example", "-alpn", "http/1.1")
         self.assertIn("ALPN protocol: http/1.1", out)
+        out = s_client(self.tls_port, "-servername", "a.example", "-alpn", "http/1.1,h2")
+        self.assertIn("ALPN protocol: h2", out)
         out = s_client(self.tls_port, "-servername", "a.example", "-alpn", "spdy/3")
         self.assertIn("no application protocol", out)
 
