@@ -111,6 +111,14 @@ typedef void (*dt_client_trace_fn)(void *ud, char kind, const char *line, size_t
 struct dt_client_hsts;  /* an HSTS store (C7) */
 struct dt_client_cache; /* a permanent-redirect cache (C5) */
 
+/* Which HTTP version a fetch speaks. */
+enum dt_client_http {
+    DT_CLIENT_HTTP_DEFAULT = 0, /* HTTP/2 over TLS when the server offers it, else HTTP/1.1 */
+    DT_CLIENT_HTTP_1_1,         /* HTTP/1.1 only */
+    DT_CLIENT_HTTP_2,           /* HTTP/2 over TLS; plain http asks to upgrade (h2c) */
+    DT_CLIENT_HTTP_2_PRIOR,     /* HTTP/2 on plain http too, without asking (prior knowledge) */
+};
+
 struct dt_client_policy {
     unsigned max_redirs; /* default 20 */
     bool keep_method;    /* C3: 301 and 302 keep POST */
@@ -127,8 +135,9 @@ struct dt_client_policy {
     const char *user_agent; /* default "detour/VERSION" */
     dt_client_trace_fn trace;
     void *trace_ud;
-    time_t now; /* the time HSTS entries are judged and learnt at (C7); 0: the
-                 * wall clock when dt_client_fetch starts */
+    time_t now;               /* the time HSTS entries are judged and learnt at (C7); 0: the
+                               * wall clock when dt_client_fetch starts */
+    enum dt_client_http http; /* which HTTP version to speak (DT_CLIENT_HTTP_DEFAULT) */
 };
 
 DETOUR_API void dt_client_policy_init(struct dt_client_policy *p);
@@ -177,8 +186,10 @@ struct dt_client_hop {
     char *next_url;    /* where the chain went next; NULL at its end */
     char *next_method; /* the method of the next request; NULL at the end */
     bool followed;
-    char *note;       /* why it was followed or not: "method and body kept", ... */
-    int64_t body_len; /* body bytes sent with this request */
+    char *note;        /* why it was followed or not: "method and body kept", ... */
+    int64_t body_len;  /* body bytes sent with this request */
+    char protocol[12]; /* "HTTP/1.1", "HTTP/2" or "HTTP/1.0"; "" when nothing was answered
+                          or the hop was internal */
 };
 
 struct dt_client_header {

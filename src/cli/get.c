@@ -47,6 +47,10 @@ static const char help[] =
     "      --hsts FILE          HSTS store in curl's --hsts format: read, learnt, saved\n"
     "      --cacert FILE        CA certificates for https\n"
     "  -k, --insecure           do not verify https certificates (nothing learnt for HSTS)\n"
+    "      --http1.1            speak HTTP/1.1 only\n"
+    "      --http2              HTTP/2 over TLS (the default when the server offers it);\n"
+    "                           plain http asks to upgrade\n"
+    "      --http2-prior-knowledge  HTTP/2 on plain http too, without asking\n"
     "      --max-time SECONDS   give up on a transfer after SECONDS\n"
     "      --replay-limit SIZE  body read from stdin kept to send it again (default 16m)\n"
     "  -L, --location           accepted for curl's sake: detour always follows\n"
@@ -65,6 +69,9 @@ enum {
     O_MAX_TIME,
     O_REPLAY_LIMIT,
     O_DATA_BINARY,
+    O_HTTP11,
+    O_HTTP2,
+    O_HTTP2_PRIOR,
 };
 
 static const struct option options[] = {
@@ -85,6 +92,9 @@ static const struct option options[] = {
     {"hsts", required_argument, NULL, O_HSTS},
     {"cacert", required_argument, NULL, O_CACERT},
     {"insecure", no_argument, NULL, 'k'},
+    {"http1.1", no_argument, NULL, O_HTTP11},
+    {"http2", no_argument, NULL, O_HTTP2},
+    {"http2-prior-knowledge", no_argument, NULL, O_HTTP2_PRIOR},
     {"max-time", required_argument, NULL, O_MAX_TIME},
     {"replay-limit", required_argument, NULL, O_REPLAY_LIMIT},
     {"location", no_argument, NULL, 'L'},
@@ -197,6 +207,8 @@ static void print_chain(const struct dt_client_result *r)
             fprintf(stderr, " as %s", h->next_method);
         if (h->note)
             fprintf(stderr, " (%s)", h->note);
+        if (h->protocol[0] && strcmp(h->protocol, "HTTP/1.1") != 0)
+            fprintf(stderr, " [%s]", h->protocol); /* HTTP/1.1 goes without saying */
         fputc('\n', stderr);
     }
 }
@@ -241,6 +253,7 @@ static void print_json(const struct dt_client_result *r, int rc)
         json_object_set_new(o, "next_method", json_text(h->next_method));
         json_object_set_new(o, "note", json_text(h->note));
         json_object_set_new(o, "body_length", json_integer(h->body_len));
+        json_object_set_new(o, "protocol", h->protocol[0] ? json_string(h->protocol) : json_null());
         json_array_append_new(hops, o);
     }
     json_t *headers = json_array();
@@ -331,6 +344,15 @@ static int parse_args(int argc, char **argv, struct get_args *g)
             break;
         case 'k':
             pol->insecure = true;
+            break;
+        case O_HTTP11:
+            pol->http = DT_CLIENT_HTTP_1_1;
+            break;
+        case O_HTTP2:
+            pol->http = DT_CLIENT_HTTP_2;
+            break;
+        case O_HTTP2_PRIOR:
+            pol->http = DT_CLIENT_HTTP_2_PRIOR;
             break;
         case O_MAX_TIME:
             if (dt_opt_duration("get", "--max-time", optarg, 1, 24ULL * 3600 * 1000, &v))

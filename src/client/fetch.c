@@ -608,6 +608,11 @@ static int run(struct chain *c, CURL *h, dt_client_write_fn write, void *write_u
             break;
         }
         hop->status = x.status;
+        snprintf(hop->protocol, sizeof(hop->protocol), "%s",
+                 x.http_version == CURL_HTTP_VERSION_2_0   ? "HTTP/2"
+                 : x.http_version == CURL_HTTP_VERSION_1_0 ? "HTTP/1.0"
+                 : x.http_version == CURL_HTTP_VERSION_1_1 ? "HTTP/1.1"
+                                                           : "");
         if (x.location)
             hop->location = location_text(&x);
         struct decision *d = &c->d;

@@ -94,6 +94,7 @@ struct xfer_request {
 
 struct xfer_response {
     int status;
+    long http_version; /* CURL_HTTP_VERSION_* of the answer */
     struct dt_client_header *headers;
     size_t nheaders, cap_headers;
     char *location; /* first Location field: location_len bytes (a NUL in it is

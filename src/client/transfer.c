@@ -182,6 +182,10 @@ int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_cli
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, req->headers);
+    static const long versions[] = {CURL_HTTP_VERSION_2TLS, CURL_HTTP_VERSION_1_1,
+                                    CURL_HTTP_VERSION_2_0, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE};
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
+                     versions[(unsigned)p->http <= DT_CLIENT_HTTP_2_PRIOR ? p->http : 0]);
     if (p->timeout_ms > 0)
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, p->timeout_ms);
     if (p->cacert)
@@ -222,5 +226,7 @@ int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_cli
     long code = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     resp->status = (int)code;
+    resp->http_version = 0;
+    curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &resp->http_version);
     return 0;
 }

@@ -1425,7 +1425,8 @@ class Output(Base):
         self.assertEqual(h0, {"kind": "network", "method": "GET", "url": self.f.url("/a"),
                               "status": 307, "location": "/b", "followed": True,
                               "next_url": self.f.url("/b"), "next_method": "GET",
-                              "note": "method kept", "body_length": 0})
+                              "note": "method kept", "body_length": 0,
+                              "protocol": "HTTP/1.1"})
         self.assertEqual((h1["status"], h1["followed"], h1["next_url"], h1["note"]),
                          (200, False, None, "final"))
 

@@ -3,6 +3,7 @@ with curl, nghttp and h2load; every method redirected (S6), HEAD without DATA (S
 content drained; and the known attacks, written as frames here (rapid reset, CONTINUATION
 flood, HPACK bomb, SETTINGS and PING floods, too many streams): the attacker's connection
 ends with the right GOAWAY or RST_STREAM, and the server goes on serving."""
+import json
 import os
 import shutil
 import socket
@@ -338,6 +339,30 @@ class H2(unittest.TestCase):
         self.assertTrue(refused, [f[:3] for f in got][-5:])
         c.close()
         self.alive()
+
+    def test_detour_get_speaks_h2(self):
+        """detour get: HTTP/2 over TLS by default and with --http2, HTTP/1.1 with --http1.1,
+        prior knowledge on plain http; the chain and --json name each hop's protocol; a
+        POST is followed with its body over HTTP/2 too (C1)."""
+        from harness import DETOUR
+        base = ["--cacert", self.pki.ca, "--json"]
+        url = "https://localhost:%d/old/a" % self.srv.port
+
+        def run(*args):
+            return subprocess.run([DETOUR, "get"] + list(args), capture_output=True, timeout=20)
+
+        for flags, proto in (([], "HTTP/2"), (["--http2"], "HTTP/2"),
+                             (["--http1.1"], "HTTP/1.1")):
+            p = run(*(base + flags + [url]))
+            doc = json.loads(p.stdout)
+            self.assertEqual(doc["hops"][0]["protocol"], proto, (flags, p.stderr))
+            self.assertEqual(doc["hops"][0]["status"], 307)
+        p = run("--http2-prior-knowledge", "-y", "-d", "x=1", self.plain("/old/a"))
+        self.assertIn(b"307 POST %s -> %s (method and body kept) [HTTP/2]"
+                      % (self.plain("/old/a").encode(), self.plain("/new/a").encode()),
+                      p.stderr)
+        p = run(self.plain("/old/a"))
+        self.assertNotIn(b"[HTTP/", p.stderr)
 
     def test_metrics(self):
         st, _, body = self.srv.api("GET", "/metrics", raw=True)
