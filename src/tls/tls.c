@@ -452,7 +452,8 @@ static bool load_dir(struct dt_tls_set *s, const char *dir, struct dt_buf *err)
             files = dt_xrealloc(files, (n + 1) * sizeof(*files));
             struct dt_buf p;
             dt_buf_init(&p);
-            dt_buf_appendf(&p, "%s/%s", dir, e->d_name);
+            size_t dl = strlen(dir);
+            dt_buf_appendf(&p, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", e->d_name);
             files[n++] = p.ptr;
         }
     }
