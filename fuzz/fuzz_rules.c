@@ -9,11 +9,11 @@
 static bool same(const struct dt_rule_spec *a, const struct dt_rule_spec *b)
 {
     return dt_str_eq(a->source, b->source) && dt_str_eq(a->target, b->target) &&
-           a->status == b->status && a->query_drop == b->query_drop && a->max_age == b->max_age &&
-           a->has_from == b->has_from && (!a->has_from || a->from == b->from) &&
-           a->has_until == b->has_until && (!a->has_until || a->until == b->until) &&
-           a->has_since == b->has_since && (!a->has_since || a->since == b->since) &&
-           a->promote_after == b->promote_after;
+           a->status == b->status && a->query_drop == b->query_drop &&
+           a->query_set == b->query_set && a->max_age == b->max_age && a->has_from == b->has_from &&
+           (!a->has_from || a->from == b->from) && a->has_until == b->has_until &&
+           (!a->has_until || a->until == b->until) && a->has_since == b->has_since &&
+           (!a->has_since || a->since == b->since) && a->promote_after == b->promote_after;
 }
 
 /* The codec: parse(format(r)) == r for each line of the input that parses. */
@@ -36,7 +36,8 @@ static void round_trip(const char *p, size_t size)
             opt.len = 0;
             dt_rule_format_options(&opt, &s, DT_RULE_OPT_SINCE);
             back = s;
-            back.query_drop = back.has_from = back.has_until = back.has_since = false;
+            back.query_drop = back.query_set = false;
+            back.has_from = back.has_until = back.has_since = false;
             back.max_age = -1;
             back.promote_after = 0;
             if (dt_rule_parse_options(dt_str_make(opt.ptr ? opt.ptr : "", opt.len), &back, &d) !=

@@ -26,6 +26,7 @@ const char dt_h2_preface[DT_H2_PREFACE_LEN] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 /* One request stream: its fields as they arrive, then its answer's content. */
 struct stream {
+    struct stream *prev, *next; /* the connection's open streams (freed with it) */
     int32_t id;
     struct dt_buf fields; /* method, path, authority, host, user-agent, referer */
     uint32_t at[6], len[6];
@@ -47,6 +48,7 @@ struct h2 {
     bool calm;              /* GOAWAY(ENHANCE_YOUR_CALM) sent */
     bool goaway;            /* GOAWAY(NO_ERROR) sent: the server stops */
     unsigned continuations; /* CONTINUATION frames of the header block being read */
+    struct stream *streams; /* open ones: nghttp2 does not close them when it is deleted */
 };
 
 static nghttp2_session_callbacks *callbacks;
@@ -95,15 +97,33 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, 
     return 0;
 }
 
+static void stream_free(struct h2 *h, struct stream *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        h->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    dt_buf_dispose(&s->fields);
+    free(s->content);
+    free(s);
+}
+
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
-    (void)user;
+    struct h2 *h = user;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     struct stream *s = dt_xcalloc(1, sizeof(*s));
     s->id = frame->hd.stream_id;
     dt_buf_init(&s->fields);
-    nghttp2_session_set_stream_user_data(session, s->id, s);
+    s->next = h->streams;
+    if (h->streams)
+        h->streams->prev = s;
+    h->streams = s;
+    if (nghttp2_session_set_stream_user_data(session, s->id, s) != 0)
+        stream_free(h, s); /* a stream nghttp2 did not open (refused) */
     return 0;
 }
 
@@ -306,14 +326,11 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
 static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, void *user)
 {
     (void)code;
-    (void)user;
     struct stream *s = nghttp2_session_get_stream_user_data(session, id);
     if (!s)
         return 0;
     nghttp2_session_set_stream_user_data(session, id, NULL);
-    dt_buf_dispose(&s->fields);
-    free(s->content);
-    free(s);
+    stream_free(user, s);
     return 0;
 }
 
@@ -363,6 +380,8 @@ void dt_h2_free(struct conn *c)
     if (!c->h2)
         return;
     nghttp2_session_del(c->h2->session);
+    while (c->h2->streams)
+        stream_free(c->h2, c->h2->streams);
     free(c->h2);
     c->h2 = NULL;
 }

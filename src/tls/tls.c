@@ -458,7 +458,8 @@ static bool load_dir(struct dt_tls_set *s, const char *dir, struct dt_buf *err)
         }
     }
     closedir(d);
-    qsort(files, n, sizeof(*files), str_cmp); /* a stable order: the first is the default */
+    if (n > 1)
+        qsort(files, n, sizeof(*files), str_cmp); /* a stable order: the first is the default */
     bool ok = true;
     for (size_t i = 0; i < n; i++) {
         if (ok && !load_path(s, files[i], err))
