@@ -377,6 +377,37 @@ static void cert_expiry(void *ctx, const char *name, time_t not_after)
                    (long long)not_after);
 }
 
+/* The requests by protocol, TLS handshakes and certificate expiry of /metrics. */
+static void metrics_protocols(struct dt_buf *b, const struct dt_server_stats *s,
+                              struct dt_server *srv)
+{
+    dt_buf_appendf(b,
+                   "# HELP detour_requests_by_protocol_total Requests by protocol (https: "
+                   "over TLS, whichever HTTP version).\n"
+                   "# TYPE detour_requests_by_protocol_total counter\n"
+                   "detour_requests_by_protocol_total{protocol=\"h1\"} %llu\n"
+                   "detour_requests_by_protocol_total{protocol=\"h2\"} %llu\n"
+                   "detour_requests_by_protocol_total{protocol=\"https\"} %llu\n"
+                   "# HELP detour_tls_handshakes_total TLS handshakes done, full or "
+                   "resumed (a session ticket).\n"
+                   "# TYPE detour_tls_handshakes_total counter\n"
+                   "detour_tls_handshakes_total{kind=\"full\"} %llu\n"
+                   "detour_tls_handshakes_total{kind=\"resumed\"} %llu\n"
+                   "# HELP detour_tls_handshake_failures_total TLS handshakes that did not "
+                   "finish, by why.\n"
+                   "# TYPE detour_tls_handshake_failures_total counter\n",
+                   (unsigned long long)s->requests_h1, (unsigned long long)s->requests_h2,
+                   (unsigned long long)s->requests_tls, (unsigned long long)s->handshakes_full,
+                   (unsigned long long)s->handshakes_resumed);
+    for (int k = 0; k < DT_TLS_FAIL_COUNT; k++)
+        dt_buf_appendf(b, "detour_tls_handshake_failures_total{reason=\"%s\"} %llu\n",
+                       dt_tls_failure_names[k], (unsigned long long)s->handshakes_failed[k]);
+    dt_buf_appendf(b, "# HELP detour_certificate_expiry_seconds When a certificate for a "
+                      "name stops being valid (Unix time).\n"
+                      "# TYPE detour_certificate_expiry_seconds gauge\n");
+    dt_server_each_cert(srv, cert_expiry, b);
+}
+
 static void metrics(struct admin *a, struct dt_admin_reply *rep)
 {
     rep->status = 200;
@@ -477,31 +508,7 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
                        "# TYPE detour_connections_total counter\n"
                        "detour_connections_total %llu\n",
                        (unsigned long long)st.connections);
-        dt_buf_appendf(b,
-                       "# HELP detour_requests_by_protocol_total Requests by protocol (https: "
-                       "over TLS, whichever HTTP version).\n"
-                       "# TYPE detour_requests_by_protocol_total counter\n"
-                       "detour_requests_by_protocol_total{protocol=\"h1\"} %llu\n"
-                       "detour_requests_by_protocol_total{protocol=\"h2\"} %llu\n"
-                       "detour_requests_by_protocol_total{protocol=\"https\"} %llu\n"
-                       "# HELP detour_tls_handshakes_total TLS handshakes done, full or "
-                       "resumed (a session ticket).\n"
-                       "# TYPE detour_tls_handshakes_total counter\n"
-                       "detour_tls_handshakes_total{kind=\"full\"} %llu\n"
-                       "detour_tls_handshakes_total{kind=\"resumed\"} %llu\n"
-                       "# HELP detour_tls_handshake_failures_total TLS handshakes that did not "
-                       "finish, by why.\n"
-                       "# TYPE detour_tls_handshake_failures_total counter\n",
-                       (unsigned long long)st.requests_h1, (unsigned long long)st.requests_h2,
-                       (unsigned long long)st.requests_tls, (unsigned long long)st.handshakes_full,
-                       (unsigned long long)st.handshakes_resumed);
-        for (int k = 0; k < DT_TLS_FAIL_COUNT; k++)
-            dt_buf_appendf(b, "detour_tls_handshake_failures_total{reason=\"%s\"} %llu\n",
-                           dt_tls_failure_names[k], (unsigned long long)st.handshakes_failed[k]);
-        dt_buf_appendf(b, "# HELP detour_certificate_expiry_seconds When a certificate for a "
-                          "name stops being valid (Unix time).\n"
-                          "# TYPE detour_certificate_expiry_seconds gauge\n");
-        dt_server_each_cert(srv, cert_expiry, b);
+        metrics_protocols(b, &st, srv);
     }
     dt_buf_appendf(b,
                    "# HELP detour_admin_requests_total Admin API requests.\n"

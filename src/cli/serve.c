@@ -258,12 +258,52 @@ static int log_level(const char *name)
     return -1;
 }
 
+/* The options of listeners, certificates and HTTPS. Returns 0, or -1 after a usage error. */
+static int listen_option(int opt, struct serve_args *a)
+{
+    char err[256];
+    switch (opt) {
+    case O_LISTEN:
+    case O_LISTEN_TLS:
+        a->listen = dt_xrealloc(a->listen, (a->nlisten + 1) * sizeof(*a->listen));
+        if (dt_listen_parse(optarg, &a->listen[a->nlisten], err, sizeof(err)) != 0) {
+            dt_usage_error("serve", "%s %s", opt == O_LISTEN ? "--listen" : "--listen-tls", err);
+            return -1;
+        }
+        if (opt == O_LISTEN_TLS && a->listen[a->nlisten].ss.ss_family == AF_UNIX) {
+            dt_usage_error("serve", "--listen-tls %s: TLS listens on TCP, not a Unix socket",
+                           optarg);
+            return -1;
+        }
+        a->listen[a->nlisten++].tls = opt == O_LISTEN_TLS;
+        return 0;
+    case O_CERT:
+        a->certs = dt_xrealloc(a->certs, (a->ncerts + 1) * sizeof(*a->certs));
+        a->certs[a->ncerts++] = optarg;
+        return 0;
+    case O_CERT_DIR:
+        if (a->cfg.cert_dir) {
+            dt_usage_error("serve", "--cert-dir given twice");
+            return -1;
+        }
+        a->cfg.cert_dir = optarg;
+        return 0;
+    case O_HSTS:
+        if (parse_hsts(optarg, a->hsts, sizeof(a->hsts)) != 0)
+            return -1;
+        a->cfg.hsts = a->hsts;
+        return 0;
+    default: /* O_REDIRECT_HTTPS */
+        a->cfg.redirect_to_https = true;
+        return 0;
+    }
+}
+
 /* Reads the options into a. Returns -1 to go on, or the exit status (after --help, or a
  * usage error that has been reported). */
 static int parse_args(int argc, char **argv, struct serve_args *a)
 {
     uint64_t v;
-    char err[256];
     optind = 1;
     opterr = 0;
     int opt;
@@ -276,37 +316,12 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
         switch (opt) {
         case O_LISTEN:
         case O_LISTEN_TLS:
-            a->listen = dt_xrealloc(a->listen, (a->nlisten + 1) * sizeof(*a->listen));
-            if (dt_listen_parse(optarg, &a->listen[a->nlisten], err, sizeof(err)) != 0) {
-                dt_usage_error("serve", "%s %s", opt == O_LISTEN ? "--listen" : "--listen-tls",
-                               err);
-                return DT_EXIT_USAGE;
-            }
-            if (opt == O_LISTEN_TLS && a->listen[a->nlisten].ss.ss_family == AF_UNIX) {
-                dt_usage_error("serve", "--listen-tls %s: TLS listens on TCP, not a Unix socket",
-                               optarg);
-                return DT_EXIT_USAGE;
-            }
-            a->listen[a->nlisten++].tls = opt == O_LISTEN_TLS;
-            break;
         case O_CERT:
-            a->certs = dt_xrealloc(a->certs, (a->ncerts + 1) * sizeof(*a->certs));
-            a->certs[a->ncerts++] = optarg;
-            break;
         case O_CERT_DIR:
-            if (a->cfg.cert_dir) {
-                dt_usage_error("serve", "--cert-dir given twice");
-                return DT_EXIT_USAGE;
-            }
-            a->cfg.cert_dir = optarg;
-            break;
         case O_HSTS:
-            if (parse_hsts(optarg, a->hsts, sizeof(a->hsts)) != 0)
-                return DT_EXIT_USAGE;
-            a->cfg.hsts = a->hsts;
-            break;
         case O_REDIRECT_HTTPS:
-            a->cfg.redirect_to_https = true;
+            if (listen_option(opt, a) != 0)
+                return DT_EXIT_USAGE;
             break;
         case O_RULES:
             a->rules = dt_xrealloc(a->rules, (a->nrules + 1) * sizeof(*a->rules));

@@ -169,6 +169,29 @@ void dt_server_each_cert(struct dt_server *s,
     pthread_mutex_unlock(&s->tls_lock);
 }
 
+/* The certificates and the HSTS field (written into hsts_line) of a starting server.
+ * False, after logging why, when they do not load. */
+static bool start_tls(struct dt_server *s, char hsts_line[DT_HTTP_EXTRA_MAX])
+{
+    const struct dt_server_config *c = s->cfg;
+    if (c->ncerts || c->cert_dir) {
+        struct dt_tls_set *certs = load_certs(c);
+        if (!certs)
+            return false;
+        atomic_store(&s->tls, certs);
+        dt_tls_rotate_tickets(dt_wall_now(), TICKET_PERIOD);
+    } else if (has_tls_listener(c)) {
+        dt_log(DT_LOG_ERROR, "a TLS listener needs a certificate: --cert or --cert-dir");
+        return false;
+    }
+    if (c->hsts) {
+        int n =
+            snprintf(hsts_line, DT_HTTP_EXTRA_MAX, "Strict-Transport-Security: %s\r\n", c->hsts);
+        s->hsts = dt_str_make(hsts_line, n > 0 && n < DT_HTTP_EXTRA_MAX ? (size_t)n : 0);
+    }
+    return true;
+}
+
 /* The port of the first TLS listener, as a Location to https writes it. */
 static void set_https_port(struct dt_server *s, const struct dt_listen_addr *addrs)
 {
@@ -485,32 +508,14 @@ int dt_server_run(const struct dt_server_config *c)
     struct dt_server s = {.cfg = c};
     pthread_mutex_init(&s.tls_lock, NULL);
     atomic_init(&s.tls, NULL);
-    if (c->ncerts || c->cert_dir) {
-        struct dt_tls_set *certs = load_certs(c);
-        if (!certs) {
-            pthread_mutex_destroy(&s.tls_lock);
-            if (own) {
-                dt_table_free((struct dt_table *)own->files);
-                free(own);
-            }
-            return 2;
-        }
-        atomic_store(&s.tls, certs);
-        dt_tls_rotate_tickets(dt_wall_now(), TICKET_PERIOD);
-    } else if (has_tls_listener(c)) {
-        dt_log(DT_LOG_ERROR, "a TLS listener needs a certificate: --cert or --cert-dir");
+    char hsts_line[DT_HTTP_EXTRA_MAX];
+    if (!start_tls(&s, hsts_line)) {
         pthread_mutex_destroy(&s.tls_lock);
         if (own) {
             dt_table_free((struct dt_table *)own->files);
             free(own);
         }
         return 2;
-    }
-    char hsts_line[DT_HTTP_EXTRA_MAX];
-    if (c->hsts) {
-        int n =
-            snprintf(hsts_line, sizeof(hsts_line), "Strict-Transport-Security: %s\r\n", c->hsts);
-        s.hsts = dt_str_make(hsts_line, n > 0 && (size_t)n < sizeof(hsts_line) ? (size_t)n : 0);
     }
     if (c->access_log && !(s.alog = dt_alog_open(c->access_log))) {
         dt_tls_set_unref(atomic_load(&s.tls));
