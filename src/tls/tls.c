@@ -224,6 +224,9 @@ static SSL_CTX *new_ctx(struct dt_tls_set *s)
     }
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* One recv for as many records as have arrived, not two a record (header, body); the
+     * connection reads until the library wants more, so nothing waits in its buffer. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     /* Resumption by tickets alone: no server-side cache to share between workers. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 1);
