@@ -364,6 +364,30 @@ class H2(unittest.TestCase):
         p = run(self.plain("/old/a"))
         self.assertNotIn(b"[HTTP/", p.stderr)
 
+    @unittest.skipUnless(CURL, "curl needed")
+    def test_live_changes_hits_and_access_log(self):
+        """Over HTTP/2 and TLS as over HTTP/1.1: a rule added through the admin API answers
+        at once, its hits are counted, and the access log writes HTTP/2.0."""
+        log = os.path.join(self.srv.tmp.name, "access.log")
+        with Server("/a /b\n", tls=True, args=["--access-log", log]) as srv:
+            st, _, r = srv.api("POST", "/api/rules", {"source": "/live", "target": "/there"})
+            self.assertEqual(st, 201, r)
+            out = subprocess.run([CURL, "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                                  "--http2", "--cacert", self.pki.ca, srv.url("/live")],
+                                 capture_output=True, timeout=10).stdout.decode()
+            self.assertEqual(out, "307 %s" % srv.url("/there"))
+            plain = "http://%s:%d/live" % srv.addrs[0]
+            for _ in range(2):
+                subprocess.run([CURL, "-s", "-o", "/dev/null", "--http2-prior-knowledge", plain],
+                               timeout=10)
+            self.assertEqual(srv.api("GET", "/api/rules/%d" % r["id"])[2]["hits"], 3)
+            srv.stop()
+            with open(log, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+            self.assertEqual(len(lines), 3, lines)
+            for line in lines:
+                self.assertIn('"GET /live HTTP/2.0" 307 ', line)
+
     def test_metrics(self):
         st, _, body = self.srv.api("GET", "/metrics", raw=True)
         self.alive()
