@@ -6,6 +6,7 @@ Certificates are made here with openssl (harness.TestPKI); clients are curl, ope
 s_client and Python's ssl."""
 import http.client
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -18,6 +19,14 @@ from harness import DETOUR, Server, TestPKI, test_pki
 
 CURL = shutil.which("curl")
 OPENSSL = shutil.which("openssl")
+SSLSCAN = shutil.which("sslscan")
+
+# Mozilla's intermediate profile, without its DHE suites (docs/https.md)
+INTERMEDIATE = {
+    "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"}
 
 
 class ServeOverTLS(test_serve.Serve):
@@ -176,6 +185,28 @@ class TLS(unittest.TestCase):
         # no compression
         out = s_client(self.tls_port, "-servername", "a.example", "-tls1_2")
         self.assertIn("Compression: NONE", out)
+
+    @unittest.skipUnless(SSLSCAN, "sslscan needed")
+    def test_sslscan(self):
+        """sslscan's view: TLS 1.2 and 1.3 only, every accepted suite of the intermediate
+        profile (those of both the ECDSA and the RSA certificate), no renegotiation, no
+        heartbleed."""
+        p = subprocess.run([SSLSCAN, "--no-colour", "--sni-name=a.example",
+                            "127.0.0.1:%d" % self.tls_port], capture_output=True, timeout=120)
+        out = p.stdout.decode("utf-8", "replace")
+        for proto, state in (("SSLv2", "disabled"), ("SSLv3", "disabled"),
+                             ("TLSv1.0", "disabled"), ("TLSv1.1", "disabled"),
+                             ("TLSv1.2", "enabled"), ("TLSv1.3", "enabled")):
+            self.assertRegex(out, r"(?m)^%s\s+%s$" % (re.escape(proto), state), out)
+        self.assertIn("Session renegotiation not supported", out)
+        self.assertIn("TLSv1.3 not vulnerable to heartbleed", out)
+        self.assertNotRegex(out, r"(?<!not )vulnerable to heartbleed")
+        accepted = set(re.findall(r"(?m)^(?:Accepted|Preferred)\s+TLSv1\.[23]\s+\d+ bits\s+(\S+)",
+                                  out))
+        self.assertTrue(accepted, out)
+        self.assertLessEqual(accepted, INTERMEDIATE, out)
+        self.assertIn("ECDHE-RSA-AES128-GCM-SHA256", accepted)  # the RSA certificate too
+        self.assertIn("ECDHE-ECDSA-AES128-GCM-SHA256", accepted)
 
     def test_alpn(self):
         """ALPN: h2 first, then http/1.1; a client offering only another protocol is
