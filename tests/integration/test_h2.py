@@ -388,6 +388,19 @@ class H2(unittest.TestCase):
             for line in lines:
                 self.assertIn('"GET /live HTTP/2.0" 307 ', line)
 
+    def test_goaway_on_sigterm(self):
+        """SIGTERM: an open HTTP/2 connection gets GOAWAY(NO_ERROR) after its answers, and the
+        server exits 0."""
+        with Server(RULES) as srv:
+            c = Conn(srv)
+            c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, request_block()))
+            got = c.frames(lambda t, fl, sid, p: t == DATA and fl & END_STREAM)
+            self.assertTrue(any(f[0] == HEADERS and f[2] == 1 for f in got))
+            srv.proc.send_signal(15)
+            self.assertEqual(c.goaway(), NO_ERROR)
+            c.close()
+            self.assertEqual(srv.proc.wait(10), 0)
+
     def test_metrics(self):
         st, _, body = self.srv.api("GET", "/metrics", raw=True)
         self.alive()
