@@ -71,6 +71,7 @@ fuzz: bootstrap $(ASAN_BUILD)/CMakeCache.txt
 bench: detour
 	DETOUR_BOOTSTRAP_BENCH=1 ./scripts/bootstrap
 	./bench/run
+	./bench/tls
 
 format:
 	clang-format -i $(C_FILES)
