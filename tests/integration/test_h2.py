@@ -157,6 +157,38 @@ class H2(unittest.TestCase):
         self.assertEqual(out.split("\r\n\r\n", 1)[1], h1.split("\r\n\r\n", 1)[1])
 
     @unittest.skipUnless(CURL, "curl needed")
+    def test_same_answers_as_http11(self):
+        """S1-S8 over HTTP/2: for every rule of test_serve (exact, prefix with :splat, 301,
+        302, 303, 307, 308, cache=, query=drop, host rules, 404) and several methods, the
+        HTTP/2 answer has the status, fields and content of the HTTP/1.1 one over TLS."""
+        import test_serve
+        cases = [("GET", "/old/url/x?a=1", None), ("POST", "/old/url/y", "b=2"),
+                 ("HEAD", "/docs/a/b", None), ("PUT", "/maintenance", "x"),
+                 ("POST", "/contact/submit", "m=1"), ("GET", "/moved", None),
+                 ("DELETE", "/found", None), ("GET", "/campaign?utm=1", None),
+                 ("GET", "/esc", None), ("GET", "/nothing/here", None)]
+        with Server(test_serve.RULES, tls=True, args=["--hsts", "max-age=60"]) as srv:
+            for method, path, body in cases:
+                answers = []
+                for proto in ("--http1.1", "--http2"):
+                    args = [CURL, "-s", "-i", proto, "--cacert", self.pki.ca, "-X", method]
+                    if method == "HEAD":
+                        args = [CURL, "-s", "-I", proto, "--cacert", self.pki.ca]
+                    if body:
+                        args += ["-d", body]
+                    out = subprocess.run(args + [srv.url(path)], capture_output=True,
+                                         timeout=10).stdout.decode("utf-8", "replace")
+                    head, _, content = out.partition("\r\n\r\n")
+                    lines = head.split("\r\n")
+                    status = lines[0].split()[1]
+                    fields = sorted((n.strip().lower(), v.strip()) for n, v in
+                                    (l.split(":", 1) for l in lines[1:])
+                                    if n.strip().lower() not in ("date", "connection"))
+                    answers.append((status, fields, content))
+                self.assertEqual(answers[0], answers[1], (method, path))
+                self.assertIn(("strict-transport-security", "max-age=60"), answers[1][1])
+
+    @unittest.skipUnless(CURL, "curl needed")
     def test_prior_knowledge_on_plain(self):
         """A plain listener takes the HTTP/2 preface (no Upgrade needed); no HSTS there."""
         out = self.curl("-i", "--http2-prior-knowledge", self.plain("/perm"))
