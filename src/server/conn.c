@@ -354,6 +354,26 @@ static bool process_requests(struct conn *c)
     return true;
 }
 
+/* An idle TLS connection gives its input buffer back (its library state is the larger part
+ * of what it holds, and the part it cannot give back): it is allocated again at the next
+ * read. Plain connections keep theirs, for the fastest path. */
+static void release_input(struct conn *c)
+{
+    if (c->tls && c->in && c->in_len == 0) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+}
+
+static void ensure_input(struct conn *c)
+{
+    if (!c->in) {
+        c->in = dt_xmalloc(IN_INITIAL);
+        c->in_cap = IN_INITIAL;
+    }
+}
+
 /* Makes room in the input buffer: drops what the parser is done with, then grows up to
  * the limits (the parser answers 414/431 before a head outgrows them). */
 static void make_room(struct conn *c)
@@ -375,6 +395,7 @@ static void make_room(struct conn *c)
  * client has read the answer. */
 static bool linger_read(struct conn *c)
 {
+    ensure_input(c);
     for (;;) {
         ssize_t n = recv(c->fd, c->in, c->in_cap, 0);
         if (n > 0)
@@ -409,6 +430,7 @@ static bool read_some(struct conn *c)
     /* Input already buffered (pipelined behind a paused batch) comes first. */
     if (c->in_len > c->parser.off && !process(c))
         return false;
+    ensure_input(c);
     while (!c->read_blocked && !c->close_after) {
         if (c->in_len == c->in_cap)
             make_room(c);
@@ -465,6 +487,7 @@ static enum next after_io(struct conn *c)
             return READ_AGAIN;
         }
         timer_set(c, TL_IDLE); /* an HTTP/2 connection idles out as a kept-alive one */
+        release_input(c);
         return WAIT;
     }
     bool idle = dt_http_parser_idle(&c->parser);
@@ -481,6 +504,7 @@ static enum next after_io(struct conn *c)
         c->head_timer = false;
         if (c->served)
             timer_set(c, TL_IDLE);
+        release_input(c);
     } else if (dt_http_parser_in_body(&c->parser)) {
         c->head_timer = false;
         timer_set(c, TL_IDLE);

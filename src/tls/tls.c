@@ -93,8 +93,10 @@ static int set_mac_key(EVP_MAC_CTX *h, unsigned char *key)
     return EVP_MAC_CTX_set_params(h, params);
 }
 
-/* OpenSSL's ticket callback: 1 a ticket made or read with the current key, 2 read with an
- * older one (the client gets a new ticket), 0 an unknown key (a full handshake), -1 error. */
+/* OpenSSL's ticket callback: 1 a ticket made, 2 one read (the client gets a new one: TLS 1.3
+ * clients use a ticket once, as browsers do, so a resumption without a new ticket would
+ * make the next connection a full handshake), 0 an unknown key (a full handshake), -1
+ * error. */
 static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *ectx,
                      EVP_MAC_CTX *hctx, int enc)
 {
@@ -119,7 +121,7 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
                 continue;
             rc = EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) == 1 &&
                          set_mac_key(hctx, k->hmac) == 1
-                     ? (i == 0 ? 1 : 2)
+                     ? 2
                      : -1;
             break;
         }

@@ -245,6 +245,23 @@ static void test_handshakes(void)
     pair_close(&p);
     SSL_SESSION_free(sess);
 
+    /* TLS 1.3: a client uses a ticket once; every resumption brings the next ticket */
+    SSL_SESSION *t13 = NULL;
+    for (int round = 0; round < 3; round++) {
+        ok(pair_open(&p, s, "a.example", NULL, t13, 0), "TLS 1.3 connection");
+        is_int(exchange(&p, "GET / HTTP/1.1\r\n", buf, 16), 16, "read");
+        is_int(dt_tls_resumed(p.server), round > 0, round ? "resumed" : "a full handshake first");
+        is_int(dt_tls_write(p.server, "HTTP/1.1 307 x\r\n", 16), 16, "answered");
+        char answer[32];
+        is_int(SSL_read(p.client, answer, sizeof(answer)), 16, "the client reads the answer");
+        SSL_SESSION *next = SSL_get1_session(p.client);
+        ok(next && next != t13 && SSL_SESSION_has_ticket(next), "and a new ticket with it");
+        SSL_SESSION_free(t13);
+        t13 = next;
+        pair_close(&p);
+    }
+    SSL_SESSION_free(t13);
+
     /* a client that speaks only TLS 1.1: refused, and counted as a protocol failure */
     ok(pair_open(&p, s, "a.example", NULL, NULL, TLS1_1_VERSION), "a TLS 1.1 client");
     SSL_set_security_level(p.client, 0);
