@@ -74,6 +74,10 @@ void conn_close(struct conn *c)
     timer_unlink(c);
     dt_h2_free(c);
     if (c->tls) {
+        /* close_notify first: a client that sees the connection end without it takes it
+         * for a truncation, and OpenSSL's clients drop the session (no resumption) */
+        if (c->tls_ready && !c->lingering)
+            dt_tls_close_notify(c->tls);
         tls_failed(c, DT_TLS_FAIL_CLOSED);
         dt_tls_free(c->tls);
         c->tls = NULL;

@@ -224,14 +224,17 @@ static SSL_CTX *new_ctx(struct dt_tls_set *s)
         SSL_CTX_free(ctx);
         return NULL;
     }
+    /* the chain is the file's: no chain built from a store at every handshake */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
+                              SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
     /* One recv for as many records as have arrived, not two a record (header, body); the
      * connection reads until the library wants more, so nothing waits in its buffer. */
     SSL_CTX_set_read_ahead(ctx, 1);
     /* Resumption by tickets alone: no server-side cache to share between workers. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_num_tickets(ctx, 1);
+    /* two tickets after a full handshake (OpenSSL's default): a client opening connections
+     * side by side has one for each; one after a resumption */
+    SSL_CTX_set_num_tickets(ctx, 2);
     SSL_CTX_set_max_early_data(ctx, 0);
     SSL_CTX_set_recv_max_early_data(ctx, 0);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);

@@ -246,6 +246,26 @@ class TLS(unittest.TestCase):
                     session = s.session
         return reused
 
+    def test_close_notify(self):
+        """A connection the server ends (Connection: close) ends with close_notify: the
+        client sees a clean end, not a truncation (which makes OpenSSL drop the session)."""
+        ctx = self.pki.client_context()
+        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            ctx.minimum_version = ctx.maximum_version = version
+            for _ in range(3):
+                with socket.create_connection(("127.0.0.1", self.tls_port), timeout=5) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="a.example",
+                                         suppress_ragged_eofs=False) as s:
+                        s.sendall(b"GET /x HTTP/1.1\r\nHost: a.example\r\n"
+                                  b"Connection: close\r\n\r\n")
+                        data = b""
+                        while True:
+                            chunk = s.recv(65536)  # SSLEOFError without close_notify
+                            if not chunk:
+                                break
+                            data += chunk
+                self.assertTrue(data.startswith(b"HTTP/1.1 307"), data)
+
     def test_resumption_by_tickets(self):
         """TLS 1.3 and 1.2 sessions resume with tickets; the metrics count them."""
         before = self.metric('detour_tls_handshakes_total{kind="resumed"}')
