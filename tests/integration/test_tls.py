@@ -44,6 +44,17 @@ def s_client(port, *args, data=b"", timeout=10):
     return p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
 
 
+def read_all(s):
+    """Everything s receives until the peer ends the connection (an SSL socket raises at a
+    truncation when made with suppress_ragged_eofs=False)."""
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def subject_of(out):
     for line in out.splitlines():
         if line.startswith("subject="):
@@ -235,12 +246,7 @@ class TLS(unittest.TestCase):
             with socket.create_connection(("127.0.0.1", self.tls_port), timeout=5) as raw:
                 with ctx.wrap_socket(raw, server_hostname="a.example", session=session) as s:
                     s.sendall(b"GET /x HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n")
-                    data = b""
-                    while True:
-                        chunk = s.recv(65536)
-                        if not chunk:
-                            break
-                        data += chunk
+                    data = read_all(s)
                     self.assertTrue(data.startswith(b"HTTP/1.1 307"), data)
                     reused.append(s.session_reused)
                     session = s.session
@@ -258,12 +264,7 @@ class TLS(unittest.TestCase):
                                          suppress_ragged_eofs=False) as s:
                         s.sendall(b"GET /x HTTP/1.1\r\nHost: a.example\r\n"
                                   b"Connection: close\r\n\r\n")
-                        data = b""
-                        while True:
-                            chunk = s.recv(65536)  # SSLEOFError without close_notify
-                            if not chunk:
-                                break
-                            data += chunk
+                        data = read_all(s)
                 self.assertTrue(data.startswith(b"HTTP/1.1 307"), data)
 
     def test_resumption_by_tickets(self):
@@ -290,12 +291,7 @@ class TLS(unittest.TestCase):
         """Plain HTTP sent to the TLS port: 400 saying so, then close (as nginx)."""
         with socket.create_connection(("127.0.0.1", self.tls_port), timeout=5) as s:
             s.sendall(b"GET /x HTTP/1.1\r\nHost: a.example\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_all(s)
         self.assertTrue(data.startswith(b"HTTP/1.1 400 Bad Request\r\n"), data)
         self.assertIn(b"https://", data)
         self.assertGreaterEqual(self.metric(
