@@ -74,7 +74,8 @@ class TLS(unittest.TestCase):
                      "https://a.example/s /secure 308\n"
                      "http://a.example/s /plain\n"
                      "c.example/* https://c.example/:splat\n")
-        cls.srv = Server(cls.rules, listen=("127.0.0.1:0",),
+        # two workers: a ticket one worker made is read by the other (keys are shared)
+        cls.srv = Server(cls.rules, listen=("127.0.0.1:0",), workers=2,
                          args=["--listen-tls", "127.0.0.1:0", "--cert", cls.a_ec,
                                "--cert", cls.a_rsa, "--cert", cls.b,
                                "--hsts", "max-age=63072000;includesubdomains",
@@ -361,6 +362,16 @@ class Certificates(unittest.TestCase):
             srv.wait_log("reloaded 2 certificates")
             self.assertIn("CN = e.example", subject_of(s_client(port, "-servername",
                                                                 "e.example")))
+            # a connection opened before a reload keeps its certificate and goes on
+            ctx = pki.client_context()
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with ctx.wrap_socket(raw, server_hostname="e.example") as s:
+                    s.sendall(b"GET /x HTTP/1.1\r\nHost: e.example\r\n\r\n")
+                    self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 307"))
+                    os.replace(pki.cert("e2", ["e.example"]), os.path.join(d, "e.pem"))
+                    self.assertIn("reloaded 2 certificates", srv.reload())
+                    s.sendall(b"GET /x HTTP/1.1\r\nHost: e.example\r\nConnection: close\r\n\r\n")
+                    self.assertTrue(read_all(s).startswith(b"HTTP/1.1 307"))
             # a broken file: the reload keeps what it had
             with open(os.path.join(d, "broken.pem"), "w") as f:
                 f.write("not a certificate\n")
