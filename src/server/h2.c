@@ -32,6 +32,8 @@ struct stream {
     uint32_t at[6], len[6];
     uint32_t have; /* bit k: field k was given */
     size_t header_bytes;
+    uint32_t nfields;
+    bool too_big; /* the header block passed --max-header-size: 431, fields not kept */
     uint64_t body_bytes;
     bool answered, ended; /* the answer was submitted; the client's side is closed */
     char *content;        /* the answer's content, sent by content_read */
@@ -138,8 +140,11 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         return 0;
     /* RFC 9113 6.5.2's measure: name, value and 32 bytes of each field */
     s->header_bytes += namelen + valuelen + 32;
+    s->nfields++;
     if (s->header_bytes > h->c->w->limits->max_header_bytes)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM: the block is too big */
+        s->too_big = true; /* counted on (the block is decoded anyway), kept no more */
+    if (s->too_big)
+        return 0;
     static const struct {
         const char *name;
         size_t len;
@@ -257,12 +262,22 @@ static void answer(struct h2 *h, struct stream *s, bool ended)
     out->len = 0;
     c->h2_answering = true;
     bool close_after = c->close_after, dirty = c->dirty_close;
-    if (bad || !req.target.len || req.target.ptr[0] != '/') {
+    /* the limits of HTTP/1.1, with the same statuses */
+    const struct dt_http_limits *lim = w->limits;
+    int refuse = s->too_big || s->nfields > lim->max_header_fields    ? 431
+                 : req.target.len > lim->max_request_line             ? 414
+                 : bad || !req.target.len || req.target.ptr[0] != '/' ? 400
+                                                                      : 0;
+    if (refuse) {
         struct dt_http_reply r = {.date = w->date,
                                   .max_age = -1,
                                   .head = req.head,
                                   .extra = c->tls ? w->srv->hsts : (struct dt_str){0}};
-        dt_http_write_page(out, 400, &r, "", DT_STR("Bad request: its host or path"), "");
+        dt_http_write_page(out, refuse, &r, "",
+                           refuse == 431   ? DT_STR("The header section is too large")
+                           : refuse == 414 ? DT_STR("The request target is too long")
+                                           : DT_STR("Bad request: its host or path"),
+                           "");
         if (c->h->metrics)
             STAT_ADD(w->stats.status[DT_ST_4XX], 1);
     } else {
