@@ -341,6 +341,28 @@ class Certificates(unittest.TestCase):
             line = srv.wait_log("started:")
             self.assertNotIn("8307", line)
 
+    def test_two_tls_listeners_and_ipv6(self):
+        """--listen-tls is repeatable, IPv6 included; every TLS listener serves HTTPS."""
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        pki = test_pki()
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no ::1")
+        with Server("/x /y\n", listen=(), args=["--listen-tls", "127.0.0.1:0", "--listen-tls",
+                                                "[::1]:0", "--cert", pki.localhost]) as srv:
+            self.assertEqual([h for h, _ in srv.tls_addrs], ["127.0.0.1", "::1"])
+            for host, port in srv.tls_addrs:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                with socket.socket(family) as raw:
+                    raw.settimeout(5)
+                    raw.connect((host, port))
+                    with pki.client_context().wrap_socket(raw, server_hostname="localhost") as s:
+                        s.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                        self.assertTrue(read_all(s).startswith(b"HTTP/1.1 307"), host)
+
     def test_cert_dir_and_sighup(self):
         """--cert-dir reads every *.pem; SIGHUP re-reads it: a new certificate is used by new
         connections, and a bad one keeps the set in use."""
