@@ -32,7 +32,7 @@
 
 /* wolfSSL's names; TLS 1.3's suites first, as OpenSSL offers them */
 #define CIPHERS                                                                                    \
-    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"             \
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"              \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"     \
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 /* OpenSSL's default session lifetime, which bounds its tickets' */
@@ -145,8 +145,9 @@ void dt_tls_rotate_tickets(time_t now, time_t period)
  * (use it, and send a new one: as tls.c, since TLS 1.3 clients use a ticket once), or
  * REJECT (a full handshake) for an unknown key or a forgery. */
 static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
-                     unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ],
-                     int enc, unsigned char *ticket, int inlen, int *outlen, void *arg)
+                     unsigned char iv[WOLFSSL_TICKET_IV_SZ],
+                     unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc, unsigned char *ticket,
+                     int inlen, int *outlen, void *arg)
 {
     (void)ssl;
     (void)arg;
@@ -351,7 +352,8 @@ static void read_names(struct loaded *l)
     WOLFSSL_X509_NAME *subject = wolfSSL_X509_get_subject_name(l->leaf);
     int at = subject ? wolfSSL_X509_NAME_get_index_by_NID(subject, NID_commonName, -1) : -1;
     if (at >= 0)
-        add_string_name(l, wolfSSL_X509_NAME_ENTRY_get_data(wolfSSL_X509_NAME_get_entry(subject, at)));
+        add_string_name(l,
+                        wolfSSL_X509_NAME_ENTRY_get_data(wolfSSL_X509_NAME_get_entry(subject, at)));
 }
 
 /* The key type of the certificate, and for EC the signature scheme of its curve. */
@@ -770,10 +772,10 @@ static bool parse_hello(const unsigned char *body, size_t len, struct hello *h)
 {
     memset(h, 0, sizeof(*h));
     struct cursor c = {.p = body, .left = len};
-    take(&c, 2 + 32);       /* legacy_version, random */
-    take(&c, take8(&c));    /* legacy_session_id */
+    take(&c, 2 + 32);    /* legacy_version, random */
+    take(&c, take8(&c)); /* legacy_session_id */
     struct cursor suites = sub(&c, take16(&c));
-    take(&c, take8(&c));    /* legacy_compression_methods */
+    take(&c, take8(&c)); /* legacy_compression_methods */
     while (!suites.bad && suites.left >= 2) {
         unsigned s = take16(&suites);
         if (suite_type(s) >= 0 && h->nsuites < sizeof(h->suites) / sizeof(h->suites[0]))
@@ -918,9 +920,9 @@ struct dt_tls_conn {
     struct dt_tls_set *set;
     int fd;
     enum dt_tls_failure failure;
-    bool eof;      /* the client closed or reset the connection */
-    bool no_alpn;  /* ALPN offered nothing we speak */
-    bool est;      /* the handshake is done */
+    bool eof;          /* the client closed or reset the connection */
+    bool no_alpn;      /* ALPN offered nothing we speak */
+    bool est;          /* the handshake is done */
     unsigned char *in; /* bytes read from the socket that wolfSSL has yet to read */
     size_t in_off, in_len;
 };
@@ -1052,8 +1054,9 @@ static ssize_t start_ssl(struct dt_tls_conn *c, const struct hello *h)
     if (group && wolfSSL_UseSupportedCurve(c->ssl, (word16)group) != WOLFSSL_SUCCESS)
         return DT_TLS_ERROR;
     /* the server name acknowledged, as OpenSSL does (wolfSSL answers a name it was given) */
-    if (h && h->host[0] && wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, h->host,
-                                          (unsigned short)strlen(h->host)) != WOLFSSL_SUCCESS)
+    if (h && h->host[0] &&
+        wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, h->host, (unsigned short)strlen(h->host)) !=
+            WOLFSSL_SUCCESS)
         return DT_TLS_ERROR;
     /* ALPN: ours first, h2 then http/1.1; no overlap, a no_application_protocol alert */
     const char *ours = c->set->h2 ? "h2,http/1.1" : "http/1.1";
@@ -1076,8 +1079,8 @@ static ssize_t start_ssl(struct dt_tls_conn *c, const struct hello *h)
  * records), or anything else, for wolfSSL to refuse. */
 enum first { FIRST_MORE, FIRST_HELLO, FIRST_OTHER, FIRST_HTTP, FIRST_CONNECT, FIRST_NOT_TLS };
 
-static enum first scan(const unsigned char *p, size_t len, const unsigned char **body,
-                       size_t *blen, unsigned char **copy)
+static enum first scan(const unsigned char *p, size_t len, const unsigned char **body, size_t *blen,
+                       unsigned char **copy)
 {
     if (len < 5)
         return FIRST_MORE;
