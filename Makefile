@@ -2,10 +2,12 @@
 # on a fresh Debian 12 machine they install what is missing (scripts/bootstrap) first.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+WOLF_BUILD ?= build-wolfssl
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all bootstrap detour run test test-release test-clock test-asan test-format fuzz bench \
+.PHONY: all bootstrap detour run test test-release test-clock test-asan test-wolfssl test-format \
+        fuzz bench \
         format clean
 
 all: detour
@@ -36,6 +38,15 @@ test-asan: bootstrap $(ASAN_BUILD)/CMakeCache.txt
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ctest --output-on-failure -j $(JOBS) --timeout 300
 
+# The other TLS library (docs/tls-library.md): the wolfSSL build of the server, its TLS unit
+# test and the HTTP/2 suite (over TLS and not), so that it keeps working.
+$(WOLF_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(WOLF_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDETOUR_TLS=wolfssl
+
+test-wolfssl: bootstrap $(WOLF_BUILD)/CMakeCache.txt
+	cmake --build $(WOLF_BUILD) -j $(JOBS) --target detour unit_tls
+	cd $(WOLF_BUILD) && ctest --output-on-failure --timeout 300 -R 'unit_tls|integ_test_h2'
+
 # The release suite again with the wall clock two years ahead and one year back
 # (libfaketime): no test may depend on today's date, and no code on the clock where its
 # caller passes a time. (libfaketime moves the monotonic clock by the same offset, which
@@ -57,7 +68,7 @@ test-format: bootstrap
 
 # The format, every test, the release suite with the clock moved, then every test under
 # ASan+UBSan (which also replays the fuzz corpora).
-test: test-format test-release test-clock test-asan
+test: test-format test-release test-clock test-asan test-wolfssl
 
 # Runs each libFuzzer target for FUZZ_SECONDS (default 60), growing its corpus.
 FUZZ_SECONDS ?= 60
@@ -77,4 +88,4 @@ format:
 	clang-format -i $(C_FILES)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(WOLF_BUILD)

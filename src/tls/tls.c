@@ -2,7 +2,7 @@
  * OpenSSL. The settings are Mozilla's "intermediate" profile: TLS 1.2 and 1.3, AEAD
  * ciphers with forward secrecy, X25519/P-256/P-384; no compression, no renegotiation, no
  * early data (a redirected POST must not be replayable). */
-#include "tls/tls.h"
+#include "tls/internal.h"
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -30,14 +30,6 @@
 const char *const dt_tls_failure_names[DT_TLS_FAIL_COUNT] = {"protocol", "cipher",     "closed",
                                                              "timeout",  "plain_http", "other"};
 
-/* A name of a certificate and the context that answers it ("*.example.com" for a
- * wildcard). */
-struct name {
-    char *name;
-    size_t ctx;
-    time_t not_after;
-};
-
 struct dt_tls_set {
     _Atomic unsigned refs;
     bool h2;
@@ -46,42 +38,21 @@ struct dt_tls_set {
                             names (an RSA and an ECDSA one) share it */
     unsigned *ctx_types; /* the key types a context has: 1 RSA, 2 EC, 4 other */
     size_t nctx;
-    struct name *names; /* sorted by name */
-    size_t nnames;
+    struct tls_names names; /* each with its context's index */
     size_t ncerts;
 };
 
 /* ---- session ticket keys ------------------------------------------------------------------ */
 
-struct ticket_key {
-    unsigned char name[16];
-    unsigned char aes[32];
-    unsigned char hmac[32];
-};
-
-static pthread_rwlock_t keys_lock = PTHREAD_RWLOCK_INITIALIZER;
-static struct ticket_key keys[3]; /* [0] encrypts; all three decrypt */
-static unsigned nkeys;
-static time_t keys_made;
-
-static void new_key(struct ticket_key *k)
+static void fill_random(unsigned char *p, size_t n)
 {
-    if (RAND_bytes(k->name, sizeof(k->name)) != 1 || RAND_bytes(k->aes, sizeof(k->aes)) != 1 ||
-        RAND_bytes(k->hmac, sizeof(k->hmac)) != 1)
+    if (RAND_bytes(p, (int)n) != 1)
         dt_oom(); /* no randomness: nothing safe to go on with */
 }
 
 void dt_tls_rotate_tickets(time_t now, time_t period)
 {
-    pthread_rwlock_wrlock(&keys_lock);
-    if (nkeys == 0 || now - keys_made >= period || now < keys_made) {
-        memmove(&keys[1], &keys[0], sizeof(keys[0]) * 2);
-        new_key(&keys[0]);
-        if (nkeys < 3)
-            nkeys++;
-        keys_made = now;
-    }
-    pthread_rwlock_unlock(&keys_lock);
+    tls_tickets_rotate(now, period, fill_random);
 }
 
 static int set_mac_key(EVP_MAC_CTX *h, unsigned char *key)
@@ -101,72 +72,35 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
                      EVP_MAC_CTX *hctx, int enc)
 {
     (void)ssl;
+    struct tls_ticket_key k;
     int rc = -1;
-    pthread_rwlock_rdlock(&keys_lock);
-    if (nkeys == 0) {
-        rc = 0;
-    } else if (enc) {
-        struct ticket_key *k = &keys[0];
-        if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) == 1 &&
-            EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) == 1 &&
-            set_mac_key(hctx, k->hmac) == 1) {
-            memcpy(name, k->name, 16);
+    if (enc) {
+        /* the secret's first half is the AES-256 key, its second the HMAC-SHA256 key */
+        if (!tls_tickets_current(&k))
+            rc = 0;
+        else if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) == 1 &&
+                 EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k.secret, iv) == 1 &&
+                 set_mac_key(hctx, k.secret + 32) == 1) {
+            memcpy(name, k.name, 16);
             rc = 1;
         }
-    } else {
+    } else if (!tls_tickets_find(name, &k)) {
         rc = 0;
-        for (unsigned i = 0; i < nkeys; i++) {
-            struct ticket_key *k = &keys[i];
-            if (memcmp(name, k->name, 16) != 0)
-                continue;
-            rc = EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) == 1 &&
-                         set_mac_key(hctx, k->hmac) == 1
-                     ? 2
-                     : -1;
-            break;
-        }
+    } else {
+        rc = EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k.secret, iv) == 1 &&
+                     set_mac_key(hctx, k.secret + 32) == 1
+                 ? 2
+                 : -1;
     }
-    pthread_rwlock_unlock(&keys_lock);
+    OPENSSL_cleanse(&k, sizeof(k));
     return rc;
 }
 
 /* ---- names and SNI ------------------------------------------------------------------------ */
 
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct name *)a)->name, ((const struct name *)b)->name);
-}
-
-static const struct name *find_name(const struct dt_tls_set *s, const char *host)
-{
-    struct name key = {.name = (char *)host};
-    return bsearch(&key, s->names, s->nnames, sizeof(*s->names), name_cmp);
-}
-
-/* The context for host: its exact name, else a wildcard for its first label, else -1. */
-static long ctx_for(const struct dt_tls_set *s, struct dt_str host)
-{
-    char buf[256];
-    if (host.len == 0 || host.len + 2 >= sizeof(buf))
-        return -1;
-    memcpy(buf, host.ptr, host.len);
-    buf[host.len] = '\0';
-    dt_ascii_lower(buf, host.len);
-    const struct name *n = find_name(s, buf);
-    if (n)
-        return (long)n->ctx;
-    const char *dot = memchr(buf, '.', host.len);
-    if (!dot || dot == buf)
-        return -1;
-    char wild[258];
-    snprintf(wild, sizeof(wild), "*%s", dot);
-    n = find_name(s, wild);
-    return n ? (long)n->ctx : -1;
-}
-
 bool dt_tls_set_covers(const struct dt_tls_set *s, struct dt_str host)
 {
-    return s && ctx_for(s, host) >= 0;
+    return s && tls_names_find(&s->names, host) >= 0;
 }
 
 static int sni_cb(SSL *ssl, int *alert, void *arg)
@@ -176,7 +110,7 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
     const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     if (!host)
         return SSL_TLSEXT_ERR_NOACK;
-    long i = ctx_for(s, dt_str_make(host, strlen(host)));
+    long i = tls_names_find(&s->names, dt_str_make(host, strlen(host)));
     if (i > 0) /* 0 is the context the connection started with */
         SSL_set_SSL_CTX(ssl, s->ctxs[i]);
     return SSL_TLSEXT_ERR_OK;
@@ -249,8 +183,7 @@ struct loaded {
     X509 *leaf;
     STACK_OF(X509) * chain;
     EVP_PKEY *key;
-    char **names;
-    size_t nnames;
+    struct tls_cert_names names;
     time_t not_after;
 };
 
@@ -259,27 +192,7 @@ static void loaded_free(struct loaded *l)
     X509_free(l->leaf);
     sk_X509_pop_free(l->chain, X509_free);
     EVP_PKEY_free(l->key);
-    for (size_t i = 0; i < l->nnames; i++)
-        free(l->names[i]);
-    free(l->names);
-}
-
-static void add_name(struct loaded *l, const char *n, size_t len)
-{
-    if (len == 0 || len > 253)
-        return;
-    for (size_t i = 0; i < len; i++) /* a host name, or a wildcard: nothing else matches */
-        if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') ||
-              (n[i] >= '0' && n[i] <= '9') || n[i] == '-' || n[i] == '.' || n[i] == '*' ||
-              n[i] == '_'))
-            return;
-    for (size_t i = 0; i < l->nnames; i++)
-        if (strlen(l->names[i]) == len && !strncasecmp(l->names[i], n, len))
-            return;
-    l->names = dt_xrealloc(l->names, (l->nnames + 1) * sizeof(*l->names));
-    char *copy = dt_xstrndup(n, len);
-    dt_ascii_lower(copy, len);
-    l->names[l->nnames++] = copy;
+    tls_cert_names_dispose(&l->names);
 }
 
 /* The certificate's DNS names (subjectAltName), or its common name when it has none. */
@@ -289,17 +202,18 @@ static void read_names(struct loaded *l)
     for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
         const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
         if (g->type == GEN_DNS)
-            add_name(l, (const char *)ASN1_STRING_get0_data(g->d.dNSName),
-                     (size_t)ASN1_STRING_length(g->d.dNSName));
+            tls_cert_names_add(&l->names, (const char *)ASN1_STRING_get0_data(g->d.dNSName),
+                               (size_t)ASN1_STRING_length(g->d.dNSName));
     }
     GENERAL_NAMES_free(sans);
-    if (l->nnames)
+    if (l->names.n)
         return;
     X509_NAME *subject = X509_get_subject_name(l->leaf);
     int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
     if (at >= 0) {
         ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
-        add_name(l, (const char *)ASN1_STRING_get0_data(cn), (size_t)ASN1_STRING_length(cn));
+        tls_cert_names_add(&l->names, (const char *)ASN1_STRING_get0_data(cn),
+                           (size_t)ASN1_STRING_length(cn));
     }
 }
 
@@ -338,16 +252,13 @@ static bool load_file(const char *path, struct loaded *l, struct dt_buf *err)
     BIO_free(b);
     l->key = read_key(path);
     ERR_clear_error();
-    char keypath[4096];
-    size_t n = strlen(path);
-    if (!l->key && n > 4 && n < sizeof(keypath) && !strcmp(path + n - 4, ".pem")) {
-        snprintf(keypath, sizeof(keypath), "%.*s.key", (int)(n - 4), path);
-        l->key = read_key(keypath);
+    char beside[4096];
+    if (!l->key && tls_key_beside(path, beside, sizeof(beside))) {
+        l->key = read_key(beside);
         ERR_clear_error();
     }
     if (!l->key) {
-        dt_buf_appendf(err, "%s: no private key in it%s%s", path, n > 4 ? " nor in " : "",
-                       n > 4 ? keypath : "");
+        tls_no_key(err, path, beside);
         return false;
     }
     if (X509_check_private_key(l->leaf, l->key) != 1) {
@@ -356,7 +267,7 @@ static bool load_file(const char *path, struct loaded *l, struct dt_buf *err)
         return false;
     }
     read_names(l);
-    if (!l->nnames) {
+    if (!l->names.n) {
         dt_buf_appendf(err, "%s: the certificate names no host (no DNS subjectAltName)", path);
         return false;
     }
@@ -369,26 +280,6 @@ static bool load_file(const char *path, struct loaded *l, struct dt_buf *err)
     return true;
 }
 
-static int str_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The names of l sorted and joined: the key of the context it goes to. */
-static char *names_key(const struct loaded *l)
-{
-    char **sorted = dt_xmalloc(l->nnames * sizeof(*sorted));
-    memcpy(sorted, l->names, l->nnames * sizeof(*sorted));
-    qsort(sorted, l->nnames, sizeof(*sorted), str_cmp);
-    struct dt_buf b;
-    dt_buf_init(&b);
-    for (size_t i = 0; i < l->nnames; i++)
-        dt_buf_appendf(&b, "%s%s", i ? " " : "", sorted[i]);
-    free(sorted);
-    dt_buf_terminate(&b);
-    return b.ptr;
-}
-
 static unsigned key_type(EVP_PKEY *k)
 {
     int id = EVP_PKEY_get_base_id(k);
@@ -399,7 +290,7 @@ static unsigned key_type(EVP_PKEY *k)
  * or a new one. */
 static bool add_cert(struct dt_tls_set *s, const char *path, struct loaded *l, struct dt_buf *err)
 {
-    char *key = names_key(l);
+    char *key = tls_cert_names_key(&l->names);
     unsigned type = key_type(l->key);
     size_t i = 0;
     while (i < s->nctx && !(strcmp(s->ctx_keys[i], key) == 0 && !(s->ctx_types[i] & type)))
@@ -427,12 +318,7 @@ static bool add_cert(struct dt_tls_set *s, const char *path, struct loaded *l, s
     }
     s->ctx_types[i] |= type;
     s->ncerts++;
-    for (size_t k = 0; k < l->nnames; k++) {
-        s->names = dt_xrealloc(s->names, (s->nnames + 1) * sizeof(*s->names));
-        s->names[s->nnames++] = (struct name){.name = dt_xstrndup(l->names[k], strlen(l->names[k])),
-                                              .ctx = i,
-                                              .not_after = l->not_after};
-    }
+    tls_names_add(&s->names, &l->names, i, l->not_after);
     return true;
 }
 
@@ -446,39 +332,15 @@ static bool load_path(struct dt_tls_set *s, const char *path, struct dt_buf *err
 
 static bool load_dir(struct dt_tls_set *s, const char *dir, struct dt_buf *err)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        dt_buf_appendf(err, "%s: cannot open the directory: %s", dir, strerror(errno));
-        return false;
-    }
-    char **files = NULL;
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len > 4 && e->d_name[0] != '.' && !strcmp(e->d_name + len - 4, ".pem")) {
-            files = dt_xrealloc(files, (n + 1) * sizeof(*files));
-            struct dt_buf p;
-            dt_buf_init(&p);
-            size_t dl = strlen(dir);
-            dt_buf_appendf(&p, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", e->d_name);
-            files[n++] = p.ptr;
-        }
-    }
-    closedir(d);
-    if (n > 1)
-        qsort(files, n, sizeof(*files), str_cmp); /* a stable order: the first is the default */
-    bool ok = true;
-    for (size_t i = 0; i < n; i++) {
+    char **files;
+    long n = tls_dir_files(dir, &files, err);
+    bool ok = n > 0;
+    for (long i = 0; i < n; i++) {
         if (ok && !load_path(s, files[i], err))
             ok = false;
         free(files[i]);
     }
     free(files);
-    if (ok && n == 0) {
-        dt_buf_appendf(err, "%s: no *.pem file in the directory", dir);
-        ok = false;
-    }
     return ok;
 }
 
@@ -501,23 +363,8 @@ struct dt_tls_set *dt_tls_load(const char *const *paths, size_t npaths, const ch
         dt_tls_set_unref(s);
         return NULL;
     }
-    /* the first certificate to name a host answers it */
-    qsort(s->names, s->nnames, sizeof(*s->names), name_cmp);
-    size_t w = 0;
-    for (size_t r = 0; r < s->nnames; r++) {
-        if (w && !strcmp(s->names[w - 1].name, s->names[r].name)) {
-            if (s->names[r].ctx < s->names[w - 1].ctx)
-                s->names[w - 1].ctx = s->names[r].ctx;
-            free(s->names[r].name);
-            continue;
-        }
-        s->names[w++] = s->names[r];
-    }
-    s->nnames = w;
-    pthread_rwlock_rdlock(&keys_lock);
-    bool have_keys = nkeys > 0;
-    pthread_rwlock_unlock(&keys_lock);
-    if (!have_keys)
+    tls_names_finish(&s->names); /* the first certificate to name a host answers it */
+    if (!tls_tickets_any())
         dt_tls_rotate_tickets(0, 1);
     return s;
 }
@@ -535,12 +382,10 @@ void dt_tls_set_unref(struct dt_tls_set *s)
         SSL_CTX_free(s->ctxs[i]);
         free(s->ctx_keys[i]);
     }
-    for (size_t i = 0; i < s->nnames; i++)
-        free(s->names[i].name);
+    tls_names_dispose(&s->names);
     free(s->ctxs);
     free(s->ctx_keys);
     free(s->ctx_types);
-    free(s->names);
     free(s);
 }
 
@@ -552,8 +397,7 @@ size_t dt_tls_set_count(const struct dt_tls_set *s)
 void dt_tls_set_each_name(const struct dt_tls_set *s,
                           void (*fn)(void *ctx, const char *name, time_t not_after), void *ctx)
 {
-    for (size_t i = 0; i < s->nnames; i++)
-        fn(ctx, s->names[i].name, s->names[i].not_after);
+    tls_names_each(&s->names, fn, ctx);
 }
 
 /* ---- connections -------------------------------------------------------------------------- */
@@ -602,6 +446,8 @@ static enum dt_tls_failure classify(int err)
     switch (reason) {
     case SSL_R_HTTP_REQUEST:
         return DT_TLS_FAIL_HTTP;
+    case SSL_R_UNEXPECTED_EOF_WHILE_READING: /* OpenSSL 3's name for a peer gone */
+        return DT_TLS_FAIL_CLOSED;
     case SSL_R_UNSUPPORTED_PROTOCOL:
     case SSL_R_WRONG_VERSION_NUMBER:
     case SSL_R_VERSION_TOO_LOW:

@@ -10,7 +10,7 @@
  * ALPN protocols pick the context and the protocol, then wolfSSL is made on that context and
  * reads the same bytes from this file's receive function (which also reads ahead: one recv
  * for as many records as have arrived). */
-#include "tls/tls.h"
+#include "tls/internal.h"
 
 #include <wolfssl/options.h>
 
@@ -83,12 +83,6 @@ static void init_library(void)
 /* Key types: a group has a context for each (RSA, EC, other: Ed25519, RSA-PSS...). */
 enum { KEY_RSA, KEY_EC, KEY_OTHER, KEY_TYPES };
 
-struct name {
-    char *name;
-    size_t group;
-    time_t not_after;
-};
-
 /* Certificates with the same names, a context for each key type it has. */
 struct group {
     char *key; /* the names, sorted and joined */
@@ -101,22 +95,11 @@ struct dt_tls_set {
     bool h2;
     struct group *groups;
     size_t ngroups;
-    struct name *names; /* sorted by name */
-    size_t nnames;
+    struct tls_names names; /* each with its group's index */
     size_t ncerts;
 };
 
 /* ---- session ticket keys ------------------------------------------------------------------ */
-
-struct ticket_key {
-    unsigned char name[WOLFSSL_TICKET_NAME_SZ];
-    unsigned char key[CHACHA20_POLY1305_AEAD_KEYSIZE];
-};
-
-static pthread_rwlock_t keys_lock = PTHREAD_RWLOCK_INITIALIZER;
-static struct ticket_key keys[3]; /* [0] encrypts; all three decrypt */
-static unsigned nkeys;
-static time_t keys_made;
 
 static void random_bytes(unsigned char *p, size_t n)
 {
@@ -127,16 +110,7 @@ static void random_bytes(unsigned char *p, size_t n)
 void dt_tls_rotate_tickets(time_t now, time_t period)
 {
     pthread_once(&init_once, init_library);
-    pthread_rwlock_wrlock(&keys_lock);
-    if (nkeys == 0 || now - keys_made >= period || now < keys_made) {
-        memmove(&keys[1], &keys[0], sizeof(keys[0]) * 2);
-        random_bytes(keys[0].name, sizeof(keys[0].name));
-        random_bytes(keys[0].key, sizeof(keys[0].key));
-        if (nkeys < 3)
-            nkeys++;
-        keys_made = now;
-    }
-    pthread_rwlock_unlock(&keys_lock);
+    tls_tickets_rotate(now, period, random_bytes);
 }
 
 /* wolfSSL's ticket callback: the ticket's contents are sealed in place with
@@ -153,77 +127,38 @@ static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
     (void)arg;
     unsigned char aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ];
     int rc = enc ? WOLFSSL_TICKET_RET_FATAL : WOLFSSL_TICKET_RET_REJECT;
+    struct tls_ticket_key k; /* the secret's first 32 bytes are the ChaCha20-Poly1305 key */
     if (inlen <= 0)
         return rc;
-    pthread_rwlock_rdlock(&keys_lock);
-    if (nkeys > 0 && enc) {
-        const struct ticket_key *k = &keys[0];
+    if (enc && tls_tickets_current(&k)) {
         random_bytes(iv, WOLFSSL_TICKET_IV_SZ);
-        memcpy(name, k->name, WOLFSSL_TICKET_NAME_SZ);
+        memcpy(name, k.name, WOLFSSL_TICKET_NAME_SZ);
         memcpy(aad, name, WOLFSSL_TICKET_NAME_SZ);
         memcpy(aad + WOLFSSL_TICKET_NAME_SZ, iv, WOLFSSL_TICKET_IV_SZ);
         memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
-        if (wc_ChaCha20Poly1305_Encrypt(k->key, iv, aad, sizeof(aad), ticket, (word32)inlen, ticket,
-                                        mac) == 0) {
+        if (wc_ChaCha20Poly1305_Encrypt(k.secret, iv, aad, sizeof(aad), ticket, (word32)inlen,
+                                        ticket, mac) == 0) {
             *outlen = inlen;
             rc = WOLFSSL_TICKET_RET_OK;
         }
-    } else if (!enc) {
-        for (unsigned i = 0; i < nkeys; i++) {
-            const struct ticket_key *k = &keys[i];
-            if (memcmp(name, k->name, WOLFSSL_TICKET_NAME_SZ) != 0)
-                continue;
-            memcpy(aad, name, WOLFSSL_TICKET_NAME_SZ);
-            memcpy(aad + WOLFSSL_TICKET_NAME_SZ, iv, WOLFSSL_TICKET_IV_SZ);
-            if (wc_ChaCha20Poly1305_Decrypt(k->key, iv, aad, sizeof(aad), ticket, (word32)inlen,
-                                            mac, ticket) == 0) {
-                *outlen = inlen;
-                rc = WOLFSSL_TICKET_RET_CREATE;
-            }
-            break;
+    } else if (!enc && tls_tickets_find(name, &k)) {
+        memcpy(aad, name, WOLFSSL_TICKET_NAME_SZ);
+        memcpy(aad + WOLFSSL_TICKET_NAME_SZ, iv, WOLFSSL_TICKET_IV_SZ);
+        if (wc_ChaCha20Poly1305_Decrypt(k.secret, iv, aad, sizeof(aad), ticket, (word32)inlen, mac,
+                                        ticket) == 0) {
+            *outlen = inlen;
+            rc = WOLFSSL_TICKET_RET_CREATE;
         }
     }
-    pthread_rwlock_unlock(&keys_lock);
+    explicit_bzero(&k, sizeof(k));
     return rc;
 }
 
 /* ---- names -------------------------------------------------------------------------------- */
 
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct name *)a)->name, ((const struct name *)b)->name);
-}
-
-static const struct name *find_name(const struct dt_tls_set *s, const char *host)
-{
-    struct name key = {.name = (char *)host};
-    return bsearch(&key, s->names, s->nnames, sizeof(*s->names), name_cmp);
-}
-
-/* The group for host: its exact name, else a wildcard for its first label, else -1. */
-static long group_for(const struct dt_tls_set *s, struct dt_str host)
-{
-    char buf[256];
-    if (host.len == 0 || host.len + 2 >= sizeof(buf))
-        return -1;
-    memcpy(buf, host.ptr, host.len);
-    buf[host.len] = '\0';
-    dt_ascii_lower(buf, host.len);
-    const struct name *n = find_name(s, buf);
-    if (n)
-        return (long)n->group;
-    const char *dot = memchr(buf, '.', host.len);
-    if (!dot || dot == buf)
-        return -1;
-    char wild[258];
-    snprintf(wild, sizeof(wild), "*%s", dot);
-    n = find_name(s, wild);
-    return n ? (long)n->group : -1;
-}
-
 bool dt_tls_set_covers(const struct dt_tls_set *s, struct dt_str host)
 {
-    return s && group_for(s, host) >= 0;
+    return s && tls_names_find(&s->names, host) >= 0;
 }
 
 /* ---- loading ------------------------------------------------------------------------------ */
@@ -296,8 +231,7 @@ struct loaded {
     WOLFSSL_X509 *leaf;
     unsigned type;
     unsigned ec_scheme;
-    char **names;
-    size_t nnames;
+    struct tls_cert_names names;
     time_t not_after;
 };
 
@@ -305,27 +239,7 @@ static void loaded_free(struct loaded *l)
 {
     wolfSSL_CTX_free(l->ctx);
     wolfSSL_X509_free(l->leaf);
-    for (size_t i = 0; i < l->nnames; i++)
-        free(l->names[i]);
-    free(l->names);
-}
-
-static void add_name(struct loaded *l, const char *n, size_t len)
-{
-    if (len == 0 || len > 253)
-        return;
-    for (size_t i = 0; i < len; i++) /* a host name, or a wildcard: nothing else matches */
-        if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') ||
-              (n[i] >= '0' && n[i] <= '9') || n[i] == '-' || n[i] == '.' || n[i] == '*' ||
-              n[i] == '_'))
-            return;
-    for (size_t i = 0; i < l->nnames; i++)
-        if (strlen(l->names[i]) == len && !strncasecmp(l->names[i], n, len))
-            return;
-    l->names = dt_xrealloc(l->names, (l->nnames + 1) * sizeof(*l->names));
-    char *copy = dt_xstrndup(n, len);
-    dt_ascii_lower(copy, len);
-    l->names[l->nnames++] = copy;
+    tls_cert_names_dispose(&l->names);
 }
 
 static void add_string_name(struct loaded *l, WOLFSSL_ASN1_STRING *s)
@@ -333,7 +247,7 @@ static void add_string_name(struct loaded *l, WOLFSSL_ASN1_STRING *s)
     int len = s ? wolfSSL_ASN1_STRING_length(s) : 0;
     const unsigned char *p = len > 0 ? wolfSSL_ASN1_STRING_get0_data(s) : NULL;
     if (p)
-        add_name(l, (const char *)p, (size_t)len);
+        tls_cert_names_add(&l->names, (const char *)p, (size_t)len);
 }
 
 /* The certificate's DNS names (subjectAltName), or its common name when it has none. */
@@ -347,7 +261,7 @@ static void read_names(struct loaded *l)
     }
     wolfSSL_GENERAL_NAMES_free(sans);
     wolfSSL_ERR_clear_error();
-    if (l->nnames)
+    if (l->names.n)
         return;
     WOLFSSL_X509_NAME *subject = wolfSSL_X509_get_subject_name(l->leaf);
     int at = subject ? wolfSSL_X509_NAME_get_index_by_NID(subject, NID_commonName, -1) : -1;
@@ -444,19 +358,16 @@ static bool load_file(const char *path, struct loaded *l, struct dt_buf *err)
     char *keypem = pem;
     size_t keylen = len;
     bool have_key = use_key(l->ctx, keypem, keylen);
-    char keypath[4096] = "";
-    size_t n = strlen(path);
-    if (!have_key && n > 4 && n < sizeof(keypath) && !strcmp(path + n - 4, ".pem")) {
-        snprintf(keypath, sizeof(keypath), "%.*s.key", (int)(n - 4), path);
-        keypem = read_file(keypath, &keylen);
+    char beside[4096];
+    if (!have_key && tls_key_beside(path, beside, sizeof(beside))) {
+        keypem = read_file(beside, &keylen);
         have_key = use_key(l->ctx, keypem, keylen);
     }
     if (!have_key) {
         if (keypem != pem)
             free(keypem);
         free(pem);
-        dt_buf_appendf(err, "%s: no private key in it%s%s", path, keypath[0] ? " nor in " : "",
-                       keypath);
+        tls_no_key(err, path, beside);
         return false;
     }
     read_key_type(l);
@@ -469,7 +380,7 @@ static bool load_file(const char *path, struct loaded *l, struct dt_buf *err)
         return false;
     }
     read_names(l);
-    if (!l->nnames) {
+    if (!l->names.n) {
         dt_buf_appendf(err, "%s: the certificate names no host (no DNS subjectAltName)", path);
         return false;
     }
@@ -484,31 +395,11 @@ static bool load_file(const char *path, struct loaded *l, struct dt_buf *err)
     return true;
 }
 
-static int str_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The names of l sorted and joined: the key of the group it goes to. */
-static char *names_key(const struct loaded *l)
-{
-    char **sorted = dt_xmalloc(l->nnames * sizeof(*sorted));
-    memcpy(sorted, l->names, l->nnames * sizeof(*sorted));
-    qsort(sorted, l->nnames, sizeof(*sorted), str_cmp);
-    struct dt_buf b;
-    dt_buf_init(&b);
-    for (size_t i = 0; i < l->nnames; i++)
-        dt_buf_appendf(&b, "%s%s", i ? " " : "", sorted[i]);
-    free(sorted);
-    dt_buf_terminate(&b);
-    return b.ptr;
-}
-
 /* Adds a loaded certificate (taking its context): into the group of the same names that
  * lacks its key type, or a new one. */
 static void add_cert(struct dt_tls_set *s, struct loaded *l)
 {
-    char *key = names_key(l);
+    char *key = tls_cert_names_key(&l->names);
     size_t i = 0;
     while (i < s->ngroups && !(strcmp(s->groups[i].key, key) == 0 && !s->groups[i].ctx[l->type]))
         i++;
@@ -525,12 +416,7 @@ static void add_cert(struct dt_tls_set *s, struct loaded *l)
     if (l->type == KEY_EC)
         s->groups[i].ec_scheme = l->ec_scheme;
     s->ncerts++;
-    for (size_t k = 0; k < l->nnames; k++) {
-        s->names = dt_xrealloc(s->names, (s->nnames + 1) * sizeof(*s->names));
-        s->names[s->nnames++] = (struct name){.name = dt_xstrndup(l->names[k], strlen(l->names[k])),
-                                              .group = i,
-                                              .not_after = l->not_after};
-    }
+    tls_names_add(&s->names, &l->names, i, l->not_after);
 }
 
 static bool load_path(struct dt_tls_set *s, const char *path, struct dt_buf *err)
@@ -545,39 +431,15 @@ static bool load_path(struct dt_tls_set *s, const char *path, struct dt_buf *err
 
 static bool load_dir(struct dt_tls_set *s, const char *dir, struct dt_buf *err)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        dt_buf_appendf(err, "%s: cannot open the directory: %s", dir, strerror(errno));
-        return false;
-    }
-    char **files = NULL;
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len > 4 && e->d_name[0] != '.' && !strcmp(e->d_name + len - 4, ".pem")) {
-            files = dt_xrealloc(files, (n + 1) * sizeof(*files));
-            struct dt_buf p;
-            dt_buf_init(&p);
-            size_t dl = strlen(dir);
-            dt_buf_appendf(&p, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", e->d_name);
-            files[n++] = p.ptr;
-        }
-    }
-    closedir(d);
-    if (n > 1)
-        qsort(files, n, sizeof(*files), str_cmp); /* a stable order: the first is the default */
-    bool ok = true;
-    for (size_t i = 0; i < n; i++) {
+    char **files;
+    long n = tls_dir_files(dir, &files, err);
+    bool ok = n > 0;
+    for (long i = 0; i < n; i++) {
         if (ok && !load_path(s, files[i], err))
             ok = false;
         free(files[i]);
     }
     free(files);
-    if (ok && n == 0) {
-        dt_buf_appendf(err, "%s: no *.pem file in the directory", dir);
-        ok = false;
-    }
     return ok;
 }
 
@@ -604,23 +466,8 @@ struct dt_tls_set *dt_tls_load(const char *const *paths, size_t npaths, const ch
         dt_tls_set_unref(s);
         return NULL;
     }
-    /* the first certificate to name a host answers it */
-    qsort(s->names, s->nnames, sizeof(*s->names), name_cmp);
-    size_t w = 0;
-    for (size_t r = 0; r < s->nnames; r++) {
-        if (w && !strcmp(s->names[w - 1].name, s->names[r].name)) {
-            if (s->names[r].group < s->names[w - 1].group)
-                s->names[w - 1].group = s->names[r].group;
-            free(s->names[r].name);
-            continue;
-        }
-        s->names[w++] = s->names[r];
-    }
-    s->nnames = w;
-    pthread_rwlock_rdlock(&keys_lock);
-    bool have_keys = nkeys > 0;
-    pthread_rwlock_unlock(&keys_lock);
-    if (!have_keys)
+    tls_names_finish(&s->names); /* the first certificate to name a host answers it */
+    if (!tls_tickets_any())
         dt_tls_rotate_tickets(0, 1);
     return s;
 }
@@ -639,10 +486,8 @@ void dt_tls_set_unref(struct dt_tls_set *s)
             wolfSSL_CTX_free(s->groups[i].ctx[t]);
         free(s->groups[i].key);
     }
-    for (size_t i = 0; i < s->nnames; i++)
-        free(s->names[i].name);
+    tls_names_dispose(&s->names);
     free(s->groups);
-    free(s->names);
     free(s);
 }
 
@@ -654,8 +499,7 @@ size_t dt_tls_set_count(const struct dt_tls_set *s)
 void dt_tls_set_each_name(const struct dt_tls_set *s,
                           void (*fn)(void *ctx, const char *name, time_t not_after), void *ctx)
 {
-    for (size_t i = 0; i < s->nnames; i++)
-        fn(ctx, s->names[i].name, s->names[i].not_after);
+    tls_names_each(&s->names, fn, ctx);
 }
 
 /* ---- the ClientHello, read before wolfSSL --------------------------------------------------- */
@@ -896,7 +740,8 @@ static WOLFSSL_CTX *pick_type(const struct group *g, const struct hello *h)
 /* The context for a client: its server name's group, else the first certificate's. */
 static WOLFSSL_CTX *pick_ctx(const struct dt_tls_set *s, const struct hello *h)
 {
-    long gi = h && h->host[0] ? group_for(s, dt_str_make(h->host, strlen(h->host))) : -1;
+    long gi =
+        h && h->host[0] ? tls_names_find(&s->names, dt_str_make(h->host, strlen(h->host))) : -1;
     return pick_type(&s->groups[gi > 0 ? gi : 0], h);
 }
 

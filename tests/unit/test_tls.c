@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -86,6 +87,8 @@ static void test_refusals(void)
     refused(D "garbage.pem", "no certificate in it");
     refused(D "nokey.pem", "no private key in it nor in " D "nokey.key");
     refused(D "mismatch.pem", "the private key does not match the certificate");
+    /* a name that does not end in .pem has no key file beside it to look for */
+    refused(D "nokey.crt", "no private key in it (and its name");
     struct dt_tls_set *s = load(NULL, 0, NULL);
     ok(s == NULL && strstr(err.ptr, "no certificate given"), "nothing given");
     s = load(NULL, 0, D "nodir");
@@ -270,6 +273,19 @@ static void test_handshakes(void)
     is_str(dt_tls_failure_names[dt_tls_failure(p.server)], "protocol", "as a protocol failure");
     pair_close(&p);
 
+    /* a client that leaves in the middle of the handshake: "closed", not "other" */
+    ok(pair_open(&p, s, "a.example", NULL, NULL, 0), "a client that leaves");
+    (void)SSL_do_handshake(p.client); /* its ClientHello, and no more */
+    (void)dt_tls_read(p.server, buf, sizeof(buf));
+    ok(!dt_tls_established(p.server), "the handshake is under way");
+    shutdown(p.fd[1], SHUT_RDWR);
+    r = DT_TLS_WANT_READ;
+    for (int i = 0; i < 10 && (r == DT_TLS_WANT_READ || r == DT_TLS_WANT_WRITE); i++)
+        r = dt_tls_read(p.server, buf, sizeof(buf));
+    ok(r == DT_TLS_ERROR || r == 0, "its end is seen");
+    is_str(dt_tls_failure_names[dt_tls_failure(p.server)], "closed", "as closed");
+    pair_close(&p);
+
     /* plain HTTP to a TLS socket */
     ok(pair_open(&p, s, NULL, NULL, NULL, 0), "a plain client");
     (void)!write(p.fd[1], "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 27);
@@ -283,6 +299,7 @@ static void test_handshakes(void)
 
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* as the server: a write to a closed socket fails, no more */
     dt_buf_init(&err);
     test_loading();
     test_refusals();

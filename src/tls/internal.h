@@ -1,0 +1,72 @@
+/* internal: what the TLS backends (tls.c on OpenSSL, tls_wolfssl.c on wolfSSL) share, none
+ * of it tied to a library: a certificate's names, the names of a set and the look-up SNI
+ * makes in them, the files of a --cert-dir and the key file beside a certificate, and the
+ * ring of session ticket keys. Private to src/tls. */
+#ifndef DT_TLS_INTERNAL_H
+#define DT_TLS_INTERNAL_H
+
+#include "tls/tls.h"
+
+/* A certificate's own names: host names and wildcards, lower-cased, each once. */
+struct tls_cert_names {
+    char **v;
+    size_t n;
+};
+
+/* Adds the name of len bytes at s (from a subjectAltName or a common name) unless it is
+ * not a host name or wildcard ([A-Za-z0-9-._*], 1 to 253 bytes) or already there. */
+void tls_cert_names_add(struct tls_cert_names *c, const char *s, size_t len);
+/* The names sorted and joined by spaces (malloc'd): certificates with the same key share a
+ * context (an RSA and an ECDSA one). */
+char *tls_cert_names_key(const struct tls_cert_names *c);
+void tls_cert_names_dispose(struct tls_cert_names *c);
+
+/* The names of a set, each with the index of the context that answers it. */
+struct tls_name {
+    char *name;
+    size_t index;
+    time_t not_after;
+};
+
+struct tls_names {
+    struct tls_name *v;
+    size_t n;
+};
+
+void tls_names_add(struct tls_names *t, const struct tls_cert_names *c, size_t index,
+                   time_t not_after);
+/* Sorts the names; a name given twice keeps the first certificate's (the lowest index). */
+void tls_names_finish(struct tls_names *t);
+/* The index for host (any case, no port): its exact name, else a wildcard for its first
+ * label, else -1. */
+long tls_names_find(const struct tls_names *t, struct dt_str host);
+void tls_names_each(const struct tls_names *t,
+                    void (*fn)(void *ctx, const char *name, time_t not_after), void *ctx);
+void tls_names_dispose(struct tls_names *t);
+
+/* The *.pem files of dir (not hidden ones), sorted by name: the first is the default
+ * certificate. Returns the count and sets *files (malloc'd paths), or -1 with a message. */
+long tls_dir_files(const char *dir, char ***files, struct dt_buf *err);
+/* NAME.key for NAME.pem into out (cap bytes): true, or false (and out empty) when path does
+ * not end in .pem or is too long. */
+bool tls_key_beside(const char *path, char *out, size_t cap);
+/* The message for a certificate file whose key was found neither in it nor beside it. */
+void tls_no_key(struct dt_buf *err, const char *path, const char *beside);
+
+/* ---- session ticket keys: made at the first load, shared by every context and worker --- */
+
+struct tls_ticket_key {
+    unsigned char name[16];
+    unsigned char secret[64]; /* what a backend derives its cipher and MAC keys from */
+};
+
+/* Rotates (fills with random bytes from fill) when the current key is older than period or
+ * there is none; keeps the two before it. */
+void tls_tickets_rotate(time_t now, time_t period, void (*fill)(unsigned char *p, size_t n));
+bool tls_tickets_any(void);
+/* The key that encrypts now: false if there is none. */
+bool tls_tickets_current(struct tls_ticket_key *out);
+/* The key named name: false if none of the three is. */
+bool tls_tickets_find(const unsigned char name[16], struct tls_ticket_key *out);
+
+#endif
