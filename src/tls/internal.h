@@ -44,9 +44,12 @@ void tls_names_each(const struct tls_names *t,
                     void (*fn)(void *ctx, const char *name, time_t not_after), void *ctx);
 void tls_names_dispose(struct tls_names *t);
 
-/* The *.pem files of dir (not hidden ones), sorted by name: the first is the default
- * certificate. Returns the count and sets *files (malloc'd paths), or -1 with a message. */
-long tls_dir_files(const char *dir, char ***files, struct dt_buf *err);
+/* Loads every file of paths, then every *.pem of dir (may be NULL; not hidden files; in name
+ * order, so that the first is the same at every load) with load: true, or false with a
+ * message in err at the first that does not load, or when there is none at all. */
+bool tls_load_all(const char *const *paths, size_t npaths, const char *dir,
+                  bool (*load)(void *set, const char *path, struct dt_buf *err), void *set,
+                  struct dt_buf *err);
 /* NAME.key for NAME.pem into out (cap bytes): true, or false (and out empty) when path does
  * not end in .pem or is too long. */
 bool tls_key_beside(const char *path, char *out, size_t cap);

@@ -137,7 +137,7 @@ void tls_names_dispose(struct tls_names *t)
 
 /* ---- files -------------------------------------------------------------------------------- */
 
-long tls_dir_files(const char *dir, char ***files, struct dt_buf *err)
+static long dir_files(const char *dir, char ***files, struct dt_buf *err)
 {
     *files = NULL;
     DIR *d = opendir(dir);
@@ -163,6 +163,33 @@ long tls_dir_files(const char *dir, char ***files, struct dt_buf *err)
     if (n == 0)
         dt_buf_appendf(err, "%s: no *.pem file in the directory", dir);
     return n ? (long)n : -1;
+}
+
+bool tls_load_all(const char *const *paths, size_t npaths, const char *dir,
+                  bool (*load)(void *set, const char *path, struct dt_buf *err), void *set,
+                  struct dt_buf *err)
+{
+    size_t loaded = 0;
+    for (size_t i = 0; i < npaths; i++, loaded++)
+        if (!load(set, paths[i], err))
+            return false;
+    if (dir) {
+        char **files;
+        long n = dir_files(dir, &files, err);
+        bool ok = n > 0;
+        for (long i = 0; i < n; i++) {
+            if (ok && !load(set, files[i], err))
+                ok = false;
+            free(files[i]);
+            loaded++;
+        }
+        free(files);
+        if (!ok)
+            return false;
+    }
+    if (!loaded)
+        dt_buf_appendf(err, "no certificate given");
+    return loaded > 0;
 }
 
 bool tls_key_beside(const char *path, char *out, size_t cap)

@@ -419,27 +419,14 @@ static void add_cert(struct dt_tls_set *s, struct loaded *l)
     tls_names_add(&s->names, &l->names, i, l->not_after);
 }
 
-static bool load_path(struct dt_tls_set *s, const char *path, struct dt_buf *err)
+static bool load_path(void *set, const char *path, struct dt_buf *err)
 {
+    struct dt_tls_set *s = set;
     struct loaded l;
     bool ok = load_file(path, &l, err);
     if (ok)
         add_cert(s, &l);
     loaded_free(&l);
-    return ok;
-}
-
-static bool load_dir(struct dt_tls_set *s, const char *dir, struct dt_buf *err)
-{
-    char **files;
-    long n = tls_dir_files(dir, &files, err);
-    bool ok = n > 0;
-    for (long i = 0; i < n; i++) {
-        if (ok && !load_path(s, files[i], err))
-            ok = false;
-        free(files[i]);
-    }
-    free(files);
     return ok;
 }
 
@@ -450,15 +437,7 @@ struct dt_tls_set *dt_tls_load(const char *const *paths, size_t npaths, const ch
     struct dt_tls_set *s = dt_xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, 1);
     s->h2 = alpn_h2;
-    bool ok = true;
-    for (size_t i = 0; ok && i < npaths; i++)
-        ok = load_path(s, paths[i], err);
-    if (ok && dir)
-        ok = load_dir(s, dir, err);
-    if (ok && s->ngroups == 0) {
-        dt_buf_appendf(err, "no certificate given");
-        ok = false;
-    }
+    bool ok = tls_load_all(paths, npaths, dir, load_path, s, err);
 #ifdef FP_ECC
     wc_ecc_fp_free(); /* this thread's tables from checking the keys */
 #endif
