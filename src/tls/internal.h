@@ -56,6 +56,30 @@ bool tls_key_beside(const char *path, char *out, size_t cap);
 /* The message for a certificate file whose key was found neither in it nor beside it. */
 void tls_no_key(struct dt_buf *err, const char *path, const char *beside);
 
+/* ---- a ClientHello's offers (hello.c) ------------------------------------------------- */
+
+enum { TLS_KEY_RSA, TLS_KEY_EC };
+
+/* What a ClientHello offers that picks a certificate and a protocol. */
+struct tls_hello {
+    char host[256]; /* the server name, or "" */
+    bool tls13;     /* supported_versions names TLS 1.3 */
+    bool has_sigalgs, has_groups;
+    bool has_alpn, alpn_h2, alpn_http11;
+    uint16_t suites[8]; /* our TLS 1.2 suites among its own, in its order */
+    size_t nsuites;
+    uint16_t sigalgs[64]; /* in its order */
+    size_t nsigalgs;
+    uint16_t groups[16]; /* its supported groups (the first ones), in its order */
+    size_t ngroups;
+};
+
+/* Reads the body of a ClientHello (after its 4-byte handshake header): true, with h filled;
+ * false for bytes that are not one. */
+bool tls_hello_parse(const unsigned char *body, size_t len, struct tls_hello *h);
+/* The key type of one of our TLS 1.2 suites (TLS_KEY_RSA, TLS_KEY_EC), or -1. */
+int tls_suite_type(unsigned suite);
+
 /* ---- session ticket keys: made at the first load, shared by every context and worker --- */
 
 struct tls_ticket_key {

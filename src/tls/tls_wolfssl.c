@@ -81,7 +81,7 @@ static void init_library(void)
 /* ---- certificate sets --------------------------------------------------------------------- */
 
 /* Key types: a group has a context for each (RSA, EC, other: Ed25519, RSA-PSS...). */
-enum { KEY_RSA, KEY_EC, KEY_OTHER, KEY_TYPES };
+enum { KEY_RSA = TLS_KEY_RSA, KEY_EC = TLS_KEY_EC, KEY_OTHER, KEY_TYPES };
 
 /* Certificates with the same names, a context for each key type it has. */
 struct group {
@@ -483,20 +483,6 @@ void dt_tls_set_each_name(const struct dt_tls_set *s,
 
 /* ---- the ClientHello, read before wolfSSL --------------------------------------------------- */
 
-/* What the ClientHello offers that picks a context and a protocol. */
-struct hello {
-    char host[256]; /* the server name, or "" */
-    bool tls13;     /* supported_versions names TLS 1.3 */
-    bool has_sigalgs, has_groups;
-    bool has_alpn, alpn_h2, alpn_http11;
-    uint16_t suites[8]; /* our TLS 1.2 suites among its own, in its order */
-    size_t nsuites;
-    uint16_t sigalgs[64]; /* in its order */
-    size_t nsigalgs;
-    uint16_t groups[16]; /* its supported groups (the first ones), in its order */
-    size_t ngroups;
-};
-
 /* Handshake bytes held until wolfSSL reads them: a ClientHello spread over records. */
 #define HELLO_MAX (32 * 1024)
 
@@ -505,144 +491,7 @@ static unsigned get16(const unsigned char *p)
     return (unsigned)p[0] << 8 | p[1];
 }
 
-/* The key type of one of our TLS 1.2 suites, or -1 for another suite. */
-static int suite_type(unsigned suite)
-{
-    switch (suite) {
-    case 0xc02b: /* ECDHE-ECDSA-AES128-GCM-SHA256 */
-    case 0xc02c: /* ECDHE-ECDSA-AES256-GCM-SHA384 */
-    case 0xcca9: /* ECDHE-ECDSA-CHACHA20-POLY1305 */
-        return KEY_EC;
-    case 0xc02f: /* ECDHE-RSA-AES128-GCM-SHA256 */
-    case 0xc030: /* ECDHE-RSA-AES256-GCM-SHA384 */
-    case 0xcca8: /* ECDHE-RSA-CHACHA20-POLY1305 */
-        return KEY_RSA;
-    }
-    return -1;
-}
-
-/* A cursor over a ClientHello's bytes: every read is bounds-checked, and a short read sets
- * bad. */
-struct cursor {
-    const unsigned char *p;
-    size_t left;
-    bool bad;
-};
-
-static const unsigned char *take(struct cursor *c, size_t n)
-{
-    if (c->bad || c->left < n) {
-        c->bad = true;
-        return NULL;
-    }
-    const unsigned char *p = c->p;
-    c->p += n;
-    c->left -= n;
-    return p;
-}
-
-static unsigned take8(struct cursor *c)
-{
-    const unsigned char *p = take(c, 1);
-    return p ? p[0] : 0;
-}
-
-static unsigned take16(struct cursor *c)
-{
-    const unsigned char *p = take(c, 2);
-    return p ? get16(p) : 0;
-}
-
-/* A sub-cursor of n bytes. */
-static struct cursor sub(struct cursor *c, size_t n)
-{
-    const unsigned char *p = take(c, n);
-    return (struct cursor){.p = p, .left = p ? n : 0, .bad = !p};
-}
-
-static void parse_sni(struct cursor e, struct hello *h)
-{
-    struct cursor list = sub(&e, take16(&e));
-    while (!list.bad && list.left > 0) {
-        unsigned type = take8(&list);
-        size_t len = take16(&list);
-        const unsigned char *name = take(&list, len);
-        if (name && type == 0 && len > 0 && len < sizeof(h->host) && !h->host[0]) {
-            memcpy(h->host, name, len);
-            h->host[len] = '\0';
-            if (memchr(h->host, '\0', len)) /* not a host name */
-                h->host[0] = '\0';
-        }
-    }
-}
-
-static void parse_alpn(struct cursor e, struct hello *h)
-{
-    struct cursor list = sub(&e, take16(&e));
-    h->has_alpn = true;
-    while (!list.bad && list.left > 0) {
-        size_t len = take8(&list);
-        const unsigned char *p = take(&list, len);
-        if (p && len == 2 && !memcmp(p, "h2", 2))
-            h->alpn_h2 = true;
-        if (p && len == 8 && !memcmp(p, "http/1.1", 8))
-            h->alpn_http11 = true;
-    }
-}
-
-/* A ClientHello's body (after its 4-byte header). False if it is not one. */
-static bool parse_hello(const unsigned char *body, size_t len, struct hello *h)
-{
-    memset(h, 0, sizeof(*h));
-    struct cursor c = {.p = body, .left = len};
-    take(&c, 2 + 32);    /* legacy_version, random */
-    take(&c, take8(&c)); /* legacy_session_id */
-    struct cursor suites = sub(&c, take16(&c));
-    take(&c, take8(&c)); /* legacy_compression_methods */
-    while (!suites.bad && suites.left >= 2) {
-        unsigned s = take16(&suites);
-        if (suite_type(s) >= 0 && h->nsuites < sizeof(h->suites) / sizeof(h->suites[0]))
-            h->suites[h->nsuites++] = (uint16_t)s;
-    }
-    if (c.bad)
-        return false;
-    struct cursor exts = sub(&c, c.left >= 2 ? take16(&c) : 0);
-    while (!exts.bad && exts.left >= 4) {
-        unsigned type = take16(&exts);
-        struct cursor e = sub(&exts, take16(&exts));
-        if (e.bad)
-            break;
-        if (type == 0x0000) {
-            parse_sni(e, h);
-        } else if (type == 0x000d) {
-            struct cursor list = sub(&e, take16(&e));
-            h->has_sigalgs = true;
-            while (!list.bad && list.left >= 2) {
-                unsigned a = take16(&list);
-                if (h->nsigalgs < sizeof(h->sigalgs) / sizeof(h->sigalgs[0]))
-                    h->sigalgs[h->nsigalgs++] = (uint16_t)a;
-            }
-        } else if (type == 0x000a) {
-            struct cursor list = sub(&e, take16(&e));
-            h->has_groups = true;
-            while (!list.bad && list.left >= 2) {
-                unsigned g = take16(&list);
-                if (h->ngroups < sizeof(h->groups) / sizeof(h->groups[0]))
-                    h->groups[h->ngroups++] = (uint16_t)g;
-            }
-        } else if (type == 0x002b) {
-            struct cursor list = sub(&e, take8(&e));
-            while (!list.bad && list.left >= 2)
-                if (take16(&list) == 0x0304)
-                    h->tls13 = true;
-        } else if (type == 0x0010) {
-            parse_alpn(e, h);
-        }
-    }
-    return !exts.bad;
-}
-
-static bool offers_group(const struct hello *h, unsigned group)
+static bool offers_group(const struct tls_hello *h, unsigned group)
 {
     for (size_t i = 0; i < h->ngroups; i++)
         if (h->groups[i] == group)
@@ -657,7 +506,7 @@ static unsigned ec_group(unsigned scheme)
 }
 
 /* TLS 1.2: whether the client's signature algorithms (if it says) take a key of type t. */
-static bool signs12(const struct hello *h, unsigned t)
+static bool signs12(const struct tls_hello *h, unsigned t)
 {
     if (!h->has_sigalgs)
         return t != KEY_OTHER;
@@ -689,7 +538,7 @@ static int scheme_type(const struct group *g, unsigned a)
  * first of the client's signature schemes that a certificate signs with; TLS 1.2, by the
  * first of the client's suites that a certificate serves (an ECDSA one only on a curve the
  * client names). None: any, and the handshake fails in wolfSSL as it would in OpenSSL. */
-static WOLFSSL_CTX *pick_type(const struct group *g, const struct hello *h)
+static WOLFSSL_CTX *pick_type(const struct group *g, const struct tls_hello *h)
 {
     if (h && h->tls13) {
         for (size_t i = 0; i < h->nsigalgs; i++) {
@@ -699,7 +548,7 @@ static WOLFSSL_CTX *pick_type(const struct group *g, const struct hello *h)
         }
     } else if (h) {
         for (size_t i = 0; i < h->nsuites; i++) {
-            int want = suite_type(h->suites[i]);
+            int want = tls_suite_type(h->suites[i]);
             if (want == KEY_RSA && g->ctx[KEY_RSA] && signs12(h, KEY_RSA))
                 return g->ctx[KEY_RSA];
             if (want == KEY_EC && g->ctx[KEY_EC] && signs12(h, KEY_EC) &&
@@ -717,7 +566,7 @@ static WOLFSSL_CTX *pick_type(const struct group *g, const struct hello *h)
 }
 
 /* The context for a client: its server name's group, else the first certificate's. */
-static WOLFSSL_CTX *pick_ctx(const struct dt_tls_set *s, const struct hello *h)
+static WOLFSSL_CTX *pick_ctx(const struct dt_tls_set *s, const struct tls_hello *h)
 {
     long gi =
         h && h->host[0] ? tls_names_find(&s->names, dt_str_make(h->host, strlen(h->host))) : -1;
@@ -726,7 +575,7 @@ static WOLFSSL_CTX *pick_ctx(const struct dt_tls_set *s, const struct hello *h)
 
 /* TLS 1.2's key exchange group: the client's first of ours (X25519, P-256, P-384), any of
  * them if it names none, 0 if it names only others. */
-static unsigned group12(const struct hello *h)
+static unsigned group12(const struct tls_hello *h)
 {
     if (!h->has_groups)
         return WOLFSSL_ECC_X25519;
@@ -855,7 +704,7 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
 
 /* Makes the wolfSSL connection on the context the ClientHello picks (h NULL: the first
  * certificate's), with the ALPN protocol and TLS 1.2 group it picks: 1, or DT_TLS_ERROR. */
-static ssize_t start_ssl(struct dt_tls_conn *c, const struct hello *h)
+static ssize_t start_ssl(struct dt_tls_conn *c, const struct tls_hello *h)
 {
     unsigned group = h && !h->tls13 ? group12(h) : 0;
     if (h && !h->tls13 && !group) {
@@ -971,8 +820,8 @@ static ssize_t read_hello(struct dt_tls_conn *c)
             return DT_TLS_ERROR;
         }
         if (what == FIRST_HELLO || what == FIRST_OTHER) {
-            struct hello h;
-            bool parsed = what == FIRST_HELLO && parse_hello(body, blen, &h);
+            struct tls_hello h;
+            bool parsed = what == FIRST_HELLO && tls_hello_parse(body, blen, &h);
             free(copy);
             return start_ssl(c, parsed ? &h : NULL);
         }

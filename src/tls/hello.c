@@ -1,0 +1,146 @@
+/* hello: a ClientHello's offers (RFC 8446 4.1.2), read from its bytes with every read
+ * bounds-checked: for a backend that picks a certificate and a protocol itself before its
+ * library sees the handshake (tls_wolfssl.c). Library-independent; fuzzed by fuzz_hello. */
+#include "tls/internal.h"
+
+static unsigned get16(const unsigned char *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+/* The key type of one of our TLS 1.2 suites, or -1 for another suite. */
+int tls_suite_type(unsigned suite)
+{
+    switch (suite) {
+    case 0xc02b: /* ECDHE-ECDSA-AES128-GCM-SHA256 */
+    case 0xc02c: /* ECDHE-ECDSA-AES256-GCM-SHA384 */
+    case 0xcca9: /* ECDHE-ECDSA-CHACHA20-POLY1305 */
+        return TLS_KEY_EC;
+    case 0xc02f: /* ECDHE-RSA-AES128-GCM-SHA256 */
+    case 0xc030: /* ECDHE-RSA-AES256-GCM-SHA384 */
+    case 0xcca8: /* ECDHE-RSA-CHACHA20-POLY1305 */
+        return TLS_KEY_RSA;
+    }
+    return -1;
+}
+
+/* A cursor over a ClientHello's bytes: every read is bounds-checked, and a short read sets
+ * bad. */
+struct cursor {
+    const unsigned char *p;
+    size_t left;
+    bool bad;
+};
+
+static const unsigned char *take(struct cursor *c, size_t n)
+{
+    if (c->bad || c->left < n) {
+        c->bad = true;
+        return NULL;
+    }
+    const unsigned char *p = c->p;
+    c->p += n;
+    c->left -= n;
+    return p;
+}
+
+static unsigned take8(struct cursor *c)
+{
+    const unsigned char *p = take(c, 1);
+    return p ? p[0] : 0;
+}
+
+static unsigned take16(struct cursor *c)
+{
+    const unsigned char *p = take(c, 2);
+    return p ? get16(p) : 0;
+}
+
+/* A sub-cursor of n bytes. */
+static struct cursor sub(struct cursor *c, size_t n)
+{
+    const unsigned char *p = take(c, n);
+    return (struct cursor){.p = p, .left = p ? n : 0, .bad = !p};
+}
+
+static void parse_sni(struct cursor e, struct tls_hello *h)
+{
+    struct cursor list = sub(&e, take16(&e));
+    while (!list.bad && list.left > 0) {
+        unsigned type = take8(&list);
+        size_t len = take16(&list);
+        const unsigned char *name = take(&list, len);
+        if (name && type == 0 && len > 0 && len < sizeof(h->host) && !h->host[0]) {
+            memcpy(h->host, name, len);
+            h->host[len] = '\0';
+            if (memchr(h->host, '\0', len)) /* not a host name */
+                h->host[0] = '\0';
+        }
+    }
+}
+
+static void parse_alpn(struct cursor e, struct tls_hello *h)
+{
+    struct cursor list = sub(&e, take16(&e));
+    h->has_alpn = true;
+    while (!list.bad && list.left > 0) {
+        size_t len = take8(&list);
+        const unsigned char *p = take(&list, len);
+        if (p && len == 2 && !memcmp(p, "h2", 2))
+            h->alpn_h2 = true;
+        if (p && len == 8 && !memcmp(p, "http/1.1", 8))
+            h->alpn_http11 = true;
+    }
+}
+
+/* A ClientHello's body (after its 4-byte header). False if it is not one. */
+bool tls_hello_parse(const unsigned char *body, size_t len, struct tls_hello *h)
+{
+    memset(h, 0, sizeof(*h));
+    struct cursor c = {.p = body, .left = len};
+    take(&c, 2 + 32);    /* legacy_version, random */
+    take(&c, take8(&c)); /* legacy_session_id */
+    struct cursor suites = sub(&c, take16(&c));
+    take(&c, take8(&c)); /* legacy_compression_methods */
+    while (!suites.bad && suites.left >= 2) {
+        unsigned s = take16(&suites);
+        if (tls_suite_type(s) >= 0 && h->nsuites < sizeof(h->suites) / sizeof(h->suites[0]))
+            h->suites[h->nsuites++] = (uint16_t)s;
+    }
+    if (c.bad)
+        return false;
+    struct cursor exts = sub(&c, c.left >= 2 ? take16(&c) : 0);
+    while (!exts.bad && exts.left >= 4) {
+        unsigned type = take16(&exts);
+        struct cursor e = sub(&exts, take16(&exts));
+        if (e.bad)
+            break;
+        if (type == 0x0000) {
+            parse_sni(e, h);
+        } else if (type == 0x000d) {
+            struct cursor list = sub(&e, take16(&e));
+            h->has_sigalgs = true;
+            while (!list.bad && list.left >= 2) {
+                unsigned a = take16(&list);
+                if (h->nsigalgs < sizeof(h->sigalgs) / sizeof(h->sigalgs[0]))
+                    h->sigalgs[h->nsigalgs++] = (uint16_t)a;
+            }
+        } else if (type == 0x000a) {
+            struct cursor list = sub(&e, take16(&e));
+            h->has_groups = true;
+            while (!list.bad && list.left >= 2) {
+                unsigned g = take16(&list);
+                if (h->ngroups < sizeof(h->groups) / sizeof(h->groups[0]))
+                    h->groups[h->ngroups++] = (uint16_t)g;
+            }
+        } else if (type == 0x002b) {
+            struct cursor list = sub(&e, take8(&e));
+            while (!list.bad && list.left >= 2)
+                if (take16(&list) == 0x0304)
+                    h->tls13 = true;
+        } else if (type == 0x0010) {
+            parse_alpn(e, h);
+        }
+    }
+    return !exts.bad;
+}
