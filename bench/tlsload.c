@@ -103,6 +103,20 @@ static void set_events(struct slot *s, unsigned events)
     s->events = events;
 }
 
+static void fail(struct slot *s, unsigned long long *counter);
+
+/* After a TLS call that did not complete (r): wait for what it wants, or count a failure. */
+static void wait_or_fail(struct slot *s, int r, unsigned long long *counter)
+{
+    int e = SSL_get_error(s->ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+        set_events(s, EPOLLIN);
+    else if (e == SSL_ERROR_WANT_WRITE)
+        set_events(s, EPOLLOUT);
+    else
+        fail(s, counter);
+}
+
 static void finish(struct slot *s)
 {
     if (s->ssl) {
@@ -227,13 +241,7 @@ static void step(struct slot *s)
     case HANDSHAKE:
         r = SSL_connect(s->ssl);
         if (r != 1) {
-            int e = SSL_get_error(s->ssl, r);
-            if (e == SSL_ERROR_WANT_READ)
-                set_events(s, EPOLLIN);
-            else if (e == SSL_ERROR_WANT_WRITE)
-                set_events(s, EPOLLOUT);
-            else
-                fail(s, &count.err_handshake);
+            wait_or_fail(s, r, &count.err_handshake);
             return;
         }
         if (!first_info[0]) {
@@ -250,13 +258,7 @@ static void step(struct slot *s)
     case WRITING:
         r = SSL_write(s->ssl, request + s->req_off, (int)(request_len - s->req_off));
         if (r <= 0) {
-            int e = SSL_get_error(s->ssl, r);
-            if (e == SSL_ERROR_WANT_READ)
-                set_events(s, EPOLLIN);
-            else if (e == SSL_ERROR_WANT_WRITE)
-                set_events(s, EPOLLOUT);
-            else
-                fail(s, &count.err_io);
+            wait_or_fail(s, r, &count.err_io);
             return;
         }
         s->req_off += (size_t)r;
