@@ -383,6 +383,9 @@ bool dt_h2_start(struct conn *c)
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->w->limits->max_header_bytes},
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        /* RFC 9218: no RFC 7540 priority tree (answers are a few hundred bytes each, sent
+         * as they come): nghttp2 keeps no tree and no closed streams for it */
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
     };
     nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, iv, DT_ARRAY_LEN(iv));
     c->h2 = h;
