@@ -223,13 +223,15 @@ class H2(unittest.TestCase):
 
     @unittest.skipUnless(NGHTTP, "nghttp needed")
     def test_settings(self):
-        """The server's SETTINGS: 100 streams at once, the header list limit, no push."""
+        """The server's SETTINGS: 100 streams at once, the header list limit, no push, no
+        RFC 7540 priorities (RFC 9218)."""
         p = subprocess.run([NGHTTP, "-nv", self.plain("/old/s")], capture_output=True,
                            timeout=10)
         out = p.stdout.decode()
         self.assertIn("[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):100]", out)
         self.assertIn("[SETTINGS_MAX_HEADER_LIST_SIZE(0x06):32768]", out)
         self.assertIn("[SETTINGS_ENABLE_PUSH(0x02):0]", out)
+        self.assertIn("[SETTINGS_NO_RFC7540_PRIORITIES(0x09):1]", out)
 
     @unittest.skipUnless(H2LOAD, "h2load needed")
     def test_h2load_many_streams(self):
