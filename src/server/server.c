@@ -129,13 +129,31 @@ static bool has_tls_listener(const struct dt_server_config *c)
 }
 
 /* Reads the certificates of c; logs why not and returns NULL when they do not load. */
-static struct dt_tls_set *load_certs(const struct dt_server_config *c)
+/* A name whose certificate has expired, or expires within this, is logged at each load. */
+#define CERT_WARN_DAYS 14
+
+static void warn_expiry(void *ctx, const char *name, time_t not_after)
+{
+    time_t now = *(const time_t *)ctx;
+    if (not_after <= now)
+        dt_log(DT_LOG_ERROR, "certificates: the certificate for %s expired %lld days ago", name,
+               (long long)((now - not_after) / 86400));
+    else if (not_after - now < CERT_WARN_DAYS * 86400)
+        dt_log(DT_LOG_WARN, "certificates: the certificate for %s expires in %lld days", name,
+               (long long)((not_after - now) / 86400));
+}
+
+/* Reads the certificates of c; logs why not and returns NULL when they do not load, and
+ * which names have expired or expire soon as of now when they do. */
+static struct dt_tls_set *load_certs(const struct dt_server_config *c, time_t now)
 {
     struct dt_buf err;
     dt_buf_init(&err);
     struct dt_tls_set *set = dt_tls_load(c->certs, c->ncerts, c->cert_dir, true, &err);
     if (!set)
         dt_log(DT_LOG_ERROR, "certificates: %.*s", (int)err.len, err.ptr);
+    else
+        dt_tls_set_each_name(set, warn_expiry, &now);
     dt_buf_dispose(&err);
     return set;
 }
@@ -146,7 +164,7 @@ static void reload_certs(struct dt_server *s)
     const struct dt_server_config *c = s->cfg;
     if (!c->ncerts && !c->cert_dir)
         return;
-    struct dt_tls_set *set = load_certs(c);
+    struct dt_tls_set *set = load_certs(c, dt_wall_now());
     if (!set) {
         dt_log(DT_LOG_ERROR, "reload: keeping the certificates in use");
         return;
@@ -175,7 +193,7 @@ static bool start_tls(struct dt_server *s, char hsts_line[DT_HTTP_EXTRA_MAX])
 {
     const struct dt_server_config *c = s->cfg;
     if (c->ncerts || c->cert_dir) {
-        struct dt_tls_set *certs = load_certs(c);
+        struct dt_tls_set *certs = load_certs(c, dt_wall_now());
         if (!certs)
             return false;
         atomic_store(&s->tls, certs);

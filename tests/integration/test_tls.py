@@ -405,6 +405,22 @@ class Certificates(unittest.TestCase):
             self.assertIn("CN = e.example", subject_of(s_client(port, "-servername",
                                                                 "e.example")))
 
+    def test_expiry_is_logged(self):
+        """A certificate that expires within 14 days is logged as a warning at start (and at
+        each reload), with its name; one of a year is not."""
+        pki = TestPKI()
+        soon = pki.cert("soon", ["soon.example"], days=3)
+        later = pki.cert("later", ["later.example"], days=365)
+        with Server("/x /y\n", listen=(), args=["--listen-tls", "127.0.0.1:0", "--cert", soon,
+                                                "--cert", later]) as srv:
+            line = srv.wait_log("certificate for soon.example expires in")
+            self.assertIn("warn", line)
+            self.assertRegex(line, r"expires in [23] days")
+            self.assertFalse(any("later.example" in l for l in srv.log), srv.log)
+            mark = len(srv.log)
+            srv.reload()
+            srv.wait_log("certificate for soon.example expires in", start=mark)
+
     def test_bad_certificates_refuse_to_start(self):
         """Every bad certificate input: exit 2 with a message naming the file."""
         pki = TestPKI()
