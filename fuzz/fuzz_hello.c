@@ -1,6 +1,7 @@
-/* fuzz_hello: any bytes as the body of a ClientHello must be read or refused within their
- * bounds, and what is read must stay within the offers' arrays; the same bytes read twice
- * give the same offers. */
+/* fuzz_hello: any bytes as the first bytes of a TLS connection (records, then the
+ * ClientHello they carry) and as the body of a ClientHello must be told apart or read
+ * within their bounds; what is read stays within the offers' arrays; the same bytes read
+ * twice give the same offers. */
 #include "tls/internal.h"
 
 #include <stdlib.h>
@@ -20,5 +21,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; ok && i < a.nsuites; i++)
         if (tls_suite_type(a.suites[i]) < 0)
             abort(); /* only our suites are kept */
+    const unsigned char *body = NULL;
+    unsigned char *copy = NULL;
+    size_t blen = 0;
+    enum tls_first what = tls_first_scan(data, size, &body, &blen, &copy);
+    if (what == TLS_FIRST_HELLO) {
+        if (!body || blen > TLS_HELLO_MAX)
+            abort();
+        if (!copy && (body < data || body + blen > data + size))
+            abort(); /* in place: within the input */
+        (void)tls_hello_parse(body, blen, &a);
+    } else if (copy) {
+        abort(); /* a copy only for a ClientHello */
+    }
+    free(copy);
     return 0;
 }

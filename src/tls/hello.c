@@ -3,7 +3,7 @@
  * library sees the handshake (tls_wolfssl.c). Library-independent; fuzzed by fuzz_hello. */
 #include "tls/internal.h"
 
-static unsigned get16(const unsigned char *p)
+unsigned tls_get16(const unsigned char *p)
 {
     return (unsigned)p[0] << 8 | p[1];
 }
@@ -53,7 +53,7 @@ static unsigned take8(struct cursor *c)
 static unsigned take16(struct cursor *c)
 {
     const unsigned char *p = take(c, 2);
-    return p ? get16(p) : 0;
+    return p ? tls_get16(p) : 0;
 }
 
 /* A sub-cursor of n bytes. */
@@ -143,4 +143,58 @@ bool tls_hello_parse(const unsigned char *body, size_t len, struct tls_hello *h)
         }
     }
     return !exts.bad;
+}
+
+/* What the first bytes of a connection are: not TLS (plain HTTP, a proxy's CONNECT, other
+ * bytes: told apart as OpenSSL does), a ClientHello whose end has yet to come, one that is
+ * all here (body and len set: its bytes after the handshake header, in *copy if it spans
+ * records), or anything else, for wolfSSL to refuse. */
+enum tls_first tls_first_scan(const unsigned char *p, size_t len, const unsigned char **body,
+                              size_t *blen, unsigned char **copy)
+{
+    if (len < 5)
+        return TLS_FIRST_MORE;
+    if (!memcmp(p, "GET ", 4) || !memcmp(p, "POST ", 5) || !memcmp(p, "HEAD ", 5) ||
+        !memcmp(p, "PUT ", 4))
+        return TLS_FIRST_HTTP;
+    if (!memcmp(p, "CONNE", 5))
+        return TLS_FIRST_CONNECT;
+    if (p[1] != 3)
+        return TLS_FIRST_NOT_TLS;
+    /* handshake records, until the first message (a ClientHello) is whole */
+    size_t off = 0, have = 0, need = 0;
+    while (off + 5 <= len) {
+        size_t rlen = tls_get16(p + off + 3);
+        if (p[off] != 22 || rlen == 0 || rlen > 16384)
+            return TLS_FIRST_OTHER;
+        if (off + 5 + rlen > len)
+            return off + 5 + rlen > TLS_HELLO_MAX ? TLS_FIRST_OTHER : TLS_FIRST_MORE;
+        if (off == 0) {
+            if (rlen < 4 || p[5] != 1)
+                return TLS_FIRST_OTHER;
+            need = 4 + ((size_t)p[6] << 16 | (size_t)p[7] << 8 | p[8]);
+            if (need > TLS_HELLO_MAX)
+                return TLS_FIRST_OTHER;
+        }
+        have += rlen;
+        off += 5 + rlen;
+        if (have < need)
+            continue;
+        if (off == 5 + rlen) { /* in the first record */
+            *body = p + 9;
+            *blen = need - 4;
+            return TLS_FIRST_HELLO;
+        }
+        unsigned char *b = dt_xmalloc(have);
+        size_t at = 0;
+        for (size_t o = 0; o < off; o += 5 + tls_get16(p + o + 3)) {
+            memcpy(b + at, p + o + 5, tls_get16(p + o + 3));
+            at += tls_get16(p + o + 3);
+        }
+        *copy = b;
+        *body = b + 4;
+        *blen = need - 4;
+        return TLS_FIRST_HELLO;
+    }
+    return TLS_FIRST_MORE;
 }

@@ -74,6 +74,25 @@ struct tls_hello {
     size_t ngroups;
 };
 
+/* Handshake bytes held until the library reads them: a ClientHello spread over records. */
+#define TLS_HELLO_MAX (32 * 1024)
+
+/* What the first bytes of a connection are (tls_first_scan). */
+enum tls_first {
+    TLS_FIRST_MORE,    /* too few bytes to tell */
+    TLS_FIRST_HELLO,   /* a whole ClientHello: *body, *blen */
+    TLS_FIRST_OTHER,   /* anything else: for the library to refuse */
+    TLS_FIRST_HTTP,    /* plain HTTP */
+    TLS_FIRST_CONNECT, /* a proxy's CONNECT */
+    TLS_FIRST_NOT_TLS, /* other bytes */
+};
+
+/* Tells what the len bytes at p are; for a ClientHello spread over records, *copy is a
+ * malloc'd joining of them (the caller frees it), else NULL and *body points into p. */
+enum tls_first tls_first_scan(const unsigned char *p, size_t len, const unsigned char **body,
+                              size_t *blen, unsigned char **copy);
+unsigned tls_get16(const unsigned char *p);
+
 /* Reads the body of a ClientHello (after its 4-byte handshake header): true, with h filled;
  * false for bytes that are not one. */
 bool tls_hello_parse(const unsigned char *body, size_t len, struct tls_hello *h);

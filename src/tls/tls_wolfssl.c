@@ -483,14 +483,6 @@ void dt_tls_set_each_name(const struct dt_tls_set *s,
 
 /* ---- the ClientHello, read before wolfSSL --------------------------------------------------- */
 
-/* Handshake bytes held until wolfSSL reads them: a ClientHello spread over records. */
-#define HELLO_MAX (32 * 1024)
-
-static unsigned get16(const unsigned char *p)
-{
-    return (unsigned)p[0] << 8 | p[1];
-}
-
 static bool offers_group(const struct tls_hello *h, unsigned group)
 {
     for (size_t i = 0; i < h->ngroups; i++)
@@ -746,62 +738,6 @@ static ssize_t start_ssl(struct dt_tls_conn *c, const struct tls_hello *h)
     return 1;
 }
 
-/* What the first bytes of a connection are: not TLS (plain HTTP, a proxy's CONNECT, other
- * bytes: told apart as OpenSSL does), a ClientHello whose end has yet to come, one that is
- * all here (body and len set: its bytes after the handshake header, in *copy if it spans
- * records), or anything else, for wolfSSL to refuse. */
-enum first { FIRST_MORE, FIRST_HELLO, FIRST_OTHER, FIRST_HTTP, FIRST_CONNECT, FIRST_NOT_TLS };
-
-static enum first scan(const unsigned char *p, size_t len, const unsigned char **body, size_t *blen,
-                       unsigned char **copy)
-{
-    if (len < 5)
-        return FIRST_MORE;
-    if (!memcmp(p, "GET ", 4) || !memcmp(p, "POST ", 5) || !memcmp(p, "HEAD ", 5) ||
-        !memcmp(p, "PUT ", 4))
-        return FIRST_HTTP;
-    if (!memcmp(p, "CONNE", 5))
-        return FIRST_CONNECT;
-    if (p[1] != 3)
-        return FIRST_NOT_TLS;
-    /* handshake records, until the first message (a ClientHello) is whole */
-    size_t off = 0, have = 0, need = 0;
-    while (off + 5 <= len) {
-        size_t rlen = get16(p + off + 3);
-        if (p[off] != 22 || rlen == 0 || rlen > 16384)
-            return FIRST_OTHER;
-        if (off + 5 + rlen > len)
-            return off + 5 + rlen > HELLO_MAX ? FIRST_OTHER : FIRST_MORE;
-        if (off == 0) {
-            if (rlen < 4 || p[5] != 1)
-                return FIRST_OTHER;
-            need = 4 + ((size_t)p[6] << 16 | (size_t)p[7] << 8 | p[8]);
-            if (need > HELLO_MAX)
-                return FIRST_OTHER;
-        }
-        have += rlen;
-        off += 5 + rlen;
-        if (have < need)
-            continue;
-        if (off == 5 + rlen) { /* in the first record */
-            *body = p + 9;
-            *blen = need - 4;
-            return FIRST_HELLO;
-        }
-        unsigned char *b = dt_xmalloc(have);
-        size_t at = 0;
-        for (size_t o = 0; o < off; o += 5 + get16(p + o + 3)) {
-            memcpy(b + at, p + o + 5, get16(p + o + 3));
-            at += get16(p + o + 3);
-        }
-        *copy = b;
-        *body = b + 4;
-        *blen = need - 4;
-        return FIRST_HELLO;
-    }
-    return FIRST_MORE;
-}
-
 /* Reads the ClientHello into c->in, then starts wolfSSL on it: 1 when it has started, else
  * what dt_tls_read returns. */
 static ssize_t read_hello(struct dt_tls_conn *c)
@@ -810,24 +746,24 @@ static ssize_t read_hello(struct dt_tls_conn *c)
         const unsigned char *body = NULL;
         unsigned char *copy = NULL;
         size_t blen = 0;
-        enum first what = scan(c->in, c->in_len, &body, &blen, &copy);
-        if (what == FIRST_HTTP) {
+        enum tls_first what = tls_first_scan(c->in, c->in_len, &body, &blen, &copy);
+        if (what == TLS_FIRST_HTTP) {
             c->failure = DT_TLS_FAIL_HTTP;
             return DT_TLS_PLAIN_HTTP;
         }
-        if (what == FIRST_CONNECT || what == FIRST_NOT_TLS) {
-            c->failure = what == FIRST_CONNECT ? DT_TLS_FAIL_OTHER : DT_TLS_FAIL_PROTOCOL;
+        if (what == TLS_FIRST_CONNECT || what == TLS_FIRST_NOT_TLS) {
+            c->failure = what == TLS_FIRST_CONNECT ? DT_TLS_FAIL_OTHER : DT_TLS_FAIL_PROTOCOL;
             return DT_TLS_ERROR;
         }
-        if (what == FIRST_HELLO || what == FIRST_OTHER) {
+        if (what == TLS_FIRST_HELLO || what == TLS_FIRST_OTHER) {
             struct tls_hello h;
-            bool parsed = what == FIRST_HELLO && tls_hello_parse(body, blen, &h);
+            bool parsed = what == TLS_FIRST_HELLO && tls_hello_parse(body, blen, &h);
             free(copy);
             return start_ssl(c, parsed ? &h : NULL);
         }
         /* more: 4 KiB holds most ClientHellos, a larger one grows the buffer */
-        size_t cap = c->in_len < 4096 ? 4096 : HELLO_MAX;
-        if (c->in_len == HELLO_MAX)
+        size_t cap = c->in_len < 4096 ? 4096 : TLS_HELLO_MAX;
+        if (c->in_len == TLS_HELLO_MAX)
             return start_ssl(c, NULL);
         if (!c->in || c->in_len == 4096) {
             unsigned char *grown = realloc(c->in, cap);
