@@ -187,27 +187,26 @@ static ssize_t content_read(nghttp2_session *session, int32_t id, uint8_t *buf, 
 static void submit(struct h2 *h, struct stream *s, const struct dt_buf *out, bool head)
 {
     const char *p = out->ptr, *end = out->ptr + out->len;
-    const char *eoh = memmem(p, out->len, "\r\n\r\n", 4);
-    if (out->len < 12 || !eoh) {
-        nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
-        return;
-    }
     nghttp2_nv nv[24];
     size_t n = 0;
     char lower[24][40];
+    const char *line = out->len >= 12 ? memchr(p, '\n', out->len) : NULL;
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)p + 9, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    const char *line = memchr(p, '\n', out->len) + 1;
-    while (line < eoh + 2 && n < DT_ARRAY_LEN(nv)) {
+    /* one pass over the fields, to the blank line that ends them */
+    while (line && ++line < end && *line != '\r') {
         const char *nl = memchr(line, '\n', (size_t)(end - line));
-        const char *colon = memchr(line, ':', (size_t)(nl - line));
-        if (!colon)
+        const char *colon = nl ? memchr(line, ':', (size_t)(nl - line)) : NULL;
+        if (!colon) {
+            line = NULL;
             break;
+        }
         size_t nlen = (size_t)(colon - line);
         const char *v = colon + 1;
         while (*v == ' ')
             v++;
         size_t vlen = (size_t)(nl - 1 - v); /* before "\r\n" */
-        if (nlen < sizeof(lower[0]) && !dt_str_ieq(dt_str_make(line, nlen), "connection") &&
+        if (n < DT_ARRAY_LEN(nv) && nlen < sizeof(lower[0]) &&
+            !dt_str_ieq(dt_str_make(line, nlen), "connection") &&
             !dt_str_ieq(dt_str_make(line, nlen), "keep-alive")) {
             memcpy(lower[n], line, nlen);
             dt_ascii_lower(lower[n], nlen);
@@ -215,9 +214,13 @@ static void submit(struct h2 *h, struct stream *s, const struct dt_buf *out, boo
                 (nghttp2_nv){(uint8_t *)lower[n], (uint8_t *)v, nlen, vlen, NGHTTP2_NV_FLAG_NONE};
             n++;
         }
-        line = nl + 1;
+        line = nl;
     }
-    const char *content = eoh + 4;
+    if (!line || end - line < 2) { /* not an answer the handlers write */
+        nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    const char *content = line + 2;
     size_t clen = (size_t)(end - content);
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = content_read};
     if (clen && !head) {
