@@ -1,7 +1,8 @@
 /* fuzz_hello: any bytes as the first bytes of a TLS connection (records, then the
  * ClientHello they carry) and as the body of a ClientHello must be told apart or read
  * within their bounds; what is read stays within the offers' arrays; the same bytes read
- * twice give the same offers. */
+ * twice give the same offers; so for the TLS 1.3 offers tls13.c reads, whose pointers stay
+ * within the bytes. */
 #include "tls/internal.h"
 
 #include <stdlib.h>
@@ -21,6 +22,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; ok && i < a.nsuites; i++)
         if (tls_suite_type(a.suites[i]) < 0)
             abort(); /* only our suites are kept */
+    /* the TLS 1.3 offers: every pointer within the bytes, the same read twice */
+    struct tls13_offer o1, o2;
+    bool ok13 = tls13_offer_parse(data, size, &o1);
+    if (ok13 != tls13_offer_parse(data, size, &o2) || memcmp(&o1, &o2, sizeof(o1)) != 0)
+        abort();
+    if (o1.sid && (o1.sid < data || o1.sid + o1.sidlen > data + size || (ok13 && o1.sidlen > 32)))
+        abort();
+    if (o1.x25519 && (o1.x25519 < data || o1.x25519 + 32 > data + size))
+        abort();
+    if (ok13 && o1.identities &&
+        (o1.identities < data || o1.identities + o1.identities_len > data + size ||
+         o1.binders < data || o1.binders + o1.binders_len > data + size ||
+         o1.binders_at + 2 + o1.binders_len != size || !o1.psk_last))
+        abort(); /* the binders end the ClientHello */
+    if (o1.nsuites > 3 || memchr(o1.host, '\0', sizeof(o1.host)) == NULL)
+        abort();
     const unsigned char *body = NULL;
     unsigned char *copy = NULL;
     size_t blen = 0;

@@ -402,6 +402,15 @@ static void metrics_protocols(struct dt_buf *b, const struct dt_server_stats *s,
     for (int k = 0; k < DT_TLS_FAIL_COUNT; k++)
         dt_buf_appendf(b, "detour_tls_handshake_failures_total{reason=\"%s\"} %llu\n",
                        dt_tls_failure_names[k], (unsigned long long)s->handshakes_failed[k]);
+    dt_buf_appendf(
+        b,
+        "# HELP detour_tls_handshakes_by_engine_total TLS handshakes done by detour's "
+        "own TLS 1.3 or by the TLS library (every other ClientHello).\n"
+        "# TYPE detour_tls_handshakes_by_engine_total counter\n"
+        "detour_tls_handshakes_by_engine_total{engine=\"detour\"} %llu\n"
+        "detour_tls_handshakes_by_engine_total{engine=\"library\"} %llu\n",
+        (unsigned long long)(s->handshakes_full + s->handshakes_resumed - s->handshakes_library),
+        (unsigned long long)s->handshakes_library);
     dt_buf_appendf(b, "# HELP detour_certificate_expiry_seconds When a certificate for a "
                       "name stops being valid (Unix time).\n"
                       "# TYPE detour_certificate_expiry_seconds gauge\n");

@@ -137,6 +137,8 @@ static void tls_established(struct conn *c)
         STAT_ADD(c->w->stats.handshakes_resumed, 1);
     else
         STAT_ADD(c->w->stats.handshakes_full, 1);
+    if (strcmp(dt_tls_engine(c->tls), "detour") != 0)
+        STAT_ADD(c->w->stats.handshakes_library, 1);
     if (dt_tls_h2(c->tls) && !dt_h2_start(c))
         c->close_after = true; /* out of memory */
 }

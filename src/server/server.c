@@ -109,6 +109,7 @@ void dt_server_get_stats(struct dt_server *s, struct dt_server_stats *out)
         out->requests_tls += __atomic_load_n(&w->requests_tls, __ATOMIC_RELAXED);
         out->handshakes_full += __atomic_load_n(&w->handshakes_full, __ATOMIC_RELAXED);
         out->handshakes_resumed += __atomic_load_n(&w->handshakes_resumed, __ATOMIC_RELAXED);
+        out->handshakes_library += __atomic_load_n(&w->handshakes_library, __ATOMIC_RELAXED);
         for (int k = 0; k < DT_TLS_FAIL_COUNT; k++)
             out->handshakes_failed[k] +=
                 __atomic_load_n(&w->handshakes_failed[k], __ATOMIC_RELAXED);

@@ -155,6 +155,7 @@ struct dt_server_stats {
     uint64_t requests_h1, requests_h2, requests_tls; /* by protocol (TLS counts with h1/h2) */
     uint64_t connections_h2;
     uint64_t handshakes_full, handshakes_resumed;
+    uint64_t handshakes_library;   /* of those, answered by the TLS library, not tls13.c */
     uint64_t handshakes_failed[6]; /* by enum dt_tls_failure of tls/tls.h */
 };
 

@@ -198,3 +198,145 @@ enum tls_first tls_first_scan(const unsigned char *p, size_t len, const unsigned
     }
     return TLS_FIRST_MORE;
 }
+
+/* ---- what a TLS 1.3 ClientHello offers, for detour's own handshake (tls13.c) ---------- */
+
+/* The extensions a TLS 1.3 handshake of ours reads, each allowed once. */
+static int offer_slot(unsigned type)
+{
+    static const unsigned known[] = {0x0000, 0x000a, 0x000d, 0x0010, 0x002b,
+                                     0x0033, 0x002d, 0x0029, 0x002a};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (known[i] == type)
+            return (int)i;
+    return -1;
+}
+
+static void offer_key_share(struct cursor e, struct tls13_offer *o)
+{
+    struct cursor list = sub(&e, take16(&e));
+    while (!list.bad && list.left > 0) {
+        unsigned group = take16(&list);
+        size_t len = take16(&list);
+        const unsigned char *key = take(&list, len);
+        if (key && group == 0x001d && len == 32 && !o->x25519)
+            o->x25519 = key;
+    }
+    if (list.bad || e.left)
+        o->ok = false;
+}
+
+static void offer_psk(struct cursor e, const unsigned char *body, struct tls13_offer *o)
+{
+    size_t ilen = take16(&e);
+    o->identities = take(&e, ilen);
+    o->identities_len = ilen;
+    o->binders_at = e.p ? (size_t)(e.p - body) : 0;
+    size_t blen = take16(&e);
+    o->binders = take(&e, blen);
+    o->binders_len = blen;
+    if (e.bad || e.left || !ilen || !blen)
+        o->ok = false;
+}
+
+bool tls13_offer_parse(const unsigned char *body, size_t len, struct tls13_offer *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->ok = true;
+    struct cursor c = {.p = body, .left = len};
+    take(&c, 2 + 32); /* legacy_version, random */
+    o->sidlen = take8(&c);
+    o->sid = take(&c, o->sidlen);
+    if (o->sidlen > 32)
+        o->ok = false;
+    struct cursor suites = sub(&c, take16(&c));
+    while (!suites.bad && suites.left >= 2) {
+        unsigned s = take16(&suites);
+        if (s >= 0x1301 && s <= 0x1303 && o->nsuites < 3)
+            o->suites[o->nsuites++] = (uint16_t)s;
+    }
+    size_t ncomp = take8(&c);
+    const unsigned char *comp = take(&c, ncomp);
+    o->null_compression_only = comp && ncomp == 1 && comp[0] == 0;
+    struct cursor exts = sub(&c, take16(&c));
+    if (c.bad || c.left || suites.left)
+        return o->ok = false;
+    unsigned seen = 0;
+    bool x25519_group = false;
+    while (!exts.bad && exts.left > 0) {
+        unsigned type = take16(&exts);
+        struct cursor e = sub(&exts, take16(&exts));
+        if (e.bad)
+            break;
+        int slot = offer_slot(type);
+        if (slot >= 0 && (seen & 1u << slot))
+            o->ok = false; /* twice: for the library to refuse */
+        if (slot >= 0)
+            seen |= 1u << slot;
+        if (type == 0x0029) /* pre_shared_key: the last one (RFC 8446 4.2.11) */
+            o->psk_last = exts.left == 0;
+        switch (type) {
+        case 0x0000: {
+            struct tls_hello h;
+            h.host[0] = '\0';
+            parse_sni(e, &h);
+            o->has_sni = true;
+            memcpy(o->host, h.host, strlen(h.host) + 1);
+            break;
+        }
+        case 0x000a: {
+            struct cursor list = sub(&e, take16(&e));
+            while (!list.bad && list.left >= 2)
+                if (take16(&list) == 0x001d)
+                    x25519_group = true;
+            break;
+        }
+        case 0x000d: {
+            struct cursor list = sub(&e, take16(&e));
+            while (!list.bad && list.left >= 2)
+                if (take16(&list) == 0x0403)
+                    o->ecdsa_p256 = true;
+            break;
+        }
+        case 0x0010: {
+            struct tls_hello h;
+            h.has_alpn = h.alpn_h2 = h.alpn_http11 = false;
+            parse_alpn(e, &h);
+            o->has_alpn = true;
+            o->alpn_h2 = h.alpn_h2;
+            o->alpn_http11 = h.alpn_http11;
+            break;
+        }
+        case 0x002b: {
+            struct cursor list = sub(&e, take8(&e));
+            while (!list.bad && list.left >= 2)
+                if (take16(&list) == 0x0304)
+                    o->v13 = true;
+            break;
+        }
+        case 0x0033:
+            offer_key_share(e, o);
+            break;
+        case 0x002d: {
+            struct cursor list = sub(&e, take8(&e));
+            while (!list.bad && list.left >= 1)
+                if (take8(&list) == 1)
+                    o->psk_dhe = true;
+            break;
+        }
+        case 0x0029:
+            offer_psk(e, body, o);
+            break;
+        case 0x002a:
+            o->early_data = true;
+            break;
+        }
+    }
+    if (exts.bad || !x25519_group)
+        o->x25519 = NULL;
+    if (exts.bad)
+        o->ok = false;
+    if (o->identities && !o->psk_last)
+        o->ok = false;
+    return o->ok;
+}

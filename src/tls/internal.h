@@ -96,6 +96,32 @@ unsigned tls_get16(const unsigned char *p);
 /* Reads the body of a ClientHello (after its 4-byte handshake header): true, with h filled;
  * false for bytes that are not one. */
 bool tls_hello_parse(const unsigned char *body, size_t len, struct tls_hello *h);
+/* What a ClientHello offers that detour's own TLS 1.3 handshake (tls13.c) needs; pointers
+ * are into the ClientHello's bytes. */
+struct tls13_offer {
+    bool ok;                    /* read whole, no extension of ours twice, PSK last */
+    bool v13;                   /* supported_versions names TLS 1.3 */
+    bool null_compression_only; /* legacy_compression_methods is exactly {null} */
+    bool ecdsa_p256;            /* signature_algorithms has ecdsa_secp256r1_sha256 */
+    bool early_data;            /* it offers early data */
+    bool psk_dhe;               /* psk_key_exchange_modes has psk_dhe_ke */
+    bool psk_last;              /* pre_shared_key is the last extension */
+    bool has_sni, has_alpn, alpn_h2, alpn_http11;
+    const unsigned char *sid; /* legacy_session_id, echoed */
+    size_t sidlen;
+    const unsigned char *x25519; /* its X25519 key share (32 bytes), or NULL */
+    uint16_t suites[3];          /* TLS 1.3 suites, in its order */
+    size_t nsuites;
+    char host[256];                            /* the server name, or "" */
+    const unsigned char *identities, *binders; /* the PSK lists' contents, or NULL */
+    size_t identities_len, binders_len;
+    size_t binders_at; /* where the binders list (its length first) starts in the body */
+};
+
+/* Reads the body of a ClientHello (after its 4-byte header) for tls13.c: o->ok, false for
+ * bytes that are not one or that only the library should answer. */
+bool tls13_offer_parse(const unsigned char *body, size_t len, struct tls13_offer *o);
+
 /* The key type of one of our TLS 1.2 suites (TLS_KEY_RSA, TLS_KEY_EC), or -1. */
 int tls_suite_type(unsigned suite);
 

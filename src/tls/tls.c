@@ -2,7 +2,7 @@
  * OpenSSL. The settings are Mozilla's "intermediate" profile: TLS 1.2 and 1.3, AEAD
  * ciphers with forward secrecy, X25519/P-256/P-384; no compression, no renegotiation, no
  * early data (a redirected POST must not be replayable). */
-#include "tls/internal.h"
+#include "tls/tls13.h"
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 /* TLS 1.2's suites of the intermediate profile, without the DHE ones (they need
  * parameters of their own and are slower than ECDHE for every client that has DHE). */
@@ -34,9 +35,10 @@ struct dt_tls_set {
     _Atomic unsigned refs;
     bool h2;
     SSL_CTX **ctxs;
-    char **ctx_keys;     /* a context's names, sorted and joined: certificates with the same
-                            names (an RSA and an ECDSA one) share it */
-    unsigned *ctx_types; /* the key types a context has: 1 RSA, 2 EC, 4 other */
+    char **ctx_keys;          /* a context's names, sorted and joined: certificates with the same
+                                 names (an RSA and an ECDSA one) share it */
+    unsigned *ctx_types;      /* the key types a context has: 1 RSA, 2 EC, 4 other */
+    struct tls13_cert **fast; /* a context's ECDSA P-256 certificate for tls13.c, or NULL */
     size_t nctx;
     struct tls_names names; /* each with its context's index */
     size_t ncerts;
@@ -305,6 +307,8 @@ static bool add_cert(struct dt_tls_set *s, const char *path, struct loaded *l, s
         s->ctxs = dt_xrealloc(s->ctxs, (s->nctx + 1) * sizeof(*s->ctxs));
         s->ctx_keys = dt_xrealloc(s->ctx_keys, (s->nctx + 1) * sizeof(*s->ctx_keys));
         s->ctx_types = dt_xrealloc(s->ctx_types, (s->nctx + 1) * sizeof(*s->ctx_types));
+        s->fast = dt_xrealloc(s->fast, (s->nctx + 1) * sizeof(*s->fast));
+        s->fast[i] = NULL;
         s->ctxs[i] = ctx;
         s->ctx_keys[i] = key;
         s->ctx_types[i] = 0;
@@ -317,6 +321,8 @@ static bool add_cert(struct dt_tls_set *s, const char *path, struct loaded *l, s
         return false;
     }
     s->ctx_types[i] |= type;
+    if (!s->fast[i])
+        s->fast[i] = tls13_cert_new(l->leaf, l->chain, l->key);
     s->ncerts++;
     tls_names_add(&s->names, &l->names, i, l->not_after);
     return true;
@@ -359,12 +365,14 @@ void dt_tls_set_unref(struct dt_tls_set *s)
         return;
     for (size_t i = 0; i < s->nctx; i++) {
         SSL_CTX_free(s->ctxs[i]);
+        tls13_cert_free(s->fast[i]);
         free(s->ctx_keys[i]);
     }
     tls_names_dispose(&s->names);
     free(s->ctxs);
     free(s->ctx_keys);
     free(s->ctx_types);
+    free(s->fast);
     free(s);
 }
 
@@ -381,25 +389,24 @@ void dt_tls_set_each_name(const struct dt_tls_set *s,
 
 /* ---- connections -------------------------------------------------------------------------- */
 
+/* A connection starts by reading the ClientHello itself: one that tls13.c answers goes
+ * there; any other, and bytes that are not one, go to OpenSSL, which reads them first
+ * through a socket BIO of ours (below) and the socket after. */
 struct dt_tls_conn {
-    SSL *ssl;
+    SSL *ssl;           /* OpenSSL's connection, or NULL */
+    struct tls13 *fast; /* tls13.c's, or NULL */
     struct dt_tls_set *set;
+    int fd;
     enum dt_tls_failure failure;
+    unsigned char *in; /* the first bytes, read to tell which; OpenSSL reads them first */
+    size_t in_len, in_off;
 };
 
 struct dt_tls_conn *dt_tls_accept(struct dt_tls_set *s, int fd)
 {
-    SSL *ssl = SSL_new(s->ctxs[0]);
-    if (!ssl)
-        return NULL;
-    if (SSL_set_fd(ssl, fd) != 1) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    SSL_set_accept_state(ssl);
     struct dt_tls_conn *c = dt_xcalloc(1, sizeof(*c));
-    c->ssl = ssl;
     c->set = s;
+    c->fd = fd;
     c->failure = DT_TLS_FAIL_OTHER;
     dt_tls_set_ref(s);
     return c;
@@ -410,8 +417,161 @@ void dt_tls_free(struct dt_tls_conn *c)
     if (!c)
         return;
     SSL_free(c->ssl);
+    tls13_free(c->fast);
+    free(c->in);
     dt_tls_set_unref(c->set);
     free(c);
+}
+
+/* ---- the socket BIO: the bytes read already, then the socket ---------------------------- */
+
+static int bio_read(BIO *b, char *out, int len)
+{
+    struct dt_tls_conn *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    if (c->in_off < c->in_len) {
+        size_t n = c->in_len - c->in_off < (size_t)len ? c->in_len - c->in_off : (size_t)len;
+        memcpy(out, c->in + c->in_off, n);
+        c->in_off += n;
+        if (c->in_off == c->in_len) {
+            free(c->in);
+            c->in = NULL;
+            c->in_off = c->in_len = 0;
+        }
+        return (int)n;
+    }
+    ssize_t r;
+    do
+        r = recv(c->fd, out, (size_t)len, 0);
+    while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_read(b);
+    return (int)r;
+}
+
+static int bio_write(BIO *b, const char *p, int len)
+{
+    struct dt_tls_conn *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t r;
+    do
+        r = send(c->fd, p, (size_t)len, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_write(b);
+    return (int)r;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static void make_bio_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "detour socket");
+    if (m && BIO_meth_set_read(m, bio_read) == 1 && BIO_meth_set_write(m, bio_write) == 1 &&
+        BIO_meth_set_ctrl(m, bio_ctrl) == 1 && BIO_meth_set_create(m, bio_create) == 1)
+        bio_method = m;
+}
+
+/* OpenSSL's connection, reading c->in first: 1, or DT_TLS_ERROR. */
+static ssize_t start_ssl(struct dt_tls_conn *c)
+{
+    pthread_once(&bio_once, make_bio_method);
+    BIO *b = bio_method ? BIO_new(bio_method) : NULL;
+    c->ssl = b ? SSL_new(c->set->ctxs[0]) : NULL;
+    if (!c->ssl) {
+        BIO_free(b);
+        return DT_TLS_ERROR;
+    }
+    BIO_set_data(b, c);
+    SSL_set_bio(c->ssl, b, b);
+    SSL_set_accept_state(c->ssl);
+    return 1;
+}
+
+/* The bytes of records at p that carry the ClientHello's need bytes. */
+static size_t hello_records(const unsigned char *p, size_t need)
+{
+    size_t off = 0, have = 0;
+    while (have < need) {
+        have += tls_get16(p + off + 3);
+        off += 5 + tls_get16(p + off + 3);
+    }
+    return off;
+}
+
+/* The ClientHello at body (blen bytes after its header), whole in c->in: tls13.c's when it
+ * can answer it with the certificate SNI picks, else OpenSSL's. 1, or DT_TLS_ERROR. */
+static ssize_t start(struct dt_tls_conn *c, const unsigned char *body, size_t blen)
+{
+    struct tls13_offer o;
+    if (!tls13_offer_parse(body, blen, &o) || !tls13_can(&o, c->set->h2))
+        return start_ssl(c);
+    long i = o.host[0] ? tls_names_find(&c->set->names, dt_str_make(o.host, strlen(o.host))) : -1;
+    const struct tls13_cert *cert = c->set->fast[i > 0 ? i : 0];
+    if (!cert)
+        return start_ssl(c);
+    size_t used = hello_records(c->in, blen + 4);
+    c->fast = tls13_start(c->fd, &o, body - 4, blen + 4, cert, o.host[0] != '\0', c->set->h2,
+                          c->in + used, c->in_len - used);
+    free(c->in);
+    c->in = NULL;
+    c->in_len = 0;
+    return 1;
+}
+
+/* Reads the first bytes until they tell what they are, then starts the connection: 1 when
+ * it has started, else what dt_tls_read returns. */
+static ssize_t read_hello(struct dt_tls_conn *c)
+{
+    for (;;) {
+        const unsigned char *body = NULL;
+        unsigned char *copy = NULL;
+        size_t blen = 0;
+        enum tls_first what = tls_first_scan(c->in, c->in_len, &body, &blen, &copy);
+        if (what == TLS_FIRST_HTTP) {
+            c->failure = DT_TLS_FAIL_HTTP;
+            return DT_TLS_PLAIN_HTTP;
+        }
+        if (what == TLS_FIRST_HELLO) {
+            ssize_t r = start(c, body, blen);
+            free(copy);
+            return r;
+        }
+        if (what != TLS_FIRST_MORE || c->in_len == TLS_HELLO_MAX)
+            return start_ssl(c); /* OpenSSL refuses it, with its alert */
+        /* 4 KiB holds most ClientHellos; a larger one grows the buffer */
+        size_t cap = c->in_len < 4096 ? 4096 : TLS_HELLO_MAX;
+        if (!c->in || c->in_len == 4096)
+            c->in = dt_xrealloc(c->in, cap);
+        ssize_t r = recv(c->fd, c->in + c->in_len, cap - c->in_len, 0);
+        if (r > 0) {
+            c->in_len += (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return DT_TLS_WANT_READ;
+        c->failure = DT_TLS_FAIL_CLOSED;
+        return DT_TLS_ERROR;
+    }
 }
 
 /* Why the last call failed, from OpenSSL's error queue (which it empties). */
@@ -466,6 +626,13 @@ static ssize_t outcome(struct dt_tls_conn *c, int n)
 
 ssize_t dt_tls_read(struct dt_tls_conn *c, void *buf, size_t n)
 {
+    if (!c->ssl && !c->fast) {
+        ssize_t r = read_hello(c);
+        if (r != 1)
+            return r;
+    }
+    if (c->fast)
+        return tls13_read(c->fast, buf, n);
     int len = n > INT32_MAX ? INT32_MAX : (int)n;
     int r = SSL_read(c->ssl, buf, len);
     return r > 0 ? r : outcome(c, r);
@@ -473,6 +640,10 @@ ssize_t dt_tls_read(struct dt_tls_conn *c, void *buf, size_t n)
 
 ssize_t dt_tls_write(struct dt_tls_conn *c, const void *buf, size_t n)
 {
+    if (c->fast)
+        return tls13_write(c->fast, buf, n);
+    if (!c->ssl)
+        return DT_TLS_WANT_READ;
     int len = n > INT32_MAX ? INT32_MAX : (int)n;
     int r = SSL_write(c->ssl, buf, len);
     if (r > 0)
@@ -483,23 +654,35 @@ ssize_t dt_tls_write(struct dt_tls_conn *c, const void *buf, size_t n)
 
 void dt_tls_close_notify(struct dt_tls_conn *c)
 {
-    if (SSL_is_init_finished(c->ssl))
+    if (c->fast) {
+        tls13_close_notify(c->fast);
+        return;
+    }
+    if (c->ssl && SSL_is_init_finished(c->ssl))
         (void)SSL_shutdown(c->ssl);
     ERR_clear_error();
 }
 
 bool dt_tls_established(const struct dt_tls_conn *c)
 {
-    return SSL_is_init_finished(c->ssl);
+    if (c->fast)
+        return tls13_established(c->fast);
+    return c->ssl && SSL_is_init_finished(c->ssl);
 }
 
 bool dt_tls_resumed(const struct dt_tls_conn *c)
 {
-    return SSL_session_reused(c->ssl);
+    if (c->fast)
+        return tls13_resumed(c->fast);
+    return c->ssl && SSL_session_reused(c->ssl);
 }
 
 bool dt_tls_h2(const struct dt_tls_conn *c)
 {
+    if (c->fast)
+        return tls13_h2(c->fast);
+    if (!c->ssl)
+        return false;
     const unsigned char *p;
     unsigned len;
     SSL_get0_alpn_selected(c->ssl, &p, &len);
@@ -508,10 +691,19 @@ bool dt_tls_h2(const struct dt_tls_conn *c)
 
 enum dt_tls_failure dt_tls_failure(const struct dt_tls_conn *c)
 {
+    if (c->fast)
+        return tls13_failure(c->fast);
     return c->failure;
 }
 
 const char *dt_tls_version(const struct dt_tls_conn *c)
 {
-    return SSL_get_version(c->ssl);
+    if (c->fast)
+        return "TLSv1.3";
+    return c->ssl ? SSL_get_version(c->ssl) : "";
+}
+
+const char *dt_tls_engine(const struct dt_tls_conn *c)
+{
+    return c->fast ? "detour" : c->ssl ? "openssl" : "";
 }

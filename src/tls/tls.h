@@ -89,5 +89,8 @@ bool dt_tls_h2(const struct dt_tls_conn *c);
 enum dt_tls_failure dt_tls_failure(const struct dt_tls_conn *c);
 /* The protocol version ("TLSv1.3"), for logs. */
 const char *dt_tls_version(const struct dt_tls_conn *c);
+/* Who answers the connection: "detour" (its own TLS 1.3, tls13.c) or the library
+ * ("openssl", "wolfssl"); "" before the ClientHello has come. */
+const char *dt_tls_engine(const struct dt_tls_conn *c);
 
 #endif

@@ -898,3 +898,8 @@ const char *dt_tls_version(const struct dt_tls_conn *c)
 {
     return c->ssl ? wolfSSL_get_version(c->ssl) : "TLSv1.3"; /* as OpenSSL says before */
 }
+
+const char *dt_tls_engine(const struct dt_tls_conn *c)
+{
+    return c->ssl ? "wolfssl" : "";
+}

@@ -20,6 +20,9 @@ from harness import DETOUR, Server, TestPKI, test_pki
 CURL = shutil.which("curl")
 OPENSSL = shutil.which("openssl")
 SSLSCAN = shutil.which("sslscan")
+GNUTLS = shutil.which("gnutls-cli")
+GET = b"GET /x HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n"
+SUITES13 = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
 
 # Mozilla's intermediate profile, without its DHE suites (docs/https.md)
 INTERMEDIATE = {
@@ -317,6 +320,89 @@ class TLS(unittest.TestCase):
             if line.startswith(name + " "):
                 return float(line.split()[-1])
         self.fail("no metric %s in:\n%s" % (name, body.decode()))
+
+    def engines(self):
+        return (self.metric('detour_tls_handshakes_by_engine_total{engine="detour"}'),
+                self.metric('detour_tls_handshakes_by_engine_total{engine="library"}'))
+
+    def test_own_tls13_and_the_library(self):
+        """detour's own TLS 1.3 (docs/https.md) answers TLS 1.3 clients that send an X25519
+        share and take ECDSA: curl (h2 and http/1.1), openssl s_client with each suite,
+        Python's ssl; the TLS library answers the others: TLS 1.2, a P-256 share, a name
+        with an RSA certificate only. The metrics count each."""
+        own, lib = self.engines()
+        for version in ("--http2", "--http1.1"):
+            p = subprocess.run([CURL, "-si", version, "--cacert", self.pki.ca, "--resolve",
+                                "a.example:%d:127.0.0.1" % self.tls_port,
+                                "https://a.example:%d/x" % self.tls_port],
+                               capture_output=True, timeout=10)
+            self.assertRegex(p.stdout.decode(), r"^HTTP/(2|1\.1) 307", p.stderr)
+        for suite in SUITES13:
+            out = s_client(self.tls_port, "-servername", "a.example", "-tls1_3",
+                           "-ciphersuites", suite, "-CAfile", self.pki.ca, "-ign_eof", data=GET)
+            self.assertIn("New, TLSv1.3, Cipher is %s" % suite, out)
+            self.assertIn("Verify return code: 0 (ok)", out)
+            self.assertIn("HTTP/1.1 307 Temporary Redirect", out)
+        ctx = self.pki.client_context()
+        with socket.create_connection(("127.0.0.1", self.tls_port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="a.example") as s:
+                s.sendall(GET)
+                self.assertTrue(read_all(s).startswith(b"HTTP/1.1 307"))
+                self.assertEqual(s.cipher()[0], "TLS_AES_128_GCM_SHA256")  # our preference
+        self.assertEqual(self.engines(), (own + 6, lib))
+        for args in (("-servername", "a.example", "-tls1_2"),
+                     ("-servername", "a.example", "-groups", "P-256"),
+                     ("-servername", "b.example", "-tls1_3")):
+            out = s_client(self.tls_port, *args, "-ign_eof", data=GET)
+            self.assertIn("HTTP/1.1 307 Temporary Redirect", out, args)
+        self.assertEqual(self.engines(), (own + 6, lib + 3))
+
+    def test_own_tls13_resumption_and_key_update(self):
+        """openssl s_client resumes with the ticket detour's TLS 1.3 gave (-sess_out, then
+        -sess_in), and after a KeyUpdate it asked for (its "K" command) the request and the
+        answer go on under the new keys."""
+        sess = os.path.join(self.pki.dir, "own.sess")
+        # -ign_eof: until the server closes, after the answer and the tickets with it
+        out = s_client(self.tls_port, "-servername", "a.example", "-sess_out", sess, "-ign_eof",
+                       data=GET)
+        self.assertIn("New, TLSv1.3", out)
+        out = s_client(self.tls_port, "-servername", "a.example", "-sess_in", sess, "-ign_eof",
+                       data=GET)
+        self.assertIn("Reused, TLSv1.3", out)
+        self.assertIn("HTTP/1.1 307 Temporary Redirect", out)
+        p = subprocess.Popen([OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % self.tls_port,
+                              "-servername", "a.example", "-msg"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        p.stdin.write(b"K\n")
+        p.stdin.flush()
+        time.sleep(0.5)  # s_client reads its command line alone
+        p.stdin.write(GET)
+        p.stdin.flush()
+        time.sleep(0.5)
+        out, _ = p.communicate(timeout=10)
+        out = out.decode("utf-8", "replace")
+        self.assertIn(">>> TLS 1.3, Handshake [length 0005], KeyUpdate", out)
+        self.assertIn("<<< TLS 1.3, Handshake [length 0005], KeyUpdate", out)  # ours
+        self.assertIn("HTTP/1.1 307 Temporary Redirect", out)
+
+    @unittest.skipUnless(GNUTLS, "gnutls-cli needed")
+    def test_own_tls13_with_gnutls(self):
+        """Another implementation of TLS 1.3, GnuTLS's: each suite verifies and gets its
+        answer, and a second connection resumes the first's session."""
+        def gnutls(*args):
+            p = subprocess.run([GNUTLS, "--x509cafile", self.pki.ca, "-p", str(self.tls_port),
+                                "--sni-hostname", "a.example", "--verify-hostname", "a.example"]
+                               + list(args) + ["127.0.0.1"],
+                               input=GET, capture_output=True, timeout=20)
+            return p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
+        for cipher in ("AES-128-GCM", "AES-256-GCM", "CHACHA20-POLY1305"):
+            out = gnutls("--priority", "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+" + cipher)
+            self.assertIn("(TLS1.3-X.509)-(ECDHE-X25519)-(ECDSA-SECP256R1-SHA256)-(%s)" % cipher,
+                          out)
+            self.assertIn("HTTP/1.1 307 Temporary Redirect", out)
+        out = gnutls("--resume")
+        self.assertIn("Resume Handshake was completed", out)
 
     def test_metrics(self):
         """Requests by protocol, handshakes, and each certificate name's expiry."""
