@@ -475,6 +475,8 @@ enum next { CLOSED, WAIT, READ_AGAIN };
 static enum next after_io(struct conn *c)
 {
     struct worker *w = c->w;
+    if (c->close_after && c->tls && c->tls_ready && !c->lingering)
+        dt_tls_closing(c->tls); /* its close_notify with the last answer */
     if (!flush(c))
         return CLOSED;
     if (unsent(c)) {

@@ -663,6 +663,12 @@ void dt_tls_close_notify(struct dt_tls_conn *c)
     ERR_clear_error();
 }
 
+void dt_tls_closing(struct dt_tls_conn *c)
+{
+    if (c->fast)
+        tls13_closing(c->fast);
+}
+
 bool dt_tls_established(const struct dt_tls_conn *c)
 {
     if (c->fast)

@@ -79,6 +79,9 @@ ssize_t dt_tls_read(struct dt_tls_conn *c, void *buf, size_t n);
 ssize_t dt_tls_write(struct dt_tls_conn *c, const void *buf, size_t n);
 /* Sends close_notify (best effort, non-blocking). */
 void dt_tls_close_notify(struct dt_tls_conn *c);
+/* Says the connection ends after what is written next: the close_notify may go out with
+ * the last of it, in the same packet (dt_tls_close_notify then sends nothing more). */
+void dt_tls_closing(struct dt_tls_conn *c);
 
 /* True once the handshake is done; then whether it resumed a session, and whether ALPN
  * chose h2. */

@@ -384,7 +384,9 @@ struct tls13 {
     int fd;
     enum state state;
     bool resumed, h2, ccs_seen, closed;
-    bool opened; /* the handshake finished (the connection may have failed since) */
+    bool opened;   /* the handshake finished (the connection may have failed since) */
+    bool closing;  /* the next write that takes all it is given is the last */
+    bool notified; /* our close_notify is made: nothing more is written */
     enum dt_tls_failure failure;
     const struct suite *suite;
     char host[256]; /* the server name, for tickets */
@@ -392,6 +394,7 @@ struct tls13 {
     unsigned char c_secret[H_MAX], s_secret[H_MAX]; /* the traffic secrets in use */
     unsigned char c_ap[H_MAX];                      /* the client's, from its Finished on */
     unsigned char master[H_MAX];                    /* until the tickets are made */
+    unsigned char ticket_random[TICKETS_FULL * 16]; /* each one's age_add and nonce */
     unsigned char client_finished[H_MAX];           /* what its Finished must say */
     struct aead rd, wr;
     unsigned char *in; /* bytes received, not yet a whole record */
@@ -803,7 +806,7 @@ static bool first_flight(struct tls13 *t, const struct tls13_offer *o, const uns
     bool sha384 = t->suite->sha384;
     size_t hl = hash_len(sha384);
     unsigned char psk[H_MAX] = {0}, zeros[H_MAX] = {0}, empty[H_MAX], shared[32], pub[32],
-                  secret[H_MAX], derived[H_MAX], th[H_MAX], random[64];
+                  secret[H_MAX], derived[H_MAX], th[H_MAX], random[64 + sizeof(t->ticket_random)];
     unsigned index = 0, code = INTERNAL_ERROR;
     struct hash h;
     hash_init(&h, sha384);
@@ -814,9 +817,11 @@ static bool first_flight(struct tls13 *t, const struct tls13_offer *o, const uns
         goto fail;
     }
     t->resumed = found == 1;
-    /* one call for the handshake's randomness: our X25519 key, then ServerHello.random */
+    /* one call for the connection's randomness: our X25519 key, ServerHello.random, and
+     * what the tickets will need */
     if (RAND_bytes(random, sizeof(random)) != 1)
         goto fail;
+    memcpy(t->ticket_random, random + 64, sizeof(t->ticket_random));
     if (!x25519(random, o->x25519, pub, shared)) {
         code = ILLEGAL_PARAMETER;
         goto fail;
@@ -973,9 +978,9 @@ static void make_tickets(struct tls13 *t, const unsigned char *resumption, unsig
     size_t hl = hash_len(sha384);
     unsigned char
         msgs[TICKETS_FULL * (4 + 4 + 4 + 2 + 2 + TICKET_HEAD + TICKET_STATE_MAX + TAG + 2)];
-    unsigned char random[TICKETS_FULL * (4 + 12)]; /* each one's age_add and nonce */
+    const unsigned char *random = t->ticket_random;
     size_t len = 0;
-    if (count > TICKETS_FULL || RAND_bytes(random, sizeof(random)) != 1)
+    if (count > TICKETS_FULL)
         return;
     for (unsigned i = 0; i < count; i++) {
         unsigned char nonce = (unsigned char)i, psk[H_MAX], *m = msgs + len;
@@ -1278,10 +1283,20 @@ ssize_t tls13_write(struct tls13 *t, const void *buf, size_t n)
         memcpy(out, t->out + t->out_off, waiting);
     at = waiting;
     size_t take = n < WRITE_RECORDS * PLAIN_MAX ? n : WRITE_RECORDS * PLAIN_MAX;
+    if (t->notified)
+        return DT_TLS_ERROR;
     size_t sealed = seal_all(&t->wr, 23, buf, take, out + at);
     if (!sealed)
         return alert(t, INTERNAL_ERROR, DT_TLS_FAIL_OTHER);
     at += sealed;
+    if (t->closing && take == n) { /* the last bytes: close_notify in the same send */
+        unsigned char body[2] = {1, CLOSE_NOTIFY};
+        size_t k = seal(&t->wr, 21, body, 2, out + at);
+        if (k) {
+            at += k;
+            t->notified = true;
+        }
+    }
     free(t->out);
     t->out = NULL;
     t->out_off = t->out_len = 0;
@@ -1294,10 +1309,16 @@ ssize_t tls13_write(struct tls13 *t, const void *buf, size_t n)
     return (ssize_t)take;
 }
 
+void tls13_closing(struct tls13 *t)
+{
+    t->closing = true;
+}
+
 void tls13_close_notify(struct tls13 *t)
 {
-    if (t->state != OPEN)
+    if (t->state != OPEN || t->notified)
         return;
+    t->notified = true;
     unsigned char body[2] = {1, CLOSE_NOTIFY}, rec[5 + 2 + 1 + TAG];
     size_t n = seal(&t->wr, 21, body, 2, rec);
     if (n && (t->out_off == t->out_len || flush(t) == 0))

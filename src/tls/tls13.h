@@ -40,6 +40,7 @@ void tls13_free(struct tls13 *t);
 ssize_t tls13_read(struct tls13 *t, void *buf, size_t n);
 ssize_t tls13_write(struct tls13 *t, const void *buf, size_t n);
 void tls13_close_notify(struct tls13 *t);
+void tls13_closing(struct tls13 *t);
 
 bool tls13_established(const struct tls13 *t);
 bool tls13_resumed(const struct tls13 *t);

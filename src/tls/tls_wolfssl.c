@@ -899,6 +899,11 @@ const char *dt_tls_version(const struct dt_tls_conn *c)
     return c->ssl ? wolfSSL_get_version(c->ssl) : "TLSv1.3"; /* as OpenSSL says before */
 }
 
+void dt_tls_closing(struct dt_tls_conn *c)
+{
+    (void)c; /* wolfSSL sends its close_notify on its own */
+}
+
 const char *dt_tls_engine(const struct dt_tls_conn *c)
 {
     return c->ssl ? "wolfssl" : "";
