@@ -1,0 +1,810 @@
+/* acme: the ACME client (acme.h). Requests are JWS (RFC 7515) signed with ES256: the
+ * account's JWK until the account is known, its URL ("kid") after. Every POST carries a
+ * fresh nonce from the CA (the last response's Replay-Nonce, or newNonce); a badNonce error
+ * is retried with the nonce it came with (RFC 8555 6.5), a few times. */
+#include "acme/acme.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+    NONCE_RETRIES = 20,     /* badNonce: sent again this many times at most (a CA that
+                               rejects half the nonces fails one request in 2^21) */
+    BODY_MAX = 1024 * 1024, /* a response's body (a chain is a few KB) */
+    REQUEST_TIMEOUT_MS = 30000,
+    POLL_DEFAULT_MS = 1000, /* between polls when the CA says nothing */
+    POLL_MAX_MS = 10000,    /* at most, whatever Retry-After says */
+};
+
+struct dt_acme {
+    char *directory, *ca_file, *email;
+    void (*publish)(void *ctx, const char *token, const char *key_authorization);
+    void (*unpublish)(void *ctx, const char *token);
+    void *ctx;
+    long poll_limit_ms;
+    EVP_PKEY *key;
+    char *jwk;        /* the account key's JWK, members in RFC 7638's order */
+    char *thumbprint; /* its SHA-256 thumbprint, base64url */
+    char *kid;        /* the account's URL, once known */
+    char *new_nonce, *new_account, *new_order; /* from the directory */
+    char *nonce;                               /* the next request's */
+    CURL *curl;
+    unsigned long bad_nonces;
+};
+
+/* ---- encodings -------------------------------------------------------------------------- */
+
+void dt_acme_b64url(struct dt_buf *out, const unsigned char *p, size_t n)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        char q[4] = {a[v >> 18 & 63], a[v >> 12 & 63], a[v >> 6 & 63], a[v & 63]};
+        dt_buf_append(out, q, i + 2 < n ? 4 : i + 1 < n ? 3 : 2);
+    }
+}
+
+static void b64url_str(struct dt_buf *out, const char *s)
+{
+    dt_acme_b64url(out, (const unsigned char *)s, strlen(s));
+}
+
+static char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(dt_xmalloc(n), s, n);
+}
+
+static char *xstrdup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+/* A JSON member's string, or "" */
+static const char *jstr(json_t *j, const char *key)
+{
+    const char *s = json_string_value(json_object_get(j, key));
+    return s ? s : "";
+}
+
+/* ---- the account key ---------------------------------------------------------------------- */
+
+/* Reads the key at path, or makes one and writes it there (mode 600, whole or not at all). */
+static EVP_PKEY *account_key(const char *path, struct dt_buf *err)
+{
+    FILE *f = fopen(path, "r");
+    if (f) {
+        EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+        fclose(f);
+        ERR_clear_error();
+        if (!k || EVP_PKEY_get_base_id(k) != EVP_PKEY_EC) {
+            EVP_PKEY_free(k);
+            dt_buf_appendf(err, "%s: not an ECDSA private key in PEM", path);
+            return NULL;
+        }
+        return k;
+    }
+    if (errno != ENOENT) {
+        dt_buf_appendf(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = n > 0 && (size_t)n < sizeof(tmp) ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600) : -1;
+    FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
+    bool ok = k && out && PEM_write_PrivateKey(out, k, NULL, NULL, 0, NULL, NULL) == 1 &&
+              fflush(out) == 0 && fsync(fd) == 0;
+    if (out)
+        ok = fclose(out) == 0 && ok;
+    else if (fd >= 0)
+        close(fd);
+    if (ok && rename(tmp, path) != 0)
+        ok = false;
+    ERR_clear_error();
+    if (!ok) {
+        dt_buf_appendf(err, "%s: cannot write the account key: %s", path, strerror(errno));
+        unlink(tmp);
+        EVP_PKEY_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+/* The JWK of an EC P-256 key (RFC 7518 6.2.1), members in lexicographic order so that it
+ * is also the thumbprint's input (RFC 7638 3). */
+static char *jwk_of(EVP_PKEY *k)
+{
+    unsigned char pub[65];
+    size_t len = 0;
+    if (EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub), &len) != 1 ||
+        len != 65 || pub[0] != 4)
+        return NULL;
+    struct dt_buf b;
+    dt_buf_init(&b);
+    dt_buf_appendf(&b, "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"");
+    dt_acme_b64url(&b, pub + 1, 32);
+    dt_buf_appendf(&b, "\",\"y\":\"");
+    dt_acme_b64url(&b, pub + 33, 32);
+    dt_buf_appendf(&b, "\"}");
+    dt_buf_terminate(&b);
+    return b.ptr;
+}
+
+/* ES256 over in: the JWS signature, r and s of 32 bytes each (RFC 7518 3.4). */
+static bool es256(EVP_PKEY *k, const struct dt_buf *in, struct dt_buf *out)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char der[80];
+    size_t dlen = sizeof(der);
+    bool ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k) == 1 &&
+              EVP_DigestSign(md, der, &dlen, (const unsigned char *)in->ptr, in->len) == 1;
+    EVP_MD_CTX_free(md);
+    const unsigned char *p = der;
+    ECDSA_SIG *sig = ok ? d2i_ECDSA_SIG(NULL, &p, (long)dlen) : NULL;
+    unsigned char raw[64];
+    ok = sig && BN_bn2binpad(ECDSA_SIG_get0_r(sig), raw, 32) == 32 &&
+         BN_bn2binpad(ECDSA_SIG_get0_s(sig), raw + 32, 32) == 32;
+    ECDSA_SIG_free(sig);
+    ERR_clear_error();
+    if (ok)
+        dt_acme_b64url(out, raw, 64);
+    return ok;
+}
+
+/* ---- HTTP ------------------------------------------------------------------------------- */
+
+struct response {
+    long status;
+    struct dt_buf body;
+    char *nonce, *location, *content_type;
+    long retry_after_ms; /* -1: none */
+};
+
+static void response_init(struct response *r)
+{
+    memset(r, 0, sizeof(*r));
+    dt_buf_init(&r->body);
+    r->retry_after_ms = -1;
+}
+
+static void response_dispose(struct response *r)
+{
+    dt_buf_dispose(&r->body);
+    free(r->nonce);
+    free(r->location);
+    free(r->content_type);
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *userdata)
+{
+    struct response *r = userdata;
+    if (r->body.len + size * n > BODY_MAX)
+        return 0; /* too long: the transfer fails */
+    dt_buf_append(&r->body, p, size * n);
+    return size * n;
+}
+
+/* A header's value, trimmed, when line is "name: value". */
+static char *header_value(const char *line, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return NULL;
+    const char *v = line + nl + 1, *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    char *s = dt_xmalloc((size_t)(end - v) + 1);
+    memcpy(s, v, (size_t)(end - v));
+    s[end - v] = '\0';
+    return s;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *userdata)
+{
+    struct response *r = userdata;
+    size_t len = size * n;
+    char *v;
+    if ((v = header_value(p, len, "Replay-Nonce")) != NULL) {
+        free(r->nonce);
+        r->nonce = v;
+    } else if ((v = header_value(p, len, "Location")) != NULL) {
+        free(r->location);
+        r->location = v;
+    } else if ((v = header_value(p, len, "Content-Type")) != NULL) {
+        free(r->content_type);
+        r->content_type = v;
+    } else if ((v = header_value(p, len, "Retry-After")) != NULL) {
+        /* seconds (an HTTP-date is taken as "soon") */
+        char *end;
+        long s = strtol(v, &end, 10);
+        r->retry_after_ms = end != v && *end == '\0' && s >= 0 && s < 86400 ? s * 1000 : 1000;
+        free(v);
+    }
+    return len;
+}
+
+/* One request: GET (body NULL, head false), HEAD (head), or POST of body as JOSE JSON. */
+static bool http(struct dt_acme *a, const char *url, const struct dt_buf *body, bool head,
+                 struct response *r, struct dt_buf *err)
+{
+    CURL *c = a->curl;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)REQUEST_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "detour-acme/" DETOUR_VERSION);
+    if (a->ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, a->ca_file);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    struct curl_slist *h = NULL;
+    if (head) {
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    } else if (body) {
+        h = curl_slist_append(h, "Content-Type: application/jose+json");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->ptr);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body->len);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    CURLcode rc = curl_easy_perform(c);
+    curl_slist_free_all(h);
+    if (rc != CURLE_OK) {
+        dt_buf_appendf(err, "%s: %s", url, curl_easy_strerror(rc));
+        return false;
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    dt_buf_terminate(&r->body);
+    if (r->nonce) { /* every response's nonce is the next request's */
+        free(a->nonce);
+        a->nonce = r->nonce;
+        r->nonce = NULL;
+    }
+    return true;
+}
+
+/* The problem document's type and detail (RFC 7807) of a failed response, into err. */
+static void problem(const struct response *r, const char *what, struct dt_buf *err)
+{
+    json_t *j = json_loadb(r->body.ptr ? r->body.ptr : "", r->body.len, 0, NULL);
+    const char *type = j ? json_string_value(json_object_get(j, "type")) : NULL;
+    const char *detail = j ? json_string_value(json_object_get(j, "detail")) : NULL;
+    dt_buf_appendf(err, "%s: HTTP %ld", what, r->status);
+    if (type)
+        dt_buf_appendf(err, " %s", type);
+    if (detail)
+        dt_buf_appendf(err, ": %s", detail);
+    json_decref(j);
+}
+
+static bool is_bad_nonce(const struct response *r)
+{
+    if (r->status != 400)
+        return false;
+    json_t *j = json_loadb(r->body.ptr ? r->body.ptr : "", r->body.len, 0, NULL);
+    const char *type = j ? json_string_value(json_object_get(j, "type")) : NULL;
+    bool bad = type && strcmp(type, "urn:ietf:params:acme:error:badNonce") == 0;
+    json_decref(j);
+    return bad;
+}
+
+static bool fresh_nonce(struct dt_acme *a, struct dt_buf *err)
+{
+    if (a->nonce)
+        return true;
+    struct response r;
+    response_init(&r);
+    bool ok = http(a, a->new_nonce, NULL, true, &r, err);
+    if (ok && !a->nonce) {
+        dt_buf_appendf(err, "%s: no Replay-Nonce", a->new_nonce);
+        ok = false;
+    }
+    response_dispose(&r);
+    return ok;
+}
+
+/* A signed POST of payload (NULL: POST-as-GET, an empty payload) to url: true with the
+ * response in r (any status), after badNonce retries. */
+static bool post(struct dt_acme *a, const char *url, const char *payload, struct response *r,
+                 struct dt_buf *err)
+{
+    for (int attempt = 0;; attempt++) {
+        if (!fresh_nonce(a, err))
+            return false;
+        struct dt_buf prot, jws;
+        dt_buf_init(&prot);
+        dt_buf_init(&jws);
+        json_t *ph = json_pack("{s:s, s:s, s:s}", "alg", "ES256", "nonce", a->nonce, "url", url);
+        if (a->kid)
+            json_object_set_new(ph, "kid", json_string(a->kid));
+        else
+            json_object_set_new(ph, "jwk", json_loads(a->jwk, 0, NULL));
+        char *phs = json_dumps(ph, JSON_COMPACT);
+        json_decref(ph);
+        free(a->nonce); /* used */
+        a->nonce = NULL;
+        b64url_str(&prot, phs);
+        free(phs);
+        struct dt_buf input;
+        dt_buf_init(&input);
+        dt_buf_append(&input, prot.ptr, prot.len);
+        dt_buf_append(&input, ".", 1);
+        size_t payload_at = input.len;
+        if (payload)
+            b64url_str(&input, payload);
+        dt_buf_appendf(&jws, "{\"protected\":\"%.*s\",\"payload\":\"%.*s\",\"signature\":\"",
+                       (int)prot.len, prot.ptr, (int)(input.len - payload_at),
+                       input.ptr + payload_at);
+        bool ok = es256(a->key, &input, &jws);
+        dt_buf_append(&jws, "\"}", 2);
+        dt_buf_dispose(&input);
+        dt_buf_dispose(&prot);
+        if (!ok) {
+            dt_buf_dispose(&jws);
+            dt_buf_appendf(err, "cannot sign a request with the account key");
+            return false;
+        }
+        response_dispose(r);
+        response_init(r);
+        ok = http(a, url, &jws, false, r, err);
+        dt_buf_dispose(&jws);
+        if (!ok)
+            return false;
+        if (!is_bad_nonce(r) || attempt == NONCE_RETRIES)
+            return true;
+        a->bad_nonces++;
+    }
+}
+
+/* A JSON object from a response. */
+static json_t *body_json(const struct response *r)
+{
+    json_t *j = json_loadb(r->body.ptr ? r->body.ptr : "", r->body.len, 0, NULL);
+    if (j && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+/* ---- the directory and the account ---------------------------------------------------- */
+
+static bool directory(struct dt_acme *a, struct dt_buf *err)
+{
+    if (a->new_order)
+        return true;
+    struct response r;
+    response_init(&r);
+    bool ok = http(a, a->directory, NULL, false, &r, err);
+    json_t *j = ok ? body_json(&r) : NULL;
+    const char *nn = j ? json_string_value(json_object_get(j, "newNonce")) : NULL;
+    const char *na = j ? json_string_value(json_object_get(j, "newAccount")) : NULL;
+    const char *no = j ? json_string_value(json_object_get(j, "newOrder")) : NULL;
+    if (ok && (r.status != 200 || !nn || !na || !no)) {
+        dt_buf_appendf(err, "%s: not an ACME directory (HTTP %ld)", a->directory, r.status);
+        ok = false;
+    }
+    if (ok) {
+        a->new_nonce = xstrdup(nn);
+        a->new_account = xstrdup(na);
+        a->new_order = xstrdup(no);
+    }
+    json_decref(j);
+    response_dispose(&r);
+    return ok;
+}
+
+static bool account(struct dt_acme *a, struct dt_buf *err)
+{
+    if (a->kid)
+        return true;
+    json_t *p = json_pack("{s:b}", "termsOfServiceAgreed", 1);
+    if (a->email) {
+        char contact[512];
+        snprintf(contact, sizeof(contact), "mailto:%s", a->email);
+        json_object_set_new(p, "contact", json_pack("[s]", contact));
+    }
+    char *payload = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    struct response r;
+    response_init(&r);
+    bool ok = post(a, a->new_account, payload, &r, err);
+    free(payload);
+    if (ok && (r.status != 200 && r.status != 201)) {
+        problem(&r, "newAccount", err);
+        ok = false;
+    } else if (ok && !r.location) {
+        dt_buf_appendf(err, "newAccount: no Location for the account");
+        ok = false;
+    }
+    if (ok) {
+        a->kid = r.location;
+        r.location = NULL;
+    }
+    response_dispose(&r);
+    return ok;
+}
+
+struct dt_acme *dt_acme_new(const struct dt_acme_config *c, struct dt_buf *err)
+{
+    EVP_PKEY *k = account_key(c->account_key, err);
+    if (!k)
+        return NULL;
+    char *jwk = jwk_of(k);
+    CURL *curl = curl_easy_init();
+    if (!jwk || !curl) {
+        dt_buf_appendf(err, "%s: cannot use the account key", c->account_key);
+        free(jwk);
+        curl_easy_cleanup(curl);
+        EVP_PKEY_free(k);
+        return NULL;
+    }
+    struct dt_acme *a = dt_xcalloc(1, sizeof(*a));
+    a->directory = xstrdup(c->directory);
+    a->ca_file = xstrdup_or_null(c->ca_file);
+    a->email = xstrdup_or_null(c->email);
+    a->publish = c->publish;
+    a->unpublish = c->unpublish;
+    a->ctx = c->ctx;
+    a->poll_limit_ms = c->poll_limit_ms > 0 ? c->poll_limit_ms : 120000;
+    a->key = k;
+    a->jwk = jwk;
+    a->curl = curl;
+    unsigned char d[32];
+    unsigned dlen = 0;
+    EVP_Digest(jwk, strlen(jwk), d, &dlen, EVP_sha256(), NULL);
+    struct dt_buf t;
+    dt_buf_init(&t);
+    dt_acme_b64url(&t, d, dlen);
+    dt_buf_terminate(&t);
+    a->thumbprint = t.ptr;
+    return a;
+}
+
+void dt_acme_free(struct dt_acme *a)
+{
+    if (!a)
+        return;
+    free(a->directory);
+    free(a->ca_file);
+    free(a->email);
+    EVP_PKEY_free(a->key);
+    free(a->jwk);
+    free(a->thumbprint);
+    free(a->kid);
+    free(a->new_nonce);
+    free(a->new_account);
+    free(a->new_order);
+    free(a->nonce);
+    curl_easy_cleanup(a->curl);
+    free(a);
+}
+
+unsigned long dt_acme_bad_nonces(const struct dt_acme *a)
+{
+    return a->bad_nonces;
+}
+
+/* ---- orders --------------------------------------------------------------------------- */
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* POST-as-GET url until its "status" is not one of the waiting ones (honouring Retry-After,
+ * up to the poll limit): the object, or NULL with why. */
+static json_t *poll_until(struct dt_acme *a, const char *url, const char *const *waiting,
+                          const char *what, struct dt_buf *err)
+{
+    uint64_t start = dt_now_ms();
+    for (;;) {
+        struct response r;
+        response_init(&r);
+        if (!post(a, url, NULL, &r, err)) {
+            response_dispose(&r);
+            return NULL;
+        }
+        json_t *j = r.status == 200 ? body_json(&r) : NULL;
+        if (!j) {
+            problem(&r, what, err);
+            response_dispose(&r);
+            return NULL;
+        }
+        const char *status = json_string_value(json_object_get(j, "status"));
+        bool wait = false;
+        for (size_t i = 0; status && waiting[i]; i++)
+            wait = wait || strcmp(status, waiting[i]) == 0;
+        long ms = r.retry_after_ms >= 0 ? r.retry_after_ms : POLL_DEFAULT_MS;
+        response_dispose(&r);
+        if (!wait)
+            return j;
+        json_decref(j);
+        if (dt_now_ms() - start > (uint64_t)a->poll_limit_ms) {
+            dt_buf_appendf(err, "%s: still %s after %ld s", what, status, a->poll_limit_ms / 1000);
+            return NULL;
+        }
+        pause_ms(ms < 100 ? 100 : ms > POLL_MAX_MS ? POLL_MAX_MS : ms);
+    }
+}
+
+/* Why an authorization or a challenge failed, from its "error" member. */
+static void object_error(json_t *j, const char *what, struct dt_buf *err)
+{
+    json_t *e = json_object_get(j, "error");
+    json_t *chs = json_object_get(j, "challenges");
+    for (size_t i = 0; !e && i < json_array_size(chs); i++)
+        e = json_object_get(json_array_get(chs, i), "error");
+    const char *type = e ? json_string_value(json_object_get(e, "type")) : NULL;
+    const char *detail = e ? json_string_value(json_object_get(e, "detail")) : NULL;
+    dt_buf_appendf(err, "%s: %s", what, *jstr(j, "status") ? jstr(j, "status") : "no status");
+    if (type)
+        dt_buf_appendf(err, " (%s)", type);
+    if (detail)
+        dt_buf_appendf(err, ": %s", detail);
+}
+
+/* One authorization: valid already, or by its HTTP-01 challenge. */
+static bool authorize(struct dt_acme *a, const char *url, struct dt_buf *err)
+{
+    static const char *const pending[] = {"pending", NULL};
+    struct response r;
+    response_init(&r);
+    bool ok = post(a, url, NULL, &r, err);
+    json_t *j = ok && r.status == 200 ? body_json(&r) : NULL;
+    if (ok && !j)
+        problem(&r, "authorization", err);
+    response_dispose(&r);
+    if (!j)
+        return false;
+    const char *status = json_string_value(json_object_get(j, "status"));
+    const char *host =
+        json_string_value(json_object_get(json_object_get(j, "identifier"), "value"));
+    if (status && strcmp(status, "valid") == 0) {
+        json_decref(j);
+        return true;
+    }
+    const char *token = NULL, *chal = NULL;
+    json_t *chs = json_object_get(j, "challenges");
+    for (size_t i = 0; i < json_array_size(chs); i++) {
+        json_t *ch = json_array_get(chs, i);
+        const char *type = json_string_value(json_object_get(ch, "type"));
+        if (type && strcmp(type, "http-01") == 0) {
+            token = json_string_value(json_object_get(ch, "token"));
+            chal = json_string_value(json_object_get(ch, "url"));
+        }
+    }
+    if (!status || strcmp(status, "pending") != 0 || !token || !chal ||
+        strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
+            strlen(token)) {
+        object_error(j, host ? host : "authorization", err);
+        if (status && strcmp(status, "pending") == 0)
+            dt_buf_appendf(err, " (no http-01 challenge)");
+        json_decref(j);
+        return false;
+    }
+    char *tok = xstrdup(token), *chal_url = xstrdup(chal);
+    char *name = xstrdup(host ? host : "?");
+    json_decref(j);
+    struct dt_buf ka;
+    dt_buf_init(&ka);
+    dt_buf_appendf(&ka, "%s.%s", tok, a->thumbprint);
+    dt_buf_terminate(&ka);
+    if (a->publish)
+        a->publish(a->ctx, tok, ka.ptr);
+    response_init(&r);
+    ok = post(a, chal_url, "{}", &r, err);
+    if (ok && r.status != 200) {
+        problem(&r, name, err);
+        ok = false;
+    }
+    response_dispose(&r);
+    if (ok) {
+        j = poll_until(a, url, pending, name, err);
+        ok = j && strcmp(jstr(j, "status"), "valid") == 0;
+        if (j && !ok)
+            object_error(j, name, err);
+        json_decref(j);
+    }
+    if (a->unpublish)
+        a->unpublish(a->ctx, tok);
+    dt_buf_dispose(&ka);
+    free(tok);
+    free(chal_url);
+    free(name);
+    return ok;
+}
+
+/* A CSR for names with key, DER and base64url into out. */
+static bool csr(EVP_PKEY *key, const char *const *names, size_t n, struct dt_buf *out)
+{
+    X509_REQ *req = X509_REQ_new();
+    X509_NAME *subject = X509_NAME_new();
+    struct dt_buf san;
+    dt_buf_init(&san);
+    for (size_t i = 0; i < n; i++)
+        dt_buf_appendf(&san, "%sDNS:%s", i ? "," : "", names[i]);
+    dt_buf_terminate(&san);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san.ptr);
+    STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+    bool ok = req && subject && ext && exts &&
+              X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
+                                         (const unsigned char *)names[0], -1, -1, 0) == 1 &&
+              X509_REQ_set_subject_name(req, subject) == 1 && X509_REQ_set_pubkey(req, key) == 1 &&
+              sk_X509_EXTENSION_push(exts, ext) > 0 && X509_REQ_add_extensions(req, exts) == 1 &&
+              X509_REQ_sign(req, key, EVP_sha256()) > 0;
+    if (exts)
+        sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    else
+        X509_EXTENSION_free(ext);
+    unsigned char *der = NULL;
+    int len = ok ? i2d_X509_REQ(req, &der) : -1;
+    if (len > 0)
+        dt_acme_b64url(out, der, (size_t)len);
+    OPENSSL_free(der);
+    X509_NAME_free(subject);
+    X509_REQ_free(req);
+    dt_buf_dispose(&san);
+    ERR_clear_error();
+    return len > 0;
+}
+
+/* The chain's first certificate has key's public key, and names every name. */
+static bool chain_fits(const struct dt_buf *chain, EVP_PKEY *key, const char *const *names,
+                       size_t n, struct dt_buf *err)
+{
+    BIO *b = BIO_new_mem_buf(chain->ptr, (int)chain->len);
+    X509 *leaf = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    bool ok = leaf && X509_check_private_key(leaf, key) == 1;
+    if (leaf && !ok)
+        dt_buf_appendf(err, "the certificate's key is not the order's");
+    else if (!leaf)
+        dt_buf_appendf(err, "the certificate is not PEM");
+    for (size_t i = 0; ok && i < n; i++)
+        if (X509_check_host(leaf, names[i], 0, 0, NULL) != 1) {
+            dt_buf_appendf(err, "the certificate does not name %s", names[i]);
+            ok = false;
+        }
+    X509_free(leaf);
+    ERR_clear_error();
+    return ok;
+}
+
+bool dt_acme_order(struct dt_acme *a, const char *const *names, size_t n, struct dt_acme_cert *out,
+                   struct dt_buf *err)
+{
+    static const char *const finalizing[] = {"processing", NULL};
+    if (n == 0) {
+        dt_buf_appendf(err, "an order needs a name");
+        return false;
+    }
+    if (!directory(a, err) || !account(a, err))
+        return false;
+    json_t *ids = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(ids, json_pack("{s:s, s:s}", "type", "dns", "value", names[i]));
+    json_t *p = json_pack("{s:o}", "identifiers", ids);
+    char *payload = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    struct response r;
+    response_init(&r);
+    bool ok = post(a, a->new_order, payload, &r, err);
+    free(payload);
+    json_t *order = ok && r.status == 201 ? body_json(&r) : NULL;
+    char *order_url = r.location ? xstrdup(r.location) : NULL;
+    if (ok && (!order || !order_url)) {
+        problem(&r, "newOrder", err);
+        ok = false;
+    }
+    response_dispose(&r);
+    EVP_PKEY *key = NULL;
+    char *finalize = NULL, *cert_url = NULL;
+    if (!ok)
+        goto done;
+    json_t *authzs = json_object_get(order, "authorizations");
+    for (size_t i = 0; ok && i < json_array_size(authzs); i++) {
+        const char *u = json_string_value(json_array_get(authzs, i));
+        ok = u && authorize(a, u, err);
+    }
+    const char *fin = json_string_value(json_object_get(order, "finalize"));
+    if (!ok || !fin) {
+        if (ok)
+            dt_buf_appendf(err, "newOrder: no finalize URL");
+        ok = false;
+        goto done;
+    }
+    finalize = xstrdup(fin);
+    /* every authorization valid: the order becomes "ready" */
+    json_decref(order);
+    order = poll_until(a, order_url, (const char *const[]){"pending", NULL}, "order", err);
+    if (!order || strcmp(jstr(order, "status"), "ready") != 0) {
+        if (order)
+            object_error(order, "order", err);
+        ok = false;
+        goto done;
+    }
+    key = EVP_EC_gen("P-256");
+    struct dt_buf c;
+    dt_buf_init(&c);
+    dt_buf_appendf(&c, "{\"csr\":\"");
+    ok = key && csr(key, names, n, &c);
+    dt_buf_appendf(&c, "\"}");
+    dt_buf_terminate(&c);
+    if (!ok) {
+        dt_buf_appendf(err, "cannot make a CSR");
+        dt_buf_dispose(&c);
+        goto done;
+    }
+    response_init(&r);
+    ok = post(a, finalize, c.ptr, &r, err);
+    dt_buf_dispose(&c);
+    if (ok && r.status != 200) {
+        problem(&r, "finalize", err);
+        ok = false;
+    }
+    response_dispose(&r);
+    if (!ok)
+        goto done;
+    json_decref(order);
+    order = poll_until(a, order_url, finalizing, "order", err);
+    const char *cu = order ? json_string_value(json_object_get(order, "certificate")) : NULL;
+    if (!order || strcmp(jstr(order, "status"), "valid") != 0 || !cu) {
+        if (order)
+            object_error(order, "order", err);
+        ok = false;
+        goto done;
+    }
+    cert_url = xstrdup(cu);
+    response_init(&r);
+    ok = post(a, cert_url, NULL, &r, err);
+    if (ok && r.status != 200) {
+        problem(&r, "certificate", err);
+        ok = false;
+    }
+    if (ok && !chain_fits(&r.body, key, names, n, err))
+        ok = false;
+    if (ok) {
+        dt_buf_append(&out->chain, r.body.ptr, r.body.len);
+        BIO *b = BIO_new(BIO_s_mem());
+        char *kp = NULL;
+        long klen = 0;
+        ok = b && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL) == 1 &&
+             (klen = BIO_get_mem_data(b, &kp)) > 0;
+        if (ok)
+            dt_buf_append(&out->key, kp, (size_t)klen);
+        BIO_free(b);
+        ERR_clear_error();
+    }
+    response_dispose(&r);
+done:
+    json_decref(order);
+    free(order_url);
+    free(finalize);
+    free(cert_url);
+    EVP_PKEY_free(key);
+    return ok;
+}

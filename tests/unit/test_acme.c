@@ -1,0 +1,302 @@
+/* Unit tests for src/acme: base64url, then orders against Debian's pebble (RFC 8555 test CA),
+ * started here on loopback with a TLS certificate made here: a certificate for two names
+ * (its chain parsed, its key the order's, both names in it), the HTTP-01 key authorization
+ * published and withdrawn, a second order on the same account, the account found again from
+ * its key file by a new client, every order completed while pebble rejects half the nonces
+ * (badNonce retries), and the failures named: no directory, a CA not trusted, a name pebble
+ * refuses. pebble validates nothing here (PEBBLE_VA_ALWAYS_VALID): the server's own HTTP-01
+ * answers are tested with the server (tests/integration/test_acme.py). Skipped when pebble is
+ * not installed. */
+#include "acme/acme.h"
+#include "tap.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[] = "/tmp/detour-acme-XXXXXX";
+
+static void is_b64(const char *in, const char *want)
+{
+    struct dt_buf b;
+    dt_buf_init(&b);
+    dt_acme_b64url(&b, (const unsigned char *)in, strlen(in));
+    dt_buf_terminate(&b);
+    is_str(b.ptr ? b.ptr : "", want, want);
+    dt_buf_dispose(&b);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static bool port_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* pebble on port, rejecting nonce_reject % of nonces: its pid, or -1. */
+static pid_t start_pebble(int port, int mgmt, const char *nonce_reject)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/pebble.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f,
+            "{\"pebble\": {\"listenAddress\": \"127.0.0.1:%d\", "
+            "\"managementListenAddress\": \"127.0.0.1:%d\", "
+            "\"certificate\": \"%s/cert.pem\", \"privateKey\": \"%s/key.pem\", "
+            "\"httpPort\": 5002, \"tlsPort\": 5001, \"ocspResponderURL\": \"\", "
+            "\"externalAccountBindingRequired\": false, "
+            "\"domainBlocklist\": [\"blocked.example\"]}}\n",
+            port, mgmt, dir, dir);
+    fclose(f);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("PEBBLE_VA_ALWAYS_VALID", "1", 1);
+        setenv("PEBBLE_VA_NOSLEEP", "1", 1);
+        setenv("PEBBLE_WFE_NONCEREJECT", nonce_reject, 1);
+        setenv("PEBBLE_AUTHZREUSE", "0", 1);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execlp("pebble", "pebble", "-config", path, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100 && pid > 0; i++) {
+        if (port_open(port))
+            return pid;
+        usleep(50000);
+    }
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+    }
+    return -1;
+}
+
+static void stop_pebble(pid_t pid)
+{
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+/* The published key authorizations: token -> key authorization. */
+static char published_token[128], published_ka[256];
+static int publishes, unpublishes;
+
+static void publish(void *ctx, const char *token, const char *ka)
+{
+    (void)ctx;
+    snprintf(published_token, sizeof(published_token), "%s", token);
+    snprintf(published_ka, sizeof(published_ka), "%s", ka);
+    publishes++;
+}
+
+static void unpublish(void *ctx, const char *token)
+{
+    (void)ctx;
+    if (strcmp(token, published_token) == 0)
+        unpublishes++;
+}
+
+static struct dt_acme *client(int port, const char *ca, struct dt_buf *err)
+{
+    char url[128], key[256];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/dir", port);
+    snprintf(key, sizeof(key), "%s/account.key", dir);
+    struct dt_acme_config c = {.directory = url,
+                               .ca_file = ca,
+                               .email = "ops@detour.test",
+                               .account_key = key,
+                               .publish = publish,
+                               .unpublish = unpublish,
+                               .poll_limit_ms = 30000};
+    return dt_acme_new(&c, err);
+}
+
+/* The certificate's names, space-separated, into out. */
+static void cert_names(const struct dt_buf *chain, char *out, size_t cap)
+{
+    out[0] = '\0';
+    BIO *b = BIO_new_mem_buf(chain->ptr, (int)chain->len);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    GENERAL_NAMES *sans = x ? X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL) : NULL;
+    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type == GEN_DNS)
+            snprintf(out + strlen(out), cap - strlen(out), "%s%s", out[0] ? " " : "",
+                     (const char *)ASN1_STRING_get0_data(g->d.dNSName));
+    }
+    GENERAL_NAMES_free(sans);
+    X509_free(x);
+}
+
+static bool key_fits(const struct dt_acme_cert *c)
+{
+    BIO *b = BIO_new_mem_buf(c->chain.ptr, (int)c->chain.len);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    b = BIO_new_mem_buf(c->key.ptr, (int)c->key.len);
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+    BIO_free(b);
+    bool ok = x && k && X509_check_private_key(x, k) == 1 && EVP_PKEY_get_base_id(k) == EVP_PKEY_EC;
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return ok;
+}
+
+static void order_ok(struct dt_acme *a, const char *const *names, size_t n, const char *want,
+                     const char *what)
+{
+    struct dt_acme_cert c;
+    dt_buf_init(&c.chain);
+    dt_buf_init(&c.key);
+    struct dt_buf err;
+    dt_buf_init(&err);
+    bool ok = dt_acme_order(a, names, n, &c, &err);
+    dt_buf_terminate(&err);
+    if (!ok(ok, what))
+        printf("#   %s\n", err.ptr ? err.ptr : "");
+    char got[512];
+    cert_names(&c.chain, got, sizeof(got));
+    is_str(got, want, "  the certificate names them");
+    ok(key_fits(&c), "  its key is the order's, ECDSA");
+    dt_buf_terminate(&c.chain);
+    ok(c.chain.ptr && strstr(c.chain.ptr, "-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----"),
+       "  with its issuer after it");
+    dt_buf_dispose(&c.chain);
+    dt_buf_dispose(&c.key);
+    dt_buf_dispose(&err);
+}
+
+static void order_fails(struct dt_acme *a, const char *const *names, size_t n, const char *want,
+                        const char *what)
+{
+    struct dt_acme_cert c;
+    dt_buf_init(&c.chain);
+    dt_buf_init(&c.key);
+    struct dt_buf err;
+    dt_buf_init(&err);
+    ok(!dt_acme_order(a, names, n, &c, &err), what);
+    dt_buf_terminate(&err);
+    if (!ok(err.ptr && strstr(err.ptr, want), "  says why"))
+        printf("#   got: %s\n", err.ptr ? err.ptr : "");
+    ok(c.chain.len == 0 && c.key.len == 0, "  and gives nothing");
+    dt_buf_dispose(&c.chain);
+    dt_buf_dispose(&c.key);
+    dt_buf_dispose(&err);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    is_b64("", "");
+    is_b64("f", "Zg");
+    is_b64("fo", "Zm8");
+    is_b64("foo", "Zm9v");
+    is_b64("foob", "Zm9vYg");
+    is_b64("\xfb\xff", "-_8");
+    if (system("command -v pebble >/dev/null 2>&1") != 0) {
+        printf("# pebble is not installed: the orders are skipped\n");
+        return done_testing();
+    }
+    if (!mkdtemp(dir))
+        return 1;
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 "
+             "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
+             "-keyout %s/key.pem -out %s/cert.pem 2>/dev/null",
+             dir, dir);
+    ok(system(cmd) == 0, "pebble's TLS certificate made");
+    char ca[256];
+    snprintf(ca, sizeof(ca), "%s/cert.pem", dir);
+    int port = free_port(), mgmt = free_port();
+    pid_t pebble = start_pebble(port, mgmt, "0");
+    if (!ok(pebble > 0, "pebble started"))
+        return done_testing();
+
+    struct dt_buf err;
+    dt_buf_init(&err);
+    struct dt_acme *a = client(port, ca, &err);
+    ok(a != NULL, "a client (its account key made)");
+    char keyfile[256];
+    snprintf(keyfile, sizeof(keyfile), "%s/account.key", dir);
+    struct stat st;
+    ok(stat(keyfile, &st) == 0 && (st.st_mode & 0777) == 0600, "  the key file, mode 600");
+    const char *two[] = {"a.detour.test", "www.a.detour.test"};
+    order_ok(a, two, 2, "a.detour.test www.a.detour.test", "a certificate for two names");
+    ok(publishes == 2 && unpublishes == 2, "  each name's key authorization published, then not");
+    const char *dot = strchr(published_ka, '.');
+    ok(dot && (size_t)(dot - published_ka) == strlen(published_token) &&
+           strncmp(published_ka, published_token, strlen(published_token)) == 0 &&
+           strlen(dot + 1) == 43,
+       "  as TOKEN.THUMBPRINT (RFC 8555 8.1)");
+    const char *one[] = {"b.detour.test"};
+    order_ok(a, one, 1, "b.detour.test", "a second order, same account");
+    const char *blocked[] = {"blocked.example"};
+    order_fails(a, blocked, 1, "rejectedIdentifier", "a name the CA refuses");
+    dt_acme_free(a);
+
+    a = client(port, ca, &err);
+    order_ok(a, one, 1, "b.detour.test", "a new client finds the account by its key");
+    dt_acme_free(a);
+
+    /* the CA not trusted, and no directory */
+    a = client(port, NULL, &err);
+    order_fails(a, one, 1, "SSL", "pebble's certificate not trusted: refused");
+    dt_acme_free(a);
+    stop_pebble(pebble);
+    a = client(port, ca, &err);
+    order_fails(a, one, 1, "Couldn't connect", "no directory: the connection failure");
+    dt_acme_free(a);
+
+    /* half the nonces rejected: every order still completes */
+    port = free_port();
+    mgmt = free_port();
+    pebble = start_pebble(port, mgmt, "50");
+    ok(pebble > 0, "pebble started, rejecting half the nonces");
+    a = client(port, ca, &err);
+    for (int i = 0; i < 3; i++)
+        order_ok(a, two, 2, "a.detour.test www.a.detour.test", "an order through badNonce");
+    ok(dt_acme_bad_nonces(a) > 0, "  nonces were rejected, and the requests sent again");
+    printf("# %lu requests sent again after badNonce\n", dt_acme_bad_nonces(a));
+    dt_acme_free(a);
+    stop_pebble(pebble);
+
+    dt_buf_dispose(&err);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    (void)!system(cmd);
+    return done_testing();
+}
