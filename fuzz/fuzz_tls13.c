@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct dt_buf err;
         dt_buf_init(&err);
         const char *paths[] = {DETOUR_TLS_DATA "a-ec.pem", DETOUR_TLS_DATA "a-rsa.pem"};
-        set = dt_tls_load(paths, 2, NULL, true, &err);
+        set = dt_tls_load(paths, 2, NULL, 0, true, &err);
         dt_buf_dispose(&err);
         if (!set)
             abort();

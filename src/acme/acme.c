@@ -11,6 +11,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include <errno.h>
@@ -36,6 +37,7 @@ struct dt_acme {
     void (*publish)(void *ctx, const char *token, const char *key_authorization);
     void (*unpublish)(void *ctx, const char *token);
     void *ctx;
+    bool (*cancelled)(void *ctx);
     long poll_limit_ms;
     EVP_PKEY *key;
     char *jwk;        /* the account key's JWK, members in RFC 7638's order */
@@ -242,6 +244,20 @@ static size_t on_header(char *p, size_t size, size_t n, void *userdata)
     return len;
 }
 
+static bool cancelled(const struct dt_acme *a)
+{
+    return a->cancelled && a->cancelled(a->ctx);
+}
+
+static int on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt;
+    (void)dn;
+    (void)ut;
+    (void)un;
+    return cancelled(p) ? 1 : 0; /* non-zero: the transfer is aborted */
+}
+
 /* One request: GET (body NULL, head false), HEAD (head), or POST of body as JOSE JSON. */
 static bool http(struct dt_acme *a, const char *url, const struct dt_buf *body, bool head,
                  struct response *r, struct dt_buf *err)
@@ -259,6 +275,11 @@ static bool http(struct dt_acme *a, const char *url, const struct dt_buf *body, 
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    if (a->cancelled) {
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, a);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    }
     struct curl_slist *h = NULL;
     if (head) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
@@ -466,6 +487,7 @@ struct dt_acme *dt_acme_new(const struct dt_acme_config *c, struct dt_buf *err)
     a->email = xstrdup_or_null(c->email);
     a->publish = c->publish;
     a->unpublish = c->unpublish;
+    a->cancelled = c->cancelled;
     a->ctx = c->ctx;
     a->poll_limit_ms = c->poll_limit_ms > 0 ? c->poll_limit_ms : 120000;
     a->key = k;
@@ -508,11 +530,18 @@ unsigned long dt_acme_bad_nonces(const struct dt_acme *a)
 
 /* ---- orders --------------------------------------------------------------------------- */
 
-static void pause_ms(long ms)
+/* Waits ms, in steps of 100 ms so that a cancellation is seen: false if cancelled. */
+static bool pause_ms(const struct dt_acme *a, long ms)
 {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+    for (long left = ms; left > 0; left -= 100) {
+        if (cancelled(a))
+            return false;
+        long step = left < 100 ? left : 100;
+        struct timespec ts = {0, step * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+    return !cancelled(a);
 }
 
 /* POST-as-GET url until its "status" is not one of the waiting ones (honouring Retry-After,
@@ -547,7 +576,10 @@ static json_t *poll_until(struct dt_acme *a, const char *url, const char *const 
             dt_buf_appendf(err, "%s: still %s after %ld s", what, status, a->poll_limit_ms / 1000);
             return NULL;
         }
-        pause_ms(ms < 100 ? 100 : ms > POLL_MAX_MS ? POLL_MAX_MS : ms);
+        if (!pause_ms(a, ms < 100 ? 100 : ms > POLL_MAX_MS ? POLL_MAX_MS : ms)) {
+            dt_buf_appendf(err, "%s: cancelled", what);
+            return NULL;
+        }
     }
 }
 
@@ -806,5 +838,73 @@ done:
     free(finalize);
     free(cert_url);
     EVP_PKEY_free(key);
+    return ok;
+}
+
+bool dt_acme_self_signed(const char *name, long days, struct dt_acme_cert *out)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_NAME *subject = X509_NAME_new();
+    struct dt_buf san;
+    dt_buf_init(&san);
+    dt_buf_appendf(&san, "DNS:%s", name);
+    dt_buf_terminate(&san);
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = x ? X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san.ptr) : NULL;
+    unsigned char serial[16];
+    BIGNUM *bn = RAND_bytes(serial, sizeof(serial)) == 1 ? BN_bin2bn(serial, 16, NULL) : NULL;
+    bool ok = key && x && subject && ext && bn && X509_set_version(x, 2) == 1 &&
+              BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) &&
+              X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)name,
+                                         -1, -1, 0) == 1 &&
+              X509_set_subject_name(x, subject) == 1 && X509_set_issuer_name(x, subject) == 1 &&
+              X509_gmtime_adj(X509_getm_notBefore(x), 0) &&
+              X509_gmtime_adj(X509_getm_notAfter(x), days * 86400) &&
+              X509_set_pubkey(x, key) == 1 && X509_add_ext(x, ext, -1) == 1 &&
+              X509_sign(x, key, EVP_sha256()) > 0;
+    if (ok) {
+        BIO *b = BIO_new(BIO_s_mem());
+        char *p = NULL;
+        long n = 0;
+        ok = b && PEM_write_bio_X509(b, x) == 1 && (n = BIO_get_mem_data(b, &p)) > 0;
+        if (ok)
+            dt_buf_append(&out->chain, p, (size_t)n);
+        BIO_free(b);
+        b = BIO_new(BIO_s_mem());
+        ok = ok && b && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL) == 1 &&
+             (n = BIO_get_mem_data(b, &p)) > 0;
+        if (ok)
+            dt_buf_append(&out->key, p, (size_t)n);
+        BIO_free(b);
+    }
+    BN_free(bn);
+    X509_EXTENSION_free(ext);
+    X509_NAME_free(subject);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    dt_buf_dispose(&san);
+    ERR_clear_error();
+    return ok;
+}
+
+/* A certificate file's validity: true with its notBefore and notAfter. */
+bool dt_acme_cert_times(const char *path, time_t *not_before, time_t *not_after)
+{
+    FILE *f = fopen(path, "r");
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    struct tm a, b;
+    bool ok = x && ASN1_TIME_to_tm(X509_get0_notBefore(x), &a) == 1 &&
+              ASN1_TIME_to_tm(X509_get0_notAfter(x), &b) == 1;
+    if (ok) {
+        *not_before = timegm(&a);
+        *not_after = timegm(&b);
+    }
+    X509_free(x);
+    ERR_clear_error();
     return ok;
 }

@@ -11,6 +11,8 @@
 
 #include "base/base.h"
 
+#include <time.h>
+
 struct dt_acme_config {
     const char *directory;   /* the directory's URL */
     const char *ca_file;     /* trust this CA for the directory's TLS, or NULL: the system's */
@@ -22,6 +24,9 @@ struct dt_acme_config {
     void (*unpublish)(void *ctx, const char *token);
     void *ctx;
     long poll_limit_ms; /* how long an authorization or an order may stay pending (0: 120 s) */
+    /* when it returns true (any thread may make it so), the order in progress ends at once
+     * with an error; NULL: never */
+    bool (*cancelled)(void *ctx);
 };
 
 struct dt_acme;
@@ -42,6 +47,13 @@ struct dt_acme_cert {
  * err (the CA's problem document's detail when it sent one). */
 bool dt_acme_order(struct dt_acme *a, const char *const *names, size_t n, struct dt_acme_cert *out,
                    struct dt_buf *err);
+
+/* A self-signed ECDSA P-256 certificate for name, valid days from now (a placeholder
+ * until a name has its own). */
+bool dt_acme_self_signed(const char *name, long days, struct dt_acme_cert *out);
+
+/* The validity of the first certificate of a PEM file: true with notBefore and notAfter. */
+bool dt_acme_cert_times(const char *path, time_t *not_before, time_t *not_after);
 
 /* How many requests were sent again after a badNonce, since the client was made. */
 unsigned long dt_acme_bad_nonces(const struct dt_acme *a);

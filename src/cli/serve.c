@@ -6,8 +6,11 @@
 #include "tls/tls.h"
 
 #include <getopt.h>
+
+#define ACME_DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static const char help[] =
     "Usage: detour serve [OPTIONS]\n"
@@ -34,6 +37,15 @@ static const char help[] =
     "                            'max-age=N[; includeSubDomains][; preload]'\n"
     "  --redirect-to-https       a plain-HTTP request for a host a certificate names gets\n"
     "                            308 to the same https URL\n"
+    "  --acme-email EMAIL        get certificates by ACME (RFC 8555) for every host the\n"
+    "                            rules name, as they change (docs/acme.md); needs a\n"
+    "                            --listen for HTTP-01 (port 80) and a --listen-tls; EMAIL\n"
+    "                            is the account's contact\n"
+    "  --acme-directory URL      the CA's directory (default: Let's Encrypt's production\n"
+    "                            one, " ACME_DEFAULT_DIRECTORY ")\n"
+    "  --acme-ca FILE            trust this CA for the directory's HTTPS (tests)\n"
+    "  --acme-storage DIR        the account key, certificates and keys (mode 700;\n"
+    "                            default: the --db path + .acme)\n"
     "  --rules FILE              read rules from FILE; repeatable (syntax: docs/rules.md)\n"
     "  --rules-format FORMAT     read the --rules files that follow as detour, csv, nginx\n"
     "                            or netlify (default: by name: *.csv, *.map, _redirects;\n"
@@ -96,6 +108,10 @@ enum {
     O_CERT_DIR,
     O_HSTS,
     O_REDIRECT_HTTPS,
+    O_ACME_EMAIL,
+    O_ACME_DIRECTORY,
+    O_ACME_CA,
+    O_ACME_STORAGE,
 };
 
 static const struct option options[] = {
@@ -123,6 +139,10 @@ static const struct option options[] = {
     {"cert-dir", required_argument, NULL, O_CERT_DIR},
     {"hsts", required_argument, NULL, O_HSTS},
     {"redirect-to-https", no_argument, NULL, O_REDIRECT_HTTPS},
+    {"acme-email", required_argument, NULL, O_ACME_EMAIL},
+    {"acme-directory", required_argument, NULL, O_ACME_DIRECTORY},
+    {"acme-ca", required_argument, NULL, O_ACME_CA},
+    {"acme-storage", required_argument, NULL, O_ACME_STORAGE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -143,6 +163,7 @@ struct serve_args {
     const char **certs; /* malloc'd */
     size_t ncerts;
     char hsts[128];
+    char *acme_storage; /* malloc'd: the default, from --db */
 };
 
 /* --hsts: 'max-age=N[; includeSubDomains][; preload]' (RFC 6797 6.1; directive names in
@@ -293,6 +314,34 @@ static int listen_option(int opt, struct serve_args *a)
             return -1;
         a->cfg.hsts = a->hsts;
         return 0;
+    case O_ACME_EMAIL:
+        if (!strchr(optarg, '@') || strpbrk(optarg, " \t\r\n\"<>")) {
+            dt_usage_error("serve", "--acme-email: '%s' is not an e-mail address", optarg);
+            return -1;
+        }
+        a->cfg.acme_email = optarg;
+        return 0;
+    case O_ACME_DIRECTORY:
+        if (strncmp(optarg, "https://", 8) != 0 && strncmp(optarg, "http://", 7) != 0) {
+            dt_usage_error("serve", "--acme-directory: '%s' is not an http(s) URL", optarg);
+            return -1;
+        }
+        a->cfg.acme_directory = optarg;
+        return 0;
+    case O_ACME_CA:
+        if (access(optarg, R_OK) != 0) {
+            dt_usage_error("serve", "--acme-ca %s: cannot read it", optarg);
+            return -1;
+        }
+        a->cfg.acme_ca = optarg;
+        return 0;
+    case O_ACME_STORAGE:
+        if (!optarg[0]) {
+            dt_usage_error("serve", "--acme-storage needs a directory");
+            return -1;
+        }
+        a->cfg.acme_storage = optarg;
+        return 0;
     default: /* O_REDIRECT_HTTPS */
         a->cfg.redirect_to_https = true;
         return 0;
@@ -320,6 +369,10 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
         case O_CERT_DIR:
         case O_HSTS:
         case O_REDIRECT_HTTPS:
+        case O_ACME_EMAIL:
+        case O_ACME_DIRECTORY:
+        case O_ACME_CA:
+        case O_ACME_STORAGE:
             if (listen_option(opt, a) != 0)
                 return DT_EXIT_USAGE;
             break;
@@ -392,10 +445,38 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
         dt_usage_error("serve", "unexpected argument '%s'", argv[optind]);
         return DT_EXIT_USAGE;
     }
-    bool tls = false;
-    for (size_t i = 0; i < a->nlisten; i++)
+    bool tls = false, plain = false;
+    for (size_t i = 0; i < a->nlisten; i++) {
         tls |= a->listen[i].tls;
-    if (tls && !a->ncerts && !a->cfg.cert_dir) {
+        plain |= !a->listen[i].tls;
+    }
+    if (!a->cfg.acme_email && (a->cfg.acme_directory || a->cfg.acme_ca || a->cfg.acme_storage)) {
+        dt_usage_error("serve", "%s needs --acme-email (which turns ACME on)",
+                       a->cfg.acme_directory ? "--acme-directory"
+                       : a->cfg.acme_ca      ? "--acme-ca"
+                                             : "--acme-storage");
+        return DT_EXIT_USAGE;
+    }
+    if (a->cfg.acme_email && (!tls || !plain)) {
+        dt_usage_error("serve", "--acme-email needs a --listen-tls (to serve the certificates) "
+                                "and a --listen (HTTP-01 challenges come to port 80)");
+        return DT_EXIT_USAGE;
+    }
+    if (a->cfg.acme_email) {
+        if (!a->cfg.acme_directory)
+            a->cfg.acme_directory = ACME_DEFAULT_DIRECTORY;
+        if (!a->cfg.acme_storage && !strcmp(a->ao.db_path, ":memory:")) {
+            dt_usage_error("serve", "--acme-email with --db :memory: needs --acme-storage DIR");
+            return DT_EXIT_USAGE;
+        }
+        if (!a->cfg.acme_storage) {
+            size_t n = strlen(a->ao.db_path) + sizeof(".acme");
+            a->acme_storage = dt_xmalloc(n);
+            snprintf(a->acme_storage, n, "%s.acme", a->ao.db_path);
+            a->cfg.acme_storage = a->acme_storage;
+        }
+    }
+    if (tls && !a->ncerts && !a->cfg.cert_dir && !a->cfg.acme_email) {
         dt_usage_error("serve", "--listen-tls needs a certificate: --cert FILE or --cert-dir DIR");
         return DT_EXIT_USAGE;
     }
@@ -449,7 +530,7 @@ int dt_cmd_serve(int argc, char **argv)
         if (a.ncerts || a.cfg.cert_dir) {
             struct dt_buf e;
             dt_buf_init(&e);
-            struct dt_tls_set *set = dt_tls_load(a.certs, a.ncerts, a.cfg.cert_dir, false, &e);
+            struct dt_tls_set *set = dt_tls_load(a.certs, a.ncerts, &a.cfg.cert_dir, 1, false, &e);
             if (!set) {
                 fprintf(stderr, "detour serve: certificates: %.*s\n", (int)e.len, e.ptr);
                 dt_buf_dispose(&e);
@@ -484,5 +565,6 @@ out:
     free(a.listen);
     free(a.rules);
     free(a.certs);
+    free(a.acme_storage);
     return status;
 }

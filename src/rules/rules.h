@@ -165,6 +165,12 @@ DT_MUST_CHECK int dt_table_load_text(struct dt_table *t, const char *name, struc
  * duplicates found are reported as warnings through dt_log. */
 void dt_table_finish(struct dt_table *t);
 
+/* Calls fn for every host the rules of t name (lower-case, no port; for a wildcard host,
+ * wildcard set and host its suffix: "example.com" for "*.example.com"), each once. t may
+ * be NULL. */
+void dt_table_each_host(const struct dt_table *t,
+                        void (*fn)(void *ctx, struct dt_str host, bool wildcard), void *ctx);
+
 /* Number of rules in the table (0 for NULL). */
 size_t dt_table_size(const struct dt_table *t);
 /* True when some rule has a time window, so answers can change without a reload. */

@@ -905,3 +905,13 @@ const struct dt_rule *dt_rules_longest_prefix(const struct dt_table *t, uint32_t
     }
     return NULL;
 }
+
+void dt_table_each_host(const struct dt_table *t,
+                        void (*fn)(void *ctx, struct dt_str host, bool wildcard), void *ctx)
+{
+    for (size_t i = 0; t && i < t->nsections; i++) {
+        const struct section *s = &t->sections[i];
+        if (s->host_len)
+            fn(ctx, dt_str_make(dt_rules_blob_at(t, s->host), s->host_len), s->wildcard);
+    }
+}

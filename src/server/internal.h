@@ -103,6 +103,7 @@ struct dt_server {
     _Atomic(struct dt_tls_set *) tls;
     pthread_mutex_t tls_lock;
     struct dt_str hsts; /* "Strict-Transport-Security: ...\r\n", or empty */
+    struct acme_mgr *acme; /* automatic certificates (acme.c), or NULL */
     char https_port[8]; /* ":8443" for a Location to https, "" for 443 */
 };
 
@@ -185,5 +186,24 @@ void conn_event(struct conn *c, uint32_t events);
 void conn_expire(struct conn *c, int list);
 void conn_close(struct conn *c);
 void conn_shutdown_idle(struct conn *c);
+
+/* acme.c: automatic certificates */
+/* The storage directory (mode 700) with its placeholder certificate, before the
+ * certificates are first loaded: false (logged) if it cannot be made. */
+bool acme_prepare_storage(const struct dt_server_config *c);
+/* Starts the ACME thread (s->acme): false (logged) if it cannot. */
+bool acme_start(struct dt_server *s);
+/* Ends an order in progress, joins the thread, frees s->acme. */
+void acme_stop(struct dt_server *s);
+/* The hosts rs's rules name, for the ACME thread (rs held by the caller). */
+void acme_rules(struct dt_server *s, const struct dt_ruleset *rs);
+/* HTTP-01: the key authorization of token appended to out; false if none is published. Any
+ * thread. */
+bool acme_http01(struct dt_server *s, struct dt_str token, struct dt_buf *out);
+
+/* server.c */
+/* The certificates read again (as on SIGHUP); a set that does not load keeps the one in
+ * use. Any thread. */
+void dt_server_reload_certs(struct dt_server *s);
 
 #endif

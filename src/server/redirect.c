@@ -47,6 +47,30 @@ static bool to_https(struct conn *c, const struct dt_request *req, struct dt_buf
     return true;
 }
 
+/* HTTP-01 (RFC 8555 8.3): on a plain listener, /.well-known/acme-challenge/TOKEN gets the
+ * key authorization the ACME thread published for TOKEN (200), or 404; before any rule.
+ * Returns the status it answered with, or 0 when the path is not one. */
+static int acme_challenge(struct conn *c, const struct dt_request *req, struct dt_buf *ob,
+                          const struct dt_http_reply *r)
+{
+    static const char prefix[] = "/.well-known/acme-challenge/";
+    struct dt_server *s = c->w->srv;
+    size_t n = sizeof(prefix) - 1;
+    if (c->tls || !s->acme || req->path.len <= n || memcmp(req->path.ptr, prefix, n) != 0)
+        return 0;
+    struct dt_str token = dt_str_make(req->path.ptr + n, req->path.len - n);
+    struct dt_buf ka;
+    dt_buf_init(&ka);
+    int status = 200;
+    if (acme_http01(s, token, &ka))
+        dt_http_write_response(ob, 200, r, "application/octet-stream", (struct dt_str){0},
+                               dt_str_make(ka.ptr, ka.len));
+    else
+        dt_http_write_page(ob, status = 404, r, "No ACME challenge <code>", token, "</code>.");
+    dt_buf_dispose(&ka);
+    return status;
+}
+
 /* Answers one request head: the rule's redirect, or 404. */
 static void redirect_head(struct conn *c, const struct dt_request *req)
 {
@@ -80,7 +104,9 @@ static void redirect_head(struct conn *c, const struct dt_request *req)
                                 req->query, w->now_s};
     struct dt_answer a;
     int answered;
-    if (to_https(c, req, ob, &r)) {
+    if ((answered = acme_challenge(c, req, ob, &r)) != 0) {
+        STAT_ADD(w->stats.source[DT_SRC_NONE], 1);
+    } else if (to_https(c, req, ob, &r)) {
         answered = 308;
         STAT_ADD(w->stats.status[DT_ST_308], 1);
     } else if ((answered = dt_answer_find(rs, &q, &a)), a.rule) {

@@ -150,7 +150,8 @@ static struct dt_tls_set *load_certs(const struct dt_server_config *c, time_t no
 {
     struct dt_buf err;
     dt_buf_init(&err);
-    struct dt_tls_set *set = dt_tls_load(c->certs, c->ncerts, c->cert_dir, true, &err);
+    const char *dirs[] = {c->cert_dir, c->acme_storage}; /* the given ones first */
+    struct dt_tls_set *set = dt_tls_load(c->certs, c->ncerts, dirs, 2, true, &err);
     if (!set)
         dt_log(DT_LOG_ERROR, "certificates: %.*s", (int)err.len, err.ptr);
     else
@@ -163,7 +164,7 @@ static struct dt_tls_set *load_certs(const struct dt_server_config *c, time_t no
 static void reload_certs(struct dt_server *s)
 {
     const struct dt_server_config *c = s->cfg;
-    if (!c->ncerts && !c->cert_dir)
+    if (!c->ncerts && !c->cert_dir && !c->acme_storage)
         return;
     struct dt_tls_set *set = load_certs(c, dt_wall_now());
     if (!set) {
@@ -176,6 +177,11 @@ static void reload_certs(struct dt_server *s)
     wait_quiescent(s); /* no worker is between reading the pointer and taking a reference */
     dt_tls_set_unref(old);
     dt_log(DT_LOG_INFO, "reloaded %zu certificates", dt_tls_set_count(set));
+}
+
+void dt_server_reload_certs(struct dt_server *s)
+{
+    reload_certs(s);
 }
 
 void dt_server_each_cert(struct dt_server *s,
@@ -193,7 +199,9 @@ void dt_server_each_cert(struct dt_server *s,
 static bool start_tls(struct dt_server *s, char hsts_line[DT_HTTP_EXTRA_MAX])
 {
     const struct dt_server_config *c = s->cfg;
-    if (c->ncerts || c->cert_dir) {
+    if (c->acme_storage && !acme_prepare_storage(c))
+        return false;
+    if (c->ncerts || c->cert_dir || c->acme_storage) {
         struct dt_tls_set *certs = load_certs(c, dt_wall_now());
         if (!certs)
             return false;
@@ -236,6 +244,7 @@ unsigned dt_server_worker_count(const struct dt_server_config *c)
 const struct dt_ruleset *dt_server_publish(struct dt_server *s, const struct dt_ruleset *rs)
 {
     const struct dt_ruleset *old = atomic_exchange(&s->rules, rs);
+    acme_rules(s, rs);
     wait_quiescent(s);
     return old;
 }
@@ -576,6 +585,13 @@ int dt_server_run(const struct dt_server_config *c)
      * freed as if nobody held it). */
     if (c->hooks.started)
         c->hooks.started(c->hooks.ctx, &s);
+    if (c->acme_email) {
+        if (!acme_start(&s)) {
+            status = 1;
+            goto stop;
+        }
+        acme_rules(&s, atomic_load(&s.rules));
+    }
     if (s.admin) {
         if (start_worker(s.admin) != 0) {
             status = 1;
@@ -593,6 +609,7 @@ int dt_server_run(const struct dt_server_config *c)
     if (c->hooks.stopping)
         c->hooks.stopping(c->hooks.ctx);
 stop:
+    acme_stop(&s);
     stop_workers(&s, started);
     if (admin_started) {
         wake(s.admin);

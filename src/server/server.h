@@ -116,6 +116,9 @@ struct dt_server_config {
     const char *cert_dir;
     const char *hsts;
     bool redirect_to_https;
+    /* ACME (docs/acme.md): with acme_email set, certificates for every host the rules name,
+     * from acme_directory (trusting acme_ca for its TLS when set), kept in acme_storage */
+    const char *acme_email, *acme_directory, *acme_ca, *acme_storage;
 };
 
 void dt_server_config_init(struct dt_server_config *c);

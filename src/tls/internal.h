@@ -47,7 +47,7 @@ void tls_names_dispose(struct tls_names *t);
 /* Loads every file of paths, then every *.pem of dir (may be NULL; not hidden files; in name
  * order, so that the first is the same at every load) with load: true, or false with a
  * message in err at the first that does not load, or when there is none at all. */
-bool tls_load_all(const char *const *paths, size_t npaths, const char *dir,
+bool tls_load_all(const char *const *paths, size_t npaths, const char *const *dirs, size_t ndirs,
                   bool (*load)(void *set, const char *path, struct dt_buf *err), void *set,
                   struct dt_buf *err);
 /* NAME.key for NAME.pem into out (cap bytes): true, or false (and out empty) when path does

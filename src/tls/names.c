@@ -165,7 +165,7 @@ static long dir_files(const char *dir, char ***files, struct dt_buf *err)
     return n ? (long)n : -1;
 }
 
-bool tls_load_all(const char *const *paths, size_t npaths, const char *dir,
+bool tls_load_all(const char *const *paths, size_t npaths, const char *const *dirs, size_t ndirs,
                   bool (*load)(void *set, const char *path, struct dt_buf *err), void *set,
                   struct dt_buf *err)
 {
@@ -173,7 +173,10 @@ bool tls_load_all(const char *const *paths, size_t npaths, const char *dir,
     for (size_t i = 0; i < npaths; i++, loaded++)
         if (!load(set, paths[i], err))
             return false;
-    if (dir) {
+    for (size_t d = 0; d < ndirs; d++) {
+        const char *dir = dirs[d];
+        if (!dir)
+            continue;
         char **files;
         long n = dir_files(dir, &files, err);
         bool ok = n > 0;

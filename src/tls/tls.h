@@ -18,12 +18,13 @@ struct dt_tls_set;
 struct dt_tls_conn;
 
 /* Loads the certificates: every file of paths (a PEM file with the chain and its private
- * key, or the key in NAME.key beside NAME.pem) and every *.pem in dir (may be NULL). The
- * first certificate answers clients that name no host or an unknown one. alpn_h2: offer
- * "h2" before "http/1.1" by ALPN. Returns the set (one reference), or NULL with a message
- * naming the file in err. */
-struct dt_tls_set *dt_tls_load(const char *const *paths, size_t npaths, const char *dir,
-                               bool alpn_h2, struct dt_buf *err);
+ * key, or the key in NAME.key beside NAME.pem), then every *.pem in each of the ndirs dirs
+ * (NULL entries skipped). The first certificate answers clients that name no host or an
+ * unknown one; a name two certificates cover is the first one's. alpn_h2: offer "h2"
+ * before "http/1.1" by ALPN. Returns the set (one reference), or NULL with a message naming
+ * the file in err. */
+struct dt_tls_set *dt_tls_load(const char *const *paths, size_t npaths, const char *const *dirs,
+                               size_t ndirs, bool alpn_h2, struct dt_buf *err);
 void dt_tls_set_ref(struct dt_tls_set *s);
 void dt_tls_set_unref(struct dt_tls_set *s);
 

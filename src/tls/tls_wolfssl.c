@@ -430,14 +430,14 @@ static bool load_path(void *set, const char *path, struct dt_buf *err)
     return ok;
 }
 
-struct dt_tls_set *dt_tls_load(const char *const *paths, size_t npaths, const char *dir,
-                               bool alpn_h2, struct dt_buf *err)
+struct dt_tls_set *dt_tls_load(const char *const *paths, size_t npaths, const char *const *dirs,
+                               size_t ndirs, bool alpn_h2, struct dt_buf *err)
 {
     pthread_once(&init_once, init_library);
     struct dt_tls_set *s = dt_xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, 1);
     s->h2 = alpn_h2;
-    bool ok = tls_load_all(paths, npaths, dir, load_path, s, err);
+    bool ok = tls_load_all(paths, npaths, dirs, ndirs, load_path, s, err);
 #ifdef FP_ECC
     wc_ecc_fp_free(); /* this thread's tables from checking the keys */
 #endif

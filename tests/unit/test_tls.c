@@ -22,7 +22,7 @@ static struct dt_buf err;
 static struct dt_tls_set *load(const char *const *paths, size_t n, const char *dir)
 {
     err.len = 0;
-    struct dt_tls_set *s = dt_tls_load(paths, n, dir, true, &err);
+    struct dt_tls_set *s = dt_tls_load(paths, n, &dir, 1, true, &err);
     dt_buf_terminate(&err);
     return s;
 }

@@ -452,7 +452,7 @@ int main(void)
     struct dt_buf err;
     dt_buf_init(&err);
     const char *paths[] = {D "a-ec.pem", D "a-rsa.pem", D "b.pem"};
-    set = dt_tls_load(paths, 3, NULL, true, &err);
+    set = dt_tls_load(paths, 3, NULL, 0, true, &err);
     dt_buf_terminate(&err);
     if (!ok(set != NULL, "certificates load"))
         printf("# %s\n", err.ptr);
