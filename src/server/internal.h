@@ -102,9 +102,9 @@ struct dt_server {
      * once every worker has passed a quiet point); other threads take tls_lock. */
     _Atomic(struct dt_tls_set *) tls;
     pthread_mutex_t tls_lock;
-    struct dt_str hsts; /* "Strict-Transport-Security: ...\r\n", or empty */
+    struct dt_str hsts;    /* "Strict-Transport-Security: ...\r\n", or empty */
     struct acme_mgr *acme; /* automatic certificates (acme.c), or NULL */
-    char https_port[8]; /* ":8443" for a Location to https, "" for 443 */
+    char https_port[8];    /* ":8443" for a Location to https, "" for 443 */
 };
 
 struct conn {
