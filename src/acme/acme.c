@@ -34,8 +34,9 @@ enum {
 
 struct dt_acme {
     char *directory, *ca_file, *email;
-    void (*publish)(void *ctx, const char *token, const char *key_authorization);
-    void (*unpublish)(void *ctx, const char *token);
+    bool http01, tls_alpn01;
+    bool (*publish)(void *ctx, const struct dt_acme_challenge *ch);
+    void (*unpublish)(void *ctx, const struct dt_acme_challenge *ch);
     void *ctx;
     bool (*cancelled)(void *ctx);
     long poll_limit_ms;
@@ -47,6 +48,7 @@ struct dt_acme {
     char *nonce;                               /* the next request's */
     CURL *curl;
     unsigned long bad_nonces;
+    bool failed; /* the last order failed: the next one starts from the directory again */
 };
 
 /* ---- encodings -------------------------------------------------------------------------- */
@@ -485,6 +487,8 @@ struct dt_acme *dt_acme_new(const struct dt_acme_config *c, struct dt_buf *err)
     a->directory = xstrdup(c->directory);
     a->ca_file = xstrdup_or_null(c->ca_file);
     a->email = xstrdup_or_null(c->email);
+    a->http01 = c->http01;
+    a->tls_alpn01 = c->tls_alpn01;
     a->publish = c->publish;
     a->unpublish = c->unpublish;
     a->cancelled = c->cancelled;
@@ -619,14 +623,21 @@ static bool authorize(struct dt_acme *a, const char *url, struct dt_buf *err)
         json_decref(j);
         return true;
     }
-    const char *token = NULL, *chal = NULL;
+    /* the challenge: HTTP-01 when the caller answers it, else TLS-ALPN-01 */
+    const char *token = NULL, *chal = NULL, *kind = NULL;
     json_t *chs = json_object_get(j, "challenges");
-    for (size_t i = 0; i < json_array_size(chs); i++) {
-        json_t *ch = json_array_get(chs, i);
-        const char *type = json_string_value(json_object_get(ch, "type"));
-        if (type && strcmp(type, "http-01") == 0) {
-            token = json_string_value(json_object_get(ch, "token"));
-            chal = json_string_value(json_object_get(ch, "url"));
+    for (int pass = 0; pass < 2 && !token; pass++) {
+        const char *want = pass == 0 ? "http-01" : "tls-alpn-01";
+        if (pass == 0 ? !a->http01 : !a->tls_alpn01)
+            continue;
+        for (size_t i = 0; i < json_array_size(chs) && !token; i++) {
+            json_t *ch = json_array_get(chs, i);
+            const char *type = json_string_value(json_object_get(ch, "type"));
+            if (type && strcmp(type, want) == 0) {
+                token = json_string_value(json_object_get(ch, "token"));
+                chal = json_string_value(json_object_get(ch, "url"));
+                kind = want;
+            }
         }
     }
     if (!status || strcmp(status, "pending") != 0 || !token || !chal ||
@@ -634,7 +645,7 @@ static bool authorize(struct dt_acme *a, const char *url, struct dt_buf *err)
             strlen(token)) {
         object_error(j, host ? host : "authorization", err);
         if (status && strcmp(status, "pending") == 0)
-            dt_buf_appendf(err, " (no http-01 challenge)");
+            dt_buf_appendf(err, " (no challenge this server can answer)");
         json_decref(j);
         return false;
     }
@@ -645,10 +656,12 @@ static bool authorize(struct dt_acme *a, const char *url, struct dt_buf *err)
     dt_buf_init(&ka);
     dt_buf_appendf(&ka, "%s.%s", tok, a->thumbprint);
     dt_buf_terminate(&ka);
-    if (a->publish)
-        a->publish(a->ctx, tok, ka.ptr);
+    struct dt_acme_challenge ch = {kind, name, tok, ka.ptr};
+    ok = !a->publish || a->publish(a->ctx, &ch);
+    if (!ok)
+        dt_buf_appendf(err, "%s: cannot answer its %s challenge", name, kind);
     response_init(&r);
-    ok = post(a, chal_url, "{}", &r, err);
+    ok = ok && post(a, chal_url, "{}", &r, err);
     if (ok && r.status != 200) {
         problem(&r, name, err);
         ok = false;
@@ -662,7 +675,7 @@ static bool authorize(struct dt_acme *a, const char *url, struct dt_buf *err)
         json_decref(j);
     }
     if (a->unpublish)
-        a->unpublish(a->ctx, tok);
+        a->unpublish(a->ctx, &ch);
     dt_buf_dispose(&ka);
     free(tok);
     free(chal_url);
@@ -726,14 +739,36 @@ static bool chain_fits(const struct dt_buf *chain, EVP_PKEY *key, const char *co
     return ok;
 }
 
+static bool order_names(struct dt_acme *a, const char *const *names, size_t n,
+                        struct dt_acme_cert *out, struct dt_buf *err);
+
 bool dt_acme_order(struct dt_acme *a, const char *const *names, size_t n, struct dt_acme_cert *out,
                    struct dt_buf *err)
 {
-    static const char *const finalizing[] = {"processing", NULL};
     if (n == 0) {
         dt_buf_appendf(err, "an order needs a name");
         return false;
     }
+    if (a->failed) {
+        /* the CA may have changed since (moved its endpoints, lost the account): its
+         * directory, a nonce and the account again */
+        free(a->new_nonce);
+        free(a->new_account);
+        free(a->new_order);
+        free(a->nonce);
+        free(a->kid);
+        a->new_nonce = a->new_account = a->new_order = a->nonce = a->kid = NULL;
+        a->failed = false;
+    }
+    bool ok = order_names(a, names, n, out, err);
+    a->failed = !ok;
+    return ok;
+}
+
+static bool order_names(struct dt_acme *a, const char *const *names, size_t n,
+                        struct dt_acme_cert *out, struct dt_buf *err)
+{
+    static const char *const finalizing[] = {"processing", NULL};
     if (!directory(a, err) || !account(a, err))
         return false;
     json_t *ids = json_array();
@@ -841,7 +876,10 @@ done:
     return ok;
 }
 
-bool dt_acme_self_signed(const char *name, long days, struct dt_acme_cert *out)
+/* A self-signed certificate for name, valid days, with the critical acmeIdentifier
+ * extension holding digest when it is not NULL (32 bytes). */
+static bool self_signed(const char *name, long days, const unsigned char *digest,
+                        struct dt_acme_cert *out)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509 *x = X509_new();
@@ -863,8 +901,22 @@ bool dt_acme_self_signed(const char *name, long days, struct dt_acme_cert *out)
               X509_set_subject_name(x, subject) == 1 && X509_set_issuer_name(x, subject) == 1 &&
               X509_gmtime_adj(X509_getm_notBefore(x), 0) &&
               X509_gmtime_adj(X509_getm_notAfter(x), days * 86400) &&
-              X509_set_pubkey(x, key) == 1 && X509_add_ext(x, ext, -1) == 1 &&
-              X509_sign(x, key, EVP_sha256()) > 0;
+              X509_set_pubkey(x, key) == 1 && X509_add_ext(x, ext, -1) == 1;
+    if (ok && digest) {
+        /* id-pe-acmeIdentifier (RFC 8737 6.1): extnValue is the DER of an OCTET STRING */
+        unsigned char der[34] = {0x04, 32};
+        memcpy(der + 2, digest, 32);
+        ASN1_OBJECT *oid = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
+        ASN1_OCTET_STRING *v = ASN1_OCTET_STRING_new();
+        X509_EXTENSION *acme = NULL;
+        ok = oid && v && ASN1_OCTET_STRING_set(v, der, sizeof(der)) == 1 &&
+             (acme = X509_EXTENSION_create_by_OBJ(NULL, oid, 1, v)) != NULL &&
+             X509_add_ext(x, acme, -1) == 1;
+        X509_EXTENSION_free(acme);
+        ASN1_OCTET_STRING_free(v);
+        ASN1_OBJECT_free(oid);
+    }
+    ok = ok && X509_sign(x, key, EVP_sha256()) > 0;
     if (ok) {
         BIO *b = BIO_new(BIO_s_mem());
         char *p = NULL;
@@ -890,8 +942,25 @@ bool dt_acme_self_signed(const char *name, long days, struct dt_acme_cert *out)
     return ok;
 }
 
-/* A certificate file's validity: true with its notBefore and notAfter. */
-bool dt_acme_cert_times(const char *path, time_t *not_before, time_t *not_after)
+bool dt_acme_self_signed(const char *name, long days, struct dt_acme_cert *out)
+{
+    return self_signed(name, days, NULL, out);
+}
+
+bool dt_acme_tls_alpn_cert(const char *name, const char *key_authorization,
+                           struct dt_acme_cert *out)
+{
+    unsigned char d[32];
+    unsigned dlen = 0;
+    if (EVP_Digest(key_authorization, strlen(key_authorization), d, &dlen, EVP_sha256(), NULL) !=
+            1 ||
+        dlen != 32)
+        return false;
+    return self_signed(name, 7, d, out);
+}
+
+bool dt_acme_cert_info(const char *path, time_t *not_before, time_t *not_after, char *issuer,
+                       size_t cap)
 {
     FILE *f = fopen(path, "r");
     X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
@@ -903,6 +972,13 @@ bool dt_acme_cert_times(const char *path, time_t *not_before, time_t *not_after)
     if (ok) {
         *not_before = timegm(&a);
         *not_after = timegm(&b);
+        issuer[0] = '\0';
+        X509_NAME *in = X509_get_issuer_name(x);
+        int at = X509_NAME_get_index_by_NID(in, NID_commonName, -1);
+        ASN1_STRING *cn = at >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(in, at)) : NULL;
+        if (cn)
+            snprintf(issuer, cap, "%.*s", ASN1_STRING_length(cn),
+                     (const char *)ASN1_STRING_get0_data(cn));
     }
     X509_free(x);
     ERR_clear_error();

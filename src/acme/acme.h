@@ -13,15 +13,26 @@
 
 #include <time.h>
 
+/* A challenge to answer. */
+struct dt_acme_challenge {
+    const char *type; /* "http-01" or "tls-alpn-01" */
+    const char *name; /* the host being validated */
+    const char *token;
+    const char *key_authorization; /* TOKEN.THUMBPRINT (RFC 8555 8.1) */
+};
+
 struct dt_acme_config {
     const char *directory;   /* the directory's URL */
     const char *ca_file;     /* trust this CA for the directory's TLS, or NULL: the system's */
     const char *email;       /* the account's contact, or NULL */
     const char *account_key; /* the account key's file: read, or made (mode 600) */
-    /* HTTP-01: publish(ctx, token, key_authorization) before the CA is asked to validate;
-     * unpublish(ctx, token) once the authorization is done either way */
-    void (*publish)(void *ctx, const char *token, const char *key_authorization);
-    void (*unpublish)(void *ctx, const char *token);
+    /* The challenges the caller answers: HTTP-01 (RFC 8555 8.3; preferred when both can be)
+     * and TLS-ALPN-01 (RFC 8737). publish(ctx, ch) before the CA is asked to validate
+     * (false: it cannot be answered); unpublish(ctx, ch) once the authorization is done
+     * either way. */
+    bool http01, tls_alpn01;
+    bool (*publish)(void *ctx, const struct dt_acme_challenge *ch);
+    void (*unpublish)(void *ctx, const struct dt_acme_challenge *ch);
     void *ctx;
     long poll_limit_ms; /* how long an authorization or an order may stay pending (0: 120 s) */
     /* when it returns true (any thread may make it so), the order in progress ends at once
@@ -52,8 +63,16 @@ bool dt_acme_order(struct dt_acme *a, const char *const *names, size_t n, struct
  * until a name has its own). */
 bool dt_acme_self_signed(const char *name, long days, struct dt_acme_cert *out);
 
-/* The validity of the first certificate of a PEM file: true with notBefore and notAfter. */
-bool dt_acme_cert_times(const char *path, time_t *not_before, time_t *not_after);
+/* TLS-ALPN-01's certificate for name (RFC 8737 3): self-signed, name its only
+ * subjectAltName, the critical acmeIdentifier extension holding SHA-256 of the key
+ * authorization. */
+bool dt_acme_tls_alpn_cert(const char *name, const char *key_authorization,
+                           struct dt_acme_cert *out);
+
+/* The first certificate of a PEM file: true with its notBefore, notAfter and issuer's common
+ * name (cap bytes at issuer; "" when it has none). */
+bool dt_acme_cert_info(const char *path, time_t *not_before, time_t *not_after, char *issuer,
+                       size_t cap);
 
 /* How many requests were sent again after a badNonce, since the client was made. */
 unsigned long dt_acme_bad_nonces(const struct dt_acme *a);

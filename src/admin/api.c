@@ -356,6 +356,96 @@ static void match(struct admin *a, const struct dt_admin_request *req, struct dt
     dt_admin_reply_json(rep, 200, j);
 }
 
+/* ---- certificates: ACME's names (docs/acme.md) ------------------------------------------ */
+
+static bool method_in(struct dt_admin_reply *rep, struct dt_str m, const char *allowed);
+
+static struct dt_server *server_of(struct admin *a)
+{
+    pthread_mutex_lock(&a->live.mu);
+    struct dt_server *srv = a->live.srv;
+    pthread_mutex_unlock(&a->live.mu);
+    return srv;
+}
+
+static void cert_json(void *ctx, const struct dt_acme_status *st)
+{
+    json_t *j = json_pack("{s:s,s:s,s:o,s:o,s:s?,s:o,s:I}", "name", st->name, "status", st->state,
+                          "not_before", dt_admin_time_json(st->not_before), "not_after",
+                          dt_admin_time_json(st->not_after), "issuer",
+                          st->issuer[0] ? st->issuer : NULL, "next_try",
+                          dt_admin_time_json(st->next_try), "failures", (json_int_t)st->failures);
+    json_object_set_new(j, "last_error",
+                        st->last_error[0] ? json_string(st->last_error) : json_null());
+    json_object_set_new(j, "last_attempt", dt_admin_time_json(st->last_attempt));
+    json_array_append_new(ctx, j);
+}
+
+/* GET /api/certificates: every name ACME manages; POST /api/certificates/NAME/renew. */
+static void certificates(struct admin *a, const struct dt_admin_request *req,
+                         struct dt_admin_reply *rep)
+{
+    struct dt_server *srv = server_of(a);
+    struct dt_str p = req->path;
+    static const char base[] = "/api/certificates";
+    json_t *list = json_array();
+    if (!srv || !dt_server_acme_each(srv, cert_json, list)) {
+        json_decref(list);
+        dt_admin_reply_error(rep, 404, NULL,
+                             "ACME is off: certificates are managed with --acme-email");
+        return;
+    }
+    if (p.len == sizeof(base) - 1) {
+        if (method_in(rep, req->method, "GET"))
+            dt_admin_reply_json(rep, 200, json_pack("{s:o}", "certificates", list));
+        else
+            json_decref(list);
+        return;
+    }
+    json_decref(list);
+    static const char renew[] = "/renew";
+    size_t n = p.len - sizeof(base); /* the name, after the '/' */
+    if (p.len <= sizeof(base) + sizeof(renew) - 1 ||
+        memcmp(p.ptr + p.len - (sizeof(renew) - 1), renew, sizeof(renew) - 1) != 0) {
+        dt_admin_reply_error(rep, 404, NULL,
+                             "no such endpoint: /api/certificates/NAME/renew renews NAME");
+        return;
+    }
+    n -= sizeof(renew) - 1;
+    if (!method_in(rep, req->method, "POST"))
+        return;
+    char name[256];
+    if (n == 0 || n >= sizeof(name)) {
+        dt_admin_reply_error(rep, 404, NULL, "no such name");
+        return;
+    }
+    memcpy(name, p.ptr + sizeof(base), n);
+    name[n] = '\0';
+    if (!dt_server_acme_renew(srv, name)) {
+        dt_admin_reply_error(rep, 404, NULL, "%s is not a name ACME manages (GET %s lists them)",
+                             name, base);
+        return;
+    }
+    dt_admin_reply_json(rep, 202, json_pack("{s:s,s:s}", "name", name, "status", "ordering"));
+}
+
+struct acme_health {
+    size_t names, valid, failing;
+    json_t *errors;
+};
+
+static void count_cert(void *ctx, const struct dt_acme_status *st)
+{
+    struct acme_health *h = ctx;
+    h->names++;
+    if (!strcmp(st->state, "valid"))
+        h->valid++;
+    if (st->failures) {
+        h->failing++;
+        json_object_set_new(h->errors, st->name, json_string(st->last_error));
+    }
+}
+
 static void health(struct admin *a, struct dt_admin_reply *rep)
 {
     pthread_mutex_lock(&a->live.mu);
@@ -366,7 +456,21 @@ static void health(struct admin *a, struct dt_admin_reply *rep)
                   (json_int_t)dt_table_size(rs->files), "store", (json_int_t)a->store_count,
                   "overlay", (json_int_t)(dt_table_size(rs->overlay) + dt_table_size(rs->recent)),
                   "uptime", (json_int_t)(a->now - a->started));
+    struct dt_server *srv = a->live.srv;
     pthread_mutex_unlock(&a->live.mu);
+    /* ACME: a failing CA never stops the server, but health says so */
+    struct acme_health h = {.errors = json_object()};
+    if (srv && dt_server_acme_each(srv, count_cert, &h)) {
+        json_object_set_new(j, "acme",
+                            json_pack("{s:s,s:I,s:I,s:I,s:o}", "status",
+                                      h.failing ? "failing" : "ok", "names", (json_int_t)h.names,
+                                      "valid", (json_int_t)h.valid, "failing",
+                                      (json_int_t)h.failing, "errors", h.errors));
+        if (h.failing)
+            json_object_set_new(j, "status", json_string("degraded"));
+    } else {
+        json_decref(h.errors);
+    }
     dt_admin_reply_json(rep, 200, j);
 }
 
@@ -375,6 +479,11 @@ static void cert_expiry(void *ctx, const char *name, time_t not_after)
     /* a name is letters, digits, '-', '.' and '*': nothing to escape in a label */
     dt_buf_appendf(ctx, "detour_certificate_expiry_seconds{name=\"%s\"} %lld\n", name,
                    (long long)not_after);
+}
+
+static void acme_failures(void *ctx, const struct dt_acme_status *st)
+{
+    dt_buf_appendf(ctx, "detour_acme_failures{name=\"%s\"} %u\n", st->name, st->failures);
 }
 
 /* The requests by protocol, TLS handshakes and certificate expiry of /metrics. */
@@ -415,6 +524,19 @@ static void metrics_protocols(struct dt_buf *b, const struct dt_server_stats *s,
                       "name stops being valid (Unix time).\n"
                       "# TYPE detour_certificate_expiry_seconds gauge\n");
     dt_server_each_cert(srv, cert_expiry, b);
+    uint64_t ok, failed;
+    if (dt_server_acme_counts(srv, &ok, &failed)) {
+        dt_buf_appendf(b,
+                       "# HELP detour_acme_orders_total ACME orders since the start, by result.\n"
+                       "# TYPE detour_acme_orders_total counter\n"
+                       "detour_acme_orders_total{result=\"ok\"} %llu\n"
+                       "detour_acme_orders_total{result=\"failed\"} %llu\n"
+                       "# HELP detour_acme_failures Orders failed in a row, by name (0: its "
+                       "certificate is fine).\n"
+                       "# TYPE detour_acme_failures gauge\n",
+                       (unsigned long long)ok, (unsigned long long)failed);
+        dt_server_acme_each(srv, acme_failures, b);
+    }
 }
 
 static void metrics(struct admin *a, struct dt_admin_reply *rep)
@@ -595,6 +717,7 @@ static void handle_one(struct admin *a, const struct dt_admin_request *req,
         {"/api/rollback", "dry_run"},
         {"/api/versions", "before limit"},
         {"/api/history", "id before limit"},
+        {"/api/certificates", ""},
     };
     const char *allowed = p.len > 11 && !memcmp(p.ptr, "/api/rules/", 11) ? "dry_run" : NULL;
     for (size_t i = 0; !allowed && i < DT_ARRAY_LEN(params); i++)
@@ -603,7 +726,8 @@ static void handle_one(struct admin *a, const struct dt_admin_request *req,
     if (allowed && !dt_admin_query_known(rep, req->query, allowed))
         return;
     /* all but these read or write rules on this connection: after the rows of a bulk import */
-    if (!path_is(p, "/api/health") && !path_is(p, "/metrics") && !path_is(p, "/api/match"))
+    if (!path_is(p, "/api/health") && !path_is(p, "/metrics") && !path_is(p, "/api/match") &&
+        !(p.len >= 17 && !memcmp(p.ptr, "/api/certificates", 17)))
         dt_admin_wait_settle(a);
     if (path_is(p, "/api/health")) {
         if (method_in(rep, req->method, "GET"))
@@ -626,6 +750,9 @@ static void handle_one(struct admin *a, const struct dt_admin_request *req,
             return;
         }
         one_rule(a, req, rep, id);
+    } else if (path_is(p, "/api/certificates") ||
+               (p.len > 18 && !memcmp(p.ptr, "/api/certificates/", 18))) {
+        certificates(a, req, rep);
     } else if (path_is(p, "/api/import")) {
         if (method_in(rep, req->method, "POST"))
             dt_admin_import_rules(a, req, rep);

@@ -325,6 +325,12 @@ static const struct command commands[] = {
      "\n"
      "  --dry-run   show what would change; change nothing\n",
      ACCEPTS(O_DRY_RUN), 1, 1, dt_rcli_cmd_rollback},
+    {"certs", "certs [renew NAME]",
+     "Lists the names the server gets certificates for by ACME (serve --acme-email;\n"
+     "docs/acme.md): NAME, STATUS (valid, pending, failing), NOT AFTER, ISSUER and the\n"
+     "last order's error. 'certs renew NAME' orders NAME's certificate again now (a\n"
+     "failing one too, without waiting for its next try).\n",
+     0, 0, 2, dt_rcli_cmd_certs},
 };
 
 static void command_help(const struct command *cmd)

@@ -128,6 +128,7 @@ int dt_rcli_cmd_match(struct client *c, const struct args *a);
 int dt_rcli_cmd_history_changes(struct client *c, const struct args *a);
 int dt_rcli_cmd_versions(struct client *c, const struct args *a);
 int dt_rcli_cmd_rollback(struct client *c, const struct args *a);
+int dt_rcli_cmd_certs(struct client *c, const struct args *a);
 void dt_rcli_write_path(struct dt_buf *p, struct client *c, const char *path, bool dry_run);
 int dt_rcli_cmd_add(struct client *c, const struct args *a);
 int dt_rcli_cmd_set(struct client *c, const struct args *a);

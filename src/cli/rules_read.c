@@ -413,3 +413,52 @@ int dt_rcli_cmd_rollback(struct client *c, const struct args *a)
     json_decref(body);
     return rc;
 }
+
+/* certs [renew NAME]: the names ACME manages, or a renewal asked for. */
+int dt_rcli_cmd_certs(struct client *c, const struct args *a)
+{
+    struct answer ans;
+    dt_rcli_answer_init(&ans);
+    int rc;
+    if (a->npos >= 1) {
+        if (strcmp(a->pos[0], "renew") != 0 || a->npos != 2)
+            return dt_rcli_usage(dt_rcli_current, "certs takes nothing, or renew NAME");
+        struct dt_buf p;
+        dt_buf_init(&p);
+        dt_buf_appendf(&p, "/api/certificates/%s/renew", a->pos[1]);
+        dt_buf_terminate(&p);
+        rc = dt_rcli_call(c, "POST", p.ptr, NULL, &ans);
+        dt_buf_dispose(&p);
+        if (rc == DT_EXIT_OK) {
+            dt_rcli_print_json(c, &ans);
+            if (!c->json)
+                printf("%s: a new certificate is being ordered\n", a->pos[1]);
+        }
+        dt_rcli_answer_dispose(&ans);
+        return rc;
+    }
+    rc = dt_rcli_call(c, "GET", "/api/certificates", NULL, &ans);
+    if (rc == DT_EXIT_OK) {
+        dt_rcli_print_json(c, &ans);
+        json_t *list = json_object_get(ans.json, "certificates");
+        if (!c->json) {
+            static const char *const head[] = {"NAME", "STATUS", "NOT AFTER", "ISSUER",
+                                               "LAST ERROR"};
+            struct table t;
+            dt_rcli_table_init(&t, 5, head);
+            for (size_t i = 0; i < json_array_size(list); i++) {
+                json_t *e = json_array_get(list, i);
+                const char *cells[] = {dt_rcli_jstr(e, "name"), dt_rcli_jstr(e, "status"),
+                                       dt_rcli_jstr(e, "not_after"), dt_rcli_jstr(e, "issuer"),
+                                       dt_rcli_jstr(e, "last_error")};
+                dt_rcli_table_row(&t, cells);
+            }
+            dt_rcli_table_flush(&t);
+            dt_rcli_table_dispose(&t);
+            if (!json_array_size(list))
+                printf("no names yet: no rule names a host\n");
+        }
+    }
+    dt_rcli_answer_dispose(&ans);
+    return rc;
+}

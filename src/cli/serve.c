@@ -39,8 +39,8 @@ static const char help[] =
     "                            308 to the same https URL\n"
     "  --acme-email EMAIL        get certificates by ACME (RFC 8555) for every host the\n"
     "                            rules name, as they change (docs/acme.md); needs a\n"
-    "                            --listen for HTTP-01 (port 80) and a --listen-tls; EMAIL\n"
-    "                            is the account's contact\n"
+    "                            --listen-tls; HTTP-01 on a --listen (port 80), else\n"
+    "                            TLS-ALPN-01; EMAIL is the account's contact\n"
     "  --acme-directory URL      the CA's directory (default: Let's Encrypt's production\n"
     "                            one, " ACME_DEFAULT_DIRECTORY ")\n"
     "  --acme-ca FILE            trust this CA for the directory's HTTPS (tests)\n"
@@ -445,11 +445,9 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
         dt_usage_error("serve", "unexpected argument '%s'", argv[optind]);
         return DT_EXIT_USAGE;
     }
-    bool tls = false, plain = false;
-    for (size_t i = 0; i < a->nlisten; i++) {
+    bool tls = false;
+    for (size_t i = 0; i < a->nlisten; i++)
         tls |= a->listen[i].tls;
-        plain |= !a->listen[i].tls;
-    }
     if (!a->cfg.acme_email && (a->cfg.acme_directory || a->cfg.acme_ca || a->cfg.acme_storage)) {
         dt_usage_error("serve", "%s needs --acme-email (which turns ACME on)",
                        a->cfg.acme_directory ? "--acme-directory"
@@ -457,9 +455,8 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
                                              : "--acme-storage");
         return DT_EXIT_USAGE;
     }
-    if (a->cfg.acme_email && (!tls || !plain)) {
-        dt_usage_error("serve", "--acme-email needs a --listen-tls (to serve the certificates) "
-                                "and a --listen (HTTP-01 challenges come to port 80)");
+    if (a->cfg.acme_email && !tls) {
+        dt_usage_error("serve", "--acme-email needs a --listen-tls (to serve the certificates)");
         return DT_EXIT_USAGE;
     }
     if (a->cfg.acme_email) {

@@ -27,11 +27,15 @@ struct token {
     char *token, *key_authorization;
 };
 
-/* A name's state, the ACME thread's own. */
+/* What ACME knows of a name (under the manager's lock). */
 struct name_state {
     char *name;
-    time_t next_try; /* after a failure */
-    unsigned failures;
+    time_t not_before, not_after; /* of its stored certificate; 0: none */
+    char issuer[128];
+    time_t last_attempt, next_try; /* next_try: after a failure, not before */
+    unsigned failures;             /* in a row */
+    bool force;                    /* a renewal asked for */
+    char last_error[512];
 };
 
 struct acme_mgr {
@@ -47,6 +51,9 @@ struct acme_mgr {
     bool changed;
     struct token tokens[TOKENS_MAX];
     size_t ntokens;
+    struct name_state *states;
+    size_t nstates;
+    uint64_t orders_ok, orders_failed;
 };
 
 static char *xstrdup(const char *s)
@@ -124,33 +131,43 @@ bool acme_prepare_storage(const struct dt_server_config *c)
     return ok;
 }
 
-/* True when path holds a certificate valid at now for more than a third of its lifetime
- * to come (it is renewed at two thirds). */
-static bool fresh(const char *path, time_t now)
-{
-    time_t nb, na;
-    if (!dt_acme_cert_times(path, &nb, &na))
-        return false;
-    return na > now && (na - now) * 3 > (na - nb);
-}
-
 /* ---- challenges ------------------------------------------------------------------------- */
 
-static void publish(void *ctx, const char *token, const char *ka)
+static bool publish(void *ctx, const struct dt_acme_challenge *ch)
 {
     struct acme_mgr *m = ctx;
+    if (strcmp(ch->type, "tls-alpn-01") == 0) {
+        struct dt_acme_cert cert;
+        dt_buf_init(&cert.chain);
+        dt_buf_init(&cert.key);
+        bool ok = dt_acme_tls_alpn_cert(ch->name, ch->key_authorization, &cert);
+        dt_buf_terminate(&cert.chain);
+        dt_buf_terminate(&cert.key);
+        ok = ok && dt_tls_alpn_challenge_set(ch->name, cert.chain.ptr, cert.key.ptr);
+        dt_buf_dispose(&cert.chain);
+        dt_buf_dispose(&cert.key);
+        return ok;
+    }
+    bool ok = false;
     pthread_mutex_lock(&m->lock);
     if (m->ntokens < TOKENS_MAX) {
-        m->tokens[m->ntokens].token = xstrdup(token);
-        m->tokens[m->ntokens].key_authorization = xstrdup(ka);
+        m->tokens[m->ntokens].token = xstrdup(ch->token);
+        m->tokens[m->ntokens].key_authorization = xstrdup(ch->key_authorization);
         m->ntokens++;
+        ok = true;
     }
     pthread_mutex_unlock(&m->lock);
+    return ok;
 }
 
-static void unpublish(void *ctx, const char *token)
+static void unpublish(void *ctx, const struct dt_acme_challenge *ch)
 {
     struct acme_mgr *m = ctx;
+    const char *token = ch->token;
+    if (strcmp(ch->type, "tls-alpn-01") == 0) {
+        dt_tls_alpn_challenge_clear(ch->name);
+        return;
+    }
     pthread_mutex_lock(&m->lock);
     for (size_t i = 0; i < m->ntokens; i++) {
         if (strcmp(m->tokens[i].token, token) != 0)
@@ -268,51 +285,95 @@ void acme_rules(struct dt_server *s, const struct dt_ruleset *rs)
 
 /* ---- the thread ------------------------------------------------------------------------- */
 
-static struct name_state *state_of(struct name_state **v, size_t *n, const char *name)
+/* The state of name, made if new (lock held). */
+static struct name_state *state_of(struct acme_mgr *m, const char *name)
 {
-    for (size_t i = 0; i < *n; i++)
-        if (strcmp((*v)[i].name, name) == 0)
-            return &(*v)[i];
-    *v = dt_xrealloc(*v, (*n + 1) * sizeof(**v));
-    (*v)[*n] = (struct name_state){.name = xstrdup(name)};
-    return &(*v)[(*n)++];
+    for (size_t i = 0; i < m->nstates; i++)
+        if (strcmp(m->states[i].name, name) == 0)
+            return &m->states[i];
+    m->states = dt_xrealloc(m->states, (m->nstates + 1) * sizeof(*m->states));
+    m->states[m->nstates] = (struct name_state){.name = xstrdup(name)};
+    return &m->states[m->nstates++];
 }
 
-/* Orders name's certificate and stores it: true when stored. */
-static bool order(struct acme_mgr *m, struct dt_acme *client, const char *name)
+/* The stored certificate's validity and issuer into st (lock held). */
+static void read_stored(struct acme_mgr *m, struct name_state *st)
+{
+    char pem[4096];
+    snprintf(pem, sizeof(pem), "%s/%s.pem", m->srv->cfg->acme_storage, st->name);
+    if (!dt_acme_cert_info(pem, &st->not_before, &st->not_after, st->issuer, sizeof(st->issuer)))
+        st->not_before = st->not_after = 0;
+}
+
+/* When a stored certificate is due for renewal: two thirds into its lifetime. */
+static time_t renew_at(const struct name_state *st)
+{
+    return st->not_after - (st->not_after - st->not_before) / 3;
+}
+
+/* Orders name's certificate and stores it: true when stored, else why in err. */
+static bool order(struct acme_mgr *m, struct dt_acme *client, const char *name, struct dt_buf *err)
 {
     const char *dir = m->srv->cfg->acme_storage;
     struct dt_acme_cert cert;
     dt_buf_init(&cert.chain);
     dt_buf_init(&cert.key);
-    struct dt_buf err;
-    dt_buf_init(&err);
     uint64_t t0 = dt_now_ms();
     char pem[4096], key[4096];
     snprintf(pem, sizeof(pem), "%s/%s.pem", dir, name);
     snprintf(key, sizeof(key), "%s/%s.key", dir, name);
-    bool ok = dt_acme_order(client, &name, 1, &cert, &err);
+    bool ok = dt_acme_order(client, &name, 1, &cert, err);
     /* the key first: a chain is never there without its key */
     if (ok && !(write_whole(dir, key, cert.key.ptr, cert.key.len, 0600) &&
                 write_whole(dir, pem, cert.chain.ptr, cert.chain.len, 0644))) {
-        dt_buf_appendf(&err, "cannot write %s: %s", pem, strerror(errno));
+        dt_buf_appendf(err, "cannot write %s: %s", pem, strerror(errno));
         ok = false;
     }
     if (ok)
         dt_log(DT_LOG_INFO, "acme: a certificate for %s, issued in %llu ms", name,
                (unsigned long long)(dt_now_ms() - t0));
     else
-        dt_log(DT_LOG_ERROR, "acme: no certificate for %s: %.*s", name, (int)err.len, err.ptr);
+        dt_log(DT_LOG_ERROR, "acme: no certificate for %s: %.*s", name, (int)err->len, err->ptr);
     dt_buf_dispose(&cert.chain);
     dt_buf_dispose(&cert.key);
-    dt_buf_dispose(&err);
     return ok;
+}
+
+/* Whether c has a TLS (tls) or plain listener. */
+static bool has_listener(const struct dt_server_config *c, bool tls)
+{
+    for (size_t i = 0; i < c->nlisten; i++)
+        if (c->listen[i].tls == tls)
+            return true;
+    return false;
 }
 
 static bool cancelled(void *ctx)
 {
     struct acme_mgr *m = ctx;
     return atomic_load(&m->stopping);
+}
+
+/* The next name to order at now (lock held): its index, or -1 with *next the earliest time
+ * one comes due. */
+static long due(struct acme_mgr *m, time_t now, time_t *next)
+{
+    *next = now + 3600; /* at least hourly */
+    for (size_t i = 0; i < m->nnames; i++) {
+        struct name_state *st = state_of(m, m->names[i]);
+        if (!st->last_attempt && !st->not_after)
+            read_stored(m, st); /* at start: what the storage holds */
+        time_t when = st->not_after ? renew_at(st) : now;
+        if (st->next_try > when)
+            when = st->next_try;
+        if (st->force)
+            when = now;
+        if (when <= now)
+            return (long)i;
+        if (when < *next)
+            *next = when;
+    }
+    return -1;
 }
 
 static void *acme_main(void *arg)
@@ -325,6 +386,8 @@ static void *acme_main(void *arg)
                                 .ca_file = c->acme_ca,
                                 .email = c->acme_email,
                                 .account_key = account,
+                                .http01 = has_listener(c, false),
+                                .tls_alpn01 = has_listener(c, true),
                                 .publish = publish,
                                 .unpublish = unpublish,
                                 .cancelled = cancelled,
@@ -334,43 +397,33 @@ static void *acme_main(void *arg)
     struct dt_acme *client = dt_acme_new(&ac, &err);
     if (!client)
         dt_log(DT_LOG_ERROR, "acme: %.*s", (int)err.len, err.ptr);
-    dt_buf_dispose(&err);
-    struct name_state *states = NULL;
-    size_t nstates = 0;
     unsigned seed = (unsigned)dt_now_ms();
     pthread_mutex_lock(&m->lock);
     while (client && !m->stop) {
-        char **names = dt_xcalloc(m->nnames + 1, sizeof(*names));
-        size_t n = m->nnames;
-        for (size_t i = 0; i < n; i++)
-            names[i] = xstrdup(m->names[i]);
         m->changed = false;
-        pthread_mutex_unlock(&m->lock);
-
-        time_t now = dt_wall_now();
-        time_t next = now + 3600; /* at least hourly: renewals come due */
-        bool issued = false;
-        for (size_t i = 0; i < n; i++) {
-            char pem[4096];
-            snprintf(pem, sizeof(pem), "%s/%s.pem", c->acme_storage, names[i]);
-            if (fresh(pem, now))
-                continue;
-            struct name_state *st = state_of(&states, &nstates, names[i]);
-            if (st->next_try > now) {
-                next = st->next_try < next ? st->next_try : next;
-                continue;
-            }
-            pthread_mutex_lock(&m->lock);
-            bool stop = m->stop;
+        time_t now = dt_wall_now(), next;
+        long i = due(m, now, &next);
+        if (i >= 0) {
+            char *name = xstrdup(m->names[i]);
+            struct name_state *st = state_of(m, name);
+            st->force = false;
+            st->last_attempt = now;
             pthread_mutex_unlock(&m->lock);
-            if (stop)
-                break;
-            if (order(m, client, names[i])) {
+            err.len = 0;
+            bool ok = order(m, client, name, &err);
+            if (ok)
+                dt_server_reload_certs(m->srv);
+            pthread_mutex_lock(&m->lock);
+            st = state_of(m, name); /* (the array may have moved) */
+            if (ok) {
+                m->orders_ok++;
                 st->failures = 0;
                 st->next_try = 0;
-                issued = true;
-            } else {
+                st->last_error[0] = '\0';
+                read_stored(m, st);
+            } else if (!m->stop) {
                 /* 30 s, doubling to 6 h, and up to a quarter more at random */
+                m->orders_failed++;
                 time_t d = RETRY_FIRST_S;
                 for (unsigned k = 0; k < st->failures && d < RETRY_MAX_S; k++)
                     d *= 2;
@@ -378,18 +431,12 @@ static void *acme_main(void *arg)
                 d += (time_t)(rand_r(&seed) % (unsigned)(d / 4 + 1));
                 st->failures++;
                 st->next_try = dt_wall_now() + d;
-                next = st->next_try < next ? st->next_try : next;
+                snprintf(st->last_error, sizeof(st->last_error), "%.*s", (int)err.len, err.ptr);
             }
-            now = dt_wall_now();
-        }
-        free_names(names, n);
-        if (issued)
-            dt_server_reload_certs(m->srv);
-
-        pthread_mutex_lock(&m->lock);
-        if (m->stop || m->changed)
+            free(name);
             continue;
-        time_t wait_s = next > dt_wall_now() ? next - dt_wall_now() : 1;
+        }
+        time_t wait_s = next > now ? next - now : 1;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += wait_s;
@@ -398,11 +445,73 @@ static void *acme_main(void *arg)
             ;
     }
     pthread_mutex_unlock(&m->lock);
-    for (size_t i = 0; i < nstates; i++)
-        free(states[i].name);
-    free(states);
+    dt_buf_dispose(&err);
     dt_acme_free(client);
     return NULL;
+}
+
+bool dt_server_acme_each(struct dt_server *s,
+                         void (*fn)(void *ctx, const struct dt_acme_status *st), void *ctx)
+{
+    struct acme_mgr *m = s->acme;
+    if (!m)
+        return false;
+    time_t now = dt_wall_now();
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->nnames; i++) {
+        struct name_state *st = state_of(m, m->names[i]);
+        if (!st->last_attempt && !st->not_after)
+            read_stored(m, st);
+        struct dt_acme_status out = {
+            .name = st->name,
+            .state = st->not_after > now && !st->failures ? "valid"
+                     : st->failures                       ? "failing"
+                                                          : "pending",
+            .not_before = st->not_before,
+            .not_after = st->not_after,
+            .issuer = st->issuer,
+            .last_error = st->last_error,
+            .last_attempt = st->last_attempt,
+            .next_try = st->next_try,
+            .failures = st->failures,
+        };
+        fn(ctx, &out);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return true;
+}
+
+bool dt_server_acme_renew(struct dt_server *s, const char *name)
+{
+    struct acme_mgr *m = s->acme;
+    bool found = false;
+    if (!m)
+        return false;
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->nnames && !found; i++) {
+        if (strcmp(m->names[i], name) != 0)
+            continue;
+        struct name_state *st = state_of(m, name);
+        st->force = true;
+        st->next_try = 0;
+        found = true;
+        m->changed = true;
+        pthread_cond_signal(&m->wake);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return found;
+}
+
+bool dt_server_acme_counts(struct dt_server *s, uint64_t *ok, uint64_t *failed)
+{
+    struct acme_mgr *m = s->acme;
+    if (!m)
+        return false;
+    pthread_mutex_lock(&m->lock);
+    *ok = m->orders_ok;
+    *failed = m->orders_failed;
+    pthread_mutex_unlock(&m->lock);
+    return true;
 }
 
 bool acme_start(struct dt_server *s)
@@ -434,6 +543,9 @@ void acme_stop(struct dt_server *s)
         pthread_join(m->thread, NULL);
     s->acme = NULL;
     free_names(m->names, m->nnames);
+    for (size_t i = 0; i < m->nstates; i++)
+        free(m->states[i].name);
+    free(m->states);
     for (size_t i = 0; i < m->ntokens; i++) {
         free(m->tokens[i].token);
         free(m->tokens[i].key_authorization);

@@ -123,6 +123,26 @@ struct dt_server_config {
 
 void dt_server_config_init(struct dt_server_config *c);
 
+/* What ACME knows of one of its names (docs/acme.md). The strings live for the call. */
+struct dt_acme_status {
+    const char *name;
+    const char *state;             /* "valid", "pending" (none yet) or "failing" */
+    time_t not_before, not_after;  /* of its certificate; 0: none */
+    const char *issuer;            /* its issuer's common name, or "" */
+    const char *last_error;        /* of the last failed order, or "" */
+    time_t last_attempt, next_try; /* 0: none */
+    unsigned failures;             /* orders failed in a row */
+};
+struct dt_server;
+/* Calls fn for every name ACME manages: false when ACME is off. Any thread. */
+bool dt_server_acme_each(struct dt_server *s,
+                         void (*fn)(void *ctx, const struct dt_acme_status *st), void *ctx);
+/* Orders name's certificate again now (a failing one too, without waiting): false when
+ * ACME is off or does not manage name. Any thread. */
+bool dt_server_acme_renew(struct dt_server *s, const char *name);
+/* The orders done and failed since the start: false when ACME is off. Any thread. */
+bool dt_server_acme_counts(struct dt_server *s, uint64_t *ok, uint64_t *failed);
+
 /* Loads the rules, opens the listeners, runs the workers and handles signals until SIGTERM
  * or SIGINT. Returns the process exit status: 0 after a clean stop, 2 when the rules do not
  * load, 1 when a listener cannot be opened. Call from the main thread, once. */

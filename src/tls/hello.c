@@ -90,6 +90,8 @@ static void parse_alpn(struct cursor e, struct tls_hello *h)
             h->alpn_h2 = true;
         if (p && len == 8 && !memcmp(p, "http/1.1", 8))
             h->alpn_http11 = true;
+        if (p && len == 10 && !memcmp(p, "acme-tls/1", 10))
+            h->alpn_acme = true;
     }
 }
 
@@ -300,11 +302,12 @@ bool tls13_offer_parse(const unsigned char *body, size_t len, struct tls13_offer
         }
         case 0x0010: {
             struct tls_hello h;
-            h.has_alpn = h.alpn_h2 = h.alpn_http11 = false;
+            h.has_alpn = h.alpn_h2 = h.alpn_http11 = h.alpn_acme = false;
             parse_alpn(e, &h);
             o->has_alpn = true;
             o->alpn_h2 = h.alpn_h2;
             o->alpn_http11 = h.alpn_http11;
+            o->alpn_acme = h.alpn_acme;
             break;
         }
         case 0x002b: {

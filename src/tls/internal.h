@@ -65,7 +65,7 @@ struct tls_hello {
     char host[256]; /* the server name, or "" */
     bool tls13;     /* supported_versions names TLS 1.3 */
     bool has_sigalgs, has_groups;
-    bool has_alpn, alpn_h2, alpn_http11;
+    bool has_alpn, alpn_h2, alpn_http11, alpn_acme;
     uint16_t suites[8]; /* our TLS 1.2 suites among its own, in its order */
     size_t nsuites;
     uint16_t sigalgs[64]; /* in its order */
@@ -107,6 +107,7 @@ struct tls13_offer {
     bool psk_dhe;               /* psk_key_exchange_modes has psk_dhe_ke */
     bool psk_last;              /* pre_shared_key is the last extension */
     bool has_sni, has_alpn, alpn_h2, alpn_http11;
+    bool alpn_acme;           /* "acme-tls/1": a CA's TLS-ALPN-01 validation (RFC 8737) */
     const unsigned char *sid; /* legacy_session_id, echoed */
     size_t sidlen;
     const unsigned char *x25519; /* its X25519 key share (32 bytes), or NULL */

@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 /* TLS 1.2's suites of the intermediate profile, without the DHE ones (they need
@@ -489,12 +490,13 @@ static void make_bio_method(void)
         bio_method = m;
 }
 
-/* OpenSSL's connection, reading c->in first: 1, or DT_TLS_ERROR. */
-static ssize_t start_ssl(struct dt_tls_conn *c)
+/* OpenSSL's connection on ctx (NULL: the set's first), reading c->in first: 1, or
+ * DT_TLS_ERROR. */
+static ssize_t start_ssl_on(struct dt_tls_conn *c, SSL_CTX *ctx)
 {
     pthread_once(&bio_once, make_bio_method);
     BIO *b = bio_method ? BIO_new(bio_method) : NULL;
-    c->ssl = b ? SSL_new(c->set->ctxs[0]) : NULL;
+    c->ssl = b ? SSL_new(ctx ? ctx : c->set->ctxs[0]) : NULL;
     if (!c->ssl) {
         BIO_free(b);
         return DT_TLS_ERROR;
@@ -503,6 +505,100 @@ static ssize_t start_ssl(struct dt_tls_conn *c)
     SSL_set_bio(c->ssl, b, b);
     SSL_set_accept_state(c->ssl);
     return 1;
+}
+
+static ssize_t start_ssl(struct dt_tls_conn *c)
+{
+    return start_ssl_on(c, NULL);
+}
+
+/* ---- TLS-ALPN-01: a context per name being validated ---------------------------------- */
+
+struct challenge {
+    char *name;
+    SSL_CTX *ctx;
+};
+static struct challenge *challenges;
+static size_t nchallenges;
+static pthread_mutex_t challenges_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int acme_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                        const unsigned char *in, unsigned inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    static const unsigned char acme[] = "\x0a"
+                                        "acme-tls/1";
+    if (SSL_select_next_proto((unsigned char **)out, outlen, acme, sizeof(acme) - 1, in, inlen) ==
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_OK;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+static SSL_CTX *challenge_ctx(const char *cert, const char *key)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    BIO *cb = BIO_new_mem_buf(cert, -1), *kb = BIO_new_mem_buf(key, -1);
+    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    bool ok = ctx && x && k && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1 &&
+              SSL_CTX_use_certificate(ctx, x) == 1 && SSL_CTX_use_PrivateKey(ctx, k) == 1;
+    BIO_free(cb);
+    BIO_free(kb);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+    if (!ok) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_alpn_select_cb(ctx, acme_alpn_cb, NULL);
+    return ctx;
+}
+
+bool dt_tls_alpn_challenge_set(const char *name, const char *cert, const char *key)
+{
+    SSL_CTX *ctx = challenge_ctx(cert, key);
+    if (!ctx)
+        return false;
+    size_t n = strlen(name) + 1;
+    char *copy = memcpy(dt_xmalloc(n), name, n);
+    pthread_mutex_lock(&challenges_lock);
+    challenges = dt_xrealloc(challenges, (nchallenges + 1) * sizeof(*challenges));
+    challenges[nchallenges++] = (struct challenge){copy, ctx};
+    pthread_mutex_unlock(&challenges_lock);
+    return true;
+}
+
+void dt_tls_alpn_challenge_clear(const char *name)
+{
+    pthread_mutex_lock(&challenges_lock);
+    for (size_t i = 0; i < nchallenges; i++) {
+        if (strcasecmp(challenges[i].name, name) != 0)
+            continue;
+        free(challenges[i].name);
+        SSL_CTX_free(challenges[i].ctx); /* a handshake in flight holds its own reference */
+        challenges[i--] = challenges[--nchallenges];
+    }
+    if (!nchallenges) {
+        free(challenges);
+        challenges = NULL;
+    }
+    pthread_mutex_unlock(&challenges_lock);
+}
+
+/* The context validating host, with a reference for the caller, or NULL. */
+static SSL_CTX *challenge_for(const char *host)
+{
+    SSL_CTX *ctx = NULL;
+    pthread_mutex_lock(&challenges_lock);
+    for (size_t i = 0; i < nchallenges && !ctx; i++)
+        if (strcasecmp(challenges[i].name, host) == 0 && SSL_CTX_up_ref(challenges[i].ctx) == 1)
+            ctx = challenges[i].ctx;
+    pthread_mutex_unlock(&challenges_lock);
+    return ctx;
 }
 
 /* The bytes of records at p that carry the ClientHello's need bytes. */
@@ -521,7 +617,16 @@ static size_t hello_records(const unsigned char *p, size_t need)
 static ssize_t start(struct dt_tls_conn *c, const unsigned char *body, size_t blen)
 {
     struct tls13_offer o;
-    if (!tls13_offer_parse(body, blen, &o) || !tls13_can(&o, c->set->h2))
+    bool parsed = tls13_offer_parse(body, blen, &o);
+    if (parsed && o.alpn_acme && o.host[0]) { /* a CA validating a name (RFC 8737) */
+        SSL_CTX *ctx = challenge_for(o.host);
+        if (ctx) {
+            ssize_t r = start_ssl_on(c, ctx);
+            SSL_CTX_free(ctx); /* the connection holds its own reference */
+            return r;
+        }
+    }
+    if (!parsed || !tls13_can(&o, c->set->h2))
         return start_ssl(c);
     long i = o.host[0] ? tls_names_find(&c->set->names, dt_str_make(o.host, strlen(o.host))) : -1;
     const struct tls13_cert *cert = c->set->fast[i > 0 ? i : 0];

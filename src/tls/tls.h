@@ -44,6 +44,14 @@ void dt_tls_set_each_name(const struct dt_tls_set *s,
  * Rotates when now says the current one is older than period. Any thread. */
 void dt_tls_rotate_tickets(time_t now, time_t period);
 
+/* ---- TLS-ALPN-01 (RFC 8737) --------------------------------------------------------------- */
+
+/* Serves the PEM certificate cert (with its key) to a handshake that offers only the ALPN
+ * protocol "acme-tls/1" for name, negotiating it, until cleared. False if the certificate
+ * does not load or the backend cannot (wolfSSL). Any thread. */
+bool dt_tls_alpn_challenge_set(const char *name, const char *cert, const char *key);
+void dt_tls_alpn_challenge_clear(const char *name);
+
 /* ---- connections ------------------------------------------------------------------------ */
 
 /* What a read or write of a connection did besides moving bytes. */

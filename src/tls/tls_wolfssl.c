@@ -908,3 +908,16 @@ const char *dt_tls_engine(const struct dt_tls_conn *c)
 {
     return c->ssl ? "wolfssl" : "";
 }
+
+bool dt_tls_alpn_challenge_set(const char *name, const char *cert, const char *key)
+{
+    (void)name;
+    (void)cert;
+    (void)key;
+    return false; /* TLS-ALPN-01 is the OpenSSL build's (docs/acme.md) */
+}
+
+void dt_tls_alpn_challenge_clear(const char *name)
+{
+    (void)name;
+}

@@ -44,84 +44,129 @@ def wait_port(port, timeout=10):
     raise AssertionError("nothing listens on port %d" % port)
 
 
-@unittest.skipUnless(PEBBLE and CHALLTESTSRV and OPENSSL, "pebble and openssl needed")
-class ACME(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory(prefix="detour-acme-")
-        d = cls.tmp.name
-        cls.pebble_cert = os.path.join(d, "pebble.pem")
-        subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-days", "3650", "-subj",
-                        "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                        "-keyout", os.path.join(d, "pebble.key"), "-out", cls.pebble_cert],
-                       check=True, capture_output=True)
-        cls.plain, cls.tls = free_port(), free_port()
-        cls.acme_port, cls.mgmt, cls.dns, cls.dns_mgmt = (free_port(), free_port(),
-                                                            free_port(), free_port())
-        cls.procs = []
-        cls.start(CHALLTESTSRV, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-                  "-dns01", "127.0.0.1:%d" % cls.dns, "-http01", "", "-https01", "",
-                  "-tlsalpn01", "", "-management", "127.0.0.1:%d" % cls.dns_mgmt)
-        wait_port(cls.dns_mgmt)
-        config = os.path.join(d, "pebble.json")
-        with open(config, "w") as f:
+class Pebble:
+    """pebble and pebble-challtestsrv on loopback, pebble validating on plain and tls (the
+    ports detour will listen on), its own TLS certificate made here; env: pebble's."""
+
+    def __init__(self, d, plain, tls, env=None, validity=None):
+        self.dir = d
+        self.cert = os.path.join(d, "pebble.pem")
+        if not os.path.exists(self.cert):
+            subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-days", "3650", "-subj",
+                            "/CN=localhost", "-addext",
+                            "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout",
+                            os.path.join(d, "pebble.key"), "-out", self.cert],
+                           check=True, capture_output=True)
+        self.port, self.mgmt, self.dns, self.dns_mgmt = (free_port(), free_port(), free_port(),
+                                                         free_port())
+        self.procs = []
+        self.spawn(CHALLTESTSRV, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+                   "-dns01", "127.0.0.1:%d" % self.dns, "-http01", "", "-https01", "",
+                   "-tlsalpn01", "", "-management", "127.0.0.1:%d" % self.dns_mgmt)
+        wait_port(self.dns_mgmt)
+        self.config = os.path.join(d, "pebble.json")
+        with open(self.config, "w") as f:
             f.write('{"pebble": {"listenAddress": "127.0.0.1:%d", '
                     '"managementListenAddress": "127.0.0.1:%d", "certificate": "%s", '
                     '"privateKey": "%s", "httpPort": %d, "tlsPort": %d, '
-                    '"ocspResponderURL": "", "externalAccountBindingRequired": false}}'
-                    % (cls.acme_port, cls.mgmt, cls.pebble_cert,
-                       os.path.join(d, "pebble.key"), cls.plain, cls.tls))
-        cls.start(PEBBLE, "-config", config, "-dnsserver", "127.0.0.1:%d" % cls.dns,
-                  env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"})
-        wait_port(cls.acme_port)
-        ctx = ssl.create_default_context(cafile=cls.pebble_cert)
-        root = urllib.request.urlopen("https://127.0.0.1:%d/roots/0" % cls.mgmt,
+                    '"ocspResponderURL": "", "externalAccountBindingRequired": false%s}}'
+                    % (self.port, self.mgmt, self.cert, os.path.join(d, "pebble.key"), plain,
+                       tls, ', "certificateValidityPeriod": %d' % validity if validity else ""))
+        self.env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+        self.env.update(env or {})
+        self.start_ca()
+
+    def spawn(self, *cmd, env=None):
+        e = dict(os.environ)
+        e.update(env or {})
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e)
+        self.procs.append(p)
+        return p
+
+    def start_ca(self):
+        self.ca = self.spawn(PEBBLE, "-config", self.config, "-dnsserver",
+                             "127.0.0.1:%d" % self.dns, env=self.env)
+        wait_port(self.port)
+        ctx = ssl.create_default_context(cafile=self.cert)
+        root = urllib.request.urlopen("https://127.0.0.1:%d/roots/0" % self.mgmt,
                                       context=ctx, timeout=10).read()
-        cls.root = os.path.join(d, "root.pem")
-        with open(cls.root, "wb") as f:
+        self.root = os.path.join(self.dir, "root-%d.pem" % len(self.procs))
+        with open(self.root, "wb") as f:
             f.write(root)
-        cls.storage = os.path.join(d, "acme")
+
+    def stop_ca(self):
+        self.ca.terminate()
+        self.ca.wait()
+
+    def directory(self):
+        return "https://127.0.0.1:%d/dir" % self.port
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
+
+
+class Stack(unittest.TestCase):
+    """A pebble and a detour served by it (the subclasses' setUpClass)."""
+
+    @classmethod
+    def setUpStack(cls, env=None, validity=None, rules=RULES):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="detour-acme-")
+        cls.plain, cls.tls = free_port(), free_port()
+        cls.pebble = Pebble(cls.tmp.name, cls.plain, cls.tls, env=env, validity=validity)
+        cls.root = cls.pebble.root
+        cls.storage = os.path.join(cls.tmp.name, "acme")
+        cls.rules = rules
         cls.srv = cls.detour()
 
     @classmethod
-    def start(cls, *cmd, env=None):
-        e = dict(os.environ)
-        e.update(env or {})
-        cls.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL, env=e))
-
-    @classmethod
-    def detour(cls):
-        return Server(RULES, listen=("127.0.0.1:%d" % cls.plain,), workers=2,
+    def detour(cls, listen=True, storage=None):
+        return Server(cls.rules, listen=("127.0.0.1:%d" % cls.plain,) if listen else (),
+                      workers=2,
                       args=["--listen-tls", "127.0.0.1:%d" % cls.tls,
                             "--acme-email", "ops@detour.test",
-                            "--acme-directory", "https://127.0.0.1:%d/dir" % cls.acme_port,
-                            "--acme-ca", cls.pebble_cert, "--acme-storage", cls.storage]).start()
+                            "--acme-directory", cls.pebble.directory(),
+                            "--acme-ca", cls.pebble.cert,
+                            "--acme-storage", storage or cls.storage]).start()
 
     @classmethod
     def tearDownClass(cls):
         cls.srv.close()
-        for p in cls.procs:
-            p.terminate()
-            p.wait()
+        cls.pebble.close()
         cls.tmp.cleanup()
 
-    def wait_cert(self, name, timeout=60):
-        """Until name's certificate is issued, and loaded (a reload after it)."""
+    def wait_cert(self, name, timeout=60, start=0):
+        """Until name's certificate is issued (from log line start on), and loaded (a reload
+        after it); returns the index of the issuing line."""
         line = self.srv.wait_log(r"acme: a certificate for %s, issued" % name.replace(".", r"\."),
-                                 timeout)
-        self.srv.wait_log(r"reloaded \d+ certificates", timeout, start=self.srv.log.index(line))
+                                 timeout, start=start)
+        at = self.srv.log.index(line, start)
+        self.srv.wait_log(r"reloaded \d+ certificates", timeout, start=at)
+        return at
 
-    def handshake(self, name, request):
+    def handshake(self, name, request, root=None):
         p = subprocess.run([OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % self.tls,
-                            "-servername", name, "-CAfile", self.root, "-verify_return_error",
-                            "-verify_hostname", name, "-ign_eof",
+                            "-servername", name, "-CAfile", root or self.root,
+                            "-verify_return_error", "-verify_hostname", name, "-ign_eof",
                             # pebble (Go) reads the real clock, the suite may run with a moved
                             # one (faketime): the chain and the name are checked, not the dates
                             "-no_check_time"],
                            input=request.encode(), capture_output=True, timeout=10)
         return p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
+
+    def get(self, name, path):
+        return self.handshake(name, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                              % (path, name))
+
+
+@unittest.skipUnless(PEBBLE and CHALLTESTSRV and OPENSSL, "pebble and openssl needed")
+class ACME(Stack):
+    @classmethod
+    def setUpClass(cls):
+        cls.setUpStack()
 
     def test_1_first_start_gets_every_name(self):
         """Three host rules: three certificates, each verifying against pebble's root and
@@ -132,8 +177,7 @@ class ACME(unittest.TestCase):
         for name, path, want in (("a.detour.test", "/x", "Location: /y"),
                                  ("b.detour.test", "/p/q", "Location: https://new.example/p/q"),
                                  ("c.detour.test", "/old", "308 Permanent Redirect")):
-            out = self.handshake(name, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
-                                 % (path, name))
+            out = self.get(name, path)
             self.assertIn("Verify return code: 0 (ok)", out, name)
             self.assertIn(want, out, name)
 
@@ -153,20 +197,83 @@ class ACME(unittest.TestCase):
                                    {"source": "d.detour.test/go", "target": "/gone"})
         self.assertIn(st, (200, 201), body)
         self.wait_cert("d.detour.test")
-        out = self.handshake("d.detour.test",
-                             "GET /go HTTP/1.1\r\nHost: d.detour.test\r\nConnection: close\r\n\r\n")
+        out = self.get("d.detour.test", "/go")
         self.assertIn("Verify return code: 0 (ok)", out)
         self.assertIn("Location: /gone", out)
 
     def test_4_challenge_paths(self):
-        """An unknown token is a 404 (not a rule's answer); no challenge over TLS."""
+        """An unknown token is a 404 (not a rule's answer)."""
         with socket.create_connection(("127.0.0.1", self.plain), timeout=5) as s:
             s.sendall(b"GET /.well-known/acme-challenge/nope HTTP/1.1\r\nHost: a.detour.test\r\n"
                       b"Connection: close\r\n\r\n")
             data = s.recv(4096)
         self.assertTrue(data.startswith(b"HTTP/1.1 404 "), data)
 
-    def test_5_restart_orders_nothing(self):
+    def test_5_api_metrics_health_and_cli(self):
+        """GET /api/certificates lists each name (status, issuer, not_after), /metrics counts
+        the orders, /api/health says ok, `detour rules certs` prints the same, and a renewal
+        asked for through the API (or the CLI) orders again."""
+        for name in ("a.detour.test", "b.detour.test", "c.detour.test"):
+            self.wait_cert(name)
+        st, _, body = self.srv.api("GET", "/api/certificates")
+        self.assertEqual(st, 200, body)
+        certs = {c["name"]: c for c in body["certificates"]}
+        self.assertTrue({"a.detour.test", "b.detour.test", "c.detour.test"} <= set(certs))
+        a = certs["a.detour.test"]
+        self.assertEqual(a["status"], "valid")
+        self.assertTrue(a["issuer"].startswith("Pebble Intermediate CA"), a)
+        self.assertRegex(a["not_after"], r"^\d{4}-\d\d-\d\dT")
+        self.assertIsNone(a["last_error"])
+        st, _, health = self.srv.api("GET", "/api/health")
+        self.assertEqual(health["acme"]["status"], "ok", health)
+        self.assertEqual(health["status"], "ok")
+        st, _, m = self.srv.api("GET", "/metrics", raw=True)
+        self.assertRegex(m.decode(), r'detour_acme_orders_total\{result="ok"\} [1-9]')
+        self.assertIn('detour_acme_failures{name="a.detour.test"} 0', m.decode())
+        cli = subprocess.run([DETOUR, "rules", "--server", "http://" + self.srv.admin_addr,
+                              "--token-file", self.srv.token_file, "certs"],
+                             capture_output=True, timeout=10)
+        out = cli.stdout.decode()
+        self.assertEqual(cli.returncode, 0, cli.stderr)
+        self.assertRegex(out, r"(?m)^a\.detour\.test\s+valid\s+\d{4}-")
+        n = len(self.srv.log)
+        cli = subprocess.run([DETOUR, "rules", "--server", "http://" + self.srv.admin_addr,
+                              "--token-file", self.srv.token_file, "certs", "renew",
+                              "a.detour.test"], capture_output=True, timeout=10)
+        self.assertEqual(cli.returncode, 0, cli.stderr)
+        self.wait_cert("a.detour.test", start=n)
+        st, _, body = self.srv.api("POST", "/api/certificates/nobody.test/renew")
+        self.assertEqual(st, 404, body)
+
+    def test_6_ca_down_then_back(self):
+        """pebble stopped: the server goes on serving with its certificates, a new host's
+        order fails and health says why; pebble back: the renewal asked for completes."""
+        self.wait_cert("a.detour.test")
+        self.pebble.stop_ca()
+        try:
+            st, _, body = self.srv.api("POST", "/api/rules",
+                                       {"source": "e.detour.test/e", "target": "/ee"})
+            self.assertIn(st, (200, 201), body)
+            self.srv.wait_log(r"acme: no certificate for e\.detour\.test: .*connect", 30)
+            out = self.get("a.detour.test", "/x")
+            self.assertIn("Verify return code: 0 (ok)", out)  # still served
+            st, _, health = self.srv.api("GET", "/api/health")
+            self.assertEqual(health["status"], "degraded", health)
+            self.assertEqual(health["acme"]["status"], "failing")
+            self.assertIn("e.detour.test", health["acme"]["errors"])
+        finally:
+            self.pebble.start_ca()
+        self.__class__.root = self.pebble.root  # a new pebble: a new root
+        n = len(self.srv.log)
+        st, _, body = self.srv.api("POST", "/api/certificates/e.detour.test/renew")
+        self.assertEqual(st, 202, body)
+        self.wait_cert("e.detour.test", start=n)
+        out = self.get("e.detour.test", "/e")
+        self.assertIn("Verify return code: 0 (ok)", out)
+        st, _, health = self.srv.api("GET", "/api/health")
+        self.assertEqual(health["acme"]["status"], "ok", health)
+
+    def test_7_restart_orders_nothing(self):
         """A restart with valid certificates in the storage starts no order."""
         for name in ("a.detour.test", "b.detour.test", "c.detour.test"):
             self.wait_cert(name)
@@ -176,9 +283,74 @@ class ACME(unittest.TestCase):
         time.sleep(2)
         self.assertFalse([line for line in srv.log if "acme: a certificate for" in line],
                          "\n".join(srv.log))
-        out = self.handshake("a.detour.test",
-                             "GET /x HTTP/1.1\r\nHost: a.detour.test\r\nConnection: close\r\n\r\n")
+        st, _, body = srv.api("GET", "/api/certificates")
+        self.assertEqual({c["name"]: c["status"] for c in body["certificates"]}["b.detour.test"],
+                         "valid")
+
+    def test_8_tls_alpn_01_alone(self):
+        """Without a plain listener the challenges are TLS-ALPN-01's (RFC 8737), answered on
+        the TLS listener: the certificates come all the same."""
+        self.__class__.srv.close()
+        storage = os.path.join(self.tmp.name, "acme-alpn")
+        srv = self.detour(listen=False, storage=storage)
+        self.__class__.srv = srv
+        for name in ("a.detour.test", "b.detour.test", "c.detour.test"):
+            self.wait_cert(name)
+        out = self.get("b.detour.test", "/z")
         self.assertIn("Verify return code: 0 (ok)", out)
+        self.assertIn("Location: https://new.example/z", out)
+        self.assertTrue(os.path.exists(os.path.join(storage, "c.detour.test.pem")))
+
+
+@unittest.skipUnless(PEBBLE and CHALLTESTSRV and OPENSSL, "pebble and openssl needed")
+class BadNonces(Stack):
+    """pebble rejecting half the nonces: every certificate still comes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.setUpStack(env={"PEBBLE_WFE_NONCEREJECT": "50"})
+
+    def test_every_order_completes(self):
+        for name in ("a.detour.test", "b.detour.test", "c.detour.test"):
+            self.wait_cert(name, timeout=90)
+            self.assertIn("Verify return code: 0 (ok)", self.get(name, "/"))
+
+
+@unittest.skipUnless(PEBBLE and CHALLTESTSRV and OPENSSL, "pebble and openssl needed")
+@unittest.skipIf(os.environ.get("FAKETIME"),
+                 "the renewal is timed by detour's clock against the certificates pebble dates "
+                 "by its own, which libfaketime cannot move (Go reads the time itself)")
+class Renewal(Stack):
+    """Certificates valid 24 s (pebble's certificateValidityPeriod): each is renewed at two
+    thirds of its lifetime while handshakes go on, none failing."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.setUpStack(validity=24, rules="r.detour.test/x /y\n")
+
+    def test_renewed_under_traffic(self):
+        first = self.wait_cert("r.detour.test")
+        ctx = ssl.create_default_context(cafile=self.root)
+        ok = failed = 0
+        renewed = None
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and renewed is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.tls), timeout=5) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="r.detour.test") as s:
+                        s.sendall(b"GET /x HTTP/1.1\r\nHost: r.detour.test\r\n"
+                                  b"Connection: close\r\n\r\n")
+                        data = s.recv(100)
+                        ok += data.startswith(b"HTTP/1.1 307")
+            except (OSError, ssl.SSLError):
+                failed += 1
+            for i, line in enumerate(self.srv.log[first + 1:]):
+                if "acme: a certificate for r.detour.test, issued" in line:
+                    renewed = first + 1 + i
+            time.sleep(0.05)
+        self.assertIsNotNone(renewed, "no renewal in 40 s:\n" + "\n".join(self.srv.log))
+        self.assertGreater(ok, 10)
+        self.assertEqual(failed, 0)
 
 
 class Usage(unittest.TestCase):
@@ -192,7 +364,6 @@ class Usage(unittest.TestCase):
         cases = [
             (["--acme-storage", "/tmp/x"], "needs --acme-email"),
             (["--acme-email", "ops@x.test", "--listen", "127.0.0.1:0"], "needs a --listen-tls"),
-            (["--acme-email", "ops@x.test", "--listen-tls", "127.0.0.1:0"], "needs a --listen-tls"),
             (["--acme-email", "nobody", "--listen", "127.0.0.1:0"], "is not an e-mail address"),
             (["--acme-email", "a@b.c", "--acme-directory", "ftp://x"], "is not an http(s) URL"),
             (["--acme-email", "a@b.c", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",

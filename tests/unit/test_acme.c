@@ -114,18 +114,20 @@ static void stop_pebble(pid_t pid)
 static char published_token[128], published_ka[256];
 static int publishes, unpublishes;
 
-static void publish(void *ctx, const char *token, const char *ka)
+static bool publish(void *ctx, const struct dt_acme_challenge *ch)
 {
     (void)ctx;
-    snprintf(published_token, sizeof(published_token), "%s", token);
-    snprintf(published_ka, sizeof(published_ka), "%s", ka);
-    publishes++;
+    snprintf(published_token, sizeof(published_token), "%s", ch->token);
+    snprintf(published_ka, sizeof(published_ka), "%s", ch->key_authorization);
+    if (strcmp(ch->type, "http-01") == 0)
+        publishes++;
+    return true;
 }
 
-static void unpublish(void *ctx, const char *token)
+static void unpublish(void *ctx, const struct dt_acme_challenge *ch)
 {
     (void)ctx;
-    if (strcmp(token, published_token) == 0)
+    if (strcmp(ch->token, published_token) == 0)
         unpublishes++;
 }
 
@@ -138,6 +140,7 @@ static struct dt_acme *client(int port, const char *ca, struct dt_buf *err)
                                .ca_file = ca,
                                .email = "ops@detour.test",
                                .account_key = key,
+                               .http01 = true,
                                .publish = publish,
                                .unpublish = unpublish,
                                .poll_limit_ms = 30000};
@@ -218,6 +221,37 @@ static void order_fails(struct dt_acme *a, const char *const *names, size_t n, c
     dt_buf_dispose(&err);
 }
 
+/* TLS-ALPN-01's certificate (RFC 8737 3): its name alone, the critical acmeIdentifier with
+ * SHA-256 of the key authorization, and its key. */
+static void test_tls_alpn_cert(void)
+{
+    struct dt_acme_cert c;
+    dt_buf_init(&c.chain);
+    dt_buf_init(&c.key);
+    ok(dt_acme_tls_alpn_cert("v.detour.test", "tok.thumb", &c), "a TLS-ALPN-01 certificate");
+    char names[256];
+    cert_names(&c.chain, names, sizeof(names));
+    is_str(names, "v.detour.test", "  its one name");
+    ok(key_fits(&c), "  and its key");
+    BIO *b = BIO_new_mem_buf(c.chain.ptr, (int)c.chain.len);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    ASN1_OBJECT *oid = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
+    int at = x ? X509_get_ext_by_OBJ(x, oid, -1) : -1;
+    X509_EXTENSION *e = at >= 0 ? X509_get_ext(x, at) : NULL;
+    ok(e && X509_EXTENSION_get_critical(e), "  the acmeIdentifier extension, critical");
+    unsigned char want[34] = {0x04, 32};
+    unsigned dlen = 0;
+    EVP_Digest("tok.thumb", 9, want + 2, &dlen, EVP_sha256(), NULL);
+    ASN1_OCTET_STRING *v = e ? X509_EXTENSION_get_data(e) : NULL;
+    ok(v && ASN1_STRING_length(v) == 34 && !memcmp(ASN1_STRING_get0_data(v), want, 34),
+       "  holding the key authorization's SHA-256 as an OCTET STRING");
+    ASN1_OBJECT_free(oid);
+    X509_free(x);
+    dt_buf_dispose(&c.chain);
+    dt_buf_dispose(&c.key);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -227,6 +261,7 @@ int main(void)
     is_b64("foo", "Zm9v");
     is_b64("foob", "Zm9vYg");
     is_b64("\xfb\xff", "-_8");
+    test_tls_alpn_cert();
     if (system("command -v pebble >/dev/null 2>&1") != 0) {
         printf("# pebble is not installed: the orders are skipped\n");
         return done_testing();
