@@ -46,6 +46,9 @@ static const char help[] =
     "  --acme-ca FILE            trust this CA for the directory's HTTPS (tests)\n"
     "  --acme-storage DIR        the account key, certificates and keys (mode 700;\n"
     "                            default: the --db path + .acme)\n"
+    "  --acme-on-demand          also get a certificate for a name first seen in a TLS\n"
+    "                            handshake when host rules (exact or wildcard) answer it;\n"
+    "                            the handshake gets the default certificate meanwhile\n"
     "  --rules FILE              read rules from FILE; repeatable (syntax: docs/rules.md)\n"
     "  --rules-format FORMAT     read the --rules files that follow as detour, csv, nginx\n"
     "                            or netlify (default: by name: *.csv, *.map, _redirects;\n"
@@ -112,6 +115,7 @@ enum {
     O_ACME_DIRECTORY,
     O_ACME_CA,
     O_ACME_STORAGE,
+    O_ACME_ON_DEMAND,
 };
 
 static const struct option options[] = {
@@ -143,6 +147,7 @@ static const struct option options[] = {
     {"acme-directory", required_argument, NULL, O_ACME_DIRECTORY},
     {"acme-ca", required_argument, NULL, O_ACME_CA},
     {"acme-storage", required_argument, NULL, O_ACME_STORAGE},
+    {"acme-on-demand", no_argument, NULL, O_ACME_ON_DEMAND},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -342,6 +347,9 @@ static int listen_option(int opt, struct serve_args *a)
         }
         a->cfg.acme_storage = optarg;
         return 0;
+    case O_ACME_ON_DEMAND:
+        a->cfg.acme_on_demand = true;
+        return 0;
     default: /* O_REDIRECT_HTTPS */
         a->cfg.redirect_to_https = true;
         return 0;
@@ -373,6 +381,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
         case O_ACME_DIRECTORY:
         case O_ACME_CA:
         case O_ACME_STORAGE:
+        case O_ACME_ON_DEMAND:
             if (listen_option(opt, a) != 0)
                 return DT_EXIT_USAGE;
             break;
@@ -448,11 +457,13 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
     bool tls = false;
     for (size_t i = 0; i < a->nlisten; i++)
         tls |= a->listen[i].tls;
-    if (!a->cfg.acme_email && (a->cfg.acme_directory || a->cfg.acme_ca || a->cfg.acme_storage)) {
+    if (!a->cfg.acme_email &&
+        (a->cfg.acme_directory || a->cfg.acme_ca || a->cfg.acme_storage || a->cfg.acme_on_demand)) {
         dt_usage_error("serve", "%s needs --acme-email (which turns ACME on)",
                        a->cfg.acme_directory ? "--acme-directory"
                        : a->cfg.acme_ca      ? "--acme-ca"
-                                             : "--acme-storage");
+                       : a->cfg.acme_storage ? "--acme-storage"
+                                             : "--acme-on-demand");
         return DT_EXIT_USAGE;
     }
     if (a->cfg.acme_email && !tls) {

@@ -408,3 +408,17 @@ const struct dt_rule *dt_rules_match(const struct dt_table *t, enum dt_scheme sc
     r = any_host ? match_section(t, 0, scheme, path, query, now, m) : NULL;
     return m->rule = r;
 }
+
+bool dt_table_has_host(const struct dt_table *t, struct dt_str host)
+{
+    if (!t || !host.len)
+        return false;
+    if (t->hosts.count && dt_rules_map_get(t, &t->hosts, dt_rules_section_key, host) != NONE)
+        return true;
+    for (size_t i = 0; t->wild.count && i < host.len; i++)
+        if (host.ptr[i] == '.' &&
+            dt_rules_map_get(t, &t->wild, dt_rules_section_key,
+                             dt_str_make(host.ptr + i + 1, host.len - i - 1)) != NONE)
+            return true;
+    return false;
+}

@@ -171,6 +171,10 @@ void dt_table_finish(struct dt_table *t);
 void dt_table_each_host(const struct dt_table *t,
                         void (*fn)(void *ctx, struct dt_str host, bool wildcard), void *ctx);
 
+/* True when rules of t are for host itself or a wildcard covering it (not only rules for
+ * any host). host lower-case, no port; t may be NULL. Any thread, on a finished table. */
+bool dt_table_has_host(const struct dt_table *t, struct dt_str host);
+
 /* Number of rules in the table (0 for NULL). */
 size_t dt_table_size(const struct dt_table *t);
 /* True when some rule has a time window, so answers can change without a reload. */

@@ -21,7 +21,8 @@
 #define PLACEHOLDER_NAME "placeholder.detour.invalid"
 #define RETRY_FIRST_S 30
 #define RETRY_MAX_S (6 * 3600)
-#define TOKENS_MAX 64 /* challenges open at once (one order at a time: a few) */
+#define TOKENS_MAX 64      /* challenges open at once (one order at a time: a few) */
+#define ON_DEMAND_MAX 1000 /* names ordered on demand, at most */
 
 struct token {
     char *token, *key_authorization;
@@ -48,6 +49,9 @@ struct acme_mgr {
     bool stop;
     char **names; /* the hosts the rules name, as acme_rules last saw them */
     size_t nnames;
+    char **on_demand; /* names asked for in ClientHellos that host rules answer */
+    size_t non_demand;
+    bool on_demand_full_logged;
     bool changed;
     struct token tokens[TOKENS_MAX];
     size_t ntokens;
@@ -356,11 +360,16 @@ static bool cancelled(void *ctx)
 
 /* The next name to order at now (lock held): its index, or -1 with *next the earliest time
  * one comes due. */
+static const char *managed(const struct acme_mgr *m, size_t i)
+{
+    return i < m->nnames ? m->names[i] : m->on_demand[i - m->nnames];
+}
+
 static long due(struct acme_mgr *m, time_t now, time_t *next)
 {
     *next = now + 3600; /* at least hourly */
-    for (size_t i = 0; i < m->nnames; i++) {
-        struct name_state *st = state_of(m, m->names[i]);
+    for (size_t i = 0; i < m->nnames + m->non_demand; i++) {
+        struct name_state *st = state_of(m, managed(m, i));
         if (!st->last_attempt && !st->not_after)
             read_stored(m, st); /* at start: what the storage holds */
         time_t when = st->not_after ? renew_at(st) : now;
@@ -404,7 +413,7 @@ static void *acme_main(void *arg)
         time_t now = dt_wall_now(), next;
         long i = due(m, now, &next);
         if (i >= 0) {
-            char *name = xstrdup(m->names[i]);
+            char *name = xstrdup(managed(m, (size_t)i));
             struct name_state *st = state_of(m, name);
             st->force = false;
             st->last_attempt = now;
@@ -458,8 +467,8 @@ bool dt_server_acme_each(struct dt_server *s,
         return false;
     time_t now = dt_wall_now();
     pthread_mutex_lock(&m->lock);
-    for (size_t i = 0; i < m->nnames; i++) {
-        struct name_state *st = state_of(m, m->names[i]);
+    for (size_t i = 0; i < m->nnames + m->non_demand; i++) {
+        struct name_state *st = state_of(m, managed(m, i));
         if (!st->last_attempt && !st->not_after)
             read_stored(m, st);
         struct dt_acme_status out = {
@@ -488,8 +497,8 @@ bool dt_server_acme_renew(struct dt_server *s, const char *name)
     if (!m)
         return false;
     pthread_mutex_lock(&m->lock);
-    for (size_t i = 0; i < m->nnames && !found; i++) {
-        if (strcmp(m->names[i], name) != 0)
+    for (size_t i = 0; i < m->nnames + m->non_demand && !found; i++) {
+        if (strcmp(managed(m, i), name) != 0)
             continue;
         struct name_state *st = state_of(m, name);
         st->force = true;
@@ -514,6 +523,68 @@ bool dt_server_acme_counts(struct dt_server *s, uint64_t *ok, uint64_t *failed)
     return true;
 }
 
+/* True when host rules of rs answer host (a worker's, or the main thread's at start). */
+static bool rules_answer(const struct dt_ruleset *rs, const char *host)
+{
+    struct dt_str h = dt_str_make(host, strlen(host));
+    return rs && (dt_table_has_host(rs->files, h) || dt_table_has_host(rs->store, h) ||
+                  dt_table_has_host(rs->overlay, h) || dt_table_has_host(rs->recent, h));
+}
+
+/* Adds name to the on-demand names (lock held), unless there or full. */
+static void add_on_demand(struct acme_mgr *m, const char *name)
+{
+    for (size_t i = 0; i < m->non_demand; i++)
+        if (strcmp(m->on_demand[i], name) == 0)
+            return;
+    for (size_t i = 0; i < m->nnames; i++)
+        if (strcmp(m->names[i], name) == 0)
+            return;
+    if (m->non_demand == ON_DEMAND_MAX) {
+        if (!m->on_demand_full_logged)
+            dt_log(DT_LOG_WARN, "acme: %d names ordered on demand: no more", ON_DEMAND_MAX);
+        m->on_demand_full_logged = true;
+        return;
+    }
+    m->on_demand = dt_xrealloc(m->on_demand, (m->non_demand + 1) * sizeof(*m->on_demand));
+    m->on_demand[m->non_demand++] = xstrdup(name);
+    m->changed = true;
+    pthread_cond_signal(&m->wake);
+}
+
+/* A ClientHello named host, which no certificate covers (a worker, in a handshake): an
+ * order when host rules answer it, never for a name only a rule for any host would. */
+static void unknown_name(void *ctx, const char *host)
+{
+    struct dt_server *s = ctx;
+    struct acme_mgr *m = s->acme;
+    if (!m || !orderable(dt_str_make(host, strlen(host))) ||
+        !rules_answer(atomic_load_explicit(&s->rules, memory_order_acquire), host))
+        return;
+    pthread_mutex_lock(&m->lock);
+    add_on_demand(m, host);
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* At start, the names ordered on demand before: those of the storage that host rules
+ * answer (the main thread, before the admin API can publish). */
+static void stored_on_demand(struct acme_mgr *m, const struct dt_ruleset *rs)
+{
+    DIR *d = opendir(m->srv->cfg->acme_storage);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n <= 4 || n > 257 || strcmp(e->d_name + n - 4, ".pem") != 0 || e->d_name[0] == '_')
+            continue;
+        char name[256];
+        snprintf(name, sizeof(name), "%.*s", (int)(n - 4), e->d_name);
+        if (orderable(dt_str_make(name, strlen(name))) && rules_answer(rs, name))
+            add_on_demand(m, name);
+    }
+    if (d)
+        closedir(d);
+}
+
 bool acme_start(struct dt_server *s)
 {
     struct acme_mgr *m = dt_xcalloc(1, sizeof(*m));
@@ -521,6 +592,13 @@ bool acme_start(struct dt_server *s)
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->wake, NULL);
     s->acme = m;
+    if (s->cfg->acme_on_demand) {
+        acme_rules(s, atomic_load(&s->rules)); /* the names of rules first */
+        pthread_mutex_lock(&m->lock);
+        stored_on_demand(m, atomic_load(&s->rules));
+        pthread_mutex_unlock(&m->lock);
+        dt_tls_on_unknown_name(unknown_name, s);
+    }
     if (pthread_create(&m->thread, NULL, acme_main, m) != 0) {
         dt_log(DT_LOG_ERROR, "acme: cannot start its thread");
         return false;
@@ -541,8 +619,19 @@ void acme_stop(struct dt_server *s)
     pthread_mutex_unlock(&m->lock);
     if (m->running)
         pthread_join(m->thread, NULL);
+    m->running = false;
+}
+
+void acme_free(struct dt_server *s)
+{
+    struct acme_mgr *m = s->acme;
+    if (!m)
+        return;
+    acme_stop(s);
+    dt_tls_on_unknown_name(NULL, NULL);
     s->acme = NULL;
     free_names(m->names, m->nnames);
+    free_names(m->on_demand, m->non_demand);
     for (size_t i = 0; i < m->nstates; i++)
         free(m->states[i].name);
     free(m->states);

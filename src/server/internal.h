@@ -193,8 +193,10 @@ void conn_shutdown_idle(struct conn *c);
 bool acme_prepare_storage(const struct dt_server_config *c);
 /* Starts the ACME thread (s->acme): false (logged) if it cannot. */
 bool acme_start(struct dt_server *s);
-/* Ends an order in progress, joins the thread, frees s->acme. */
+/* Ends an order in progress and joins the thread (the workers may still call in). */
 void acme_stop(struct dt_server *s);
+/* Then, once the workers are stopped: frees s->acme. */
+void acme_free(struct dt_server *s);
 /* The hosts rs's rules name, for the ACME thread (rs held by the caller). */
 void acme_rules(struct dt_server *s, const struct dt_ruleset *rs);
 /* HTTP-01: the key authorization of token appended to out; false if none is published. Any

@@ -618,6 +618,7 @@ stop:
     if (status == 0)
         dt_log(DT_LOG_INFO, "stopped");
 out:
+    acme_free(&s);
     free_workers(&s);
     free(addrs);
     dt_alog_close(s.alog);

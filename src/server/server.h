@@ -119,6 +119,7 @@ struct dt_server_config {
     /* ACME (docs/acme.md): with acme_email set, certificates for every host the rules name,
      * from acme_directory (trusting acme_ca for its TLS when set), kept in acme_storage */
     const char *acme_email, *acme_directory, *acme_ca, *acme_storage;
+    bool acme_on_demand; /* also names first seen in a ClientHello that host rules answer */
 };
 
 void dt_server_config_init(struct dt_server_config *c);

@@ -268,3 +268,23 @@ bool tls_tickets_find(const unsigned char name[16], struct tls_ticket_key *out)
     pthread_rwlock_unlock(&keys_lock);
     return found;
 }
+
+static void (*unknown_fn)(void *ctx, const char *host);
+static void *unknown_ctx;
+
+void dt_tls_on_unknown_name(void (*fn)(void *ctx, const char *host), void *ctx)
+{
+    unknown_fn = fn;
+    unknown_ctx = ctx;
+}
+
+void tls_unknown_name(const struct tls_names *names, const char *host)
+{
+    size_t n = strlen(host);
+    if (!unknown_fn || n == 0 || n > 253 || tls_names_find(names, dt_str_make(host, n)) >= 0)
+        return;
+    char lower[254];
+    for (size_t i = 0; i <= n; i++)
+        lower[i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] + 32 : host[i]);
+    unknown_fn(unknown_ctx, lower);
+}

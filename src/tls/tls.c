@@ -626,6 +626,8 @@ static ssize_t start(struct dt_tls_conn *c, const unsigned char *body, size_t bl
             return r;
         }
     }
+    if (parsed && o.host[0])
+        tls_unknown_name(&c->set->names, o.host);
     if (!parsed || !tls13_can(&o, c->set->h2))
         return start_ssl(c);
     long i = o.host[0] ? tls_names_find(&c->set->names, dt_str_make(o.host, strlen(o.host))) : -1;

@@ -44,6 +44,11 @@ void dt_tls_set_each_name(const struct dt_tls_set *s,
  * Rotates when now says the current one is older than period. Any thread. */
 void dt_tls_rotate_tickets(time_t now, time_t period);
 
+/* Has fn called (from a worker, during a handshake: it must be quick) with each server name
+ * a client asks for that no certificate of the set covers (lower-case). NULL: nobody. Set
+ * before the first connection. */
+void dt_tls_on_unknown_name(void (*fn)(void *ctx, const char *host), void *ctx);
+
 /* ---- TLS-ALPN-01 (RFC 8737) --------------------------------------------------------------- */
 
 /* Serves the PEM certificate cert (with its key) to a handshake that offers only the ALPN

@@ -113,13 +113,14 @@ class Stack(unittest.TestCase):
     """A pebble and a detour served by it (the subclasses' setUpClass)."""
 
     @classmethod
-    def setUpStack(cls, env=None, validity=None, rules=RULES):
+    def setUpStack(cls, env=None, validity=None, rules=RULES, extra=()):
         cls.tmp = tempfile.TemporaryDirectory(prefix="detour-acme-")
         cls.plain, cls.tls = free_port(), free_port()
         cls.pebble = Pebble(cls.tmp.name, cls.plain, cls.tls, env=env, validity=validity)
         cls.root = cls.pebble.root
         cls.storage = os.path.join(cls.tmp.name, "acme")
         cls.rules = rules
+        cls.extra = list(extra)
         cls.srv = cls.detour()
 
     @classmethod
@@ -130,7 +131,7 @@ class Stack(unittest.TestCase):
                             "--acme-email", "ops@detour.test",
                             "--acme-directory", cls.pebble.directory(),
                             "--acme-ca", cls.pebble.cert,
-                            "--acme-storage", storage or cls.storage]).start()
+                            "--acme-storage", storage or cls.storage] + cls.extra).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -303,6 +304,49 @@ class ACME(Stack):
 
 
 @unittest.skipUnless(PEBBLE and CHALLTESTSRV and OPENSSL, "pebble and openssl needed")
+class OnDemand(Stack):
+    """--acme-on-demand: a name first seen in a ClientHello gets its certificate when host
+    rules answer it (a wildcard rule here), never when only a rule for any host would."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.setUpStack(rules="*.wild.detour.test/* /w\n/any /anywhere\n",
+                       extra=["--acme-on-demand"])
+
+    def test_1_a_wildcard_name_on_demand(self):
+        out = self.get("x.wild.detour.test", "/p")  # the placeholder meanwhile
+        self.assertIn("placeholder.detour.invalid", out)
+        self.wait_cert("x.wild.detour.test")
+        out = self.get("x.wild.detour.test", "/p")
+        self.assertIn("Verify return code: 0 (ok)", out)
+        self.assertIn("Location: /w", out)
+        st, _, body = self.srv.api("GET", "/api/certificates")
+        self.assertEqual([c["name"] for c in body["certificates"]], ["x.wild.detour.test"])
+
+    def test_2_no_order_for_other_names(self):
+        """Names only the rule for any host answers (or a wildcard's apex): no order."""
+        for name in ("nobody.test", "wild.detour.test", "a.b.c"):
+            self.get(name, "/any")
+        time.sleep(1.5)
+        self.assertFalse([line for line in self.srv.log
+                          if "acme: a certificate for" in line and "x.wild" not in line],
+                         "\n".join(self.srv.log))
+        st, _, body = self.srv.api("GET", "/api/certificates")
+        self.assertLessEqual({c["name"] for c in body["certificates"]}, {"x.wild.detour.test"})
+
+    def test_3_restart_keeps_them(self):
+        """After a restart, a name got on demand is managed again (renewed), not ordered."""
+        self.wait_cert("x.wild.detour.test")
+        self.__class__.srv.close()
+        self.__class__.srv = self.detour()
+        st, _, body = self.srv.api("GET", "/api/certificates")
+        self.assertEqual({c["name"]: c["status"] for c in body["certificates"]},
+                         {"x.wild.detour.test": "valid"})
+        time.sleep(1)
+        self.assertFalse([line for line in self.srv.log if "acme: a certificate for" in line])
+
+
+@unittest.skipUnless(PEBBLE and CHALLTESTSRV and OPENSSL, "pebble and openssl needed")
 class BadNonces(Stack):
     """pebble rejecting half the nonces: every certificate still comes."""
 
@@ -363,6 +407,7 @@ class Usage(unittest.TestCase):
         e-mail or directory: exit 2 saying why."""
         cases = [
             (["--acme-storage", "/tmp/x"], "needs --acme-email"),
+            (["--acme-on-demand"], "--acme-on-demand needs --acme-email"),
             (["--acme-email", "ops@x.test", "--listen", "127.0.0.1:0"], "needs a --listen-tls"),
             (["--acme-email", "nobody", "--listen", "127.0.0.1:0"], "is not an e-mail address"),
             (["--acme-email", "a@b.c", "--acme-directory", "ftp://x"], "is not an http(s) URL"),
@@ -376,7 +421,8 @@ class Usage(unittest.TestCase):
 
     def test_help_names_the_options(self):
         out = subprocess.run([DETOUR, "serve", "--help"], capture_output=True).stdout.decode()
-        for opt in ("--acme-email", "--acme-directory", "--acme-ca", "--acme-storage"):
+        for opt in ("--acme-email", "--acme-directory", "--acme-ca", "--acme-storage",
+                    "--acme-on-demand"):
             self.assertIn(opt, out)
 
 
