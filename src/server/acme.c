@@ -57,6 +57,7 @@ struct acme_mgr {
     size_t ntokens;
     struct name_state *states;
     size_t nstates;
+    struct dt_tls_set *given; /* --cert and --cert-dir as at start: their names are theirs */
     uint64_t orders_ok, orders_failed;
 };
 
@@ -209,6 +210,7 @@ struct collect {
     char **v;
     size_t n, cap;
     size_t wildcards;
+    const struct dt_tls_set *given; /* names it covers are not collected */
 };
 
 /* A host a certificate can be ordered for: a DNS name of letters, digits, '-' and '.',
@@ -237,7 +239,7 @@ static void collect_host(void *ctx, struct dt_str host, bool wildcard)
         c->wildcards++;
         return;
     }
-    if (!orderable(host))
+    if (!orderable(host) || dt_tls_set_covers(c->given, host))
         return;
     for (size_t i = 0; i < c->n; i++)
         if (strlen(c->v[i]) == host.len && memcmp(c->v[i], host.ptr, host.len) == 0)
@@ -264,7 +266,7 @@ void acme_rules(struct dt_server *s, const struct dt_ruleset *rs)
     struct acme_mgr *m = s->acme;
     if (!m || !rs)
         return;
-    struct collect c = {0};
+    struct collect c = {.given = m->given};
     dt_table_each_host(rs->files, collect_host, &c);
     dt_table_each_host(rs->store, collect_host, &c);
     dt_table_each_host(rs->overlay, collect_host, &c);
@@ -446,8 +448,8 @@ static void *acme_main(void *arg)
             continue;
         }
         time_t wait_s = next > now ? next - now : 1;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        struct timespec until; /* on the monotonic clock: a step of the wall clock moves nothing */
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += wait_s;
         while (!m->stop && !m->changed &&
                pthread_cond_timedwait(&m->wake, &m->lock, &until) != ETIMEDOUT)
@@ -559,6 +561,7 @@ static void unknown_name(void *ctx, const char *host)
     struct dt_server *s = ctx;
     struct acme_mgr *m = s->acme;
     if (!m || !orderable(dt_str_make(host, strlen(host))) ||
+        dt_tls_set_covers(m->given, dt_str_make(host, strlen(host))) ||
         !rules_answer(atomic_load_explicit(&s->rules, memory_order_acquire), host))
         return;
     pthread_mutex_lock(&m->lock);
@@ -590,7 +593,18 @@ bool acme_start(struct dt_server *s)
     struct acme_mgr *m = dt_xcalloc(1, sizeof(*m));
     m->srv = s;
     pthread_mutex_init(&m->lock, NULL);
-    pthread_cond_init(&m->wake, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    const struct dt_server_config *c = s->cfg;
+    if (c->ncerts || c->cert_dir) {
+        struct dt_buf err;
+        dt_buf_init(&err);
+        m->given = dt_tls_load(c->certs, c->ncerts, &c->cert_dir, 1, false, &err);
+        dt_buf_dispose(&err); /* they loaded a moment ago: the server's own load says why not */
+    }
     s->acme = m;
     if (s->cfg->acme_on_demand) {
         acme_rules(s, atomic_load(&s->rules)); /* the names of rules first */
@@ -632,6 +646,7 @@ void acme_free(struct dt_server *s)
     s->acme = NULL;
     free_names(m->names, m->nnames);
     free_names(m->on_demand, m->non_demand);
+    dt_tls_set_unref(m->given);
     for (size_t i = 0; i < m->nstates; i++)
         free(m->states[i].name);
     free(m->states);
