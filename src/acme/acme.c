@@ -45,6 +45,7 @@ struct dt_acme {
     char *thumbprint; /* its SHA-256 thumbprint, base64url */
     char *kid;        /* the account's URL, once known */
     char *new_nonce, *new_account, *new_order; /* from the directory */
+    char *renewal_info;                        /* RFC 9773, or NULL: the CA has none */
     char *nonce;                               /* the next request's */
     CURL *curl;
     unsigned long bad_nonces;
@@ -432,6 +433,8 @@ static bool directory(struct dt_acme *a, struct dt_buf *err)
         a->new_nonce = xstrdup(nn);
         a->new_account = xstrdup(na);
         a->new_order = xstrdup(no);
+        const char *ri = json_string_value(json_object_get(j, "renewalInfo"));
+        a->renewal_info = ri ? xstrdup(ri) : NULL;
     }
     json_decref(j);
     response_dispose(&r);
@@ -522,6 +525,7 @@ void dt_acme_free(struct dt_acme *a)
     free(a->new_nonce);
     free(a->new_account);
     free(a->new_order);
+    free(a->renewal_info);
     free(a->nonce);
     curl_easy_cleanup(a->curl);
     free(a);
@@ -757,7 +761,9 @@ bool dt_acme_order(struct dt_acme *a, const char *const *names, size_t n, struct
         free(a->new_order);
         free(a->nonce);
         free(a->kid);
+        free(a->renewal_info);
         a->new_nonce = a->new_account = a->new_order = a->nonce = a->kid = NULL;
+        a->renewal_info = NULL;
         a->failed = false;
     }
     bool ok = order_names(a, names, n, out, err);
@@ -983,4 +989,95 @@ bool dt_acme_cert_info(const char *path, time_t *not_before, time_t *not_after, 
     X509_free(x);
     ERR_clear_error();
     return ok;
+}
+
+/* ---- renewal information (RFC 9773) -------------------------------------------------------- */
+
+bool dt_acme_cert_id(const char *chain, struct dt_buf *out)
+{
+    BIO *b = BIO_new_mem_buf(chain, -1);
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    const ASN1_OCTET_STRING *aki = x ? X509_get0_authority_key_id(x) : NULL;
+    const ASN1_INTEGER *serial = x ? X509_get0_serialNumber(x) : NULL;
+    unsigned char *der = NULL;
+    int len = serial ? i2d_ASN1_INTEGER(serial, &der) : -1;
+    /* the serial's DER without its tag and length: its content octets */
+    size_t head = len > 2 && (der[1] & 0x80) ? 2 + (der[1] & 0x7f) : 2;
+    bool ok = aki && len > (int)head;
+    if (ok) {
+        dt_acme_b64url(out, ASN1_STRING_get0_data(aki), (size_t)ASN1_STRING_length(aki));
+        dt_buf_append(out, ".", 1);
+        dt_acme_b64url(out, der + head, (size_t)len - head);
+    }
+    OPENSSL_free(der);
+    X509_free(x);
+    ERR_clear_error();
+    return ok;
+}
+
+/* An RFC 3339 time ("2026-12-04T10:00:00Z", with fractions or an offset) as Unix time. */
+static bool rfc3339(const char *s, time_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return false;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            ;
+    long off = 0;
+    if (*p == '+' || *p == '-') {
+        int h, m;
+        if (sscanf(p + 1, "%2d:%2d", &h, &m) != 2)
+            return false;
+        off = (*p == '+' ? 1 : -1) * (h * 3600L + m * 60L);
+        p += 6;
+    } else if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else {
+        return false;
+    }
+    if (*p)
+        return false;
+    *out = timegm(&tm) - off;
+    return true;
+}
+
+int dt_acme_renewal_window(struct dt_acme *a, const char *chain, time_t *start, time_t *end,
+                           struct dt_buf *err)
+{
+    if (!directory(a, err))
+        return -1;
+    if (!a->renewal_info)
+        return 0;
+    struct dt_buf url;
+    dt_buf_init(&url);
+    dt_buf_appendf(&url, "%s%s", a->renewal_info,
+                   a->renewal_info[strlen(a->renewal_info) - 1] == '/' ? "" : "/");
+    if (!dt_acme_cert_id(chain, &url)) {
+        dt_buf_dispose(&url);
+        dt_buf_appendf(err, "the certificate has no authority key identifier");
+        return -1;
+    }
+    dt_buf_terminate(&url);
+    struct response r;
+    response_init(&r);
+    int rc = http(a, url.ptr, NULL, false, &r, err) ? 1 : -1;
+    json_t *j = rc > 0 && r.status == 200 ? body_json(&r) : NULL;
+    json_t *w = j ? json_object_get(j, "suggestedWindow") : NULL;
+    const char *s = w ? json_string_value(json_object_get(w, "start")) : NULL;
+    const char *e = w ? json_string_value(json_object_get(w, "end")) : NULL;
+    if (rc > 0 && !(s && e && rfc3339(s, start) && rfc3339(e, end) && *start <= *end)) {
+        if (r.status != 200)
+            problem(&r, "renewalInfo", err);
+        else
+            dt_buf_appendf(err, "renewalInfo: no suggestedWindow with start <= end");
+        rc = -1;
+    }
+    json_decref(j);
+    response_dispose(&r);
+    dt_buf_dispose(&url);
+    return rc;
 }

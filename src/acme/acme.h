@@ -74,6 +74,15 @@ bool dt_acme_tls_alpn_cert(const char *name, const char *key_authorization,
 bool dt_acme_cert_info(const char *path, time_t *not_before, time_t *not_after, char *issuer,
                        size_t cap);
 
+/* RFC 9773: the CA's suggested renewal window for the certificate that chain (PEM) starts
+ * with: 1 with start and end, 0 when the CA offers no renewal information, -1 with why in
+ * err. */
+int dt_acme_renewal_window(struct dt_acme *a, const char *chain, time_t *start, time_t *end,
+                           struct dt_buf *err);
+/* The ARI certificate identifier of chain's first certificate (RFC 9773 4.1):
+ * base64url(authority key identifier) "." base64url(serial number), appended to out. */
+bool dt_acme_cert_id(const char *chain, struct dt_buf *out);
+
 /* How many requests were sent again after a badNonce, since the client was made. */
 unsigned long dt_acme_bad_nonces(const struct dt_acme *a);
 

@@ -36,6 +36,8 @@ struct name_state {
     time_t last_attempt, next_try; /* next_try: after a failure, not before */
     unsigned failures;             /* in a row */
     bool force;                    /* a renewal asked for */
+    time_t ari_at;                 /* RFC 9773: when within the CA's window to renew; 0 none */
+    time_t ari_check;              /* when to ask the CA for its window again */
     char last_error[512];
 };
 
@@ -375,6 +377,8 @@ static long due(struct acme_mgr *m, time_t now, time_t *next)
         if (!st->last_attempt && !st->not_after)
             read_stored(m, st); /* at start: what the storage holds */
         time_t when = st->not_after ? renew_at(st) : now;
+        if (st->not_after && st->ari_at && st->ari_at < when)
+            when = st->ari_at; /* earlier when the CA says so */
         if (st->next_try > when)
             when = st->next_try;
         if (st->force)
@@ -385,6 +389,53 @@ static long due(struct acme_mgr *m, time_t now, time_t *next)
             *next = when;
     }
     return -1;
+}
+
+/* A name with a certificate whose renewal window is due to be asked for (lock held):
+ * its state, or NULL. */
+static struct name_state *ari_due(struct acme_mgr *m, time_t now)
+{
+    for (size_t i = 0; i < m->nnames + m->non_demand; i++) {
+        struct name_state *st = state_of(m, managed(m, i));
+        if (st->not_after && st->ari_check <= now)
+            return st;
+    }
+    return NULL;
+}
+
+/* Asks the CA for name's renewal window (RFC 9773) and picks a moment in it at random
+ * (lock not held); what it found goes in *at (0: none) and *check (when to ask again). */
+static void ask_window(struct acme_mgr *m, struct dt_acme *client, const char *name, unsigned *seed,
+                       time_t *at, time_t *check)
+{
+    char pem[4096];
+    snprintf(pem, sizeof(pem), "%s/%s.pem", m->srv->cfg->acme_storage, name);
+    struct dt_buf chain, err;
+    dt_buf_init(&chain);
+    dt_buf_init(&err);
+    FILE *f = fopen(pem, "r");
+    char buf[4096];
+    size_t n;
+    while (f && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+        dt_buf_append(&chain, buf, n);
+    if (f)
+        fclose(f);
+    dt_buf_terminate(&chain);
+    time_t start, end, now = dt_wall_now();
+    int rc = chain.len ? dt_acme_renewal_window(client, chain.ptr, &start, &end, &err) : -1;
+    *at = 0;
+    *check = now + 6 * 3600; /* RFC 9773 4.3: a few times a day */
+    if (rc > 0) {
+        *at = start + (time_t)((double)rand_r(seed) / RAND_MAX * (double)(end - start));
+        if (*at < now)
+            *at = now;
+    } else if (rc == 0) {
+        *check = now + 24 * 3600; /* the CA has none (today) */
+    } else {
+        dt_log(DT_LOG_WARN, "acme: no renewal window for %s: %.*s", name, (int)err.len, err.ptr);
+    }
+    dt_buf_dispose(&chain);
+    dt_buf_dispose(&err);
 }
 
 static void *acme_main(void *arg)
@@ -413,6 +464,20 @@ static void *acme_main(void *arg)
     while (client && !m->stop) {
         m->changed = false;
         time_t now = dt_wall_now(), next;
+        struct name_state *ask = ari_due(m, now);
+        if (ask) {
+            char *name = xstrdup(ask->name);
+            ask->ari_check = now + 60; /* not again at once, whatever happens */
+            pthread_mutex_unlock(&m->lock);
+            time_t at, check;
+            ask_window(m, client, name, &seed, &at, &check);
+            pthread_mutex_lock(&m->lock);
+            ask = state_of(m, name);
+            ask->ari_at = at;
+            ask->ari_check = check;
+            free(name);
+            continue;
+        }
         long i = due(m, now, &next);
         if (i >= 0) {
             char *name = xstrdup(managed(m, (size_t)i));
@@ -430,6 +495,7 @@ static void *acme_main(void *arg)
                 m->orders_ok++;
                 st->failures = 0;
                 st->next_try = 0;
+                st->ari_at = st->ari_check = 0; /* a new certificate: its own window */
                 st->last_error[0] = '\0';
                 read_stored(m, st);
             } else if (!m->stop) {

@@ -179,6 +179,112 @@ static bool key_fits(const struct dt_acme_cert *c)
     return ok;
 }
 
+/* The last chain order_ok got (PEM), for the renewal information tests. */
+static char *last_chain;
+
+/* A fake CA for RFC 9773 alone: a directory whose renewalInfo answers a fixed window and
+ * writes the certificate ID it was asked for into DIR/ari-id. */
+static const char ari_server[] =
+    "import http.server, json, sys\n"
+    "port, d = int(sys.argv[1]), sys.argv[2]\n"
+    "base = 'http://127.0.0.1:%d' % port\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def log_message(self, *a): pass\n"
+    "    def do_GET(self):\n"
+    "        if self.path == '/dir':\n"
+    "            body = {'newNonce': base + '/n', 'newAccount': base + '/a', 'newOrder': base + "
+    "'/o', 'renewalInfo': base + '/ari'}\n"
+    "        elif self.path.startswith('/ari/'):\n"
+    "            open(d + '/ari-id', 'w').write(self.path[5:])\n"
+    "            body = {'suggestedWindow': {'start': '2026-01-01T00:00:00Z', 'end': "
+    "'2026-01-02T00:00:00.5+01:00'}}\n"
+    "        else:\n"
+    "            self.send_response(404); self.end_headers(); return\n"
+    "        b = json.dumps(body).encode()\n"
+    "        self.send_response(200)\n"
+    "        self.send_header('Content-Type', 'application/json')\n"
+    "        self.send_header('Content-Length', str(len(b)))\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(b)\n"
+    "http.server.HTTPServer(('127.0.0.1', port), H).serve_forever()\n";
+
+/* The certificate ID computed here from the certificate's fields (RFC 9773 4.1). */
+static void expected_cert_id(const char *chain, struct dt_buf *out)
+{
+    BIO *b = BIO_new_mem_buf(chain, -1);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id(x);
+    dt_acme_b64url(out, ASN1_STRING_get0_data(aki), (size_t)ASN1_STRING_length(aki));
+    dt_buf_append(out, ".", 1);
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    unsigned char s[64] = {0};
+    int n = BN_bn2bin(bn, s + 1);
+    bool pad = s[1] & 0x80; /* DER keeps a positive number's top bit clear */
+    dt_acme_b64url(out, pad ? s : s + 1, (size_t)n + pad);
+    BN_free(bn);
+    X509_free(x);
+}
+
+static void test_renewal_info(struct dt_acme *pebble_client)
+{
+    struct dt_buf err, id, want;
+    dt_buf_init(&err);
+    dt_buf_init(&id);
+    dt_buf_init(&want);
+    time_t start = 0, end = 0;
+    is_int(dt_acme_renewal_window(pebble_client, last_chain, &start, &end, &err), 0,
+           "pebble offers no renewal information: 0");
+    ok(dt_acme_cert_id(last_chain, &id), "a certificate ID");
+    expected_cert_id(last_chain, &want);
+    dt_buf_terminate(&id);
+    dt_buf_terminate(&want);
+    is_str(id.ptr, want.ptr, "  base64url(AKI).base64url(serial)");
+
+    char path[256], idfile[256], url[128];
+    snprintf(path, sizeof(path), "%s/ari.py", dir);
+    snprintf(idfile, sizeof(idfile), "%s/ari-id", dir);
+    FILE *f = fopen(path, "w");
+    fputs(ari_server, f);
+    fclose(f);
+    int port = free_port();
+    char portarg[16];
+    snprintf(portarg, sizeof(portarg), "%d", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("python3", "python3", path, portarg, dir, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100 && !port_open(port); i++)
+        usleep(50000);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/dir", port);
+    char key[256];
+    snprintf(key, sizeof(key), "%s/account.key", dir);
+    struct dt_acme_config c = {.directory = url, .account_key = key};
+    struct dt_acme *a = dt_acme_new(&c, &err);
+    err.len = 0;
+    int rc = a ? dt_acme_renewal_window(a, last_chain, &start, &end, &err) : -1;
+    dt_buf_terminate(&err);
+    if (!ok(rc == 1, "a CA's suggested window"))
+        printf("#   %s\n", err.ptr ? err.ptr : "");
+    is_int(start, 1767225600, "  its start (RFC 3339, Z)");
+    is_int(end, 1767308400, "  its end (with fractions and an offset)");
+    char got[256] = "";
+    f = fopen(idfile, "r");
+    if (f) {
+        if (!fgets(got, sizeof(got), f))
+            got[0] = '\0';
+        fclose(f);
+    }
+    is_str(got, want.ptr, "  asked for at renewalInfo/CERT-ID");
+    dt_acme_free(a);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    dt_buf_dispose(&err);
+    dt_buf_dispose(&id);
+    dt_buf_dispose(&want);
+}
+
 static void order_ok(struct dt_acme *a, const char *const *names, size_t n, const char *want,
                      const char *what)
 {
@@ -198,6 +304,10 @@ static void order_ok(struct dt_acme *a, const char *const *names, size_t n, cons
     dt_buf_terminate(&c.chain);
     ok(c.chain.ptr && strstr(c.chain.ptr, "-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----"),
        "  with its issuer after it");
+    if (c.chain.ptr) {
+        free(last_chain);
+        last_chain = strdup(c.chain.ptr);
+    }
     dt_buf_dispose(&c.chain);
     dt_buf_dispose(&c.key);
     dt_buf_dispose(&err);
@@ -302,6 +412,7 @@ int main(void)
     order_ok(a, one, 1, "b.detour.test", "a second order, same account");
     const char *blocked[] = {"blocked.example"};
     order_fails(a, blocked, 1, "rejectedIdentifier", "a name the CA refuses");
+    test_renewal_info(a);
     dt_acme_free(a);
 
     a = client(port, ca, &err);
@@ -331,6 +442,7 @@ int main(void)
     stop_pebble(pebble);
 
     dt_buf_dispose(&err);
+    free(last_chain);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     (void)!system(cmd);
     return done_testing();
