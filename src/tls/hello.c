@@ -3,6 +3,9 @@
  * library sees the handshake (tls_wolfssl.c). Library-independent; fuzzed by fuzz_hello. */
 #include "tls/internal.h"
 
+#include <errno.h>
+#include <sys/socket.h>
+
 unsigned tls_get16(const unsigned char *p)
 {
     return (unsigned)p[0] << 8 | p[1];
@@ -342,4 +345,22 @@ bool tls13_offer_parse(const unsigned char *body, size_t len, struct tls13_offer
     if (o->identities && !o->psk_last)
         o->ok = false;
     return o->ok;
+}
+
+int tls_read_more(int fd, unsigned char **in, size_t *len)
+{
+    /* 4 KiB holds most ClientHellos; a larger one grows the buffer */
+    size_t cap = *len < 4096 ? 4096 : TLS_HELLO_MAX;
+    if (!*in || *len == 4096)
+        *in = dt_xrealloc(*in, cap);
+    for (;;) {
+        ssize_t r = recv(fd, *in + *len, cap - *len, 0);
+        if (r > 0) {
+            *len += (size_t)r;
+            return 1;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? DT_TLS_WANT_READ : DT_TLS_ERROR;
+    }
 }

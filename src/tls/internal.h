@@ -96,6 +96,10 @@ enum tls_first {
 enum tls_first tls_first_scan(const unsigned char *p, size_t len, const unsigned char **body,
                               size_t *blen, unsigned char **copy);
 unsigned tls_get16(const unsigned char *p);
+/* Reads what fd has into *in (*len bytes so far, below TLS_HELLO_MAX; grown to 4 KiB, then
+ * to TLS_HELLO_MAX): 1 when bytes came, DT_TLS_WANT_READ, or DT_TLS_ERROR when the client
+ * has gone. */
+int tls_read_more(int fd, unsigned char **in, size_t *len);
 
 /* Reads the body of a ClientHello (after its 4-byte handshake header): true, with h filled;
  * false for bytes that are not one. */

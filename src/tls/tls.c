@@ -663,21 +663,11 @@ static ssize_t read_hello(struct dt_tls_conn *c)
         }
         if (what != TLS_FIRST_MORE || c->in_len == TLS_HELLO_MAX)
             return start_ssl(c); /* OpenSSL refuses it, with its alert */
-        /* 4 KiB holds most ClientHellos; a larger one grows the buffer */
-        size_t cap = c->in_len < 4096 ? 4096 : TLS_HELLO_MAX;
-        if (!c->in || c->in_len == 4096)
-            c->in = dt_xrealloc(c->in, cap);
-        ssize_t r = recv(c->fd, c->in + c->in_len, cap - c->in_len, 0);
-        if (r > 0) {
-            c->in_len += (size_t)r;
-            continue;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return DT_TLS_WANT_READ;
-        c->failure = DT_TLS_FAIL_CLOSED;
-        return DT_TLS_ERROR;
+        int r = tls_read_more(c->fd, &c->in, &c->in_len);
+        if (r == DT_TLS_ERROR)
+            c->failure = DT_TLS_FAIL_CLOSED;
+        if (r != 1)
+            return r;
     }
 }
 

@@ -763,28 +763,15 @@ static ssize_t read_hello(struct dt_tls_conn *c)
             free(copy);
             return start_ssl(c, parsed ? &h : NULL);
         }
-        /* more: 4 KiB holds most ClientHellos, a larger one grows the buffer */
-        size_t cap = c->in_len < 4096 ? 4096 : TLS_HELLO_MAX;
         if (c->in_len == TLS_HELLO_MAX)
             return start_ssl(c, NULL);
-        if (!c->in || c->in_len == 4096) {
-            unsigned char *grown = realloc(c->in, cap);
-            if (!grown)
-                return DT_TLS_ERROR;
-            c->in = grown;
+        int r = tls_read_more(c->fd, &c->in, &c->in_len);
+        if (r == DT_TLS_ERROR) {
+            c->eof = true;
+            c->failure = DT_TLS_FAIL_CLOSED;
         }
-        ssize_t r = recv(c->fd, c->in + c->in_len, cap - c->in_len, 0);
-        if (r > 0) {
-            c->in_len += (size_t)r;
-            continue;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return DT_TLS_WANT_READ;
-        c->eof = true;
-        c->failure = DT_TLS_FAIL_CLOSED;
-        return DT_TLS_ERROR;
+        if (r != 1)
+            return r;
     }
 }
 
