@@ -481,14 +481,43 @@ static void cert_expiry(void *ctx, const char *name, time_t not_after)
                    (long long)not_after);
 }
 
-static void acme_failures(void *ctx, const struct dt_acme_status *st)
+struct acme_metrics {
+    struct dt_buf *b;
+    time_t now;
+    int part; /* 0: failures, 1: days left, 2: last errors */
+};
+
+/* A label value: '\\', '"' and line ends escaped (the exposition format's rule). */
+static void label_value(struct dt_buf *b, const char *s)
 {
-    dt_buf_appendf(ctx, "detour_acme_failures{name=\"%s\"} %u\n", st->name, st->failures);
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            dt_buf_appendf(b, "\\%c", *s);
+        else if (*s == '\n')
+            dt_buf_appendf(b, "\\n");
+        else if ((unsigned char)*s >= 0x20)
+            dt_buf_append(b, s, 1);
+    }
+}
+
+static void acme_metric(void *ctx, const struct dt_acme_status *st)
+{
+    struct acme_metrics *m = ctx;
+    if (m->part == 0)
+        dt_buf_appendf(m->b, "detour_acme_failures{name=\"%s\"} %u\n", st->name, st->failures);
+    else if (m->part == 1 && st->not_after)
+        dt_buf_appendf(m->b, "detour_acme_days_left{name=\"%s\"} %.2f\n", st->name,
+                       (double)(st->not_after - m->now) / 86400.0);
+    else if (m->part == 2 && st->last_error[0]) {
+        dt_buf_appendf(m->b, "detour_acme_last_error{name=\"%s\",error=\"", st->name);
+        label_value(m->b, st->last_error);
+        dt_buf_appendf(m->b, "\"} 1\n");
+    }
 }
 
 /* The requests by protocol, TLS handshakes and certificate expiry of /metrics. */
 static void metrics_protocols(struct dt_buf *b, const struct dt_server_stats *s,
-                              struct dt_server *srv)
+                              struct dt_server *srv, time_t now)
 {
     dt_buf_appendf(b,
                    "# HELP detour_requests_by_protocol_total Requests by protocol (https: "
@@ -535,7 +564,18 @@ static void metrics_protocols(struct dt_buf *b, const struct dt_server_stats *s,
                        "certificate is fine).\n"
                        "# TYPE detour_acme_failures gauge\n",
                        (unsigned long long)ok, (unsigned long long)failed);
-        dt_server_acme_each(srv, acme_failures, b);
+        struct acme_metrics am = {b, now, 0};
+        dt_server_acme_each(srv, acme_metric, &am);
+        dt_buf_appendf(b, "# HELP detour_acme_days_left Days until a name's certificate "
+                          "expires.\n"
+                          "# TYPE detour_acme_days_left gauge\n");
+        am.part = 1;
+        dt_server_acme_each(srv, acme_metric, &am);
+        dt_buf_appendf(b, "# HELP detour_acme_last_error The last failed order's error, by "
+                          "name (while the name fails).\n"
+                          "# TYPE detour_acme_last_error gauge\n");
+        am.part = 2;
+        dt_server_acme_each(srv, acme_metric, &am);
     }
 }
 
@@ -639,7 +679,7 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
                        "# TYPE detour_connections_total counter\n"
                        "detour_connections_total %llu\n",
                        (unsigned long long)st.connections);
-        metrics_protocols(b, &st, srv);
+        metrics_protocols(b, &st, srv, a->now);
     }
     dt_buf_appendf(b,
                    "# HELP detour_admin_requests_total Admin API requests.\n"

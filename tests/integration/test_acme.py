@@ -231,6 +231,7 @@ class ACME(Stack):
         st, _, m = self.srv.api("GET", "/metrics", raw=True)
         self.assertRegex(m.decode(), r'detour_acme_orders_total\{result="ok"\} [1-9]')
         self.assertIn('detour_acme_failures{name="a.detour.test"} 0', m.decode())
+        self.assertRegex(m.decode(), r'detour_acme_days_left\{name="a\.detour\.test"\} \d+\.\d\d')
         cli = subprocess.run([DETOUR, "rules", "--server", "http://" + self.srv.admin_addr,
                               "--token-file", self.srv.token_file, "certs"],
                              capture_output=True, timeout=10)
@@ -262,6 +263,9 @@ class ACME(Stack):
             self.assertEqual(health["status"], "degraded", health)
             self.assertEqual(health["acme"]["status"], "failing")
             self.assertIn("e.detour.test", health["acme"]["errors"])
+            st, _, m = self.srv.api("GET", "/metrics", raw=True)
+            self.assertRegex(m.decode(), r'detour_acme_last_error\{name="e\.detour\.test",'
+                                         r'error="[^"\n]*connect[^"\n]*"\} 1')
         finally:
             self.pebble.start_ca()
         self.__class__.root = self.pebble.root  # a new pebble: a new root
