@@ -347,6 +347,10 @@ static enum dt_http_event fill(struct dt_http_parser *p, char *buf, struct dt_re
         req->has_body = true;
         p->_body_mode = BODY_CHUNKED;
         p->_chunk_state = 0;
+        /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing: the
+         * message is answered, then the connection closed (keep-alive or not) */
+        if (p->_version_minor == 0)
+            req->keep_alive = false;
     } else if (ll->flags & F_CONTENT_LENGTH) {
         req->content_length = ll->content_length;
         req->has_body = ll->content_length > 0;

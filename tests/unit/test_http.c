@@ -129,6 +129,11 @@ static void good_requests(void)
     is_str(r.host, "", "no host");
     r = parse_both("GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &limits, "1.0 ka");
     ok(r.keep_alive, "HTTP/1.0 keep-alive when asked");
+    r = parse_both("POST /x HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n"
+                   "\r\n0\r\n\r\n",
+                   &limits, "1.0 te");
+    is_int(r.heads, 1, "HTTP/1.0 with Transfer-Encoding is answered");
+    ok(!r.keep_alive, "  and closes after it, keep-alive or not (RFC 9112 6.1)");
     r = parse_both("GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &limits, "close");
     ok(!r.keep_alive, "Connection: close");
 
