@@ -21,6 +21,7 @@ CURL = shutil.which("curl")
 OPENSSL = shutil.which("openssl")
 SSLSCAN = shutil.which("sslscan")
 GNUTLS = shutil.which("gnutls-cli")
+CHROMIUM = shutil.which("chromium")
 GET = b"GET /x HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n"
 SUITES13 = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
 
@@ -385,6 +386,26 @@ class TLS(unittest.TestCase):
         self.assertIn(">>> TLS 1.3, Handshake [length 0005], KeyUpdate", out)
         self.assertIn("<<< TLS 1.3, Handshake [length 0005], KeyUpdate", out)  # ours
         self.assertIn("HTTP/1.1 307 Temporary Redirect", out)
+
+    @unittest.skipUnless(CHROMIUM, "chromium needed")
+    @unittest.skipIf(os.environ.get("FAKETIME"), "a browser under libfaketime is not tested")
+    def test_own_tls13_with_chromium(self):
+        """A browser's ClientHello (Chromium's: GREASE, a post-quantum hybrid share beside
+        X25519, ECH GREASE, HTTP/2): detour's own TLS 1.3 answers it, and the browser follows
+        the redirect over HTTP/2 to the page the rule names."""
+        own, lib = self.engines()
+        p = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
+                            "--ignore-certificate-errors", "--user-data-dir=" +
+                            os.path.join(self.pki.dir, "chromium"),
+                            "--host-resolver-rules=MAP a.example 127.0.0.1",
+                            "--dump-dom", "https://a.example:%d/x" % self.tls_port],
+                           capture_output=True, timeout=60)
+        dom = p.stdout.decode("utf-8", "replace")
+        # /x is redirected to /y, which no rule names: the browser shows our 404 page
+        self.assertIn("No redirect is configured for <code>/y</code>", dom, p.stderr[-2000:])
+        now_own, now_lib = self.engines()
+        self.assertGreaterEqual(now_own, own + 1)
+        self.assertEqual(now_lib, lib)
 
     @unittest.skipUnless(GNUTLS, "gnutls-cli needed")
     def test_own_tls13_with_gnutls(self):
