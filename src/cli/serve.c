@@ -79,6 +79,9 @@ static const char help[] =
     "  --idle-timeout TIME       an idle keep-alive connection is closed after TIME\n"
     "                            (default 60s)\n"
     "  --shutdown-timeout TIME   on SIGTERM, time given to requests in flight (default 4s)\n"
+    "  --max-connections N       redirect connections open at once (default: no limit);\n"
+    "                            beyond, a new one gets 503 and is closed (TLS: closed)\n"
+    "  --max-connections-per-ip N  the same from one client address\n"
     "\n"
     "  --log-level LEVEL         debug, info (default), warn or error\n"
     "  -h, --help                show this help\n"
@@ -116,6 +119,8 @@ enum {
     O_ACME_CA,
     O_ACME_STORAGE,
     O_ACME_ON_DEMAND,
+    O_MAX_CONNS,
+    O_MAX_CONNS_IP,
 };
 
 static const struct option options[] = {
@@ -148,6 +153,8 @@ static const struct option options[] = {
     {"acme-ca", required_argument, NULL, O_ACME_CA},
     {"acme-storage", required_argument, NULL, O_ACME_STORAGE},
     {"acme-on-demand", no_argument, NULL, O_ACME_ON_DEMAND},
+    {"max-connections", required_argument, NULL, O_MAX_CONNS},
+    {"max-connections-per-ip", required_argument, NULL, O_MAX_CONNS_IP},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -241,6 +248,16 @@ static int limit_option(int opt, struct dt_server_config *cfg)
         if (dt_opt_uint("serve", "--max-header-fields", optarg, 1, 10000, &v))
             return -1;
         cfg->limits.max_header_fields = (uint32_t)v;
+        return 1;
+    case O_MAX_CONNS:
+        if (dt_opt_uint("serve", "--max-connections", optarg, 1, 10000000, &v))
+            return -1;
+        cfg->max_connections = (unsigned)v;
+        return 1;
+    case O_MAX_CONNS_IP:
+        if (dt_opt_uint("serve", "--max-connections-per-ip", optarg, 1, 10000000, &v))
+            return -1;
+        cfg->max_connections_per_ip = (unsigned)v;
         return 1;
     case O_MAX_BODY:
         if (dt_opt_size("serve", "--max-body", optarg, 0, 1ULL << 40, &v))

@@ -48,6 +48,8 @@ struct conn *conn_new(struct worker *w, int fd, const struct handler *h, struct 
     c->awaiting = false;
     c->tls_ready = c->tls_read_out = c->h2_answering = false;
     c->h2 = NULL;
+    c->counted = false;
+    c->ip_key = 0;
     c->tls = tls ? dt_tls_accept(tls, fd) : NULL;
     dt_http_parser_init(&c->parser, w->limits);
     if (c->h != h && c->h && c->h->release)
@@ -72,6 +74,7 @@ void conn_close(struct conn *c)
 {
     struct worker *w = c->w;
     timer_unlink(c);
+    limits_give(w->srv, c);
     dt_h2_free(c);
     if (c->tls) {
         /* close_notify first: a client that sees the connection end without it takes it

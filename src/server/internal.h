@@ -104,7 +104,10 @@ struct dt_server {
     pthread_mutex_t tls_lock;
     struct dt_str hsts;    /* "Strict-Transport-Security: ...\r\n", or empty */
     struct acme_mgr *acme; /* automatic certificates (acme.c), or NULL */
-    char https_port[8];    /* ":8443" for a Location to https, "" for 443 */
+    /* --max-connections and --max-connections-per-ip (limits.c) */
+    _Atomic unsigned long open_conns;
+    struct ip_counts *ips;
+    char https_port[8]; /* ":8443" for a Location to https, "" for 443 */
 };
 
 struct conn {
@@ -122,6 +125,8 @@ struct conn {
     bool tls_ready;    /* its TLS handshake is done (and counted) */
     bool tls_read_out; /* a TLS read waits for the socket to be writable */
     bool h2_answering; /* h2.c has the handler write into the worker's h2out */
+    bool counted;      /* in the server's open connections (limits.c) */
+    uint64_t ip_key;   /* its address's key in the per-address counts, or 0 */
     int fd;
     uint32_t served; /* requests answered */
     struct worker *w;
@@ -186,6 +191,14 @@ void conn_event(struct conn *c, uint32_t events);
 void conn_expire(struct conn *c, int list);
 void conn_close(struct conn *c);
 void conn_shutdown_idle(struct conn *c);
+
+/* limits.c: --max-connections and --max-connections-per-ip */
+/* Counts a new connection from ss (NULL when not known): 0 when it may stay, else the
+ * limit it passes (1: the total, 2: its address's); c's fields say what to give back. */
+int limits_take(struct dt_server *s, struct conn *c, const struct sockaddr_storage *ss);
+/* Gives back what limits_take counted for c. */
+void limits_give(struct dt_server *s, struct conn *c);
+void limits_free(struct dt_server *s);
 
 /* acme.c: automatic certificates */
 /* The storage directory (mode 700) with its placeholder certificate, before the

@@ -103,6 +103,8 @@ void dt_server_get_stats(struct dt_server *s, struct dt_server_stats *out)
             out->latency[k] += __atomic_load_n(&w->latency[k], __ATOMIC_RELAXED);
         out->latency_sum_ns += __atomic_load_n(&w->latency_sum_ns, __ATOMIC_RELAXED);
         out->connections += __atomic_load_n(&w->connections, __ATOMIC_RELAXED);
+        out->refused_max += __atomic_load_n(&w->refused_max, __ATOMIC_RELAXED);
+        out->refused_per_ip += __atomic_load_n(&w->refused_per_ip, __ATOMIC_RELAXED);
         out->requests_h1 += __atomic_load_n(&w->requests_h1, __ATOMIC_RELAXED);
         out->requests_h2 += __atomic_load_n(&w->requests_h2, __ATOMIC_RELAXED);
         out->connections_h2 += __atomic_load_n(&w->connections_h2, __ATOMIC_RELAXED);
@@ -619,6 +621,7 @@ stop:
         dt_log(DT_LOG_INFO, "stopped");
 out:
     acme_free(&s);
+    limits_free(&s);
     free_workers(&s);
     free(addrs);
     dt_alog_close(s.alog);

@@ -98,6 +98,9 @@ struct dt_server_config {
     uint64_t header_timeout_ms;   /* a request head must arrive within this: 408 */
     uint64_t idle_timeout_ms;     /* a keep-alive connection may idle this long */
     uint64_t shutdown_timeout_ms; /* SIGTERM: in-flight work gets this long */
+    /* redirect connections open at once, in all and from one address (0: no limit);
+     * beyond, a connection is answered 503 (plain) or closed (TLS) at once */
+    unsigned max_connections, max_connections_per_ip;
     int backlog;
     /* With initial set the server answers from it and from what is published later; it does
      * not read rules itself nor free them (the hooks' owner does). */
@@ -175,7 +178,8 @@ struct dt_server_stats {
     uint64_t source[DT_SRC_COUNT];
     uint64_t latency[DT_LATENCY_BUCKETS + 1];
     uint64_t latency_sum_ns;
-    uint64_t connections;                            /* accepted */
+    uint64_t connections;                 /* accepted */
+    uint64_t refused_max, refused_per_ip; /* closed at once: --max-connections(-per-ip) */
     uint64_t requests_h1, requests_h2, requests_tls; /* by protocol (TLS counts with h1/h2) */
     uint64_t connections_h2;
     uint64_t handshakes_full, handshakes_resumed;

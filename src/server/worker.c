@@ -81,7 +81,10 @@ static void accept_some(struct worker *w, struct listener *l)
     for (int k = 0; k < ACCEPTS_PER_WAKE; k++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
-        bool want_peer = w->srv->alog != NULL;
+        const struct dt_server_config *cfg = w->srv->cfg;
+        bool limited = l->handler == &dt_handler_redirect &&
+                       (cfg->max_connections || cfg->max_connections_per_ip);
+        bool want_peer = w->srv->alog != NULL || (limited && cfg->max_connections_per_ip);
         int fd = accept4(l->fd, want_peer ? (struct sockaddr *)&ss : NULL, want_peer ? &sl : NULL,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
@@ -89,6 +92,31 @@ static void accept_some(struct worker *w, struct listener *l)
             struct dt_tls_set *tls =
                 l->tls ? atomic_load_explicit(&w->srv->tls, memory_order_acquire) : NULL;
             struct conn *c = conn_new(w, fd, l->handler, tls);
+            int over = limited ? limits_take(w->srv, c, want_peer ? &ss : NULL) : 0;
+            if (over) {
+                /* beyond a limit: told so on plain HTTP/1.1 (a TLS client gets the close) */
+                static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                           "Content-Length: 0\r\nRetry-After: 1\r\n"
+                                           "Connection: close\r\n\r\n";
+                if (!l->tls) {
+                    /* what arrived already is read first: closing on unread bytes would
+                     * reset the connection, and the answer with it */
+                    char sink[4096];
+                    for (int i = 0; i < 4 && recv(fd, sink, sizeof(sink), 0) > 0; i++)
+                        ;
+                    (void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+                }
+                if (over == 1)
+                    STAT_ADD(w->stats.refused_max, 1);
+                else
+                    STAT_ADD(w->stats.refused_per_ip, 1);
+                if (c->tls) {
+                    dt_tls_free(c->tls); /* no close_notify: nothing was said */
+                    c->tls = NULL;
+                }
+                conn_close(c);
+                continue;
+            }
             if (tls && !c->tls) {
                 conn_close(c); /* out of memory for its TLS state */
                 continue;
