@@ -192,6 +192,10 @@ void conn_expire(struct conn *c, int list);
 void conn_close(struct conn *c);
 void conn_shutdown_idle(struct conn *c);
 
+/* notify.c: tells systemd (sd_notify(3): READY=1, RELOADING=1, STOPPING=1) when
+ * $NOTIFY_SOCKET names its socket; nothing otherwise. Main thread. */
+void dt_server_notify(const char *state);
+
 /* limits.c: --max-connections and --max-connections-per-ip */
 /* Counts a new connection from ss (NULL when not known): 0 when it may stay, else the
  * limit it passes (1: the total, 2: its address's); c's fields say what to give back. */

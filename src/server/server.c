@@ -494,7 +494,15 @@ static void wait_for_signals(struct dt_server *s, const sigset_t *set)
             return;
         }
         if (sig == SIGHUP) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            char state[64];
+            snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu",
+                     (unsigned long long)t.tv_sec * 1000000ULL +
+                         (unsigned long long)t.tv_nsec / 1000);
+            dt_server_notify(state);
             reload(s);
+            dt_server_notify("READY=1");
             continue;
         }
         if (sig == SIGUSR1) {
@@ -503,6 +511,7 @@ static void wait_for_signals(struct dt_server *s, const sigset_t *set)
         }
         dt_log(DT_LOG_INFO, "%s: stopping; finishing requests in flight",
                sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        dt_server_notify("STOPPING=1");
         return;
     }
 }
@@ -606,6 +615,7 @@ int dt_server_run(const struct dt_server_config *c)
            "listening on %s; %u workers%s%s",
            nrules, files, c->initial ? " and the store" : "", (unsigned long long)load_ms, names,
            s.nworkers, s.admin ? "; admin API on " : "", admin_names);
+    dt_server_notify("READY=1");
 
     wait_for_signals(&s, &set);
     if (c->hooks.stopping)

@@ -6,6 +6,7 @@ import time
 import re
 import os
 import subprocess
+import tempfile
 import unittest
 
 from harness import Reader, Server, exchange, request
@@ -284,3 +285,48 @@ class AccessLog(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Systemd(unittest.TestCase):
+    """Type=notify (contrib/detour.service): detour sends READY=1 once it serves,
+    RELOADING=1 (with MONOTONIC_USEC) then READY=1 around a SIGHUP, and STOPPING=1 on
+    SIGTERM, to the socket $NOTIFY_SOCKET names (a path, or @name: the abstract
+    namespace)."""
+
+    def notified(self, address, env_value):
+        import socket as _socket
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+        sock.bind(address)
+        sock.settimeout(10)
+        try:
+            srv = Server("/a /b\n", env={"NOTIFY_SOCKET": env_value}).start()
+            try:
+                self.assertEqual(sock.recv(4096), b"READY=1")
+                srv.proc.send_signal(signal.SIGHUP)
+                msg = sock.recv(4096).decode()
+                self.assertRegex(msg, r"^RELOADING=1\nMONOTONIC_USEC=\d+$")
+                self.assertEqual(sock.recv(4096), b"READY=1")
+                srv.proc.send_signal(signal.SIGTERM)
+                self.assertEqual(sock.recv(4096), b"STOPPING=1")
+                self.assertEqual(srv.proc.wait(10), 0)
+            finally:
+                srv.close()
+        finally:
+            sock.close()
+
+    def test_notify_on_a_path(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "notify")
+            self.notified(path, path)
+
+    def test_notify_abstract(self):
+        name = "detour-test-%d" % os.getpid()
+        self.notified("\0" + name, "@" + name)
+
+    def test_no_socket_no_harm(self):
+        """A $NOTIFY_SOCKET nobody listens on: a warning, and the server runs."""
+        srv = Server("/a /b\n", env={"NOTIFY_SOCKET": "/nonexistent/socket"}).start()
+        try:
+            srv.wait_log(r"systemd notify: /nonexistent/socket")
+        finally:
+            srv.close()
