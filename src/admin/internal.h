@@ -243,6 +243,17 @@ void dt_admin_finish_write(struct admin *a, struct dt_admin_reply *rep, bool dry
 bool dt_admin_begin(struct admin *a, struct dt_admin_reply *rep, const char *actor);
 
 /* imports.c: POST /api/import */
+/* 405 with Allow unless method m is one of the space-separated allowed: false then. */
+bool dt_admin_method_in(struct dt_admin_reply *rep, struct dt_str m, const char *allowed);
+
+/* certs.c: ACME's certificates. GET /api/certificates, POST /api/certificates/NAME/renew;
+ * the "acme" section of health (and "degraded" while a name fails) into j; the
+ * detour_acme_* metrics into b at now. Nothing when ACME is off. */
+void dt_admin_certificates(struct admin *a, const struct dt_admin_request *req,
+                           struct dt_admin_reply *rep);
+void dt_admin_acme_health(struct dt_server *srv, json_t *j);
+void dt_admin_acme_metrics(struct dt_buf *b, struct dt_server *srv, time_t now);
+
 void dt_admin_import_rules(struct admin *a, const struct dt_admin_request *req,
                            struct dt_admin_reply *rep);
 

@@ -56,9 +56,9 @@ bool tls_key_beside(const char *path, char *out, size_t cap);
 /* The message for a certificate file whose key was found neither in it nor beside it. */
 void tls_no_key(struct dt_buf *err, const char *path, const char *beside);
 
-/* The hook of dt_tls_on_unknown_name, called by the backends when host (any case) has no
- * certificate in names. */
-void tls_unknown_name(const struct tls_names *names, const char *host);
+/* The hook of dt_tls_on_unknown_name, called by the backends once their look-up found no
+ * certificate for host (any case). */
+void tls_unknown_name(const char *host);
 
 /* ---- a ClientHello's offers (hello.c) ------------------------------------------------- */
 

@@ -278,10 +278,10 @@ void dt_tls_on_unknown_name(void (*fn)(void *ctx, const char *host), void *ctx)
     unknown_ctx = ctx;
 }
 
-void tls_unknown_name(const struct tls_names *names, const char *host)
+void tls_unknown_name(const char *host)
 {
     size_t n = strlen(host);
-    if (!unknown_fn || n == 0 || n > 253 || tls_names_find(names, dt_str_make(host, n)) >= 0)
+    if (!unknown_fn || n == 0 || n > 253)
         return;
     char lower[254];
     for (size_t i = 0; i <= n; i++)

@@ -626,11 +626,14 @@ static ssize_t start(struct dt_tls_conn *c, const unsigned char *body, size_t bl
             return r;
         }
     }
-    if (parsed && o.host[0])
-        tls_unknown_name(&c->set->names, o.host);
+    /* the name's certificate, looked up once: for tls13.c and for the unknown-name hook */
+    long i = parsed && o.host[0]
+                 ? tls_names_find(&c->set->names, dt_str_make(o.host, strlen(o.host)))
+                 : -1;
+    if (parsed && o.host[0] && i < 0)
+        tls_unknown_name(o.host);
     if (!parsed || !tls13_can(&o, c->set->h2))
         return start_ssl(c);
-    long i = o.host[0] ? tls_names_find(&c->set->names, dt_str_make(o.host, strlen(o.host))) : -1;
     const struct tls13_cert *cert = c->set->fast[i > 0 ? i : 0];
     if (!cert)
         return start_ssl(c);

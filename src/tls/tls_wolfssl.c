@@ -563,7 +563,7 @@ static WOLFSSL_CTX *pick_ctx(const struct dt_tls_set *s, const struct tls_hello 
     long gi =
         h && h->host[0] ? tls_names_find(&s->names, dt_str_make(h->host, strlen(h->host))) : -1;
     if (h && h->host[0] && gi < 0)
-        tls_unknown_name(&s->names, h->host);
+        tls_unknown_name(h->host);
     return pick_type(&s->groups[gi > 0 ? gi : 0], h);
 }
 
