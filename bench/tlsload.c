@@ -13,6 +13,7 @@
  *   -p PATH   the request's path (default /old/url/x)
  *   -n NAME   the server name sent by SNI (default localhost)
  *   -2        TLS 1.2 only (default: TLS 1.3, or 1.2 if the server has no 1.3)
+ *   -P        plain HTTP: no TLS at all (the same modes, for the plain benchmarks)
  *   -H N      hold: open N connections (at most -c handshakes at a time), make one keep-alive
  *             request on each, print "held=..." once all are open, then keep them open and
  *             idle until standard input closes or -d seconds pass
@@ -69,6 +70,7 @@ static SSL_CTX *ctx;
 static SSL_SESSION *latest; /* the newest session the server gave (with -r) */
 static int resume;          /* 1: each TLS 1.3 ticket once, 2: a ticket again and again */
 static int hold_mode;
+static int plain; /* -P */
 static int port;
 static int ep;
 static char request[1024];
@@ -105,9 +107,17 @@ static void set_events(struct slot *s, unsigned events)
 
 static void fail(struct slot *s, unsigned long long *counter);
 
-/* After a TLS call that did not complete (r): wait for what it wants, or count a failure. */
+/* After a TLS call (or, with -P, a send or recv) that did not complete (r): wait for what
+ * it wants, or count a failure. */
 static void wait_or_fail(struct slot *s, int r, unsigned long long *counter)
 {
+    if (plain) {
+        if (r < 0 && (errno == EAGAIN || errno == EINTR))
+            set_events(s, s->st == WRITING ? EPOLLOUT : EPOLLIN);
+        else
+            fail(s, counter);
+        return;
+    }
     int e = SSL_get_error(s->ssl, r);
     if (e == SSL_ERROR_WANT_READ)
         set_events(s, EPOLLIN);
@@ -155,6 +165,8 @@ static int start(struct slot *s)
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     s->started = now();
     s->body_need = -1;
+    if (plain)
+        goto connect;
     s->ssl = SSL_new(ctx);
     SSL_set_fd(s->ssl, s->fd);
     SSL_set_tlsext_host_name(s->ssl, sni);
@@ -166,6 +178,7 @@ static int start(struct slot *s)
         SSL_set_session(s->ssl, copy ? copy : latest);
         SSL_SESSION_free(copy);
     }
+connect:
     if (connect(s->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
         s->st = HANDSHAKE;
         return 0;
@@ -217,7 +230,7 @@ static void ended(struct slot *s)
         return;
     }
     count.done++;
-    if (SSL_session_reused(s->ssl))
+    if (s->ssl && SSL_session_reused(s->ssl))
         count.resumed++;
     finish(s);
 }
@@ -239,6 +252,10 @@ static void step(struct slot *s)
     }
         /* fall through */
     case HANDSHAKE:
+        if (plain) {
+            s->st = WRITING;
+            goto writing;
+        }
         r = SSL_connect(s->ssl);
         if (r != 1) {
             wait_or_fail(s, r, &count.err_handshake);
@@ -256,7 +273,9 @@ static void step(struct slot *s)
         s->st = WRITING;
         /* fall through */
     case WRITING:
-        r = SSL_write(s->ssl, request + s->req_off, (int)(request_len - s->req_off));
+    writing:
+        r = plain ? (int)send(s->fd, request + s->req_off, request_len - s->req_off, MSG_NOSIGNAL)
+                  : SSL_write(s->ssl, request + s->req_off, (int)(request_len - s->req_off));
         if (r <= 0) {
             wait_or_fail(s, r, &count.err_io);
             return;
@@ -271,7 +290,8 @@ static void step(struct slot *s)
     case READING:
     case HELD:
         for (;;) {
-            r = SSL_read(s->ssl, s->resp + s->resp_len, (int)(RESP_MAX - s->resp_len));
+            r = plain ? (int)recv(s->fd, s->resp + s->resp_len, RESP_MAX - s->resp_len, 0)
+                      : SSL_read(s->ssl, s->resp + s->resp_len, (int)(RESP_MAX - s->resp_len));
             if (r > 0) {
                 if (s->st == HELD)
                     continue; /* nothing is expected; dropped */
@@ -291,7 +311,9 @@ static void step(struct slot *s)
                 }
                 continue;
             }
-            int e = SSL_get_error(s->ssl, r);
+            int e = plain ? (r < 0 && (errno == EAGAIN || errno == EINTR) ? SSL_ERROR_WANT_READ
+                                                                          : SSL_ERROR_SYSCALL)
+                          : SSL_get_error(s->ssl, r);
             if (e == SSL_ERROR_WANT_READ) {
                 set_events(s, EPOLLIN);
                 return;
@@ -316,7 +338,8 @@ static void step(struct slot *s)
 
 static void usage(const char *argv0)
 {
-    fprintf(stderr, "usage: %s [-c N] [-d SECS] [-r|-R] [-p PATH] [-n NAME] [-2] [-H N] PORT\n",
+    fprintf(stderr,
+            "usage: %s [-c N] [-d SECS] [-r|-R] [-p PATH] [-n NAME] [-2] [-P] [-H N] PORT\n",
             argv0);
     exit(2);
 }
@@ -328,7 +351,7 @@ int main(int argc, char **argv)
     double seconds = 8;
     const char *path = "/old/url/x";
     int opt;
-    while ((opt = getopt(argc, argv, "c:d:rRp:n:2H:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:d:rRp:n:2PH:")) != -1) {
         switch (opt) {
         case 'c':
             conns = atoi(optarg);
@@ -350,6 +373,9 @@ int main(int argc, char **argv)
             break;
         case '2':
             tls12 = 1;
+            break;
+        case 'P':
+            plain = 1;
             break;
         case 'H':
             hold = atol(optarg);

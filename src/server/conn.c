@@ -14,7 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define IN_INITIAL 4096           /* input buffer of a new connection */
+#define IN_INITIAL 4096           /* a connection's own input buffer, at least */
 #define PENDING_HIGH (256 * 1024) /* unsent output beyond which reading pauses */
 #define BATCH_FLUSH (64 * 1024)   /* a batch this large is sent before parsing on */
 
@@ -28,10 +28,6 @@ struct conn *conn_new(struct worker *w, int fd, const struct handler *h, struct 
     } else {
         c = dt_xcalloc(1, sizeof(*c));
         dt_buf_init(&c->pending);
-    }
-    if (!c->in) {
-        c->in = dt_xmalloc(IN_INITIAL);
-        c->in_cap = IN_INITIAL;
     }
     c->tag = TAG_CONN;
     c->tlist = TL_NONE;
@@ -49,6 +45,7 @@ struct conn *conn_new(struct worker *w, int fd, const struct handler *h, struct 
     c->tls_ready = c->tls_read_out = c->h2_answering = false;
     c->h2 = NULL;
     c->counted = false;
+    c->in_borrowed = false;
     c->ip_key = 0;
     c->tls = tls ? dt_tls_accept(tls, fd) : NULL;
     dt_http_parser_init(&c->parser, w->limits);
@@ -88,12 +85,13 @@ void conn_close(struct conn *c)
     close(c->fd);
     c->fd = -1;
     w->nconns--;
-    /* Keep the usual buffers for the next connection; give back the ones a large request
-     * or a slow reader made grow. */
-    if (c->in_cap != IN_INITIAL) {
+    /* Keep the output buffer for the next connection unless a slow reader made it grow;
+     * an input buffer of its own only held an unfinished request. */
+    if (!c->in_borrowed)
         free(c->in);
-        c->in = NULL;
-    }
+    c->in = NULL;
+    c->in_cap = c->in_len = 0;
+    c->in_borrowed = false;
     if (c->pending.cap > 64 * 1024)
         dt_buf_dispose(&c->pending);
     if (c->h->release)
@@ -363,28 +361,54 @@ static bool process_requests(struct conn *c)
     return true;
 }
 
-/* An idle TLS connection gives its input buffer back (its library state is the larger part
- * of what it holds, and the part it cannot give back): it is allocated again at the next
- * read. Plain connections keep theirs, for the fastest path. */
-static void release_input(struct conn *c)
-{
-    if (c->tls && c->in && c->in_len == 0) {
-        free(c->in);
-        c->in = NULL;
-        c->in_cap = 0;
-    }
-}
-
+/* Before a read: with nothing buffered, the connection reads into its worker's buffer. */
 static void ensure_input(struct conn *c)
 {
     if (!c->in) {
-        c->in = dt_xmalloc(IN_INITIAL);
-        c->in_cap = IN_INITIAL;
+        c->in = c->w->rbuf;
+        c->in_cap = DT_SERVER_RBUF;
+        c->in_borrowed = true;
     }
 }
 
+/* After the reads of an event: a connection keeps no buffer while nothing is buffered (the
+ * worker's goes back, its own is freed), and moves what is left of an unfinished request
+ * out of the worker's into one of its own (the parser's offsets still hold: the bytes it
+ * is done with are dropped first, and the rest keeps its place from the start). */
+static void settle_input(struct conn *c)
+{
+    if (!c->in)
+        return;
+    if (c->in_len == 0 || c->lingering) { /* a lingering connection reads only to drop */
+        c->in_len = 0;
+        if (!c->in_borrowed)
+            free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+        c->in_borrowed = false;
+        return;
+    }
+    if (!c->in_borrowed)
+        return;
+    size_t done = dt_http_parser_discardable(&c->parser);
+    if (done) {
+        memmove(c->in, c->in + done, c->in_len - done);
+        c->in_len -= (uint32_t)done;
+        dt_http_parser_shift(&c->parser, done);
+    }
+    uint32_t cap = IN_INITIAL;
+    while (cap < c->in_len)
+        cap *= 2;
+    char *own = dt_xmalloc(cap);
+    memcpy(own, c->in, c->in_len);
+    c->in = own;
+    c->in_cap = cap;
+    c->in_borrowed = false;
+}
+
 /* Makes room in the input buffer: drops what the parser is done with, then grows up to
- * the limits (the parser answers 414/431 before a head outgrows them). */
+ * the limits (the parser answers 414/431 before a head outgrows them); the worker's
+ * buffer, full, becomes the connection's own at twice the size. */
 static void make_room(struct conn *c)
 {
     size_t done = dt_http_parser_discardable(&c->parser);
@@ -396,7 +420,14 @@ static void make_room(struct conn *c)
     if (c->in_len < c->in_cap)
         return;
     c->in_cap *= 2;
-    c->in = dt_xrealloc(c->in, c->in_cap);
+    if (c->in_borrowed) {
+        char *own = dt_xmalloc(c->in_cap);
+        memcpy(own, c->in, c->in_len);
+        c->in = own;
+        c->in_borrowed = false;
+    } else {
+        c->in = dt_xrealloc(c->in, c->in_cap);
+    }
 }
 
 /* Lingering close: the answer is out and our side is shut; read and drop what the client
@@ -404,9 +435,8 @@ static void make_room(struct conn *c)
  * client has read the answer. */
 static bool linger_read(struct conn *c)
 {
-    ensure_input(c);
     for (;;) {
-        ssize_t n = recv(c->fd, c->in, c->in_cap, 0);
+        ssize_t n = recv(c->fd, c->w->rbuf, DT_SERVER_RBUF, 0);
         if (n > 0)
             continue;
         if (n < 0 && errno == EINTR)
@@ -498,7 +528,6 @@ static enum next after_io(struct conn *c)
             return READ_AGAIN;
         }
         timer_set(c, TL_IDLE); /* an HTTP/2 connection idles out as a kept-alive one */
-        release_input(c);
         return WAIT;
     }
     bool idle = dt_http_parser_idle(&c->parser);
@@ -515,7 +544,6 @@ static enum next after_io(struct conn *c)
         c->head_timer = false;
         if (c->served)
             timer_set(c, TL_IDLE);
-        release_input(c);
     } else if (dt_http_parser_in_body(&c->parser)) {
         c->head_timer = false;
         timer_set(c, TL_IDLE);
@@ -541,7 +569,10 @@ static bool conn_read(struct conn *c)
             return false;
         next = after_io(c);
     } while (next == READ_AGAIN);
-    return next != CLOSED;
+    if (next == CLOSED)
+        return false;
+    settle_input(c);
+    return true;
 }
 
 void conn_start(struct conn *c)

@@ -18,6 +18,8 @@ enum { TL_NONE, TL_HEADER, TL_IDLE, TL_LINGER, TL_COUNT };
 
 struct conn;
 
+#define DT_SERVER_RBUF (16 * 1024) /* a worker's read buffer (struct worker's rbuf) */
+
 struct tlist {
     struct conn *head, *tail;
 };
@@ -68,6 +70,10 @@ struct worker {
     size_t nlisteners;
     struct dt_buf out;   /* responses of one batch, before they are sent */
     struct dt_buf h2out; /* one HTTP/2 answer as the handler writes it (h2.c) */
+    /* Where a connection with nothing buffered reads (conn.c): what a read leaves of an
+     * unfinished request moves to the connection's own buffer, so that a connection
+     * waiting for its next request holds no buffer at all. */
+    char *rbuf;
     struct tlist timers[TL_COUNT];
     uint64_t timeout_ms[TL_COUNT];
     uint64_t now_ms;
@@ -126,13 +132,14 @@ struct conn {
     bool tls_read_out; /* a TLS read waits for the socket to be writable */
     bool h2_answering; /* h2.c has the handler write into the worker's h2out */
     bool counted;      /* in the server's open connections (limits.c) */
+    bool in_borrowed;  /* in is the worker's rbuf, not its own */
     uint64_t ip_key;   /* its address's key in the per-address counts, or 0 */
     int fd;
     uint32_t served; /* requests answered */
     struct worker *w;
     struct conn *tprev, *tnext;
     uint64_t deadline;
-    char *in;
+    char *in; /* NULL while nothing is buffered, or the worker's rbuf during a read */
     uint32_t in_len, in_cap;
     struct dt_buf pending; /* output not yet accepted by the socket */
     size_t pending_off;

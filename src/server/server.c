@@ -417,6 +417,7 @@ static void free_worker(struct worker *w)
         close(w->wakefd);
     dt_buf_dispose(&w->out);
     dt_buf_dispose(&w->h2out);
+    free(w->rbuf);
     dt_buf_dispose(&w->alog);
     while (w->free_conns) {
         struct conn *c = w->free_conns;
@@ -450,6 +451,7 @@ static void init_worker(struct dt_server *s, struct worker *w, unsigned id)
     dt_buf_init(&w->out);
     dt_buf_init(&w->h2out);
     dt_buf_reserve(&w->out, 128 * 1024);
+    w->rbuf = dt_xmalloc(DT_SERVER_RBUF);
     w->timeout_ms[TL_HEADER] = c->header_timeout_ms;
     w->timeout_ms[TL_IDLE] = c->idle_timeout_ms;
     w->timeout_ms[TL_LINGER] = LINGER_MS;
