@@ -64,7 +64,8 @@ struct worker {
     unsigned id;
     pthread_t thread;
     int epfd;
-    int wakefd; /* eventfd: the control thread asks the worker to stop */
+    int wakefd;   /* eventfd: the control thread asks the worker to stop */
+    int spare_fd; /* /dev/null, kept to be closed when accept runs out of descriptors */
     struct dt_server *srv;
     struct listener *listeners;
     size_t nlisteners;

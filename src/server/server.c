@@ -5,6 +5,7 @@
 #include "server/internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -105,6 +106,7 @@ void dt_server_get_stats(struct dt_server *s, struct dt_server_stats *out)
         out->connections += __atomic_load_n(&w->connections, __ATOMIC_RELAXED);
         out->refused_max += __atomic_load_n(&w->refused_max, __ATOMIC_RELAXED);
         out->refused_per_ip += __atomic_load_n(&w->refused_per_ip, __ATOMIC_RELAXED);
+        out->refused_fds += __atomic_load_n(&w->refused_fds, __ATOMIC_RELAXED);
         out->requests_h1 += __atomic_load_n(&w->requests_h1, __ATOMIC_RELAXED);
         out->requests_h2 += __atomic_load_n(&w->requests_h2, __ATOMIC_RELAXED);
         out->connections_h2 += __atomic_load_n(&w->connections_h2, __ATOMIC_RELAXED);
@@ -368,6 +370,9 @@ static int start_worker(struct worker *w)
         dt_log(DT_LOG_ERROR, "cannot create worker %u: %s", w->id, strerror(errno));
         return -1;
     }
+    /* one descriptor in reserve: out of them, it is closed to accept a connection and
+     * close it at once (worker.c), so the queue is shed rather than left waiting */
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->wake_tag = TAG_WAKE;
     add_to_epoll(w->epfd, w->wakefd, EPOLLIN, &w->wake_tag);
     for (size_t k = 0; k < w->nlisteners; k++)
@@ -415,6 +420,8 @@ static void free_worker(struct worker *w)
         close(w->epfd);
     if (w->wakefd > 0)
         close(w->wakefd);
+    if (w->spare_fd > 0)
+        close(w->spare_fd);
     dt_buf_dispose(&w->out);
     dt_buf_dispose(&w->h2out);
     free(w->rbuf);
@@ -446,7 +453,7 @@ static void init_worker(struct dt_server *s, struct worker *w, unsigned id)
     const struct dt_server_config *c = s->cfg;
     w->id = id;
     w->srv = s;
-    w->epfd = w->wakefd = -1;
+    w->epfd = w->wakefd = w->spare_fd = -1;
     w->limits = &c->limits;
     dt_buf_init(&w->out);
     dt_buf_init(&w->h2out);

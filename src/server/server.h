@@ -180,6 +180,7 @@ struct dt_server_stats {
     uint64_t latency_sum_ns;
     uint64_t connections;                 /* accepted */
     uint64_t refused_max, refused_per_ip; /* closed at once: --max-connections(-per-ip) */
+    uint64_t refused_fds;                 /* closed at once: out of file descriptors */
     uint64_t requests_h1, requests_h2, requests_tls; /* by protocol (TLS counts with h1/h2) */
     uint64_t connections_h2;
     uint64_t handshakes_full, handshakes_resumed;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -76,6 +77,43 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
         snprintf(out, len, "unix");
 }
 
+/* A connection refused at once: told so on plain HTTP/1.1 (503, Connection: close); a TLS
+ * client gets the close. The caller closes fd. */
+static void refuse(int fd, bool tls)
+{
+    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                               "Content-Length: 0\r\nRetry-After: 1\r\n"
+                               "Connection: close\r\n\r\n";
+    if (tls)
+        return;
+    /* what arrived already is read first: closing on unread bytes would reset the
+     * connection, and the answer with it */
+    char sink[4096];
+    for (int i = 0; i < 4 && recv(fd, sink, sizeof(sink), 0) > 0; i++)
+        ;
+    (void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Out of file descriptors: the spare one is closed to accept the next connection, which is
+ * refused and closed, and the spare taken again; so the queue is shed (clients are told
+ * at once) while the connections in hand are served. Returns 1 when one was shed, 0 when
+ * the queue is empty, -1 when there is no spare (the caller pauses accepting instead). */
+static int shed_one(struct worker *w, struct listener *l)
+{
+    if (w->spare_fd < 0)
+        return -1;
+    close(w->spare_fd);
+    int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int rc = fd >= 0 ? 1 : errno == EAGAIN ? 0 : -1;
+    if (fd >= 0) {
+        refuse(fd, l->tls);
+        close(fd);
+        STAT_ADD(w->stats.refused_fds, 1);
+    }
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return rc;
+}
+
 static void accept_some(struct worker *w, struct listener *l)
 {
     for (int k = 0; k < ACCEPTS_PER_WAKE; k++) {
@@ -94,18 +132,7 @@ static void accept_some(struct worker *w, struct listener *l)
             struct conn *c = conn_new(w, fd, l->handler, tls);
             int over = limited ? limits_take(w->srv, c, want_peer ? &ss : NULL) : 0;
             if (over) {
-                /* beyond a limit: told so on plain HTTP/1.1 (a TLS client gets the close) */
-                static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
-                                           "Content-Length: 0\r\nRetry-After: 1\r\n"
-                                           "Connection: close\r\n\r\n";
-                if (!l->tls) {
-                    /* what arrived already is read first: closing on unread bytes would
-                     * reset the connection, and the answer with it */
-                    char sink[4096];
-                    for (int i = 0; i < 4 && recv(fd, sink, sizeof(sink), 0) > 0; i++)
-                        ;
-                    (void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-                }
+                refuse(fd, l->tls);
                 if (over == 1)
                     STAT_ADD(w->stats.refused_max, 1);
                 else
@@ -131,10 +158,16 @@ static void accept_some(struct worker *w, struct listener *l)
         if (errno == ECONNABORTED || errno == EPROTO)
             continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            int why = errno;
+            int shed = why == EMFILE || why == ENFILE ? shed_one(w, l) : -1;
+            if (shed > 0)
+                continue;
+            if (shed == 0)
+                return; /* the queue is empty */
             /* Keep serving the connections we have; stop listening for a moment rather
              * than spinning on a queue we cannot take from. */
             dt_log(DT_LOG_ERROR, "accept: %s; pausing new connections for %d ms (%zu open)",
-                   strerror(errno), ACCEPT_PAUSE_MS, w->nconns);
+                   strerror(why), ACCEPT_PAUSE_MS, w->nconns);
             listener_interest(w, l, 0);
             l->paused = true;
             w->accept_resume_ms = w->now_ms + ACCEPT_PAUSE_MS;
@@ -148,6 +181,8 @@ static void accept_some(struct worker *w, struct listener *l)
 static void resume_accepting(struct worker *w)
 {
     w->accept_resume_ms = 0;
+    if (w->spare_fd < 0)
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     for (size_t i = 0; i < w->nlisteners; i++) {
         if (w->listeners[i].paused && w->listeners[i].fd >= 0) {
             w->listeners[i].paused = false;

@@ -1,6 +1,8 @@
 """Resource limits (issue 13): --max-connections and --max-connections-per-ip. Beyond a
 limit, a new redirect connection gets 503 on plain HTTP (closed at once over TLS), the
 others are served, a place freed is taken again, and /metrics counts the refusals."""
+import os
+import resource
 import socket
 import ssl
 import time
@@ -88,6 +90,51 @@ class Limits(unittest.TestCase):
             first.sendall(b"GET /a HTTP/1.1\r\n" + GET)
             self.assertTrue(answer(first).startswith(b"HTTP/1.1 307"))
             first.close()
+
+    def cpu_seconds(self, pid):
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def test_out_of_file_descriptors_sheds_the_excess(self):
+        """Out of descriptors (its limit lowered while it runs), the server keeps serving
+        the connections it holds, tells new ones 503 at once by way of its spare
+        descriptor, does not spin, and serves again once descriptors are free."""
+        with Server("/a /b\n", workers=1) as srv:
+            pid = srv.proc.pid
+            in_use = len(os.listdir("/proc/%d/fd" % pid))
+            room = 8
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + room, in_use + room))
+            held = []
+            for _ in range(room):  # every descriptor left, each served and kept
+                s = connect(srv.port)
+                s.sendall(GET)
+                self.assertTrue(answer(s).startswith(b"HTTP/1.1 307"))
+                held.append(s)
+            self.assertEqual(len(os.listdir("/proc/%d/fd" % pid)), in_use + room)
+            cpu0 = self.cpu_seconds(pid)
+            for _ in range(5):  # beyond: 503 and closed, not left waiting
+                extra = connect(srv.port)
+                extra.settimeout(5)
+                data = extra.recv(4096)
+                self.assertTrue(data.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), data)
+                self.assertEqual(extra.recv(100), b"")
+                extra.close()
+            time.sleep(1)
+            self.assertLess(self.cpu_seconds(pid) - cpu0, 0.5, "the event loop spins")
+            for s in held:  # the held ones are still served
+                s.sendall(b"GET /a HTTP/1.1\r\n" + GET)
+                self.assertTrue(answer(s).startswith(b"HTTP/1.1 307"))
+            for s in held:
+                s.close()
+            time.sleep(0.3)
+            again = connect(srv.port)  # descriptors free: served again
+            again.sendall(GET)
+            self.assertTrue(answer(again).startswith(b"HTTP/1.1 307"))
+            again.close()
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, 'detour_connections_refused_total{limit="fds"}'),
+                             5)
 
     def test_usage(self):
         import subprocess
