@@ -1,6 +1,7 @@
 /* rules: `detour rules SUBCOMMAND`, a client of a running server's admin API (docs/admin.md):
  * lists, shows, adds, changes, removes, imports and exports the store's rules, and reads its
- * versions. One libcurl handle, JSON through jansson; nothing is kept between runs. */
+ * versions; and backs up the store's file. One libcurl handle, JSON through jansson; nothing
+ * is kept between runs. */
 #include "cli/rules.h"
 
 /* ---- the command line --------------------------------------------------------------------- */
@@ -22,6 +23,7 @@ enum {
     O_FORCE,
     O_METHOD,
     O_BEFORE,
+    O_DB,
 };
 
 /* Which subcommand options a command takes (the global ones go with every command). */
@@ -53,6 +55,7 @@ static const struct option all_options[] = {
     {"force", no_argument, NULL, O_FORCE},
     {"method", required_argument, NULL, O_METHOD},
     {"before", required_argument, NULL, O_BEFORE},
+    {"db", required_argument, NULL, O_DB},
     {NULL, 0, NULL, 0},
 };
 
@@ -61,7 +64,7 @@ static const char help_top[] =
     "\n"
     "Lists, adds, changes, removes, imports and exports the rules of a running detour\n"
     "server's store through its admin API (docs/admin.md). Every change is live when the\n"
-    "command returns.\n"
+    "command returns. backup copies the store's file itself, the server running or not.\n"
     "\n"
     "Commands:\n"
     "  list [--text T] [--host H] [--status N] [--old-temporary] [--limit N] [--all]\n"
@@ -75,6 +78,8 @@ static const char help_top[] =
     "  history [ID] [--limit N] [--before V]\n"
     "  versions [--limit N] [--before V]\n"
     "  rollback VERSION [--dry-run]\n"
+    "  certs [renew NAME]\n"
+    "  backup FILE [--db PATH]\n"
     "\n"
     "Options (before or after the command):\n"
     "  --server URL        the admin API: http://ADDR:PORT (default " DEFAULT_SERVER "),\n"
@@ -250,9 +255,9 @@ static const struct command commands[] = {
      "  --all             every rule, page after page\n",
      ACCEPTS(O_TEXT) | ACCEPTS(O_HOST) | ACCEPTS(O_STATUS) | ACCEPTS(O_OLD_TEMPORARY) |
          ACCEPTS(O_LIMIT) | ACCEPTS(O_ALL),
-     0, 0, dt_rcli_cmd_list},
+     0, 0, dt_rcli_cmd_list, NULL},
     {"get", "get ID", "Shows one rule: every field, and the rule as a rule-file line.\n", 0, 1, 1,
-     dt_rcli_cmd_get},
+     dt_rcli_cmd_get, NULL},
     {"add", "add SOURCE TARGET [STATUS] [KEY=VALUE]... [--note TEXT] [--dry-run]",
      "Adds a rule, written as in a rule file (docs/rules.md): STATUS is 301, 302, 303, 307\n"
      "(the default) or 308; the options are query=keep|drop, cache=SECONDS, from=TIME and\n"
@@ -263,7 +268,7 @@ static const struct command commands[] = {
      "  --dry-run     show what would change and the lint findings; change nothing\n"
      "\n"
      "Example: detour rules add /sale /winter-sale 302 cache=60 --note 'Q4 campaign'\n",
-     ACCEPTS(O_NOTE) | ACCEPTS(O_DRY_RUN), 2, -1, dt_rcli_cmd_add},
+     ACCEPTS(O_NOTE) | ACCEPTS(O_DRY_RUN), 2, -1, dt_rcli_cmd_add, NULL},
     {"set", "set ID FIELD=VALUE... [--dry-run]",
      "Changes the fields given of rule ID (the others stay): source=, target=, status=,\n"
      "query=keep|drop, cache=SECONDS, from=TIME, until=TIME, promote-after=AGE, note=TEXT.\n"
@@ -271,12 +276,12 @@ static const struct command commands[] = {
      "\n"
      "  --note TEXT   the same as note=TEXT\n"
      "  --dry-run     show what would change and the lint findings; change nothing\n",
-     ACCEPTS(O_NOTE) | ACCEPTS(O_DRY_RUN), 1, -1, dt_rcli_cmd_set},
+     ACCEPTS(O_NOTE) | ACCEPTS(O_DRY_RUN), 1, -1, dt_rcli_cmd_set, NULL},
     {"rm", "rm ID [--dry-run]",
      "Removes rule ID. A rule file's rule with the same source answers again.\n"
      "\n"
      "  --dry-run   show what would change; change nothing\n",
-     ACCEPTS(O_DRY_RUN), 1, 1, dt_rcli_cmd_rm},
+     ACCEPTS(O_DRY_RUN), 1, 1, dt_rcli_cmd_rm, NULL},
     {"import", "import FILE [--format F] [--replace] [--force] [--dry-run] [--status N]",
      "Sends a rule file (FILE, or - for stdin) to the store, all of it or nothing, as one\n"
      "version. Rules with a source the store has replace it; the others are added. Each bad\n"
@@ -293,52 +298,71 @@ static const struct command commands[] = {
      "  --status N   the status of entries that carry none\n",
      ACCEPTS(O_FORMAT) | ACCEPTS(O_REPLACE) | ACCEPTS(O_FORCE) | ACCEPTS(O_DRY_RUN) |
          ACCEPTS(O_STATUS),
-     1, 1, dt_rcli_cmd_import},
+     1, 1, dt_rcli_cmd_import, NULL},
     {"export", "export",
      "Prints every store rule as a rule-file line, SOURCE TARGET STATUS [OPTIONS], with its\n"
      "note as a comment, all from one version of the store:\n"
      "  detour rules export > rules.txt && detour rules import --replace rules.txt\n"
      "puts the same rules back (notes are not read back by an import).\n",
-     0, 0, 0, dt_rcli_cmd_export},
+     0, 0, 0, dt_rcli_cmd_export, NULL},
     {"match", "match URL [--method M]",
      "Shows which rule answers URL (absolute; http:// is assumed without a scheme) and the\n"
      "exact response the redirect listener sends for it.\n"
      "\n"
      "  --method M   the request's method (default GET)\n",
-     ACCEPTS(O_METHOD), 1, 1, dt_rcli_cmd_match},
+     ACCEPTS(O_METHOD), 1, 1, dt_rcli_cmd_match, NULL},
     {"history", "history [ID] [--limit N] [--before V]",
      "Lists the changes to the store's rules (or to rule ID), newest first, each with the\n"
      "old and the new rule.\n"
      "\n"
      "  --limit N    at most N changes (default 100)\n"
      "  --before V   changes made before version V\n",
-     ACCEPTS(O_LIMIT) | ACCEPTS(O_BEFORE), 0, 1, dt_rcli_cmd_history_changes},
+     ACCEPTS(O_LIMIT) | ACCEPTS(O_BEFORE), 0, 1, dt_rcli_cmd_history_changes, NULL},
     {"versions", "versions [--limit N] [--before V]",
      "Lists the store's versions, newest first: when, who (api, import, rollback) and how\n"
      "many rules each added, changed and removed.\n"
      "\n"
      "  --limit N    at most N versions (default 100)\n"
      "  --before V   versions before V\n",
-     ACCEPTS(O_LIMIT) | ACCEPTS(O_BEFORE), 0, 0, dt_rcli_cmd_versions},
+     ACCEPTS(O_LIMIT) | ACCEPTS(O_BEFORE), 0, 0, dt_rcli_cmd_versions, NULL},
     {"rollback", "rollback VERSION [--dry-run]",
      "Makes the store's rules those of VERSION again, as a new version (0: no rules).\n"
      "\n"
      "  --dry-run   show what would change; change nothing\n",
-     ACCEPTS(O_DRY_RUN), 1, 1, dt_rcli_cmd_rollback},
+     ACCEPTS(O_DRY_RUN), 1, 1, dt_rcli_cmd_rollback, NULL},
     {"certs", "certs [renew NAME]",
      "Lists the names the server gets certificates for by ACME (serve --acme-email;\n"
      "docs/acme.md): NAME, STATUS (valid, pending, failing), NOT AFTER, ISSUER and the\n"
      "last order's error. 'certs renew NAME' orders NAME's certificate again now (a\n"
      "failing one too, without waiting for its next try).\n",
-     0, 0, 2, dt_rcli_cmd_certs},
+     0, 0, 2, dt_rcli_cmd_certs, NULL},
+    {"backup", "backup FILE [--db PATH]",
+     "Copies the store (the server's --db file) to FILE, while the server runs and writes\n"
+     "to it or not: a copy of one committed version, read by SQLite's online backup on a\n"
+     "read-only connection of its own (the server's writes go on meanwhile). The copy is\n"
+     "written beside FILE, synced, then renamed over FILE: FILE is never half written.\n"
+     "It holds the rules with every version and change; not the admin token. It reads the\n"
+     "file, not the admin API: no --server, no token. A PostgreSQL store is backed up with\n"
+     "pg_dump.\n"
+     "\n"
+     "  --db PATH   the store (default ./detour.db, as for serve)\n"
+     "\n"
+     "To restore: stop the server, remove PATH-wal and PATH-shm if they are there, put the\n"
+     "copy at PATH, start the server (docs/admin.md, Backups).\n"
+     "\n"
+     "Example: detour rules backup --db /var/lib/detour/detour.db /var/backups/detour.db\n",
+     ACCEPTS(O_DB), 1, 1, NULL, dt_rcli_cmd_backup},
 };
 
 static void command_help(const struct command *cmd)
 {
-    printf("Usage: detour rules [--server URL] [--token-file FILE] [--json] %s\n\n%s",
+    printf("Usage: detour rules %s%s\n\n%s",
+           cmd->run_local ? "[--json] " : "[--server URL] [--token-file FILE] [--json] ",
            cmd->synopsis, cmd->help);
-    printf("\nWith --json, the API's answer is printed as it comes (docs/admin.md).\n"
-           "'detour rules --help' lists the other commands and the options of all.\n");
+    printf("\n%s\n'detour rules --help' lists the other commands and the options of all.\n",
+           cmd->run_local ? "With --json, what was done is printed as one JSON object."
+                          : "With --json, the API's answer is printed as it comes "
+                            "(docs/admin.md).");
 }
 
 /* Reads the bearer token: DETOUR_TOKEN, else the token file. Returns 0 or DT_EXIT_USAGE after
@@ -429,6 +453,15 @@ static int set_server(struct client *c, const char *server)
     return 0;
 }
 
+/* The long name of option opt (argv[optind - 1] is its value when it was given apart). */
+static const char *option_name(int opt)
+{
+    for (const struct option *o = all_options; o->name; o++)
+        if (o->val == opt)
+            return o->name;
+    return "?";
+}
+
 /* An option of any command; sets *done (and returns the exit status) for --help or errors. */
 static int take_option(const struct command *cmd, int opt, char **argv, struct args *a, bool *done)
 {
@@ -438,7 +471,7 @@ static int take_option(const struct command *cmd, int opt, char **argv, struct a
     snprintf(label, sizeof(label), cmd ? "rules %s" : "rules", name);
     *done = true;
     if (opt >= O_TEXT && cmd && !(cmd->accepts & ACCEPTS(opt)))
-        return dt_rcli_usage(cmd, "%s does not take %.*s", cmd->name, SHOWN_MAX, argv[optind - 1]);
+        return dt_rcli_usage(cmd, "%s does not take --%s", cmd->name, option_name(opt));
     switch (opt) {
     case 'h':
         if (cmd)
@@ -454,9 +487,11 @@ static int take_option(const struct command *cmd, int opt, char **argv, struct a
         return dt_rcli_usage(cmd, "unknown option '%.*s'", SHOWN_MAX, argv[optind - 1]);
     case O_SERVER:
         a->server = optarg;
+        a->remote_given = true;
         break;
     case O_TOKEN_FILE:
         a->token_file = optarg;
+        a->remote_given = true;
         break;
     case O_JSON:
         a->json = true;
@@ -506,6 +541,9 @@ static int take_option(const struct command *cmd, int opt, char **argv, struct a
         if (dt_opt_uint(label, "--before", optarg, 1, INT64_MAX, &a->before))
             return DT_EXIT_USAGE;
         break;
+    case O_DB:
+        a->db = optarg;
+        break;
     default:
         return dt_rcli_usage(cmd, "unknown option '%.*s'", SHOWN_MAX, argv[optind - 1]);
     }
@@ -515,7 +553,7 @@ static int take_option(const struct command *cmd, int opt, char **argv, struct a
 
 int dt_cmd_rules(int argc, char **argv)
 {
-    struct args a = {.server = DEFAULT_SERVER, .token_file = DEFAULT_TOKEN_FILE};
+    struct args a = {.server = DEFAULT_SERVER, .token_file = DEFAULT_TOKEN_FILE, .db = DEFAULT_DB};
     bool done;
     int opt, rc;
     /* The options before the command; '+' stops at the command's name. */
@@ -528,7 +566,7 @@ int dt_cmd_rules(int argc, char **argv)
     }
     if (optind >= argc)
         return dt_rcli_usage(NULL, "which command? list, get, add, set, rm, import, export, match, "
-                                   "history, versions or rollback");
+                                   "history, versions, rollback, certs or backup");
     const struct command *cmd = NULL;
     for (size_t i = 0; i < DT_ARRAY_LEN(commands); i++)
         if (!strcmp(argv[optind], commands[i].name))
@@ -540,7 +578,7 @@ int dt_cmd_rules(int argc, char **argv)
         }
         return dt_rcli_usage(NULL,
                              "unknown command '%.*s' (list, get, add, set, rm, import, export, "
-                             "match, history, versions, rollback)",
+                             "match, history, versions, rollback, certs, backup)",
                              SHOWN_MAX, argv[optind]);
     }
     dt_rcli_current = cmd;
@@ -560,6 +598,8 @@ int dt_cmd_rules(int argc, char **argv)
             return dt_rcli_usage(cmd, "unexpected argument '%.*s'", SHOWN_MAX, a.pos[cmd->max_pos]);
         return dt_rcli_usage(cmd, "missing arguments");
     }
+    if (cmd->run_local)
+        return cmd->run_local(&a);
 
     struct client c = {.json = a.json, .token_file = a.token_file};
     rc = set_server(&c, a.server);

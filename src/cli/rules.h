@@ -1,6 +1,7 @@
 /* rules.h: what the files of `detour rules` share (rules.c: the command line and the
  * commands; rules_api.c: talking to the admin API; rules_read.c: list, get, export,
- * match, history, versions, rollback; rules_write.c: add, set, rm, import). */
+ * match, history, versions, rollback; rules_write.c: add, set, rm, import; rules_backup.c:
+ * backup, which reads the store's file rather than the API). */
 #ifndef DT_CLI_RULES_H
 #define DT_CLI_RULES_H
 
@@ -19,6 +20,7 @@
 
 #define DEFAULT_SERVER "http://127.0.0.1:9307"
 #define DEFAULT_TOKEN_FILE "./detour.db.token"
+#define DEFAULT_DB "./detour.db"      /* serve's --db default */
 #define TOKEN_MAX 255                 /* the server keeps tokens of up to 255 bytes */
 #define TOKEN_FILE_MAX 4096           /* a token file larger than this is not a token file */
 #define RESPONSE_MAX (1024u << 20)    /* largest API answer read: 1 GiB */
@@ -32,6 +34,8 @@
 /* Everything the command line said. */
 struct args {
     const char *server, *token_file;
+    bool remote_given; /* --server or --token-file was given */
+    const char *db;    /* backup: the store's file */
     bool json;
     const char *text, *host, *note, *format, *method;
     int status;             /* 0: not given */
@@ -80,6 +84,8 @@ struct command {
     unsigned accepts;
     int min_pos, max_pos; /* -1: any number */
     int (*run)(struct client *c, const struct args *a);
+    /* instead of run, for a command that does not talk to the API (no client is made) */
+    int (*run_local)(const struct args *a);
 };
 
 /* Rows printed in columns as wide as their widest cell so far: printed page by page, a
@@ -134,5 +140,6 @@ int dt_rcli_cmd_add(struct client *c, const struct args *a);
 int dt_rcli_cmd_set(struct client *c, const struct args *a);
 int dt_rcli_cmd_rm(struct client *c, const struct args *a);
 int dt_rcli_cmd_import(struct client *c, const struct args *a);
+int dt_rcli_cmd_backup(const struct args *a);
 
 #endif

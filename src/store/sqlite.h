@@ -147,6 +147,8 @@ static inline const struct sq_store *sq_c(const struct dt_store *store)
 /* The SQLite backend of store.h (its functions, as the backend table names them). */
 extern const struct dt_store_backend dt_sqlite_backend;
 struct dt_store *dt_sqlite_open(const char *path, struct dt_buf *err);
+/* dt_store_backup of a SQLite file (backup.c). */
+int dt_sqlite_backup(const char *path, const char *dest, int64_t *version, struct dt_buf *err);
 void dt_sqlite_abort(struct dt_store *store);
 void dt_sqlite_close(struct dt_store *store);
 const char *dt_sqlite_error(const struct dt_store *store);

@@ -23,6 +23,20 @@ struct dt_store *dt_store_open(const char *path, dt_store_host_fn host_of, struc
     return s;
 }
 
+int dt_store_backup(const char *path, const char *dest, int64_t *version, struct dt_buf *err)
+{
+    if (path && !strncmp(path, "postgresql://", 13)) {
+        /* (the URL is not repeated: it may hold a password) */
+        if (err) {
+            dt_buf_appendf(err, "a PostgreSQL store is backed up with PostgreSQL's own tools "
+                                "(pg_dump); this copies a SQLite file");
+            dt_buf_terminate(err);
+        }
+        return DT_EINVAL;
+    }
+    return dt_sqlite_backup(path, dest, version, err);
+}
+
 const char *dt_store_backend_name(const struct dt_store *s)
 {
     return s->backend->name;

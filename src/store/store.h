@@ -93,6 +93,17 @@ int64_t dt_store_count(struct dt_store *s);
  * transaction (DT_EINVAL). How a server sharing its store learns of the others' writes. */
 int dt_store_wait(struct dt_store *s, int64_t after, int timeout_ms, int64_t *version);
 
+/* Copies the store at path to dest while a server may be writing to it: a copy of one
+ * committed version (set in *version, which may be NULL), read in a single read transaction
+ * of a connection of its own (read-only; in WAL mode the writer goes on meanwhile) with
+ * SQLite's online backup, into a new file beside dest that is synced and then renamed over
+ * dest, so that dest is never half written: it is the old file or the whole copy. Returns 0,
+ * or with a message in err: DT_EINVAL (a PostgreSQL store: pg_dump is its tool; :memory:; dest
+ * is the store itself; not a detour store), DT_ENOENT (no file at path), DT_EEXIST (a -wal
+ * or -shm file beside dest: a database in use there), DT_EIO. Any thread. */
+DT_MUST_CHECK int dt_store_backup(const char *path, const char *dest, int64_t *version,
+                                  struct dt_buf *err);
+
 /* ---- writing: one transaction is one version ------------------------------------------------ */
 
 /* Starts a write transaction that becomes version dt_store_version() + 1 when committed.
