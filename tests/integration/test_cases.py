@@ -41,6 +41,35 @@ def unescape(text):
     return ESCAPE.sub(one, text.encode("utf-8"))
 
 
+def parse_rfc(text):
+    """Reads a '# rfc:' line's value ("400/501 closed or 307 307 closed"): a list of
+    alternatives, each (a list with the set of statuses allowed for each response, the
+    connection: "open", "closed" or "any")."""
+    alternatives = []
+    for alt in text.split(" or "):
+        words = alt.split()
+        if len(words) < 2 or words[-1] not in ("open", "closed", "any"):
+            raise CaseError("rfc: %r needs statuses then open, closed or any" % alt)
+        try:
+            statuses = [{int(s) if s != "4xx" else s for s in w.split("/")} for w in words[:-1]]
+        except ValueError:
+            raise CaseError("rfc: %r: a status is three digits or 4xx" % alt) from None
+        alternatives.append((statuses, words[-1]))
+    return alternatives
+
+
+def rfc_allows(alternatives, statuses, connection):
+    """True when the statuses received in order and the connection's state ("open" or
+    "closed") are one of the alternatives parse_rfc read."""
+    for allowed, conn in alternatives:
+        if conn != "any" and conn != connection:
+            continue
+        if len(allowed) == len(statuses) and all(
+                s in a or ("4xx" in a and 400 <= s < 500) for s, a in zip(statuses, allowed)):
+            return True
+    return False
+
+
 class Case:
     def __init__(self, path):
         self.path = path
@@ -57,7 +86,10 @@ class Case:
             raise CaseError("the first line must be a '#' comment naming what the case pins")
         sections = {}
         current = None
+        self.rfc = None
         for number, line in enumerate(lines, 1):
+            if current is None and line.startswith("# rfc:"):
+                self.rfc = parse_rfc(line[len("# rfc:"):].strip())
             if line.startswith("--- "):
                 current = line[4:].strip()
                 if current not in SECTIONS:
@@ -275,6 +307,36 @@ class CaseFiles(unittest.TestCase):
     def test_case_files_present(self):
         """The data directory holds the case files (at least 25)."""
         self.assertGreaterEqual(len(glob.glob(os.path.join(CASES_DIR, "*.case"))), 25)
+
+    def test_hostile_cases_pin_an_answer_the_rfc_allows(self):
+        """Every hostile_*.case says which answers RFC 9110/9112 allow ('# rfc:'), and the
+        answer it pins (statuses, connection) is one of them."""
+        paths = sorted(glob.glob(os.path.join(CASES_DIR, "hostile_*.case")))
+        self.assertGreaterEqual(len(paths), 100)
+        for path in paths:
+            case = Case(path).parse()
+            self.assertIsNotNone(case.rfc, "%s: no '# rfc:' line" % path)
+            statuses = []
+            for n in range(1, case.count + 1):
+                found = [int(v) for k, v in case.per.get(n, []) if k == "status"]
+                self.assertEqual(len(found), 1, "%s: response %d needs one status" % (path, n))
+                statuses += found
+            self.assertTrue(rfc_allows(case.rfc, statuses, case.connection),
+                            "%s pins %s %s, which its rfc line does not allow"
+                            % (path, statuses, case.connection))
+
+    def test_rfc_lines(self):
+        """The '# rfc:' grammar: alternatives, statuses with '/', 4xx, the connection."""
+        alts = parse_rfc("400/501 closed or 307 307 any")
+        self.assertTrue(rfc_allows(alts, [501], "closed"))
+        self.assertFalse(rfc_allows(alts, [501], "open"))
+        self.assertTrue(rfc_allows(alts, [307, 307], "open"))
+        self.assertFalse(rfc_allows(alts, [307], "open"))
+        self.assertTrue(rfc_allows(parse_rfc("307/4xx closed"), [431], "closed"))
+        self.assertFalse(rfc_allows(parse_rfc("307/4xx closed"), [501], "closed"))
+        for bad in ("400", "400 shut", "4x0 closed"):
+            with self.assertRaises(CaseError):
+                parse_rfc(bad)
 
     def test_escapes(self):
         """The runner's escapes: \\xNN, \\r, \\n, \\t, \\\\; anything else is an error."""
