@@ -521,14 +521,17 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
                        "# TYPE detour_connections_total counter\n"
                        "detour_connections_total %llu\n"
                        "# HELP detour_connections_refused_total Connections closed at once, "
-                       "beyond --max-connections or --max-connections-per-ip, or out of "
-                       "file descriptors.\n"
+                       "beyond --max-connections or --max-connections-per-ip, out of file "
+                       "descriptors, or on a --proxy-protocol listener (an untrusted source, "
+                       "no valid header).\n"
                        "# TYPE detour_connections_refused_total counter\n"
                        "detour_connections_refused_total{limit=\"total\"} %llu\n"
                        "detour_connections_refused_total{limit=\"per_ip\"} %llu\n"
-                       "detour_connections_refused_total{limit=\"fds\"} %llu\n",
+                       "detour_connections_refused_total{limit=\"fds\"} %llu\n"
+                       "detour_connections_refused_total{limit=\"proxy\"} %llu\n",
                        (unsigned long long)st.connections, (unsigned long long)st.refused_max,
-                       (unsigned long long)st.refused_per_ip, (unsigned long long)st.refused_fds);
+                       (unsigned long long)st.refused_per_ip, (unsigned long long)st.refused_fds,
+                       (unsigned long long)st.refused_proxy);
         metrics_protocols(b, &st, srv, a->now);
     }
     dt_buf_appendf(b,

@@ -82,6 +82,14 @@ static const char help[] =
     "  --max-connections N       redirect connections open at once (default: no limit);\n"
     "                            beyond, a new one gets 503 and is closed (TLS: closed)\n"
     "  --max-connections-per-ip N  the same from one client address\n"
+    "  --proxy-protocol          the --listen or --listen-tls that follows expects a PROXY\n"
+    "                            protocol header (v1 or v2, from a load balancer) before\n"
+    "                            each connection's bytes: its client address is the one the\n"
+    "                            access log and --max-connections-per-ip see; a connection\n"
+    "                            without a valid header is closed\n"
+    "  --trusted-proxy CIDR      the balancers' addresses (10.0.0.0/8, 2001:db8::/32, one\n"
+    "                            address); repeatable; needed with --proxy-protocol, whose\n"
+    "                            listeners close connections from any other source\n"
     "\n"
     "  --log-level LEVEL         debug, info (default), warn or error\n"
     "  -h, --help                show this help\n"
@@ -121,6 +129,8 @@ enum {
     O_ACME_ON_DEMAND,
     O_MAX_CONNS,
     O_MAX_CONNS_IP,
+    O_PROXY_PROTOCOL,
+    O_TRUSTED_PROXY,
 };
 
 static const struct option options[] = {
@@ -155,6 +165,8 @@ static const struct option options[] = {
     {"acme-on-demand", no_argument, NULL, O_ACME_ON_DEMAND},
     {"max-connections", required_argument, NULL, O_MAX_CONNS},
     {"max-connections-per-ip", required_argument, NULL, O_MAX_CONNS_IP},
+    {"proxy-protocol", no_argument, NULL, O_PROXY_PROTOCOL},
+    {"trusted-proxy", required_argument, NULL, O_TRUSTED_PROXY},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -175,7 +187,10 @@ struct serve_args {
     const char **certs; /* malloc'd */
     size_t ncerts;
     char hsts[128];
-    char *acme_storage; /* malloc'd: the default, from --db */
+    char *acme_storage;      /* malloc'd: the default, from --db */
+    bool proxy_next;         /* --proxy-protocol given: for the next listener */
+    struct dt_cidr *trusted; /* malloc'd: --trusted-proxy */
+    size_t ntrusted;
 };
 
 /* --hsts: 'max-age=N[; includeSubDomains][; preload]' (RFC 6797 6.1; directive names in
@@ -318,7 +333,20 @@ static int listen_option(int opt, struct serve_args *a)
                            optarg);
             return -1;
         }
-        a->listen[a->nlisten++].tls = opt == O_LISTEN_TLS;
+        a->listen[a->nlisten].tls = opt == O_LISTEN_TLS;
+        a->listen[a->nlisten++].proxy = a->proxy_next;
+        a->proxy_next = false;
+        return 0;
+    case O_PROXY_PROTOCOL:
+        a->proxy_next = true;
+        return 0;
+    case O_TRUSTED_PROXY:
+        a->trusted = dt_xrealloc(a->trusted, (a->ntrusted + 1) * sizeof(*a->trusted));
+        if (dt_cidr_parse(optarg, &a->trusted[a->ntrusted], err, sizeof(err)) != 0) {
+            dt_usage_error("serve", "--trusted-proxy %s", err);
+            return -1;
+        }
+        a->ntrusted++;
         return 0;
     case O_CERT:
         a->certs = dt_xrealloc(a->certs, (a->ncerts + 1) * sizeof(*a->certs));
@@ -399,6 +427,8 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
         case O_ACME_CA:
         case O_ACME_STORAGE:
         case O_ACME_ON_DEMAND:
+        case O_PROXY_PROTOCOL:
+        case O_TRUSTED_PROXY:
             if (listen_option(opt, a) != 0)
                 return DT_EXIT_USAGE;
             break;
@@ -471,9 +501,28 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
         dt_usage_error("serve", "unexpected argument '%s'", argv[optind]);
         return DT_EXIT_USAGE;
     }
-    bool tls = false;
-    for (size_t i = 0; i < a->nlisten; i++)
+    bool tls = false, proxy = false;
+    for (size_t i = 0; i < a->nlisten; i++) {
         tls |= a->listen[i].tls;
+        proxy |= a->listen[i].proxy;
+    }
+    if (a->proxy_next) {
+        dt_usage_error("serve", "--proxy-protocol applies to the --listen or --listen-tls that "
+                                "follows it, and none follows");
+        return DT_EXIT_USAGE;
+    }
+    if (proxy && !a->ntrusted) {
+        dt_usage_error("serve", "--proxy-protocol needs --trusted-proxy CIDR: the addresses of "
+                                "the load balancers that send the header (0.0.0.0/0 and ::/0 "
+                                "trust every source)");
+        return DT_EXIT_USAGE;
+    }
+    if (a->ntrusted && !proxy) {
+        dt_usage_error("serve", "--trusted-proxy needs a listener with --proxy-protocol");
+        return DT_EXIT_USAGE;
+    }
+    a->cfg.trusted_proxies = a->trusted;
+    a->cfg.ntrusted_proxies = a->ntrusted;
     if (!a->cfg.acme_email &&
         (a->cfg.acme_directory || a->cfg.acme_ca || a->cfg.acme_storage || a->cfg.acme_on_demand)) {
         dt_usage_error("serve", "%s needs --acme-email (which turns ACME on)",
@@ -588,6 +637,7 @@ int dt_cmd_serve(int argc, char **argv)
     status = dt_admin_run(&a.cfg, &a.ao);
 out:
     free(a.listen);
+    free(a.trusted);
     free(a.rules);
     free(a.certs);
     free(a.acme_storage);

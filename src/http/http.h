@@ -6,6 +6,7 @@
 #include "base/base.h"
 
 #include <llhttp.h>
+#include <sys/socket.h>
 
 /* ---- status codes ---------------------------------------------------------------------- */
 
@@ -162,5 +163,25 @@ void dt_http_write_page(struct dt_buf *out, int status, const struct dt_http_rep
  * lines, may be empty) and, unless HEAD, the body. For the admin API. */
 void dt_http_write_response(struct dt_buf *out, int status, const struct dt_http_reply *r,
                             const char *content_type, struct dt_str headers, struct dt_str body);
+
+/* ---- the PROXY protocol (proxy.c) ------------------------------------------------------ */
+
+/* The longest header accepted (version 2 allows 64 KB of TLVs; balancers send far less). */
+#define DT_PROXY_MAX 4096
+
+/* What a PROXY protocol header says. */
+struct dt_proxy_info {
+    int version; /* 1 (text) or 2 (binary) */
+    /* No client address: v1 UNKNOWN, v2 LOCAL (the balancer's own health check), v2 with
+     * an unspecified family or a Unix socket. The connection's own address stands. */
+    bool local;
+    struct sockaddr_storage src, dst; /* the client's address and the one it reached */
+};
+
+/* Parses a PROXY protocol header (version 1 or 2) at the start of buf[0, len): the bytes it
+ * takes (the client's own bytes follow), -2 when it needs more, -1 when it is not a valid
+ * header or is longer than DT_PROXY_MAX. Strict: version 1's exact spacing and printable
+ * ASCII, addresses and ports in range, version 2's TLV framing. */
+int dt_proxy_parse(const char *buf, size_t len, struct dt_proxy_info *out);
 
 #endif

@@ -4,8 +4,9 @@
  * llhttp only knows a fixed list, so llhttp is handed a canonical request line instead and
  * parses the header fields and Content-Length. The checks llhttp leaves out (RFC 9112 5.1
  * whitespace before the colon, 5.2 obs-fold, Host rules, the transfer codings we implement)
- * are made in its callbacks. The content is drained here too: a redirect server only needs
- * its framing, and llhttp 8.1 refuses valid chunk extensions ("5;a=b;c=d"). */
+ * are made in its callbacks, and the header section's lines (CRLF only, no fold) once it is
+ * complete. The content is drained here too: a redirect server only needs its framing, and
+ * llhttp 8.1 refuses valid chunk extensions ("5;a=b;c=d"). */
 #include "http/http.h"
 
 #include "url/url.h"
@@ -158,6 +159,31 @@ static int on_headers_complete(llhttp_t *ll)
     if (p->_nhost == 0 && p->_version_minor == 1)
         return reject(p, 400, "an HTTP/1.1 request without a Host header field");
     return HPE_PAUSED;
+}
+
+/* Checks the lines of a complete header section s[0, n) (from the line after the request
+ * line to the blank line), which the llhttp we build (not in its strict mode) does not all
+ * do: it takes CR followed by any byte for a line end, and a field whose first line is
+ * empty may be folded without its callbacks showing it. Returns why the section is
+ * refused, or NULL. */
+static const char *head_lines_invalid(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        const char *lf = memchr(s + i, '\n', n - i);
+        size_t end = lf ? (size_t)(lf - s) : n;
+        /* RFC 9112 2.2: a bare CR is invalid; we take no bare LF as a line end either. */
+        if (!lf || end == i || s[end - 1] != '\r')
+            return "header lines must end with CRLF";
+        if (memchr(s + i, '\r', end - 1 - i))
+            return "a bare CR in the header section";
+        /* RFC 9112 5.2: obs-fold (a line starting with whitespace) is rejected; 2.2: so is
+         * whitespace between the request line and the first field. */
+        if (s[i] == ' ' || s[i] == '\t')
+            return "obsolete line folding in a header field";
+        i = end + 1;
+    }
+    return NULL;
 }
 
 static const llhttp_settings_t settings = {
@@ -621,6 +647,10 @@ enum dt_http_event dt_http_parse(struct dt_http_parser *p, char *buf, size_t len
         if (err == HPE_PAUSED) {
             p->off = (size_t)(llhttp_get_error_pos(&p->_ll) - buf);
             llhttp_resume(&p->_ll);
+            size_t head = p->_start + p->_hdr_start;
+            const char *invalid = head_lines_invalid(buf + head, p->off - head);
+            if (invalid)
+                return fail(p, 400, invalid);
             p->_state = ST_BODY;
             enum dt_http_event ev = fill(p, buf, req);
             return ev;

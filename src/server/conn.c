@@ -45,7 +45,7 @@ struct conn *conn_new(struct worker *w, int fd, const struct handler *h, struct 
     c->tls_ready = c->tls_read_out = c->h2_answering = false;
     c->h2 = NULL;
     c->counted = false;
-    c->in_borrowed = false;
+    c->in_borrowed = c->await_proxy = false;
     c->ip_key = 0;
     c->tls = tls ? dt_tls_accept(tls, fd) : NULL;
     dt_http_parser_init(&c->parser, w->limits);
@@ -563,6 +563,11 @@ static bool conn_read(struct conn *c)
 {
     if (c->lingering)
         return linger_read(c);
+    if (c->await_proxy) {
+        int got = conn_proxy_header(c);
+        if (got <= 0)
+            return got == 0;
+    }
     enum next next;
     do {
         if (!c->read_blocked && !c->close_after && !read_some(c))
@@ -573,6 +578,50 @@ static bool conn_read(struct conn *c)
         return false;
     settle_input(c);
     return true;
+}
+
+int conn_proxy_header(struct conn *c)
+{
+    struct worker *w = c->w;
+    /* Looked at, not read, until it is whole: not one byte after it is taken, so that TLS
+     * and HTTP start from the client's first byte. */
+    ssize_t n = recv(c->fd, w->rbuf, DT_PROXY_MAX, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    struct dt_proxy_info pi;
+    int len = n > 0 ? dt_proxy_parse(w->rbuf, (size_t)n, &pi) : -1;
+    if (len == -2)
+        return 0;
+    if (len < 0 || recv(c->fd, w->rbuf, (size_t)len, 0) != len) {
+        /* no header, a bad one, or the connection's end: closed with no answer, as the
+         * balancer's protocol is broken (an HTTP answer would be read as the client's) */
+        if (n != 0)
+            STAT_ADD(w->stats.refused_proxy, 1);
+        if (c->tls) {
+            dt_tls_free(c->tls);
+            c->tls = NULL;
+        }
+        w->out.len = 0;
+        conn_close(c);
+        return -1;
+    }
+    c->await_proxy = false;
+    const struct sockaddr_storage *client = pi.local ? NULL : &pi.src;
+    if (client && w->srv->alog)
+        worker_peer_name(client, c->peer, sizeof(c->peer));
+    const struct dt_server_config *cfg = w->srv->cfg;
+    if (c->h == &dt_handler_redirect && (cfg->max_connections || cfg->max_connections_per_ip)) {
+        struct sockaddr_storage own;
+        socklen_t sl = sizeof(own);
+        if (!client && getpeername(c->fd, (struct sockaddr *)&own, &sl) == 0)
+            client = &own;
+        int over = limits_take(w->srv, c, client);
+        if (over) {
+            worker_refuse_conn(c, c->tls != NULL, over);
+            return -1;
+        }
+    }
+    return 1;
 }
 
 void conn_start(struct conn *c)

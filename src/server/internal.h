@@ -51,6 +51,7 @@ struct listener {
     int fd;
     bool paused; /* out of file descriptors: accepting again after a pause */
     bool tls;
+    bool proxy; /* a PROXY protocol header first (from a trusted source) */
     const struct handler *handler;
 };
 
@@ -134,6 +135,7 @@ struct conn {
     bool h2_answering; /* h2.c has the handler write into the worker's h2out */
     bool counted;      /* in the server's open connections (limits.c) */
     bool in_borrowed;  /* in is the worker's rbuf, not its own */
+    bool await_proxy;  /* its PROXY protocol header has not come yet */
     uint64_t ip_key;   /* its address's key in the per-address counts, or 0 */
     int fd;
     uint32_t served; /* requests answered */
@@ -181,6 +183,14 @@ void dt_h2_input(struct conn *c);
 /* worker.c */
 void *dt_worker_main(void *arg);
 
+/* Answers a connection refused at once: 503 with Connection: close on plain HTTP (what
+ * arrived read first), nothing over TLS. The caller closes fd. */
+void worker_refuse(int fd, bool tls);
+/* Refuses c, beyond the limit limits_take said (1 or 2, counted), and closes it. */
+void worker_refuse_conn(struct conn *c, bool tls, int over);
+/* The address of ss as text (for the access log). */
+void worker_peer_name(const struct sockaddr_storage *ss, char *out, size_t len);
+
 /* timer.c */
 /* Puts c on a timer list with the deadline now + that list's timeout (moving it to the
  * tail if it is on one). */
@@ -199,6 +209,11 @@ void conn_event(struct conn *c, uint32_t events);
 void conn_expire(struct conn *c, int list);
 void conn_close(struct conn *c);
 void conn_shutdown_idle(struct conn *c);
+/* A PROXY listener's connection: reads its header (and nothing more) from the socket, then
+ * counts it in the limits by the client's address. Returns 1 when it is done (the
+ * connection goes on), 0 when more must come, -1 when the connection was refused and
+ * closed. */
+int conn_proxy_header(struct conn *c);
 
 /* notify.c: tells systemd (sd_notify(3): READY=1, RELOADING=1, STOPPING=1) when
  * $NOTIFY_SOCKET names its socket; nothing otherwise. Main thread. */

@@ -178,3 +178,83 @@ void dt_listen_name(int fd, char *out, size_t outlen)
     else
         snprintf(out, outlen, "%s:%u", host, port);
 }
+
+int dt_cidr_parse(const char *s, struct dt_cidr *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    char text[INET6_ADDRSTRLEN];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n == 0 || n >= sizeof(text))
+        goto fail;
+    memcpy(text, s, n);
+    text[n] = '\0';
+    unsigned max;
+    if (inet_pton(AF_INET, text, c->addr) == 1) {
+        c->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, text, c->addr) == 1) {
+        c->family = AF_INET6;
+        max = 128;
+    } else {
+        goto fail;
+    }
+    unsigned bits = max;
+    if (slash) {
+        const char *d = slash + 1;
+        size_t dl = strlen(d);
+        if (dl == 0 || dl > 3 || strspn(d, "0123456789") != dl || (dl > 1 && d[0] == '0'))
+            goto fail;
+        bits = 0;
+        for (size_t i = 0; i < dl; i++)
+            bits = bits * 10 + (unsigned)(d[i] - '0');
+        if (bits > max)
+            goto fail;
+    }
+    c->bits = (uint8_t)bits;
+    /* the bits beyond the prefix must be zero: 10.1.2.3/8 is a typing error */
+    for (unsigned b = bits; b < max; b++) {
+        if (c->addr[b / 8] & (0x80 >> (b % 8))) {
+            snprintf(err, errlen, "'%s': address bits set beyond the /%u prefix", s, bits);
+            return DT_EINVAL;
+        }
+    }
+    return 0;
+fail:
+    snprintf(err, errlen,
+             "'%s': expected an address or an address block, such as 10.0.0.0/8 "
+             "or 2001:db8::/32",
+             s);
+    return DT_EINVAL;
+}
+
+bool dt_cidr_match(const struct dt_cidr *blocks, size_t n, const struct sockaddr_storage *ss)
+{
+    uint8_t addr[16];
+    sa_family_t family = ss->ss_family;
+    if (family == AF_INET) {
+        memcpy(addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else if (family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            family = AF_INET;
+            memcpy(addr, a6->s6_addr + 12, 4);
+        } else {
+            memcpy(addr, a6->s6_addr, 16);
+        }
+    } else {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct dt_cidr *c = &blocks[i];
+        if (c->family != family)
+            continue;
+        unsigned full = c->bits / 8, rest = c->bits % 8;
+        if (memcmp(addr, c->addr, full) != 0)
+            continue;
+        if (rest && ((addr[full] ^ c->addr[full]) & (uint8_t)(0xff << (8 - rest))))
+            continue;
+        return true;
+    }
+    return false;
+}

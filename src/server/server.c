@@ -107,6 +107,7 @@ void dt_server_get_stats(struct dt_server *s, struct dt_server_stats *out)
         out->refused_max += __atomic_load_n(&w->refused_max, __ATOMIC_RELAXED);
         out->refused_per_ip += __atomic_load_n(&w->refused_per_ip, __ATOMIC_RELAXED);
         out->refused_fds += __atomic_load_n(&w->refused_fds, __ATOMIC_RELAXED);
+        out->refused_proxy += __atomic_load_n(&w->refused_proxy, __ATOMIC_RELAXED);
         out->requests_h1 += __atomic_load_n(&w->requests_h1, __ATOMIC_RELAXED);
         out->requests_h2 += __atomic_load_n(&w->requests_h2, __ATOMIC_RELAXED);
         out->connections_h2 += __atomic_load_n(&w->connections_h2, __ATOMIC_RELAXED);
@@ -322,6 +323,7 @@ static int open_worker_listeners(struct worker *w, const struct handler *h,
         l->tag = TAG_LISTENER;
         l->handler = h;
         l->tls = addrs[i].tls;
+        l->proxy = addrs[i].proxy;
         l->fd = dt_listen_open(&addrs[i], c->backlog);
         if (l->fd < 0) {
             dt_log(DT_LOG_ERROR, "cannot listen on %s: %s", given[i].text, strerror(-l->fd));

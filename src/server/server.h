@@ -25,7 +25,20 @@ struct dt_listen_addr {
     socklen_t len;
     char text[80]; /* as the user wrote it, then with the real port once bound */
     bool tls;      /* a TLS listener (--listen-tls) */
+    bool proxy;    /* connections begin with a PROXY protocol header (--proxy-protocol) */
 };
+
+/* An address block ("10.0.0.0/8", "2001:db8::/32", or one address: a /32 or /128). */
+struct dt_cidr {
+    sa_family_t family; /* AF_INET or AF_INET6 */
+    uint8_t bits;
+    uint8_t addr[16]; /* 4 bytes for IPv4 */
+};
+/* Parses s: 0, or DT_EINVAL with a message in err. */
+DT_MUST_CHECK int dt_cidr_parse(const char *s, struct dt_cidr *c, char *err, size_t errlen);
+/* Whether ss (an IPv4-mapped IPv6 address counting as its IPv4 one) is in one of the n
+ * blocks. */
+bool dt_cidr_match(const struct dt_cidr *blocks, size_t n, const struct sockaddr_storage *ss);
 
 /* Parses ADDR:PORT ("127.0.0.1:8307", "[::1]:8307", "*:8307", "localhost:8307"), or a Unix
  * socket ("unix:PATH", or a path starting with '/' or "./"). Port 0 asks the kernel for a
@@ -56,9 +69,12 @@ struct dt_admin_request {
     struct dt_str method, target, path, query;
     struct dt_str authorization; /* the Authorization field, empty when absent */
     struct dt_str body;
-    bool head;  /* HEAD: the reply's body is not sent */
-    time_t now; /* the wall clock when the request was read: the time every
-                 * date decision of its answer is made at */
+    bool head;        /* HEAD: the reply's body is not sent */
+    time_t now;       /* the wall clock when the request was read: the time every
+                       * date decision of its answer is made at */
+    uint64_t now_ms;  /* the monotonic clock then (ms): for durations */
+    const char *peer; /* the client's address ("127.0.0.1", "::1"), "unix" for a Unix
+                       * socket, "" when unknown */
 };
 
 /* What the admin hook answers: status, Content-Type, extra header lines, body. */
@@ -101,6 +117,9 @@ struct dt_server_config {
     /* redirect connections open at once, in all and from one address (0: no limit);
      * beyond, a connection is answered 503 (plain) or closed (TLS) at once */
     unsigned max_connections, max_connections_per_ip;
+    /* the sources a listener with .proxy accepts connections from (the load balancers) */
+    const struct dt_cidr *trusted_proxies;
+    size_t ntrusted_proxies;
     int backlog;
     /* With initial set the server answers from it and from what is published later; it does
      * not read rules itself nor free them (the hooks' owner does). */
@@ -181,6 +200,7 @@ struct dt_server_stats {
     uint64_t connections;                 /* accepted */
     uint64_t refused_max, refused_per_ip; /* closed at once: --max-connections(-per-ip) */
     uint64_t refused_fds;                 /* closed at once: out of file descriptors */
+    uint64_t refused_proxy; /* a PROXY listener's: untrusted source, header missing or bad */
     uint64_t requests_h1, requests_h2, requests_tls; /* by protocol (TLS counts with h1/h2) */
     uint64_t connections_h2;
     uint64_t handshakes_full, handshakes_resumed;

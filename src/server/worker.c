@@ -66,7 +66,7 @@ static void listener_interest(struct worker *w, struct listener *l, uint32_t eve
     epoll_ctl(w->epfd, EPOLL_CTL_MOD, l->fd, &ev);
 }
 
-static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
+void worker_peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
 {
     out[0] = '\0';
     if (ss->ss_family == AF_INET)
@@ -77,9 +77,7 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
         snprintf(out, len, "unix");
 }
 
-/* A connection refused at once: told so on plain HTTP/1.1 (503, Connection: close); a TLS
- * client gets the close. The caller closes fd. */
-static void refuse(int fd, bool tls)
+void worker_refuse(int fd, bool tls)
 {
     static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                "Content-Length: 0\r\nRetry-After: 1\r\n"
@@ -94,6 +92,20 @@ static void refuse(int fd, bool tls)
     (void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+void worker_refuse_conn(struct conn *c, bool tls, int over)
+{
+    worker_refuse(c->fd, tls);
+    if (over == 1)
+        STAT_ADD(c->w->stats.refused_max, 1);
+    else
+        STAT_ADD(c->w->stats.refused_per_ip, 1);
+    if (c->tls) {
+        dt_tls_free(c->tls); /* no close_notify: nothing was said */
+        c->tls = NULL;
+    }
+    conn_close(c);
+}
+
 /* Out of file descriptors: the spare one is closed to accept the next connection, which is
  * refused and closed, and the spare taken again; so the queue is shed (clients are told
  * at once) while the connections in hand are served. Returns 1 when one was shed, 0 when
@@ -106,7 +118,7 @@ static int shed_one(struct worker *w, struct listener *l)
     int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     int rc = fd >= 0 ? 1 : errno == EAGAIN ? 0 : -1;
     if (fd >= 0) {
-        refuse(fd, l->tls);
+        worker_refuse(fd, l->tls);
         close(fd);
         STAT_ADD(w->stats.refused_fds, 1);
     }
@@ -122,26 +134,27 @@ static void accept_some(struct worker *w, struct listener *l)
         const struct dt_server_config *cfg = w->srv->cfg;
         bool limited = l->handler == &dt_handler_redirect &&
                        (cfg->max_connections || cfg->max_connections_per_ip);
-        bool want_peer = w->srv->alog != NULL || (limited && cfg->max_connections_per_ip);
+        bool want_peer =
+            w->srv->alog != NULL || (limited && cfg->max_connections_per_ip) || l->proxy;
         int fd = accept4(l->fd, want_peer ? (struct sockaddr *)&ss : NULL, want_peer ? &sl : NULL,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             STAT_ADD(w->stats.connections, 1);
+            if (l->proxy && !dt_cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, &ss)) {
+                /* a PROXY listener takes connections from its balancers only: anyone else
+                 * could say they are whoever they like */
+                STAT_ADD(w->stats.refused_proxy, 1);
+                close(fd);
+                continue;
+            }
             struct dt_tls_set *tls =
                 l->tls ? atomic_load_explicit(&w->srv->tls, memory_order_acquire) : NULL;
             struct conn *c = conn_new(w, fd, l->handler, tls);
-            int over = limited ? limits_take(w->srv, c, want_peer ? &ss : NULL) : 0;
+            /* behind a balancer, the limits count the client's address, once its header
+             * says it (conn_proxy_header) */
+            int over = limited && !l->proxy ? limits_take(w->srv, c, want_peer ? &ss : NULL) : 0;
             if (over) {
-                refuse(fd, l->tls);
-                if (over == 1)
-                    STAT_ADD(w->stats.refused_max, 1);
-                else
-                    STAT_ADD(w->stats.refused_per_ip, 1);
-                if (c->tls) {
-                    dt_tls_free(c->tls); /* no close_notify: nothing was said */
-                    c->tls = NULL;
-                }
-                conn_close(c);
+                worker_refuse_conn(c, l->tls, over);
                 continue;
             }
             if (tls && !c->tls) {
@@ -149,7 +162,8 @@ static void accept_some(struct worker *w, struct listener *l)
                 continue;
             }
             if (want_peer)
-                peer_name(&ss, c->peer, sizeof(c->peer));
+                worker_peer_name(&ss, c->peer, sizeof(c->peer));
+            c->await_proxy = l->proxy;
             conn_start(c);
             continue;
         }

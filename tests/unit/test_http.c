@@ -3,6 +3,8 @@
 #include "http/http.h"
 #include "tap.h"
 
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 static const struct dt_http_limits limits = DT_HTTP_LIMITS_DEFAULT;
@@ -417,8 +419,168 @@ static void responses(void)
     dt_buf_dispose(&e);
 }
 
+/* The PROXY protocol header (proxy.c). */
+static int proxy(const char *buf, size_t len, struct dt_proxy_info *pi)
+{
+    return dt_proxy_parse(buf, len, pi);
+}
+#define PROXY_STR(s, pi) proxy((s), sizeof(s) - 1, (pi))
+
+static const char *addr_text(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)n);
+    else if (ss->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)n);
+    else
+        snprintf(out, n, "?");
+    return out;
+}
+
+static unsigned port_of(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET ? ntohs(((const struct sockaddr_in *)ss)->sin_port)
+                                    : ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static void proxy_v1(void)
+{
+    struct dt_proxy_info pi;
+    char a[64];
+    static const char tcp4[] = "PROXY TCP4 192.0.2.7 198.51.100.1 56324 443\r\nGET /";
+    is_int(PROXY_STR(tcp4, &pi), 45, "v1 TCP4: the header's length, the client's bytes after");
+    is_int(pi.version, 1, "version 1");
+    ok(!pi.local, "an address");
+    is_str(addr_text(&pi.src, a, sizeof(a)), "192.0.2.7", "the client's address");
+    is_int((int)port_of(&pi.src), 56324, "its port");
+    is_str(addr_text(&pi.dst, a, sizeof(a)), "198.51.100.1", "the address it reached");
+    is_int((int)port_of(&pi.dst), 443, "and port");
+    static const char tcp6[] = "PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n";
+    is_int(PROXY_STR(tcp6, &pi), (int)sizeof(tcp6) - 1, "v1 TCP6");
+    is_str(addr_text(&pi.src, a, sizeof(a)), "2001:db8::1", "its client");
+    is_int((int)port_of(&pi.dst), 65535, "port 65535");
+    static const char unknown[] = "PROXY UNKNOWN ffff:f...f:ffff 1 2 3\r\n";
+    is_int(PROXY_STR(unknown, &pi), (int)sizeof(unknown) - 1, "v1 UNKNOWN: the rest ignored");
+    ok(pi.local, "UNKNOWN: no address");
+    is_int(PROXY_STR("PROXY UNKNOWN\r\n", &pi), 15, "UNKNOWN alone");
+
+    /* the whole header must come before it is taken */
+    for (size_t n = 0; n < sizeof(tcp4) - 6; n++)
+        if (proxy(tcp4, n, &pi) != -2)
+            ok(0, "a prefix of a v1 header needs more");
+    ok(1, "every prefix of a v1 header needs more");
+
+    static const char *bad[] = {
+        "GET / HTTP/1.1\r\n",                               /* not a header */
+        "PROXY TCP4 192.0.2.7 198.51.100.1 56324 443\n",    /* bare LF */
+        "PROXY TCP4  192.0.2.7 198.51.100.1 56324 443\r\n", /* two spaces */
+        "PROXY TCP4 192.0.2.7 198.51.100.1 56324 443 \r\n", /* trailing space */
+        "PROXY TCP4 192.0.2.7 198.51.100.1 56324\r\n",      /* a field missing */
+        "PROXY TCP4 192.0.2.7 198.51.100.1 65536 443\r\n",  /* port out of range */
+        "PROXY TCP4 192.0.2.7 198.51.100.1 0443 443\r\n",   /* leading zero */
+        "PROXY TCP4 192.0.2.7 198.51.100.1 -1 443\r\n",     /* sign */
+        "PROXY TCP4 2001:db8::1 198.51.100.1 1 2\r\n",      /* v6 as TCP4 */
+        "PROXY TCP6 192.0.2.7 2001:db8::2 1 2\r\n",         /* v4 as TCP6 */
+        "PROXY TCP4 192.0.2.256 198.51.100.1 1 2\r\n",      /* octet out of range */
+        "PROXY TCP5 192.0.2.7 198.51.100.1 1 2\r\n",        /* protocol */
+        "PROXY tcp4 192.0.2.7 198.51.100.1 1 2\r\n",        /* case */
+        "PROXY TCP4 192.0.2.7\t198.51.100.1 1 2\r\n",       /* a tab */
+        "PROXY TCP4 192.0.2.7 198.51.100.1 1 2\r\r\n",      /* CR CR */
+        "proxy TCP4 192.0.2.7 198.51.100.1 1 2\r\n",        /* lower case */
+        "PROXY UNKNOWNX\r\n",                               /* not UNKNOWN */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char name[160];
+        snprintf(name, sizeof(name), "refused: %.*s", (int)strcspn(bad[i], "\r\n"), bad[i]);
+        is_int(proxy(bad[i], strlen(bad[i]), &pi), -1, name);
+    }
+    char nul[] = "PROXY TCP4 192.0.2.7\0198.51.100.1 1 2\r\n";
+    is_int(proxy(nul, sizeof(nul) - 1, &pi), -1, "refused: a NUL");
+    char longer[200];
+    memset(longer, 'x', sizeof(longer));
+    memcpy(longer, "PROXY UNKNOWN ", 14);
+    is_int(proxy(longer, sizeof(longer), &pi), -1, "refused: no CRLF within 107 bytes");
+    is_int(proxy(longer, 100, &pi), -2, "fewer than 107 bytes without CRLF: needs more");
+}
+
+static void proxy_v2(void)
+{
+    struct dt_proxy_info pi;
+    char a[64];
+    unsigned char h[64] = "\r\n\r\n\0\r\nQUIT\n";
+    h[12] = 0x21; /* version 2, PROXY */
+    h[13] = 0x11; /* TCP over IPv4 */
+    h[14] = 0;
+    h[15] = 12;
+    memcpy(h + 16, (unsigned char[]){192, 0, 2, 9, 203, 0, 113, 5, 0xdc, 0x04, 0x01, 0xbb}, 12);
+    is_int(proxy((char *)h, 28, &pi), 28, "v2 TCP4: 28 bytes");
+    is_int(pi.version, 2, "version 2");
+    is_str(addr_text(&pi.src, a, sizeof(a)), "192.0.2.9", "the client's address");
+    is_int((int)port_of(&pi.src), 56324, "its port");
+    is_int((int)port_of(&pi.dst), 443, "the port it reached");
+    for (size_t n = 0; n < 28; n++)
+        if (proxy((char *)h, n, &pi) != -2)
+            ok(0, "a prefix of a v2 header needs more");
+    ok(1, "every prefix of a v2 header needs more");
+
+    /* with a TLV (an AWS-like one), then the client's bytes */
+    h[15] = 12 + 3 + 4;
+    memcpy(h + 28,
+           "\xea\x00\x04"
+           "abcd",
+           7);
+    is_int(proxy((char *)h, 40, &pi), 35, "a TLV is skipped");
+    h[15] = 12 + 3 + 3;
+    is_int(proxy((char *)h, 40, &pi), -1, "a TLV longer than the header: refused");
+    h[15] = 12 + 2;
+    is_int(proxy((char *)h, 40, &pi), -1, "a TLV cut short: refused");
+
+    /* IPv6 */
+    h[13] = 0x21;
+    h[15] = 36;
+    memset(h + 16, 0, 36);
+    h[16] = 0x20, h[17] = 0x01, h[18] = 0x0d, h[19] = 0xb8, h[31] = 7;
+    h[48] = 0x30, h[49] = 0x39;
+    is_int(proxy((char *)h, 52, &pi), 52, "v2 TCP6");
+    is_str(addr_text(&pi.src, a, sizeof(a)), "2001:db8::7", "its client");
+    is_int((int)port_of(&pi.src), 12345, "its port");
+    h[15] = 35;
+    is_int(proxy((char *)h, 52, &pi), -1, "IPv6 addresses cut short: refused");
+
+    /* LOCAL, unspecified family, Unix: no address */
+    h[12] = 0x20;
+    h[13] = 0x00;
+    h[15] = 0;
+    is_int(proxy((char *)h, 16, &pi), 16, "v2 LOCAL");
+    ok(pi.local, "LOCAL: the connection's own address");
+    h[12] = 0x21;
+    is_int(proxy((char *)h, 16, &pi), 16, "v2 PROXY, family unspecified");
+    ok(pi.local, "no address");
+
+    /* refused */
+    h[13] = 0x12; /* UDP */
+    h[15] = 12;
+    is_int(proxy((char *)h, 28, &pi), -1, "a datagram's addresses: refused");
+    h[13] = 0x11;
+    h[12] = 0x11;
+    is_int(proxy((char *)h, 28, &pi), -1, "version 1 in a binary header: refused");
+    h[12] = 0x22;
+    is_int(proxy((char *)h, 28, &pi), -1, "command 2: refused");
+    h[12] = 0x21;
+    h[13] = 0x41;
+    is_int(proxy((char *)h, 28, &pi), -1, "family 4: refused");
+    h[13] = 0x11;
+    h[14] = 0x10; /* 4,108 bytes */
+    is_int(proxy((char *)h, 28, &pi), -1, "longer than DT_PROXY_MAX: refused at once");
+    h[7] = 'X';
+    h[14] = 0;
+    is_int(proxy((char *)h, 28, &pi), -1, "a signature that differs: refused");
+}
+
 int main(void)
 {
+    proxy_v1();
+    proxy_v2();
     good_requests();
     bad_requests();
     reasons();
