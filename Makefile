@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
 .PHONY: all bootstrap detour run test test-release test-clock test-asan test-wolfssl test-format \
-        fuzz bench \
+        fuzz bench deb \
         format clean
 
 all: detour
@@ -84,6 +84,19 @@ fuzz: bootstrap $(ASAN_BUILD)/CMakeCache.txt
 	$(ASAN_BUILD)/fuzz/fuzz_tls13 -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/tls13
 	$(ASAN_BUILD)/fuzz/fuzz_import -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/import
 	$(ASAN_BUILD)/fuzz/fuzz_proxy -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/proxy
+
+# The Debian package (docs/operations.md): detour built again with Debian's hardening
+# flags (dpkg-buildflags) in $(DEB_BUILD), then packaged by scripts/mkdeb into
+# $(DEB_BUILD)/detour_VERSION_ARCH.deb. DEB_VERSION overrides the version.
+DEB_BUILD ?= $(BUILD)/deb
+DEB_FLAGS = DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get
+$(DEB_BUILD)/CMakeCache.txt:
+	CFLAGS="$$($(DEB_FLAGS) CFLAGS) $$($(DEB_FLAGS) CPPFLAGS)" LDFLAGS="$$($(DEB_FLAGS) LDFLAGS)" \
+	    cmake -S . -B $(DEB_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+deb: bootstrap $(DEB_BUILD)/CMakeCache.txt
+	cmake --build $(DEB_BUILD) -j $(JOBS) --target detour
+	./scripts/mkdeb -o $(DEB_BUILD) $(if $(DEB_VERSION),-v $(DEB_VERSION)) $(DEB_BUILD)/detour
 
 bench: detour
 	DETOUR_BOOTSTRAP_BENCH=1 ./scripts/bootstrap
