@@ -436,8 +436,14 @@ static enum dt_http_event llhttp_failure(struct dt_http_parser *p, llhttp_errno_
 enum {
     CK_SIZE_FIRST, /* the first hex digit of a chunk size */
     CK_SIZE,       /* more hex digits */
-    CK_EXT,        /* after the size: BWS, ";" extensions, up to CR */
-    CK_EXT_QUOTED, /* inside a quoted extension value */
+    CK_EXT_END,    /* after a quoted value: whitespace, ";" or CR */
+    CK_EXT_BWS,    /* whitespace after the size or an extension: ";" must follow */
+    CK_EXT_NAME0,  /* after ";": whitespace, then an extension's name */
+    CK_EXT_NAME,   /* inside the name */
+    CK_EXT_NAMED,  /* after the name and whitespace: "=" or ";" */
+    CK_EXT_VALUE0, /* after "=": whitespace, then a token or a quoted string */
+    CK_EXT_VALUE,  /* inside a token value */
+    CK_EXT_QUOTED, /* inside a quoted value */
     CK_EXT_PAIR,   /* after a backslash in a quoted value */
     CK_SIZE_LF,    /* the LF ending a chunk-size line */
     CK_DATA,       /* chunk data */
@@ -448,6 +454,21 @@ enum {
     CK_TRAILER_LF,
     CK_FINAL_LF,
 };
+
+/* After a chunk size or an extension: ";" for another extension, the CR ending the line, or
+ * whitespace (then only ";" may follow). False for any other byte. */
+static bool chunk_ext_next(struct dt_http_parser *p, unsigned char c)
+{
+    if (c == ';')
+        p->_chunk_state = CK_EXT_NAME0;
+    else if (c == '\r')
+        p->_chunk_state = CK_SIZE_LF;
+    else if (c == ' ' || c == '\t')
+        p->_chunk_state = CK_EXT_BWS;
+    else
+        return false;
+    return true;
+}
 
 static enum dt_http_event abort_body(struct dt_http_parser *p, int status, const char *reason)
 {
@@ -488,27 +509,51 @@ static enum dt_http_event drain_chunked(struct dt_http_parser *p, const char *bu
                     return abort_body(p, 400, "chunk size too large");
                 p->_remaining = p->_remaining * 16 + (uint64_t)h;
                 p->_chunk_state = CK_SIZE;
-            } else if (p->_chunk_state == CK_SIZE && (c == ';' || c == ' ' || c == '\t')) {
-                p->_chunk_state = CK_EXT;
-            } else if (p->_chunk_state == CK_SIZE && c == '\r') {
-                p->_chunk_state = CK_SIZE_LF;
-            } else {
+            } else if (p->_chunk_state == CK_SIZE_FIRST || !chunk_ext_next(p, c)) {
                 return abort_body(p, 400, "invalid chunk size");
             }
             break;
         }
-        case CK_EXT:
-            /* chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ) */
-            if (c == '\r')
-                p->_chunk_state = CK_SIZE_LF;
-            else if (c == '"')
+        /* RFC 9112 7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ), the
+         * value a token or a quoted string. Anything else is refused: a parser that read
+         * "1 0" or "5;" otherwise than we do would frame the content differently. */
+        case CK_EXT_END:
+            if (!chunk_ext_next(p, c))
+                return abort_body(p, 400, "invalid chunk extension");
+            break;
+        case CK_EXT_BWS:
+        case CK_EXT_NAMED:
+            if (c == ';')
+                p->_chunk_state = CK_EXT_NAME0;
+            else if (c == '=' && p->_chunk_state == CK_EXT_NAMED)
+                p->_chunk_state = CK_EXT_VALUE0;
+            else if (c != ' ' && c != '\t')
+                return abort_body(p, 400, "invalid chunk extension");
+            break;
+        case CK_EXT_NAME0:
+        case CK_EXT_VALUE0:
+            if (dt_tchar[c])
+                p->_chunk_state = p->_chunk_state == CK_EXT_NAME0 ? CK_EXT_NAME : CK_EXT_VALUE;
+            else if (c == '"' && p->_chunk_state == CK_EXT_VALUE0)
                 p->_chunk_state = CK_EXT_QUOTED;
-            else if (!dt_tchar[c] && c != ';' && c != '=' && c != ' ' && c != '\t')
+            else if (c != ' ' && c != '\t')
+                return abort_body(p, 400, "invalid chunk extension");
+            break;
+        case CK_EXT_NAME:
+            if (c == '=')
+                p->_chunk_state = CK_EXT_VALUE0;
+            else if (c == ' ' || c == '\t')
+                p->_chunk_state = CK_EXT_NAMED; /* "=" may still come */
+            else if (!dt_tchar[c] && !chunk_ext_next(p, c))
+                return abort_body(p, 400, "invalid chunk extension");
+            break;
+        case CK_EXT_VALUE:
+            if (!dt_tchar[c] && !chunk_ext_next(p, c))
                 return abort_body(p, 400, "invalid chunk extension");
             break;
         case CK_EXT_QUOTED:
             if (c == '"')
-                p->_chunk_state = CK_EXT;
+                p->_chunk_state = CK_EXT_END;
             else if (c == '\\')
                 p->_chunk_state = CK_EXT_PAIR;
             else if ((c < 0x20 && c != '\t') || c == 0x7f)
