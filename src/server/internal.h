@@ -51,7 +51,8 @@ struct listener {
     int fd;
     bool paused; /* out of file descriptors: accepting again after a pause */
     bool tls;
-    bool proxy; /* a PROXY protocol header first (from a trusted source) */
+    bool proxy;  /* a PROXY protocol header first (from a trusted source) */
+    bool shared; /* one inherited socket for every worker (socket activation) */
     const struct handler *handler;
 };
 

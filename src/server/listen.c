@@ -3,10 +3,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -257,4 +259,131 @@ bool dt_cidr_match(const struct dt_cidr *blocks, size_t n, const struct sockaddr
         return true;
     }
     return false;
+}
+
+/* ---- socket activation (sd_listen_fds(3)) ------------------------------------------------ */
+
+#define INHERIT_MAX 64
+static struct {
+    int fd;
+    bool taken;
+    struct sockaddr_storage ss;
+} inherited[INHERIT_MAX];
+static size_t ninherited;
+
+int dt_listen_inherit(char *err, size_t errlen)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    ninherited = 0;
+    if (!fds)
+        return 0;
+    /* meant for this process only: not for a child, nor for this one if they name
+     * another */
+    char *end;
+    long for_pid = pid ? strtol(pid, &end, 10) : -1;
+    bool ours = pid && *pid && !*end && for_pid == (long)getpid();
+    errno = 0;
+    long n = strtol(fds, &end, 10);
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    if (!ours)
+        return 0;
+    if (!*fds || *end || errno || n < 0 || n > INHERIT_MAX) {
+        snprintf(err, errlen,
+                 "socket activation: LISTEN_FDS='%s' is not a number of sockets "
+                 "from 0 to %d",
+                 fds, INHERIT_MAX);
+        return DT_EINVAL;
+    }
+    for (int i = 0; i < (int)n; i++) {
+        int fd = 3 + i; /* SD_LISTEN_FDS_START */
+        int type = 0, listening = 0;
+        socklen_t tl = sizeof(type), ll = sizeof(listening);
+        socklen_t sl = sizeof(inherited[i].ss);
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM ||
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) != 0 || !listening ||
+            getsockname(fd, (struct sockaddr *)&inherited[i].ss, &sl) != 0) {
+            snprintf(err, errlen,
+                     "socket activation: descriptor %d is not a listening "
+                     "stream socket",
+                     fd);
+            return DT_EINVAL;
+        }
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        if (inherited[i].ss.ss_family != AF_UNIX) {
+            int one = 1, defer = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
+        }
+        inherited[i].fd = fd;
+        inherited[i].taken = false;
+        ninherited++;
+    }
+    return (int)ninherited;
+}
+
+static bool any_address(const struct sockaddr_storage *ss)
+{
+    static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+    if (ss->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return !memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, &any6, sizeof(any6));
+}
+
+/* Whether the inherited socket bound at have serves the listener want: the same path; or
+ * the same port and address, any address of either family counting as any other (systemd's
+ * ListenStream=80 is [::]:80 taking IPv4 too; --listen *:80 asks for it). */
+static bool same_place(const struct sockaddr_storage *have, const struct sockaddr_storage *want)
+{
+    if (have->ss_family == AF_UNIX || want->ss_family == AF_UNIX)
+        return have->ss_family == want->ss_family &&
+               !strcmp(((const struct sockaddr_un *)have)->sun_path,
+                       ((const struct sockaddr_un *)want)->sun_path);
+    uint16_t hp = have->ss_family == AF_INET ? ((const struct sockaddr_in *)have)->sin_port
+                                             : ((const struct sockaddr_in6 *)have)->sin6_port;
+    uint16_t wp = want->ss_family == AF_INET ? ((const struct sockaddr_in *)want)->sin_port
+                                             : ((const struct sockaddr_in6 *)want)->sin6_port;
+    if (!wp || hp != wp)
+        return false;
+    if (any_address(have) && any_address(want))
+        return true;
+    if (have->ss_family != want->ss_family)
+        return false;
+    if (have->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)have)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)want)->sin_addr.s_addr;
+    return !memcmp(&((const struct sockaddr_in6 *)have)->sin6_addr,
+                   &((const struct sockaddr_in6 *)want)->sin6_addr, sizeof(struct in6_addr));
+}
+
+int dt_listen_take(const struct dt_listen_addr *a)
+{
+    for (size_t i = 0; i < ninherited; i++) {
+        if (!inherited[i].taken && same_place(&inherited[i].ss, &a->ss)) {
+            inherited[i].taken = true;
+            return inherited[i].fd;
+        }
+    }
+    return -1;
+}
+
+size_t dt_listen_untaken(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ninherited; i++) {
+        if (inherited[i].taken)
+            continue;
+        char name[120];
+        dt_listen_name(inherited[i].fd, name, sizeof(name));
+        dt_log(DT_LOG_ERROR,
+               "socket activation: the socket on %s (descriptor %d) matches no --listen, "
+               "--listen-tls or --admin",
+               name, inherited[i].fd);
+        close(inherited[i].fd);
+        inherited[i].taken = true;
+        n++;
+    }
+    return n;
 }

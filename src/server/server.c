@@ -324,7 +324,19 @@ static int open_worker_listeners(struct worker *w, const struct handler *h,
         l->handler = h;
         l->tls = addrs[i].tls;
         l->proxy = addrs[i].proxy;
-        l->fd = dt_listen_open(&addrs[i], c->backlog);
+        /* a socket systemd passed: the first worker takes it, the others a duplicate
+         * (one queue, woken one worker at a time: EPOLLEXCLUSIVE) */
+        if (first)
+            addrs[i].inherited = dt_listen_take(&addrs[i]) + 1;
+        if (addrs[i].inherited > 0) {
+            l->shared = true;
+            l->fd =
+                first ? addrs[i].inherited - 1 : fcntl(addrs[i].inherited - 1, F_DUPFD_CLOEXEC, 3);
+            if (l->fd < 0)
+                l->fd = -errno;
+        } else {
+            l->fd = dt_listen_open(&addrs[i], c->backlog);
+        }
         if (l->fd < 0) {
             dt_log(DT_LOG_ERROR, "cannot listen on %s: %s", given[i].text, strerror(-l->fd));
             return -1;
@@ -378,7 +390,8 @@ static int start_worker(struct worker *w)
     w->wake_tag = TAG_WAKE;
     add_to_epoll(w->epfd, w->wakefd, EPOLLIN, &w->wake_tag);
     for (size_t k = 0; k < w->nlisteners; k++)
-        add_to_epoll(w->epfd, w->listeners[k].fd, EPOLLIN, &w->listeners[k]);
+        add_to_epoll(w->epfd, w->listeners[k].fd,
+                     EPOLLIN | (w->listeners[k].shared ? EPOLLEXCLUSIVE : 0u), &w->listeners[k]);
     int rc = pthread_create(&w->thread, NULL, dt_worker_main, w);
     if (rc != 0) {
         dt_log(DT_LOG_ERROR, "cannot start worker %u: %s", w->id, strerror(rc));
@@ -588,12 +601,22 @@ int dt_server_run(const struct dt_server_config *c)
     int status = 0;
     unsigned started = 0;
     bool admin_started = false;
+    char err[256];
+    if (dt_listen_inherit(err, sizeof(err)) < 0) {
+        dt_log(DT_LOG_ERROR, "%s", err);
+        status = 1;
+        goto out;
+    }
     if (open_listeners(&s, addrs, names, sizeof(names)) != 0) {
         status = 1;
         goto out;
     }
     set_https_port(&s, addrs);
     if (c->nadmin && open_admin(&s, addrs, admin_names, sizeof(admin_names)) != 0) {
+        status = 1;
+        goto out;
+    }
+    if (dt_listen_untaken()) {
         status = 1;
         goto out;
     }

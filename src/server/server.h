@@ -26,6 +26,7 @@ struct dt_listen_addr {
     char text[80]; /* as the user wrote it, then with the real port once bound */
     bool tls;      /* a TLS listener (--listen-tls) */
     bool proxy;    /* connections begin with a PROXY protocol header (--proxy-protocol) */
+    int inherited; /* set by the server: the socket systemd passed for it, or 0 */
 };
 
 /* An address block ("10.0.0.0/8", "2001:db8::/32", or one address: a /32 or /128). */
@@ -50,6 +51,16 @@ DT_MUST_CHECK int dt_listen_parse(const char *s, struct dt_listen_addr *a, char 
  * bound to a, or a Unix socket only its owner may use (replacing a stale socket file).
  * Returns the fd, or -errno. */
 int dt_listen_open(const struct dt_listen_addr *a, int backlog);
+
+/* Socket activation (sd_listen_fds(3)): the listening sockets systemd passed, when
+ * $LISTEN_PID is this process; the variables are removed. Returns how many, or DT_EINVAL
+ * with a message in err. Main thread, before the listeners open. */
+DT_MUST_CHECK int dt_listen_inherit(char *err, size_t errlen);
+/* The inherited socket bound where a says (see listen.c for what matches), taken once: its
+ * descriptor, or -1. */
+int dt_listen_take(const struct dt_listen_addr *a);
+/* Logs and closes each inherited socket no listener took; returns how many. */
+size_t dt_listen_untaken(void);
 
 /* Writes "ADDR:PORT" for a bound socket into out. */
 void dt_listen_name(int fd, char *out, size_t outlen);

@@ -63,7 +63,17 @@ static void expire(struct worker *w)
 static void listener_interest(struct worker *w, struct listener *l, uint32_t events)
 {
     struct epoll_event ev = {.events = events, .data.ptr = l};
-    epoll_ctl(w->epfd, EPOLL_CTL_MOD, l->fd, &ev);
+    if (!l->shared) {
+        epoll_ctl(w->epfd, EPOLL_CTL_MOD, l->fd, &ev);
+        return;
+    }
+    /* EPOLLEXCLUSIVE cannot be modified: taken out, and added again */
+    if (events) {
+        ev.events |= EPOLLEXCLUSIVE;
+        epoll_ctl(w->epfd, EPOLL_CTL_ADD, l->fd, &ev);
+    } else {
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL);
+    }
 }
 
 void worker_peer_name(const struct sockaddr_storage *ss, char *out, size_t len)

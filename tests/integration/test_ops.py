@@ -330,3 +330,130 @@ class Systemd(unittest.TestCase):
             srv.wait_log(r"systemd notify: /nonexistent/socket")
         finally:
             srv.close()
+
+
+class SocketActivation(unittest.TestCase):
+    """Socket activation (sd_listen_fds(3), contrib/detour.socket): the listening sockets
+    systemd passes from descriptor 3 on, with $LISTEN_PID naming this process, serve the
+    --listen, --listen-tls and --admin at the same address; each is shared by the workers.
+    Faked here: the test binds the sockets and bash moves them to 3, 4, ... before
+    exec'ing detour with LISTEN_PID=$$."""
+
+    def listening(self, family=None, addr="127.0.0.1", v6only=True):
+        import socket as _socket
+        family = family or _socket.AF_INET
+        s = _socket.socket(family, _socket.SOCK_STREAM)
+        if family == _socket.AF_INET6:
+            s.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1 if v6only else 0)
+        s.bind((addr, 0))
+        s.listen(64)
+        self.addCleanup(s.close)
+        return s
+
+    def start(self, sockets, args, pid="$$", fds=None):
+        """detour serve with sockets as descriptors 3, 4, ...; returns (proc, log line)."""
+        from harness import DETOUR
+        import fcntl
+        high = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 100) for s in sockets]
+        for fd in high:
+            self.addCleanup(os.close, fd)
+        moves = " ".join("%d<&%d" % (3 + i, fd) for i, fd in enumerate(high))
+        closes = " ".join("%d<&-" % fd for fd in high)
+        script = ('exec %s %s; LISTEN_PID=%s LISTEN_FDS=%s exec "$0" "$@"'
+                  % (moves, closes, pid, len(sockets) if fds is None else fds))
+        tmp = tempfile.mkdtemp(prefix="detour-test-")
+        proc = subprocess.Popen(["bash", "-c", script, DETOUR, "serve", "--db",
+                                 os.path.join(tmp, "d.db")] + args,
+                                pass_fds=high, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        self.addCleanup(self.stop, proc)
+        lines = []
+        while True:
+            line = proc.stderr.readline().decode()
+            if not line:
+                break
+            lines.append(line)
+            if "started:" in line:
+                break
+        return proc, "".join(lines)
+
+    def stop(self, proc):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+        proc.stderr.close()
+
+    def rules(self):
+        fd, path = tempfile.mkstemp(suffix=".txt")
+        os.write(fd, b"/a /b\n")
+        os.close(fd)
+        self.addCleanup(os.unlink, path)
+        return path
+
+    def get(self, port, host="127.0.0.1"):
+        import socket as _socket
+        with _socket.create_connection((host, port), timeout=5) as s:
+            s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return data
+                data += chunk
+
+    def test_listeners_and_admin_from_systemd(self):
+        web, admin = self.listening(), self.listening()
+        wport, aport = web.getsockname()[1], admin.getsockname()[1]
+        tokdir = tempfile.mkdtemp(prefix="detour-test-")
+        token_file = os.path.join(tokdir, "token")
+        proc, log = self.start([web, admin], [
+            "--rules", self.rules(), "--workers", "2", "--listen", "127.0.0.1:%d" % wport,
+            "--admin", "127.0.0.1:%d" % aport, "--admin-token-file", token_file])
+        self.assertIn("listening on 127.0.0.1:%d;" % wport, log)
+        web.close()  # ours closed: what answers is detour's copy
+        admin.close()
+        for _ in range(20):  # both workers take from the one queue
+            self.assertTrue(self.get(wport).startswith(b"HTTP/1.1 307 "))
+        import http.client
+        with open(token_file) as f:
+            token = f.read().strip()
+        c = http.client.HTTPConnection("127.0.0.1", aport, timeout=5)
+        c.request("GET", "/api/health", headers={"Authorization": "Bearer " + token})
+        self.assertEqual(c.getresponse().status, 200)
+        c.close()
+
+    def test_any_address_takes_a_dual_stack_socket(self):
+        import socket as _socket
+        both = self.listening(_socket.AF_INET6, "::", v6only=False)
+        port = both.getsockname()[1]
+        proc, log = self.start([both], ["--rules", self.rules(), "--admin", "off",
+                                        "--listen", "*:%d" % port])
+        self.assertIn("started:", log)
+        both.close()
+        self.assertTrue(self.get(port, "127.0.0.1").startswith(b"HTTP/1.1 307 "))
+        self.assertTrue(self.get(port, "::1").startswith(b"HTTP/1.1 307 "))
+
+    def test_a_socket_no_listener_takes_is_an_error(self):
+        extra = self.listening()
+        proc, log = self.start([extra], ["--rules", self.rules(), "--admin", "off",
+                                         "--listen", "127.0.0.1:0"])
+        self.assertEqual(proc.wait(10), 1)
+        self.addCleanup(proc.stderr.close)
+        self.assertIn("socket activation: the socket on 127.0.0.1:%d (descriptor 3) matches "
+                      "no --listen" % extra.getsockname()[1], log + proc.stderr.read().decode())
+
+    def test_another_process_sockets_are_left_alone(self):
+        """LISTEN_PID naming another process: the variables are not for us."""
+        other = self.listening()
+        proc, log = self.start([other], ["--rules", self.rules(), "--admin", "off",
+                                         "--listen", "127.0.0.1:0"], pid="1")
+        self.assertIn("started:", log)
+        port = int(re.search(r"listening on 127\.0\.0\.1:(\d+);", log).group(1))
+        self.assertNotEqual(port, other.getsockname()[1])
+        self.assertTrue(self.get(port).startswith(b"HTTP/1.1 307 "))
+
+    def test_bad_listen_fds(self):
+        s = self.listening()
+        proc, log = self.start([s], ["--rules", self.rules(), "--admin", "off"], fds="two")
+        self.assertEqual(proc.wait(10), 1)
+        self.addCleanup(proc.stderr.close)
+        self.assertIn("LISTEN_FDS='two' is not a number", log + proc.stderr.read().decode())
