@@ -244,6 +244,16 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
+/* A request line over the limit, whose first max bytes are at line. RFC 9112 3: a method
+ * longer than any the server implements SHOULD get 501; a target longer than it parses, 414.
+ * No space within the limit: the method alone is too long. */
+static enum dt_http_event line_too_long(struct dt_http_parser *p, const char *line, size_t max)
+{
+    if (!memchr(line, ' ', max))
+        return fail(p, 501, "method over the request line limit");
+    return fail(p, 414, "request line over the limit");
+}
+
 /* Parses the request line at buf[p->_start, end) (end excludes CRLF). */
 static enum dt_http_event request_line(struct dt_http_parser *p, const char *line, size_t n)
 {
@@ -661,7 +671,7 @@ enum dt_http_event dt_http_parse(struct dt_http_parser *p, char *buf, size_t len
             }
             /* max_request_line bytes, then CR: only an LF may still come. */
             if (end - start > (size_t)lim->max_request_line + 1)
-                return fail(p, 414, "request line over the limit");
+                return line_too_long(p, buf + start, lim->max_request_line);
             p->_scanned = end - start;
             p->off = end;
             return DT_HTTP_NEED_MORE;
@@ -670,7 +680,7 @@ enum dt_http_event dt_http_parse(struct dt_http_parser *p, char *buf, size_t len
         if (lfo == start || buf[lfo - 1] != '\r')
             return fail(p, 400, "the request line must end with CRLF");
         if (lfo - 1 - start > lim->max_request_line)
-            return fail(p, 414, "request line over the limit");
+            return line_too_long(p, buf + start, lim->max_request_line);
         enum dt_http_event ev = request_line(p, buf + start, lfo - 1 - start);
         if (ev != DT_HTTP_HEAD)
             return ev;
