@@ -5,11 +5,15 @@
 #include "server/server.h"
 #include "tls/tls.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 
 #define ACME_DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static const char help[] =
@@ -91,6 +95,9 @@ static const char help[] =
     "                            address); repeatable; needed with --proxy-protocol, whose\n"
     "                            listeners close connections from any other source\n"
     "\n"
+    "  --user USER[:GROUP]       started as root: bind the listeners, then run as USER\n"
+    "                            (its groups, or GROUP); the store, token, certificates,\n"
+    "                            ACME storage and access log must be USER's to use\n"
     "  --log-level LEVEL         debug, info (default), warn or error\n"
     "  -h, --help                show this help\n"
     "\n"
@@ -131,6 +138,7 @@ enum {
     O_MAX_CONNS_IP,
     O_PROXY_PROTOCOL,
     O_TRUSTED_PROXY,
+    O_USER,
 };
 
 static const struct option options[] = {
@@ -167,6 +175,7 @@ static const struct option options[] = {
     {"max-connections-per-ip", required_argument, NULL, O_MAX_CONNS_IP},
     {"proxy-protocol", no_argument, NULL, O_PROXY_PROTOCOL},
     {"trusted-proxy", required_argument, NULL, O_TRUSTED_PROXY},
+    {"user", required_argument, NULL, O_USER},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -191,6 +200,7 @@ struct serve_args {
     bool proxy_next;         /* --proxy-protocol given: for the next listener */
     struct dt_cidr *trusted; /* malloc'd: --trusted-proxy */
     size_t ntrusted;
+    const char *user; /* --user USER[:GROUP] */
 };
 
 /* --hsts: 'max-age=N[; includeSubDomains][; preload]' (RFC 6797 6.1; directive names in
@@ -458,6 +468,9 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
         case O_ADMIN:
             a->admin = optarg;
             break;
+        case O_USER:
+            a->user = optarg;
+            break;
         case O_ACCESS_LOG:
             a->cfg.access_log = optarg;
             break;
@@ -567,6 +580,75 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
     return -1;
 }
 
+/* --user: the listeners opened now, as root (each taken later by the server), then the
+ * process becomes USER for good: its groups (or GROUP), gid, uid. Returns 0, or -1 after
+ * a message. */
+static int drop_root(struct serve_args *a)
+{
+    char name[256], err[256];
+    const char *colon = strchr(a->user, ':');
+    size_t n = colon ? (size_t)(colon - a->user) : strlen(a->user);
+    if (n == 0 || n >= sizeof(name)) {
+        fprintf(stderr, "detour serve: --user '%s': expected USER or USER:GROUP\n", a->user);
+        return -1;
+    }
+    memcpy(name, a->user, n);
+    name[n] = '\0';
+    struct passwd *pw = getpwnam(name);
+    if (!pw) {
+        fprintf(stderr, "detour serve: --user: no user '%s'\n", name);
+        return -1;
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    if (colon) {
+        struct group *gr = getgrnam(colon + 1);
+        if (!gr) {
+            fprintf(stderr, "detour serve: --user: no group '%s'\n", colon + 1);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (geteuid() != 0) {
+        fprintf(stderr,
+                "detour serve: --user needs detour started as root (it binds the "
+                "listeners, then becomes %s)\n",
+                name);
+        return -1;
+    }
+    if (dt_listen_inherit(err, sizeof(err)) < 0) {
+        fprintf(stderr, "detour serve: %s\n", err);
+        return -1;
+    }
+    for (size_t i = 0; i < a->cfg.nlisten + a->cfg.nadmin; i++) {
+        const struct dt_listen_addr *l =
+            i < a->cfg.nlisten ? &a->cfg.listen[i] : &a->cfg.admin[i - a->cfg.nlisten];
+        int rc = dt_listen_hold(l, a->cfg.backlog);
+        if (rc < 0) {
+            fprintf(stderr, "detour serve: cannot listen on %s: %s\n", l->text, strerror(-rc));
+            return -1;
+        }
+        /* a Unix socket is its owner's only (mode 600): the user's */
+        if (l->ss.ss_family == AF_UNIX &&
+            chown(((const struct sockaddr_un *)&l->ss)->sun_path, uid, gid) != 0) {
+            fprintf(stderr, "detour serve: %s: %s\n", l->text, strerror(errno));
+            return -1;
+        }
+    }
+    if ((colon ? setgroups(1, &gid) : initgroups(name, gid)) != 0 || setgid(gid) != 0 ||
+        setuid(uid) != 0) {
+        fprintf(stderr, "detour serve: --user %s: %s\n", a->user, strerror(errno));
+        return -1;
+    }
+    if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+        fprintf(stderr, "detour serve: --user %s: root could be taken back\n", a->user);
+        return -1;
+    }
+    dt_log(DT_LOG_INFO, "listeners bound; running as %s (uid %u, gid %u)", name, (unsigned)uid,
+           (unsigned)gid);
+    return 0;
+}
+
 int dt_cmd_serve(int argc, char **argv)
 {
     struct serve_args a = {.format = -1, .admin = "127.0.0.1:9307"};
@@ -629,6 +711,10 @@ int dt_cmd_serve(int argc, char **argv)
         }
         a.cfg.admin = &admin_addr;
         a.cfg.nadmin = 1;
+    }
+    if (a.user && drop_root(&a) != 0) {
+        status = 1;
+        goto out;
     }
     /* the admin API's header limits are the server's; only its content limit is its own */
     uint64_t admin_body = a.cfg.admin_limits.max_body;

@@ -264,17 +264,22 @@ bool dt_cidr_match(const struct dt_cidr *blocks, size_t n, const struct sockaddr
 /* ---- socket activation (sd_listen_fds(3)) ------------------------------------------------ */
 
 #define INHERIT_MAX 64
+static bool same_place(const struct sockaddr_storage *have,
+                       const struct sockaddr_storage *want);
+
+/* The sockets systemd passed, and those dt_listen_hold opened before dropping root. */
 static struct {
     int fd;
     bool taken;
-    struct sockaddr_storage ss;
+    bool held;                   /* opened by dt_listen_hold for want */
+    struct sockaddr_storage ss;  /* where it is bound */
+    struct sockaddr_storage want; /* held: the address it was opened for (port 0 too) */
 } inherited[INHERIT_MAX];
 static size_t ninherited;
 
 int dt_listen_inherit(char *err, size_t errlen)
 {
     const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
-    ninherited = 0;
     if (!fds)
         return 0;
     /* meant for this process only: not for a child, nor for this one if they name
@@ -289,15 +294,16 @@ int dt_listen_inherit(char *err, size_t errlen)
     unsetenv("LISTEN_FDNAMES");
     if (!ours)
         return 0;
-    if (!*fds || *end || errno || n < 0 || n > INHERIT_MAX) {
+    if (!*fds || *end || errno || n < 0 || n > INHERIT_MAX - (long)ninherited) {
         snprintf(err, errlen,
                  "socket activation: LISTEN_FDS='%s' is not a number of sockets "
                  "from 0 to %d",
                  fds, INHERIT_MAX);
         return DT_EINVAL;
     }
-    for (int i = 0; i < (int)n; i++) {
-        int fd = 3 + i; /* SD_LISTEN_FDS_START */
+    for (int k = 0; k < (int)n; k++) {
+        int fd = 3 + k; /* SD_LISTEN_FDS_START */
+        size_t i = ninherited;
         int type = 0, listening = 0;
         socklen_t tl = sizeof(type), ll = sizeof(listening);
         socklen_t sl = sizeof(inherited[i].ss);
@@ -318,10 +324,32 @@ int dt_listen_inherit(char *err, size_t errlen)
             setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
         }
         inherited[i].fd = fd;
-        inherited[i].taken = false;
+        inherited[i].taken = inherited[i].held = false;
         ninherited++;
     }
-    return (int)ninherited;
+    return (int)n;
+}
+
+int dt_listen_hold(const struct dt_listen_addr *a, int backlog)
+{
+    for (size_t i = 0; i < ninherited; i++)
+        if (!inherited[i].held && same_place(&inherited[i].ss, &a->ss))
+            return 0; /* systemd's socket serves it */
+    if (ninherited == INHERIT_MAX)
+        return -EMFILE;
+    int fd = dt_listen_open(a, backlog);
+    if (fd < 0)
+        return fd;
+    size_t i = ninherited++;
+    socklen_t sl = sizeof(inherited[i].ss);
+    getsockname(fd, (struct sockaddr *)&inherited[i].ss, &sl);
+    if (a->ss.ss_family == AF_UNIX)
+        inherited[i].ss = a->ss; /* getsockname may shorten the path */
+    inherited[i].want = a->ss;
+    inherited[i].fd = fd;
+    inherited[i].held = true;
+    inherited[i].taken = false;
+    return 0;
 }
 
 static bool any_address(const struct sockaddr_storage *ss)
@@ -361,7 +389,10 @@ static bool same_place(const struct sockaddr_storage *have, const struct sockadd
 int dt_listen_take(const struct dt_listen_addr *a)
 {
     for (size_t i = 0; i < ninherited; i++) {
-        if (!inherited[i].taken && same_place(&inherited[i].ss, &a->ss)) {
+        if (inherited[i].taken)
+            continue;
+        if (inherited[i].held ? !memcmp(&inherited[i].want, &a->ss, sizeof(a->ss))
+                              : same_place(&inherited[i].ss, &a->ss)) {
             inherited[i].taken = true;
             return inherited[i].fd;
         }

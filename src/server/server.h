@@ -56,7 +56,11 @@ int dt_listen_open(const struct dt_listen_addr *a, int backlog);
  * $LISTEN_PID is this process; the variables are removed. Returns how many, or DT_EINVAL
  * with a message in err. Main thread, before the listeners open. */
 DT_MUST_CHECK int dt_listen_inherit(char *err, size_t errlen);
-/* The inherited socket bound where a says (see listen.c for what matches), taken once: its
+/* Opens the listening socket for a now (unless systemd passed one for it), to be taken by
+ * dt_listen_take later: so that a process can bind as root and then drop it. Returns 0 or
+ * -errno. Main thread. */
+int dt_listen_hold(const struct dt_listen_addr *a, int backlog);
+/* The inherited or held socket for a (see listen.c for what matches), taken once: its
  * descriptor, or -1. */
 int dt_listen_take(const struct dt_listen_addr *a);
 /* Logs and closes each inherited socket no listener took; returns how many. */

@@ -457,3 +457,58 @@ class SocketActivation(unittest.TestCase):
         self.assertEqual(proc.wait(10), 1)
         self.addCleanup(proc.stderr.close)
         self.assertIn("LISTEN_FDS='two' is not a number", log + proc.stderr.read().decode())
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root: --user drops it")
+class User(unittest.TestCase):
+    """--user: started as root, detour binds its listeners (a port below 1024 here), then
+    runs as the user: its store, token and rules are the user's, and root cannot be had
+    back."""
+
+    def low_port(self):
+        import socket as _socket
+        for port in range(1000, 900, -1):
+            with _socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                    return port
+                except OSError:
+                    continue
+        self.skipTest("no free port below 1024")
+
+    def test_binds_as_root_then_runs_as_nobody(self):
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        d = tempfile.mkdtemp(prefix="detour-test-")
+        os.chmod(d, 0o755)
+        os.chown(d, nobody.pw_uid, nobody.pw_gid)
+        rules = os.path.join(d, "rules.txt")
+        with open(rules, "w") as f:
+            f.write("/a /b\n")
+        port = self.low_port()
+        with Server(listen=("127.0.0.1:%d" % port,), rule_files=[rules],
+                    db=os.path.join(d, "detour.db"), token_file=os.path.join(d, "token"),
+                    args=["--user", "nobody"]) as srv:
+            srv.wait_log(r"running as nobody \(uid %d" % nobody.pw_uid)
+            with open("/proc/%d/status" % srv.proc.pid) as f:
+                status = f.read()
+            uids = re.search(r"^Uid:\s+(.*)$", status, re.M).group(1).split()
+            self.assertEqual(set(uids), {str(nobody.pw_uid)})
+            self.assertEqual(location(srv, "/a"), (307, "/b"))
+            # the store is written as nobody
+            st, _, _ = srv.api("POST", "/api/rules", {"source": "/n", "target": "/m"})
+            self.assertIn(st, (200, 201))
+            self.assertEqual(location(srv, "/n"), (307, "/m"))
+            self.assertEqual(os.stat(os.path.join(d, "detour.db")).st_uid, nobody.pw_uid)
+
+    def test_errors(self):
+        from harness import DETOUR
+        p = subprocess.run([DETOUR, "serve", "--user", "no-such-user-here", "--admin", "off",
+                            "--db", ":memory:"], capture_output=True, timeout=10)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"no user 'no-such-user-here'", p.stderr)
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            DETOUR, "serve", "--user", "nobody", "--admin", "off", "--db",
+                            ":memory:"], capture_output=True, timeout=10)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"--user needs detour started as root", p.stderr)
