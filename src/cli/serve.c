@@ -62,6 +62,9 @@ static const char help[] =
     "                            ./detour.db; :memory: keeps nothing)\n"
     "  --admin ADDR:PORT|PATH    the admin API's listener (default 127.0.0.1:9307; a path\n"
     "                            or unix:PATH is a Unix socket; 'off' for none)\n"
+    "  --admin-tls ADDR:PORT     also (or, with --admin off, only) the admin API over\n"
+    "                            TLS, with the certificates of --cert, --cert-dir or\n"
+    "                            ACME (HTTP/1.1): to reach it from another machine\n"
     "  --admin-token-file FILE   the admin API's bearer token, created (mode 600) if missing\n"
     "                            (default: the --db path + .token)\n"
     "  --admin-max-body SIZE     largest admin request content, imports (default 256m)\n"
@@ -139,6 +142,7 @@ enum {
     O_PROXY_PROTOCOL,
     O_TRUSTED_PROXY,
     O_USER,
+    O_ADMIN_TLS,
 };
 
 static const struct option options[] = {
@@ -176,6 +180,7 @@ static const struct option options[] = {
     {"proxy-protocol", no_argument, NULL, O_PROXY_PROTOCOL},
     {"trusted-proxy", required_argument, NULL, O_TRUSTED_PROXY},
     {"user", required_argument, NULL, O_USER},
+    {"admin-tls", required_argument, NULL, O_ADMIN_TLS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -200,7 +205,8 @@ struct serve_args {
     bool proxy_next;         /* --proxy-protocol given: for the next listener */
     struct dt_cidr *trusted; /* malloc'd: --trusted-proxy */
     size_t ntrusted;
-    const char *user; /* --user USER[:GROUP] */
+    const char *user;      /* --user USER[:GROUP] */
+    const char *admin_tls; /* --admin-tls ADDR:PORT */
 };
 
 /* --hsts: 'max-age=N[; includeSubDomains][; preload]' (RFC 6797 6.1; directive names in
@@ -471,6 +477,9 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
         case O_USER:
             a->user = optarg;
             break;
+        case O_ADMIN_TLS:
+            a->admin_tls = optarg;
+            break;
         case O_ACCESS_LOG:
             a->cfg.access_log = optarg;
             break;
@@ -563,11 +572,17 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
             a->cfg.acme_storage = a->acme_storage;
         }
     }
+    if (a->admin_tls && !a->ncerts && !a->cfg.cert_dir && !a->cfg.acme_email) {
+        dt_usage_error("serve", "--admin-tls needs a certificate: --cert FILE, --cert-dir DIR "
+                                "or --acme-email");
+        return DT_EXIT_USAGE;
+    }
     if (tls && !a->ncerts && !a->cfg.cert_dir && !a->cfg.acme_email) {
         dt_usage_error("serve", "--listen-tls needs a certificate: --cert FILE or --cert-dir DIR");
         return DT_EXIT_USAGE;
     }
-    if (!tls && (a->ncerts || a->cfg.cert_dir || a->cfg.hsts || a->cfg.redirect_to_https)) {
+    if (!tls && !a->admin_tls &&
+        (a->ncerts || a->cfg.cert_dir || a->cfg.hsts || a->cfg.redirect_to_https)) {
         dt_usage_error("serve", "%s needs a TLS listener: --listen-tls ADDR:PORT",
                        a->ncerts         ? "--cert"
                        : a->cfg.cert_dir ? "--cert-dir"
@@ -656,7 +671,7 @@ int dt_cmd_serve(int argc, char **argv)
     dt_admin_options_init(&a.ao);
     a.cfg.admin_limits = a.cfg.limits;
     a.cfg.admin_limits.max_body = 256ULL << 20;
-    struct dt_listen_addr admin_addr;
+    struct dt_listen_addr admin_addrs[2];
     char err[256];
     int status = parse_args(argc, argv, &a);
     if (status >= 0)
@@ -704,13 +719,27 @@ int dt_cmd_serve(int argc, char **argv)
         status = DT_EXIT_OK;
         goto out;
     }
+    a.cfg.admin = admin_addrs;
     if (strcmp(a.admin, "off") != 0) {
-        if (dt_listen_parse(a.admin, &admin_addr, err, sizeof(err)) != 0) {
+        if (dt_listen_parse(a.admin, &admin_addrs[a.cfg.nadmin], err, sizeof(err)) != 0) {
             dt_usage_error("serve", "--admin %s", err);
             goto out;
         }
-        a.cfg.admin = &admin_addr;
-        a.cfg.nadmin = 1;
+        a.cfg.nadmin++;
+    }
+    if (a.admin_tls) {
+        struct dt_listen_addr *l = &admin_addrs[a.cfg.nadmin];
+        if (dt_listen_parse(a.admin_tls, l, err, sizeof(err)) != 0) {
+            dt_usage_error("serve", "--admin-tls %s", err);
+            goto out;
+        }
+        if (l->ss.ss_family == AF_UNIX) {
+            dt_usage_error("serve", "--admin-tls %s: TLS listens on TCP, not a Unix socket",
+                           a.admin_tls);
+            goto out;
+        }
+        l->tls = true;
+        a.cfg.nadmin++;
     }
     if (a.user && drop_root(&a) != 0) {
         status = 1;

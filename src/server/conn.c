@@ -48,6 +48,8 @@ struct conn *conn_new(struct worker *w, int fd, const struct handler *h, struct 
     c->in_borrowed = c->await_proxy = false;
     c->ip_key = 0;
     c->tls = tls ? dt_tls_accept(tls, fd) : NULL;
+    if (c->tls && !h->h2)
+        dt_tls_no_h2(c->tls);
     dt_http_parser_init(&c->parser, w->limits);
     if (c->h != h && c->h && c->h->release)
         c->h->release(c, true); /* the struct served another handler */

@@ -131,6 +131,9 @@ static bool has_tls_listener(const struct dt_server_config *c)
     for (size_t i = 0; i < c->nlisten; i++)
         if (c->listen[i].tls)
             return true;
+    for (size_t i = 0; i < c->nadmin; i++)
+        if (c->admin[i].tls)
+            return true;
     return false;
 }
 

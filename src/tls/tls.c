@@ -119,15 +119,18 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
+static bool h2_allowed(const struct dt_tls_conn *c);
+
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned inlen, void *arg)
 {
-    (void)ssl;
     const struct dt_tls_set *s = arg;
+    const struct dt_tls_conn *c = SSL_get_app_data(ssl);
+    bool h2 = c ? h2_allowed(c) : s->h2;
     static const unsigned char with_h2[] = "\x02h2\x08http/1.1";
     static const unsigned char h1[] = "\x08http/1.1";
-    const unsigned char *ours = s->h2 ? with_h2 : h1;
-    unsigned ourlen = s->h2 ? sizeof(with_h2) - 1 : sizeof(h1) - 1;
+    const unsigned char *ours = h2 ? with_h2 : h1;
+    unsigned ourlen = h2 ? sizeof(with_h2) - 1 : sizeof(h1) - 1;
     /* our preference first: h2, then http/1.1 */
     if (SSL_select_next_proto((unsigned char **)out, outlen, ours, ourlen, in, inlen) ==
         OPENSSL_NPN_NEGOTIATED)
@@ -399,6 +402,7 @@ struct dt_tls_conn {
     struct dt_tls_set *set;
     int fd;
     enum dt_tls_failure failure;
+    bool no_h2;        /* dt_tls_no_h2 */
     unsigned char *in; /* the first bytes, read to tell which; OpenSSL reads them first */
     size_t in_len, in_off;
 };
@@ -411,6 +415,17 @@ struct dt_tls_conn *dt_tls_accept(struct dt_tls_set *s, int fd)
     c->failure = DT_TLS_FAIL_OTHER;
     dt_tls_set_ref(s);
     return c;
+}
+
+void dt_tls_no_h2(struct dt_tls_conn *c)
+{
+    c->no_h2 = true;
+}
+
+/* Whether c may speak HTTP/2 (its set offers it, and it was not told otherwise). */
+static bool h2_allowed(const struct dt_tls_conn *c)
+{
+    return c->set->h2 && !c->no_h2;
 }
 
 void dt_tls_free(struct dt_tls_conn *c)
@@ -503,6 +518,7 @@ static ssize_t start_ssl_on(struct dt_tls_conn *c, SSL_CTX *ctx)
     }
     BIO_set_data(b, c);
     SSL_set_bio(c->ssl, b, b);
+    SSL_set_app_data(c->ssl, c);
     SSL_set_accept_state(c->ssl);
     return 1;
 }
@@ -632,13 +648,13 @@ static ssize_t start(struct dt_tls_conn *c, const unsigned char *body, size_t bl
                  : -1;
     if (parsed && o.host[0] && i < 0)
         tls_unknown_name(o.host);
-    if (!parsed || !tls13_can(&o, c->set->h2))
+    if (!parsed || !tls13_can(&o, h2_allowed(c)))
         return start_ssl(c);
     const struct tls13_cert *cert = c->set->fast[i > 0 ? i : 0];
     if (!cert)
         return start_ssl(c);
     size_t used = hello_records(c->in, blen + 4);
-    c->fast = tls13_start(c->fd, &o, body - 4, blen + 4, cert, o.host[0] != '\0', c->set->h2,
+    c->fast = tls13_start(c->fd, &o, body - 4, blen + 4, cert, o.host[0] != '\0', h2_allowed(c),
                           c->in + used, c->in_len - used);
     free(c->in);
     c->in = NULL;

@@ -82,6 +82,9 @@ extern const char *const dt_tls_failure_names[DT_TLS_FAIL_COUNT];
 /* A server connection on the accepted socket fd, taking a reference on s. NULL if out of
  * memory. */
 struct dt_tls_conn *dt_tls_accept(struct dt_tls_set *s, int fd);
+/* c offers http/1.1 only by ALPN, whatever its set says (a listener whose handler speaks
+ * no HTTP/2: the admin API's). Before the handshake. */
+void dt_tls_no_h2(struct dt_tls_conn *c);
 /* Frees c and its reference on its set (the socket is the caller's). */
 void dt_tls_free(struct dt_tls_conn *c);
 

@@ -589,6 +589,7 @@ struct dt_tls_conn {
     enum dt_tls_failure failure;
     bool eof;          /* the client closed or reset the connection */
     bool no_alpn;      /* ALPN offered nothing we speak */
+    bool no_h2;        /* dt_tls_no_h2 */
     bool est;          /* the handshake is done */
     unsigned char *in; /* bytes read from the socket that wolfSSL has yet to read */
     size_t in_off, in_len;
@@ -604,6 +605,11 @@ struct dt_tls_conn *dt_tls_accept(struct dt_tls_set *s, int fd)
     c->failure = DT_TLS_FAIL_OTHER;
     dt_tls_set_ref(s);
     return c;
+}
+
+void dt_tls_no_h2(struct dt_tls_conn *c)
+{
+    c->no_h2 = true;
 }
 
 void dt_tls_free(struct dt_tls_conn *c)
@@ -726,10 +732,11 @@ static ssize_t start_ssl(struct dt_tls_conn *c, const struct tls_hello *h)
             WOLFSSL_SUCCESS)
         return DT_TLS_ERROR;
     /* ALPN: ours first, h2 then http/1.1; no overlap, a no_application_protocol alert */
-    const char *ours = c->set->h2 ? "h2,http/1.1" : "http/1.1";
+    bool h2 = c->set->h2 && !c->no_h2;
+    const char *ours = h2 ? "h2,http/1.1" : "http/1.1";
     const char *pick = ours;
     if (h && h->has_alpn) {
-        pick = c->set->h2 && h->alpn_h2 ? "h2" : h->alpn_http11 ? "http/1.1" : NULL;
+        pick = h2 && h->alpn_h2 ? "h2" : h->alpn_http11 ? "http/1.1" : NULL;
         c->no_alpn = !pick;
         if (!pick)
             pick = ours;
