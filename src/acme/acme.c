@@ -2,10 +2,9 @@
  * account's JWK until the account is known, its URL ("kid") after. Every POST carries a
  * fresh nonce from the CA (the last response's Replay-Nonce, or newNonce); a badNonce error
  * is retried with the nonce it came with (RFC 8555 6.5), a few times. */
-#include "acme/acme.h"
+#include "acme/internal.h"
 
 #include <curl/curl.h>
-#include <jansson.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
@@ -79,13 +78,6 @@ static char *xstrdup(const char *s)
 static char *xstrdup_or_null(const char *s)
 {
     return s ? xstrdup(s) : NULL;
-}
-
-/* A JSON member's string, or "" */
-static const char *jstr(json_t *j, const char *key)
-{
-    const char *s = json_string_value(json_object_get(j, key));
-    return s ? s : "";
 }
 
 /* ---- the account key ---------------------------------------------------------------------- */
@@ -175,76 +167,13 @@ static bool es256(EVP_PKEY *k, const struct dt_buf *in, struct dt_buf *out)
 
 /* ---- HTTP ------------------------------------------------------------------------------- */
 
-struct response {
-    long status;
-    struct dt_buf body;
-    char *nonce, *location, *content_type;
-    long retry_after_ms; /* -1: none */
-};
-
-static void response_init(struct response *r)
-{
-    memset(r, 0, sizeof(*r));
-    dt_buf_init(&r->body);
-    r->retry_after_ms = -1;
-}
-
-static void response_dispose(struct response *r)
-{
-    dt_buf_dispose(&r->body);
-    free(r->nonce);
-    free(r->location);
-    free(r->content_type);
-}
-
 static size_t on_body(char *p, size_t size, size_t n, void *userdata)
 {
-    struct response *r = userdata;
+    struct acme_response *r = userdata;
     if (r->body.len + size * n > BODY_MAX)
         return 0; /* too long: the transfer fails */
     dt_buf_append(&r->body, p, size * n);
     return size * n;
-}
-
-/* A header's value, trimmed, when line is "name: value". */
-static char *header_value(const char *line, size_t len, const char *name)
-{
-    size_t nl = strlen(name);
-    if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return NULL;
-    const char *v = line + nl + 1, *end = line + len;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-        end--;
-    char *s = dt_xmalloc((size_t)(end - v) + 1);
-    memcpy(s, v, (size_t)(end - v));
-    s[end - v] = '\0';
-    return s;
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *userdata)
-{
-    struct response *r = userdata;
-    size_t len = size * n;
-    char *v;
-    if ((v = header_value(p, len, "Replay-Nonce")) != NULL) {
-        free(r->nonce);
-        r->nonce = v;
-    } else if ((v = header_value(p, len, "Location")) != NULL) {
-        free(r->location);
-        r->location = v;
-    } else if ((v = header_value(p, len, "Content-Type")) != NULL) {
-        free(r->content_type);
-        r->content_type = v;
-    } else if ((v = header_value(p, len, "Retry-After")) != NULL) {
-        /* seconds (an HTTP-date is taken as "soon") */
-        char *end;
-        long s = strtol(v, &end, 10);
-        r->retry_after_ms = end != v && *end == '\0' && s >= 0 && s < 86400 ? s * 1000 : 1000;
-        free(v);
-    }
-    return len;
 }
 
 static bool cancelled(const struct dt_acme *a)
@@ -263,7 +192,7 @@ static int on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, cur
 
 /* One request: GET (body NULL, head false), HEAD (head), or POST of body as JOSE JSON. */
 static bool http(struct dt_acme *a, const char *url, const struct dt_buf *body, bool head,
-                 struct response *r, struct dt_buf *err)
+                 struct acme_response *r, struct dt_buf *err)
 {
     CURL *c = a->curl;
     curl_easy_reset(c);
@@ -276,7 +205,7 @@ static bool http(struct dt_acme *a, const char *url, const struct dt_buf *body, 
         curl_easy_setopt(c, CURLOPT_CAINFO, a->ca_file);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, dt_acme_on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
     if (a->cancelled) {
         curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
@@ -308,49 +237,24 @@ static bool http(struct dt_acme *a, const char *url, const struct dt_buf *body, 
     return true;
 }
 
-/* The problem document's type and detail (RFC 7807) of a failed response, into err. */
-static void problem(const struct response *r, const char *what, struct dt_buf *err)
-{
-    json_t *j = json_loadb(r->body.ptr ? r->body.ptr : "", r->body.len, 0, NULL);
-    const char *type = j ? json_string_value(json_object_get(j, "type")) : NULL;
-    const char *detail = j ? json_string_value(json_object_get(j, "detail")) : NULL;
-    dt_buf_appendf(err, "%s: HTTP %ld", what, r->status);
-    if (type)
-        dt_buf_appendf(err, " %s", type);
-    if (detail)
-        dt_buf_appendf(err, ": %s", detail);
-    json_decref(j);
-}
-
-static bool is_bad_nonce(const struct response *r)
-{
-    if (r->status != 400)
-        return false;
-    json_t *j = json_loadb(r->body.ptr ? r->body.ptr : "", r->body.len, 0, NULL);
-    const char *type = j ? json_string_value(json_object_get(j, "type")) : NULL;
-    bool bad = type && strcmp(type, "urn:ietf:params:acme:error:badNonce") == 0;
-    json_decref(j);
-    return bad;
-}
-
 static bool fresh_nonce(struct dt_acme *a, struct dt_buf *err)
 {
     if (a->nonce)
         return true;
-    struct response r;
-    response_init(&r);
+    struct acme_response r;
+    dt_acme_response_init(&r);
     bool ok = http(a, a->new_nonce, NULL, true, &r, err);
     if (ok && !a->nonce) {
         dt_buf_appendf(err, "%s: no Replay-Nonce", a->new_nonce);
         ok = false;
     }
-    response_dispose(&r);
+    dt_acme_response_dispose(&r);
     return ok;
 }
 
 /* A signed POST of payload (NULL: POST-as-GET, an empty payload) to url: true with the
  * response in r (any status), after badNonce retries. */
-static bool post(struct dt_acme *a, const char *url, const char *payload, struct response *r,
+static bool post(struct dt_acme *a, const char *url, const char *payload, struct acme_response *r,
                  struct dt_buf *err)
 {
     for (int attempt = 0;; attempt++) {
@@ -389,27 +293,16 @@ static bool post(struct dt_acme *a, const char *url, const char *payload, struct
             dt_buf_appendf(err, "cannot sign a request with the account key");
             return false;
         }
-        response_dispose(r);
-        response_init(r);
+        dt_acme_response_dispose(r);
+        dt_acme_response_init(r);
         ok = http(a, url, &jws, false, r, err);
         dt_buf_dispose(&jws);
         if (!ok)
             return false;
-        if (!is_bad_nonce(r) || attempt == NONCE_RETRIES)
+        if (!dt_acme_is_bad_nonce(r) || attempt == NONCE_RETRIES)
             return true;
         a->bad_nonces++;
     }
-}
-
-/* A JSON object from a response. */
-static json_t *body_json(const struct response *r)
-{
-    json_t *j = json_loadb(r->body.ptr ? r->body.ptr : "", r->body.len, 0, NULL);
-    if (j && !json_is_object(j)) {
-        json_decref(j);
-        j = NULL;
-    }
-    return j;
 }
 
 /* ---- the directory and the account ---------------------------------------------------- */
@@ -418,26 +311,18 @@ static bool directory(struct dt_acme *a, struct dt_buf *err)
 {
     if (a->new_order)
         return true;
-    struct response r;
-    response_init(&r);
-    bool ok = http(a, a->directory, NULL, false, &r, err);
-    json_t *j = ok ? body_json(&r) : NULL;
-    const char *nn = j ? json_string_value(json_object_get(j, "newNonce")) : NULL;
-    const char *na = j ? json_string_value(json_object_get(j, "newAccount")) : NULL;
-    const char *no = j ? json_string_value(json_object_get(j, "newOrder")) : NULL;
-    if (ok && (r.status != 200 || !nn || !na || !no)) {
-        dt_buf_appendf(err, "%s: not an ACME directory (HTTP %ld)", a->directory, r.status);
-        ok = false;
-    }
+    struct acme_response r;
+    dt_acme_response_init(&r);
+    struct acme_directory d;
+    bool ok = http(a, a->directory, NULL, false, &r, err) &&
+              dt_acme_read_directory(&r, a->directory, &d, err);
     if (ok) {
-        a->new_nonce = xstrdup(nn);
-        a->new_account = xstrdup(na);
-        a->new_order = xstrdup(no);
-        const char *ri = json_string_value(json_object_get(j, "renewalInfo"));
-        a->renewal_info = ri ? xstrdup(ri) : NULL;
+        a->new_nonce = d.new_nonce;
+        a->new_account = d.new_account;
+        a->new_order = d.new_order;
+        a->renewal_info = d.renewal_info;
     }
-    json_decref(j);
-    response_dispose(&r);
+    dt_acme_response_dispose(&r);
     return ok;
 }
 
@@ -453,12 +338,12 @@ static bool account(struct dt_acme *a, struct dt_buf *err)
     }
     char *payload = json_dumps(p, JSON_COMPACT);
     json_decref(p);
-    struct response r;
-    response_init(&r);
+    struct acme_response r;
+    dt_acme_response_init(&r);
     bool ok = post(a, a->new_account, payload, &r, err);
     free(payload);
     if (ok && (r.status != 200 && r.status != 201)) {
-        problem(&r, "newAccount", err);
+        dt_acme_problem(&r, "newAccount", err);
         ok = false;
     } else if (ok && !r.location) {
         dt_buf_appendf(err, "newAccount: no Location for the account");
@@ -468,7 +353,7 @@ static bool account(struct dt_acme *a, struct dt_buf *err)
         a->kid = r.location;
         r.location = NULL;
     }
-    response_dispose(&r);
+    dt_acme_response_dispose(&r);
     return ok;
 }
 
@@ -559,16 +444,16 @@ static json_t *poll_until(struct dt_acme *a, const char *url, const char *const 
 {
     uint64_t start = dt_now_ms();
     for (;;) {
-        struct response r;
-        response_init(&r);
+        struct acme_response r;
+        dt_acme_response_init(&r);
         if (!post(a, url, NULL, &r, err)) {
-            response_dispose(&r);
+            dt_acme_response_dispose(&r);
             return NULL;
         }
-        json_t *j = r.status == 200 ? body_json(&r) : NULL;
+        json_t *j = r.status == 200 ? dt_acme_body_json(&r) : NULL;
         if (!j) {
-            problem(&r, what, err);
-            response_dispose(&r);
+            dt_acme_problem(&r, what, err);
+            dt_acme_response_dispose(&r);
             return NULL;
         }
         const char *status = json_string_value(json_object_get(j, "status"));
@@ -576,7 +461,7 @@ static json_t *poll_until(struct dt_acme *a, const char *url, const char *const 
         for (size_t i = 0; status && waiting[i]; i++)
             wait = wait || strcmp(status, waiting[i]) == 0;
         long ms = r.retry_after_ms >= 0 ? r.retry_after_ms : POLL_DEFAULT_MS;
-        response_dispose(&r);
+        dt_acme_response_dispose(&r);
         if (!wait)
             return j;
         json_decref(j);
@@ -591,70 +476,28 @@ static json_t *poll_until(struct dt_acme *a, const char *url, const char *const 
     }
 }
 
-/* Why an authorization or a challenge failed, from its "error" member. */
-static void object_error(json_t *j, const char *what, struct dt_buf *err)
-{
-    json_t *e = json_object_get(j, "error");
-    json_t *chs = json_object_get(j, "challenges");
-    for (size_t i = 0; !e && i < json_array_size(chs); i++)
-        e = json_object_get(json_array_get(chs, i), "error");
-    const char *type = e ? json_string_value(json_object_get(e, "type")) : NULL;
-    const char *detail = e ? json_string_value(json_object_get(e, "detail")) : NULL;
-    dt_buf_appendf(err, "%s: %s", what, *jstr(j, "status") ? jstr(j, "status") : "no status");
-    if (type)
-        dt_buf_appendf(err, " (%s)", type);
-    if (detail)
-        dt_buf_appendf(err, ": %s", detail);
-}
-
 /* One authorization: valid already, or by its HTTP-01 challenge. */
 static bool authorize(struct dt_acme *a, const char *url, struct dt_buf *err)
 {
     static const char *const pending[] = {"pending", NULL};
-    struct response r;
-    response_init(&r);
+    struct acme_response r;
+    dt_acme_response_init(&r);
     bool ok = post(a, url, NULL, &r, err);
-    json_t *j = ok && r.status == 200 ? body_json(&r) : NULL;
+    json_t *j = ok && r.status == 200 ? dt_acme_body_json(&r) : NULL;
     if (ok && !j)
-        problem(&r, "authorization", err);
-    response_dispose(&r);
+        dt_acme_problem(&r, "authorization", err);
+    dt_acme_response_dispose(&r);
     if (!j)
         return false;
-    const char *status = json_string_value(json_object_get(j, "status"));
-    const char *host =
-        json_string_value(json_object_get(json_object_get(j, "identifier"), "value"));
-    if (status && strcmp(status, "valid") == 0) {
+    struct acme_authz az;
+    int rc = dt_acme_read_authz(j, a->http01, a->tls_alpn01, &az, err);
+    if (rc != 0) {
         json_decref(j);
-        return true;
+        return rc == 1;
     }
-    /* the challenge: HTTP-01 when the caller answers it, else TLS-ALPN-01 */
-    const char *token = NULL, *chal = NULL, *kind = NULL;
-    json_t *chs = json_object_get(j, "challenges");
-    for (int pass = 0; pass < 2 && !token; pass++) {
-        const char *want = pass == 0 ? "http-01" : "tls-alpn-01";
-        if (pass == 0 ? !a->http01 : !a->tls_alpn01)
-            continue;
-        for (size_t i = 0; i < json_array_size(chs) && !token; i++) {
-            json_t *ch = json_array_get(chs, i);
-            const char *type = json_string_value(json_object_get(ch, "type"));
-            if (type && strcmp(type, want) == 0) {
-                token = json_string_value(json_object_get(ch, "token"));
-                chal = json_string_value(json_object_get(ch, "url"));
-                kind = want;
-            }
-        }
-    }
-    if (!status || strcmp(status, "pending") != 0 || !token || !chal ||
-        strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
-            strlen(token)) {
-        object_error(j, host ? host : "authorization", err);
-        if (status && strcmp(status, "pending") == 0)
-            dt_buf_appendf(err, " (no challenge this server can answer)");
-        json_decref(j);
-        return false;
-    }
-    char *tok = xstrdup(token), *chal_url = xstrdup(chal);
-    char *name = xstrdup(host ? host : "?");
+    const char *kind = az.kind;
+    char *tok = xstrdup(az.token), *chal_url = xstrdup(az.url);
+    char *name = xstrdup(az.host ? az.host : "?");
     json_decref(j);
     struct dt_buf ka;
     dt_buf_init(&ka);
@@ -664,18 +507,18 @@ static bool authorize(struct dt_acme *a, const char *url, struct dt_buf *err)
     ok = !a->publish || a->publish(a->ctx, &ch);
     if (!ok)
         dt_buf_appendf(err, "%s: cannot answer its %s challenge", name, kind);
-    response_init(&r);
+    dt_acme_response_init(&r);
     ok = ok && post(a, chal_url, "{}", &r, err);
     if (ok && r.status != 200) {
-        problem(&r, name, err);
+        dt_acme_problem(&r, name, err);
         ok = false;
     }
-    response_dispose(&r);
+    dt_acme_response_dispose(&r);
     if (ok) {
         j = poll_until(a, url, pending, name, err);
-        ok = j && strcmp(jstr(j, "status"), "valid") == 0;
+        ok = j && strcmp(dt_acme_jstr(j, "status"), "valid") == 0;
         if (j && !ok)
-            object_error(j, name, err);
+            dt_acme_object_error(j, name, err);
         json_decref(j);
     }
     if (a->unpublish)
@@ -783,26 +626,27 @@ static bool order_names(struct dt_acme *a, const char *const *names, size_t n,
     json_t *p = json_pack("{s:o}", "identifiers", ids);
     char *payload = json_dumps(p, JSON_COMPACT);
     json_decref(p);
-    struct response r;
-    response_init(&r);
+    struct acme_response r;
+    dt_acme_response_init(&r);
     bool ok = post(a, a->new_order, payload, &r, err);
     free(payload);
-    json_t *order = ok && r.status == 201 ? body_json(&r) : NULL;
+    json_t *order = ok && r.status == 201 ? dt_acme_body_json(&r) : NULL;
     char *order_url = r.location ? xstrdup(r.location) : NULL;
     if (ok && (!order || !order_url)) {
-        problem(&r, "newOrder", err);
+        dt_acme_problem(&r, "newOrder", err);
         ok = false;
     }
-    response_dispose(&r);
+    dt_acme_response_dispose(&r);
     EVP_PKEY *key = NULL;
     char *finalize = NULL, *cert_url = NULL;
     if (!ok)
         goto done;
-    json_t *authzs = json_object_get(order, "authorizations");
-    for (size_t i = 0; ok && i < json_array_size(authzs); i++) {
-        const char *u = json_string_value(json_array_get(authzs, i));
-        ok = u && authorize(a, u, err);
-    }
+    const char **authzs = NULL; /* (strings of order) */
+    size_t nauthz = 0;
+    ok = dt_acme_order_authzs(order, &authzs, &nauthz, err);
+    for (size_t i = 0; ok && i < nauthz; i++)
+        ok = authorize(a, authzs[i], err);
+    free(authzs);
     const char *fin = json_string_value(json_object_get(order, "finalize"));
     if (!ok || !fin) {
         if (ok)
@@ -814,9 +658,9 @@ static bool order_names(struct dt_acme *a, const char *const *names, size_t n,
     /* every authorization valid: the order becomes "ready" */
     json_decref(order);
     order = poll_until(a, order_url, (const char *const[]){"pending", NULL}, "order", err);
-    if (!order || strcmp(jstr(order, "status"), "ready") != 0) {
+    if (!order || strcmp(dt_acme_jstr(order, "status"), "ready") != 0) {
         if (order)
-            object_error(order, "order", err);
+            dt_acme_object_error(order, "order", err);
         ok = false;
         goto done;
     }
@@ -832,30 +676,30 @@ static bool order_names(struct dt_acme *a, const char *const *names, size_t n,
         dt_buf_dispose(&c);
         goto done;
     }
-    response_init(&r);
+    dt_acme_response_init(&r);
     ok = post(a, finalize, c.ptr, &r, err);
     dt_buf_dispose(&c);
     if (ok && r.status != 200) {
-        problem(&r, "finalize", err);
+        dt_acme_problem(&r, "finalize", err);
         ok = false;
     }
-    response_dispose(&r);
+    dt_acme_response_dispose(&r);
     if (!ok)
         goto done;
     json_decref(order);
     order = poll_until(a, order_url, finalizing, "order", err);
     const char *cu = order ? json_string_value(json_object_get(order, "certificate")) : NULL;
-    if (!order || strcmp(jstr(order, "status"), "valid") != 0 || !cu) {
+    if (!order || strcmp(dt_acme_jstr(order, "status"), "valid") != 0 || !cu) {
         if (order)
-            object_error(order, "order", err);
+            dt_acme_object_error(order, "order", err);
         ok = false;
         goto done;
     }
     cert_url = xstrdup(cu);
-    response_init(&r);
+    dt_acme_response_init(&r);
     ok = post(a, cert_url, NULL, &r, err);
     if (ok && r.status != 200) {
-        problem(&r, "certificate", err);
+        dt_acme_problem(&r, "certificate", err);
         ok = false;
     }
     if (ok && !chain_fits(&r.body, key, names, n, err))
@@ -872,7 +716,7 @@ static bool order_names(struct dt_acme *a, const char *const *names, size_t n,
         BIO_free(b);
         ERR_clear_error();
     }
-    response_dispose(&r);
+    dt_acme_response_dispose(&r);
 done:
     json_decref(order);
     free(order_url);
@@ -1016,35 +860,6 @@ bool dt_acme_cert_id(const char *chain, struct dt_buf *out)
     return ok;
 }
 
-/* An RFC 3339 time ("2026-12-04T10:00:00Z", with fractions or an offset) as Unix time. */
-static bool rfc3339(const char *s, time_t *out)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!p)
-        return false;
-    if (*p == '.')
-        for (p++; *p >= '0' && *p <= '9'; p++)
-            ;
-    long off = 0;
-    if (*p == '+' || *p == '-') {
-        int h, m;
-        if (sscanf(p + 1, "%2d:%2d", &h, &m) != 2)
-            return false;
-        off = (*p == '+' ? 1 : -1) * (h * 3600L + m * 60L);
-        p += 6;
-    } else if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else {
-        return false;
-    }
-    if (*p)
-        return false;
-    *out = timegm(&tm) - off;
-    return true;
-}
-
 int dt_acme_renewal_window(struct dt_acme *a, const char *chain, time_t *start, time_t *end,
                            struct dt_buf *err)
 {
@@ -1062,22 +877,19 @@ int dt_acme_renewal_window(struct dt_acme *a, const char *chain, time_t *start, 
         return -1;
     }
     dt_buf_terminate(&url);
-    struct response r;
-    response_init(&r);
+    struct acme_response r;
+    dt_acme_response_init(&r);
     int rc = http(a, url.ptr, NULL, false, &r, err) ? 1 : -1;
-    json_t *j = rc > 0 && r.status == 200 ? body_json(&r) : NULL;
-    json_t *w = j ? json_object_get(j, "suggestedWindow") : NULL;
-    const char *s = w ? json_string_value(json_object_get(w, "start")) : NULL;
-    const char *e = w ? json_string_value(json_object_get(w, "end")) : NULL;
-    if (rc > 0 && !(s && e && rfc3339(s, start) && rfc3339(e, end) && *start <= *end)) {
+    json_t *j = rc > 0 && r.status == 200 ? dt_acme_body_json(&r) : NULL;
+    if (rc > 0 && !dt_acme_read_window(j, start, end)) {
         if (r.status != 200)
-            problem(&r, "renewalInfo", err);
+            dt_acme_problem(&r, "renewalInfo", err);
         else
             dt_buf_appendf(err, "renewalInfo: no suggestedWindow with start <= end");
         rc = -1;
     }
     json_decref(j);
-    response_dispose(&r);
+    dt_acme_response_dispose(&r);
     dt_buf_dispose(&url);
     return rc;
 }
