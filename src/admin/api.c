@@ -471,13 +471,12 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
         /* (none counted yet, when the first scrape comes while rows are written: left out
          * until the next) */
         if (a->old_temporary >= 0)
-            dt_buf_appendf(
-                b,
-                "# HELP detour_old_temporary_rules Store rules dt_admin_answering 307 for "
-                "longer than --max-temporary-age (S10).\n"
-                "# TYPE detour_old_temporary_rules gauge\n"
-                "detour_old_temporary_rules %lld\n",
-                (long long)a->old_temporary);
+            dt_buf_appendf(b,
+                           "# HELP detour_old_temporary_rules Store rules answering 307 for "
+                           "longer than --max-temporary-age (S10).\n"
+                           "# TYPE detour_old_temporary_rules gauge\n"
+                           "detour_old_temporary_rules %lld\n",
+                           (long long)a->old_temporary);
     }
     pthread_mutex_lock(&a->live.mu);
     struct dt_server *srv = a->live.srv;
