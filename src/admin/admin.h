@@ -10,6 +10,8 @@ struct dt_admin_options {
     const char *db_path;       /* the SQLite store; ":memory:" keeps nothing */
     const char *token_file;    /* NULL: DB.token, or ./detour.token for ":memory:" */
     int64_t max_temporary_age; /* S10, seconds: older 307s are listed and counted; -1 off */
+    unsigned auth_failures;    /* failed tokens in a row from one address before its requests
+                                  are refused 429 for a while (docs/admin.md); 0: never */
 };
 
 void dt_admin_options_init(struct dt_admin_options *o);

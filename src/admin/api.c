@@ -539,8 +539,18 @@ static void metrics(struct admin *a, struct dt_admin_reply *rep)
                    "detour_admin_requests_total %llu\n"
                    "# HELP detour_admin_unauthorized_total Admin API requests refused 401.\n"
                    "# TYPE detour_admin_unauthorized_total counter\n"
-                   "detour_admin_unauthorized_total %llu\n",
-                   (unsigned long long)a->requests, (unsigned long long)a->refused_auth);
+                   "detour_admin_unauthorized_total %llu\n"
+                   "# HELP detour_admin_throttled_total Admin API requests refused 429, "
+                   "unread: their address had too many failed tokens.\n"
+                   "# TYPE detour_admin_throttled_total counter\n"
+                   "detour_admin_throttled_total %llu\n"
+                   "# HELP detour_admin_throttled_addresses Client addresses whose admin API "
+                   "requests are refused 429 now.\n"
+                   "# TYPE detour_admin_throttled_addresses gauge\n"
+                   "detour_admin_throttled_addresses %zu\n",
+                   (unsigned long long)a->requests, (unsigned long long)a->refused_auth,
+                   (unsigned long long)a->throttled,
+                   dt_admin_throttle_held(&a->throttle, a->now_ms));
 }
 
 static bool path_is(struct dt_str p, const char *s)
@@ -580,6 +590,7 @@ static void handle(void *ctx, const struct dt_admin_request *req, struct dt_admi
     struct admin *a = ctx;
     dt_admin_answering = a;
     a->now = req->now;
+    a->now_ms = req->now_ms;
     handle_one(a, req, rep);
     dt_admin_answering = NULL;
 }
@@ -588,14 +599,33 @@ static void handle_one(struct admin *a, const struct dt_admin_request *req,
                        struct dt_admin_reply *rep)
 {
     a->requests++;
+    /* An address held back for its failed tokens is answered at once, its token unread: a
+     * guess made meanwhile tells nothing, and the admin thread waits for no one. */
+    uint64_t wait_ms = dt_admin_throttle_wait(&a->throttle, req->peer, a->now_ms);
+    if (wait_ms) {
+        a->throttled++;
+        unsigned long long s = (wait_ms + 999) / 1000;
+        dt_buf_appendf(&rep->headers, "Retry-After: %llu\r\n", s);
+        dt_admin_reply_error(rep, 429, NULL,
+                             "too many failed tokens from this address: try again in %llu s", s);
+        return;
+    }
     if (!dt_admin_token_ok(req->authorization, a->token)) {
         a->refused_auth++;
+        uint32_t failures;
+        if (dt_admin_throttle_failed(&a->throttle, req->peer, a->now_ms, &failures) &&
+            failures == a->throttle.limit)
+            dt_log(DT_LOG_WARN,
+                   "admin API: %u failed tokens in a row from %s: its requests are refused "
+                   "(429) for a while, longer after each further failure",
+                   failures, req->peer);
         dt_buf_appendf(&rep->headers, "WWW-Authenticate: Bearer realm=\"detour\"\r\n");
         dt_admin_reply_error(rep, 401, NULL,
                              "a valid bearer token is required (Authorization: Bearer "
                              "TOKEN, the token is in the token file)");
         return;
     }
+    dt_admin_throttle_passed(&a->throttle, req->peer);
     struct dt_str p = req->path;
     /* the parameters each endpoint takes */
     static const struct {
@@ -786,6 +816,7 @@ void dt_admin_options_init(struct dt_admin_options *o)
     o->db_path = "./detour.db";
     o->token_file = NULL;
     o->max_temporary_age = 30 * 24 * 3600;
+    o->auth_failures = DT_THROTTLE_LIMIT;
 }
 
 int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
@@ -796,6 +827,7 @@ int dt_admin_run(struct dt_server_config *cfg, const struct dt_admin_options *o)
     a->opt = o;
     a->cfg = cfg;
     a->started = a->now = dt_wall_now();
+    dt_admin_throttle_init(&a->throttle, o->auth_failures);
     struct dt_buf err;
     dt_buf_init(&err);
     int status = 1;
@@ -864,6 +896,7 @@ out:
         dt_store_close(a->settle_store);
     if (a->store)
         dt_store_close(a->store);
+    dt_admin_throttle_dispose(&a->throttle);
     free(a);
     return status;
 }

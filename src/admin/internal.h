@@ -1,5 +1,6 @@
 /* internal: the admin module's private types: the live rule set (live.c), the API
- * (api.c, json.c, write.c, imports.c), the token (token.c). Not part of any API. */
+ * (api.c, json.c, write.c, imports.c), the token (token.c) and the throttle of failed
+ * tokens (throttle.c). Not part of any API. */
 #ifndef DT_ADMIN_INTERNAL_H
 #define DT_ADMIN_INTERNAL_H
 
@@ -152,6 +153,50 @@ int dt_admin_token_load(const char *path, char *out, size_t cap, struct dt_buf *
 /* Constant-time check of an Authorization value against "Bearer TOKEN". */
 bool dt_admin_token_ok(struct dt_str authorization, const char *token);
 
+/* ---- throttle.c: failed tokens slowed down per client address ------------------------------
+ *
+ * After limit failed tokens in a row from one address (an IPv6 address's /64), each further
+ * failure holds the address back: its requests are answered 429 with Retry-After, unread,
+ * for 1 s after the first such failure, doubling with each failure after a hold, up to 60 s.
+ * A good token from the address, or 10 minutes without a failure (and no hold), forget its
+ * failures. Unix sockets ("unix") are not throttled: their clients have no address to tell
+ * them apart, and the socket's permissions say who may connect. At most 4,096 addresses are
+ * tracked (then the one quiet for longest is dropped). Times are monotonic milliseconds
+ * from the caller. Admin thread only. */
+
+#define DT_THROTTLE_LIMIT 5 /* the default of --admin-auth-failures */
+#define DT_THROTTLE_FIRST_HOLD_MS 1000
+#define DT_THROTTLE_MAX_HOLD_MS 60000
+#define DT_THROTTLE_FORGET_MS (10 * 60 * 1000)
+#define DT_THROTTLE_ADDRESSES 4096
+
+struct throttle_addr {
+    unsigned char key[16]; /* IPv4 (4 bytes) or an IPv6 /64 (8) */
+    uint8_t len;
+    uint32_t failures;          /* failed tokens in a row */
+    uint64_t last_ms, until_ms; /* the last failure; held back until then */
+};
+
+struct dt_admin_throttle {
+    unsigned limit; /* failed tokens in a row before a hold; 0: never held */
+    struct throttle_addr *addrs;
+    size_t n, cap;
+};
+
+void dt_admin_throttle_init(struct dt_admin_throttle *t, unsigned limit);
+void dt_admin_throttle_dispose(struct dt_admin_throttle *t);
+/* Before a request's token is looked at: how many ms more peer is held back (0: not held;
+ * answer the request). */
+uint64_t dt_admin_throttle_wait(struct dt_admin_throttle *t, const char *peer, uint64_t now_ms);
+/* A failed token from peer at now_ms: returns the hold it starts (0: none), and sets
+ * *failures (may be NULL) to the address's failures in a row. */
+uint64_t dt_admin_throttle_failed(struct dt_admin_throttle *t, const char *peer, uint64_t now_ms,
+                                  uint32_t *failures);
+/* A good token from peer: its failures are forgotten. */
+void dt_admin_throttle_passed(struct dt_admin_throttle *t, const char *peer);
+/* How many addresses are held back at now_ms. */
+size_t dt_admin_throttle_held(const struct dt_admin_throttle *t, uint64_t now_ms);
+
 /* ---- the API (api.c: routing and endpoints; json.c: replies, query strings, rules as
  * JSON; write.c: the write pipeline and a bulk import's rows; imports.c: POST /api/import).
  * Admin thread only, but for the settle thread's dt_admin_settle_on. ---------------------- */
@@ -167,8 +212,11 @@ struct admin {
     const struct dt_server_config *cfg;
     char token[256];
     time_t started;
-    time_t now; /* the request being answered's (or the tick's) time: every date decision's */
+    time_t now;      /* the request being answered's (or the tick's) time: every date decision's */
+    uint64_t now_ms; /* the request being answered's monotonic time: the throttle's */
     uint64_t requests, writes, refused_auth, errors;
+    struct dt_admin_throttle throttle;
+    uint64_t throttled;    /* requests answered 429 by the throttle */
     int64_t store_count;   /* the store's rules, kept by every commit (health, metrics) */
     int64_t old_temporary; /* the last count of S10 rules (metrics); -1: none yet */
     /* The rows of a bulk import are written after its answer by a thread of their own, on a

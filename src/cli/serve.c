@@ -68,6 +68,9 @@ static const char help[] =
     "  --admin-token-file FILE   the admin API's bearer token, created (mode 600) if missing\n"
     "                            (default: the --db path + .token)\n"
     "  --admin-max-body SIZE     largest admin request content, imports (default 256m)\n"
+    "  --admin-auth-failures N   failed tokens in a row from one address before its admin\n"
+    "                            requests are refused (429) for 1 s, doubling up to 60 s\n"
+    "                            (default 5; 0: never, e.g. behind a proxy)\n"
     "  --access-log FILE         log every answered request in the combined format,\n"
     "                            buffered (SIGUSR1 reopens FILE, for logrotate)\n"
     "  --max-temporary-age AGE   307s in place longer are listed and counted (S10; default\n"
@@ -125,6 +128,7 @@ enum {
     O_ADMIN,
     O_TOKEN_FILE,
     O_ADMIN_MAX_BODY,
+    O_ADMIN_AUTH_FAILURES,
     O_MAX_TEMP_AGE,
     O_ACCESS_LOG,
     O_LISTEN_TLS,
@@ -163,6 +167,7 @@ static const struct option options[] = {
     {"admin", required_argument, NULL, O_ADMIN},
     {"admin-token-file", required_argument, NULL, O_TOKEN_FILE},
     {"admin-max-body", required_argument, NULL, O_ADMIN_MAX_BODY},
+    {"admin-auth-failures", required_argument, NULL, O_ADMIN_AUTH_FAILURES},
     {"max-temporary-age", required_argument, NULL, O_MAX_TEMP_AGE},
     {"access-log", required_argument, NULL, O_ACCESS_LOG},
     {"listen-tls", required_argument, NULL, O_LISTEN_TLS},
@@ -485,6 +490,11 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
             break;
         case O_TOKEN_FILE:
             a->ao.token_file = optarg;
+            break;
+        case O_ADMIN_AUTH_FAILURES:
+            if (dt_opt_uint("serve", "--admin-auth-failures", optarg, 0, 1000000, &v))
+                return DT_EXIT_USAGE;
+            a->ao.auth_failures = (unsigned)v;
             break;
         case O_MAX_TEMP_AGE:
             if (!strcmp(optarg, "off")) {

@@ -76,6 +76,19 @@ static void admin_head(struct conn *c, const struct dt_request *req)
         dt_buf_append(conn_out(c), "HTTP/1.1 100 Continue\r\n\r\n", 25);
 }
 
+/* The client's address, for the admin API's throttle of failed tokens: named at the first
+ * request of a connection (the admin listener's accept does not ask for it). */
+static const char *peer_of(struct conn *c)
+{
+    if (!c->peer[0]) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
+            worker_peer_name(&ss, c->peer, sizeof(c->peer));
+    }
+    return c->peer;
+}
+
 /* The admin thread: the content is complete; the hook answers. */
 static void admin_dispatch(struct conn *c)
 {
@@ -89,6 +102,8 @@ static void admin_dispatch(struct conn *c)
         .body = dt_str_make(a->body.ptr ? a->body.ptr : "", a->body.len),
         .head = a->is_head,
         .now = w->now_s,
+        .now_ms = w->now_ms,
+        .peer = peer_of(c),
     };
     size_t off = a->method_len + a->target_len + a->auth_len;
     req.path = dt_str_make(h + off, a->path_len);
