@@ -3,7 +3,7 @@
  * here sends, signs or waits: every input is bytes the CA chose. */
 #include "acme/internal.h"
 
-#include <stdio.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <time.h>
@@ -225,11 +225,17 @@ bool dt_acme_rfc3339(const char *s, time_t *out)
             ;
     long off = 0;
     if (*p == '+' || *p == '-') {
-        int h, m;
-        if (sscanf(p + 1, "%2d:%2d", &h, &m) != 2)
+        /* RFC 3339 5.6: time-numoffset = ("+" / "-") time-hour ":" time-minute, two digits
+         * each; read a byte at a time, so that a short one stops at the string's end */
+        const char *o = p + 1;
+        if (!isdigit((unsigned char)o[0]) || !isdigit((unsigned char)o[1]) || o[2] != ':' ||
+            !isdigit((unsigned char)o[3]) || !isdigit((unsigned char)o[4]))
+            return false;
+        int h = (o[0] - '0') * 10 + (o[1] - '0'), m = (o[3] - '0') * 10 + (o[4] - '0');
+        if (h > 23 || m > 59)
             return false;
         off = (*p == '+' ? 1 : -1) * (h * 3600L + m * 60L);
-        p += 6;
+        p = o + 5;
     } else if (*p == 'Z' || *p == 'z') {
         p++;
     } else {

@@ -7,7 +7,7 @@
  * refuses. pebble validates nothing here (PEBBLE_VA_ALWAYS_VALID): the server's own HTTP-01
  * answers are tested with the server (tests/integration/test_acme.py). Skipped when pebble is
  * not installed. */
-#include "acme/acme.h"
+#include "acme/internal.h"
 #include "tap.h"
 
 #include <arpa/inet.h>
@@ -333,6 +333,40 @@ static void order_fails(struct dt_acme *a, const char *const *names, size_t n, c
 
 /* TLS-ALPN-01's certificate (RFC 8737 3): its name alone, the critical acmeIdentifier with
  * SHA-256 of the key authorization, and its key. */
+/* One RFC 3339 time, in a buffer of exactly its length (as a CA's JSON string is): its Unix
+ * time, or -1 when refused. */
+static long long rfc3339(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *exact = memcpy(malloc(n), s, n);
+    time_t t;
+    long long got = dt_acme_rfc3339(exact, &t) ? (long long)t : -1;
+    free(exact);
+    return got;
+}
+
+/* RFC 9773's window is two RFC 3339 times from the CA: fractions and offsets read, an offset
+ * that is not +HH:MM refused (fuzz_acme found "+1:00" read past the string's end). */
+static void test_rfc3339(void)
+{
+    is_int(rfc3339("2026-12-04T10:00:00Z"), 1796378400LL, "a time in UTC");
+    is_int(rfc3339("2026-12-04T10:00:00z"), 1796378400LL, "  z as Z");
+    is_int(rfc3339("2026-12-04T10:00:00.123456Z"), 1796378400LL, "  with a fraction");
+    is_int(rfc3339("2026-12-04T15:30:00+05:30"), 1796378400LL, "  an offset east");
+    is_int(rfc3339("2026-12-04T02:00:00.5-08:00"), 1796378400LL, "  an offset west");
+    static const char *const refused[] = {
+        "2026-12-04T10:00:00",       "2026-12-04T10:00:00+1:00",  "2026-12-04T10:00:00+1:0",
+        "2026-12-04T10:00:00+01:0",  "2026-12-04T10:00:00+0100",  "2026-12-04T10:00:00+01:00x",
+        "2026-12-04T10:00:00+24:00", "2026-12-04T10:00:00+01:60", "2026-12-04T10:00:00+ 1:00",
+        "2026-12-04T10:00:00-",      "2026-12-04T10:00:00Zx",     "",
+    };
+    for (size_t i = 0; i < DT_ARRAY_LEN(refused); i++) {
+        char name[96];
+        snprintf(name, sizeof(name), "  refused: '%s'", refused[i]);
+        is_int(rfc3339(refused[i]), -1, name);
+    }
+}
+
 static void test_tls_alpn_cert(void)
 {
     struct dt_acme_cert c;
@@ -371,6 +405,7 @@ int main(void)
     is_b64("foo", "Zm9v");
     is_b64("foob", "Zm9vYg");
     is_b64("\xfb\xff", "-_8");
+    test_rfc3339();
     test_tls_alpn_cert();
     if (system("command -v pebble >/dev/null 2>&1") != 0) {
         printf("# pebble is not installed: the orders are skipped\n");
