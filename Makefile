@@ -74,7 +74,7 @@ test: test-format test-release test-clock test-asan test-wolfssl
 FUZZ_SECONDS ?= 60
 fuzz: bootstrap $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS) --target fuzz_request fuzz_rules fuzz_url fuzz_bulk \
-	    fuzz_h2 fuzz_hello fuzz_tls13 fuzz_import fuzz_proxy fuzz_answer
+	    fuzz_h2 fuzz_hello fuzz_tls13 fuzz_import fuzz_proxy fuzz_answer fuzz_admin fuzz_acme
 	$(ASAN_BUILD)/fuzz/fuzz_request -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/http.dict fuzz/corpus/request
 	$(ASAN_BUILD)/fuzz/fuzz_rules -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/rules
 	$(ASAN_BUILD)/fuzz/fuzz_url -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/url
@@ -85,6 +85,8 @@ fuzz: bootstrap $(ASAN_BUILD)/CMakeCache.txt
 	$(ASAN_BUILD)/fuzz/fuzz_import -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/import
 	$(ASAN_BUILD)/fuzz/fuzz_proxy -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/proxy
 	$(ASAN_BUILD)/fuzz/fuzz_answer -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/http.dict fuzz/corpus/answer
+	$(ASAN_BUILD)/fuzz/fuzz_admin -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/admin
+	$(ASAN_BUILD)/fuzz/fuzz_acme -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/acme
 
 # The Debian package (docs/operations.md): detour built again with Debian's hardening
 # flags (dpkg-buildflags) in $(DEB_BUILD), then packaged by scripts/mkdeb into
