@@ -1,6 +1,10 @@
-/* Unit tests for src/base: numbers, sizes, durations, HTML escaping, dates, buffers. */
+/* Unit tests for src/base: numbers, sizes, durations, HTML escaping, dates, buffers, log
+ * lines. */
 #include "base/base.h"
 #include "tap.h"
+
+#include <stdio.h>
+#include <unistd.h>
 
 static void numbers(void)
 {
@@ -112,8 +116,56 @@ static void buffers(void)
     ok(dt_strerror(12345) != NULL, "strerror of an unknown code is not NULL");
 }
 
+/* What dt_log writes to stderr for one call, caught through a pipe. */
+static size_t logged(char *out, size_t cap, const char *fmt, const char *arg)
+{
+    int fds[2], saved = dup(2);
+    if (pipe(fds) != 0)
+        return 0;
+    dup2(fds[1], 2);
+    dt_log(DT_LOG_ERROR, fmt, arg);
+    dup2(saved, 2);
+    close(saved);
+    close(fds[1]);
+    ssize_t n = read(fds[0], out, cap - 1);
+    close(fds[0]);
+    out[n > 0 ? n : 0] = '\0';
+    return n > 0 ? (size_t)n : 0;
+}
+
+static unsigned lines_in(const char *s)
+{
+    unsigned n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static void log_lines(void)
+{
+    char out[4096];
+    logged(out, sizeof(out), "acme: %s", "urn:x: bad\r\n2026-12-05T00:00:00Z detour[1] info: ok");
+    is_int((int)lines_in(out), 2, "a CR LF from outside: the message's second line...");
+    ok(strstr(out, "bad\\x0d\n") != NULL, "...its CR written as \\x0d");
+    char *second = strchr(out, '\n') + 1;
+    ok(!strncmp(second, out, 20) &&
+           strstr(second, " error: 2026-12-05T00:00:00Z detour[1] info: ok") != NULL,
+       "...and the forged line carries the real prefix first");
+    logged(out, sizeof(out), "%s", "a\x1b[31mred\x7f\tz");
+    ok(strstr(out, "a\\x1b[31mred\\x7f\\x09z\n") != NULL, "ESC, DEL and tab as \\xNN");
+    is_int((int)lines_in(out), 1, "one line");
+    logged(out, sizeof(out), "%s", "ends with a newline\n");
+    is_int((int)lines_in(out), 1, "a final newline adds no empty line");
+    char big[3000];
+    memset(big, 1, sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    size_t n = logged(out, sizeof(out), "%s", big);
+    ok(n <= 2048 && n > 4 && memcmp(out + n - 4, "...\n", 4) == 0, "too long: cut, and says so");
+}
+
 int main(void)
 {
+    log_lines();
     numbers();
     html();
     dates();
