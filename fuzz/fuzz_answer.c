@@ -30,10 +30,8 @@ static void setup(void)
     struct dt_table *t = dt_table_new();
     struct dt_errors e;
     dt_errors_init(&e);
-    if (dt_table_load_text(t, "fuzz", dt_str_make(rules_text, sizeof(rules_text) - 1), &e) !=
-        0) {
-        fprintf(stderr, "fuzz_answer: the rules do not load: %.*s\n", (int)e.text.len,
-                e.text.ptr);
+    if (dt_table_load_text(t, "fuzz", dt_str_make(rules_text, sizeof(rules_text) - 1), &e) != 0) {
+        fprintf(stderr, "fuzz_answer: the rules do not load: %.*s\n", (int)e.text.len, e.text.ptr);
         abort();
     }
     dt_errors_dispose(&e);

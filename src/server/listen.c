@@ -264,15 +264,14 @@ bool dt_cidr_match(const struct dt_cidr *blocks, size_t n, const struct sockaddr
 /* ---- socket activation (sd_listen_fds(3)) ------------------------------------------------ */
 
 #define INHERIT_MAX 64
-static bool same_place(const struct sockaddr_storage *have,
-                       const struct sockaddr_storage *want);
+static bool same_place(const struct sockaddr_storage *have, const struct sockaddr_storage *want);
 
 /* The sockets systemd passed, and those dt_listen_hold opened before dropping root. */
 static struct {
     int fd;
     bool taken;
-    bool held;                   /* opened by dt_listen_hold for want */
-    struct sockaddr_storage ss;  /* where it is bound */
+    bool held;                    /* opened by dt_listen_hold for want */
+    struct sockaddr_storage ss;   /* where it is bound */
     struct sockaddr_storage want; /* held: the address it was opened for (port 0 too) */
 } inherited[INHERIT_MAX];
 static size_t ninherited;
