@@ -373,6 +373,17 @@ static void ensure_input(struct conn *c)
     }
 }
 
+/* Drops the input the parser is done with (the rest moves to the start). */
+static void drop_done(struct conn *c)
+{
+    size_t done = dt_http_parser_discardable(&c->parser);
+    if (done) {
+        memmove(c->in, c->in + done, c->in_len - done);
+        c->in_len -= (uint32_t)done;
+        dt_http_parser_shift(&c->parser, done);
+    }
+}
+
 /* After the reads of an event: a connection keeps no buffer while nothing is buffered (the
  * worker's goes back, its own is freed), and moves what is left of an unfinished request
  * out of the worker's into one of its own (the parser's offsets still hold: the bytes it
@@ -392,12 +403,7 @@ static void settle_input(struct conn *c)
     }
     if (!c->in_borrowed)
         return;
-    size_t done = dt_http_parser_discardable(&c->parser);
-    if (done) {
-        memmove(c->in, c->in + done, c->in_len - done);
-        c->in_len -= (uint32_t)done;
-        dt_http_parser_shift(&c->parser, done);
-    }
+    drop_done(c);
     uint32_t cap = IN_INITIAL;
     while (cap < c->in_len)
         cap *= 2;
@@ -413,12 +419,7 @@ static void settle_input(struct conn *c)
  * buffer, full, becomes the connection's own at twice the size. */
 static void make_room(struct conn *c)
 {
-    size_t done = dt_http_parser_discardable(&c->parser);
-    if (done) {
-        memmove(c->in, c->in + done, c->in_len - done);
-        c->in_len -= (uint32_t)done;
-        dt_http_parser_shift(&c->parser, done);
-    }
+    drop_done(c);
     if (c->in_len < c->in_cap)
         return;
     c->in_cap *= 2;

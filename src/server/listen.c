@@ -115,6 +115,13 @@ static int open_unix(const struct dt_listen_addr *a, int backlog)
     return fd;
 }
 
+/* The port of an IPv4 or IPv6 address (network order). */
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                     : ((const struct sockaddr_in *)ss)->sin_port;
+}
+
 int dt_listen_open(const struct dt_listen_addr *a, int backlog)
 {
     if (a->ss.ss_family == AF_UNIX)
@@ -128,8 +135,7 @@ int dt_listen_open(const struct dt_listen_addr *a, int backlog)
      * ever wakes for a connection another one takes. For port 0 the option is set after
      * bind: set before, the kernel may hand out a port another process's SO_REUSEPORT
      * socket (of the same user) already listens on, and the two would share connections. */
-    uint16_t port = a->ss.ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)&a->ss)->sin6_port
-                                                : ((const struct sockaddr_in *)&a->ss)->sin_port;
+    uint16_t port = port_of(&a->ss);
     if (port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
         goto fail;
     if (a->ss.ss_family == AF_INET6)
@@ -368,10 +374,7 @@ static bool same_place(const struct sockaddr_storage *have, const struct sockadd
         return have->ss_family == want->ss_family &&
                !strcmp(((const struct sockaddr_un *)have)->sun_path,
                        ((const struct sockaddr_un *)want)->sun_path);
-    uint16_t hp = have->ss_family == AF_INET ? ((const struct sockaddr_in *)have)->sin_port
-                                             : ((const struct sockaddr_in6 *)have)->sin6_port;
-    uint16_t wp = want->ss_family == AF_INET ? ((const struct sockaddr_in *)want)->sin_port
-                                             : ((const struct sockaddr_in6 *)want)->sin6_port;
+    uint16_t hp = port_of(have), wp = port_of(want);
     if (!wp || hp != wp)
         return false;
     if (any_address(have) && any_address(want))
