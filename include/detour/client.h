@@ -138,6 +138,14 @@ struct dt_client_policy {
     time_t now;               /* the time HSTS entries are judged and learnt at (C7); 0: the
                                * wall clock when dt_client_fetch starts */
     enum dt_client_http http; /* which HTTP version to speak (DT_CLIENT_HTTP_DEFAULT) */
+    /* curl's --resolve entries, "HOST:PORT:ADDR[,ADDR]...": that host and port are reached
+     * at ADDR without asking DNS (the URL, Host and TLS name stay the same) */
+    const char *const *resolve;
+    size_t nresolve;
+    /* curl's --connect-to entries, "HOST:PORT:HOST2:PORT2": a connection for HOST:PORT goes
+     * to HOST2:PORT2 instead (an empty part matches or keeps any) */
+    const char *const *connect_to;
+    size_t nconnect_to;
 };
 
 DETOUR_API void dt_client_policy_init(struct dt_client_policy *p);
@@ -190,6 +198,8 @@ struct dt_client_hop {
     int64_t body_len;  /* body bytes sent with this request */
     char protocol[12]; /* "HTTP/1.1", "HTTP/2" or "HTTP/1.0"; "" when nothing was answered
                           or the hop was internal */
+    bool hsts;         /* the answer had a Strict-Transport-Security field */
+    int64_t time_us;   /* how long the exchange took (0 for an internal hop) */
 };
 
 struct dt_client_header {

@@ -27,12 +27,6 @@ static void curl_init(void)
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
-/* A list of owned strings. */
-struct strings {
-    char **v;
-    size_t n, cap;
-};
-
 static int strings_add(struct strings *s, const char *p, size_t len)
 {
     if (s->n == s->cap) {
@@ -113,32 +107,6 @@ static void pct_decode(char *s)
 }
 
 /* ---- the chain --------------------------------------------------------------------------- */
-
-/* What the chain does after the answer whose head just arrived. */
-struct decision {
-    bool made;   /* a final (non-1xx) head arrived */
-    bool follow; /* go on to next; else this answer ends the chain */
-    int code;    /* when it ends: 0, or the DT_CLIENT_E* it ends with */
-    struct plan plan;
-    struct dt_buf next;     /* the resolved Location */
-    struct dt_buf upgraded; /* next as HSTS makes it (https), when it does */
-    char note[512];         /* for the hop */
-    char error[512];        /* for the result when code != 0 */
-};
-
-struct chain {
-    const struct dt_client_policy *p;
-    struct dt_client_result *res;
-    struct dt_buf url; /* the current URL, NUL-terminated */
-    char method[64];
-    struct strings headers; /* the request's header lines, as they stand now */
-    char *authorization;    /* "Authorization: Basic ..." from credentials, until dropped */
-    struct body_src body;
-    bool has_body;
-    struct strings seen; /* requests already made, for loop detection */
-    unsigned redirects;  /* followed so far */
-    struct decision d;   /* for the transfer under way */
-};
 
 static int fail(struct chain *c, int code, const char *fmt, ...) DT_PRINTF(3, 4);
 static int fail(struct chain *c, int code, const char *fmt, ...)
@@ -560,192 +528,233 @@ static int hsts_upgrade(struct chain *c)
     return rc;
 }
 
-static int run(struct chain *c, CURL *h, dt_client_write_fn write, void *write_ud)
+/* Ends the chain with rc (its error text already set where there is one). Returns 0, as
+ * dt_chain_next and dt_chain_answered do at the end. */
+static int end(struct chain *c, int rc)
 {
-    const struct dt_client_policy *p = c->p;
-    struct xfer_response x;
-    memset(&x, 0, sizeof(x));
-    x.write = write;
-    x.write_ud = write_ud;
-    x.decide = decide;
-    x.decide_ud = c;
-    dt_buf_init(&c->d.next);
-    dt_buf_init(&c->d.upgraded);
-    int rc = 0;
-    for (;;) {
-        if ((rc = from_cache(c)) == 1)
-            continue;
-        if (rc || (rc = hsts_upgrade(c)) != 0)
-            break;
-        bool again;
-        if ((rc = remember(c, &again)) != 0)
-            break;
-        if (again) {
-            rc = fail(c, DT_CLIENT_ELOOP,
-                      "redirect loop: %s %s was already requested in this chain, unchanged",
-                      c->method, c->url.ptr);
-            break;
-        }
-        if (c->has_body) {
-            char why[400];
-            rc = body_begin(&c->body, why, sizeof(why));
-            if (rc) {
-                fail(c, rc, "hop %u: %s", c->redirects, why);
-                break;
-            }
-        }
-        struct curl_slist *hl = header_list(c);
-        struct xfer_request xr = {c->method, c->url.ptr, hl, c->has_body ? &c->body : NULL};
-        struct dt_client_hop *hop = add_hop(c, DT_HOP_NETWORK, 0);
-        c->d.made = false;
-        rc = hop ? dt_xfer_perform(h, &xr, p, &x) : DT_CLIENT_ENOMEM;
-        curl_slist_free_all(hl);
-        if (c->has_body)
-            body_end(&c->body);
-        if (rc) {
-            if (rc == DT_CLIENT_ETRANSFER)
-                fail(c, rc, "%s %s: %s", c->method, c->url.ptr, x.error);
-            break;
-        }
-        hop->status = x.status;
-        snprintf(hop->protocol, sizeof(hop->protocol), "%s",
-                 x.http_version == CURL_HTTP_VERSION_2_0   ? "HTTP/2"
-                 : x.http_version == CURL_HTTP_VERSION_1_0 ? "HTTP/1.0"
-                 : x.http_version == CURL_HTTP_VERSION_1_1 ? "HTTP/1.1"
-                                                           : "");
-        if (x.location)
-            hop->location = location_text(&x);
-        struct decision *d = &c->d;
-        if (!d->made || !d->follow) {
-            hop->note = strdup(d->made ? d->note : "final");
-            rc = copy_final(c, &x);
-            if (!rc && d->made && d->code)
-                rc = fail(c, d->code, "%s", d->error);
-            break;
-        }
-        c->redirects++;
-        hop->followed = true;
-        hop->next_url = strdup(d->next.ptr);
-        hop->next_method = strdup(d->plan.method);
-        hop->note = strdup(d->note);
-        dt_client_cache_store(p->cache, c->url.ptr, x.status, d->next.ptr);
-        apply(c, &d->plan);
-        set_url(c, d->next.ptr);
-    }
-    dt_buf_dispose(&c->d.next);
-    dt_buf_dispose(&c->d.upgraded);
-    dt_xfer_response_dispose(&x);
-    return rc;
+    c->rc = rc;
+    return 0;
 }
 
-int dt_client_fetch(const struct dt_client_request *req, const struct dt_client_policy *pol,
-                    dt_client_write_fn write, void *write_ud, struct dt_client_result *res)
+int dt_chain_next(struct chain *c)
+{
+    int rc;
+    while ((rc = from_cache(c)) == 1)
+        ;
+    if (rc || (rc = hsts_upgrade(c)) != 0)
+        return end(c, rc);
+    bool again;
+    if ((rc = remember(c, &again)) != 0)
+        return end(c, rc);
+    if (again)
+        return end(c, fail(c, DT_CLIENT_ELOOP,
+                           "redirect loop: %s %s was already requested in this chain, unchanged",
+                           c->method, c->url.ptr));
+    if (c->has_body) {
+        char why[400];
+        if ((rc = body_begin(&c->body, why, sizeof(why))) != 0)
+            return end(c, fail(c, rc, "hop %u: %s", c->redirects, why));
+    }
+    curl_slist_free_all(c->sent);
+    c->sent = header_list(c);
+    c->xr = (struct xfer_request){
+        .method = c->method,
+        .url = c->url.ptr,
+        .headers = c->sent,
+        .body = c->has_body ? &c->body : NULL,
+        .resolve = c->resolve,
+        .connect_to = c->connect_to,
+    };
+    if (!add_hop(c, DT_HOP_NETWORK, 0))
+        return end(c, DT_CLIENT_ENOMEM);
+    c->hop_index = c->res->nhops - 1;
+    c->d.made = false;
+    return 1;
+}
+
+int dt_chain_answered(struct chain *c, int rc)
+{
+    struct xfer_response *x = &c->x;
+    struct dt_client_hop *hop = &c->res->hops[c->hop_index];
+    if (c->has_body)
+        body_end(&c->body);
+    hop->time_us = x->time_us;
+    if (rc) {
+        if (rc == DT_CLIENT_ETRANSFER)
+            fail(c, rc, "%s %s: %s", c->method, c->url.ptr, x->error);
+        return end(c, rc);
+    }
+    hop->status = x->status;
+    hop->hsts = x->sts != NULL;
+    snprintf(hop->protocol, sizeof(hop->protocol), "%s",
+             x->http_version == CURL_HTTP_VERSION_2_0   ? "HTTP/2"
+             : x->http_version == CURL_HTTP_VERSION_1_0 ? "HTTP/1.0"
+             : x->http_version == CURL_HTTP_VERSION_1_1 ? "HTTP/1.1"
+                                                        : "");
+    if (x->location)
+        hop->location = location_text(x);
+    struct decision *d = &c->d;
+    if (!d->made || !d->follow) {
+        hop->note = strdup(d->made ? d->note : "final");
+        rc = copy_final(c, x);
+        if (!rc && d->made && d->code)
+            rc = fail(c, d->code, "%s", d->error);
+        return end(c, rc);
+    }
+    c->redirects++;
+    hop->followed = true;
+    hop->next_url = strdup(d->next.ptr);
+    hop->next_method = strdup(d->plan.method);
+    hop->note = strdup(d->note);
+    dt_client_cache_store(c->p->cache, c->url.ptr, x->status, d->next.ptr);
+    apply(c, &d->plan);
+    set_url(c, d->next.ptr);
+    return 1;
+}
+
+void dt_client_policy_fill(struct dt_client_policy *p)
+{
+    if (!p->user_agent)
+        p->user_agent = "detour/" DETOUR_VERSION;
+    if (!p->replay_limit)
+        p->replay_limit = DEFAULT_REPLAY_LIMIT;
+    if (!p->now)
+        p->now = dt_wall_now();
+}
+
+/* curl's own list of a policy's HOST:PORT:... entries. */
+static int slist_of(const char *const *v, size_t n, struct curl_slist **out)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct curl_slist *l = curl_slist_append(*out, v[i]);
+        if (!l)
+            return DT_CLIENT_ENOMEM;
+        *out = l;
+    }
+    return 0;
+}
+
+int dt_chain_begin(struct chain *c, const struct dt_client_request *req,
+                   const struct dt_client_policy *p, dt_client_write_fn write, void *write_ud,
+                   struct dt_client_result *res)
 {
     memset(res, 0, sizeof(*res));
-    struct dt_client_policy defaults;
-    if (!pol) {
-        dt_client_policy_init(&defaults);
-        pol = &defaults;
-    }
-    struct dt_client_policy p = *pol;
-    if (!p.user_agent)
-        p.user_agent = "detour/" DETOUR_VERSION;
-    if (!p.replay_limit)
-        p.replay_limit = DEFAULT_REPLAY_LIMIT;
-    if (!p.now)
-        p.now = dt_wall_now();
-    struct chain c;
-    memset(&c, 0, sizeof(c));
-    c.p = &p;
-    c.res = res;
-    dt_buf_init(&c.url);
+    memset(c, 0, sizeof(*c));
+    c->p = p;
+    c->res = res;
+    dt_buf_init(&c->url);
+    dt_buf_init(&c->d.next);
+    dt_buf_init(&c->d.upgraded);
+    c->x.write = write;
+    c->x.write_ud = write_ud;
+    c->x.decide = decide;
+    c->x.decide_ud = c;
     static const struct dt_client_body none = {.kind = DT_BODY_NONE};
-    body_init(&c.body, req->body.kind != DT_BODY_NONE ? &req->body : &none, p.replay_limit);
-    c.has_body = req->body.kind != DT_BODY_NONE;
-    int rc = 0;
+    body_init(&c->body, req->body.kind != DT_BODY_NONE ? &req->body : &none, p->replay_limit);
+    c->has_body = req->body.kind != DT_BODY_NONE;
 
-    if (!req->url) {
-        rc = fail(&c, DT_CLIENT_EINVAL, "no URL");
-        goto out;
-    }
+    if (!req->url)
+        return fail(c, DT_CLIENT_EINVAL, "no URL");
     struct dt_url u;
     struct dt_diag d;
     struct dt_str url = {req->url, strlen(req->url)};
-    if (dt_url_parse(url, &u, &d) != 0) {
-        rc = fail(&c, DT_CLIENT_EINVAL, "%s: %s (at byte %zu)", req->url, d.msg, d.offset + 1);
-        goto out;
-    }
-    if ((!dt_str_ieq(u.scheme, "http") && !dt_str_ieq(u.scheme, "https")) || !u.host.len) {
-        rc = fail(&c, DT_CLIENT_EINVAL, "%s: only http:// and https:// URLs", req->url);
-        goto out;
-    }
-    const char *method = req->method ? req->method : c.has_body ? "POST" : "GET";
-    for (const char *m = method; *m; m++) {
-        if (!dt_tchar[(unsigned char)*m] || m - method >= (ptrdiff_t)sizeof(c.method) - 1) {
-            rc = fail(&c, DT_CLIENT_EINVAL, "'%s' is not a method token", method);
-            goto out;
-        }
-    }
-    if (!*method) {
-        rc = fail(&c, DT_CLIENT_EINVAL, "empty method");
-        goto out;
-    }
-    snprintf(c.method, sizeof(c.method), "%s", method);
+    if (dt_url_parse(url, &u, &d) != 0)
+        return fail(c, DT_CLIENT_EINVAL, "%s: %s (at byte %zu)", req->url, d.msg, d.offset + 1);
+    if ((!dt_str_ieq(u.scheme, "http") && !dt_str_ieq(u.scheme, "https")) || !u.host.len)
+        return fail(c, DT_CLIENT_EINVAL, "%s: only http:// and https:// URLs", req->url);
+    const char *method = req->method ? req->method : c->has_body ? "POST" : "GET";
+    for (const char *m = method; *m; m++)
+        if (!dt_tchar[(unsigned char)*m] || m - method >= (ptrdiff_t)sizeof(c->method) - 1)
+            return fail(c, DT_CLIENT_EINVAL, "'%s' is not a method token", method);
+    if (!*method)
+        return fail(c, DT_CLIENT_EINVAL, "empty method");
+    snprintf(c->method, sizeof(c->method), "%s", method);
 
     /* user:password@ in the URL is taken out and treated as given credentials. */
     char *creds = NULL;
     if (u.has_userinfo) {
         creds = dt_xstrndup(u.userinfo.ptr, u.userinfo.len);
         pct_decode(creds);
-        dt_buf_append(&c.url, req->url, (size_t)(u.userinfo.ptr - req->url));
+        dt_buf_append(&c->url, req->url, (size_t)(u.userinfo.ptr - req->url));
         const char *after = u.userinfo.ptr + u.userinfo.len + 1;
-        dt_buf_append(&c.url, after, strlen(after));
+        dt_buf_append(&c->url, after, strlen(after));
     } else {
-        dt_buf_append(&c.url, req->url, url.len);
+        dt_buf_append(&c->url, req->url, url.len);
         if (req->credentials)
             creds = dt_xstrndup(req->credentials, strlen(req->credentials));
     }
-    dt_buf_terminate(&c.url);
+    dt_buf_terminate(&c->url);
     if (creds) {
         size_t n = strlen(creds);
         char *line = malloc(32 + 4 * (n / 3 + 1));
         if (!line) {
             free(creds);
-            rc = DT_CLIENT_ENOMEM;
-            goto out;
+            return DT_CLIENT_ENOMEM;
         }
         memcpy(line, "Authorization: Basic ", 21);
         base64(line + 21, (const unsigned char *)creds, n);
-        c.authorization = line;
+        c->authorization = line;
         free(creds);
     }
     for (size_t i = 0; i < req->nheaders; i++) {
         const char *hline = req->headers[i];
         const char *colon = strchr(hline, ':');
-        if (!colon || colon == hline || strpbrk(hline, "\r\n")) {
-            rc = fail(&c, DT_CLIENT_EINVAL, "'%s' is not a header line (Name: value)", hline);
-            goto out;
-        }
-        if ((rc = strings_add(&c.headers, hline, strlen(hline))) != 0)
-            goto out;
+        if (!colon || colon == hline || strpbrk(hline, "\r\n"))
+            return fail(c, DT_CLIENT_EINVAL, "'%s' is not a header line (Name: value)", hline);
+        int rc = strings_add(&c->headers, hline, strlen(hline));
+        if (rc)
+            return rc;
     }
+    int rc = slist_of(p->resolve, p->nresolve, &c->resolve);
+    if (!rc)
+        rc = slist_of(p->connect_to, p->nconnect_to, &c->connect_to);
+    return rc;
+}
 
-    pthread_once(&curl_once, curl_init);
-    CURL *h = curl_easy_init();
-    if (!h) {
-        rc = fail(&c, DT_CLIENT_ENOMEM, "cannot start libcurl");
-        goto out;
+void dt_chain_dispose(struct chain *c)
+{
+    if (c->rc && !c->res->error[0])
+        snprintf(c->res->error, sizeof(c->res->error), "%s", dt_client_strerror(c->rc));
+    dt_buf_dispose(&c->d.next);
+    dt_buf_dispose(&c->d.upgraded);
+    dt_xfer_response_dispose(&c->x);
+    dt_buf_dispose(&c->url);
+    strings_free(&c->headers);
+    strings_free(&c->seen);
+    free(c->authorization);
+    body_dispose(&c->body);
+    curl_slist_free_all(c->sent);
+    curl_slist_free_all(c->resolve);
+    curl_slist_free_all(c->connect_to);
+    c->sent = c->resolve = c->connect_to = NULL;
+}
+
+int dt_client_fetch(const struct dt_client_request *req, const struct dt_client_policy *pol,
+                    dt_client_write_fn write, void *write_ud, struct dt_client_result *res)
+{
+    struct dt_client_policy p;
+    if (pol)
+        p = *pol;
+    else
+        dt_client_policy_init(&p);
+    dt_client_policy_fill(&p);
+    struct chain c;
+    int rc = dt_chain_begin(&c, req, &p, write, write_ud, res);
+    if (!rc) {
+        pthread_once(&curl_once, curl_init);
+        CURL *h = curl_easy_init();
+        if (!h) {
+            rc = fail(&c, DT_CLIENT_ENOMEM, "cannot start libcurl");
+        } else {
+            while (dt_chain_next(&c) == 1)
+                if (dt_chain_answered(&c, dt_xfer_perform(h, &c.xr, &p, &c.x)) == 0)
+                    break;
+            rc = c.rc;
+            curl_easy_cleanup(h);
+        }
     }
-    rc = run(&c, h, write, write_ud);
-    curl_easy_cleanup(h);
-out:
-    if (rc && !res->error[0])
-        snprintf(res->error, sizeof(res->error), "%s", dt_client_strerror(rc));
-    dt_buf_dispose(&c.url);
-    strings_free(&c.headers);
-    strings_free(&c.seen);
-    free(c.authorization);
-    body_dispose(&c.body);
+    c.rc = rc;
+    dt_chain_dispose(&c);
     return rc;
 }
 

@@ -88,8 +88,10 @@ void dt_client_cache_store(struct dt_client_cache *c, const char *url, int statu
 struct xfer_request {
     const char *method;
     const char *url;
-    struct curl_slist *headers; /* the caller's, already filtered */
-    struct body_src *body;      /* NULL: no body */
+    struct curl_slist *headers;    /* the caller's, already filtered */
+    struct body_src *body;         /* NULL: no body */
+    struct curl_slist *resolve;    /* CURLOPT_RESOLVE entries (HOST:PORT:ADDR), or NULL */
+    struct curl_slist *connect_to; /* CURLOPT_CONNECT_TO entries, or NULL */
 };
 
 struct xfer_response {
@@ -111,6 +113,8 @@ struct xfer_response {
     dt_client_write_fn write; /* where a final answer's body goes */
     void *write_ud;
     bool write_failed;
+    int curl_code;   /* the CURLcode the transfer ended with */
+    int64_t time_us; /* how long it took, from the start to the last byte */
     char error[CURL_ERROR_SIZE];
 };
 
@@ -118,6 +122,74 @@ struct xfer_response {
  * DT_CLIENT_ETRANSFER (resp->error says why). */
 int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_client_policy *p,
                     struct xfer_response *resp);
+/* The same in two halves, for a multi handle: setup makes h ready to send req (req, p and
+ * resp must live until the transfer is done), finish takes the CURLcode it ended with and
+ * returns as dt_xfer_perform. */
+void dt_xfer_setup(CURL *h, const struct xfer_request *req, const struct dt_client_policy *p,
+                   struct xfer_response *resp);
+int dt_xfer_finish(CURL *h, int code, struct xfer_response *resp);
 void dt_xfer_response_dispose(struct xfer_response *resp);
+
+/* ---- the chain (fetch.c) ------------------------------------------------------------------ */
+
+/* A list of owned strings. */
+struct strings {
+    char **v;
+    size_t n, cap;
+};
+
+/* What the chain does after the answer whose head just arrived. */
+struct decision {
+    bool made;   /* a final (non-1xx) head arrived */
+    bool follow; /* go on to next; else this answer ends the chain */
+    int code;    /* when it ends: 0, or the DT_CLIENT_E* it ends with */
+    struct plan plan;
+    struct dt_buf next;     /* the resolved Location */
+    struct dt_buf upgraded; /* next as HSTS makes it (https), when it does */
+    char note[512];         /* for the hop */
+    char error[512];        /* for the result when code != 0 */
+};
+
+/* One request and its redirects, followed step by step so that one loop (dt_client_fetch,
+ * over an easy handle) or many at once (check.c, over a multi handle) can drive it:
+ *
+ *     dt_chain_begin; while (dt_chain_next(c) == 1) { send c->xr, dt_chain_answered }
+ *
+ * Fields are the chain's own; a driver reads xr, x and (after the end) rc. */
+struct chain {
+    const struct dt_client_policy *p;
+    struct dt_client_result *res;
+    struct dt_buf url; /* the current URL, NUL-terminated */
+    char method[64];
+    struct strings headers; /* the request's header lines, as they stand now */
+    char *authorization;    /* "Authorization: Basic ..." from credentials, until dropped */
+    struct body_src body;
+    bool has_body;
+    struct strings seen;     /* requests already made, for loop detection */
+    unsigned redirects;      /* followed so far */
+    struct decision d;       /* for the transfer under way */
+    struct xfer_request xr;  /* the request to send, after dt_chain_next returned 1 */
+    struct xfer_response x;  /* its answer, filled by the transfer */
+    struct curl_slist *sent; /* xr's header list */
+    struct curl_slist *resolve, *connect_to;
+    size_t hop_index; /* the hop of the request under way (hops may move when added) */
+    int rc;           /* how the chain ended: as dt_client_fetch returns */
+};
+
+/* Starts a chain for req under p (p must live as long as the chain; its defaults already
+ * applied: see dt_client_policy_fill), recording into res (zeroed here). Returns 0, or
+ * DT_CLIENT_E* with res->error saying why (the chain must still be disposed of). */
+int dt_chain_begin(struct chain *c, const struct dt_client_request *req,
+                   const struct dt_client_policy *p, dt_client_write_fn write, void *write_ud,
+                   struct dt_client_result *res);
+/* Prepares the next request: 1 when c->xr is to be sent (with dt_xfer_setup or
+ * dt_xfer_perform, into c->x); 0 when the chain has ended, c->rc saying how. */
+int dt_chain_next(struct chain *c);
+/* Takes the outcome of c->xr's transfer (xrc: as dt_xfer_finish returned). 1: call
+ * dt_chain_next again; 0: the chain has ended, c->rc saying how. */
+int dt_chain_answered(struct chain *c, int xrc);
+void dt_chain_dispose(struct chain *c);
+/* Fills in the defaults of a policy copy (user agent, replay limit, now). */
+void dt_client_policy_fill(struct dt_client_policy *p);
 
 #endif

@@ -160,14 +160,15 @@ static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *
     return 0;
 }
 
-int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_client_policy *p,
-                    struct xfer_response *resp)
+void dt_xfer_setup(CURL *h, const struct xfer_request *req, const struct dt_client_policy *p,
+                   struct xfer_response *resp)
 {
     curl_easy_reset(h); /* keeps live connections, so hops to one origin reuse them */
     clear_headers(resp);
     resp->status = 0;
     resp->deliver = false;
     resp->write_failed = false;
+    resp->curl_code = CURLE_OK;
     resp->error[0] = '\0';
 
     curl_easy_setopt(h, CURLOPT_URL, req->url);
@@ -182,6 +183,13 @@ int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_cli
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, req->headers);
+    if (req->resolve)
+        curl_easy_setopt(h, CURLOPT_RESOLVE, req->resolve);
+    if (req->connect_to)
+        curl_easy_setopt(h, CURLOPT_CONNECT_TO, req->connect_to);
+    /* In a multi handle, a new request to a host already spoken to over HTTP/2 waits for
+     * that connection rather than opening another: one connection, many streams. */
+    curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
     static const long versions[] = {CURL_HTTP_VERSION_2TLS, CURL_HTTP_VERSION_1_1,
                                     CURL_HTTP_VERSION_2_0, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE};
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
@@ -215,18 +223,32 @@ int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_cli
         if (strcmp(req->method, "GET") != 0)
             curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
     }
-    CURLcode rc = curl_easy_perform(h);
-    if (rc != CURLE_OK) {
+}
+
+int dt_xfer_finish(CURL *h, int code, struct xfer_response *resp)
+{
+    resp->curl_code = code;
+    curl_off_t us = 0;
+    curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &us);
+    resp->time_us = (int64_t)us;
+    if (code != CURLE_OK) {
         if (resp->write_failed)
             snprintf(resp->error, sizeof(resp->error), "writing the body failed");
         else if (!resp->error[0])
-            snprintf(resp->error, sizeof(resp->error), "%s", curl_easy_strerror(rc));
+            snprintf(resp->error, sizeof(resp->error), "%s", curl_easy_strerror((CURLcode)code));
         return DT_CLIENT_ETRANSFER;
     }
-    long code = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    resp->status = (int)code;
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    resp->status = (int)status;
     resp->http_version = 0;
     curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &resp->http_version);
     return 0;
+}
+
+int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_client_policy *p,
+                    struct xfer_response *resp)
+{
+    dt_xfer_setup(h, req, p, resp);
+    return dt_xfer_finish(h, curl_easy_perform(h), resp);
 }
