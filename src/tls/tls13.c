@@ -1,315 +1,40 @@
 /* tls13: detour's own TLS 1.3 server handshake and record layer (RFC 8446) for the common
  * ClientHello (tls13.h says which), on libcrypto's primitives: SHA-256/384 and ECDSA through
- * their direct functions, X25519 and the AEADs through EVP objects fetched once. OpenSSL
- * 3.0's libssl spends most of a handshake in allocations, provider look-ups and locks
- * around these (docs/https.md has the profile); here a handshake is the cryptography, the
- * messages written into one buffer and one send.
+ * their direct functions, X25519 and the AEADs through EVP objects fetched once (all but
+ * ECDSA in tls13_crypto.c). OpenSSL 3.0's libssl spends most of a handshake in allocations,
+ * provider look-ups and locks around these (docs/https.md has the profile); here a
+ * handshake is the cryptography, the messages written into one buffer and one send.
  *
  * What it does: a full handshake (ServerHello, EncryptedExtensions, Certificate,
  * CertificateVerify, Finished in one flight), resumption by its own tickets (psk_dhe_ke
  * only: forward secrecy kept; no early data ever), KeyUpdate, alerts, close_notify. Every
  * record is checked as RFC 8446 5 says; any fault ends the connection with the alert the
  * RFC names. */
-#define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init, EC_KEY, ECDSA_do_sign: no provider per call */
-#include "tls/tls13.h"
+#define OPENSSL_SUPPRESS_DEPRECATED /* EC_KEY, ECDSA_do_sign: no provider per call */
+#include "tls/tls13_internal.h"
 
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/ecdsa.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
-#include <sodium.h>
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdlib.h>
-#include <strings.h>
 #include <sys/socket.h>
 
 enum {
-    H_MAX = 48,                        /* the longest hash: SHA-384 */
-    PLAIN_MAX = 16384,                 /* a record's plaintext (RFC 8446 5.1) */
-    CIPHER_MAX = PLAIN_MAX + 256,      /* a record's ciphertext (5.2) */
-    RECORD_MAX = 5 + CIPHER_MAX,       /* with its header */
-    SEAL_MAX = 5 + PLAIN_MAX + 1 + 16, /* a record we make */
-    TAG = 16,
+    CIPHER_MAX = PLAIN_MAX + 256, /* a record's ciphertext (5.2) */
+    RECORD_MAX = 5 + CIPHER_MAX,  /* with its header */
     HS_MAX = 64,      /* a client's handshake message after its ClientHello: Finished, KeyUpdate */
     TICKETS_FULL = 2, /* tickets after a full handshake: one each for two connections */
     TICKET_LIFETIME = 86400, /* seconds: a ticket key decrypts for 24 h after its last use */
     WRITE_RECORDS = 4,       /* records made by one write */
 };
 
-/* Alerts (RFC 8446 6). */
-enum {
-    CLOSE_NOTIFY = 0,
-    UNEXPECTED_MESSAGE = 10,
-    BAD_RECORD_MAC = 20,
-    RECORD_OVERFLOW = 22,
-    HANDSHAKE_FAILURE = 40,
-    ILLEGAL_PARAMETER = 47,
-    DECODE_ERROR = 50,
-    DECRYPT_ERROR = 51,
-    PROTOCOL_VERSION = 70,
-    INSUFFICIENT_SECURITY = 71,
-    INTERNAL_ERROR = 80,
-    USER_CANCELED = 90,
-};
-
-/* ---- SHA-256 and SHA-384 -------------------------------------------------------------- */
-
-struct hash {
-    bool sha384;
-    union {
-        SHA256_CTX s256;
-        SHA512_CTX s512;
-    } u;
-};
-
-static size_t hash_len(bool sha384)
-{
-    return sha384 ? 48 : 32;
-}
-
-static void hash_init(struct hash *h, bool sha384)
-{
-    h->sha384 = sha384;
-    if (sha384)
-        SHA384_Init(&h->u.s512);
-    else
-        SHA256_Init(&h->u.s256);
-}
-
-static void hash_update(struct hash *h, const void *p, size_t n)
-{
-    if (h->sha384)
-        SHA384_Update(&h->u.s512, p, n);
-    else
-        SHA256_Update(&h->u.s256, p, n);
-}
-
-static void hash_final(struct hash *h, unsigned char *out)
-{
-    if (h->sha384)
-        SHA384_Final(out, &h->u.s512);
-    else
-        SHA256_Final(out, &h->u.s256);
-}
-
-/* The hash of what h has read so far; h reads on. */
-static void hash_now(const struct hash *h, unsigned char *out)
-{
-    struct hash copy = *h;
-    hash_final(&copy, out);
-}
-
-/* ---- HMAC and HKDF (RFC 2104, RFC 5869, RFC 8446 7.1) --------------------------------- */
-
-struct hmac {
-    struct hash inner, outer;
-};
-
-/* Keys here are at most 64 bytes: never longer than a block. */
-static void hmac_init(struct hmac *m, bool sha384, const unsigned char *key, size_t klen)
-{
-    size_t block = sha384 ? 128 : 64;
-    unsigned char pad[128];
-    memset(pad, 0x36, block);
-    for (size_t i = 0; i < klen; i++)
-        pad[i] ^= key[i];
-    hash_init(&m->inner, sha384);
-    hash_update(&m->inner, pad, block);
-    memset(pad, 0x5c, block);
-    for (size_t i = 0; i < klen; i++)
-        pad[i] ^= key[i];
-    hash_init(&m->outer, sha384);
-    hash_update(&m->outer, pad, block);
-    OPENSSL_cleanse(pad, sizeof(pad));
-}
-
-static void hmac_final(struct hmac *m, unsigned char *out)
-{
-    unsigned char d[H_MAX];
-    hash_final(&m->inner, d);
-    hash_update(&m->outer, d, hash_len(m->inner.sha384));
-    hash_final(&m->outer, out);
-    OPENSSL_cleanse(m, sizeof(*m));
-}
-
-static void hmac(bool sha384, const unsigned char *key, size_t klen, const unsigned char *msg,
-                 size_t mlen, unsigned char *out)
-{
-    struct hmac m;
-    hmac_init(&m, sha384, key, klen);
-    hash_update(&m.inner, msg, mlen);
-    hmac_final(&m, out);
-}
-
-/* HKDF-Expand-Label(secret, label, context, len), len at most the hash's length (one
- * block, which is all TLS 1.3 asks for). */
-static void expand_label(bool sha384, const unsigned char *secret, const char *label,
-                         const unsigned char *context, size_t clen, unsigned char *out, size_t len)
-{
-    unsigned char info[2 + 1 + 6 + 32 + 1 + H_MAX + 1];
-    size_t llen = strlen(label), at = 0;
-    info[at++] = (unsigned char)(len >> 8);
-    info[at++] = (unsigned char)len;
-    info[at++] = (unsigned char)(6 + llen);
-    memcpy(info + at, "tls13 ", 6);
-    memcpy(info + at + 6, label, llen);
-    at += 6 + llen;
-    info[at++] = (unsigned char)clen;
-    if (clen)
-        memcpy(info + at, context, clen);
-    at += clen;
-    info[at++] = 1; /* T(1) */
-    unsigned char t[H_MAX];
-    hmac(sha384, secret, hash_len(sha384), info, at, t);
-    memcpy(out, t, len);
-    OPENSSL_cleanse(t, sizeof(t));
-}
-
-static void derive_secret(bool sha384, const unsigned char *secret, const char *label,
-                          const unsigned char *transcript, unsigned char *out)
-{
-    expand_label(sha384, secret, label, transcript, hash_len(sha384), out, hash_len(sha384));
-}
-
-/* ---- suites and their AEADs -------------------------------------------------------------- */
-
-struct suite {
-    uint16_t id;
-    bool sha384;
-    size_t keylen;
-    const char *cipher; /* EVP's name */
-};
-
-static const struct suite suites[] = {
-    {0x1301, false, 16, "AES-128-GCM"},
-    {0x1302, true, 32, "AES-256-GCM"},
-    {0x1303, false, 32, "ChaCha20-Poly1305"},
-};
-#define NSUITES (sizeof(suites) / sizeof(suites[0]))
-
-static EVP_CIPHER *ciphers[NSUITES];
-static pthread_once_t ciphers_once = PTHREAD_ONCE_INIT;
-
-static void ticket_ctx_free(void *p);
-static pthread_key_t ticket_key;
-
-static void fetch_ciphers(void)
-{
-    if (pthread_key_create(&ticket_key, ticket_ctx_free) != 0)
-        dt_oom();
-    for (size_t i = 0; i < NSUITES; i++)
-        ciphers[i] = EVP_CIPHER_fetch(NULL, suites[i].cipher, NULL);
-}
-
-static const struct suite *suite_of(unsigned id)
-{
-    for (size_t i = 0; i < NSUITES; i++)
-        if (suites[i].id == id)
-            return &suites[i];
-    return NULL;
-}
-
-/* One direction's record protection. */
-struct aead {
-    EVP_CIPHER_CTX *ctx;
-    unsigned char iv[12];
-    uint64_t seq;
-};
-
-static bool aead_key(struct aead *a, const struct suite *s, const unsigned char *secret, int enc)
-{
-    unsigned char key[32];
-    expand_label(s->sha384, secret, "key", NULL, 0, key, s->keylen);
-    expand_label(s->sha384, secret, "iv", NULL, 0, a->iv, sizeof(a->iv));
-    a->seq = 0;
-    /* the cipher once, then only new keys: the library makes its context again otherwise */
-    const EVP_CIPHER *cipher = NULL;
-    if (!a->ctx) {
-        a->ctx = EVP_CIPHER_CTX_new();
-        cipher = ciphers[s - suites];
-    }
-    bool ok = a->ctx && ciphers[s - suites] &&
-              EVP_CipherInit_ex(a->ctx, cipher, NULL, key, NULL, enc) == 1;
-    OPENSSL_cleanse(key, sizeof(key));
-    return ok;
-}
-
-static void aead_nonce(const struct aead *a, unsigned char nonce[12])
-{
-    memcpy(nonce, a->iv, 12);
-    for (int i = 0; i < 8; i++)
-        nonce[11 - i] ^= (unsigned char)(a->seq >> (8 * i));
-}
-
-/* Protects n bytes of type into the record at out (SEAL_MAX bytes at most): its length, or
- * 0 if the library failed. */
-static size_t seal(struct aead *a, unsigned type, const unsigned char *p, size_t n,
-                   unsigned char *out)
-{
-    size_t clen = n + 1 + TAG;
-    out[0] = 23;
-    out[1] = out[2] = 3;
-    out[3] = (unsigned char)(clen >> 8);
-    out[4] = (unsigned char)clen;
-    unsigned char nonce[12], inner = (unsigned char)type;
-    aead_nonce(a, nonce);
-    int l;
-    if (EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, nonce, 1) != 1 ||
-        EVP_CipherUpdate(a->ctx, NULL, &l, out, 5) != 1 ||
-        (n && EVP_CipherUpdate(a->ctx, out + 5, &l, p, (int)n) != 1) ||
-        EVP_CipherUpdate(a->ctx, out + 5 + n, &l, &inner, 1) != 1 ||
-        EVP_CipherFinal_ex(a->ctx, out + 5 + n + 1, &l) != 1 ||
-        EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_GET_TAG, TAG, out + 5 + n + 1) != 1)
-        return 0;
-    a->seq++;
-    return 5 + clen;
-}
-
-/* Opens the record at rec (its header, then len bytes) in place: 0 with *type and the
- * plaintext's length, or the alert to send. */
-static int open_record(struct aead *a, unsigned char *rec, size_t len, unsigned *type, size_t *plen)
-{
-    if (len < 1 + TAG)
-        return BAD_RECORD_MAC;
-    unsigned char *body = rec + 5, nonce[12];
-    size_t n = len - TAG;
-    aead_nonce(a, nonce);
-    int l;
-    if (EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, nonce, 0) != 1 ||
-        EVP_CipherUpdate(a->ctx, NULL, &l, rec, 5) != 1 ||
-        EVP_CipherUpdate(a->ctx, body, &l, body, (int)n) != 1 ||
-        EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_SET_TAG, TAG, body + n) != 1 ||
-        EVP_CipherFinal_ex(a->ctx, body + n, &l) != 1)
-        return BAD_RECORD_MAC;
-    a->seq++;
-    while (n > 0 && body[n - 1] == 0) /* padding */
-        n--;
-    if (n == 0)
-        return UNEXPECTED_MESSAGE; /* no content type */
-    if (n - 1 > PLAIN_MAX)
-        return RECORD_OVERFLOW;
-    *type = body[n - 1];
-    *plen = n - 1;
-    return 0;
-}
-
-/* ---- X25519 and ECDSA P-256 ------------------------------------------------------------- */
-
-/* Our key share for the client's: our public key and the shared secret, from our private
- * key priv; false if the peer's key is bad (a zero secret). libsodium's X25519: OpenSSL 3.0
- * has no X25519 call without an EVP_PKEY, whose import of a private key computes the public
- * one by its slow generic code (80 us here, libsodium's 40 us) before the derivation. */
-static bool x25519(const unsigned char priv[32], const unsigned char peer[32],
-                   unsigned char pub[32], unsigned char shared[32])
-{
-    return crypto_scalarmult_curve25519_base(pub, priv) == 0 &&
-           crypto_scalarmult_curve25519(shared, priv, peer) == 0;
-}
+/* ---- ECDSA P-256 certificates ---------------------------------------------------------- */
 
 struct tls13_cert {
     EC_KEY *key;
@@ -390,15 +115,15 @@ struct tls13 {
     bool closing;  /* the next write that takes all it is given is the last */
     bool notified; /* our close_notify is made: nothing more is written */
     enum dt_tls_failure failure;
-    const struct suite *suite;
+    const struct tls13_suite *suite;
     char host[256]; /* the server name, for tickets */
-    struct hash transcript;
+    struct tls13_hash transcript;
     unsigned char c_secret[H_MAX], s_secret[H_MAX]; /* the traffic secrets in use */
     unsigned char c_ap[H_MAX];                      /* the client's, from its Finished on */
     unsigned char master[H_MAX];                    /* until the tickets are made */
     unsigned char ticket_random[TICKETS_FULL * 16]; /* each one's age_add and nonce */
     unsigned char client_finished[H_MAX];           /* what its Finished must say */
-    struct aead rd, wr;
+    struct tls13_aead rd, wr;
     unsigned char *in; /* bytes received, not yet a whole record */
     size_t in_len;
     unsigned char *plain; /* application data opened, not yet read */
@@ -486,140 +211,12 @@ static ssize_t alert(struct tls13 *t, unsigned code, enum dt_tls_failure why)
     if (t->state != FAILED && t->wr.ctx) {
         /* after what waits (tickets): records go in the order they were sealed */
         unsigned char body[2] = {2, (unsigned char)code}, rec[5 + 2 + 1 + TAG];
-        size_t n = seal(&t->wr, 21, body, 2, rec);
+        size_t n = tls13_seal(&t->wr, 21, body, 2, rec);
         if (n && flush(t) == 0)
             (void)send(t->fd, rec, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     fail(t, why);
     return DT_TLS_ERROR;
-}
-
-/* Seals the n bytes at p as records of type into out (room for them): their length, or 0. */
-static size_t seal_all(struct aead *a, unsigned type, const unsigned char *p, size_t n,
-                       unsigned char *out)
-{
-    size_t at = 0;
-    do {
-        size_t part = n > PLAIN_MAX ? PLAIN_MAX : n;
-        size_t r = seal(a, type, p, part, out + at);
-        if (!r)
-            return 0;
-        at += r;
-        p += part;
-        n -= part;
-    } while (n > 0);
-    return at;
-}
-
-/* ---- tickets: our own, sealed with the ring's keys (AES-256-GCM) ------------------------ */
-
-/* A ticket: key name (16), nonce (12), the sealed state, tag (16). The state: format (1),
- * suite (2), PSK length (1), PSK, server name length (1), server name. */
-enum { TICKET_HEAD = 16 + 12, TICKET_STATE_MAX = 1 + 2 + 1 + H_MAX + 1 + 255 };
-
-/* A thread's cipher context for tickets, keyed for the ring key it last used. */
-struct ticket_ctx {
-    EVP_CIPHER_CTX *ctx;
-    unsigned char name[16];
-};
-
-static void ticket_ctx_free(void *p)
-{
-    struct ticket_ctx *t = p;
-    EVP_CIPHER_CTX_free(t->ctx);
-    free(t);
-}
-
-/* The thread's ticket context, keyed for k, its nonce set: NULL if the library failed. */
-static EVP_CIPHER_CTX *ticket_cipher(const struct tls_ticket_key *k, const unsigned char *nonce,
-                                     int enc)
-{
-    struct ticket_ctx *t = pthread_getspecific(ticket_key);
-    if (!t) {
-        t = dt_xcalloc(1, sizeof(*t));
-        t->ctx = EVP_CIPHER_CTX_new();
-        if (!t->ctx || pthread_setspecific(ticket_key, t) != 0) {
-            ticket_ctx_free(t);
-            return NULL;
-        }
-    } else if (!memcmp(t->name, k->name, 16)) {
-        return EVP_CipherInit_ex(t->ctx, NULL, NULL, NULL, nonce, enc) == 1 ? t->ctx : NULL;
-    }
-    /* the ring's secret also keys the library's tickets: this key is derived from it */
-    unsigned char key[32];
-    hmac(false, k->secret, sizeof(k->secret), (const unsigned char *)"detour tls13 ticket", 19,
-         key);
-    bool ok = ciphers[1] && EVP_CipherInit_ex(t->ctx, ciphers[1], NULL, key, nonce, enc) == 1;
-    OPENSSL_cleanse(key, sizeof(key));
-    memcpy(t->name, k->name, 16);
-    if (!ok)
-        memset(t->name, 0, 16); /* keyed again next time */
-    return ok ? t->ctx : NULL;
-}
-
-/* The ticket for psk into out (TICKET_HEAD + TICKET_STATE_MAX + TAG bytes), sealed with
- * nonce: its length, or 0. */
-static size_t ticket_make(const struct tls13 *t, const unsigned char *psk,
-                          const unsigned char nonce[12], unsigned char *out)
-{
-    struct tls_ticket_key k;
-    if (!tls_tickets_current(&k))
-        return 0;
-    memcpy(out + 16, nonce, 12);
-    memcpy(out, k.name, 16);
-    unsigned char state[TICKET_STATE_MAX];
-    size_t hl = hash_len(t->suite->sha384), hlen = strlen(t->host), n = 0;
-    state[n++] = 1;
-    state[n++] = (unsigned char)(t->suite->id >> 8);
-    state[n++] = (unsigned char)t->suite->id;
-    state[n++] = (unsigned char)hl;
-    memcpy(state + n, psk, hl);
-    n += hl;
-    state[n++] = (unsigned char)hlen;
-    memcpy(state + n, t->host, hlen);
-    n += hlen;
-    EVP_CIPHER_CTX *ctx = ticket_cipher(&k, out + 16, 1);
-    int l;
-    bool ok = ctx && EVP_CipherUpdate(ctx, NULL, &l, out, TICKET_HEAD) == 1 &&
-              EVP_CipherUpdate(ctx, out + TICKET_HEAD, &l, state, (int)n) == 1 &&
-              EVP_CipherFinal_ex(ctx, out + TICKET_HEAD + n, &l) == 1 &&
-              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG, out + TICKET_HEAD + n) == 1;
-    OPENSSL_cleanse(state, sizeof(state));
-    OPENSSL_cleanse(&k, sizeof(k));
-    return ok ? TICKET_HEAD + n + TAG : 0;
-}
-
-/* Opens a ticket: true with its PSK (psk, *psklen) when a key of the ring made it for the
- * hash of suite s and the server name host. */
-static bool ticket_open(const unsigned char *ticket, size_t len, const struct suite *s,
-                        const char *host, unsigned char *psk)
-{
-    struct tls_ticket_key k;
-    if (len < TICKET_HEAD + 1 + TAG || len > TICKET_HEAD + TICKET_STATE_MAX + TAG ||
-        !tls_tickets_find(ticket, &k))
-        return false;
-    unsigned char state[TICKET_STATE_MAX], tag[TAG];
-    size_t n = len - TICKET_HEAD - TAG;
-    memcpy(tag, ticket + len - TAG, TAG);
-    EVP_CIPHER_CTX *ctx = ticket_cipher(&k, ticket + 16, 0);
-    int l;
-    bool ok = ctx && EVP_CipherUpdate(ctx, NULL, &l, ticket, TICKET_HEAD) == 1 &&
-              EVP_CipherUpdate(ctx, state, &l, ticket + TICKET_HEAD, (int)n) == 1 &&
-              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG, tag) == 1 &&
-              EVP_CipherFinal_ex(ctx, state + n, &l) == 1;
-    OPENSSL_cleanse(&k, sizeof(k));
-    size_t hl = hash_len(s->sha384);
-    /* made by us, so well formed; checked all the same */
-    if (ok)
-        ok = n >= 5 + hl && state[0] == 1 && state[3] == hl &&
-             suite_of((unsigned)state[1] << 8 | state[2]) &&
-             suite_of((unsigned)state[1] << 8 | state[2])->sha384 == s->sha384 &&
-             n == 5 + hl + state[4 + hl] && strlen(host) == state[4 + hl] &&
-             strncasecmp(host, (const char *)state + 5 + hl, state[4 + hl]) == 0;
-    if (ok)
-        memcpy(psk, state + 4, hl);
-    OPENSSL_cleanse(state, sizeof(state));
-    return ok;
 }
 
 /* ---- the handshake ------------------------------------------------------------------- */
@@ -639,7 +236,7 @@ static int find_psk(const struct tls13 *t, const struct tls13_offer *o, const un
     if (!o->identities || !o->psk_dhe)
         return 0;
     bool sha384 = t->suite->sha384;
-    size_t hl = hash_len(sha384);
+    size_t hl = tls13_hash_len(sha384);
     const unsigned char *ids = o->identities, *binders = o->binders;
     size_t ileft = o->identities_len, bleft = o->binders_len;
     for (unsigned i = 0; ileft >= 2; i++) {
@@ -652,7 +249,7 @@ static int find_psk(const struct tls13 *t, const struct tls13_offer *o, const un
         ileft -= 2 + len + 4;
         binders += 1 + blen;
         bleft -= 1 + blen;
-        if (!ticket_open(ticket, len, t->suite, t->host, psk))
+        if (!tls13_ticket_open(ticket, len, t->suite, t->host, psk))
             continue;
         if (blen != hl)
             return ILLEGAL_PARAMETER;
@@ -660,16 +257,16 @@ static int find_psk(const struct tls13 *t, const struct tls13_offer *o, const un
          * binders) (RFC 8446 4.2.11.2) */
         unsigned char zeros[H_MAX] = {0}, early[H_MAX], binder_key[H_MAX], fk[H_MAX], th[H_MAX],
                       want[H_MAX], empty[H_MAX];
-        struct hash h;
-        hash_init(&h, sha384);
-        hash_final(&h, empty);
-        hmac(sha384, zeros, hl, psk, hl, early);
-        derive_secret(sha384, early, "res binder", empty, binder_key);
-        expand_label(sha384, binder_key, "finished", NULL, 0, fk, hl);
-        hash_init(&h, sha384);
-        hash_update(&h, hello, 4 + o->binders_at);
-        hash_final(&h, th);
-        hmac(sha384, fk, hl, th, hl, want);
+        struct tls13_hash h;
+        tls13_hash_init(&h, sha384);
+        tls13_hash_final(&h, empty);
+        tls13_hmac(sha384, zeros, hl, psk, hl, early);
+        tls13_derive_secret(sha384, early, "res binder", empty, binder_key);
+        tls13_expand_label(sha384, binder_key, "finished", NULL, 0, fk, hl);
+        tls13_hash_init(&h, sha384);
+        tls13_hash_update(&h, hello, 4 + o->binders_at);
+        tls13_hash_final(&h, th);
+        tls13_hmac(sha384, fk, hl, th, hl, want);
         bool right = CRYPTO_memcmp(want, binder, hl) == 0;
         OPENSSL_cleanse(early, sizeof(early));
         OPENSSL_cleanse(binder_key, sizeof(binder_key));
@@ -760,10 +357,10 @@ static size_t certificate_verify(const struct tls13 *t, const struct tls13_cert 
 {
     static const char context[] = "TLS 1.3, server CertificateVerify";
     unsigned char content[64 + sizeof(context) + H_MAX], digest[32];
-    size_t hl = hash_len(t->suite->sha384);
+    size_t hl = tls13_hash_len(t->suite->sha384);
     memset(content, 0x20, 64);
     memcpy(content + 64, context, sizeof(context)); /* with its 0 */
-    hash_now(&t->transcript, content + 64 + sizeof(context));
+    tls13_hash_now(&t->transcript, content + 64 + sizeof(context));
     SHA256(content, 64 + sizeof(context) + hl, digest);
     ECDSA_SIG *sig = ECDSA_do_sign(digest, sizeof(digest), cert->key);
     if (!sig)
@@ -785,11 +382,11 @@ static size_t certificate_verify(const struct tls13 *t, const struct tls13_cert 
 static size_t finished(const struct tls13 *t, const unsigned char *base, unsigned char *p)
 {
     bool sha384 = t->suite->sha384;
-    size_t hl = hash_len(sha384);
+    size_t hl = tls13_hash_len(sha384);
     unsigned char fk[H_MAX], th[H_MAX];
-    expand_label(sha384, base, "finished", NULL, 0, fk, hl);
-    hash_now(&t->transcript, th);
-    hmac(sha384, fk, hl, th, hl, p + 4);
+    tls13_expand_label(sha384, base, "finished", NULL, 0, fk, hl);
+    tls13_hash_now(&t->transcript, th);
+    tls13_hmac(sha384, fk, hl, th, hl, p + 4);
     OPENSSL_cleanse(fk, sizeof(fk));
     put_msg_head(p, 20, hl);
     return 4 + hl;
@@ -797,7 +394,7 @@ static size_t finished(const struct tls13 *t, const unsigned char *base, unsigne
 
 static void add(struct tls13 *t, const unsigned char *msg, size_t len)
 {
-    hash_update(&t->transcript, msg, len);
+    tls13_hash_update(&t->transcript, msg, len);
 }
 
 /* Makes and sends the server's flight: false with an alert (a plaintext one: no keys yet)
@@ -806,13 +403,13 @@ static bool first_flight(struct tls13 *t, const struct tls13_offer *o, const uns
                          size_t hello_len, const struct tls13_cert *cert, bool sni_ack)
 {
     bool sha384 = t->suite->sha384;
-    size_t hl = hash_len(sha384);
+    size_t hl = tls13_hash_len(sha384);
     unsigned char psk[H_MAX] = {0}, zeros[H_MAX] = {0}, empty[H_MAX], shared[32], pub[32],
                   secret[H_MAX], derived[H_MAX], th[H_MAX], random[64 + sizeof(t->ticket_random)];
     unsigned index = 0, code = INTERNAL_ERROR;
-    struct hash h;
-    hash_init(&h, sha384);
-    hash_final(&h, empty);
+    struct tls13_hash h;
+    tls13_hash_init(&h, sha384);
+    tls13_hash_final(&h, empty);
     int found = find_psk(t, o, hello, psk, &index);
     if (found > 1) {
         code = (unsigned)found;
@@ -824,11 +421,11 @@ static bool first_flight(struct tls13 *t, const struct tls13_offer *o, const uns
     if (RAND_bytes(random, sizeof(random)) != 1)
         goto fail;
     memcpy(t->ticket_random, random + 64, sizeof(t->ticket_random));
-    if (!x25519(random, o->x25519, pub, shared)) {
+    if (!tls13_x25519(random, o->x25519, pub, shared)) {
         code = ILLEGAL_PARAMETER;
         goto fail;
     }
-    hash_init(&t->transcript, sha384);
+    tls13_hash_init(&t->transcript, sha384);
     add(t, hello, hello_len);
 
     unsigned char *out = out_space;
@@ -848,15 +445,16 @@ static bool first_flight(struct tls13 *t, const struct tls13_offer *o, const uns
     }
 
     /* the key schedule (RFC 8446 7.1) up to the handshake traffic secrets */
-    hmac(sha384, zeros, hl, psk, hl, secret); /* early secret */
-    derive_secret(sha384, secret, "derived", empty, derived);
-    hmac(sha384, derived, hl, shared, sizeof(shared), secret); /* handshake secret */
-    hash_now(&t->transcript, th);
-    derive_secret(sha384, secret, "c hs traffic", th, t->c_secret);
-    derive_secret(sha384, secret, "s hs traffic", th, t->s_secret);
-    derive_secret(sha384, secret, "derived", empty, derived);
-    hmac(sha384, derived, hl, zeros, hl, t->master);
-    if (!aead_key(&t->wr, t->suite, t->s_secret, 1) || !aead_key(&t->rd, t->suite, t->c_secret, 0))
+    tls13_hmac(sha384, zeros, hl, psk, hl, secret); /* early secret */
+    tls13_derive_secret(sha384, secret, "derived", empty, derived);
+    tls13_hmac(sha384, derived, hl, shared, sizeof(shared), secret); /* handshake secret */
+    tls13_hash_now(&t->transcript, th);
+    tls13_derive_secret(sha384, secret, "c hs traffic", th, t->c_secret);
+    tls13_derive_secret(sha384, secret, "s hs traffic", th, t->s_secret);
+    tls13_derive_secret(sha384, secret, "derived", empty, derived);
+    tls13_hmac(sha384, derived, hl, zeros, hl, t->master);
+    if (!tls13_aead_key(&t->wr, t->suite, t->s_secret, 1) ||
+        !tls13_aead_key(&t->rd, t->suite, t->c_secret, 0))
         goto fail;
 
     /* EncryptedExtensions, Certificate, CertificateVerify, Finished: one plaintext */
@@ -883,7 +481,7 @@ static bool first_flight(struct tls13 *t, const struct tls13_offer *o, const uns
     len += n;
     size_t sealed = 0;
     if (at + len + (len / PLAIN_MAX + 1) * (5 + 1 + TAG) <= sizeof(out_space) - 4096)
-        sealed = seal_all(&t->wr, 22, plain, len, out + at);
+        sealed = tls13_seal_all(&t->wr, 22, plain, len, out + at);
     if (plain != out_space + sizeof(out_space) - 4096)
         free(plain);
     if (!sealed)
@@ -891,16 +489,16 @@ static bool first_flight(struct tls13 *t, const struct tls13_offer *o, const uns
     at += sealed;
 
     /* the application traffic secrets, from the transcript up to our Finished */
-    hash_now(&t->transcript, th);
-    derive_secret(sha384, t->master, "c ap traffic", th, t->c_ap);
-    derive_secret(sha384, t->master, "s ap traffic", th, t->s_secret);
+    tls13_hash_now(&t->transcript, th);
+    tls13_derive_secret(sha384, t->master, "c ap traffic", th, t->c_ap);
+    tls13_derive_secret(sha384, t->master, "s ap traffic", th, t->s_secret);
     {
         unsigned char fk[H_MAX];
-        expand_label(sha384, t->c_secret, "finished", NULL, 0, fk, hl);
-        hmac(sha384, fk, hl, th, hl, t->client_finished);
+        tls13_expand_label(sha384, t->c_secret, "finished", NULL, 0, fk, hl);
+        tls13_hmac(sha384, fk, hl, th, hl, t->client_finished);
         OPENSSL_cleanse(fk, sizeof(fk));
     }
-    if (!aead_key(&t->wr, t->suite, t->s_secret, 1))
+    if (!tls13_aead_key(&t->wr, t->suite, t->s_secret, 1))
         goto fail;
     OPENSSL_cleanse(psk, sizeof(psk));
     OPENSSL_cleanse(shared, sizeof(shared));
@@ -922,29 +520,16 @@ fail:
     return false;
 }
 
-/* The suite: ChaCha20-Poly1305 when the client puts it first (it has no AES instructions),
- * else AES-128-GCM when offered (its SHA-256 key schedule runs on the CPU's SHA
- * instructions where SHA-384 has none; 128-bit security, as every browser's first
- * choice), else the client's first. */
-static const struct suite *pick_suite(const struct tls13_offer *o)
-{
-    if (o->suites[0] != 0x1303)
-        for (size_t i = 0; i < o->nsuites; i++)
-            if (o->suites[i] == 0x1301)
-                return &suites[0];
-    return suite_of(o->suites[0]);
-}
-
 struct tls13 *tls13_start(int fd, const struct tls13_offer *o, const unsigned char *hello,
                           size_t hello_len, const struct tls13_cert *cert, bool sni_ack, bool h2,
                           const unsigned char *rest, size_t rest_len)
 {
-    pthread_once(&ciphers_once, fetch_ciphers);
+    tls13_crypto_init();
     struct tls13 *t = dt_xcalloc(1, sizeof(*t));
     t->fd = fd;
     t->failure = DT_TLS_FAIL_OTHER;
     t->state = HANDSHAKE;
-    t->suite = pick_suite(o);
+    t->suite = tls13_pick_suite(o);
     /* ALPN: h2 first when we speak it, else http/1.1 (tls13_can saw one is there) */
     t->h2 = o->has_alpn && h2 && o->alpn_h2;
     snprintf(t->host, sizeof(t->host), "%s", o->host);
@@ -977,7 +562,7 @@ void tls13_free(struct tls13 *t)
 static void make_tickets(struct tls13 *t, const unsigned char *resumption, unsigned count)
 {
     bool sha384 = t->suite->sha384;
-    size_t hl = hash_len(sha384);
+    size_t hl = tls13_hash_len(sha384);
     unsigned char
         msgs[TICKETS_FULL * (4 + 4 + 4 + 2 + 2 + TICKET_HEAD + TICKET_STATE_MAX + TAG + 2)];
     const unsigned char *random = t->ticket_random;
@@ -986,7 +571,7 @@ static void make_tickets(struct tls13 *t, const unsigned char *resumption, unsig
         return;
     for (unsigned i = 0; i < count; i++) {
         unsigned char nonce = (unsigned char)i, psk[H_MAX], *m = msgs + len;
-        expand_label(sha384, resumption, "resumption", &nonce, 1, psk, hl);
+        tls13_expand_label(sha384, resumption, "resumption", &nonce, 1, psk, hl);
         size_t at = 4;
         m[at++] = (unsigned char)(TICKET_LIFETIME >> 24);
         m[at++] = (unsigned char)(TICKET_LIFETIME >> 16);
@@ -996,7 +581,7 @@ static void make_tickets(struct tls13 *t, const unsigned char *resumption, unsig
         at += 4;
         m[at++] = 1;
         m[at++] = nonce;
-        size_t tlen = ticket_make(t, psk, random + 16 * i + 4, m + at + 2);
+        size_t tlen = tls13_ticket_make(t->suite, t->host, psk, random + 16 * i + 4, m + at + 2);
         OPENSSL_cleanse(psk, sizeof(psk));
         if (!tlen)
             break;
@@ -1009,7 +594,7 @@ static void make_tickets(struct tls13 *t, const unsigned char *resumption, unsig
         len += at;
     }
     unsigned char rec[sizeof(msgs) + 5 + 1 + TAG];
-    size_t n = len ? seal(&t->wr, 22, msgs, len, rec) : 0;
+    size_t n = len ? tls13_seal(&t->wr, 22, msgs, len, rec) : 0;
     if (n)
         queue(t, rec, n);
 }
@@ -1018,7 +603,7 @@ static void make_tickets(struct tls13 *t, const unsigned char *resumption, unsig
 static int client_finished(struct tls13 *t, const unsigned char *msg, size_t len)
 {
     bool sha384 = t->suite->sha384;
-    size_t hl = hash_len(sha384);
+    size_t hl = tls13_hash_len(sha384);
     if (msg[0] != 20)
         return UNEXPECTED_MESSAGE;
     if (len != 4 + hl)
@@ -1027,12 +612,12 @@ static int client_finished(struct tls13 *t, const unsigned char *msg, size_t len
         return DECRYPT_ERROR;
     add(t, msg, len);
     unsigned char th[H_MAX], resumption[H_MAX];
-    hash_now(&t->transcript, th);
-    derive_secret(sha384, t->master, "res master", th, resumption);
+    tls13_hash_now(&t->transcript, th);
+    tls13_derive_secret(sha384, t->master, "res master", th, resumption);
     OPENSSL_cleanse(t->master, sizeof(t->master));
     memcpy(t->c_secret, t->c_ap, hl);
     OPENSSL_cleanse(t->c_ap, sizeof(t->c_ap));
-    if (!aead_key(&t->rd, t->suite, t->c_secret, 0))
+    if (!tls13_aead_key(&t->rd, t->suite, t->c_secret, 0))
         return INTERNAL_ERROR;
     t->state = OPEN;
     t->opened = true;
@@ -1051,25 +636,25 @@ static int client_finished(struct tls13 *t, const unsigned char *msg, size_t len
 static int key_update(struct tls13 *t, const unsigned char *msg, size_t len)
 {
     bool sha384 = t->suite->sha384;
-    size_t hl = hash_len(sha384);
+    size_t hl = tls13_hash_len(sha384);
     if (len != 5)
         return DECODE_ERROR;
     if (msg[4] > 1)
         return ILLEGAL_PARAMETER;
     unsigned char next[H_MAX];
-    expand_label(sha384, t->c_secret, "traffic upd", NULL, 0, next, hl);
+    tls13_expand_label(sha384, t->c_secret, "traffic upd", NULL, 0, next, hl);
     memcpy(t->c_secret, next, hl);
-    if (!aead_key(&t->rd, t->suite, t->c_secret, 0))
+    if (!tls13_aead_key(&t->rd, t->suite, t->c_secret, 0))
         return INTERNAL_ERROR;
     if (msg[4] == 1) { /* update_requested: ours, under the old key, then the new key */
         unsigned char ku[5] = {24, 0, 0, 1, 0}, rec[5 + 5 + 1 + TAG];
-        size_t n = seal(&t->wr, 22, ku, sizeof(ku), rec);
+        size_t n = tls13_seal(&t->wr, 22, ku, sizeof(ku), rec);
         if (!n)
             return INTERNAL_ERROR;
         queue(t, rec, n);
-        expand_label(sha384, t->s_secret, "traffic upd", NULL, 0, next, hl);
+        tls13_expand_label(sha384, t->s_secret, "traffic upd", NULL, 0, next, hl);
         memcpy(t->s_secret, next, hl);
-        if (!aead_key(&t->wr, t->suite, t->s_secret, 1))
+        if (!tls13_aead_key(&t->wr, t->suite, t->s_secret, 1))
             return INTERNAL_ERROR;
     }
     OPENSSL_cleanse(next, sizeof(next));
@@ -1135,7 +720,7 @@ static ssize_t record(struct tls13 *t, unsigned char *rec, size_t len, unsigned 
     if (type != 23)
         return alert(t, UNEXPECTED_MESSAGE, DT_TLS_FAIL_OTHER);
     size_t plen;
-    int a = open_record(&t->rd, rec, len, &type, &plen);
+    int a = tls13_open_record(&t->rd, rec, len, &type, &plen);
     if (a)
         return alert(t, (unsigned)a, DT_TLS_FAIL_OTHER);
     unsigned char *p = rec + 5;
@@ -1292,13 +877,13 @@ ssize_t tls13_write(struct tls13 *t, const void *buf, size_t n)
     size_t take = n < WRITE_RECORDS * PLAIN_MAX ? n : WRITE_RECORDS * PLAIN_MAX;
     if (t->notified)
         return DT_TLS_ERROR;
-    size_t sealed = seal_all(&t->wr, 23, buf, take, out + at);
+    size_t sealed = tls13_seal_all(&t->wr, 23, buf, take, out + at);
     if (!sealed)
         return alert(t, INTERNAL_ERROR, DT_TLS_FAIL_OTHER);
     at += sealed;
     if (t->closing && take == n) { /* the last bytes: close_notify in the same send */
         unsigned char body[2] = {1, CLOSE_NOTIFY};
-        size_t k = seal(&t->wr, 21, body, 2, out + at);
+        size_t k = tls13_seal(&t->wr, 21, body, 2, out + at);
         if (k) {
             at += k;
             t->notified = true;
@@ -1327,7 +912,7 @@ void tls13_close_notify(struct tls13 *t)
         return;
     t->notified = true;
     unsigned char body[2] = {1, CLOSE_NOTIFY}, rec[5 + 2 + 1 + TAG];
-    size_t n = seal(&t->wr, 21, body, 2, rec);
+    size_t n = tls13_seal(&t->wr, 21, body, 2, rec);
     if (n && (t->out_off == t->out_len || flush(t) == 0))
         (void)send(t->fd, rec, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
