@@ -8,13 +8,16 @@
 
 #define MAX_SHOWN 80 /* bytes of an offending value quoted in a message */
 
-/* One conversion: the input, where converted rules and errors go, and the rule being written. */
+/* One conversion: the input, where converted rules and errors go, and the rule being written.
+ * text is the piece being converted (the whole input, or whole records of it fed by a
+ * dt_import_stream); its first byte is on line first_line of the input. */
 struct conv {
     const char *name;
     struct dt_str text;
+    uint32_t first_line;
     int status; /* the status of entries that carry none */
     struct dt_import *out;
-    struct dt_errors *errs;
+    struct dt_errors *errs;   /* NULL: only measuring records (nothing is reported) */
     struct dt_buf rule;       /* the rule's source, then its target (from target_at on) */
     size_t target_at;         /* SIZE_MAX: rule holds a whole detour line, copied as it is */
     struct dt_rule_spec spec; /* the rule's status and options: the codec writes the line */
@@ -72,7 +75,11 @@ void dt_import_put_source(struct conv *c, const struct source *s, bool subdomain
 size_t dt_import_next_line(const struct conv *c, size_t i);
 
 /* The converters of the foreign formats: every entry of c->text to c->out, or an error. */
-void dt_import_csv(struct conv *c);
+struct csv; /* what a CSV conversion learns from earlier records, kept between pieces */
+struct csv *dt_import_csv_new(void);
+void dt_import_csv_free(struct csv *cv);
+void dt_import_csv(struct csv *cv, struct conv *c);
+size_t dt_import_csv_whole(struct dt_str text, bool at_eof);
 void dt_import_nginx(struct conv *c);
 void dt_import_netlify(struct conv *c);
 

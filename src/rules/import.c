@@ -1,8 +1,9 @@
 /* import: converts CSV bulk-redirect lists (import_csv.c), nginx map blocks
  * (import_nginx.c) and Netlify _redirects files (import_netlify.c) into detour rule lines,
  * one entry at a time, reporting every entry it cannot convert with its file, line and
- * column; here, what the formats share and the entry point. The mapping of each format is
- * described in docs/import.md. */
+ * column; here, what the formats share and the entry points: a whole text, or a stream fed
+ * piece by piece (which the whole text goes through as one piece). The mapping of each
+ * format is described in docs/import.md. */
 #include "rules/convert.h"
 
 #include <stdio.h>
@@ -100,7 +101,7 @@ static uint32_t locate(struct conv *c, size_t off, size_t *col)
     if (off < c->seen_off) {
         c->seen_off = 0;
         c->seen_line_start = 0;
-        c->seen_line = 1;
+        c->seen_line = c->first_line;
     }
     for (size_t i = c->seen_off; i < off; i++) {
         if (t[i] == '\n') {
@@ -122,6 +123,8 @@ static uint32_t locate(struct conv *c, size_t off, size_t *col)
 /* Reports an entry that cannot be converted, at a byte offset of the text. */
 void dt_import_fail(struct conv *c, size_t off, const char *fmt, ...)
 {
+    if (!c->errs)
+        return; /* measuring records only */
     char msg[400];
     va_list ap;
     va_start(ap, fmt);
@@ -461,58 +464,129 @@ static void convert_detour(struct conv *c)
     }
 }
 
-/* ---- entry point ------------------------------------------------------------------------- */
+/* ---- streams and the entry point ------------------------------------------------------- */
 
-int dt_import_convert(enum dt_rule_format f, const char *name, struct dt_str text,
-                      int default_status, struct dt_import *out, struct dt_errors *errs)
+struct dt_import_stream {
+    enum dt_rule_format format;
+    struct conv c;   /* its name, status and buffers live as long as the stream */
+    struct csv *csv; /* CSV: the header's columns and what else earlier rows taught */
+    size_t fed;      /* bytes of the input fed so far (the BOM is only at 0) */
+    bool over;       /* fed more than DT_IMPORT_MAX_TEXT: reported, nothing more converted */
+};
+
+struct dt_import_stream *dt_import_stream_new(enum dt_rule_format f, const char *name,
+                                              int default_status)
 {
     if ((int)f < (int)DT_FORMAT_DETOUR || (int)f > (int)DT_FORMAT_NETLIFY)
-        return DT_EINVAL;
+        return NULL;
     if (default_status != 0 && !dt_http_is_redirect(default_status))
-        return DT_EINVAL;
-    if (!name)
-        name = "-";
-    if (text.len > DT_IMPORT_MAX_TEXT) {
-        dt_errors_add_at(errs, name, 0, 0, "larger than %zu bytes", DT_IMPORT_MAX_TEXT);
+        return NULL;
+    struct dt_import_stream *s = dt_xcalloc(1, sizeof(*s));
+    s->format = f;
+    s->c.name = name ? name : "-";
+    s->c.status = default_status ? default_status : f == DT_FORMAT_NETLIFY ? 301 : 307;
+    dt_buf_init(&s->c.rule);
+    dt_buf_init(&s->c.line);
+    dt_buf_init(&s->c.aux);
+    if (f == DT_FORMAT_CSV)
+        s->csv = dt_import_csv_new();
+    return s;
+}
+
+void dt_import_stream_free(struct dt_import_stream *s)
+{
+    if (!s)
+        return;
+    dt_buf_dispose(&s->c.rule);
+    dt_buf_dispose(&s->c.line);
+    dt_buf_dispose(&s->c.aux);
+    dt_import_csv_free(s->csv);
+    free(s);
+}
+
+/* The byte order mark that spreadsheets write at the start of a UTF-8 CSV file. */
+static bool has_bom(struct dt_str text)
+{
+    return text.len >= 3 && !memcmp(text.ptr, "\xEF\xBB\xBF", 3);
+}
+
+size_t dt_import_stream_whole(const struct dt_import_stream *s, struct dt_str text, bool at_eof)
+{
+    if (at_eof || text.len == 0)
+        return text.len;
+    switch (s->format) {
+    case DT_FORMAT_DETOUR:
+    case DT_FORMAT_NETLIFY:
+        /* Lines: up to the last LF (so never between a CR and its LF). */
+        for (size_t n = text.len; n > 0; n--)
+            if (text.ptr[n - 1] == '\n')
+                return n;
+        return 0;
+    case DT_FORMAT_CSV: {
+        /* The mark is no part of the first record (it could hide an opening quote). */
+        size_t bom = s->fed == 0 && has_bom(text) ? 3 : 0;
+        size_t n = dt_import_csv_whole(dt_str_make(text.ptr + bom, text.len - bom), false);
+        return n ? bom + n : 0;
+    }
+    case DT_FORMAT_NGINX_MAP:
+        return 0; /* a map block spans lines: the file is converted whole */
+    }
+    return 0;
+}
+
+int dt_import_stream_feed(struct dt_import_stream *s, struct dt_str text, uint32_t first_line,
+                          struct dt_import *out, struct dt_errors *errs)
+{
+    struct conv *c = &s->c;
+    if (s->over)
+        return DT_ELIMIT;
+    if (text.len > DT_IMPORT_MAX_TEXT - s->fed) {
+        dt_errors_add_at(errs, c->name, 0, 0, "larger than %zu bytes", DT_IMPORT_MAX_TEXT);
+        s->over = true;
         return DT_ELIMIT;
     }
     if (text.len == 0)
         text.ptr = "";
-    /* A byte order mark, as spreadsheets write at the start of a UTF-8 CSV file. */
-    if (text.len >= 3 && !memcmp(text.ptr, "\xEF\xBB\xBF", 3)) {
+    if (s->fed == 0 && has_bom(text)) {
         text.ptr += 3;
         text.len -= 3;
+        s->fed = 3;
     }
-    struct conv c = {
-        .name = name,
-        .text = text,
-        .status = default_status           ? default_status
-                  : f == DT_FORMAT_NETLIFY ? 301
-                                           : 307,
-        .out = out,
-        .errs = errs,
-        .seen_line = 1,
-    };
-    dt_buf_init(&c.rule);
-    dt_buf_init(&c.line);
-    dt_buf_init(&c.aux);
+    s->fed += text.len;
+    c->text = text;
+    c->first_line = first_line;
+    c->out = out;
+    c->errs = errs;
+    c->seen_off = 0;
+    c->seen_line_start = 0;
+    c->seen_line = first_line;
     unsigned before = errs->count;
-    switch (f) {
+    switch (s->format) {
     case DT_FORMAT_DETOUR:
-        convert_detour(&c);
+        convert_detour(c);
         break;
     case DT_FORMAT_CSV:
-        dt_import_csv(&c);
+        dt_import_csv(s->csv, c);
         break;
     case DT_FORMAT_NGINX_MAP:
-        dt_import_nginx(&c);
+        dt_import_nginx(c);
         break;
     case DT_FORMAT_NETLIFY:
-        dt_import_netlify(&c);
+        dt_import_netlify(c);
         break;
     }
-    dt_buf_dispose(&c.rule);
-    dt_buf_dispose(&c.line);
-    dt_buf_dispose(&c.aux);
+    c->out = NULL;
+    c->errs = NULL;
     return errs->count > before ? DT_ESYNTAX : 0;
+}
+
+int dt_import_convert(enum dt_rule_format f, const char *name, struct dt_str text,
+                      int default_status, struct dt_import *out, struct dt_errors *errs)
+{
+    struct dt_import_stream *s = dt_import_stream_new(f, name, default_status);
+    if (!s)
+        return DT_EINVAL;
+    int rc = dt_import_stream_feed(s, text, 1, out, errs);
+    dt_import_stream_free(s);
+    return rc;
 }

@@ -64,4 +64,45 @@ DT_MUST_CHECK int dt_import_convert(enum dt_rule_format f, const char *name, str
                                     int default_status, struct dt_import *out,
                                     struct dt_errors *errs);
 
+/* A conversion fed piece by piece, for inputs too large to hold (detour check reads files of
+ * millions of lines): what a format learns from earlier records (a CSV header's columns, that
+ * a header made the rows unreadable) is kept between pieces, and the output, line numbers and
+ * messages are byte for byte those of dt_import_convert on the whole input, wherever it is
+ * split at whole records. dt_import_convert is this with one piece. Not shared between
+ * threads. */
+struct dt_import_stream;
+
+/* Starts a conversion of format f; name and default_status as for dt_import_convert (name
+ * is the caller's string, kept until dt_import_stream_free). Returns NULL for an unknown f or
+ * a default_status that is not 0 or a redirect status. Aborts on out-of-memory. Free with
+ * dt_import_stream_free. */
+struct dt_import_stream *dt_import_stream_new(enum dt_rule_format f, const char *name,
+                                              int default_status);
+
+/* How many bytes at the start of text (input not yet fed, starting at a record boundary,
+ * hence at the start of a line) are whole records that may be fed now; at_eof: text is the
+ * rest of the input, so all of it is whole. CSV: records end at a line break outside quotes
+ * (a record with an unclosed quote is whole only at the end); detour and Netlify: up to the
+ * last LF; nginx maps: 0 until at_eof (a map block spans lines: the file is converted
+ * whole). A cut is never between a CR and its LF. The text is read from its start at each
+ * call: a reader whose buffer holds no whole record should double it, not add a fixed step,
+ * so that a long record (an unclosed quote runs to the end) is read in O(n log n). text is
+ * only read. */
+size_t dt_import_stream_whole(const struct dt_import_stream *s, struct dt_str text, bool at_eof);
+
+/* Converts text: whole records as measured by dt_import_stream_whole, following the ones
+ * fed before, its first byte on line first_line of the input (1 for the first piece; the
+ * caller counts the LFs it fed). The first bytes of the input may be a UTF-8 byte order mark,
+ * skipped as dt_import_convert does. Rule lines are appended to out with the input's own
+ * line numbers, and errors added to errs naming the input's own line and column; out and
+ * errs may differ from piece to piece. text is only read, and may be freed once this
+ * returns. Returns 0; DT_ESYNTAX when this piece added an error; DT_ELIMIT (reported once in
+ * errs) once more than DT_IMPORT_MAX_TEXT bytes were fed, and for every piece after. */
+DT_MUST_CHECK int dt_import_stream_feed(struct dt_import_stream *s, struct dt_str text,
+                                        uint32_t first_line, struct dt_import *out,
+                                        struct dt_errors *errs);
+
+/* Frees a stream (NULL is allowed); what it converted stays in the caller's lists. */
+void dt_import_stream_free(struct dt_import_stream *s);
+
 #endif

@@ -52,12 +52,14 @@ struct csv {
     struct dt_buf values;                         /* the values of the record being read */
     struct csv_field fields[CSV_MAX_COLUMNS + 1]; /* its first fields */
     unsigned n;                                   /* its fields, kept or not */
-    bool started;                                 /* a header or a data row has been read */
-    bool by_name;                                 /* a header named the columns */
-    bool dead;                                    /* the header makes rows unreadable */
-    bool cloudflare;                              /* this headerless row is Cloudflare's */
-    unsigned ncols;                               /* columns the header named */
-    int col[COL_COUNT];                           /* each column's field, or -1 */
+    /* What earlier records taught, kept between the pieces of a stream: */
+    bool started;       /* a header or a data row has been read */
+    bool by_name;       /* a header named the columns */
+    bool dead;          /* the header makes rows unreadable */
+    bool stopped;       /* dead, and a row came: nothing more is read */
+    bool cloudflare;    /* this headerless row is Cloudflare's */
+    unsigned ncols;     /* columns the header named */
+    int col[COL_COUNT]; /* each column's field, or -1 */
 };
 
 static struct dt_str csv_value(const struct csv *cv, int i)
@@ -87,11 +89,20 @@ static bool csv_eol(const struct conv *c, size_t i)
     return t[i] == '\n' || (t[i] == '\r' && i + 1 < c->text.len && t[i + 1] == '\n');
 }
 
+/* What csv_read found. */
+enum csv_read {
+    CSV_END,     /* no record before the end of the text */
+    CSV_RECORD,  /* a record, in cv */
+    CSV_BAD,     /* a malformed record (reported): *pos is past the line where it failed */
+    CSV_UNCLOSED /* a quoted field without its closing quote (reported): it ran to the end */
+};
+
 /* Reads the record at *pos into cv, skipping blank and comment lines before it (RFC 4180:
  * fields separated by commas, quoted fields may hold commas, line breaks and doubled quotes;
- * here also blanks around fields are dropped). Returns 1 for a record, 0 at the end of the
- * text, or -1 for a malformed record (reported; *pos then is past the line where it failed). */
-static int csv_read(struct csv *cv, size_t *pos)
+ * here also blanks around fields are dropped). At CSV_END, *pos is where the skipped lines
+ * stop being whole: the end of the text, or the start of its last line when that one has no
+ * line break. */
+static enum csv_read csv_read(struct csv *cv, size_t *pos)
 {
     struct conv *c = cv->c;
     const char *t = c->text.ptr;
@@ -101,12 +112,17 @@ static int csv_read(struct csv *cv, size_t *pos)
         while (j < len && is_blank(t[j]))
             j++;
         if (j == len) {
-            *pos = len;
-            return 0;
+            *pos = i;
+            return CSV_END;
         }
         if (!csv_eol(c, j) && t[j] != '#')
             break;
-        i = dt_import_next_line(c, j);
+        size_t next = dt_import_next_line(c, j);
+        if (t[next - 1] != '\n') {
+            *pos = i; /* a comment without a line break ends the text */
+            return CSV_END;
+        }
+        i = next;
     }
     cv->n = 0;
     cv->values.len = 0;
@@ -122,7 +138,7 @@ static int csv_read(struct csv *cv, size_t *pos)
                 if (i >= len) {
                     dt_import_fail(c, open, "unterminated quoted field (it needs a closing '\"')");
                     *pos = len;
-                    return -1;
+                    return CSV_UNCLOSED;
                 }
                 if (t[i] == '"') {
                     if (i + 1 < len && t[i + 1] == '"') {
@@ -146,7 +162,7 @@ static int csv_read(struct csv *cv, size_t *pos)
                     "text after the closing quote of a field (inside quotes, write a quote "
                     "as \"\")");
                 *pos = dt_import_next_line(c, i);
-                return -1;
+                return CSV_BAD;
             }
         } else {
             size_t start = i;
@@ -156,7 +172,7 @@ static int csv_read(struct csv *cv, size_t *pos)
                                    "a quote inside an unquoted field (quote the whole field and "
                                    "double the quote: \"a\"\"b\")");
                     *pos = dt_import_next_line(c, i);
-                    return -1;
+                    return CSV_BAD;
                 }
                 i++;
             }
@@ -177,7 +193,7 @@ static int csv_read(struct csv *cv, size_t *pos)
         if (i < len)
             i += t[i] == '\r' ? 2 : 1;
         *pos = i;
-        return 1;
+        return CSV_RECORD;
     }
 }
 
@@ -433,40 +449,80 @@ static void csv_convert_row(struct csv *cv)
     dt_import_emit(c, cv->fields[0].start);
 }
 
-void dt_import_csv(struct conv *c)
+struct csv *dt_import_csv_new(void)
 {
-    struct csv cv;
-    memset(&cv, 0, sizeof(cv));
-    cv.c = c;
-    dt_buf_init(&cv.values);
+    struct csv *cv = dt_xcalloc(1, sizeof(*cv));
+    dt_buf_init(&cv->values);
     for (int k = 0; k < COL_COUNT; k++)
-        cv.col[k] = k <= COL_OPTIONS ? k : -1;
+        cv->col[k] = k <= COL_OPTIONS ? k : -1;
+    return cv;
+}
+
+void dt_import_csv_free(struct csv *cv)
+{
+    if (!cv)
+        return;
+    dt_buf_dispose(&cv->values);
+    free(cv);
+}
+
+/* Converts the records of c->text, going on from what cv learnt from earlier pieces. */
+void dt_import_csv(struct csv *cv, struct conv *c)
+{
+    cv->c = c;
     size_t pos = 0;
-    int rc;
-    while ((rc = csv_read(&cv, &pos)) != 0) {
-        if (rc < 0) {
-            cv.started = true;
+    enum csv_read rc;
+    while (!cv->stopped && (rc = csv_read(cv, &pos)) != CSV_END) {
+        if (rc != CSV_RECORD) {
+            cv->started = true;
             continue;
         }
         bool empty = true;
-        for (int i = 0; i <= csv_last(&cv) && empty; i++)
-            empty = cv.fields[i].len == 0;
+        for (int i = 0; i <= csv_last(cv) && empty; i++)
+            empty = cv->fields[i].len == 0;
         if (empty)
             continue; /* ",,," rows that spreadsheets write for empty lines */
-        struct dt_str first = csv_value(&cv, 0);
-        if (!cv.started && (dt_str_ieq(first, "source") || dt_str_ieq(first, "source_url"))) {
-            cv.started = true;
-            csv_header(&cv);
+        struct dt_str first = csv_value(cv, 0);
+        if (!cv->started && (dt_str_ieq(first, "source") || dt_str_ieq(first, "source_url"))) {
+            cv->started = true;
+            csv_header(cv);
             continue;
         }
-        cv.started = true;
-        if (cv.dead)
+        cv->started = true;
+        if (cv->dead) {
+            cv->stopped = true;
             break;
+        }
         /* Positional rows name no column beyond the ones they have. */
-        if (!cv.by_name)
+        if (!cv->by_name)
             for (int k = COL_STATUS; k <= COL_OPTIONS; k++)
-                cv.col[k] = (unsigned)k < cv.n ? k : -1;
-        csv_row(&cv);
+                cv->col[k] = (unsigned)k < cv->n ? k : -1;
+        csv_row(cv);
+    }
+    cv->c = NULL;
+}
+
+/* How many bytes at the start of text are whole records: csv_read itself walks them, without
+ * reporting anything, and a record counts once its line break is read (a line break inside
+ * a quoted field is not one; a CR is one only with its LF). */
+size_t dt_import_csv_whole(struct dt_str text, bool at_eof)
+{
+    if (at_eof || text.len == 0)
+        return text.len;
+    struct conv c = {.text = text}; /* no errs: nothing is reported */
+    struct csv cv = {.c = &c};
+    dt_buf_init(&cv.values);
+    size_t pos = 0, whole = 0;
+    for (;;) {
+        enum csv_read rc = csv_read(&cv, &pos);
+        if (rc == CSV_END) {
+            whole = pos;
+            break;
+        }
+        if (rc == CSV_UNCLOSED || text.ptr[pos - 1] != '\n')
+            break; /* the record may go on in the text that follows */
+        whole = pos;
     }
     dt_buf_dispose(&cv.values);
+    return whole;
 }

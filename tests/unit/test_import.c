@@ -25,9 +25,233 @@ static void append(char *dst, size_t cap, const char *s)
         memcpy(dst + n, s, m + 1);
 }
 
-/* Converts text (named "in" in messages) and keeps the outcome in R. */
+/* ---- streams (issue 14: detour check streams its input) -------------------------------- */
+
+/* Writes what a conversion gave: its return code, each rule with its line, every message. */
+static void outcome(struct dt_buf *o, int rc, const struct dt_import *im,
+                    const struct dt_errors *errs)
+{
+    dt_buf_appendf(o, "rc %d\n", rc);
+    for (size_t i = 0; i < im->n; i++)
+        dt_buf_appendf(o, "%u\t%s\n", (unsigned)im->lines[i].line, im->lines[i].text);
+    dt_buf_append(o, errs->text.ptr ? errs->text.ptr : "", errs->text.len);
+    dt_buf_terminate(o);
+}
+
+/* Converts text whole into o. */
+static int whole_outcome(enum dt_rule_format f, const char *text, size_t len, int status,
+                         struct dt_buf *o)
+{
+    struct dt_import im;
+    struct dt_errors errs;
+    dt_import_init(&im);
+    dt_errors_init(&errs);
+    int rc = dt_import_convert(f, "in", dt_str_make(text, len), status, &im, &errs);
+    outcome(o, rc, &im, &errs);
+    dt_import_dispose(&im);
+    dt_errors_dispose(&errs);
+    return rc;
+}
+
+static uint32_t count_lf(const char *p, size_t n)
+{
+    uint32_t lf = 0;
+    for (size_t i = 0; i < n; i++)
+        lf += p[i] == '\n';
+    return lf;
+}
+
+/* Feeds a stream text[from, to), its first byte on *line, and moves *line past it. */
+static void feed_piece(struct dt_import_stream *s, const char *text, size_t from, size_t to,
+                       uint32_t *line, int *rc, struct dt_import *im, struct dt_errors *errs)
+{
+    int r = dt_import_stream_feed(s, dt_str_make(text + from, to - from), *line, im, errs);
+    if (r != 0 && (*rc == 0 || r == DT_ELIMIT))
+        *rc = r;
+    *line += count_lf(text + from, to - from);
+}
+
+/* Why a cut returned by dt_import_stream_whole is wrong, or NULL: past the text, inside a
+ * line, or (for the same reason) between a CR and its LF. */
+static const char *bad_cut(const char *text, size_t from, size_t avail, size_t w, bool eof)
+{
+    if (w > avail)
+        return "past the text";
+    if (eof && w != avail)
+        return "at the end, not everything";
+    if (w > 0 && w < avail && text[from + w - 1] != '\n')
+        return "not after a line break";
+    return NULL;
+}
+
+/* Converts text through a stream as a reader with a buffer of chunk bytes would: read chunk
+ * more bytes, feed the whole records held, keep the rest (feed_empty: feed even when none
+ * is whole). Returns false (with why) when a cut is wrong. */
+static size_t reader_held; /* the most bytes the last reader_outcome held at once */
+
+static bool reader_outcome(enum dt_rule_format f, const char *text, size_t len, int status,
+                           size_t chunk, bool feed_empty, struct dt_buf *o, const char **why)
+{
+    reader_held = 0;
+    struct dt_import_stream *s = dt_import_stream_new(f, "in", status);
+    struct dt_import im;
+    struct dt_errors errs;
+    dt_import_init(&im);
+    dt_errors_init(&errs);
+    size_t start = 0, end = 0;
+    uint32_t line = 1;
+    int rc = 0;
+    bool good = true;
+    for (;;) {
+        end += len - end < chunk ? len - end : chunk;
+        if (end - start > reader_held)
+            reader_held = end - start;
+        bool eof = end == len;
+        size_t w = dt_import_stream_whole(s, dt_str_make(text + start, end - start), eof);
+        *why = bad_cut(text, start, end - start, w, eof);
+        if (*why) {
+            good = false;
+            break;
+        }
+        if (w || feed_empty)
+            feed_piece(s, text, start, start + w, &line, &rc, &im, &errs);
+        start += w;
+        if (eof)
+            break;
+    }
+    outcome(o, rc, &im, &errs);
+    dt_import_dispose(&im);
+    dt_errors_dispose(&errs);
+    dt_import_stream_free(s);
+    return good;
+}
+
+/* Every cut dt_import_stream_whole gives on a prefix of text, from the start of the input:
+ * cuts[0] = 0, then in increasing order, the last being len. Returns how many. */
+static size_t all_cuts(enum dt_rule_format f, const char *text, size_t len, int status,
+                       size_t *cuts)
+{
+    struct dt_import_stream *s = dt_import_stream_new(f, "in", status);
+    size_t n = 0;
+    cuts[n++] = 0;
+    for (size_t k = 1; k <= len; k++) {
+        size_t w = dt_import_stream_whole(s, dt_str_make(text, k), false);
+        if (w > cuts[n - 1])
+            cuts[n++] = w;
+    }
+    if (cuts[n - 1] != len)
+        cuts[n++] = len;
+    dt_import_stream_free(s);
+    return n;
+}
+
+/* Converts text fed in the pieces between the cuts given (cuts[0] = 0 ... cuts[n-1] = len),
+ * checking that each piece is what dt_import_stream_whole calls whole. */
+static bool cuts_outcome(enum dt_rule_format f, const char *text, int status, const size_t *cuts,
+                         size_t n, struct dt_buf *o)
+{
+    struct dt_import_stream *s = dt_import_stream_new(f, "in", status);
+    struct dt_import im;
+    struct dt_errors errs;
+    dt_import_init(&im);
+    dt_errors_init(&errs);
+    uint32_t line = 1;
+    int rc = 0;
+    bool good = true;
+    for (size_t i = 0; i + 1 < n; i++) {
+        size_t piece = cuts[i + 1] - cuts[i];
+        bool last = i + 2 == n;
+        if (dt_import_stream_whole(s, dt_str_make(text + cuts[i], piece), last) != piece)
+            good = false;
+        feed_piece(s, text, cuts[i], cuts[i + 1], &line, &rc, &im, &errs);
+    }
+    outcome(o, rc, &im, &errs);
+    dt_import_dispose(&im);
+    dt_errors_dispose(&errs);
+    dt_import_stream_free(s);
+    return good;
+}
+
+static struct {
+    unsigned inputs, failures;
+} streams;
+
+/* Prints a failed comparison (as TAP comments). */
+static void show_difference(const char *how, const char *want, const char *got)
+{
+    printf("#   %s differs from the whole conversion\n#   whole:\n%s#   streamed:\n%s", how, want,
+           got);
+}
+
+/* Checks that text converts alike whole and fed in pieces, split at every cut
+ * dt_import_stream_whole gives: through readers of 1 to 64 bytes and some larger, at every
+ * cut at once, and in two pieces at each cut. Prints why not and returns false. */
+static bool streams_alike(enum dt_rule_format f, const char *text, size_t len, int status)
+{
+    if (len > 16384)
+        return false; /* all_cuts tries every prefix: for the short texts of these tests */
+    struct dt_buf want, got;
+    dt_buf_init(&want);
+    dt_buf_init(&got);
+    bool same = true;
+    if (whole_outcome(f, text, len, status, &want) == DT_EINVAL) {
+        struct dt_import_stream *s = dt_import_stream_new(f, "in", status);
+        same = s == NULL;
+        dt_import_stream_free(s);
+        goto done;
+    }
+    static const size_t larger[] = {65, 100, 128, 255, 1000, 4096, 65536};
+    for (size_t k = 1; k <= 64 + DT_ARRAY_LEN(larger) && same; k++) {
+        size_t chunk = k <= 64 ? k : larger[k - 65];
+        for (int empty = 0; empty <= 1 && same; empty++) {
+            got.len = 0;
+            const char *why = NULL;
+            char how[96];
+            snprintf(how, sizeof(how), "a reader of %zu bytes%s", chunk,
+                     empty ? " feeding empty pieces" : "");
+            if (!reader_outcome(f, text, len, status, chunk, empty, &got, &why)) {
+                printf("#   %s: a cut %s\n", how, why);
+                same = false;
+            } else if (strcmp(want.ptr, got.ptr) != 0) {
+                show_difference(how, want.ptr, got.ptr);
+                same = false;
+            }
+        }
+    }
+    size_t *cuts = malloc((len + 2) * sizeof(*cuts));
+    size_t n = all_cuts(f, text, len, status, cuts);
+    got.len = 0;
+    if (same && (!cuts_outcome(f, text, status, cuts, n, &got) || strcmp(want.ptr, got.ptr))) {
+        show_difference("fed at every cut", want.ptr, got.ptr);
+        same = false;
+    }
+    for (size_t i = 1; i + 1 < n && same; i++) {
+        size_t two[3] = {0, cuts[i], len};
+        got.len = 0;
+        if (!cuts_outcome(f, text, status, two, 3, &got) || strcmp(want.ptr, got.ptr)) {
+            char how[64];
+            snprintf(how, sizeof(how), "two pieces cut at %zu", cuts[i]);
+            show_difference(how, want.ptr, got.ptr);
+            same = false;
+        }
+    }
+    free(cuts);
+done:
+    dt_buf_dispose(&want);
+    dt_buf_dispose(&got);
+    return same;
+}
+
+/* Converts text (named "in" in messages) and keeps the outcome in R; every input of these
+ * tests is also checked to convert alike when streamed (counted in streams). */
 static void run_len(enum dt_rule_format f, const char *text, size_t len, int status)
 {
+    streams.inputs++;
+    if (!streams_alike(f, text, len, status)) {
+        streams.failures++;
+        printf("#   (input %u, format %s: '%.*s')\n", streams.inputs, dt_rule_format_name(f),
+               (int)len, text);
+    }
     struct dt_import im;
     struct dt_errors errs;
     dt_import_init(&im);
@@ -834,7 +1058,10 @@ static void sample_file(const char *input, enum dt_rule_format f, const char *li
         return;
     }
     is_int(dt_rule_format_guess(path), f, "its format is guessed from its name");
+    unsigned before = streams.failures;
     run_len(f, text, len, 0);
+    ok(streams.failures == before,
+       "issue 14: fed in pieces at every cut, the same rules, lines and messages");
     is_int(R.rc, 0, "converts without errors");
     is_str(R.errors, "", "no error messages");
     is_str(R.rules, expected, expected_path);
@@ -849,6 +1076,201 @@ static void sample_files(void)
     sample_file("cloudflare.csv", DT_FORMAT_CSV, "2 3 4 5 6 7 8");
     sample_file("sample.map", DT_FORMAT_NGINX_MAP, "10 11 12 13 15 16 19 20 25 26 27");
     sample_file("_redirects", DT_FORMAT_NETLIFY, "2 3 4 5 6 7 10 11 13 14");
+}
+
+/* ---- streams (issue 14: detour check streams its input) ----------------------------------- */
+
+/* dt_import_stream_whole on a fresh stream. */
+static size_t whole_of(enum dt_rule_format f, const char *text, bool at_eof)
+{
+    struct dt_import_stream *s = dt_import_stream_new(f, "in", 0);
+    size_t n = dt_import_stream_whole(s, dt_str_make(text, strlen(text)), at_eof);
+    dt_import_stream_free(s);
+    return n;
+}
+
+static void stream_whole(void)
+{
+    is_int(whole_of(DT_FORMAT_CSV, "/a,\"b\nc\"\n/d,/e", false), 9,
+           "issue 14: CSV: a line break inside quotes ends no record, the last line waits");
+    is_int(whole_of(DT_FORMAT_CSV, "/a,\"b\nc\"\n/d,/e", true), 14, "at the end, all is whole");
+    is_int(whole_of(DT_FORMAT_CSV, "/a,\"b\n", false), 0, "an open quote: nothing whole");
+    is_int(whole_of(DT_FORMAT_CSV, "/a,/b\r", false), 0, "CSV: no cut between CR and LF");
+    is_int(whole_of(DT_FORMAT_CSV, "/a,/b\r\n/c", false), 7, "CSV: a cut after CR LF");
+    is_int(whole_of(DT_FORMAT_CSV, "# comm", false), 0, "CSV: an unfinished comment waits");
+    is_int(whole_of(DT_FORMAT_CSV, "# c\n# d", false), 4, "CSV: a finished comment is whole");
+    is_int(whole_of(DT_FORMAT_CSV, "# c\n\n  ", false), 5, "CSV: so are blank lines");
+    is_int(whole_of(DT_FORMAT_CSV, "# c\r", false), 0, "CSV: a comment's CR waits for its LF");
+    is_int(whole_of(DT_FORMAT_CSV, "\"/open\n/a,/b\n", false), 0,
+           "CSV: an unterminated quote is whole only at the end");
+    is_int(whole_of(DT_FORMAT_CSV, "\"/a\"x,/b\n/c,/d", false), 9,
+           "CSV: a malformed record ends at its line break");
+    is_int(whole_of(DT_FORMAT_CSV, "\xEF\xBB\xBF\"/a\n\",/b\n", false), 12,
+           "CSV: a byte order mark at the start does not hide the quote after it");
+    is_int(whole_of(DT_FORMAT_CSV, "", false), 0, "CSV: empty");
+    is_int(whole_of(DT_FORMAT_NETLIFY, "/a /b\n/c", false), 6, "Netlify: lines");
+    is_int(whole_of(DT_FORMAT_NETLIFY, "/a /b\r", false), 0, "Netlify: no cut between CR and LF");
+    is_int(whole_of(DT_FORMAT_DETOUR, "/a /b\n\n/c /d\n/e", false), 13, "detour: lines");
+    is_int(whole_of(DT_FORMAT_NGINX_MAP, "map $uri $x { /a /b; }\n", false), 0,
+           "nginx: nothing before the end");
+    is_int(whole_of(DT_FORMAT_NGINX_MAP, "map $uri $x { /a /b; }\n", true), 23,
+           "nginx: the whole file at the end");
+
+    /* After the first piece, the mark is no longer skipped. */
+    struct dt_import_stream *s = dt_import_stream_new(DT_FORMAT_CSV, "in", 0);
+    struct dt_import im;
+    struct dt_errors errs;
+    dt_import_init(&im);
+    dt_errors_init(&errs);
+    is_int(dt_import_stream_feed(s, DT_STR("source,target\n"), 1, &im, &errs), 0, "a header");
+    is_int(dt_import_stream_whole(s, DT_STR("\xEF\xBB\xBF\"/a\n\",/b\n"), false), 7,
+           "a mark later in the input is text");
+    is_int(dt_import_stream_feed(s, DT_STR("/a,/b c\n/x,/y\n"), 1000, &im, &errs), DT_ESYNTAX,
+           "a later piece with an error");
+    is_str(errs.text.ptr, "in:1000:6: whitespace inside the target (write %20)\n",
+           "its message names the input's line");
+    ok(im.n == 1 && im.lines[0].line == 1001 && !strcmp(im.lines[0].text, "/x /y 307"),
+       "its rule has the input's line");
+    is_int(dt_import_stream_feed(s, DT_STR(""), 1002, &im, &errs), 0, "an empty piece");
+    dt_import_stream_free(s);
+
+    ok(dt_import_stream_new(DT_FORMAT_CSV, "in", 200) == NULL, "a bad status: no stream");
+    ok(dt_import_stream_new((enum dt_rule_format)9, "in", 0) == NULL, "a bad format: no stream");
+    dt_import_stream_free(NULL);
+    s = dt_import_stream_new(DT_FORMAT_NETLIFY, NULL, 0);
+    is_int(dt_import_stream_feed(s, DT_STR("/a\n"), 1, &im, &errs), DT_ESYNTAX, "NULL name");
+    ok(strstr(errs.text.ptr, "\n-:1:3: missing target") != NULL, "a NULL name reads '-'");
+    dt_import_stream_free(s);
+    if (SIZE_MAX > DT_IMPORT_MAX_TEXT) {
+        /* Only the length is looked at: nothing is read past the real bytes. */
+        s = dt_import_stream_new(DT_FORMAT_CSV, "big", 0);
+        dt_errors_dispose(&errs);
+        dt_errors_init(&errs);
+        is_int(dt_import_stream_feed(s, DT_STR("/a,/b\n"), 1, &im, &errs), 0, "a first piece");
+        is_int(
+            dt_import_stream_feed(s, dt_str_make("/c,/d\n", DT_IMPORT_MAX_TEXT - 5), 2, &im, &errs),
+            DT_ELIMIT, "past DT_IMPORT_MAX_TEXT bytes in all: DT_ELIMIT");
+        is_int(dt_import_stream_feed(s, DT_STR("/e,/f\n"), 2, &im, &errs), DT_ELIMIT,
+               "and for every piece after");
+        is_str(errs.text.ptr, "big: larger than 4294967295 bytes\n", "reported once");
+        dt_import_stream_free(s);
+    }
+    dt_import_dispose(&im);
+    dt_errors_dispose(&errs);
+}
+
+/* Inputs whose records, state and line ends make cuts tricky: each converts alike whole and
+ * fed in pieces cut wherever dt_import_stream_whole allows. */
+static void stream_tricky(void)
+{
+    static const struct {
+        enum dt_rule_format f;
+        const char *text;
+        const char *name;
+    } cases[] = {
+        {DT_FORMAT_CSV, "source,target,status\n/a,/b,301\n/c,/d\n/e,/f,302,x\n/g h,/i,308\n",
+         "CSV header, then rows with errors on later lines"},
+        {DT_FORMAT_CSV, "source,target,colour\n/a,/b,red\n/c,/d,blue\n",
+         "CSV header with an unknown column"},
+        {DT_FORMAT_CSV, "source,options,status,target\n/a,cache=5,302,/b\n/c,x,301,/d\n",
+         "CSV columns by name in another order"},
+        {DT_FORMAT_CSV, "source,status\n\"/x\"y,1\n/a,301\n\"/open\n/b,302\n",
+         "CSV header without a target: the first row stops everything"},
+        {DT_FORMAT_CSV,
+         "/a,/b,301,\"query=drop\ncache=60\"\n/c,/d\n\"/e\",\"/f\",\"\",\"\r\n\r\n\"\n/g,/h",
+         "CSV quoted fields spanning lines"},
+        {DT_FORMAT_CSV, "/a,/b,301,\"query=drop\n  colour=red\"\n/c,/d e",
+         "CSV errors inside and after a multi-line field"},
+        {DT_FORMAT_CSV, "source,target\r\n/a,/b\r\n\r\n/c,\"/d\r\ne\"\r\n/f,/g\r\n",
+         "CSV with CRLF, and a CRLF inside quotes"},
+        {DT_FORMAT_CSV, "\xEF\xBB\xBF\"/a,\n/b\",/c\n/d,/e\n",
+         "CSV byte order mark before a quoted field"},
+        {DT_FORMAT_CSV, "\xEF\xBB\xBFsource,target\r\n/a,/b\r\n/c,/d e\r\n",
+         "CSV byte order mark before a header"},
+        {DT_FORMAT_CSV, "\xEF\xBB\xBF", "CSV byte order mark alone"},
+        {DT_FORMAT_CSV, "\xEF\xBB\xBF\n/a,/b\n", "CSV byte order mark on a blank line"},
+        {DT_FORMAT_CSV, "\xEF\xBB", "CSV a cut byte order mark"},
+        {DT_FORMAT_CSV, "/a,/b\n\xEF\xBB\xBF/c,/d\n", "CSV a byte order mark on a later line"},
+        {DT_FORMAT_NETLIFY, "/a /b\n\xEF\xBB\xBF/c /d\n", "Netlify a byte order mark later"},
+        {DT_FORMAT_DETOUR, "\xEF\xBB\xBF/a /b\n\xEF\xBB\xBF/c /d\n", "detour byte order marks"},
+        {DT_FORMAT_CSV,
+         "example.com/old,https://example.com/new,301,TRUE,FALSE,FALSE,FALSE\n/plain,/x,302,"
+         "TRUE\n/opts,/y,302,query=drop\nexample.com/docs,https://docs.example.com,301,FALSE,"
+         "TRUE,TRUE,TRUE\n/bad,/z,301,maybe,,,\n/c,/d\n",
+         "CSV Cloudflare rows without a header, among others"},
+        {DT_FORMAT_CSV, "# c\n\n  \n,,,\n\"\",\"\"\n/a,/b\n# last comment without newline",
+         "CSV comments, blank and empty rows"},
+        {DT_FORMAT_CSV, "/a,/b\n/c,/d\n\"/e,/f\n/g,/h\n", "CSV unterminated quote on a late line"},
+        {DT_FORMAT_CSV, "\"/a\"x,/b\r\n/c\"d,/e\r\n/f,/g\r\n", "CSV malformed records, CRLF"},
+        {DT_FORMAT_CSV, "/a,/b\r/c,/d\n/e,/f\r", "CSV a CR without LF"},
+        {DT_FORMAT_CSV, "", "CSV empty"},
+        {DT_FORMAT_CSV, "source,target", "CSV a header alone, no newline"},
+        {DT_FORMAT_CSV, "/a\nsource,target\n", "CSV a bad first row, then a header-like row"},
+        {DT_FORMAT_CSV, "/x,/y\n/caf\xc3\xa9,/b c\n", "CSV columns in characters, later line"},
+        {DT_FORMAT_CSV, "  \n\t\n/a,/b\n   ", "CSV blanks at the end"},
+        {DT_FORMAT_NETLIFY,
+         "# comment\n\n/a /b\r\n/c /d 200\r\n  /e\t/f  302!\n/g h=1 /i\n/j\n/k /l Country=fr",
+         "Netlify with errors, CRLF, no final newline"},
+        {DT_FORMAT_NETLIFY, "\xEF\xBB\xBF/a /b\r\n\r\n", "Netlify byte order mark and CRLF"},
+        {DT_FORMAT_NETLIFY, "", "Netlify empty"},
+        {DT_FORMAT_DETOUR, "  /a /b 301  \r\n# comment\n\n\t/c   /d\n/e\x01 /f\n/g /h",
+         "detour lines"},
+        {DT_FORMAT_NGINX_MAP,
+         "map $uri $new {\n /a /b;\n /c \"/d\ne\";\n}\nmap $host $x { /y /z; }\n", "nginx maps"},
+        {DT_FORMAT_NGINX_MAP, "\n\n  map $uri $new {\n /a /b;\n", "nginx unclosed map"},
+    };
+    for (size_t i = 0; i < DT_ARRAY_LEN(cases); i++) {
+        char name[128];
+        snprintf(name, sizeof(name), "issue 14: %s: streamed alike", cases[i].name);
+        for (int status = 0; status <= 308; status += 308)
+            ok(streams_alike(cases[i].f, cases[i].text, strlen(cases[i].text), status), name);
+    }
+}
+
+/* A long CSV list, made here: streamed through readers of a few sizes, it converts alike and
+ * no reader holds more than its buffer and a record. */
+static void stream_long(void)
+{
+    struct dt_buf text;
+    dt_buf_init(&text);
+    dt_buf_appendf(&text, "%s", "\xEF\xBB\xBFsource,target,status,options\r\n");
+    for (unsigned i = 0; i < 20000; i++) {
+        switch (i % 10) {
+        case 3:
+            dt_buf_appendf(&text, "/q%u,\"/multi\nline\",301,\n", i);
+            break;
+        case 5:
+            dt_buf_appendf(&text, "\"/quoted,%u\",/t%u,,\"cache=60;\r\nquery=drop\"\r\n", i, i);
+            break;
+        case 7:
+            dt_buf_appendf(&text, "# comment %u\n\n", i);
+            break;
+        case 9:
+            dt_buf_appendf(&text, "/bad%u,/t,200\n", i);
+            break;
+        default:
+            dt_buf_appendf(&text, "/s%u,/t%u,%s\r\n", i, i, i % 2 ? "308" : "");
+        }
+    }
+    struct dt_buf want, got;
+    dt_buf_init(&want);
+    dt_buf_init(&got);
+    whole_outcome(DT_FORMAT_CSV, text.ptr, text.len, 0, &want);
+    static const size_t chunks[] = {1, 13, 64, 4096, 65536};
+    for (size_t i = 0; i < DT_ARRAY_LEN(chunks); i++) {
+        got.len = 0;
+        const char *why = NULL;
+        bool good =
+            reader_outcome(DT_FORMAT_CSV, text.ptr, text.len, 0, chunks[i], false, &got, &why);
+        char name[96];
+        snprintf(name, sizeof(name), "issue 14: 20,000 CSV rows through a %zu-byte reader",
+                 chunks[i]);
+        ok(good && !strcmp(want.ptr, got.ptr), name);
+        ok(reader_held <= chunks[i] + 64, "it held at most its buffer and a record");
+    }
+    dt_buf_dispose(&want);
+    dt_buf_dispose(&got);
+    dt_buf_dispose(&text);
 }
 
 /* A fenced block of a Markdown text. */
@@ -941,5 +1363,10 @@ int main(void)
     netlify();
     sample_files();
     doc_examples();
+    stream_whole();
+    stream_tricky();
+    stream_long();
+    ok(streams.failures == 0, "issue 14: every input above converts alike fed in pieces");
+    printf("#   %u inputs streamed, %u differed\n", streams.inputs, streams.failures);
     return done_testing();
 }
