@@ -128,6 +128,32 @@ static inline void dt_buf_append_str(struct dt_buf *b, struct dt_str s)
 /* NUL-terminates without counting the NUL in len. */
 void dt_buf_terminate(struct dt_buf *b);
 
+/* ---- string maps ----------------------------------------------------------------------- */
+
+/* FNV-1a of len bytes. */
+uint64_t dt_hash_bytes(const void *p, size_t len);
+
+/* A map from strings (copied) to the caller's pointers. Not shared between threads. */
+struct dt_strmap {
+    struct dt_strmap_entry {
+        char *key;
+        uint64_t hash;
+        void *value;
+    } * v;
+    size_t cap, n;
+};
+
+void dt_strmap_init(struct dt_strmap *m);
+/* The value slot of key: NULL when absent and !create; created holding NULL otherwise.
+ * The slot is valid until the next call that may add or prune. Aborts on OOM. */
+void **dt_strmap_get(struct dt_strmap *m, const char *key, bool create);
+/* Removes the entries whose value drop says to (the value is the caller's to free there). */
+void dt_strmap_prune(struct dt_strmap *m, bool (*drop)(void *ctx, void *value), void *ctx);
+void dt_strmap_each(const struct dt_strmap *m, void (*fn)(void *ctx, const char *key, void *value),
+                    void *ctx);
+/* Frees the keys, and each value with free_value (may be NULL). */
+void dt_strmap_dispose(struct dt_strmap *m, void (*free_value)(void *value));
+
 /* ---- arenas ---------------------------------------------------------------------------- */
 
 /* A bump allocator for data with one lifetime (a loaded rule set, a request). Blocks are

@@ -10,6 +10,7 @@ enum { DT_EXIT_OK = 0, DT_EXIT_FAIL = 1, DT_EXIT_USAGE = 2 };
 int dt_cmd_serve(int argc, char **argv);
 int dt_cmd_get(int argc, char **argv);
 int dt_cmd_lint(int argc, char **argv);
+int dt_cmd_check(int argc, char **argv);
 int dt_cmd_import(int argc, char **argv);
 int dt_cmd_rules(int argc, char **argv);
 
@@ -31,5 +32,11 @@ DT_MUST_CHECK int dt_opt_duration(const char *cmd, const char *opt, const char *
                                   uint64_t min_ms, uint64_t max_ms, uint64_t *out_ms);
 DT_MUST_CHECK int dt_opt_uint(const char *cmd, const char *opt, const char *val, uint64_t min,
                               uint64_t max, uint64_t *out);
+
+/* Appends a curl --resolve (HOST:PORT:ADDR) or --connect-to (HOST:PORT:HOST2:PORT2) entry
+ * to *list (realloc'd, the strings are the caller's), after checking it has the parts and
+ * no spaces. connect_to picks which. Returns 0, or DT_EXIT_USAGE after a message. */
+DT_MUST_CHECK int dt_opt_curl_map(const char *cmd, bool connect_to, const char *val,
+                                  const char ***list, size_t *n);
 
 #endif

@@ -52,6 +52,10 @@ static const char help[] =
     "                           plain http asks to upgrade\n"
     "      --http2-prior-knowledge  HTTP/2 on plain http too, without asking\n"
     "      --max-time SECONDS   give up on a transfer after SECONDS\n"
+    "      --resolve HOST:PORT:ADDR  reach HOST:PORT at ADDR without DNS, as curl's\n"
+    "                           (repeatable)\n"
+    "      --connect-to HOST:PORT:HOST2:PORT2  connect to HOST2:PORT2 for HOST:PORT, as\n"
+    "                           curl's (repeatable)\n"
     "      --replay-limit SIZE  body read from stdin kept to send it again (default 16m)\n"
     "  -L, --location           accepted for curl's sake: detour always follows\n"
     "  -h, --help               show this help\n"
@@ -72,6 +76,8 @@ enum {
     O_HTTP11,
     O_HTTP2,
     O_HTTP2_PRIOR,
+    O_RESOLVE,
+    O_CONNECT_TO,
 };
 
 static const struct option options[] = {
@@ -97,6 +103,8 @@ static const struct option options[] = {
     {"http2-prior-knowledge", no_argument, NULL, O_HTTP2_PRIOR},
     {"max-time", required_argument, NULL, O_MAX_TIME},
     {"replay-limit", required_argument, NULL, O_REPLAY_LIMIT},
+    {"resolve", required_argument, NULL, O_RESOLVE},
+    {"connect-to", required_argument, NULL, O_CONNECT_TO},
     {"location", no_argument, NULL, 'L'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -275,7 +283,8 @@ struct get_args {
     struct dt_client_request req;
     const char **headers; /* malloc'd; the strings are argv's */
     size_t nheaders;
-    const char **data; /* the -d values, malloc'd */
+    const char **data;                  /* the -d values, malloc'd */
+    const char **resolve, **connect_to; /* --resolve, --connect-to: malloc'd, argv's strings */
     size_t ndata;
     const char *output, *hsts_path;
     bool include, verbose, silent, json;
@@ -341,6 +350,16 @@ static int parse_args(int argc, char **argv, struct get_args *g)
             break;
         case O_CACERT:
             pol->cacert = optarg;
+            break;
+        case O_RESOLVE:
+            if (dt_opt_curl_map("get", false, optarg, &g->resolve, &pol->nresolve) != 0)
+                return DT_EXIT_USAGE;
+            pol->resolve = g->resolve;
+            break;
+        case O_CONNECT_TO:
+            if (dt_opt_curl_map("get", true, optarg, &g->connect_to, &pol->nconnect_to) != 0)
+                return DT_EXIT_USAGE;
+            pol->connect_to = g->connect_to;
             break;
         case 'k':
             pol->insecure = true;
@@ -533,5 +552,7 @@ out:
     dt_buf_dispose(&body);
     free(g.headers);
     free(g.data);
+    free(g.resolve);
+    free(g.connect_to);
     return status;
 }

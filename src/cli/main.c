@@ -15,6 +15,8 @@ static const char usage[] =
     "Commands:\n"
     "  serve     run the redirect server (detour serve --help)\n"
     "  get       fetch a URL, following redirects by the spec (detour get --help)\n"
+    "  check     verify live redirects in bulk against rule files or redirect lists\n"
+    "            (detour check --help)\n"
     "  lint      find loops, chains, conflicts and unsafe targets in rule files\n"
     "  import    convert CSV, nginx map or Netlify _redirects files to detour rules\n"
     "  rules     list, add, change, remove, import and export a running server's rules\n"
@@ -75,6 +77,8 @@ int main(int argc, char **argv)
         return dt_cmd_get(argc - 1, argv + 1);
     if (!strcmp(cmd, "lint"))
         return dt_cmd_lint(argc - 1, argv + 1);
+    if (!strcmp(cmd, "check"))
+        return dt_cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "import"))
         return dt_cmd_import(argc - 1, argv + 1);
     if (!strcmp(cmd, "rules"))

@@ -61,3 +61,20 @@ int dt_cli_load_rules(struct dt_table *t, const char *path, const char *format,
     }
     return dt_table_load_file_as(t, path, (int)f, 0, errs);
 }
+
+int dt_opt_curl_map(const char *cmd, bool connect_to, const char *val, const char ***list,
+                    size_t *n)
+{
+    int colons = 0;
+    bool blank = false;
+    for (const char *p = val; *p; p++) {
+        colons += *p == ':';
+        blank |= (unsigned char)*p <= ' ';
+    }
+    if (blank || colons < (connect_to ? 3 : 2) || val[0] == ':')
+        return dt_usage_error(cmd, "--%s '%s': give %s", connect_to ? "connect-to" : "resolve", val,
+                              connect_to ? "HOST:PORT:HOST2:PORT2" : "HOST:PORT:ADDR");
+    *list = dt_xrealloc(*list, (*n + 1) * sizeof(**list));
+    (*list)[(*n)++] = val;
+    return 0;
+}

@@ -25,6 +25,11 @@ static void curl_init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+void dt_client_global_init(void)
+{
+    pthread_once(&curl_once, curl_init);
+}
+
 /* ---- small helpers ----------------------------------------------------------------------- */
 
 static int strings_add(struct strings *s, const char *p, size_t len)
@@ -741,7 +746,7 @@ int dt_client_fetch(const struct dt_client_request *req, const struct dt_client_
     struct chain c;
     int rc = dt_chain_begin(&c, req, &p, write, write_ud, res);
     if (!rc) {
-        pthread_once(&curl_once, curl_init);
+        dt_client_global_init();
         CURL *h = curl_easy_init();
         if (!h) {
             rc = fail(&c, DT_CLIENT_ENOMEM, "cannot start libcurl");

@@ -189,6 +189,8 @@ int dt_chain_next(struct chain *c);
  * dt_chain_next again; 0: the chain has ended, c->rc saying how. */
 int dt_chain_answered(struct chain *c, int xrc);
 void dt_chain_dispose(struct chain *c);
+/* libcurl's global set-up, once per process (any thread). */
+void dt_client_global_init(void);
 /* Fills in the defaults of a policy copy (user agent, replay limit, now). */
 void dt_client_policy_fill(struct dt_client_policy *p);
 

@@ -200,3 +200,8 @@ enum dt_rule_kind dt_rule_kind(const struct dt_rule *r)
 {
     return dt_rules_kind(r);
 }
+
+enum dt_scheme dt_rule_scheme(const struct dt_rule *r)
+{
+    return (enum dt_scheme)dt_rules_scheme(r);
+}

@@ -255,10 +255,8 @@ static void shadowed(struct ctx *c)
 
 /* ---- the redirect graph ------------------------------------------------------------------ */
 
-/* A request the rule answers: host, path and query (NUL-terminated in out). Returns false
- * when none can be made (a regex without a literal start). */
-static bool sample(const struct dt_table *t, const struct dt_rule *r, struct dt_buf *host,
-                   struct dt_buf *path, struct dt_buf *query)
+bool dt_rule_sample(const struct dt_table *t, const struct dt_rule *r, const char *any_host,
+                    struct dt_buf *host, struct dt_buf *path, struct dt_buf *query)
 {
     host->len = path->len = query->len = 0;
     const struct section *s = dt_rules_section(t, r);
@@ -268,7 +266,7 @@ static bool sample(const struct dt_table *t, const struct dt_rule *r, struct dt_
             dt_buf_append(host, "x.", 2);
         dt_buf_append(host, t->blob.ptr + s->host, s->host_len);
     } else {
-        dt_buf_append(host, LINT_HOST, strlen(LINT_HOST));
+        dt_buf_append(host, any_host, strlen(any_host));
     }
     dt_buf_terminate(host);
     const struct rule_ext *e = dt_rules_ext_of(t, r);
@@ -323,6 +321,13 @@ static bool sample(const struct dt_table *t, const struct dt_rule *r, struct dt_
     dt_buf_terminate(path);
     dt_buf_terminate(query);
     return true;
+}
+
+/* The sample request of a rule, for any host LINT_HOST. */
+static bool sample(const struct dt_table *t, const struct dt_rule *r, struct dt_buf *host,
+                   struct dt_buf *path, struct dt_buf *query)
+{
+    return dt_rule_sample(t, r, LINT_HOST, host, path, query);
 }
 
 /* Where rule r sends its sample request, and which rule answers there (NONE if none). The

@@ -67,9 +67,8 @@ static size_t column(struct dt_str line, size_t offset)
     return col;
 }
 
-/* Reads one line of a rule file into t, reporting a bad one to errs. */
-static void load_line(struct dt_table *t, int file, const char *name, uint32_t lineno,
-                      struct dt_str line, struct dt_errors *errs)
+void dt_table_load_line(struct dt_table *t, int file, const char *name, uint32_t lineno,
+                        struct dt_str line, struct dt_errors *errs)
 {
     if (line.len > MAX_LINE) {
         dt_errors_add_at(errs, name, lineno, MAX_LINE + 1, "line longer than %d bytes", MAX_LINE);
@@ -103,7 +102,7 @@ static size_t load_lines(struct dt_table *t, int file, const char *name, const c
             break;
         size_t end = nl ? (size_t)(nl - text) : len;
         ++*lineno;
-        load_line(t, file, name, *lineno, dt_str_make(text + pos, end - pos), errs);
+        dt_table_load_line(t, file, name, *lineno, dt_str_make(text + pos, end - pos), errs);
         pos = end + 1;
         if (errs->count - before >= MAX_ERRORS)
             return len;
@@ -190,6 +189,19 @@ int dt_table_load_file(struct dt_table *t, const char *path, struct dt_errors *e
     return errs->count > before ? DT_ESYNTAX : 0;
 }
 
+void dt_table_load_converted(struct dt_table *t, int file, const char *name,
+                             const struct dt_import_line *l, struct dt_errors *errs)
+{
+    struct dt_str line = {l->text, strlen(l->text)};
+    struct dt_rule_spec spec;
+    struct dt_diag diag;
+    int r = dt_rule_parse_line(line, &spec, &diag);
+    if (r == 1)
+        r = dt_table_add(t, &spec, file, l->line, &diag);
+    if (r < 0)
+        dt_errors_add_at(errs, name, l->line, 0, "%s (as the detour rule '%s')", diag.msg, l->text);
+}
+
 int dt_table_load_file_as(struct dt_table *t, const char *path, int format, int default_status,
                           struct dt_errors *errs)
 {
@@ -229,17 +241,8 @@ int dt_table_load_file_as(struct dt_table *t, const char *path, int format, int 
                                default_status, &im, errs);
     free(text);
     int file = dt_table_add_file(t, path);
-    for (size_t i = 0; i < im.n; i++) {
-        struct dt_str line = {im.lines[i].text, strlen(im.lines[i].text)};
-        struct dt_rule_spec spec;
-        struct dt_diag diag;
-        int r = dt_rule_parse_line(line, &spec, &diag);
-        if (r == 1)
-            r = dt_table_add(t, &spec, file, im.lines[i].line, &diag);
-        if (r < 0)
-            dt_errors_add_at(errs, path, im.lines[i].line, 0, "%s (as the detour rule '%s')",
-                             diag.msg, im.lines[i].text);
-    }
+    for (size_t i = 0; i < im.n; i++)
+        dt_table_load_converted(t, file, path, &im.lines[i], errs);
     dt_import_dispose(&im);
     if (rc && rc != DT_ESYNTAX)
         return rc;

@@ -157,6 +157,16 @@ DT_MUST_CHECK int dt_table_load_file(struct dt_table *t, const char *path, struc
  * format's default). Returns as dt_table_load_file. */
 DT_MUST_CHECK int dt_table_load_file_as(struct dt_table *t, const char *path, int format,
                                         int default_status, struct dt_errors *errs);
+/* Reads one line of a rule file (lineno of file index file, named name in messages) into t:
+ * a rule is added, a blank or comment line skipped, a bad line reported to errs naming its
+ * line and column. */
+void dt_table_load_line(struct dt_table *t, int file, const char *name, uint32_t lineno,
+                        struct dt_str line, struct dt_errors *errs);
+/* Adds one rule line converted from a foreign format (rules/import.h) to t, a bad one reported
+ * to errs naming the line it came from. */
+struct dt_import_line;
+void dt_table_load_converted(struct dt_table *t, int file, const char *name,
+                             const struct dt_import_line *l, struct dt_errors *errs);
 /* The same for rules held in memory, named name in messages. */
 DT_MUST_CHECK int dt_table_load_text(struct dt_table *t, const char *name, struct dt_str text,
                                      struct dt_errors *errs);
@@ -293,6 +303,17 @@ const struct dt_rule *dt_ruleset_match(const struct dt_ruleset *rs, enum dt_sche
  * same as that of rule r of table rt. Returns how many there were. */
 size_t dt_table_find_source(const struct dt_table *t, const struct dt_table *rt,
                             const struct dt_rule *r, void (*fn)(void *ctx, size_t idx), void *ctx);
+
+/* A request rule r of finished table t answers when it stands alone: its host (for a rule
+ * for any host, any_host; for *.example.com, x.example.com), a path its source matches (a
+ * placeholder or a splat filled with "x", a regex's literal start with a short tail) and a
+ * query meeting its conditions, each NUL-terminated in the buffers (cleared first). False
+ * when none can be made (a regex without a literal start). lint follows these requests;
+ * `detour check` sends them. Any thread. */
+bool dt_rule_sample(const struct dt_table *t, const struct dt_rule *r, const char *any_host,
+                    struct dt_buf *host, struct dt_buf *path, struct dt_buf *query);
+/* The scheme a rule's source names (DT_SCHEME_ANY for none). */
+enum dt_scheme dt_rule_scheme(const struct dt_rule *r);
 
 /* ---- lint --------------------------------------------------------------------------------- */
 

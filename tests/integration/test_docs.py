@@ -64,3 +64,68 @@ class LintDocExample(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CheckDocExample(unittest.TestCase):
+    """docs/check.md (issue 14): the migration walk-through is what detour check says. Each
+    ```rules block is served by a real server for old.example, the new site is a fixture,
+    and the ```check block after it is the report of the command shown, times left out."""
+
+    NEW_SITE = {"/company": 200, "/plans": 200, "/news/launch": 200, "/jobs": 200,
+                "/news": 200}
+
+    def new_site(self):
+        import http.server
+        import threading
+        pages = self.NEW_SITE
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self):
+                if self.path == "/blog/launch":
+                    self.send_response(308)
+                    self.send_header("Location", "http://new.example/news/launch")
+                else:
+                    self.send_response(pages.get(self.path, 404))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_HEAD = answer
+
+            def log_message(self, *args):
+                pass
+
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        self.addCleanup(httpd.server_close)
+        self.addCleanup(httpd.shutdown)
+        return httpd.server_address[1]
+
+    @staticmethod
+    def untimed(out):
+        """The report without what varies from run to run: times, rates, slowest hosts."""
+        out = re.sub(r", [0-9.]+ ms\)", ")", out)
+        out = re.sub(r" in [0-9.]+ s \([0-9]+/s\)", "", out)
+        return out.split("slowest hosts")[0].rstrip("\n") + "\n"
+
+    def test_walk_through(self):
+        import subprocess
+        import tempfile
+        from harness import DETOUR
+        with open(os.path.join(ROOT, "docs", "check.md"), encoding="utf-8") as f:
+            text = f.read()
+        plan = re.search(r"```csv\n(.*?)```", text, re.S).group(1)
+        steps = re.findall(r"```rules\n(.*?)```.*?```check\n(.*?)```", text, re.S)
+        self.assertEqual(len(steps), 2, "docs/check.md lost its steps")
+        new_port = self.new_site()
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "redirects.csv"), "w") as f:
+                f.write(plan)
+            for (rules, want), status in zip(steps, (1, 0)):
+                with Server(rules) as srv:
+                    p = subprocess.run(
+                        [DETOUR, "check", "--concurrency", "1", "--connect-to",
+                         "old.example:80:127.0.0.1:%d" % srv.port, "--connect-to",
+                         "new.example:80:127.0.0.1:%d" % new_port, "redirects.csv"],
+                        cwd=tmp, capture_output=True, text=True, timeout=60)
+                self.assertEqual(self.untimed(p.stdout), want, p.stderr)
+                self.assertEqual(p.returncode, status, p.stderr)
