@@ -1,6 +1,8 @@
 /* Unit tests for src/client: the redirect policy (C1-C4, security) as pure decisions, the
- * reason phrase constant (C8), the HSTS store (C7), the permanent cache (C5), and the
- * library against a small in-process server (C1 replay limits, C4 callback, C5, trace). */
+ * reason phrase constant (C8), the HSTS store (C7), the permanent cache (C5), the library
+ * against a small in-process server (C1 replay limits, C4 callback, C5, trace), and the pure
+ * parts of `detour check` (issue 14): judging a chain, comparing URLs, spacing requests. */
+#include "client/check.h"
 #include "client/internal.h"
 #include "tap.h"
 
@@ -442,10 +444,271 @@ static void library(void)
     dt_buf_dispose(&body);
 }
 
+/* ---- check (issue 14): the judge, URL comparison, the rate's slots ----------------------- */
+
+static struct dt_client_hop hop(const char *url, int status, const char *next)
+{
+    return (struct dt_client_hop){.kind = DT_HOP_NETWORK,
+                                  .method = (char *)"HEAD",
+                                  .url = (char *)url,
+                                  .status = status,
+                                  .location = (char *)next,
+                                  .next_url = (char *)next,
+                                  .followed = next != NULL,
+                                  .protocol = "HTTP/1.1",
+                                  .time_us = 1000};
+}
+
+/* Judges a hand-built chain (the last hop is the final answer) against expect/status, and
+ * returns the kinds found, joined by ',' ("" for none), in buf. */
+static const char *judged(const char *expect, int expect_status, struct dt_client_hop *hops,
+                          size_t n, int rc, int curl_code, struct dt_check_result *r, char *buf,
+                          size_t cap)
+{
+    struct dt_check_item it = {.url = n ? hops[0].url : "http://a.example/",
+                               .expect = expect,
+                               .expect_status = expect_status};
+    memset(r, 0, sizeof(*r));
+    r->chain.hops = hops;
+    r->chain.nhops = n;
+    if (rc == 0 && n) {
+        r->chain.status = hops[n - 1].status;
+        r->chain.url = hops[n - 1].url;
+    }
+    r->rc = rc;
+    r->curl_code = curl_code;
+    r->method = "HEAD";
+    snprintf(r->chain.error, sizeof(r->chain.error), "%s", rc ? "it failed" : "");
+    r->nproblems = 99; /* the judge starts afresh */
+    r->severity = 7;
+    dt_check_judge(&it, r);
+    size_t o = 0;
+    buf[0] = '\0';
+    for (unsigned i = 0; i < r->nproblems && o < cap; i++) {
+        int w = snprintf(buf + o, cap - o, "%s%s", i ? "," : "",
+                         dt_check_kind_name(r->problems[i].kind));
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+    return buf;
+}
+
+static void check_judge(void)
+{
+    struct dt_check_result r;
+    char k[256];
+    const char *o = "http://a.example/old", *x = "http://a.example/x", *y = "http://a.example/y";
+
+    struct dt_client_hop good[] = {hop(o, 308, x), hop(x, 200, NULL)};
+    is_str(judged(x, 308, good, 2, 0, 0, &r, k, sizeof(k)), "",
+           "issue 14: as expected: no problem");
+    is_int(r.severity, 0, "issue 14: as expected: severity 0");
+    is_str(judged(NULL, 0, good, 2, 0, 0, &r, k, sizeof(k)), "",
+           "issue 14: a URL without expectation, one redirect to a 200: no problem");
+
+    struct dt_client_hop wrong[] = {hop(o, 308, y), hop(y, 200, NULL)};
+    is_str(judged(x, 308, wrong, 2, 0, 0, &r, k, sizeof(k)), "wrong-target",
+           "issue 14: wrong-target: the first redirect leads elsewhere");
+    is_int(r.severity, DT_CHECK_ERROR_LEVEL, "issue 14: wrong-target is an error");
+    ok(strstr(r.problems[0].message, y) && strstr(r.problems[0].message, x),
+       "issue 14: wrong-target's message names where it went and where it should");
+    struct dt_client_hop around[] = {hop(o, 308, y), hop(y, 308, x), hop(x, 200, NULL)};
+    is_str(judged(x, 308, around, 3, 0, 0, &r, k, sizeof(k)), "chain",
+           "issue 14: elsewhere first but the expected URL at the end: only a chain");
+    is_int(r.severity, DT_CHECK_WARNING, "issue 14: a chain is a warning");
+
+    struct dt_client_hop s307[] = {hop(o, 307, x), hop(x, 200, NULL)};
+    struct dt_client_hop s308[] = {hop(o, 308, x), hop(x, 200, NULL)};
+    struct dt_client_hop s302[] = {hop(o, 302, x), hop(x, 200, NULL)};
+    struct dt_client_hop s301[] = {hop(o, 301, x), hop(x, 200, NULL)};
+    is_str(judged(x, 308, s307, 2, 0, 0, &r, k, sizeof(k)), "wrong-status,temporary",
+           "issue 14: 307 where 308 is expected: wrong-status, and temporary");
+    is_int(r.severity, DT_CHECK_ERROR_LEVEL, "issue 14: wrong-status is an error");
+    is_int(dt_check_kind_severity(r.problems[1].kind), DT_CHECK_WARNING,
+           "issue 14: temporary is a warning");
+    is_str(judged(x, 307, s308, 2, 0, 0, &r, k, sizeof(k)), "wrong-status",
+           "issue 14: 308 where 307 is expected: wrong-status only (not temporary)");
+    is_str(judged(x, 301, s302, 2, 0, 0, &r, k, sizeof(k)), "wrong-status,temporary",
+           "issue 14: 302 where 301 is expected: temporary");
+    is_str(judged(x, 308, s301, 2, 0, 0, &r, k, sizeof(k)), "wrong-status",
+           "issue 14: 301 where 308 is expected: both permanent, wrong-status only");
+    is_str(judged(x, 0, s307, 2, 0, 0, &r, k, sizeof(k)), "",
+           "issue 14: no expected status: any redirect status will do");
+    is_str(judged(NULL, 308, s307, 2, 0, 0, &r, k, sizeof(k)), "wrong-status,temporary",
+           "issue 14: an expected status is judged without an expected target too");
+
+    struct dt_client_hop plain[] = {hop(o, 200, NULL)};
+    is_str(judged(x, 308, plain, 1, 0, 0, &r, k, sizeof(k)), "no-redirect",
+           "issue 14: no-redirect: a 200 where a redirect is expected");
+    struct dt_client_hop gone[] = {hop(o, 404, NULL)};
+    is_str(judged(x, 308, gone, 1, 0, 0, &r, k, sizeof(k)), "no-redirect,broken-target",
+           "issue 14: a 404 where a redirect is expected: no-redirect and broken-target");
+    is_str(judged(NULL, 0, plain, 1, 0, 0, &r, k, sizeof(k)), "",
+           "issue 14: a 200 for a URL without expectation: no problem");
+
+    struct dt_client_hop chain[] = {hop(o, 301, y), hop(y, 308, x), hop(x, 200, NULL)};
+    is_str(judged(NULL, 0, chain, 3, 0, 0, &r, k, sizeof(k)), "chain",
+           "issue 14: chain: two redirects before the final answer");
+    ok(strstr(r.problems[0].message, "2 redirects") != NULL, "issue 14: the chain is counted");
+
+    struct dt_client_hop loop[] = {hop(o, 307, y), hop(y, 307, o)};
+    is_str(judged(NULL, 0, loop, 2, DT_CLIENT_ELOOP, 0, &r, k, sizeof(k)), "loop",
+           "issue 14: loop, and not also a chain");
+    struct dt_client_hop many[] = {hop(o, 308, x), hop(x, 308, y),
+                                   hop(y, 308, "http://a.example/z")};
+    is_str(judged(NULL, 0, many, 3, DT_CLIENT_ETOOMANY, 0, &r, k, sizeof(k)), "too-many-redirects",
+           "issue 14: too-many-redirects, and not also a chain");
+
+    struct dt_client_hop down[] = {hop("https://a.example/s", 301, x), hop(x, 200, NULL)};
+    down[0].hsts = true;
+    is_str(judged(NULL, 0, down, 2, 0, 0, &r, k, sizeof(k)), "downgrade",
+           "issue 14: downgrade: an https URL redirected to http");
+    is_int(r.severity, DT_CHECK_ERROR_LEVEL, "issue 14: a downgrade is an error");
+    struct dt_client_hop up[] = {hop(x, 301, "https://a.example/s"),
+                                 hop("https://a.example/s", 200, NULL)};
+    up[1].hsts = true;
+    is_str(judged(NULL, 0, up, 2, 0, 0, &r, k, sizeof(k)), "",
+           "issue 14: http to https (with HSTS there): no problem");
+    up[1].hsts = false;
+    is_str(judged(NULL, 0, up, 2, 0, 0, &r, k, sizeof(k)), "no-hsts",
+           "issue 14: no-hsts: an https answer without Strict-Transport-Security");
+    is_int(r.severity, DT_CHECK_WARNING, "issue 14: no-hsts is a warning");
+    struct dt_client_hop internal[] = {hop(x, 307, "https://a.example/x"),
+                                       hop("https://a.example/x", 200, NULL)};
+    internal[0].kind = DT_HOP_HSTS;
+    internal[0].url = (char *)"https://a.example/x0";
+    internal[1].hsts = true;
+    is_str(judged(NULL, 0, internal, 2, 0, 0, &r, k, sizeof(k)), "",
+           "issue 14: an internal HSTS hop (nothing sent) is not judged for its field");
+
+    struct dt_client_hop broken[] = {hop(o, 301, x), hop(x, 500, NULL)};
+    is_str(judged(x, 301, broken, 2, 0, 0, &r, k, sizeof(k)), "broken-target",
+           "issue 14: broken-target: the final answer is a 5xx");
+    struct dt_client_hop fine4[] = {hop(o, 301, x), hop(x, 399, NULL)};
+    is_str(judged(NULL, 0, fine4, 2, 0, 0, &r, k, sizeof(k)), "",
+           "issue 14: a final status below 400 is not broken");
+
+    struct dt_client_hop refused[] = {hop(o, 301, NULL)};
+    refused[0].location = (char *)"http://a.example/a, http://a.example/b";
+    is_str(judged(NULL, 0, refused, 1, DT_CLIENT_EREFUSED, 0, &r, k, sizeof(k)), "refused",
+           "issue 14: refused: a Location the policy does not follow");
+    is_str(judged(x, 301, refused, 1, DT_CLIENT_EREFUSED, 0, &r, k, sizeof(k)), "refused",
+           "issue 14: refused with an expectation: not also no-redirect or wrong-target");
+    is_str(judged(NULL, 0, NULL, 0, DT_CLIENT_EINVAL, 0, &r, k, sizeof(k)), "error-url",
+           "issue 14: a URL that cannot be requested: error-url");
+    is_str(judged(NULL, 0, NULL, 0, DT_CLIENT_ENOMEM, 0, &r, k, sizeof(k)), "error-other",
+           "issue 14: any other failure: error-other");
+
+    static const struct {
+        int code;
+        const char *kind;
+    } errors[] = {
+        {CURLE_COULDNT_RESOLVE_HOST, "error-dns"},
+        {CURLE_COULDNT_CONNECT, "error-connect"},
+        {CURLE_PEER_FAILED_VERIFICATION, "error-tls"},
+        {CURLE_SSL_CONNECT_ERROR, "error-tls"},
+        {CURLE_OPERATION_TIMEDOUT, "error-timeout"},
+        {CURLE_GOT_NOTHING, "error-http"},
+        {CURLE_WEIRD_SERVER_REPLY, "error-http"},
+        {CURLE_RECV_ERROR, "error-http"},
+        {CURLE_URL_MALFORMAT, "error-url"},
+        {CURLE_OUT_OF_MEMORY, "error-other"},
+    };
+    for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+        char name[96];
+        snprintf(name, sizeof(name), "issue 14: CURLcode %d is %s", errors[i].code, errors[i].kind);
+        is_str(judged(x, 308, NULL, 0, DT_CLIENT_ETRANSFER, errors[i].code, &r, k, sizeof(k)),
+               errors[i].kind, name);
+        is_int(r.severity, DT_CHECK_ERROR_LEVEL, "issue 14: an error-* kind is an error");
+    }
+    struct dt_client_hop half[] = {hop(o, 308, x)};
+    is_str(judged(y, 307, half, 1, DT_CLIENT_ETRANSFER, CURLE_COULDNT_CONNECT, &r, k, sizeof(k)),
+           "error-connect,wrong-status",
+           "issue 14: a transfer failing after the first redirect: the error, and the first "
+           "redirect's status still judged, not its target");
+
+    static const char *const names[] = {
+        "wrong-target", "wrong-status",       "temporary",     "no-redirect", "chain",
+        "loop",         "too-many-redirects", "downgrade",     "no-hsts",     "broken-target",
+        "refused",      "error-dns",          "error-connect", "error-tls",   "error-timeout",
+        "error-http",   "error-url",          "error-other"};
+    is_int(sizeof(names) / sizeof(names[0]), DT_CHECK_NKINDS, "issue 14: every kind is named");
+    for (int i = 0; i < DT_CHECK_NKINDS; i++) {
+        const char *n = dt_check_kind_name((enum dt_check_kind)i);
+        is_str(n, names[i], "issue 14: the kind's name");
+        bool warning = !strcmp(n, "chain") || !strcmp(n, "no-hsts") || !strcmp(n, "temporary");
+        is_int(dt_check_kind_severity((enum dt_check_kind)i),
+               warning ? DT_CHECK_WARNING : DT_CHECK_ERROR_LEVEL,
+               "issue 14: chain, no-hsts and temporary are warnings; the others errors");
+    }
+    is_str(dt_check_kind_name(DT_CHECK_NKINDS), "unknown", "issue 14: an unknown kind");
+}
+
+static void check_same_url(void)
+{
+    static const struct {
+        const char *a, *b;
+        bool same;
+        const char *why;
+    } cases[] = {
+        {"http://a.example/x", "http://a.example/x", true, "the same URL"},
+        {"HTTP://A.Example/x", "http://a.example/x", true, "scheme and host without case"},
+        {"http://a.example/X", "http://a.example/x", false, "the path with case"},
+        {"http://a.example:80/x", "http://a.example/x", true, "http's default port"},
+        {"http://a.example/x", "http://a.example:80/x", true, "http's default port (other side)"},
+        {"https://a.example:443/x", "https://a.example/x", true, "https's default port"},
+        {"http://a.example:443/x", "http://a.example/x", false, "443 is not http's default"},
+        {"https://a.example:80/x", "https://a.example/x", false, "80 is not https's default"},
+        {"http://a.example:8080/x", "http://a.example:8081/x", false, "other ports"},
+        {"http://a.example", "http://a.example/", true, "an empty path is /"},
+        {"http://a.example/", "http://a.example", true, "an empty path is / (other side)"},
+        {"http://a.example/x?", "http://a.example/x", true, "an empty query is none"},
+        {"http://a.example/x?a=1", "http://a.example/x?a=2", false, "other queries"},
+        {"http://a.example/x?a=1", "http://a.example/x", false, "a query against none"},
+        {"http://a.example/x#top", "http://a.example/x", true,
+         "a's fragment does not count when b has none"},
+        {"http://a.example/x", "http://a.example/x#top", false, "b's fragment counts"},
+        {"http://a.example/x#top", "http://a.example/x#top", true, "the same fragment"},
+        {"http://a.example/x#a", "http://a.example/x#b", false, "other fragments"},
+        {"http://a.example/x", "https://a.example/x", false, "other schemes"},
+        {"http://a.example/x", "http://b.example/x", false, "other hosts"},
+        {"http://a.example/a/../x", "http://a.example/a/../x", true, "the same as written"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char name[160];
+        snprintf(name, sizeof(name), "issue 14: same URL: %s", cases[i].why);
+        is_int(dt_check_same_url(cases[i].a, cases[i].b), cases[i].same, name);
+    }
+    ok(!dt_check_same_url(NULL, "http://a.example/") && !dt_check_same_url("http://a/", NULL),
+       "issue 14: same URL: NULL is never the same");
+}
+
+static void check_slot(void)
+{
+    uint64_t next = 0;
+    is_int(dt_check_slot(&next, 1000, 100), 1000, "issue 14: a host's first request goes now");
+    is_int(next, 1100, "issue 14: the next slot is one interval later");
+    is_int(dt_check_slot(&next, 1050, 100), 1100, "issue 14: a burst: the second waits its slot");
+    is_int(dt_check_slot(&next, 1050, 100), 1200, "issue 14: a burst: the third the next slot");
+    is_int(dt_check_slot(&next, 1060, 100), 1300, "issue 14: a burst: successive slots");
+    is_int(next, 1400, "issue 14: after the burst, the slot after the last");
+    is_int(dt_check_slot(&next, 1400, 100), 1400, "issue 14: asked exactly at its slot: now");
+    is_int(dt_check_slot(&next, 5000, 100), 5000,
+           "issue 14: an idle host starts at now (no credit saved up for a burst)");
+    is_int(dt_check_slot(&next, 5000, 100), 5100, "issue 14: then spaced again");
+    uint64_t free_run = 0;
+    is_int(dt_check_slot(&free_run, 7, 0), 7, "issue 14: interval 0: no limit");
+    is_int(dt_check_slot(&free_run, 7, 0), 7, "issue 14: interval 0: no limit, again");
+}
+
 int main(void)
 {
     policy();
     hsts();
     library();
+    check_judge();
+    check_same_url();
+    check_slot();
     return done_testing();
 }
