@@ -11,10 +11,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define READ_SIZE (1u << 20)           /* bytes read at a time */
-#define MAX_RECORD (64u * 1024 * 1024) /* a record (line, CSV row, nginx map) longer is an error   \
-                                        */
-#define MAX_SHOWN_ERRORS 100           /* per file; then they are only counted */
+#define READ_SIZE (1u << 20) /* bytes read at a time */
+#define MAX_RECORD                                                                                 \
+    (64u * 1024 * 1024)      /* a record (line, CSV row, nginx map) longer is an error             \
+                              */
+#define MAX_SHOWN_ERRORS 100 /* per file; then they are only counted */
 
 /* A line of a block: a URL as it is, or a rule of the block's table. */
 struct pending {
@@ -34,12 +35,14 @@ struct check_input {
     struct dt_import_stream *stream; /* foreign formats */
     struct dt_buf buf;               /* read, not yet fed */
     bool eof;
+    bool at_start;    /* nothing of the file fed yet */
     uint32_t lineno;  /* line of buf's first byte */
     uint64_t shown;   /* errors of this file shown */
     uint64_t no_host; /* of this file */
     uint32_t no_host_line;
     /* the block */
     const char *block_name; /* of the file its lines came from */
+    bool block_last;        /* the block is its file's last */
     struct dt_table *table;
     int table_file;
     struct pending *pend;
@@ -74,7 +77,7 @@ int check_input_new(struct check_input **out, char *const *files, size_t nfiles,
     if (o->format) {
         if (dt_rule_format_parse(o->format, &in->format) != 0) {
             fprintf(in->o.diag,
-                    "detour check: --format-in '%s': not one of detour, csv, nginx, "
+                    "detour check: --input-format '%s': not one of detour, csv, nginx, "
                     "netlify\n",
                     o->format);
             goto fail;
@@ -144,13 +147,22 @@ static void report(struct check_input *in, struct dt_errors *errs)
     dt_errors_init(errs);
 }
 
-static void close_file(struct check_input *in)
+/* Once the last block of a file has given all its entries: what of it was not checked
+ * for want of --base, in one message. */
+static void file_done(struct check_input *in)
 {
     if (in->no_host)
         fprintf(in->o.diag,
                 "%s:%u: %" PRIu64 " rule%s for any host not checked: give --base "
                 "scheme://host to say where to send them\n",
-                in->name, in->no_host_line, in->no_host, in->no_host == 1 ? "" : "s");
+                in->block_name, in->no_host_line, in->no_host, in->no_host == 1 ? "" : "s");
+    in->no_host = 0;
+    in->block_last = false;
+}
+
+static void close_file(struct check_input *in)
+{
+    in->block_last = true;
     if (in->fd > 0)
         close(in->fd);
     in->fd = -1;
@@ -175,9 +187,9 @@ static bool open_next(struct check_input *in)
         in->stream =
             in->format == DT_FORMAT_DETOUR ? NULL : dt_import_stream_new(in->format, in->name, 0);
         in->eof = false;
+        in->at_start = true;
         in->lineno = 1;
         in->shown = 0;
-        in->no_host = 0;
         in->buf.len = 0;
         return true;
     }
@@ -244,6 +256,10 @@ static struct dt_str lone_url(struct dt_str line, size_t *at)
 static void feed_detour(struct check_input *in, struct dt_str piece, struct dt_errors *errs)
 {
     size_t pos = 0;
+    /* a UTF-8 byte order mark, as Windows tools write at the start of a text file */
+    if (in->at_start && piece.len >= 3 && !memcmp(piece.ptr, "\xEF\xBB\xBF", 3))
+        pos = 3;
+    in->at_start = false;
     uint32_t lineno = in->lineno;
     while (pos < piece.len) {
         const char *nl = memchr(piece.ptr + pos, '\n', piece.len - pos);
@@ -298,6 +314,8 @@ static void feed_foreign(struct check_input *in, struct dt_str piece, struct dt_
 static bool read_block(struct check_input *in)
 {
     drop_block(in);
+    if (in->block_last)
+        file_done(in);
     struct dt_errors errs;
     dt_errors_init(&errs);
     for (;;) {
@@ -350,6 +368,8 @@ static bool read_block(struct check_input *in)
             close_file(in);
         if (in->npend)
             return true;
+        if (in->block_last)
+            file_done(in); /* a last block that gave nothing */
         dt_table_free(in->table);
         in->table = NULL;
     }
@@ -446,6 +466,8 @@ void check_input_free(struct check_input *in)
 {
     if (!in)
         return;
+    if (in->block_last)
+        file_done(in);
     drop_block(in);
     free(in->pend);
     if (in->fd >= 0)

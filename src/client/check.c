@@ -389,6 +389,13 @@ static void fill(struct engine *e)
                 e->rc = rc;
             break;
         }
+        /* a handle for the slot when it is first used: --concurrency 10000 for a short list
+         * makes no more than the list needs */
+        if (!s->h && !(s->h = curl_easy_init())) {
+            e->rc = DT_CLIENT_ENOMEM;
+            e->more = false;
+            break; /* the item is lost with the run, which fails */
+        }
         s->item = item;
         s->state = WAITING; /* taken, until begin() says more */
         e->busy++;
@@ -434,11 +441,6 @@ int dt_check_run(const struct dt_check_options *o)
     curl_multi_setopt(e.multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     /* every slot may keep a connection to its host, and a few spare ones */
     curl_multi_setopt(e.multi, CURLMOPT_MAXCONNECTS, (long)e.nslots + 16);
-    for (unsigned i = 0; i < e.nslots; i++)
-        if (!(e.slots[i].h = curl_easy_init())) {
-            e.rc = DT_CLIENT_ENOMEM;
-            goto out;
-        }
     uint64_t tick = 0;
     for (;;) {
         fill(&e);

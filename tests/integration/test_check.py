@@ -822,10 +822,55 @@ class Usage(Base):
         self.assertEqual(run.rc, 2, run)
         self.assertIn("%s:1:7: status '200' is not a redirect status" % bad_csv, run.err)
 
+    def test_bad_input_format_names_its_option(self):
+        """issue 14: a bad --input-format is a usage error whose message names the option
+        as the user wrote it (it said '--format-in', an option check does not have)."""
+        urls = self.write("u.txt", "http://127.0.0.1:%d/\n" % closed_port())
+        run = self.check("--input-format", "yaml", urls)
+        self.assertEqual(run.rc, 2, run)
+        self.assertIn("--input-format 'yaml'", run.err, run)
+
+    def test_a_large_concurrency_costs_nothing_for_a_short_list(self):
+        """issue 14: --concurrency 10000 for one URL makes one connection handle, not
+        10,000 (it made them all at the start: 105 MB for one URL)."""
+        o = self.origin(default=ok_route())
+        urls = self.write("u.txt", o.url("/one") + "\n")
+        wrapper = ("import resource, subprocess, sys\n"
+                   "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+                   "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+        p = subprocess.run([sys.executable, "-c", wrapper, DETOUR, "check", "-q",
+                            "--concurrency", "10000", urls],
+                           capture_output=True, text=True, timeout=60)
+        limit = 400 if "asan" in DETOUR.lower() else 40
+        self.assertLess(int(p.stdout.strip()) / 1024, limit, p.stderr)
+
 
 # ---- inputs --------------------------------------------------------------------------------
 
 class Inputs(WithServe):
+    def test_stderr_counts_every_rule_for_any_host(self):
+        """issue 14: without --base, stderr says how many rules for any host were not
+        checked, and the count is the summary's not_checked.no_host: for a small file (one
+        block; the message was missing) and for one of 70,000 rules (two blocks; the
+        message said 66,924)."""
+        for n in (3, 70000):
+            path = self.write("rules%d.txt" % n, "".join("/p%d /q%d\n" % (i, i)
+                                                         for i in range(n)))
+            run = self.check_json(path)
+            self.assertEqual(run.rc, 0, run)
+            self.assertEqual(run.summary["not_checked"]["no_host"], n)
+            self.assertIn("%s:1: %d rules for any host not checked" % (path, n), run.err)
+            self.assertIn("--base", run.err)
+
+    def test_a_byte_order_mark_starts_a_url_list(self):
+        """issue 14: a URL list saved by a Windows tool starts with a UTF-8 byte order mark;
+        its first URL is checked (it was a bad line), as CSV files already were."""
+        o = self.origin(default=ok_route())
+        urls = self.write("u.txt", "\ufeff" + o.url("/one") + "\n" + o.url("/two") + "\n")
+        run = self.check_json(urls)
+        self.assertEqual(run.rc, 0, run)
+        self.assertEqual(sorted(r["line"] for r in run.results), [1, 2])
+
     def test_rule_file_exact_prefix_placeholder_regex_and_shadowed(self):
         """issue 14: a detour rule file: an exact rule is checked with its own path, a prefix,
         a placeholder pattern and a regex with a literal start with a sample; a rule another
