@@ -1311,6 +1311,27 @@ class AgainstServe(Base):
         res = self.get_on_tty("-X", "POST", "-d", "@" + payload, url, answer=b"n\n")
         self.assertEqual(res.rc, 3, res)
 
+    def test_resolve_and_connect_to_reach_a_server_dns_does_not_know(self):
+        """issue 14: --resolve and --connect-to, with curl's meaning, in detour get too: the
+        URL and Host stay old.example while the connection goes to detour serve; without
+        them the name does not resolve; a malformed entry is a usage error."""
+        srv = Server("old.example/a  /b  308\n").start()
+        self.addCleanup(srv.close)
+        for opt in (["--resolve", "old.example:%d:127.0.0.1" % srv.port],
+                    ["--connect-to", "old.example:%d:127.0.0.1:%d" % (srv.port, srv.port)]):
+            res = self.get(*opt, "http://old.example:%d/a" % srv.port)
+            self.assertEqual(res.chain[0], "308 GET http://old.example:%d/a -> "
+                             "http://old.example:%d/b (method kept)" % (srv.port, srv.port),
+                             res)
+        res = self.get("--connect-to", "old.example:80:127.0.0.1:%d" % srv.port,
+                       "http://old.example/a")
+        self.assertIn("308 GET http://old.example/a -> http://old.example/b", res.err)
+        res = self.get("http://old.example.invalid/a")
+        self.assertExit(res, 1)
+        for bad in (["--resolve", "old.example"], ["--connect-to", "a:1:b"]):
+            res = self.get(*bad, "http://old.example/a")
+            self.assertExit(res, 2)
+
 
 # ---- exit statuses, usage, output ------------------------------------------------------------
 
