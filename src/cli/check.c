@@ -64,6 +64,8 @@ static const char help[] =
     "      --cacert FILE              CA certificates for https\n"
     "  -k, --insecure                 do not verify https certificates\n"
     "      --http1.1                  speak HTTP/1.1 only (default: HTTP/2 where offered)\n"
+    "      --http2-prior-knowledge    HTTP/2 on plain http too, without asking: every URL of\n"
+    "                                 a host over one connection\n"
     "  -h, --help                     show this help\n"
     "\n"
     "Exit status: 0 when no problem is at or above --fail-on, 1 otherwise, 2 for bad\n"
@@ -84,6 +86,7 @@ enum {
     O_FAIL_ON,
     O_CACERT,
     O_HTTP11,
+    O_HTTP2_PRIOR,
 };
 
 static const struct option options[] = {
@@ -104,6 +107,7 @@ static const struct option options[] = {
     {"cacert", required_argument, NULL, O_CACERT},
     {"insecure", no_argument, NULL, 'k'},
     {"http1.1", no_argument, NULL, O_HTTP11},
+    {"http2-prior-knowledge", no_argument, NULL, O_HTTP2_PRIOR},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -708,6 +712,9 @@ int dt_cmd_check(int argc, char **argv)
             break;
         case O_HTTP11:
             pol.http = DT_CLIENT_HTTP_1_1;
+            break;
+        case O_HTTP2_PRIOR:
+            pol.http = DT_CLIENT_HTTP_2_PRIOR;
             break;
         case 'h':
             fputs(help, stdout);

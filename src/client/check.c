@@ -7,7 +7,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- judging ----------------------------------------------------------------------------- */
 
@@ -279,6 +281,7 @@ struct slot {
     struct chain chain;
     struct dt_check_result result;
     struct dt_client_request req;
+    bool configured;  /* h has the policy's options */
     uint64_t wake;    /* WAITING: when its request may go */
     uint64_t started; /* µs: the chain's first request */
 };
@@ -291,6 +294,8 @@ struct engine {
     unsigned nslots, busy;
     struct hosts hosts;
     uint64_t interval; /* µs between two requests to one host; 0: no limit */
+    int epoll;         /* the sockets libcurl wants watched */
+    uint64_t timer;    /* when libcurl wants to be called (µs), or UINT64_MAX */
     bool more;         /* next() may give more */
     int rc;
 };
@@ -324,8 +329,13 @@ static void send_waiting(struct engine *e, uint64_t now)
         struct slot *s = &e->slots[i];
         if (s->state != WAITING || s->wake > now)
             continue;
-        dt_xfer_setup(s->h, &s->chain.xr, &e->policy, &s->chain.x);
-        curl_easy_setopt(s->h, CURLOPT_PRIVATE, s);
+        /* the policy's options once a handle; a request's own before each */
+        if (!s->configured) {
+            dt_xfer_configure(s->h, &e->policy, &s->chain.x);
+            curl_easy_setopt(s->h, CURLOPT_PRIVATE, s);
+            s->configured = true;
+        }
+        dt_xfer_request(s->h, &s->chain.xr, &s->chain.x);
         if (curl_multi_add_handle(e->multi, s->h) != CURLM_OK) {
             s->chain.rc = DT_CLIENT_ENOMEM;
             finish(e, s);
@@ -421,6 +431,61 @@ static void collect(struct engine *e)
     }
 }
 
+/* libcurl's multi_socket interface: it says which sockets to watch for what, and we tell it
+ * which are ready, so that each event costs the transfers it concerns, not a pass over all
+ * of them and a poll() of every socket (curl_multi_perform and curl_multi_poll). */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *known)
+{
+    (void)easy;
+    struct engine *e = ud;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(e->epoll, EPOLL_CTL_DEL, fd, NULL); /* may be closed already: no matter */
+        curl_multi_assign(e->multi, fd, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {
+        .events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u),
+        .data.fd = fd,
+    };
+    int op = known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(e->epoll, op, fd, &ev) != 0)
+        epoll_ctl(e->epoll, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+    if (!known)
+        curl_multi_assign(e->multi, fd, e);
+    return 0;
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *ud)
+{
+    (void)multi;
+    struct engine *e = ud;
+    e->timer = timeout_ms < 0 ? UINT64_MAX : now_us() + (uint64_t)timeout_ms * 1000;
+    return 0;
+}
+
+/* Waits until a socket is ready, libcurl's timer, a waiting request's slot or the tick (µs,
+ * none past wake), and lets libcurl act on what happened. */
+static void wait_and_act(struct engine *e, uint64_t wake)
+{
+    uint64_t now = now_us();
+    if (e->timer < wake)
+        wake = e->timer;
+    int timeout = wake <= now ? 0 : (int)((wake - now + 999) / 1000);
+    struct epoll_event ev[64];
+    int n = epoll_wait(e->epoll, ev, (int)DT_ARRAY_LEN(ev), timeout);
+    int running;
+    for (int i = 0; i < n; i++) {
+        int flags = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                    (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                    (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+        curl_multi_socket_action(e->multi, ev[i].data.fd, flags, &running);
+    }
+    if (now_us() >= e->timer) {
+        e->timer = UINT64_MAX;
+        curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+}
+
 int dt_check_run(const struct dt_check_options *o)
 {
     dt_client_global_init();
@@ -434,10 +499,16 @@ int dt_check_run(const struct dt_check_options *o)
     e.interval = o->rate > 0 ? (uint64_t)(1e6 / o->rate) : 0;
     e.slots = calloc(e.nslots, sizeof(*e.slots));
     e.multi = curl_multi_init();
-    if (!e.slots || !e.multi) {
+    e.epoll = epoll_create1(EPOLL_CLOEXEC);
+    e.timer = UINT64_MAX;
+    if (!e.slots || !e.multi || e.epoll < 0) {
         e.rc = DT_CLIENT_ENOMEM;
         goto out;
     }
+    curl_multi_setopt(e.multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(e.multi, CURLMOPT_SOCKETDATA, &e);
+    curl_multi_setopt(e.multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(e.multi, CURLMOPT_TIMERDATA, &e);
     curl_multi_setopt(e.multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     /* every slot may keep a connection to its host, and a few spare ones */
     curl_multi_setopt(e.multi, CURLMOPT_MAXCONNECTS, (long)e.nslots + 16);
@@ -448,26 +519,20 @@ int dt_check_run(const struct dt_check_options *o)
         send_waiting(&e, now);
         if (!e.busy && !e.more)
             break;
-        int running;
-        curl_multi_perform(e.multi, &running);
-        collect(&e);
-        now = now_us();
         if (o->tick && now >= tick + 200000) {
             o->tick(o->ud);
             tick = now;
         }
-        /* sleep until a socket is ready, a waiting request's slot comes, or the tick */
+        /* no waiting while a slot is free for an item to come, or nothing is under way */
         uint64_t wake = tick + 200000;
-        bool work = false;
         for (unsigned i = 0; i < e.nslots; i++) {
             if (e.slots[i].state == WAITING && e.slots[i].wake < wake)
                 wake = e.slots[i].wake;
             if (e.slots[i].state == FREE && e.more)
-                work = true;
+                wake = 0;
         }
-        long wait_ms = work || !e.busy || wake <= now ? 0 : (long)((wake - now + 999) / 1000);
-        if (wait_ms > 0)
-            curl_multi_poll(e.multi, NULL, 0, (int)wait_ms, NULL);
+        wait_and_act(&e, e.busy ? wake : 0);
+        collect(&e);
     }
     if (o->tick)
         o->tick(o->ud);
@@ -485,6 +550,8 @@ out:
     }
     if (e.multi)
         curl_multi_cleanup(e.multi);
+    if (e.epoll >= 0)
+        close(e.epoll);
     free(e.slots);
     dt_strmap_dispose(&e.hosts.map, free);
     return e.rc;

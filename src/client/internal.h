@@ -127,6 +127,10 @@ int dt_xfer_perform(CURL *h, const struct xfer_request *req, const struct dt_cli
  * returns as dt_xfer_perform. */
 void dt_xfer_setup(CURL *h, const struct xfer_request *req, const struct dt_client_policy *p,
                    struct xfer_response *resp);
+/* setup in two parts, for a handle that sends many requests under one policy into one
+ * resp: configure once (what the policy says), then request before each send. */
+void dt_xfer_configure(CURL *h, const struct dt_client_policy *p, struct xfer_response *resp);
+void dt_xfer_request(CURL *h, const struct xfer_request *req, struct xfer_response *resp);
 int dt_xfer_finish(CURL *h, int code, struct xfer_response *resp);
 void dt_xfer_response_dispose(struct xfer_response *resp);
 

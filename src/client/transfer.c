@@ -160,18 +160,9 @@ static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *
     return 0;
 }
 
-void dt_xfer_setup(CURL *h, const struct xfer_request *req, const struct dt_client_policy *p,
-                   struct xfer_response *resp)
+void dt_xfer_configure(CURL *h, const struct dt_client_policy *p, struct xfer_response *resp)
 {
     curl_easy_reset(h); /* keeps live connections, so hops to one origin reuse them */
-    clear_headers(resp);
-    resp->status = 0;
-    resp->deliver = false;
-    resp->write_failed = false;
-    resp->curl_code = CURLE_OK;
-    resp->error[0] = '\0';
-
-    curl_easy_setopt(h, CURLOPT_URL, req->url);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); /* send the URL the chain shows */
@@ -182,11 +173,6 @@ void dt_xfer_setup(CURL *h, const struct xfer_request *req, const struct dt_clie
     curl_easy_setopt(h, CURLOPT_HEADERDATA, resp);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, req->headers);
-    if (req->resolve)
-        curl_easy_setopt(h, CURLOPT_RESOLVE, req->resolve);
-    if (req->connect_to)
-        curl_easy_setopt(h, CURLOPT_CONNECT_TO, req->connect_to);
     /* In a multi handle, a new request to a host already spoken to over HTTP/2 waits for
      * that connection rather than opening another: one connection, many streams. */
     curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
@@ -194,6 +180,14 @@ void dt_xfer_setup(CURL *h, const struct xfer_request *req, const struct dt_clie
                                     CURL_HTTP_VERSION_2_0, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE};
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
                      versions[(unsigned)p->http <= DT_CLIENT_HTTP_2_PRIOR ? p->http : 0]);
+    /* libcurl before 8.0 fails the second request on a reused prior-knowledge connection
+     * ("Error in the HTTP2 framing layer", curl issue 10634): each request gets a
+     * connection of its own there, slower but answered */
+    if (p->http == DT_CLIENT_HTTP_2_PRIOR &&
+        curl_version_info(CURLVERSION_NOW)->version_num < 0x080000) {
+        curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    }
     if (p->timeout_ms > 0)
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, p->timeout_ms);
     if (p->cacert)
@@ -207,22 +201,46 @@ void dt_xfer_setup(CURL *h, const struct xfer_request *req, const struct dt_clie
         curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, on_debug);
         curl_easy_setopt(h, CURLOPT_DEBUGDATA, (void *)p);
     }
+}
 
-    bool head = !strcmp(req->method, "HEAD");
+void dt_xfer_request(CURL *h, const struct xfer_request *req, struct xfer_response *resp)
+{
+    clear_headers(resp);
+    resp->status = 0;
+    resp->deliver = false;
+    resp->write_failed = false;
+    resp->curl_code = CURLE_OK;
+    resp->error[0] = '\0';
+    curl_easy_setopt(h, CURLOPT_URL, req->url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, req->headers);
+    curl_easy_setopt(h, CURLOPT_RESOLVE, req->resolve);
+    curl_easy_setopt(h, CURLOPT_CONNECT_TO, req->connect_to);
+    /* every option of the method is set, so that one handle serves HEAD, GET and POST in
+     * turn without a reset */
     if (req->body) {
+        curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
         curl_easy_setopt(h, CURLOPT_READDATA, req->body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_wire_length(req->body));
-        if (strcmp(req->method, "POST") != 0)
-            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
-    } else if (head) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST,
+                         strcmp(req->method, "POST") != 0 ? req->method : NULL);
+    } else if (!strcmp(req->method, "HEAD")) {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
     } else {
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-        if (strcmp(req->method, "GET") != 0)
-            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST,
+                         strcmp(req->method, "GET") != 0 ? req->method : NULL);
     }
+}
+
+void dt_xfer_setup(CURL *h, const struct xfer_request *req, const struct dt_client_policy *p,
+                   struct xfer_response *resp)
+{
+    dt_xfer_configure(h, p, resp);
+    dt_xfer_request(h, req, resp);
 }
 
 int dt_xfer_finish(CURL *h, int code, struct xfer_response *resp)

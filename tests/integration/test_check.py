@@ -1285,6 +1285,21 @@ class Reach(WithServe):
             self.assertEqual({h["protocol"] for h in hops}, {protocol})
             self.assertLessEqual(connections() - before, most, protocol)
 
+    def test_http2_prior_knowledge_on_plain_http(self):
+        """issue 14: --http2-prior-knowledge, as curl's: HTTP/2 on plain http from the first
+        byte (detour serve answers h2c), every hop of every chain answered."""
+        srv = Server(rules="/c/:n /t/:n 308\n")
+        srv.start()
+        self.addCleanup(srv.close)
+        urls = self.write("u.txt", "".join(srv.url("/c/%d" % i) + "\n" for i in range(30)))
+        run = self.check("--format", "json", "--http2-prior-knowledge", "--concurrency", "10",
+                         urls)
+        self.assertEqual(len(run.results), 30, run)
+        self.assertEqual({h["protocol"] for r in run.results for h in r["hops"]}, {"HTTP/2"})
+        # each chain's second request too (libcurl 7.88 failed it on a reused connection)
+        self.assertEqual({tuple(h["status"] for h in r["hops"]) for r in run.results},
+                         {(308, 404)}, run)
+
 
 # ---- rate, concurrency, keep-alive ---------------------------------------------------------
 

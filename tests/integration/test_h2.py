@@ -416,6 +416,11 @@ class H2(unittest.TestCase):
         self.assertIn(b"307 POST %s -> %s (method and body kept) [HTTP/2]"
                       % (self.plain("/old/a").encode(), self.plain("/new/a").encode()),
                       p.stderr)
+        # the second hop is answered too: libcurl 7.88 (Debian 12) failed a second request
+        # on a reused prior-knowledge connection ("Error in the HTTP2 framing layer")
+        self.assertIn(b"404 POST %s (final) [HTTP/2]" % self.plain("/new/a").encode(),
+                      p.stderr)
+        self.assertEqual(p.returncode, 4, p.stderr)
         p = run(self.plain("/old/a"))
         self.assertNotIn(b"[HTTP/", p.stderr)
 
