@@ -361,14 +361,9 @@ static void time_host(struct run *r, const struct dt_client_result *ch)
         const struct dt_client_hop *h = &ch->hops[i];
         if (h->kind != DT_HOP_NETWORK || !h->time_us)
             continue;
-        struct dt_url u;
         char host[256];
-        if (dt_url_parse(dt_str_make(h->url, strlen(h->url)), &u, NULL) != 0 ||
-            u.host.len >= sizeof(host))
+        if (!dt_client_url_host(h->url, host, sizeof(host)))
             continue;
-        memcpy(host, u.host.ptr, u.host.len);
-        host[u.host.len] = '\0';
-        dt_ascii_lower(host, u.host.len);
         void **slot = dt_strmap_get(&r->hosts, host, r->hosts.n < MAX_HOSTS);
         struct host_time *t = slot ? *slot : &r->other_hosts;
         if (slot && !t)

@@ -61,12 +61,6 @@ static void problem(struct dt_check_result *r, enum dt_check_kind k, const char 
         r->severity = kinds[k].severity;
 }
 
-static bool is_scheme(const char *url, const char *scheme)
-{
-    size_t n = strlen(scheme);
-    return url && !strncasecmp(url, scheme, n) && url[n] == ':';
-}
-
 static bool permanent(int status)
 {
     return status == 301 || status == 308;
@@ -172,12 +166,13 @@ void dt_check_judge(const struct dt_check_item *it, struct dt_check_result *r)
         const struct dt_client_hop *h = &c->hops[i];
         if (h->followed)
             redirects++;
-        if (h->followed && is_scheme(h->url, "https") && is_scheme(h->next_url, "http"))
+        if (h->followed && dt_client_scheme_is(h->url, "https") &&
+            dt_client_scheme_is(h->next_url, "http"))
             problem(r, DT_CHECK_DOWNGRADE, "%d from %s leads to plain http: %s", h->status, h->url,
                     h->next_url);
         /* RFC 6797 7.1: an HSTS host sends the field in every answer over https */
-        if (!bare && h->kind == DT_HOP_NETWORK && h->status && is_scheme(h->url, "https") &&
-            !h->hsts)
+        if (!bare && h->kind == DT_HOP_NETWORK && h->status &&
+            dt_client_scheme_is(h->url, "https") && !h->hsts)
             bare = h;
     }
     if (bare)
@@ -252,12 +247,8 @@ static bool passed(void *ctx, void *value)
 static uint64_t hosts_slot(struct hosts *t, const char *url, uint64_t now, uint64_t interval)
 {
     char name[256];
-    struct dt_url u;
-    if (dt_url_parse(dt_str_make(url, strlen(url)), &u, NULL) != 0 || u.host.len >= sizeof(name))
-        u.host = DT_STR("");
-    memcpy(name, u.host.ptr, u.host.len);
-    name[u.host.len] = '\0';
-    dt_ascii_lower(name, u.host.len);
+    if (!dt_client_url_host(url, name, sizeof(name)))
+        name[0] = '\0';
     if (t->map.n >= 2 * t->pruned_at + 1024) {
         dt_strmap_prune(&t->map, passed, &now);
         t->pruned_at = t->map.n;

@@ -68,6 +68,13 @@ struct dt_check_result {
  * r->rc and r->curl_code. Pure; any thread. */
 void dt_check_judge(const struct dt_check_item *it, struct dt_check_result *r);
 
+/* The host of an absolute URL, lower-cased into host (cap bytes with the NUL): false for a
+ * URL that does not parse or a longer host. Shared by the chain (HSTS), the rate per host
+ * and the command's timing per host. Any thread. */
+bool dt_client_url_host(const char *url, char *host, size_t cap);
+/* True when url (may be NULL) starts with "scheme:", ASCII case ignored. */
+bool dt_client_scheme_is(const char *url, const char *scheme);
+
 /* True when URLs a and b name the same resource: scheme and host compared without case, a
  * default port the same as none, an empty path as "/", an empty query as none; b's fragment
  * counts only when b has one. */

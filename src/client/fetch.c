@@ -237,20 +237,21 @@ static int upgraded(const char *url, struct dt_buf *out)
     return 0;
 }
 
-static bool url_host(const char *url, char *host, size_t cap)
+bool dt_client_url_host(const char *url, char *host, size_t cap)
 {
     struct dt_url u;
     if (dt_url_parse(dt_str_make(url, strlen(url)), &u, NULL) != 0 || u.host.len >= cap)
         return false;
     memcpy(host, u.host.ptr, u.host.len);
     host[u.host.len] = '\0';
+    dt_ascii_lower(host, u.host.len);
     return true;
 }
 
-static bool scheme_is(const char *url, const char *scheme)
+bool dt_client_scheme_is(const char *url, const char *scheme)
 {
     size_t n = strlen(scheme);
-    return !strncasecmp(url, scheme, n) && url[n] == ':';
+    return url && !strncasecmp(url, scheme, n) && url[n] == ':';
 }
 
 /* Asks (or not) before an unsafe request is sent again (C4). True to go on. */
@@ -349,7 +350,8 @@ static bool hsts_target(const struct chain *c, const char *url, struct dt_buf *o
 {
     const struct dt_client_policy *p = c->p;
     char host[256];
-    return p->hsts && scheme_is(url, "http") && url_host(url, host, sizeof(host)) &&
+    return p->hsts && dt_client_scheme_is(url, "http") &&
+           dt_client_url_host(url, host, sizeof(host)) &&
            dt_client_hsts_known(p->hsts, host, p->now) && upgraded(url, out) == 0;
 }
 
@@ -358,8 +360,8 @@ static void learn_sts(const struct chain *c, const struct xfer_response *x)
 {
     const struct dt_client_policy *p = c->p;
     char host[256];
-    if (x->sts && p->hsts && scheme_is(c->url.ptr, "https") && !p->insecure &&
-        url_host(c->url.ptr, host, sizeof(host)))
+    if (x->sts && p->hsts && dt_client_scheme_is(c->url.ptr, "https") && !p->insecure &&
+        dt_client_url_host(c->url.ptr, host, sizeof(host)))
         dt_client_hsts_learn(p->hsts, host, x->sts, p->now);
 }
 
@@ -524,7 +526,7 @@ static int hsts_upgrade(struct chain *c)
             hop->next_method = strdup(c->method);
             hop->note = strdup("internal HSTS upgrade, nothing sent");
             char host[256];
-            if (url_host(up.ptr, host, sizeof(host)))
+            if (dt_client_url_host(up.ptr, host, sizeof(host)))
                 note(c, "HSTS: %s is known, using https", host);
             set_url(c, up.ptr);
         }

@@ -5,6 +5,7 @@
 #define DT_CLIENT_INTERNAL_H
 
 #include "base/base.h"
+#include "client/check.h"
 #include "detour/client.h"
 #include "http/http.h"
 #include "url/url.h"

@@ -163,9 +163,7 @@ static void duplicates(struct ctx *c)
     for (size_t i = 0; i < t->nrules; i++) {
         const struct dt_rule *r = &t->rules[i];
         source_key(t, r, &key);
-        uint64_t h = 1469598103934665603ULL;
-        for (size_t k = 0; k < key.len; k++)
-            h = (h ^ (unsigned char)key.ptr[k]) * 1099511628211ULL;
+        uint64_t h = dt_hash_bytes(key.ptr, key.len);
         size_t s = h & (size - 1);
         for (; slots[s]; s = (s + 1) & (size - 1)) {
             if (hashes[s] != h)

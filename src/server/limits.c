@@ -35,9 +35,7 @@ static uint64_t key_of(const struct sockaddr_storage *ss)
         p = IN6_IS_ADDR_V4MAPPED(a) ? a->s6_addr + 12 : a->s6_addr;
         n = IN6_IS_ADDR_V4MAPPED(a) ? 4 : 16;
     }
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ULL;
+    uint64_t h = dt_hash_bytes(p, n);
     return n && h ? h : 0;
 }
 

@@ -45,10 +45,7 @@ struct current_set {
 
 static uint64_t hash_text(const char *t)
 {
-    uint64_t h = 1469598103934665603u; /* FNV-1a */
-    for (; *t; t++)
-        h = (h ^ (unsigned char)*t) * 1099511628211u;
-    return h;
+    return dt_hash_bytes(t, strlen(t));
 }
 
 /* The slot of source: where it is, or the empty slot where it would go. */
